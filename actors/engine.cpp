@@ -1,0 +1,177 @@
+// The communications engine actor: a thin, serialising front of memory_manager. It monitors every
+// registering actor and (for processes on this host) polls their pids, so that the memory of a
+// process that dies, even by kill -9, is reclaimed.
+#include "cafshm/engine.hpp"
+
+#include <chrono>
+#include <csignal>
+#include <cerrno>
+#include <algorithm>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/system_messages.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "cafshm/memory_manager.hpp"
+
+namespace cafshm {
+
+namespace {
+
+using liveness_atom = caf::atom_constant<caf::atom("shm_alive")>;
+using engine_impl = engine_actor::extend<caf::reacts_to<liveness_atom>>;
+
+struct engine_state {
+  std::shared_ptr<memory_manager> mm;
+  std::chrono::milliseconds liveness_interval{0};
+  // registering actor -> slots it registered; reclaimed when it goes down
+  std::unordered_map<caf::actor_addr, std::vector<uint32_t>> slots_by_actor;
+  // slot -> pid to poll (processes on this host other than the engine's own)
+  std::unordered_map<uint32_t, int32_t> polled_pids;
+  static inline const char* name = "cafshm.engine";
+};
+
+caf::result<done_atom> done(caf::expected<void> x) {
+  if (!x)
+    return std::move(x.error());
+  return done_atom::value;
+}
+
+// Whether two nodes run on the same host: node ids render as "<host hash>#<pid>".
+bool same_host(const caf::node_id& a, const caf::node_id& b) {
+  auto host = [](const caf::node_id& n) {
+    auto s = to_string(n);
+    return s.substr(0, s.find('#'));
+  };
+  return host(a) == host(b);
+}
+
+bool pid_gone(int32_t pid) {
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+void forget_slot(engine_state& st, uint32_t slot) {
+  st.polled_pids.erase(slot);
+  for (auto i = st.slots_by_actor.begin(); i != st.slots_by_actor.end(); ++i) {
+    auto& v = i->second;
+    if (auto j = std::find(v.begin(), v.end(), slot); j != v.end()) {
+      v.erase(j);
+      return;
+    }
+  }
+}
+
+engine_impl::behavior_type engine_behavior(engine_impl::stateful_pointer<engine_state> self,
+                                           std::shared_ptr<memory_manager> mm,
+                                           std::chrono::milliseconds liveness_interval) {
+  self->state.mm = std::move(mm);
+  self->state.liveness_interval = liveness_interval;
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto i = self->state.slots_by_actor.find(dm.source);
+    if (i == self->state.slots_by_actor.end())
+      return;
+    for (auto slot : i->second) {
+      self->state.polled_pids.erase(slot);
+      self->state.mm->reclaim(slot);
+    }
+    self->state.slots_by_actor.erase(i);
+  });
+  if (liveness_interval.count() > 0)
+    self->delayed_send(self, liveness_interval, liveness_atom::value);
+  auto& mmr = *self->state.mm;
+  return {
+    [self, &mmr](register_atom, const std::string& name, uint64_t quota,
+                 int32_t pid) -> caf::result<registration> {
+      auto reg = mmr.register_process(name, pid, quota);
+      if (!reg)
+        return std::move(reg.error());
+      auto sender = self->current_sender();
+      if (sender) {
+        auto addr = caf::actor_cast<caf::actor_addr>(sender);
+        auto& slots = self->state.slots_by_actor[addr];
+        if (slots.empty())
+          self->monitor(addr);
+        slots.push_back(reg->session.process);
+        if (same_host(sender->node(), self->node()) && pid > 0 && pid != ::getpid())
+          self->state.polled_pids.emplace(reg->session.process, pid);
+      }
+      return std::move(*reg);
+    },
+    [self, &mmr](unregister_atom, const session& s) -> caf::result<done_atom> {
+      auto r = mmr.unregister(s);
+      if (r)
+        forget_slot(self->state, s.process);
+      return done(std::move(r));
+    },
+    [&mmr](allocate_atom, const session& s, uint64_t size) -> caf::result<block_ref> {
+      return mmr.allocate(s, size);
+    },
+    [&mmr](free_atom, const session& s, const block_ref& ref) {
+      return done(mmr.free(s, ref));
+    },
+    [&mmr](write_atom, const session& s, const block_ref& ref, uint64_t offset,
+           const std::vector<char>& bytes) { return done(mmr.write(s, ref, offset, bytes)); },
+    [&mmr](read_atom, const session& s, const block_ref& ref, uint64_t offset,
+           uint64_t length) -> caf::result<std::vector<char>> {
+      return mmr.read(s, ref, offset, length);
+    },
+    [&mmr](copy_atom, const session& s, const block_ref& src, const block_ref& dst,
+           const std::vector<copy_range>& ranges) { return done(mmr.copy(s, src, dst, ranges)); },
+    [&mmr](share_atom, const session& s, const block_ref& ref, uint32_t to, uint8_t mode) {
+      return done(mmr.share(s, ref, to, static_cast<access_mode>(mode)));
+    },
+    [&mmr](revoke_atom, const session& s, const block_ref& ref, uint32_t from) {
+      return done(mmr.revoke(s, ref, from));
+    },
+    [&mmr](transfer_atom, const session& s, const block_ref& ref,
+           uint32_t to) -> caf::result<block_ref> { return mmr.transfer(s, ref, to); },
+    [&mmr](name_atom, const session& s, const block_ref& ref, const std::string& name) {
+      return done(mmr.name(s, ref, name));
+    },
+    [&mmr](lookup_atom, const session& s, const std::string& name) -> caf::result<block_ref> {
+      return mmr.lookup(s, name);
+    },
+    [&mmr](remove_atom, const session& s, const std::string& name) {
+      return done(mmr.remove(s, name));
+    },
+    [&mmr](attach_atom, const session& s, const block_ref& ref,
+           uint8_t mode) -> caf::result<view_lease> {
+      if (mode != static_cast<uint8_t>(access_mode::read)
+          && mode != static_cast<uint8_t>(access_mode::read_write))
+        return make_error(errc::invalid_argument, "unknown access mode");
+      return mmr.attach(s, ref, static_cast<access_mode>(mode));
+    },
+    [&mmr](detach_atom, const session& s, const block_ref& ref) {
+      return done(mmr.detach(s, ref));
+    },
+    [&mmr](process_atom, const session& s, const std::string& name) -> caf::result<uint32_t> {
+      return mmr.find_process(s, name);
+    },
+    [&mmr](stats_atom) { return mmr.stats(); },
+    [self, &mmr](liveness_atom) {
+      std::vector<uint32_t> dead;
+      for (auto [slot, pid] : self->state.polled_pids)
+        if (pid_gone(pid))
+          dead.push_back(slot);
+      for (auto slot : dead) {
+        forget_slot(self->state, slot);
+        mmr.reclaim(slot);
+      }
+      self->delayed_send(self, self->state.liveness_interval, liveness_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
+                          const engine_settings& settings) {
+  auto impl = sys.spawn<caf::hidden>(engine_behavior, std::move(mm), settings.liveness_interval);
+  return caf::actor_cast<engine_actor>(impl);
+}
+
+} // namespace cafshm

@@ -1,0 +1,135 @@
+// Layout of administrative memory: the second shared-memory segment, holding all memory-management
+// data and no payload. Only the engine writes it; clients and tools may map it read-only to see
+// their own process entry or statistics. Everything is an offset or an index, never a pointer.
+//
+//   offset 0                 admin_header            (sizeof = 256)
+//   header.allocator_offset  buddy allocator state   (buddy_allocator::state_bytes)
+//   header.process_offset    process_entry[max_processes]   slot 0 is the engine itself
+//   header.block_offset      block_entry[max_blocks]
+//   header.grant_offset      grant_entry[max_grants]
+//   header.name_offset       name_entry[max_names]
+// Sections start 64-byte aligned. All integers are native-endian (one machine shares them).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cafshm::admin {
+
+constexpr uint64_t magic = 0x314d485346414321ull; // "!CAFSHM1"
+constexpr uint32_t layout_version = 1;
+constexpr uint32_t no_index = 0xffffffffu;
+constexpr uint32_t engine_slot = 0; // the engine's own process entry (holds engine-held blocks)
+
+/// Written once by the engine at creation (magic last), then only the counters change.
+struct admin_header {
+  uint64_t magic;              // admin::magic once the segment is fully formatted
+  uint32_t layout_version;     // admin::layout_version
+  uint32_t header_bytes;       // sizeof(admin_header)
+  uint64_t engine_id;          // random, non-zero; block_refs carry it
+  int32_t engine_pid;          // pid of the process owning both segments
+  uint32_t reserved0;
+  uint64_t start_epoch_ns;     // CLOCK_REALTIME when the engine created the segments
+  uint64_t arena_bytes;        // size of the data segment = 2^max_order
+  uint32_t min_order;          // log2 of the smallest block
+  uint32_t max_order;          // log2 of the arena
+  uint32_t max_processes;      // capacities of the tables below
+  uint32_t max_blocks;
+  uint32_t max_grants;
+  uint32_t max_names;
+  uint64_t allocator_offset;   // section offsets from the start of the segment
+  uint64_t allocator_bytes;
+  uint64_t process_offset;
+  uint64_t block_offset;
+  uint64_t grant_offset;
+  uint64_t name_offset;
+  uint64_t total_bytes;        // size of this segment
+  uint32_t live_processes;     // counters, maintained by the engine after every request
+  uint32_t live_blocks;        //   blocks in state live or draining
+  uint32_t live_grants;
+  uint32_t live_names;
+  uint64_t used_bytes;         // sum of 2^order over live and draining blocks
+  uint64_t requested_bytes;    // sum of requested sizes over live blocks
+  uint64_t requests;           // requests served
+  uint64_t rejected;           // requests refused with an error
+  char data_segment[64];       // name of the data segment, NUL-terminated
+  uint32_t free_block_head;    // heads of the free lists of the block, grant and name tables
+  uint32_t free_grant_head;
+  uint32_t free_name_head;
+  uint32_t reserved1;
+};
+static_assert(sizeof(admin_header) == 256);
+
+enum class process_state : uint8_t { free = 0, live = 1 };
+
+/// One memory-management object per registered process. Slot 0 is the engine.
+struct process_entry {
+  process_state state;
+  uint8_t reserved[3];
+  uint32_t generation;         // bumped each time the slot is taken
+  int32_t pid;                 // OS pid of the process (for liveness checks)
+  uint32_t block_count;        // live blocks it owns
+  uint64_t quota_bytes;        // 0 = unlimited
+  uint64_t bytes_in_use;       // sum of 2^order over the live blocks it owns
+  uint64_t allocations;        // counters since registration
+  uint64_t frees;
+  uint64_t reads;
+  uint64_t writes;
+  uint64_t bytes_read;
+  uint64_t bytes_written;
+  uint64_t denied;             // requests refused for access or quota
+  uint64_t registered_ns;      // CLOCK_REALTIME at registration
+  char name[32];               // NUL-terminated, truncated
+};
+static_assert(sizeof(process_entry) == 128);
+
+enum class block_state : uint8_t {
+  free = 0,     // on the block table's free list
+  live = 1,     // allocated and owned
+  draining = 2, // freed by its owner while views were open: unreachable, memory held until
+                // refcount drops to 0, then scrubbed and returned to the allocator
+};
+
+/// One entry per allocated block.
+struct block_entry {
+  uint64_t size;               // bytes requested (the range that may be read/written)
+  uint64_t version;            // bumped by every write or copy into the block
+  uint32_t page;               // offset in the arena / 2^min_order
+  uint32_t generation;         // bumped on every free; a block_ref must match it
+  uint32_t owner;              // process slot (engine_slot for engine-held blocks)
+  uint32_t grant_head;         // first grant_entry of this block or no_index
+  uint32_t refcount;           // open views: owner_views + sum of grant views
+  uint32_t name;               // name_entry index or no_index
+  uint32_t next_free;          // next free table entry when state == free
+  uint32_t owner_views;        // views the owner holds open
+  uint8_t order;               // log2 of the block's bytes
+  block_state state;
+  uint8_t reserved[2];
+};
+static_assert(sizeof(block_entry) == 56);
+
+enum class access : uint8_t { none = 0, read = 1, read_write = 2 };
+
+/// A right (and the open views) of a non-owner process on a block.
+struct grant_entry {
+  uint32_t block;              // block index, or no_index when the entry is free
+  uint32_t process;            // grantee slot
+  uint32_t next;               // next entry of the same block, or of the free list
+  uint32_t views;              // views the grantee holds open
+  access mode;                 // none: right revoked or block freed, views still open
+  uint8_t reserved[3];
+  uint32_t reserved2;
+};
+static_assert(sizeof(grant_entry) == 24);
+
+/// A name bound to a block.
+struct name_entry {
+  char name[56];               // NUL-terminated; empty when the entry is free
+  uint32_t block;              // block index or no_index
+  uint32_t next_free;
+};
+static_assert(sizeof(name_entry) == 64);
+
+constexpr size_t max_name_length = sizeof(name_entry::name) - 1;
+
+} // namespace cafshm::admin

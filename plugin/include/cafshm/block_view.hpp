@@ -1,0 +1,56 @@
+// A zero-copy mapping of one block, handed out by client::map() after the engine validated the
+// access. Only the block's own pages are mapped (never the rest of the arena). The engine counts
+// the view as open until it is closed, so the block's memory is not reused while it is mapped.
+#pragma once
+
+#include <cstddef>
+#include <span>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "cafshm/block_ref.hpp"
+#include "cafshm/engine.hpp"
+#include "cafshm/protocol.hpp"
+#include "cafshm/shm_segment.hpp"
+
+namespace cafshm {
+
+class block_view {
+public:
+  block_view() = default;
+  block_view(block_view&&) noexcept = default;
+  block_view& operator=(block_view&& other) noexcept;
+  ~block_view(); // unmaps and tells the engine (asynchronously) that the view is closed
+
+  /// Maps the lease's pages. Used by client::map; the view then reports its close to `engine`.
+  static caf::expected<block_view> open(const view_lease& lease, const block_ref& ref,
+                                        engine_actor engine, session s);
+
+  std::span<std::byte> bytes() const noexcept { return {data(), size_}; }
+  std::span<const char> chars() const noexcept {
+    return {reinterpret_cast<const char*>(data()), size_};
+  }
+  std::byte* data() const noexcept { return mapping_.data(); }
+  size_t size() const noexcept { return size_; }
+  bool writable() const noexcept { return writable_; }
+  const block_ref& ref() const noexcept { return ref_; }
+  explicit operator bool() const noexcept { return static_cast<bool>(mapping_); }
+
+  /// Unmaps now and tells the engine asynchronously.
+  void close();
+
+  /// Unmaps now without telling the engine; the caller must send detach for the returned ref
+  /// itself (client::transfer does, synchronously, before transferring).
+  block_ref release();
+
+private:
+  shm_segment mapping_;
+  size_t size_ = 0;
+  bool writable_ = false;
+  block_ref ref_;
+  engine_actor engine_;
+  session session_;
+};
+
+} // namespace cafshm

@@ -1,0 +1,101 @@
+// The process side: one registered process and its requests to an engine. Blocking calls (with
+// the configured timeout; a dead or unreachable engine yields errc::engine_unreachable) and an
+// async form for event-based actors. A client is move-only and unregisters when destroyed.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "cafshm/block_ref.hpp"
+#include "cafshm/block_view.hpp"
+#include "cafshm/engine.hpp"
+#include "cafshm/engine_stats.hpp"
+#include "cafshm/error.hpp"
+#include "cafshm/protocol.hpp"
+
+namespace cafshm {
+
+struct client_options {
+  uint64_t quota_bytes = 0; // 0 = the engine's default
+  std::chrono::milliseconds timeout{5000};
+};
+
+class client {
+public:
+  /// Registers a process called `name` with `engine` (local or remote handle).
+  static caf::expected<client> connect(caf::actor_system& sys, engine_actor engine,
+                                       std::string name, client_options opts = {});
+
+  /// Registers with the engine of this actor system's cafshm module (engine role).
+  static caf::expected<client> connect(caf::actor_system& sys, std::string name,
+                                       client_options opts = {});
+
+  client(client&& other) noexcept;
+  client& operator=(client&& other) noexcept;
+  ~client();
+
+  /// Unregisters now: the engine reclaims every block, grant and name of this process.
+  caf::expected<void> close();
+
+  const cafshm::session& session() const noexcept { return reg_.session; }
+  uint32_t slot() const noexcept { return reg_.session.process; }
+  const registration& info() const noexcept { return reg_; }
+  const engine_actor& engine() const noexcept { return engine_; }
+  std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+
+  caf::expected<block_ref> allocate(uint64_t size);
+  caf::expected<void> free(const block_ref& ref);
+  caf::expected<void> write(const block_ref& ref, uint64_t offset, std::span<const char> bytes);
+  caf::expected<std::vector<char>> read(const block_ref& ref, uint64_t offset, uint64_t length);
+  caf::expected<void> copy(const block_ref& src, const block_ref& dst,
+                           std::vector<copy_range> ranges);
+  caf::expected<void> share(const block_ref& ref, uint32_t process, access_mode mode);
+  caf::expected<void> revoke(const block_ref& ref, uint32_t process);
+  caf::expected<block_ref> transfer(const block_ref& ref, uint32_t process);
+  /// Closes `view` (unmapping it) and transfers its block in one call.
+  caf::expected<block_ref> transfer(block_view&& view, uint32_t process);
+  caf::expected<void> name(const block_ref& ref, const std::string& name);
+  caf::expected<block_ref> lookup(const std::string& name);
+  caf::expected<void> remove(const std::string& name);
+  caf::expected<uint32_t> find_process(const std::string& name);
+  caf::expected<engine_stats> stats();
+
+  /// Asks the engine for access and maps the block's pages.
+  caf::expected<block_view> map(const block_ref& ref, access_mode mode);
+
+  /// Async form for event-based actors: `c.request(self, allocate_atom::value, size)` sends
+  /// (atom, session, args...) to the engine with the client's timeout and returns the response
+  /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`.
+  template <class Self, class Atom, class... Ts>
+  auto request(Self* self, Atom atom, Ts&&... xs) const {
+    return self->request(engine_, timeout_, atom, reg_.session, std::forward<Ts>(xs)...);
+  }
+
+private:
+  client(caf::actor_system& sys, engine_actor engine, caf::actor keeper, registration reg,
+         std::chrono::milliseconds timeout);
+
+  template <class R, class... Ts>
+  caf::expected<R> call(Ts&&... xs);
+  template <class... Ts>
+  caf::expected<void> call_done(Ts&&... xs);
+
+  caf::actor_system* sys_ = nullptr;
+  engine_actor engine_;
+  caf::actor keeper_; // registered the process; the engine monitors it
+  registration reg_;
+  std::chrono::milliseconds timeout_{5000};
+};
+
+/// Maps CAF's own request failures (timeout, broken link) to errc::engine_unreachable.
+caf::error engine_error(caf::error err);
+
+} // namespace cafshm

@@ -1,0 +1,92 @@
+// A snapshot of an engine's memory-management data, as answered by the stats request.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/meta/type_name.hpp>
+
+#include "cafshm/block_ref.hpp"
+
+namespace cafshm {
+
+struct process_stats {
+  uint32_t slot = 0;
+  int32_t pid = 0;
+  std::string name;
+  uint64_t quota_bytes = 0;  // 0 = unlimited
+  uint64_t bytes_in_use = 0;
+  uint32_t blocks = 0;
+  uint64_t allocations = 0;
+  uint64_t frees = 0;
+  uint64_t reads = 0;
+  uint64_t writes = 0;
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+  uint64_t denied = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, process_stats& x) {
+  return f(caf::meta::type_name("cafshm::process_stats"), x.slot, x.pid, x.name, x.quota_bytes,
+           x.bytes_in_use, x.blocks, x.allocations, x.frees, x.reads, x.writes, x.bytes_read,
+           x.bytes_written, x.denied);
+}
+
+struct named_block {
+  std::string name;
+  block_ref ref;
+  uint32_t owner = 0;  // process slot; 0 = held by the engine
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, named_block& x) {
+  return f(caf::meta::type_name("cafshm::named_block"), x.name, x.ref, x.owner);
+}
+
+struct engine_stats {
+  uint64_t engine_id = 0;
+  std::string data_segment;
+  std::string admin_segment;
+  uint64_t arena_bytes = 0;
+  uint64_t admin_bytes = 0;
+  uint64_t min_block_bytes = 0;
+  uint64_t free_bytes = 0;
+  uint64_t used_bytes = 0;          // arena_bytes - free_bytes
+  uint64_t requested_bytes = 0;     // sum of requested sizes of live blocks
+  uint64_t largest_free_block = 0;
+  std::vector<uint64_t> free_bytes_by_order; // index 0 = min block order
+  uint32_t processes = 0;           // registered, without the engine itself
+  uint32_t blocks = 0;              // live + draining
+  uint32_t draining_blocks = 0;
+  uint32_t grants = 0;
+  uint32_t names = 0;
+  uint32_t max_processes = 0;
+  uint32_t max_blocks = 0;
+  uint32_t max_grants = 0;
+  uint32_t max_names = 0;
+  uint64_t requests = 0;
+  uint64_t rejected = 0;
+  std::vector<process_stats> process_list; // engine (slot 0) first
+  std::vector<named_block> name_list;
+
+  /// 1 - largest_free_block / free_bytes (0 when nothing or everything is free in one block).
+  double fragmentation() const noexcept {
+    return free_bytes == 0 ? 0.0
+                           : 1.0 - static_cast<double>(largest_free_block)
+                                     / static_cast<double>(free_bytes);
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
+  return f(caf::meta::type_name("cafshm::engine_stats"), x.engine_id, x.data_segment,
+           x.admin_segment, x.arena_bytes, x.admin_bytes, x.min_block_bytes, x.free_bytes,
+           x.used_bytes, x.requested_bytes, x.largest_free_block, x.free_bytes_by_order,
+           x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
+           x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.process_list,
+           x.name_list);
+}
+
+} // namespace cafshm

@@ -1,0 +1,129 @@
+// The engine's core: applies requests to the memory-management data in admin memory and to the
+// arena, after checking each against it (session, owner or grant, generation, bounds, quota).
+// It owns both shared-memory segments and is the only writer of admin memory. It knows nothing
+// of CAF actors; the engine actor (actors/engine.cpp) calls it, tests and fuzzers call it directly.
+// Not thread-safe: one caller at a time (the engine actor serialises requests).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "cafshm/admin_layout.hpp"
+#include "cafshm/block_ref.hpp"
+#include "cafshm/buddy_allocator.hpp"
+#include "cafshm/engine_stats.hpp"
+#include "cafshm/error.hpp"
+#include "cafshm/protocol.hpp"
+#include "cafshm/settings.hpp"
+#include "cafshm/shm_segment.hpp"
+
+namespace cafshm {
+
+class memory_manager {
+public:
+  /// Bytes of admin memory the given settings need.
+  static uint64_t admin_bytes(const engine_settings& s);
+
+  /// Segment names derived from the engine name.
+  static std::string data_segment_name(const std::string& engine_name);
+  static std::string admin_segment_name(const std::string& engine_name);
+
+  /// Creates and formats both segments. If segments of that name exist: refuses when the engine
+  /// recorded in them is alive (errc::segment_error naming its pid), removes them when it is dead.
+  static caf::expected<std::unique_ptr<memory_manager>> create(const engine_settings& s);
+
+  memory_manager(const memory_manager&) = delete;
+  memory_manager& operator=(const memory_manager&) = delete;
+  ~memory_manager(); // removes both segments
+
+  // -- requests -------------------------------------------------------------------------------
+
+  caf::expected<registration> register_process(std::string_view name, int32_t pid,
+                                               uint64_t quota_bytes);
+  caf::expected<void> unregister(const session& s);
+  caf::expected<block_ref> allocate(const session& s, uint64_t size);
+  caf::expected<void> free(const session& s, const block_ref& ref);
+  caf::expected<void> write(const session& s, const block_ref& ref, uint64_t offset,
+                            std::span<const char> bytes);
+  caf::expected<std::vector<char>> read(const session& s, const block_ref& ref, uint64_t offset,
+                                        uint64_t length);
+  caf::expected<void> copy(const session& s, const block_ref& src, const block_ref& dst,
+                           const std::vector<copy_range>& ranges);
+  caf::expected<void> share(const session& s, const block_ref& ref, uint32_t process,
+                            access_mode mode);
+  caf::expected<void> revoke(const session& s, const block_ref& ref, uint32_t process);
+  caf::expected<block_ref> transfer(const session& s, const block_ref& ref, uint32_t process);
+  caf::expected<void> name(const session& s, const block_ref& ref, std::string_view name);
+  caf::expected<block_ref> lookup(const session& s, std::string_view name);
+  /// Frees the block bound to `name` if the requester owns it or the engine holds it.
+  caf::expected<void> remove(const session& s, std::string_view name);
+  /// Permission to map the block; counts an open view until detach().
+  caf::expected<view_lease> attach(const session& s, const block_ref& ref, access_mode mode);
+  caf::expected<void> detach(const session& s, const block_ref& ref);
+  /// Slot of the first live process registered under `name`.
+  caf::expected<uint32_t> find_process(const session& s, std::string_view name);
+
+  /// The engine's own session (slot 0), for blocks the engine holds.
+  session engine_session() const noexcept { return {admin::engine_slot, tokens_[0]}; }
+
+  /// Reclaims everything of a process that died: its blocks, grants, views, names, its slot.
+  void reclaim(uint32_t slot);
+
+  engine_stats stats() const;
+
+  /// Allocator invariants plus exact accounting (per process, per block, header counters).
+  /// Returns "" when all hold.
+  std::string check() const;
+
+  // -- introspection --------------------------------------------------------------------------
+
+  uint64_t engine_id() const noexcept { return header().engine_id; }
+  int32_t pid_of(uint32_t slot) const noexcept;
+  bool is_live(uint32_t slot) const noexcept;
+  std::vector<uint32_t> live_slots() const;
+  const admin::admin_header& header() const noexcept;
+  const shm_segment& arena() const noexcept { return data_; }
+  const shm_segment& admin_memory() const noexcept { return admin_; }
+
+private:
+  memory_manager(const engine_settings& s, shm_segment data, shm_segment admin);
+  void format();
+
+  admin::admin_header& header_mut() noexcept;
+  admin::process_entry& process(uint32_t slot) const noexcept;
+  admin::block_entry& block(uint32_t index) const noexcept;
+  admin::grant_entry& grant(uint32_t index) const noexcept;
+  admin::name_entry& name_at(uint32_t index) const noexcept;
+  std::byte* payload(const admin::block_entry& b) const noexcept;
+
+  caf::expected<admin::process_entry*> resolve(const session& s);
+  /// Live block that `ref` names, checked for the requester's right `need` (none = owner only).
+  caf::expected<admin::block_entry*> resolve(const session& s, const block_ref& ref,
+                                             admin::access need);
+  caf::error deny(const session& s, errc code, std::string what);
+  block_ref ref_of(uint32_t index) const noexcept;
+  uint32_t index_of(const admin::block_entry& b) const noexcept;
+  uint32_t find_grant(uint32_t block, uint32_t process) const noexcept;
+  void drop_grant(uint32_t block, uint32_t grant_index) noexcept;
+  void release_from_owner(uint32_t index) noexcept;
+  void finish_if_drained(uint32_t index) noexcept;
+  void unbind_name(uint32_t index) noexcept;
+
+  engine_settings settings_;
+  shm_segment data_;
+  shm_segment admin_;
+  buddy_allocator allocator_;
+  std::vector<uint64_t> tokens_; // per slot; secret, never in shared memory
+  std::unordered_map<std::string, uint32_t> names_; // name -> name_entry index
+  std::mt19937_64 random_;
+};
+
+} // namespace cafshm

@@ -1,0 +1,70 @@
+// The CAF module that loads cafshm into an actor system: `cfg.load<cafshm::module>()`.
+// In engine role it creates both segments at start() and spawns the engine (hidden, registered
+// under engine_registry_key); it removes the segments at stop(). In client role it only
+// registers cafshm's message types; processes then use cafshm::client.
+//
+// Settings come from, in this order: module::configure(cfg, settings), the YAML file named by
+// the CAF option "cafshm.config-file", or the defaults of settings.hpp.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/detail/type_list.hpp>
+#include <caf/expected.hpp>
+
+#include "cafshm/engine.hpp"
+#include "cafshm/settings.hpp"
+
+namespace cafshm {
+
+class memory_manager;
+
+class module : public caf::actor_system::module {
+public:
+  explicit module(caf::actor_system& sys);
+  ~module() override;
+
+  static caf::actor_system::module* make(caf::actor_system& sys, caf::detail::type_list<>);
+
+  /// Settings to use for the system built from `cfg` (call before constructing it).
+  static void configure(caf::actor_system_config& cfg, settings s);
+  /// Same, from a YAML file; the file is read when the actor system starts.
+  static void configure(caf::actor_system_config& cfg, const std::string& yaml_file);
+
+  /// The module of `sys`, or nullptr if it was not loaded.
+  static module* of(caf::actor_system& sys);
+
+  void init(caf::actor_system_config& cfg) override;
+  void start() override;
+  void stop() override;
+  id_t id() const override;
+  void* subtype_ptr() override;
+
+  const cafshm::settings& config() const noexcept { return settings_; }
+
+  /// The engine of this system, or why there is none (client role, config or segment error).
+  caf::expected<engine_actor> engine() const;
+
+  /// The engine's memory manager (engine role), for tools and tests in the engine's process.
+  std::shared_ptr<memory_manager> memory() const { return memory_; }
+
+private:
+  caf::actor_system& system_;
+  cafshm::settings settings_;
+  caf::error failure_; // why start() could not provide an engine
+  std::shared_ptr<memory_manager> memory_;
+  engine_actor engine_;
+};
+
+/// Registers cafshm's message types and error category. The module's init() calls it; a node
+/// that talks to cafshm actors without loading the module must call it itself.
+void add_message_types(caf::actor_system_config& cfg);
+
+/// The engine of a module loaded in engine role in `sys`.
+caf::expected<engine_actor> local_engine(caf::actor_system& sys);
+
+} // namespace cafshm

@@ -1,0 +1,73 @@
+// Values that travel between processes and the engine in CAF messages. Every type here is
+// inspectable and registered by cafshm::module on every node that loads it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/meta/type_name.hpp>
+
+#include "cafshm/block_ref.hpp"
+
+namespace cafshm {
+
+/// Identifies a registered process in every request. The token is a random secret that the
+/// engine keeps in private memory; a session with a wrong token is an unknown process.
+struct session {
+  uint32_t process = 0;  // slot in the process table
+  uint64_t token = 0;
+  friend bool operator==(const session&, const session&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session& x) {
+  return f(caf::meta::type_name("cafshm::session"), x.process, x.token);
+}
+
+/// What register answers.
+struct registration {
+  cafshm::session session;
+  uint64_t engine_id = 0;
+  std::string data_segment;   // shared-memory object of the arena
+  std::string admin_segment;  // shared-memory object of admin memory
+  uint64_t min_block_bytes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registration& x) {
+  return f(caf::meta::type_name("cafshm::registration"), x.session, x.engine_id,
+           x.data_segment, x.admin_segment, x.min_block_bytes);
+}
+
+/// One range of a copy request: length bytes from src_offset in the source block to
+/// dst_offset in the destination block.
+struct copy_range {
+  uint64_t src_offset = 0;
+  uint64_t dst_offset = 0;
+  uint64_t length = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, copy_range& x) {
+  return f(caf::meta::type_name("cafshm::copy_range"), x.src_offset, x.dst_offset, x.length);
+}
+
+/// Kinds of access; numeric values match admin::access.
+enum class access_mode : uint8_t { read = 1, read_write = 2 };
+
+/// The engine's permission to map a block: which pages of which segment, and how.
+struct view_lease {
+  std::string data_segment;
+  uint64_t offset = 0;     // byte offset of the block in the arena (page-aligned)
+  uint64_t size = 0;       // bytes the view exposes (the block's requested size)
+  bool writable = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, view_lease& x) {
+  return f(caf::meta::type_name("cafshm::view_lease"), x.data_segment, x.offset, x.size,
+           x.writable);
+}
+
+} // namespace cafshm

@@ -1,0 +1,74 @@
+// Typed configuration of cafshm. Filled from YAML by load_config() (config.hpp) or set in code.
+// Defaults here are the documented defaults of config/default.yaml.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cafshm {
+
+enum class role : uint8_t { engine, client };
+
+/// When freed memory is zeroed so that no process ever sees another process's old data.
+enum class scrub_policy : uint8_t {
+  on_free,     // zero when a block is freed or reclaimed (allocation stays O(log n))
+  on_allocate, // zero when a block is handed out
+  off,         // never (only for trusted single-tenant setups)
+};
+
+/// How a client holds its connection to the engine.
+enum class connection_mode : uint8_t {
+  persistent,  // stay registered and connected until the process ends or unregisters
+  per_request, // register, serve one data-access request, unregister and unmap everything
+};
+
+struct endpoint {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  friend bool operator==(const endpoint&, const endpoint&) = default;
+};
+
+struct engine_settings {
+  std::string name = "cafshm";        // segment names: /<name>.data and /<name>.admin
+  uint64_t arena_bytes = 64ull << 20; // data segment size; min_block * 2^k
+  uint64_t min_block_bytes = 4096;    // smallest block, a power of two >= page size
+  uint32_t max_processes = 64;
+  uint32_t max_blocks = 2048;
+  uint32_t max_grants = 1024;       // grants + views of non-owners
+  uint32_t max_names = 256;
+  uint64_t default_quota_bytes = 0;   // per process; 0 = unlimited
+  scrub_policy scrub = scrub_policy::on_free;
+  uint32_t permissions = 0600;        // mode of both shared-memory objects
+  endpoint listen{"127.0.0.1", 4242}; // where cafshmd publishes the engine
+  std::chrono::milliseconds liveness_interval{200}; // pid liveness check of clients
+};
+
+struct client_settings {
+  endpoint engine{"127.0.0.1", 4242};
+  connection_mode mode = connection_mode::persistent;
+  std::chrono::milliseconds request_timeout{5000};
+};
+
+struct remote_peer {
+  std::string name;
+  endpoint address;
+};
+
+struct remote_settings {
+  std::vector<remote_peer> peers;
+  uint64_t chunk_bytes = 4ull << 20;
+  uint32_t window_chunks = 4;
+  uint64_t cache_bytes = 256ull << 20;
+  uint32_t checksum_retries = 2;
+};
+
+struct settings {
+  cafshm::role role = role::engine;
+  engine_settings engine;
+  client_settings client;
+  remote_settings remote;
+};
+
+} // namespace cafshm

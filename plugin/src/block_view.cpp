@@ -1,0 +1,59 @@
+#include "cafshm/block_view.hpp"
+
+#include <unistd.h>
+
+#include <caf/send.hpp>
+
+namespace cafshm {
+
+caf::expected<block_view> block_view::open(const view_lease& lease, const block_ref& ref,
+                                           engine_actor engine, session s) {
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t length = (lease.size + page - 1) / page * page; // only the block's own pages
+  auto mapping = shm_segment::open(lease.data_segment, lease.writable, lease.offset, length);
+  if (!mapping)
+    return mapping.error();
+  block_view result;
+  result.mapping_ = std::move(*mapping);
+  result.size_ = lease.size;
+  result.writable_ = lease.writable;
+  result.ref_ = ref;
+  result.engine_ = std::move(engine);
+  result.session_ = s;
+  return result;
+}
+
+block_view& block_view::operator=(block_view&& other) noexcept {
+  if (this != &other) {
+    close();
+    mapping_ = std::move(other.mapping_);
+    size_ = std::exchange(other.size_, 0);
+    writable_ = other.writable_;
+    ref_ = other.ref_;
+    engine_ = std::move(other.engine_);
+    session_ = other.session_;
+  }
+  return *this;
+}
+
+block_view::~block_view() {
+  close();
+}
+
+void block_view::close() {
+  if (mapping_ && engine_)
+    caf::anon_send(engine_, detach_atom::value, session_, ref_);
+  release();
+}
+
+block_ref block_view::release() {
+  auto ref = ref_;
+  if (mapping_) {
+    mapping_ = shm_segment{};
+    engine_ = nullptr;
+  }
+  size_ = 0;
+  return ref;
+}
+
+} // namespace cafshm

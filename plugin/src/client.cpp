@@ -1,0 +1,202 @@
+#include "cafshm/client.hpp"
+
+#include <unistd.h>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/sec.hpp>
+
+#include "cafshm/module.hpp"
+
+namespace cafshm {
+
+namespace {
+
+// Lives as long as the registration: the engine monitors it, so its end (or its process's)
+// reclaims everything the process held.
+caf::behavior keeper(caf::event_based_actor* self, engine_actor engine,
+                     std::chrono::milliseconds timeout) {
+  return {
+    [=](register_atom, std::string& name, uint64_t quota, int32_t pid) {
+      auto rp = self->make_response_promise();
+      self->request(engine, timeout, register_atom::value, std::move(name), quota, pid)
+        .then([rp](registration& r) mutable { rp.deliver(std::move(r)); },
+              [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+caf::error engine_error(caf::error err) {
+  if (err.category() == caf::atom("system")) {
+    auto code = static_cast<caf::sec>(err.code());
+    if (code == caf::sec::request_timeout)
+      return make_error(errc::engine_unreachable, "the engine did not answer in time");
+    if (code == caf::sec::request_receiver_down || code == caf::sec::invalid_argument
+        || code == caf::sec::no_route_to_receiving_node)
+      return make_error(errc::engine_unreachable, "the engine is down");
+  }
+  return err;
+}
+
+caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engine,
+                                      std::string name, client_options opts) {
+  if (!engine)
+    return make_error(errc::engine_unreachable, "no engine to connect to");
+  auto k = sys.spawn<caf::hidden>(keeper, engine, opts.timeout);
+  caf::scoped_actor self{sys, true};
+  caf::expected<registration> reg{caf::error{}};
+  self->request(k, opts.timeout + opts.timeout, register_atom::value, std::move(name),
+                opts.quota_bytes, static_cast<int32_t>(::getpid()))
+    .receive([&](registration& r) { reg = std::move(r); },
+             [&](caf::error& e) { reg = engine_error(std::move(e)); });
+  if (!reg) {
+    self->send_exit(k, caf::exit_reason::user_shutdown);
+    return reg.error();
+  }
+  return client{sys, std::move(engine), std::move(k), std::move(*reg), opts.timeout};
+}
+
+caf::expected<client> client::connect(caf::actor_system& sys, std::string name,
+                                      client_options opts) {
+  auto engine = local_engine(sys);
+  if (!engine)
+    return engine.error();
+  return connect(sys, std::move(*engine), std::move(name), opts);
+}
+
+client::client(caf::actor_system& sys, engine_actor engine, caf::actor keeper,
+               registration reg, std::chrono::milliseconds timeout)
+  : sys_(&sys), engine_(std::move(engine)), keeper_(std::move(keeper)), reg_(std::move(reg)),
+    timeout_(timeout) {
+}
+
+client::client(client&& other) noexcept
+  : sys_(std::exchange(other.sys_, nullptr)), engine_(std::move(other.engine_)),
+    keeper_(std::move(other.keeper_)), reg_(std::move(other.reg_)), timeout_(other.timeout_) {
+}
+
+client& client::operator=(client&& other) noexcept {
+  if (this != &other) {
+    close();
+    sys_ = std::exchange(other.sys_, nullptr);
+    engine_ = std::move(other.engine_);
+    keeper_ = std::move(other.keeper_);
+    reg_ = std::move(other.reg_);
+    timeout_ = other.timeout_;
+  }
+  return *this;
+}
+
+client::~client() {
+  close();
+}
+
+caf::expected<void> client::close() {
+  if (sys_ == nullptr)
+    return {};
+  auto result = call_done(unregister_atom::value, reg_.session);
+  caf::anon_send_exit(keeper_, caf::exit_reason::user_shutdown);
+  sys_ = nullptr;
+  return result;
+}
+
+template <class R, class... Ts>
+caf::expected<R> client::call(Ts&&... xs) {
+  if (sys_ == nullptr)
+    return make_error(errc::unknown_process, "client is closed");
+  caf::scoped_actor self{*sys_, true};
+  caf::expected<R> result{caf::error{}};
+  self->request(engine_, timeout_, std::forward<Ts>(xs)...)
+    .receive([&](R& r) { result = std::move(r); },
+             [&](caf::error& e) { result = engine_error(std::move(e)); });
+  return result;
+}
+
+template <class... Ts>
+caf::expected<void> client::call_done(Ts&&... xs) {
+  auto r = call<done_atom>(std::forward<Ts>(xs)...);
+  if (!r)
+    return r.error();
+  return {};
+}
+
+caf::expected<block_ref> client::allocate(uint64_t size) {
+  return call<block_ref>(allocate_atom::value, reg_.session, size);
+}
+
+caf::expected<void> client::free(const block_ref& ref) {
+  return call_done(free_atom::value, reg_.session, ref);
+}
+
+caf::expected<void> client::write(const block_ref& ref, uint64_t offset,
+                                  std::span<const char> bytes) {
+  return call_done(write_atom::value, reg_.session, ref, offset,
+                   std::vector<char>(bytes.begin(), bytes.end()));
+}
+
+caf::expected<std::vector<char>> client::read(const block_ref& ref, uint64_t offset,
+                                              uint64_t length) {
+  return call<std::vector<char>>(read_atom::value, reg_.session, ref, offset, length);
+}
+
+caf::expected<void> client::copy(const block_ref& src, const block_ref& dst,
+                                 std::vector<copy_range> ranges) {
+  return call_done(copy_atom::value, reg_.session, src, dst, std::move(ranges));
+}
+
+caf::expected<void> client::share(const block_ref& ref, uint32_t process, access_mode mode) {
+  return call_done(share_atom::value, reg_.session, ref, process, static_cast<uint8_t>(mode));
+}
+
+caf::expected<void> client::revoke(const block_ref& ref, uint32_t process) {
+  return call_done(revoke_atom::value, reg_.session, ref, process);
+}
+
+caf::expected<block_ref> client::transfer(const block_ref& ref, uint32_t process) {
+  return call<block_ref>(transfer_atom::value, reg_.session, ref, process);
+}
+
+caf::expected<block_ref> client::transfer(block_view&& view, uint32_t process) {
+  block_view closing = std::move(view);
+  auto ref = closing.ref();
+  closing.release(); // unmapped here; the engine must count it closed before the transfer
+  if (auto r = call_done(detach_atom::value, reg_.session, ref); !r)
+    return r.error();
+  return transfer(ref, process);
+}
+
+caf::expected<void> client::name(const block_ref& ref, const std::string& name) {
+  return call_done(name_atom::value, reg_.session, ref, name);
+}
+
+caf::expected<block_ref> client::lookup(const std::string& name) {
+  return call<block_ref>(lookup_atom::value, reg_.session, name);
+}
+
+caf::expected<void> client::remove(const std::string& name) {
+  return call_done(remove_atom::value, reg_.session, name);
+}
+
+caf::expected<uint32_t> client::find_process(const std::string& name) {
+  return call<uint32_t>(process_atom::value, reg_.session, name);
+}
+
+caf::expected<engine_stats> client::stats() {
+  return call<engine_stats>(stats_atom::value);
+}
+
+caf::expected<block_view> client::map(const block_ref& ref, access_mode mode) {
+  auto lease = call<view_lease>(attach_atom::value, reg_.session, ref,
+                                static_cast<uint8_t>(mode));
+  if (!lease)
+    return lease.error();
+  auto view = block_view::open(*lease, ref, engine_, reg_.session);
+  if (!view) // the engine counted a view that never opened: close it again
+    call_done(detach_atom::value, reg_.session, ref);
+  return view;
+}
+
+} // namespace cafshm

@@ -1,0 +1,907 @@
+#include "cafshm/memory_manager.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <unistd.h>
+
+#include "cafshm/error.hpp"
+
+namespace cafshm {
+
+namespace {
+
+using admin::access;
+using admin::block_state;
+using admin::no_index;
+using admin::process_state;
+
+constexpr uint64_t align64(uint64_t n) {
+  return (n + 63) & ~uint64_t{63};
+}
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+}
+
+struct section_offsets {
+  uint64_t allocator, allocator_bytes, process, block, grant, name, total;
+};
+
+section_offsets layout_of(const engine_settings& s) {
+  auto min_order = static_cast<uint32_t>(std::countr_zero(s.min_block_bytes));
+  auto max_order = static_cast<uint32_t>(std::countr_zero(s.arena_bytes));
+  section_offsets o{};
+  o.allocator = align64(sizeof(admin::admin_header));
+  o.allocator_bytes = buddy_allocator::state_bytes(min_order, max_order);
+  o.process = align64(o.allocator + o.allocator_bytes);
+  o.block = align64(o.process + uint64_t{s.max_processes} * sizeof(admin::process_entry));
+  o.grant = align64(o.block + uint64_t{s.max_blocks} * sizeof(admin::block_entry));
+  o.name = align64(o.grant + uint64_t{s.max_grants} * sizeof(admin::grant_entry));
+  o.total = align64(o.name + uint64_t{s.max_names} * sizeof(admin::name_entry));
+  return o;
+}
+
+bool pid_alive(int32_t pid) {
+  return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+}
+
+bool valid_name(std::string_view name) {
+  return !name.empty() && name.size() <= admin::max_name_length
+         && name.find('\0') == std::string_view::npos;
+}
+
+access need_of(access_mode m) {
+  return m == access_mode::read_write ? access::read_write : access::read;
+}
+
+// Removes segments left by an engine that is gone; refuses if it is alive.
+caf::expected<void> clear_stale_segments(const std::string& data, const std::string& admin) {
+  if (auto seg = shm_segment::open(admin, false); seg && seg->size() >= sizeof(admin::admin_header)) {
+    admin::admin_header h;
+    std::memcpy(&h, seg->data(), sizeof(h));
+    if (h.magic == admin::magic && pid_alive(h.engine_pid) && h.engine_pid != ::getpid())
+      return make_error(errc::segment_error,
+                        "segments '" + data + "' and '" + admin + "' belong to a running engine "
+                          + "(pid " + std::to_string(h.engine_pid) + "); stop it or configure "
+                          + "another engine.name");
+  }
+  shm_segment::remove(admin);
+  shm_segment::remove(data);
+  return {};
+}
+
+} // namespace
+
+// -- construction -------------------------------------------------------------------------------
+
+uint64_t memory_manager::admin_bytes(const engine_settings& s) {
+  return layout_of(s).total;
+}
+
+std::string memory_manager::data_segment_name(const std::string& engine_name) {
+  return engine_name + ".data";
+}
+
+std::string memory_manager::admin_segment_name(const std::string& engine_name) {
+  return engine_name + ".admin";
+}
+
+caf::expected<std::unique_ptr<memory_manager>>
+memory_manager::create(const engine_settings& s) {
+  auto data_name = data_segment_name(s.name);
+  auto admin_name = admin_segment_name(s.name);
+  if (auto cleared = clear_stale_segments(data_name, admin_name); !cleared)
+    return cleared.error();
+  auto admin = shm_segment::create(admin_name, admin_bytes(s), s.permissions);
+  if (!admin)
+    return admin.error();
+  admin->remove_on_destroy(true);
+  auto data = shm_segment::create(data_name, s.arena_bytes, s.permissions);
+  if (!data)
+    return data.error();
+  data->remove_on_destroy(true);
+  std::unique_ptr<memory_manager> result{
+    new memory_manager(s, std::move(*data), std::move(*admin))};
+  return result;
+}
+
+memory_manager::memory_manager(const engine_settings& s, shm_segment data, shm_segment admin)
+  : settings_(s),
+    data_(std::move(data)),
+    admin_(std::move(admin)),
+    allocator_(buddy_allocator::create(
+      {admin_.data() + layout_of(s).allocator, layout_of(s).allocator_bytes},
+      static_cast<uint32_t>(std::countr_zero(s.min_block_bytes)),
+      static_cast<uint32_t>(std::countr_zero(s.arena_bytes)))),
+    tokens_(s.max_processes, 0),
+    random_(std::random_device{}()) {
+  format();
+}
+
+memory_manager::~memory_manager() = default;
+
+void memory_manager::format() {
+  auto o = layout_of(settings_);
+  auto& h = header_mut();
+  h.layout_version = admin::layout_version;
+  h.header_bytes = sizeof(admin::admin_header);
+  do
+    h.engine_id = random_();
+  while (h.engine_id == 0);
+  h.engine_pid = ::getpid();
+  h.start_epoch_ns = realtime_ns();
+  h.arena_bytes = settings_.arena_bytes;
+  h.min_order = allocator_.min_order();
+  h.max_order = allocator_.max_order();
+  h.max_processes = settings_.max_processes;
+  h.max_blocks = settings_.max_blocks;
+  h.max_grants = settings_.max_grants;
+  h.max_names = settings_.max_names;
+  h.allocator_offset = o.allocator;
+  h.allocator_bytes = o.allocator_bytes;
+  h.process_offset = o.process;
+  h.block_offset = o.block;
+  h.grant_offset = o.grant;
+  h.name_offset = o.name;
+  h.total_bytes = o.total;
+  std::snprintf(h.data_segment, sizeof(h.data_segment), "%s", data_.name().c_str());
+  // Tables: every entry free and on its free list; the engine takes slot 0.
+  for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
+    auto& b = block(i);
+    b = admin::block_entry{};
+    b.grant_head = no_index;
+    b.name = no_index;
+    b.next_free = i + 1 < settings_.max_blocks ? i + 1 : no_index;
+  }
+  for (uint32_t i = 0; i < settings_.max_grants; ++i)
+    grant(i) = {no_index, 0, i + 1 < settings_.max_grants ? i + 1 : no_index, 0,
+                access::none, {}, 0};
+  for (uint32_t i = 0; i < settings_.max_names; ++i) {
+    auto& n = name_at(i);
+    n = admin::name_entry{};
+    n.block = no_index;
+    n.next_free = i + 1 < settings_.max_names ? i + 1 : no_index;
+  }
+  h.free_block_head = settings_.max_blocks > 0 ? 0 : no_index;
+  h.free_grant_head = settings_.max_grants > 0 ? 0 : no_index;
+  h.free_name_head = settings_.max_names > 0 ? 0 : no_index;
+  auto& engine = process(admin::engine_slot);
+  engine.state = process_state::live;
+  engine.generation = 1;
+  engine.pid = ::getpid();
+  engine.registered_ns = h.start_epoch_ns;
+  std::snprintf(engine.name, sizeof(engine.name), "%s", "engine");
+  tokens_[admin::engine_slot] = random_() | 1;
+  std::atomic_thread_fence(std::memory_order_release);
+  h.magic = admin::magic;
+}
+
+// -- access to admin memory ---------------------------------------------------------------------
+
+const admin::admin_header& memory_manager::header() const noexcept {
+  return *reinterpret_cast<const admin::admin_header*>(admin_.data());
+}
+
+admin::admin_header& memory_manager::header_mut() noexcept {
+  return *reinterpret_cast<admin::admin_header*>(admin_.data());
+}
+
+admin::process_entry& memory_manager::process(uint32_t slot) const noexcept {
+  return reinterpret_cast<admin::process_entry*>(admin_.data() + header().process_offset)[slot];
+}
+
+admin::block_entry& memory_manager::block(uint32_t index) const noexcept {
+  return reinterpret_cast<admin::block_entry*>(admin_.data() + header().block_offset)[index];
+}
+
+admin::grant_entry& memory_manager::grant(uint32_t index) const noexcept {
+  return reinterpret_cast<admin::grant_entry*>(admin_.data() + header().grant_offset)[index];
+}
+
+admin::name_entry& memory_manager::name_at(uint32_t index) const noexcept {
+  return reinterpret_cast<admin::name_entry*>(admin_.data() + header().name_offset)[index];
+}
+
+std::byte* memory_manager::payload(const admin::block_entry& b) const noexcept {
+  return data_.data() + (uint64_t{b.page} << allocator_.min_order());
+}
+
+uint32_t memory_manager::index_of(const admin::block_entry& b) const noexcept {
+  return static_cast<uint32_t>(&b - &block(0));
+}
+
+block_ref memory_manager::ref_of(uint32_t index) const noexcept {
+  const auto& b = block(index);
+  return {header().engine_id, index, b.generation, b.size};
+}
+
+int32_t memory_manager::pid_of(uint32_t slot) const noexcept {
+  return slot < settings_.max_processes ? process(slot).pid : 0;
+}
+
+bool memory_manager::is_live(uint32_t slot) const noexcept {
+  return slot < settings_.max_processes && process(slot).state == process_state::live;
+}
+
+std::vector<uint32_t> memory_manager::live_slots() const {
+  std::vector<uint32_t> result;
+  for (uint32_t i = 1; i < settings_.max_processes; ++i)
+    if (is_live(i))
+      result.push_back(i);
+  return result;
+}
+
+// -- checks -------------------------------------------------------------------------------------
+
+caf::error memory_manager::deny(const session& s, errc code, std::string what) {
+  ++header_mut().rejected;
+  if ((code == errc::access_denied || code == errc::quota_exceeded) && is_live(s.process))
+    ++process(s.process).denied;
+  return make_error(code, std::move(what));
+}
+
+caf::expected<admin::process_entry*> memory_manager::resolve(const session& s) {
+  ++header_mut().requests;
+  if (s.process >= settings_.max_processes || !is_live(s.process) || s.token == 0
+      || tokens_[s.process] != s.token)
+    return deny(s, errc::unknown_process,
+                "process " + std::to_string(s.process) + " is not registered");
+  return &process(s.process);
+}
+
+caf::expected<admin::block_entry*>
+memory_manager::resolve(const session& s, const block_ref& ref, access need) {
+  auto p = resolve(s);
+  if (!p)
+    return p.error();
+  if (ref.engine != header().engine_id || ref.block >= settings_.max_blocks)
+    return deny(s, errc::stale_block, to_string(ref) + " is not a block of this engine");
+  auto& b = block(ref.block);
+  if (b.state != block_state::live || b.generation != ref.generation || b.size != ref.size)
+    return deny(s, errc::stale_block, to_string(ref) + " refers to a freed or reused block");
+  if (b.owner == s.process)
+    return &b;
+  bool allowed = false;
+  if (need == access::read && b.owner == admin::engine_slot)
+    allowed = true; // engine-held (published) blocks are readable by every process
+  else if (need != access::none)
+    if (auto g = find_grant(ref.block, s.process); g != no_index)
+      allowed = grant(g).mode >= need;
+  if (!allowed)
+    return deny(s, errc::access_denied,
+                "process " + std::to_string(s.process) + " may not "
+                  + (need == access::none         ? "manage"
+                     : need == access::read_write ? "write"
+                                                  : "read")
+                  + " block " + std::to_string(ref.block));
+  return &b;
+}
+
+uint32_t memory_manager::find_grant(uint32_t block_index, uint32_t slot) const noexcept {
+  for (auto g = block(block_index).grant_head; g != no_index; g = grant(g).next)
+    if (grant(g).process == slot)
+      return g;
+  return no_index;
+}
+
+namespace {
+
+// Whether [offset, offset + length) lies within [0, size), without overflow.
+bool in_bounds(uint64_t offset, uint64_t length, uint64_t size) {
+  return offset <= size && length <= size - offset;
+}
+
+} // namespace
+
+// -- processes ----------------------------------------------------------------------------------
+
+caf::expected<registration> memory_manager::register_process(std::string_view name, int32_t pid,
+                                                             uint64_t quota_bytes) {
+  ++header_mut().requests;
+  if (name.empty())
+    return deny({}, errc::invalid_argument, "a process needs a name");
+  uint32_t slot = 1;
+  while (slot < settings_.max_processes && is_live(slot))
+    ++slot;
+  if (slot >= settings_.max_processes)
+    return deny({}, errc::capacity_exceeded,
+                "process table full (" + std::to_string(settings_.max_processes - 1)
+                  + " processes)");
+  auto& p = process(slot);
+  auto generation = p.generation + 1;
+  p = admin::process_entry{};
+  p.state = process_state::live;
+  p.generation = generation;
+  p.pid = pid;
+  p.quota_bytes = quota_bytes != 0 ? quota_bytes : settings_.default_quota_bytes;
+  p.registered_ns = realtime_ns();
+  std::snprintf(p.name, sizeof(p.name), "%.*s", static_cast<int>(name.size()), name.data());
+  do
+    tokens_[slot] = random_();
+  while (tokens_[slot] == 0);
+  ++header_mut().live_processes;
+  return registration{{slot, tokens_[slot]}, header().engine_id, data_.name(), admin_.name(),
+                      settings_.min_block_bytes};
+}
+
+caf::expected<void> memory_manager::unregister(const session& s) {
+  auto p = resolve(s);
+  if (!p)
+    return p.error();
+  if (s.process == admin::engine_slot)
+    return deny(s, errc::invalid_argument, "the engine cannot unregister itself");
+  reclaim(s.process);
+  return {};
+}
+
+void memory_manager::reclaim(uint32_t slot) {
+  if (slot == admin::engine_slot || !is_live(slot))
+    return;
+  for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
+    auto& b = block(i);
+    if (b.state == block_state::free)
+      continue;
+    if (auto g = find_grant(i, slot); g != no_index) {
+      b.refcount -= grant(g).views;
+      grant(g).views = 0;
+      drop_grant(i, g);
+    }
+    if (b.owner == slot) {
+      b.refcount -= b.owner_views;
+      b.owner_views = 0;
+      if (b.state == block_state::live)
+        release_from_owner(i);
+    }
+    finish_if_drained(i);
+  }
+  auto& p = process(slot);
+  auto generation = p.generation;
+  p = admin::process_entry{};
+  p.generation = generation;
+  tokens_[slot] = 0;
+  --header_mut().live_processes;
+}
+
+// -- blocks -------------------------------------------------------------------------------------
+
+caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t size) {
+  auto p = resolve(s);
+  if (!p)
+    return p.error();
+  if (size == 0)
+    return deny(s, errc::invalid_argument, "cannot allocate 0 bytes");
+  if (size > allocator_.arena_bytes())
+    return deny(s, errc::out_of_memory,
+                std::to_string(size) + " bytes exceed the arena of "
+                  + std::to_string(allocator_.arena_bytes()));
+  auto order = allocator_.order_for(size);
+  uint64_t bytes = uint64_t{1} << order;
+  auto& proc = **p;
+  if (proc.quota_bytes != 0 && proc.bytes_in_use + bytes > proc.quota_bytes)
+    return deny(s, errc::quota_exceeded,
+                "allocating " + std::to_string(bytes) + " bytes would exceed the quota of "
+                  + std::to_string(proc.quota_bytes) + " (in use: "
+                  + std::to_string(proc.bytes_in_use) + ")");
+  auto& h = header_mut();
+  if (h.free_block_head == no_index)
+    return deny(s, errc::capacity_exceeded,
+                "block table full (" + std::to_string(settings_.max_blocks) + " blocks)");
+  auto offset = allocator_.allocate(order);
+  if (!offset)
+    return deny(s, errc::out_of_memory,
+                "no free block of " + std::to_string(bytes) + " bytes (free: "
+                  + std::to_string(allocator_.free_bytes()) + ", largest: "
+                  + std::to_string(allocator_.largest_free_block()) + ")");
+  uint32_t index = h.free_block_head;
+  auto& b = block(index);
+  h.free_block_head = b.next_free;
+  b.size = size;
+  b.version = 0;
+  b.page = static_cast<uint32_t>(*offset >> allocator_.min_order());
+  b.owner = s.process;
+  b.grant_head = no_index;
+  b.refcount = 0;
+  b.owner_views = 0;
+  b.name = no_index;
+  b.next_free = no_index;
+  b.order = static_cast<uint8_t>(order);
+  b.state = block_state::live;
+  if (settings_.scrub == scrub_policy::on_allocate)
+    std::memset(payload(b), 0, bytes);
+  proc.bytes_in_use += bytes;
+  ++proc.block_count;
+  ++proc.allocations;
+  ++h.live_blocks;
+  h.used_bytes += bytes;
+  h.requested_bytes += size;
+  return ref_of(index);
+}
+
+caf::expected<void> memory_manager::free(const session& s, const block_ref& ref) {
+  auto b = resolve(s, ref, access::none);
+  if (!b)
+    return b.error();
+  ++process(s.process).frees;
+  release_from_owner(ref.block);
+  finish_if_drained(ref.block);
+  return {};
+}
+
+// The owner lets go: refs become stale, name and rights end, the owner's accounting is released.
+// The memory itself returns to the allocator in finish_if_drained once no view is open.
+void memory_manager::release_from_owner(uint32_t index) noexcept {
+  auto& b = block(index);
+  auto& owner = process(b.owner);
+  uint64_t bytes = uint64_t{1} << b.order;
+  owner.bytes_in_use -= bytes;
+  --owner.block_count;
+  header_mut().requested_bytes -= b.size;
+  unbind_name(index);
+  for (auto g = b.grant_head; g != no_index;) {
+    auto next = grant(g).next;
+    grant(g).mode = access::none;
+    if (grant(g).views == 0)
+      drop_grant(index, g);
+    g = next;
+  }
+  ++b.generation;
+  b.state = block_state::draining;
+}
+
+void memory_manager::finish_if_drained(uint32_t index) noexcept {
+  auto& b = block(index);
+  if (b.state != block_state::draining || b.refcount != 0)
+    return;
+  while (b.grant_head != no_index)
+    drop_grant(index, b.grant_head);
+  uint64_t bytes = uint64_t{1} << b.order;
+  if (settings_.scrub == scrub_policy::on_free)
+    std::memset(payload(b), 0, bytes);
+  allocator_.free(uint64_t{b.page} << allocator_.min_order());
+  auto& h = header_mut();
+  h.used_bytes -= bytes;
+  --h.live_blocks;
+  b.state = block_state::free;
+  b.owner = 0;
+  b.owner_views = 0;
+  b.size = 0;
+  b.next_free = h.free_block_head;
+  h.free_block_head = index;
+}
+
+void memory_manager::drop_grant(uint32_t block_index, uint32_t g) noexcept {
+  auto& b = block(block_index);
+  if (b.grant_head == g) {
+    b.grant_head = grant(g).next;
+  } else {
+    auto prev = b.grant_head;
+    while (grant(prev).next != g)
+      prev = grant(prev).next;
+    grant(prev).next = grant(g).next;
+  }
+  auto& h = header_mut();
+  grant(g) = {no_index, 0, h.free_grant_head, 0, access::none, {}, 0};
+  h.free_grant_head = g;
+  --h.live_grants;
+}
+
+void memory_manager::unbind_name(uint32_t index) noexcept {
+  auto& b = block(index);
+  if (b.name == no_index)
+    return;
+  auto& n = name_at(b.name);
+  names_.erase(n.name);
+  auto& h = header_mut();
+  n = admin::name_entry{};
+  n.block = no_index;
+  n.next_free = h.free_name_head;
+  h.free_name_head = b.name;
+  b.name = no_index;
+  --h.live_names;
+}
+
+// -- data access --------------------------------------------------------------------------------
+
+caf::expected<void> memory_manager::write(const session& s, const block_ref& ref,
+                                          uint64_t offset, std::span<const char> bytes) {
+  auto b = resolve(s, ref, access::read_write);
+  if (!b)
+    return b.error();
+  if (!in_bounds(offset, bytes.size(), (*b)->size))
+    return deny(s, errc::out_of_range,
+                "write of " + std::to_string(bytes.size()) + " bytes at offset "
+                  + std::to_string(offset) + " exceeds the block's "
+                  + std::to_string((*b)->size) + " bytes");
+  std::memcpy(payload(**b) + offset, bytes.data(), bytes.size());
+  ++(*b)->version;
+  auto& p = process(s.process);
+  ++p.writes;
+  p.bytes_written += bytes.size();
+  return {};
+}
+
+caf::expected<std::vector<char>> memory_manager::read(const session& s, const block_ref& ref,
+                                                      uint64_t offset, uint64_t length) {
+  auto b = resolve(s, ref, access::read);
+  if (!b)
+    return b.error();
+  if (!in_bounds(offset, length, (*b)->size))
+    return deny(s, errc::out_of_range,
+                "read of " + std::to_string(length) + " bytes at offset "
+                  + std::to_string(offset) + " exceeds the block's "
+                  + std::to_string((*b)->size) + " bytes");
+  auto* src = reinterpret_cast<const char*>(payload(**b)) + offset;
+  std::vector<char> result(src, src + length);
+  auto& p = process(s.process);
+  ++p.reads;
+  p.bytes_read += length;
+  return result;
+}
+
+caf::expected<void> memory_manager::copy(const session& s, const block_ref& src,
+                                         const block_ref& dst,
+                                         const std::vector<copy_range>& ranges) {
+  auto from = resolve(s, src, access::read);
+  if (!from)
+    return from.error();
+  auto to = resolve(s, dst, access::read_write);
+  if (!to)
+    return to.error();
+  if (ranges.empty())
+    return deny(s, errc::invalid_argument, "copy without ranges");
+  uint64_t total = 0;
+  for (const auto& r : ranges) { // all ranges are checked before any byte moves
+    if (!in_bounds(r.src_offset, r.length, (*from)->size)
+        || !in_bounds(r.dst_offset, r.length, (*to)->size))
+      return deny(s, errc::out_of_range,
+                  "copy range (src " + std::to_string(r.src_offset) + ", dst "
+                    + std::to_string(r.dst_offset) + ", " + std::to_string(r.length)
+                    + " bytes) exceeds a block");
+    total += r.length;
+  }
+  for (const auto& r : ranges)
+    std::memmove(payload(**to) + r.dst_offset, payload(**from) + r.src_offset, r.length);
+  ++(*to)->version;
+  auto& p = process(s.process);
+  ++p.reads;
+  ++p.writes;
+  p.bytes_read += total;
+  p.bytes_written += total;
+  return {};
+}
+
+// -- rights -------------------------------------------------------------------------------------
+
+caf::expected<void> memory_manager::share(const session& s, const block_ref& ref,
+                                          uint32_t to, access_mode mode) {
+  auto b = resolve(s, ref, access::none);
+  if (!b)
+    return b.error();
+  if (mode != access_mode::read && mode != access_mode::read_write)
+    return deny(s, errc::invalid_argument, "unknown access mode");
+  if (!is_live(to) || to == admin::engine_slot)
+    return deny(s, errc::unknown_process, "process " + std::to_string(to) + " is not registered");
+  if (to == (*b)->owner)
+    return deny(s, errc::invalid_argument, "a process cannot grant itself access");
+  auto g = find_grant(ref.block, to);
+  if (g == no_index) {
+    auto& h = header_mut();
+    if (h.free_grant_head == no_index)
+      return deny(s, errc::capacity_exceeded,
+                  "grant table full (" + std::to_string(settings_.max_grants) + " grants)");
+    g = h.free_grant_head;
+    h.free_grant_head = grant(g).next;
+    grant(g) = {ref.block, to, (*b)->grant_head, 0, access::none, {}, 0};
+    (*b)->grant_head = g;
+    ++h.live_grants;
+  }
+  grant(g).mode = need_of(mode);
+  return {};
+}
+
+caf::expected<void> memory_manager::revoke(const session& s, const block_ref& ref, uint32_t from) {
+  auto b = resolve(s, ref, access::none);
+  if (!b)
+    return b.error();
+  auto g = find_grant(ref.block, from);
+  if (g == no_index)
+    return {};
+  if (grant(g).views != 0)
+    return deny(s, errc::block_in_use,
+                "process " + std::to_string(from) + " holds " + std::to_string(grant(g).views)
+                  + " open view(s) of block " + std::to_string(ref.block));
+  drop_grant(ref.block, g);
+  return {};
+}
+
+caf::expected<block_ref> memory_manager::transfer(const session& s, const block_ref& ref,
+                                                  uint32_t to) {
+  auto b = resolve(s, ref, access::none);
+  if (!b)
+    return b.error();
+  auto& blk = **b;
+  if (!is_live(to))
+    return deny(s, errc::unknown_process, "process " + std::to_string(to) + " is not registered");
+  if (to == blk.owner)
+    return deny(s, errc::invalid_argument, "the block already belongs to process "
+                                             + std::to_string(to));
+  if (blk.owner_views != 0)
+    return deny(s, errc::block_in_use,
+                "the owner still holds " + std::to_string(blk.owner_views)
+                  + " open view(s) of block " + std::to_string(ref.block));
+  uint64_t bytes = uint64_t{1} << blk.order;
+  auto& dest = process(to);
+  if (dest.quota_bytes != 0 && dest.bytes_in_use + bytes > dest.quota_bytes)
+    return deny(s, errc::quota_exceeded,
+                "process " + std::to_string(to) + " cannot take " + std::to_string(bytes)
+                  + " more bytes within its quota");
+  if (auto g = find_grant(ref.block, to); g != no_index) {
+    blk.owner_views = grant(g).views; // the new owner's open views stay counted
+    grant(g).views = 0;
+    drop_grant(ref.block, g);
+  }
+  auto& src = process(blk.owner);
+  src.bytes_in_use -= bytes;
+  --src.block_count;
+  dest.bytes_in_use += bytes;
+  ++dest.block_count;
+  blk.owner = to;
+  return ref_of(ref.block);
+}
+
+// -- names --------------------------------------------------------------------------------------
+
+caf::expected<void> memory_manager::name(const session& s, const block_ref& ref,
+                                         std::string_view name) {
+  auto b = resolve(s, ref, access::none);
+  if (!b)
+    return b.error();
+  if (!valid_name(name))
+    return deny(s, errc::invalid_argument,
+                "a name has 1 to " + std::to_string(admin::max_name_length) + " bytes");
+  std::string key{name};
+  if (auto i = names_.find(key); i != names_.end()) {
+    if (name_at(i->second).block == ref.block)
+      return {};
+    return deny(s, errc::name_taken, "name '" + key + "' is taken");
+  }
+  auto& h = header_mut();
+  if (h.free_name_head == no_index)
+    return deny(s, errc::capacity_exceeded,
+                "name table full (" + std::to_string(settings_.max_names) + " names)");
+  unbind_name(ref.block);
+  uint32_t n = h.free_name_head;
+  auto& entry = name_at(n);
+  h.free_name_head = entry.next_free;
+  std::memset(entry.name, 0, sizeof(entry.name));
+  std::memcpy(entry.name, name.data(), name.size());
+  entry.block = ref.block;
+  entry.next_free = no_index;
+  (*b)->name = n;
+  names_.emplace(std::move(key), n);
+  ++h.live_names;
+  return {};
+}
+
+caf::expected<block_ref> memory_manager::lookup(const session& s, std::string_view name) {
+  auto p = resolve(s);
+  if (!p)
+    return p.error();
+  auto i = names_.find(std::string{name});
+  if (i == names_.end())
+    return deny(s, errc::name_not_found, "no block is named '" + std::string{name} + "'");
+  return ref_of(name_at(i->second).block);
+}
+
+caf::expected<void> memory_manager::remove(const session& s, std::string_view name) {
+  auto ref = lookup(s, name);
+  if (!ref)
+    return ref.error();
+  auto& b = block(ref->block);
+  if (b.owner != s.process && b.owner != admin::engine_slot)
+    return deny(s, errc::access_denied,
+                "block '" + std::string{name} + "' belongs to process "
+                  + std::to_string(b.owner));
+  ++process(s.process).frees;
+  release_from_owner(ref->block);
+  finish_if_drained(ref->block);
+  return {};
+}
+
+// -- views --------------------------------------------------------------------------------------
+
+caf::expected<view_lease> memory_manager::attach(const session& s, const block_ref& ref,
+                                                 access_mode mode) {
+  auto b = resolve(s, ref, need_of(mode));
+  if (!b)
+    return b.error();
+  auto& blk = **b;
+  if (blk.owner == s.process) {
+    ++blk.owner_views;
+  } else {
+    auto g = find_grant(ref.block, s.process);
+    if (g == no_index) { // reader of an engine-held block: record the view in a grant entry
+      auto& h = header_mut();
+      if (h.free_grant_head == no_index)
+        return deny(s, errc::capacity_exceeded, "grant table full");
+      g = h.free_grant_head;
+      h.free_grant_head = grant(g).next;
+      grant(g) = {ref.block, s.process, blk.grant_head, 0, access::read, {}, 0};
+      blk.grant_head = g;
+      ++h.live_grants;
+    }
+    ++grant(g).views;
+  }
+  ++blk.refcount;
+  return view_lease{data_.name(), uint64_t{blk.page} << allocator_.min_order(), blk.size,
+                    mode == access_mode::read_write};
+}
+
+caf::expected<void> memory_manager::detach(const session& s, const block_ref& ref) {
+  // Identified by block index only: the block may be draining (generation already bumped).
+  auto p = resolve(s);
+  if (!p)
+    return p.error();
+  if (ref.engine != header().engine_id || ref.block >= settings_.max_blocks
+      || block(ref.block).state == block_state::free)
+    return deny(s, errc::stale_block, to_string(ref) + " has no open view");
+  auto& b = block(ref.block);
+  if (b.owner == s.process && b.owner_views > 0) {
+    --b.owner_views;
+  } else {
+    auto g = find_grant(ref.block, s.process);
+    if (g == no_index || grant(g).views == 0)
+      return deny(s, errc::stale_block, to_string(ref) + " has no open view");
+    --grant(g).views;
+    if (grant(g).views == 0 && grant(g).mode == access::none)
+      drop_grant(ref.block, g);
+  }
+  --b.refcount;
+  finish_if_drained(ref.block);
+  return {};
+}
+
+caf::expected<uint32_t> memory_manager::find_process(const session& s, std::string_view name) {
+  auto p = resolve(s);
+  if (!p)
+    return p.error();
+  for (uint32_t slot = 1; slot < settings_.max_processes; ++slot)
+    if (is_live(slot) && name == process(slot).name)
+      return slot;
+  return deny(s, errc::unknown_process,
+              "no process is registered as '" + std::string{name} + "'");
+}
+
+// -- statistics and invariants ------------------------------------------------------------------
+
+engine_stats memory_manager::stats() const {
+  const auto& h = header();
+  engine_stats r;
+  r.engine_id = h.engine_id;
+  r.data_segment = data_.name();
+  r.admin_segment = admin_.name();
+  r.arena_bytes = h.arena_bytes;
+  r.admin_bytes = h.total_bytes;
+  r.min_block_bytes = settings_.min_block_bytes;
+  r.free_bytes = allocator_.free_bytes();
+  r.used_bytes = h.arena_bytes - r.free_bytes;
+  r.requested_bytes = h.requested_bytes;
+  r.largest_free_block = allocator_.largest_free_block();
+  r.free_bytes_by_order = allocator_.free_bytes_by_order();
+  r.processes = h.live_processes;
+  r.blocks = h.live_blocks;
+  r.grants = h.live_grants;
+  r.names = h.live_names;
+  r.max_processes = h.max_processes;
+  r.max_blocks = h.max_blocks;
+  r.max_grants = h.max_grants;
+  r.max_names = h.max_names;
+  r.requests = h.requests;
+  r.rejected = h.rejected;
+  for (uint32_t i = 0; i < settings_.max_blocks; ++i)
+    if (block(i).state == block_state::draining)
+      ++r.draining_blocks;
+  for (uint32_t slot = 0; slot < settings_.max_processes; ++slot) {
+    const auto& p = process(slot);
+    if (p.state != process_state::live)
+      continue;
+    r.process_list.push_back({slot, p.pid, p.name, p.quota_bytes, p.bytes_in_use, p.block_count,
+                              p.allocations, p.frees, p.reads, p.writes, p.bytes_read,
+                              p.bytes_written, p.denied});
+  }
+  for (const auto& [key, n] : names_) {
+    auto index = name_at(n).block;
+    r.name_list.push_back({key, ref_of(index), block(index).owner});
+  }
+  std::sort(r.name_list.begin(), r.name_list.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return r;
+}
+
+std::string memory_manager::check() const {
+  if (auto err = allocator_.check(); !err.empty())
+    return "allocator: " + err;
+  const auto& h = header();
+  std::vector<uint64_t> bytes_by_owner(settings_.max_processes, 0);
+  std::vector<uint32_t> blocks_by_owner(settings_.max_processes, 0);
+  uint64_t used = 0;
+  uint64_t requested = 0;
+  uint32_t live_blocks = 0;
+  uint32_t grants = 0;
+  uint32_t names = 0;
+  auto fail = [](uint32_t i, const char* what) {
+    return "block " + std::to_string(i) + ": " + what;
+  };
+  for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
+    const auto& b = block(i);
+    if (b.state == block_state::free)
+      continue;
+    ++live_blocks;
+    uint64_t bytes = uint64_t{1} << b.order;
+    used += bytes;
+    auto order = allocator_.allocated_order(uint64_t{b.page} << allocator_.min_order());
+    if (!order || *order != b.order)
+      return fail(i, "its pages are not an allocated block of its order");
+    if (b.owner >= settings_.max_processes)
+      return fail(i, "owner out of range");
+    if (b.state == block_state::live) {
+      if (!is_live(b.owner))
+        return fail(i, "owned by a process that is not registered");
+      bytes_by_owner[b.owner] += bytes;
+      ++blocks_by_owner[b.owner];
+      requested += b.size;
+    } else if (b.refcount == 0) {
+      return fail(i, "draining without open views");
+    }
+    uint64_t views = b.owner_views;
+    for (auto g = b.grant_head; g != no_index; g = grant(g).next) {
+      if (++grants > settings_.max_grants || grant(g).block != i)
+        return fail(i, "grant list corrupt");
+      views += grant(g).views;
+    }
+    if (views != b.refcount)
+      return fail(i, "refcount differs from the open views");
+    if (b.name != no_index) {
+      ++names;
+      if (name_at(b.name).block != i)
+        return fail(i, "name entry points elsewhere");
+    }
+  }
+  if (used != h.used_bytes || used != h.arena_bytes - allocator_.free_bytes())
+    return "used bytes: blocks " + std::to_string(used) + ", header "
+           + std::to_string(h.used_bytes) + ", allocator "
+           + std::to_string(h.arena_bytes - allocator_.free_bytes());
+  if (requested != h.requested_bytes)
+    return "requested bytes differ from the header";
+  if (live_blocks != h.live_blocks || grants != h.live_grants || names != h.live_names
+      || names != names_.size())
+    return "table counters differ from the tables";
+  uint32_t processes = 0;
+  for (uint32_t slot = 0; slot < settings_.max_processes; ++slot) {
+    const auto& p = process(slot);
+    if (p.state != process_state::live) {
+      if (bytes_by_owner[slot] != 0)
+        return "free slot " + std::to_string(slot) + " owns blocks";
+      continue;
+    }
+    if (slot != admin::engine_slot)
+      ++processes;
+    if (p.bytes_in_use != bytes_by_owner[slot] || p.block_count != blocks_by_owner[slot])
+      return "process " + std::to_string(slot) + " accounts " + std::to_string(p.bytes_in_use)
+             + " bytes in " + std::to_string(p.block_count) + " blocks, owns "
+             + std::to_string(bytes_by_owner[slot]) + " in "
+             + std::to_string(blocks_by_owner[slot]);
+  }
+  if (processes != h.live_processes)
+    return "process count differs from the header";
+  return {};
+}
+
+} // namespace cafshm

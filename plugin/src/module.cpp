@@ -1,0 +1,147 @@
+#include "cafshm/module.hpp"
+
+#include <map>
+#include <mutex>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_registry.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/system_messages.hpp>
+
+#include "cafshm/config.hpp"
+#include "cafshm/engine_stats.hpp"
+#include "cafshm/error.hpp"
+#include "cafshm/memory_manager.hpp"
+#include "cafshm/protocol.hpp"
+
+namespace cafshm {
+
+namespace {
+
+// Settings handed to configure(), waiting for the actor system built from that config.
+std::mutex pending_mutex;
+std::map<const caf::actor_system_config*, settings> pending_settings;
+
+std::string render_error(uint8_t code, caf::atom_value, const caf::message& ctx) {
+  std::string result = to_string(static_cast<errc>(code));
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    result += ": " + ctx.get_as<std::string>(0);
+  return result;
+}
+
+} // namespace
+
+void add_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<block_ref>("cafshm::block_ref");
+  cfg.add_message_type<session>("cafshm::session");
+  cfg.add_message_type<registration>("cafshm::registration");
+  cfg.add_message_type<copy_range>("cafshm::copy_range");
+  cfg.add_message_type<view_lease>("cafshm::view_lease");
+  cfg.add_message_type<process_stats>("cafshm::process_stats");
+  cfg.add_message_type<named_block>("cafshm::named_block");
+  cfg.add_message_type<engine_stats>("cafshm::engine_stats");
+  cfg.add_message_type<std::vector<char>>("std::vector<char>");
+  cfg.add_message_type<std::vector<uint64_t>>("std::vector<uint64_t>");
+  cfg.add_error_category(error_category, render_error);
+}
+
+module::module(caf::actor_system& sys) : system_(sys) {
+}
+
+module::~module() = default;
+
+caf::actor_system::module* module::make(caf::actor_system& sys, caf::detail::type_list<>) {
+  return new module(sys);
+}
+
+void module::configure(caf::actor_system_config& cfg, settings s) {
+  std::lock_guard<std::mutex> guard{pending_mutex};
+  pending_settings[&cfg] = std::move(s);
+}
+
+void module::configure(caf::actor_system_config& cfg, const std::string& yaml_file) {
+  caf::put(cfg.content, "cafshm.config-file", yaml_file);
+}
+
+module* module::of(caf::actor_system& sys) {
+  if (!sys.has_network_manager())
+    return nullptr;
+  return reinterpret_cast<module*>(&sys.network_manager());
+}
+
+void module::init(caf::actor_system_config& cfg) {
+  add_message_types(cfg);
+  {
+    std::lock_guard<std::mutex> guard{pending_mutex};
+    if (auto i = pending_settings.find(&cfg); i != pending_settings.end()) {
+      settings_ = std::move(i->second);
+      pending_settings.erase(i);
+      if (auto why = validate(settings_))
+        failure_ = make_error(errc::config_error, *why);
+      return;
+    }
+  }
+  auto file = caf::get_or(cfg, "cafshm.config-file", std::string{});
+  if (file.empty())
+    return;
+  auto loaded = load_config(file);
+  if (auto* err = std::get_if<config_error>(&loaded))
+    failure_ = make_error(errc::config_error, err->to_string());
+  else
+    settings_ = std::get<settings>(std::move(loaded));
+}
+
+void module::start() {
+  if (failure_ || settings_.role != role::engine)
+    return;
+  auto mm = memory_manager::create(settings_.engine);
+  if (!mm) {
+    failure_ = std::move(mm.error());
+    return;
+  }
+  memory_ = std::move(*mm);
+  engine_ = spawn_engine(system_, memory_, settings_.engine);
+  system_.registry().put(engine_registry_key, caf::actor_cast<caf::strong_actor_ptr>(engine_));
+}
+
+void module::stop() {
+  if (!engine_)
+    return;
+  system_.registry().erase(engine_registry_key);
+  { // wait until the engine has terminated, so that its state releases the memory manager
+    caf::scoped_actor self{system_, true};
+    self->monitor(engine_);
+    self->send_exit(engine_, caf::exit_reason::user_shutdown);
+    self->receive([](const caf::down_msg&) {},
+                  caf::after(std::chrono::seconds(5)) >> [] {});
+  }
+  engine_ = nullptr;
+  memory_.reset(); // last reference: removes both segments
+}
+
+caf::actor_system::module::id_t module::id() const {
+  // Module ids are a fixed enum; this slot is unused by Debian's CAF and starts after the
+  // middleman and the openssl manager (CAF starts modules in slot order).
+  return network_manager;
+}
+
+void* module::subtype_ptr() {
+  return this;
+}
+
+caf::expected<engine_actor> module::engine() const {
+  if (failure_)
+    return failure_;
+  if (!engine_)
+    return make_error(errc::config_error, "cafshm runs in client role: no local engine");
+  return engine_;
+}
+
+caf::expected<engine_actor> local_engine(caf::actor_system& sys) {
+  auto* m = module::of(sys);
+  if (m == nullptr)
+    return make_error(errc::config_error, "cafshm::module is not loaded");
+  return m->engine();
+}
+
+} // namespace cafshm

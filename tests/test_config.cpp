@@ -1,0 +1,538 @@
+// Tests of the YAML configuration loader (plugin/src/config.cpp).
+
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <string_view>
+
+#include <unistd.h>
+
+#include "cafshm/config.hpp"
+
+using namespace cafshm;
+using namespace std::chrono_literals;
+
+namespace {
+
+settings settings_of(std::string_view yaml) {
+  auto result = parse_config(yaml, "t.yaml");
+  if (auto* err = std::get_if<config_error>(&result)) FAIL("unexpected error: " << err->to_string());
+  return std::get<settings>(result);
+}
+
+config_error error_of(std::string_view yaml) {
+  auto result = parse_config(yaml, "t.yaml");
+  REQUIRE_MESSAGE(std::holds_alternative<config_error>(result), "accepted: " << yaml);
+  auto err = std::get<config_error>(result);
+  INFO(err.to_string());
+  CHECK(err.file == "t.yaml");
+  CHECK(!err.reason.empty());
+  return err;
+}
+
+bool contains(const std::string& text, std::string_view part) {
+  return text.find(part) != std::string::npos;
+}
+
+// Field by field: settings has no operator==.
+void check_same(const settings& a, const settings& b) {
+  CHECK(a.role == b.role);
+  CHECK(a.engine.name == b.engine.name);
+  CHECK(a.engine.arena_bytes == b.engine.arena_bytes);
+  CHECK(a.engine.min_block_bytes == b.engine.min_block_bytes);
+  CHECK(a.engine.max_processes == b.engine.max_processes);
+  CHECK(a.engine.max_blocks == b.engine.max_blocks);
+  CHECK(a.engine.max_grants == b.engine.max_grants);
+  CHECK(a.engine.max_names == b.engine.max_names);
+  CHECK(a.engine.default_quota_bytes == b.engine.default_quota_bytes);
+  CHECK(a.engine.scrub == b.engine.scrub);
+  CHECK(a.engine.permissions == b.engine.permissions);
+  CHECK(a.engine.listen == b.engine.listen);
+  CHECK(a.engine.liveness_interval == b.engine.liveness_interval);
+  CHECK(a.client.engine == b.client.engine);
+  CHECK(a.client.mode == b.client.mode);
+  CHECK(a.client.request_timeout == b.client.request_timeout);
+  REQUIRE(a.remote.peers.size() == b.remote.peers.size());
+  for (size_t i = 0; i < a.remote.peers.size(); ++i) {
+    CHECK(a.remote.peers[i].name == b.remote.peers[i].name);
+    CHECK(a.remote.peers[i].address == b.remote.peers[i].address);
+  }
+  CHECK(a.remote.chunk_bytes == b.remote.chunk_bytes);
+  CHECK(a.remote.window_chunks == b.remote.window_chunks);
+  CHECK(a.remote.cache_bytes == b.remote.cache_bytes);
+  CHECK(a.remote.checksum_retries == b.remote.checksum_retries);
+}
+
+} // namespace
+
+TEST_CASE("parse_size accepts binary and decimal units") {
+  CHECK(parse_size("0") == 0u);
+  CHECK(parse_size("512") == 512u);
+  CHECK(parse_size("512B") == 512u);
+  CHECK(parse_size("4KiB") == 4096u);
+  CHECK(parse_size("64MiB") == 64ull << 20);
+  CHECK(parse_size("1GiB") == 1ull << 30);
+  CHECK(parse_size("2TiB") == 2ull << 40);
+  CHECK(parse_size("2KB") == 2000u);
+  CHECK(parse_size("2MB") == 2000000u);
+  CHECK(parse_size("3GB") == 3000000000u);
+  CHECK(parse_size("64 MiB") == 64ull << 20);
+  CHECK(parse_size("9223372036854775807") == 9223372036854775807ull);
+}
+
+TEST_CASE("parse_size rejects negatives, fractions, overflow and garbage") {
+  for (const char* bad : {"", " ", "-1", "-4KiB", "+4KiB", "1.5GiB", "0.5", "1e3", "0x10", "MiB",
+                          "4kib", "4 K", "4KiBB", "4 MiB x", "abc", "9223372036854775808",
+                          "99999999999999999999", "8388608TiB", "9223372036854776KB"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_size(bad).has_value());
+  }
+}
+
+TEST_CASE("parse_duration accepts ms, s and min; no unit means milliseconds") {
+  CHECK(parse_duration("200ms") == 200ms);
+  CHECK(parse_duration("5s") == 5000ms);
+  CHECK(parse_duration("1min") == 60000ms);
+  CHECK(parse_duration("2500") == 2500ms);
+  CHECK(parse_duration("0") == 0ms);
+  for (const char* bad : {"", "-5s", "1.5s", "5 sec", "5h", "ms", "s5", "153722867280912931min"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_duration(bad).has_value());
+  }
+}
+
+TEST_CASE("config/default.yaml loads to exactly the built-in defaults") {
+  auto result = load_config(CAFSHM_SOURCE_DIR "/config/default.yaml");
+  if (auto* err = std::get_if<config_error>(&result)) FAIL(err->to_string());
+  check_same(std::get<settings>(result), settings{});
+}
+
+TEST_CASE("config/pipeline.yaml") {
+  auto result = load_config(CAFSHM_SOURCE_DIR "/config/pipeline.yaml");
+  if (auto* err = std::get_if<config_error>(&result)) FAIL(err->to_string());
+  settings expected;
+  expected.role = role::engine;
+  expected.engine.name = "cafshm-pipeline";
+  expected.engine.arena_bytes = 256ull << 20;
+  expected.engine.min_block_bytes = 4096;
+  expected.engine.listen = {"127.0.0.1", 4242};
+  expected.client.engine = {"127.0.0.1", 4242};
+  expected.client.mode = connection_mode::persistent;
+  check_same(std::get<settings>(result), expected);
+}
+
+TEST_CASE("empty text, comments only and empty sections give the defaults") {
+  for (const char* yaml : {"", "\n\n", "# nothing here\n  # still nothing\n", "---\n", "~\n",
+                           "engine:\nclient:\nremote:\n", "remote:\n  peers:\n"}) {
+    INFO(yaml);
+    check_same(settings_of(yaml), settings{});
+  }
+}
+
+TEST_CASE("every key is read") {
+  auto s = settings_of(R"(
+role: client
+engine:
+  name: my.seg_1-x
+  arena: 1GiB
+  min_block: 64KiB
+  max_processes: 100
+  max_blocks: 5000
+  max_grants: 7
+  max_names: 9
+  default_quota: 10MB
+  scrub: on-allocate
+  permissions: 0640
+  listen: {host: 0.0.0.0, port: 0}
+  liveness_interval: 1s
+client:
+  engine: {host: example.org, port: 5000}
+  mode: per-request
+  request_timeout: 2min
+remote:
+  peers:
+    - {name: b, host: 10.0.0.2, port: 4243}
+    - name: c
+      port: 4244
+  chunk: 64KiB
+  window: 64
+  cache: 0
+  checksum_retries: 0
+)");
+  CHECK(s.role == role::client);
+  CHECK(s.engine.name == "my.seg_1-x");
+  CHECK(s.engine.arena_bytes == 1ull << 30);
+  CHECK(s.engine.min_block_bytes == 64u << 10);
+  CHECK(s.engine.max_processes == 100u);
+  CHECK(s.engine.max_blocks == 5000u);
+  CHECK(s.engine.max_grants == 7u);
+  CHECK(s.engine.max_names == 9u);
+  CHECK(s.engine.default_quota_bytes == 10000000u);
+  CHECK(s.engine.scrub == scrub_policy::on_allocate);
+  CHECK(s.engine.permissions == 0640u);
+  CHECK(s.engine.listen == endpoint{"0.0.0.0", 0});
+  CHECK(s.engine.liveness_interval == 1000ms);
+  CHECK(s.client.engine == endpoint{"example.org", 5000});
+  CHECK(s.client.mode == connection_mode::per_request);
+  CHECK(s.client.request_timeout == 120000ms);
+  REQUIRE(s.remote.peers.size() == 2);
+  CHECK(s.remote.peers[0].name == "b");
+  CHECK(s.remote.peers[0].address == endpoint{"10.0.0.2", 4243});
+  CHECK(s.remote.peers[1].name == "c");
+  CHECK(s.remote.peers[1].address == endpoint{"127.0.0.1", 4244});
+  CHECK(s.remote.chunk_bytes == 64u << 10);
+  CHECK(s.remote.window_chunks == 64u);
+  CHECK(s.remote.cache_bytes == 0u);
+  CHECK(s.remote.checksum_retries == 0u);
+}
+
+TEST_CASE("absent keys keep their defaults") {
+  auto s = settings_of("engine:\n  arena: 128MiB\n");
+  settings expected;
+  expected.engine.arena_bytes = 128ull << 20;
+  check_same(s, expected);
+}
+
+TEST_CASE("integers are decimal even with leading zeros") {
+  CHECK(settings_of("engine: {max_processes: 010}").engine.max_processes == 10u);
+}
+
+TEST_CASE("permissions: leading 0 or 0o is octal, otherwise decimal") {
+  CHECK(settings_of("engine: {permissions: 0600}").engine.permissions == 0600u);
+  CHECK(settings_of("engine: {permissions: '0644'}").engine.permissions == 0644u);
+  CHECK(settings_of("engine: {permissions: 0o660}").engine.permissions == 0660u);
+  CHECK(settings_of("engine: {permissions: 0700}").engine.permissions == 0700u);
+  CHECK(settings_of("engine: {permissions: 420}").engine.permissions == 0644u);
+
+  auto no_owner_rw = error_of("engine:\n  permissions: 0400\n");
+  CHECK(no_owner_rw.key == "engine.permissions");
+  CHECK(no_owner_rw.line == 2);
+  CHECK(no_owner_rw.column == 16);
+  CHECK(contains(no_owner_rw.reason, "0600"));
+
+  CHECK(error_of("engine: {permissions: 01777}").key == "engine.permissions");
+  CHECK(contains(error_of("engine: {permissions: 600}").reason, "outside 0777"));
+  CHECK(error_of("engine: {permissions: 0689}").key == "engine.permissions");
+  CHECK(error_of("engine: {permissions: rw}").key == "engine.permissions");
+}
+
+TEST_CASE("syntax error reports the parser's line and column") {
+  auto unclosed = error_of("engine:\n  arena: [1, 2\n");
+  CHECK(unclosed.line == 3);
+  CHECK(unclosed.column == 1);
+  CHECK(unclosed.key.empty());
+  CHECK(contains(unclosed.reason, "syntax"));
+
+  auto bad_indent = error_of("engine:\n  arena: 1\n   bad: 2\n");
+  CHECK(bad_indent.line == 3);
+  CHECK(bad_indent.column == 7);
+
+  CHECK(error_of("role: engine: client\n").line == 1);
+}
+
+TEST_CASE("missing file names the path, at line 0") {
+  std::string path = CAFSHM_SOURCE_DIR "/config/no-such-file.yaml";
+  auto result = load_config(path);
+  REQUIRE(std::holds_alternative<config_error>(result));
+  auto err = std::get<config_error>(result);
+  CHECK(err.file == path);
+  CHECK(err.line == 0);
+  CHECK(err.column == 0);
+  CHECK(contains(err.reason, path));
+  CHECK(err.to_string() == path + ": no such file: '" + path + "'");
+
+  auto directory = load_config(CAFSHM_SOURCE_DIR "/config");
+  REQUIRE(std::holds_alternative<config_error>(directory));
+  CHECK(std::get<config_error>(directory).line == 0);
+}
+
+TEST_CASE("load_config reports positions in the file it read") {
+  std::string path = "/tmp/cafshm_test_config_" + std::to_string(::getpid()) + ".yaml";
+  std::ofstream(path) << "# header\nengine:\n  window: 4\n";
+  auto result = load_config(path);
+  std::remove(path.c_str());
+  REQUIRE(std::holds_alternative<config_error>(result));
+  auto err = std::get<config_error>(result);
+  CHECK(err.to_string() == path + ":3:3: engine.window: unknown key 'window' (valid keys: name, "
+                                  "arena, min_block, max_processes, max_blocks, max_grants, "
+                                  "max_names, default_quota, scrub, permissions, listen, "
+                                  "liveness_interval)");
+}
+
+TEST_CASE("unknown keys are rejected in every section, with a suggestion when close") {
+  struct example {
+    const char* yaml;
+    const char* key;
+    const char* hint;
+    int line, column;
+  };
+  const example examples[] = {
+      {"rol: engine\n", "rol", "role", 1, 1},
+      {"engine:\n  arnea: 64MiB\n", "engine.arnea", "arena", 2, 3},
+      {"engine:\n  listen: {host: a, prot: 1}\n", "engine.listen.prot", "port", 2, 21},
+      {"client:\n  mdoe: persistent\n", "client.mdoe", "mode", 2, 3},
+      {"client:\n  engine:\n    hots: a\n", "client.engine.hots", "host", 3, 5},
+      {"remote:\n  windw: 4\n", "remote.windw", "window", 2, 3},
+      {"remote:\n  peers:\n    - {name: b, prot: 1}\n", "remote.peers[0].prot", "port", 3, 17},
+      {"engine:\n  MaxProcesses: 4\n", "engine.MaxProcesses", "max_processes", 2, 3},
+      {"engine:\n  colour: red\n", "engine.colour", nullptr, 2, 3},
+  };
+  for (const example& ex : examples) {
+    auto err = error_of(ex.yaml);
+    CHECK(err.key == ex.key);
+    CHECK(err.line == ex.line);
+    CHECK(err.column == ex.column);
+    CHECK(contains(err.reason, "unknown key"));
+    if (ex.hint)
+      CHECK(contains(err.reason, std::string("did you mean '") + ex.hint + "'?"));
+    else
+      CHECK(contains(err.reason, "valid keys: name, arena"));
+  }
+  CHECK(error_of("engine:\n  arnea: 64MiB\n").to_string() ==
+        "t.yaml:2:3: engine.arnea: unknown key 'arnea' (did you mean 'arena'?)");
+  CHECK_FALSE(contains(error_of("xyzzy: 1\n").reason, "did you mean"));
+}
+
+TEST_CASE("wrong types are rejected at the value") {
+  auto map_for_scalar = error_of("engine:\n  arena: {a: 1}\n");
+  CHECK(map_for_scalar.key == "engine.arena");
+  CHECK(map_for_scalar.line == 2);
+  CHECK(contains(map_for_scalar.reason, "got a mapping"));
+
+  auto list_for_map = error_of("engine: [1, 2]\n");
+  CHECK(list_for_map.key == "engine");
+  CHECK(list_for_map.line == 1);
+  CHECK(contains(list_for_map.reason, "expected a mapping"));
+  CHECK(contains(list_for_map.reason, "got a list"));
+
+  auto scalar_for_map = error_of("client:\n  engine: localhost:4242\n");
+  CHECK(scalar_for_map.key == "client.engine");
+  CHECK(contains(scalar_for_map.reason, "got 'localhost:4242'"));
+
+  auto not_a_number = error_of("engine:\n  max_processes: many\n");
+  CHECK(not_a_number.key == "engine.max_processes");
+  CHECK(not_a_number.line == 2);
+  CHECK(not_a_number.column == 18);
+  CHECK(contains(not_a_number.reason, "integer"));
+
+  auto fraction = error_of("remote: {window: 2.5}\n");
+  CHECK(fraction.key == "remote.window");
+
+  auto bad_enum = error_of("engine:\n  scrub: sometimes\n");
+  CHECK(bad_enum.key == "engine.scrub");
+  CHECK(contains(bad_enum.reason, "unknown value 'sometimes'"));
+  CHECK(contains(bad_enum.reason, "on-free, on-allocate, off"));
+  CHECK(contains(error_of("engine: {scrub: on_free}").reason, "did you mean 'on-free'?"));
+  CHECK(contains(error_of("role: server").reason, "engine, client"));
+  CHECK(contains(error_of("client: {mode: per_request}").reason, "persistent, per-request"));
+
+  auto peers_not_list = error_of("remote:\n  peers: {name: b}\n");
+  CHECK(peers_not_list.key == "remote.peers");
+  CHECK(contains(peers_not_list.reason, "expected a list"));
+
+  auto peer_not_map = error_of("remote:\n  peers:\n    - b\n");
+  CHECK(peer_not_map.key == "remote.peers[0]");
+  CHECK(peer_not_map.line == 3);
+
+  auto list_for_scalar = error_of("engine:\n  name: [a, b]\n");
+  CHECK(list_for_scalar.key == "engine.name");
+  CHECK(contains(list_for_scalar.reason, "got a list"));
+
+  auto empty_value = error_of("engine:\n  arena:\n  min_block: 4KiB\n");
+  CHECK(empty_value.key == "engine.arena");
+  CHECK(empty_value.line == 2);
+  CHECK(empty_value.column == 3);
+  CHECK(contains(empty_value.reason, "got nothing"));
+
+  auto complex_key = error_of("engine:\n  ? [a]\n  : 1\n");
+  CHECK(complex_key.key == "engine");
+  CHECK(complex_key.line == 2);
+}
+
+TEST_CASE("out-of-range values are rejected at the key") {
+  auto port = error_of("engine:\n  listen:\n    port: 70000\n");
+  CHECK(port.key == "engine.listen.port");
+  CHECK(port.line == 3);
+  CHECK(port.column == 11);
+  CHECK(contains(port.reason, "0..65535"));
+
+  auto processes = error_of("engine:\n  max_processes: 1\n");
+  CHECK(processes.key == "engine.max_processes");
+  CHECK(processes.line == 2);
+  CHECK(contains(processes.reason, "2..65535"));
+  CHECK(error_of("engine: {max_processes: 65536}").key == "engine.max_processes");
+  CHECK(error_of("engine: {max_blocks: 16777217}").key == "engine.max_blocks");
+  CHECK(error_of("engine: {max_blocks: 4294967296}").key == "engine.max_blocks");
+
+  auto window = error_of("remote:\n  window: 0\n");
+  CHECK(window.key == "remote.window");
+  CHECK(window.line == 2);
+  CHECK(window.column == 11);
+  CHECK(error_of("remote: {window: 65}").key == "remote.window");
+
+  auto negative = error_of("remote:\n  cache: -1MiB\n");
+  CHECK(negative.key == "remote.cache");
+  CHECK(contains(negative.reason, "negative"));
+  CHECK(contains(error_of("engine: {default_quota: 8388608TiB}").reason, "too large"));
+
+  auto not_power = error_of("engine:\n  min_block: 6KiB\n");
+  CHECK(not_power.key == "engine.min_block");
+  CHECK(not_power.line == 2);
+  CHECK(contains(not_power.reason, "power of two"));
+  CHECK(error_of("engine: {min_block: 2KiB}").key == "engine.min_block");
+
+  CHECK(error_of("remote: {chunk: 32KiB}").key == "remote.chunk");
+  CHECK(error_of("remote: {chunk: 512MiB}").key == "remote.chunk");
+  CHECK(error_of("engine: {liveness_interval: 0}").key == "engine.liveness_interval");
+  CHECK(error_of("client: {request_timeout: -5s}").key == "client.request_timeout");
+  CHECK(error_of("engine: {name: ''}").key == "engine.name");
+  CHECK(error_of("engine: {name: a/b}").key == "engine.name");
+  CHECK(error_of(("engine: {name: " + std::string(65, 'n') + "}").c_str()).key == "engine.name");
+  CHECK(settings_of("engine: {name: " + std::string(64, 'n') + "}").engine.name.size() == 64);
+}
+
+TEST_CASE("peers: required keys, duplicates and positions by index") {
+  auto port = error_of(R"(remote:
+  peers:
+    - {name: b, host: 127.0.0.1, port: 4243}
+    - {name: c, host: 127.0.0.1, port: 99999}
+)");
+  CHECK(port.key == "remote.peers[1].port");
+  CHECK(port.line == 4);
+  CHECK(port.column == 40);
+
+  auto missing = error_of("remote:\n  peers:\n    - {host: a, port: 1}\n");
+  CHECK(missing.key == "remote.peers[0]");
+  CHECK(contains(missing.reason, "missing key 'name'"));
+  CHECK(contains(error_of("remote: {peers: [{name: b}]}").reason, "missing key 'port'"));
+
+  auto zero_port = error_of("remote:\n  peers:\n    - {name: b, port: 0}\n");
+  CHECK(zero_port.key == "remote.peers[0].port");
+  CHECK(zero_port.line == 3);
+
+  auto same_name = error_of("remote:\n  peers:\n    - {name: b, port: 1}\n    - {name: b, port: 2}\n");
+  CHECK(same_name.key == "remote.peers[1].name");
+  CHECK(same_name.line == 4);
+}
+
+TEST_CASE("impossible combinations are reported at the responsible key") {
+  auto bigger_block = error_of("engine:\n  arena: 64KiB\n  min_block: 128KiB\n");
+  CHECK(bigger_block.key == "engine.arena");
+  CHECK(bigger_block.line == 2);
+  CHECK(contains(bigger_block.reason, "smaller than min_block"));
+
+  // arena is not in the file: the problem is placed at min_block, which is.
+  auto only_block = error_of("engine:\n  min_block: 128MiB\n");
+  CHECK(only_block.key == "engine.min_block");
+  CHECK(only_block.line == 2);
+
+  auto not_multiple = error_of("engine:\n  name: x\n  arena: 96MiB\n");
+  CHECK(not_multiple.key == "engine.arena");
+  CHECK(not_multiple.line == 3);
+  CHECK(not_multiple.column == 10);
+  CHECK(contains(not_multiple.reason, "times a power of two"));
+  CHECK(contains(not_multiple.reason, "64MiB"));
+  CHECK(error_of("engine: {arena: 3GB}").key == "engine.arena");
+
+  auto zero_grants = error_of("engine:\n  max_grants: 0\n");
+  CHECK(zero_grants.key == "engine.max_grants");
+  CHECK(zero_grants.line == 2);
+  CHECK(error_of("engine: {max_names: 0}").key == "engine.max_names");
+  CHECK(error_of("engine: {max_blocks: 0}").key == "engine.max_blocks");
+  CHECK(error_of("engine: {arena: 0}").key == "engine.arena");
+
+  auto huge = error_of("engine:\n  arena: 2TiB\n");
+  CHECK(huge.key == "engine.arena");
+  CHECK(contains(huge.reason, "1TiB"));
+  CHECK(settings_of("engine: {arena: 1TiB}").engine.arena_bytes == 1ull << 40);
+}
+
+TEST_CASE("validate works on settings filled in code") {
+  CHECK_FALSE(validate(settings{}).has_value());
+
+  settings s;
+  s.engine.min_block_bytes = 1 << 20;
+  s.engine.arena_bytes = 512 << 10;
+  REQUIRE(validate(s).has_value());
+  CHECK(contains(*validate(s), "engine.arena"));
+
+  s = settings{};
+  s.engine.arena_bytes = (64ull << 20) + 4096;
+  CHECK(validate(s).has_value());
+
+  s = settings{};
+  s.engine.arena_bytes = 2ull << 40;
+  CHECK(validate(s).has_value());
+
+  s = settings{};
+  s.engine.max_processes = 1;
+  CHECK(contains(validate(s).value_or(""), "engine.max_processes"));
+
+  s = settings{};
+  s.engine.max_names = 0;
+  CHECK(validate(s).has_value());
+
+  s = settings{};
+  s.engine.permissions = 0644;
+  CHECK_FALSE(validate(s).has_value());
+  s.engine.permissions = 0200;
+  CHECK(validate(s).has_value());
+
+  s = settings{};
+  s.client.request_timeout = 0ms;
+  CHECK(contains(validate(s).value_or(""), "client.request_timeout"));
+
+  s = settings{};
+  s.remote.window_chunks = 0;
+  CHECK(validate(s).has_value());
+
+  s = settings{};
+  s.remote.peers.push_back({"b", {"127.0.0.1", 4243}});
+  CHECK_FALSE(validate(s).has_value());
+  s.remote.peers.push_back({"", {"127.0.0.1", 4244}});
+  CHECK(contains(validate(s).value_or(""), "remote.peers[1].name"));
+}
+
+TEST_CASE("duplicate keys are rejected at the second occurrence") {
+  auto top = error_of("role: engine\nrole: client\n");
+  CHECK(top.key == "role");
+  CHECK(top.line == 2);
+  CHECK(top.column == 1);
+  CHECK(contains(top.reason, "duplicate key 'role'"));
+
+  auto nested = error_of("engine:\n  arena: 64MiB\n  min_block: 4KiB\n  arena: 128MiB\n");
+  CHECK(nested.key == "engine.arena");
+  CHECK(nested.line == 4);
+  CHECK(nested.column == 3);
+  CHECK(contains(nested.reason, "first at line 2"));
+
+  auto section = error_of("engine: {}\nclient: {}\nengine: {}\n");
+  CHECK(section.key == "engine");
+  CHECK(section.line == 3);
+
+  CHECK(error_of("remote: {peers: [{name: b, port: 1, name: c}]}").key == "remote.peers[0].name");
+}
+
+TEST_CASE("top level must be one mapping") {
+  auto list = error_of("- engine\n- client\n");
+  CHECK(list.key.empty());
+  CHECK(list.line == 1);
+  CHECK(contains(list.reason, "expected a mapping"));
+
+  auto scalar = error_of("engine\n");
+  CHECK(scalar.line == 1);
+  CHECK(contains(scalar.reason, "got 'engine'"));
+
+  auto two = error_of("role: engine\n---\nrole: client\n");
+  CHECK(contains(two.reason, "one YAML document"));
+}
+
+TEST_CASE("config_error::to_string leaves out empty parts") {
+  CHECK(config_error{"f.yaml", 3, 7, "engine.arena", "bad"}.to_string() ==
+        "f.yaml:3:7: engine.arena: bad");
+  CHECK(config_error{"f.yaml", 3, 7, "", "syntax"}.to_string() == "f.yaml:3:7: syntax");
+  CHECK(config_error{"f.yaml", 0, 0, "", "missing"}.to_string() == "f.yaml: missing");
+  CHECK(config_error{"", 0, 0, "role", "bad"}.to_string() == "role: bad");
+}

@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages cafshm needs; does nothing when they are all present.
 set -euo pipefail
 packages=(build-essential cmake libcaf-dev libboost-dev doctest-dev libyaml-cpp-dev libxxhash-dev
-          libssl-dev)
+          libssl-dev libcli11-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

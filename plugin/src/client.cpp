@@ -4,6 +4,7 @@
 
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/sec.hpp>
 
 #include "cafshm/module.hpp"
@@ -65,6 +66,18 @@ caf::expected<client> client::connect(caf::actor_system& sys, std::string name,
   if (!engine)
     return engine.error();
   return connect(sys, std::move(*engine), std::move(name), opts);
+}
+
+caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& engine,
+                                      std::string name, client_options opts) {
+  if (!sys.has_middleman())
+    return make_error(errc::config_error, "connecting to a remote engine needs caf::io::middleman");
+  auto handle = sys.middleman().remote_actor<engine_actor>(engine.host, engine.port);
+  if (!handle)
+    return make_error(errc::engine_unreachable,
+                      "no engine at " + engine.host + ":" + std::to_string(engine.port) + " ("
+                        + sys.render(handle.error()) + ")");
+  return connect(sys, std::move(*handle), std::move(name), opts);
 }
 
 client::client(caf::actor_system& sys, engine_actor engine, caf::actor keeper,

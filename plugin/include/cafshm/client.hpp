@@ -20,6 +20,7 @@
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
 #include "cafshm/protocol.hpp"
+#include "cafshm/settings.hpp"
 
 namespace cafshm {
 
@@ -37,6 +38,11 @@ public:
   /// Registers with the engine of this actor system's cafshm module (engine role).
   static caf::expected<client> connect(caf::actor_system& sys, std::string name,
                                        client_options opts = {});
+
+  /// Registers with an engine in another process (cafshmd) on this host, reached through CAF's
+  /// io middleman, which `sys` must have loaded.
+  static caf::expected<client> connect(caf::actor_system& sys, const endpoint& engine,
+                                       std::string name, client_options opts = {});
 
   client(client&& other) noexcept;
   client& operator=(client&& other) noexcept;

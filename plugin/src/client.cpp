@@ -173,12 +173,18 @@ caf::expected<block_ref> client::transfer(const block_ref& ref, uint32_t process
 }
 
 caf::expected<block_ref> client::transfer(block_view&& view, uint32_t process) {
-  block_view closing = std::move(view);
-  auto ref = closing.ref();
-  closing.release(); // unmapped here; the engine must count it closed before the transfer
-  if (auto r = call_done(detach_atom::value, reg_.session, ref); !r)
+  auto ref = view.ref();
+  if (auto r = unmap(std::move(view)); !r)
     return r.error();
   return transfer(ref, process);
+}
+
+caf::expected<void> client::unmap(block_view&& view) {
+  block_view closing = std::move(view);
+  if (!closing)
+    return make_error(errc::invalid_argument, "the view is not open");
+  auto ref = closing.release();
+  return call_done(detach_atom::value, reg_.session, ref);
 }
 
 caf::expected<void> client::name(const block_ref& ref, const std::string& name) {

@@ -42,6 +42,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<engine_stats>("cafshm::engine_stats");
   cfg.add_message_type<std::vector<char>>("std::vector<char>");
   cfg.add_message_type<std::vector<uint64_t>>("std::vector<uint64_t>");
+  cfg.add_message_type<std::vector<uint8_t>>("std::vector<uint8_t>");
   cfg.add_error_category(error_category, render_error);
 }
 

@@ -77,6 +77,10 @@ public:
   /// Asks the engine for access and maps the block's pages.
   caf::expected<block_view> map(const block_ref& ref, access_mode mode);
 
+  /// Unmaps `view` and waits until the engine counted it closed (a view's destructor only
+  /// tells the engine asynchronously).
+  caf::expected<void> unmap(block_view&& view);
+
   /// Async form for event-based actors: `c.request(self, allocate_atom::value, size)` sends
   /// (atom, session, args...) to the engine with the client's timeout and returns the response
   /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`.

@@ -1,0 +1,135 @@
+// A process for the multi-process tests. Modes:
+//   receiver --engine HOST:PORT --name NAME
+//       registers, publishes an actor on a free port and prints "ready PORT SLOT". The actor
+//       answers (verify, ref, owned) with the XXH3 of the block read in place through a view
+//       (freeing the block afterwards when owned), and (probe, ref) with the error codes that a
+//       view and an engine read of the block yield (0 = allowed).
+//   writer --engine HOST:PORT --name NAME --blocks N --size BYTES
+//       registers, allocates N blocks, names the first, grants read on the second to the process
+//       "test", maps all read-write, prints "writing SLOT" and overwrites them until killed.
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <xxhash.h>
+
+#include "cafshm/client.hpp"
+#include "cafshm/module.hpp"
+#include "test_peer_protocol.hpp"
+
+using namespace cafshm;
+
+namespace {
+
+std::string arg(int argc, char** argv, const std::string& key, const std::string& fallback = {}) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (argv[i] == key)
+      return argv[i + 1];
+  return fallback;
+}
+
+endpoint parse_endpoint(const std::string& text) {
+  auto colon = text.rfind(':');
+  return {text.substr(0, colon), static_cast<uint16_t>(std::stoi(text.substr(colon + 1)))};
+}
+
+caf::behavior receiver(caf::event_based_actor*, client* me) {
+  return {
+    [me](verify_atom, const block_ref& ref, bool owned) -> caf::result<uint64_t> {
+      auto view = me->map(ref, access_mode::read);
+      if (!view)
+        return view.error();
+      uint64_t hash = XXH3_64bits(view->data(), view->size());
+      if (auto ok = me->unmap(std::move(*view)); !ok)
+        return ok.error();
+      if (owned)
+        if (auto ok = me->free(ref); !ok)
+          return ok.error();
+      return hash;
+    },
+    [me](probe_atom, const block_ref& ref) {
+      auto view = me->map(ref, access_mode::read);
+      auto read = me->read(ref, 0, 1);
+      auto code = [](const caf::error& e) { return static_cast<uint8_t>(code_of(e)); };
+      return std::vector<uint8_t>{view ? uint8_t{0} : code(view.error()),
+                                  read ? uint8_t{0} : code(read.error())};
+    },
+  };
+}
+
+int run_receiver(caf::actor_system& sys, client& me) {
+  auto handler = sys.spawn(receiver, &me);
+  auto port = sys.middleman().publish(handler, 0, "127.0.0.1");
+  if (!port) {
+    std::cerr << "peer: cannot publish: " << sys.render(port.error()) << "\n";
+    return 1;
+  }
+  std::cout << "ready " << *port << " " << me.slot() << std::endl;
+  std::string line;
+  std::getline(std::cin, line); // runs until stdin closes or the test kills it
+  caf::anon_send_exit(handler, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+int run_writer(client& me, int blocks, uint64_t size) {
+  std::vector<block_view> views;
+  for (int i = 0; i < blocks; ++i) {
+    auto ref = me.allocate(size);
+    if (!ref) {
+      std::cerr << "peer: " << describe(ref.error()) << "\n";
+      return 1;
+    }
+    if (i == 0)
+      me.name(*ref, "writer-" + std::to_string(::getpid()));
+    if (i == 1)
+      if (auto test = me.find_process("test"))
+        me.share(*ref, *test, access_mode::read);
+    auto view = me.map(*ref, access_mode::read_write);
+    if (!view) {
+      std::cerr << "peer: " << describe(view.error()) << "\n";
+      return 1;
+    }
+    views.push_back(std::move(*view));
+  }
+  std::cout << "writing " << me.slot() << std::endl;
+  for (unsigned char round = 0;; ++round)
+    for (auto& v : views)
+      std::memset(v.data(), round, v.size());
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: cafshm-test-peer receiver|writer --engine HOST:PORT --name NAME ...\n";
+    return 2;
+  }
+  std::string mode = argv[1];
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  cfg.load<cafshm::module>();
+  settings s;
+  s.role = role::client;
+  module::configure(cfg, s);
+  caf::actor_system sys{cfg};
+  auto me = client::connect(sys, parse_endpoint(arg(argc, argv, "--engine")),
+                            arg(argc, argv, "--name", "peer"));
+  if (!me) {
+    std::cerr << "peer: " << describe(me.error()) << "\n";
+    return 1;
+  }
+  if (mode == "receiver")
+    return run_receiver(sys, *me);
+  if (mode == "writer")
+    return run_writer(*me, std::stoi(arg(argc, argv, "--blocks", "4")),
+                      std::stoull(arg(argc, argv, "--size", "65536")));
+  std::cerr << "peer: unknown mode " << mode << "\n";
+  return 2;
+}

@@ -1,0 +1,84 @@
+// A cafshmd started for one test: its own engine name and a free port, removed on destruction
+// (SIGTERM, reap, and removal of its segments should it have died without cleaning up).
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "cafshm/memory_manager.hpp"
+#include "cafshm/settings.hpp"
+#include "cafshm/shm_segment.hpp"
+#include "support/child_process.hpp"
+
+namespace cafshm::test {
+
+/// "<prefix>-<pid>-<n>": unique per test process and call, so `ctest -j2` never collides.
+inline std::string unique_name(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+class daemon_process {
+public:
+  /// Starts cafshmd with a config written for it; `extra_yaml` is appended under `engine:`.
+  explicit daemon_process(const std::string& name, const std::string& arena = "64MiB",
+                          uint16_t port = 0)
+    : name_(name),
+      config_(std::filesystem::temp_directory_path() / (name + ".yaml")) {
+    std::ofstream out{config_};
+    out << "engine:\n  name: " << name << "\n  arena: " << arena
+        << "\n  liveness_interval: 100ms\n  listen: {host: 127.0.0.1, port: " << port << "}\n";
+    out.close();
+    start(port);
+  }
+
+  ~daemon_process() {
+    stop();
+    std::filesystem::remove(config_);
+    shm_segment::remove(memory_manager::data_segment_name(name_));
+    shm_segment::remove(memory_manager::admin_segment_name(name_));
+  }
+
+  /// (Re)starts the daemon on `port` (0 = any); true once it printed its listening line.
+  bool start(uint16_t port) {
+    process_ = std::make_unique<child_process>(std::vector<std::string>{
+      std::string{CAFSHM_BIN_DIR} + "/cafshmd", "--config", config_.string(), "--port",
+      std::to_string(port)});
+    auto rest = process_->wait_for_line("cafshmd listening on ", std::chrono::seconds(20));
+    if (!rest)
+      return false;
+    port_ = static_cast<uint16_t>(std::stoi(rest->substr(rest->rfind(':') + 1)));
+    return true;
+  }
+
+  /// SIGTERM and wait; returns the wait status.
+  std::optional<int> stop() {
+    if (!process_)
+      return std::nullopt;
+    process_->kill(SIGTERM);
+    auto st = process_->wait(std::chrono::seconds(20));
+    process_.reset();
+    return st;
+  }
+
+  void kill_hard() {
+    process_->kill(SIGKILL);
+    process_->wait(std::chrono::seconds(20));
+  }
+
+  bool ready() const noexcept { return port_ != 0 && process_ && process_->running(); }
+  uint16_t port() const noexcept { return port_; }
+  const std::string& name() const noexcept { return name_; }
+  endpoint address() const { return {"127.0.0.1", port_}; }
+  child_process& process() { return *process_; }
+
+private:
+  std::string name_;
+  std::filesystem::path config_;
+  std::unique_ptr<child_process> process_;
+  uint16_t port_ = 0;
+};
+
+} // namespace cafshm::test

@@ -1,0 +1,268 @@
+// Processes that are separate OS processes exchange blocks through a cafshmd engine: hand-off
+// correctness, access control, crash reclaim, engine death and restart, per-request mode.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <xxhash.h>
+
+#include "cafshm/client.hpp"
+#include "cafshm/module.hpp"
+#include "helpers/test_peer_protocol.hpp"
+#include "support/daemon_process.hpp"
+
+using namespace cafshm;
+using namespace std::chrono_literals;
+using test::child_process;
+using test::daemon_process;
+using test::unique_name;
+
+namespace {
+
+caf::actor_system_config& client_config(caf::actor_system_config& cfg) {
+  cfg.load<caf::io::middleman>();
+  cfg.load<cafshm::module>();
+  settings s;
+  s.role = role::client;
+  module::configure(cfg, s);
+  return cfg;
+}
+
+struct client_system {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{client_config(cfg)};
+};
+
+std::string peer_bin() {
+  return std::string{CAFSHM_BIN_DIR} + "/cafshm-test-peer";
+}
+
+// A cafshm-test-peer in receiver mode, with its published actor and its process slot.
+struct receiver_peer {
+  child_process process;
+  caf::actor handle;
+  uint32_t slot = 0;
+
+  receiver_peer(caf::actor_system& sys, const daemon_process& d, const std::string& name)
+    : process({peer_bin(), "receiver", "--engine", "127.0.0.1:" + std::to_string(d.port()),
+               "--name", name}) {
+    auto ready = process.wait_for_line("ready ", 20s);
+    REQUIRE(ready);
+    std::istringstream in{*ready};
+    uint16_t port = 0;
+    in >> port >> slot;
+    auto h = sys.middleman().remote_actor("127.0.0.1", port);
+    REQUIRE(h);
+    handle = *h;
+  }
+};
+
+void fill_random(block_view& view, uint64_t seed) {
+  std::mt19937_64 rng{seed};
+  auto* p = view.data();
+  size_t n = view.size();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x = rng();
+    std::memcpy(p + i, &x, 8);
+  }
+  for (; i < n; ++i)
+    p[i] = static_cast<std::byte>(rng());
+}
+
+template <class... Ts>
+caf::expected<uint64_t> ask_hash(caf::actor_system& sys, const caf::actor& peer, Ts... xs) {
+  caf::scoped_actor self{sys, true};
+  caf::expected<uint64_t> result{caf::error{}};
+  self->request(peer, 60s, xs...).receive([&](uint64_t h) { result = h; },
+                                          [&](caf::error& e) { result = std::move(e); });
+  return result;
+}
+
+// Polls the engine's statistics until `pred` holds or the deadline passes.
+template <class Pred>
+bool eventually(client& c, std::chrono::milliseconds deadline, Pred pred) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  do {
+    if (auto st = c.stats(); st && pred(*st))
+      return true;
+  } while (std::chrono::steady_clock::now() < end);
+  return false;
+}
+
+bool maps_segment(const std::string& segment) {
+  std::ifstream maps{"/proc/self/maps"};
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find("/dev/shm/" + segment) != std::string::npos)
+      return true;
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("hand-off between processes moves identical bytes, 4 KiB to 64 MiB") {
+  daemon_process d{unique_name("cafshm-test-mp"), "256MiB"};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "test");
+  REQUIRE(me);
+  receiver_peer peer{cs.sys, d, "receiver"};
+  for (uint64_t size : {uint64_t{4096}, uint64_t{4097}, uint64_t{64} << 10, uint64_t{1} << 20,
+                        uint64_t{16} << 20, uint64_t{64} << 20}) {
+    CAPTURE(size);
+    // Ownership transfer: the receiver reads in place, then frees its block.
+    auto ref = me->allocate(size);
+    REQUIRE(ref);
+    auto view = me->map(*ref, access_mode::read_write);
+    REQUIRE(view);
+    fill_random(*view, size);
+    auto expected = XXH3_64bits(view->data(), view->size());
+    auto moved = me->transfer(std::move(*view), peer.slot);
+    REQUIRE(moved);
+    auto got = ask_hash(cs.sys, peer.handle, verify_atom::value, *moved, true);
+    REQUIRE(got);
+    CHECK(*got == expected);
+    // Read grant: the receiver reads in place, the block stays ours.
+    auto shared = me->allocate(size);
+    REQUIRE(shared);
+    auto wview = me->map(*shared, access_mode::read_write);
+    REQUIRE(wview);
+    fill_random(*wview, size + 1);
+    auto expected2 = XXH3_64bits(wview->data(), wview->size());
+    REQUIRE(me->unmap(std::move(*wview)));
+    REQUIRE(me->share(*shared, peer.slot, access_mode::read));
+    auto got2 = ask_hash(cs.sys, peer.handle, verify_atom::value, *shared, false);
+    REQUIRE(got2);
+    CHECK(*got2 == expected2);
+    REQUIRE(me->free(*shared));
+  }
+  CHECK(eventually(*me, 2s, [](const engine_stats& st) {
+    return st.blocks == 0 && st.free_bytes == st.arena_bytes;
+  }));
+}
+
+TEST_CASE("a process without a grant is denied through the engine and through views") {
+  daemon_process d{unique_name("cafshm-test-mp")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "test");
+  REQUIRE(me);
+  receiver_peer granted{cs.sys, d, "granted"};
+  receiver_peer intruder{cs.sys, d, "intruder"};
+  auto ref = me->allocate(8192);
+  REQUIRE(ref);
+  auto shared = me->share(*ref, granted.slot, access_mode::read);
+  REQUIRE_MESSAGE(shared, describe(shared.error()));
+  auto probe = [&](receiver_peer& p) {
+    caf::scoped_actor self{cs.sys, true};
+    std::vector<uint8_t> codes;
+    self->request(p.handle, 20s, probe_atom::value, *ref)
+      .receive([&](std::vector<uint8_t>& xs) { codes = std::move(xs); },
+               [&](caf::error& e) { FAIL(describe(e)); });
+    return codes;
+  };
+  auto denied = static_cast<uint8_t>(errc::access_denied);
+  CHECK(probe(granted) == std::vector<uint8_t>{0, 0});
+  CHECK(probe(intruder) == std::vector<uint8_t>{denied, denied});
+  // Revoking ends the right; the denied process's view attempts were never counted.
+  REQUIRE(me->revoke(*ref, granted.slot));
+  CHECK(probe(granted) == std::vector<uint8_t>{denied, denied});
+  REQUIRE(me->free(*ref));
+}
+
+TEST_CASE("a client killed with SIGKILL mid-write is reclaimed exactly within 1 s") {
+  daemon_process d{unique_name("cafshm-test-mp")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "test");
+  REQUIRE(me);
+  auto before = me->stats();
+  REQUIRE(before);
+  child_process writer{{peer_bin(), "writer", "--engine",
+                        "127.0.0.1:" + std::to_string(d.port()), "--name", "writer", "--blocks",
+                        "6", "--size", std::to_string(1 << 20)}};
+  REQUIRE(writer.wait_for_line("writing ", 20s));
+  auto during = me->stats();
+  REQUIRE(during);
+  CHECK(during->processes == before->processes + 1);
+  CHECK(during->blocks == before->blocks + 6);
+  CHECK(during->names == before->names + 1);
+  CHECK(during->grants == before->grants + 1);
+  CHECK(during->free_bytes < before->free_bytes);
+  writer.kill(SIGKILL);
+  REQUIRE(writer.wait(10s));
+  CHECK(eventually(*me, 1s, [&](const engine_stats& st) {
+    return st.processes == before->processes && st.blocks == before->blocks
+           && st.names == before->names && st.grants == before->grants
+           && st.free_bytes == before->free_bytes
+           && st.largest_free_block == before->largest_free_block
+           && st.free_bytes_by_order == before->free_bytes_by_order;
+  }));
+  // The survivor keeps working.
+  auto ref = me->allocate(4096);
+  REQUIRE(ref);
+  CHECK(me->free(*ref));
+}
+
+TEST_CASE("a dead engine fails requests within the timeout and clients reconnect after a restart") {
+  daemon_process d{unique_name("cafshm-test-mp")};
+  REQUIRE(d.ready());
+  auto port = d.port();
+  client_system cs;
+  client_options opts;
+  opts.timeout = 1500ms;
+  auto me = client::connect(cs.sys, d.address(), "test", opts);
+  REQUIRE(me);
+  REQUIRE(me->allocate(4096));
+  d.kill_hard();
+  auto r = me->allocate(4096);
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == errc::engine_unreachable);
+  CHECK(code_of(me->close().error()) == errc::engine_unreachable);
+  // A new engine over the dead one's segments and port; clients register again.
+  REQUIRE(d.start(port));
+  auto again = client::connect(cs.sys, d.address(), "test", opts);
+  REQUIRE(again);
+  auto ref = again->allocate(4096);
+  REQUIRE(ref);
+  CHECK(again->free(*ref));
+}
+
+TEST_CASE("per-request use leaves no registration and no mapping behind") {
+  daemon_process d{unique_name("cafshm-test-mp")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto observer = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(observer);
+  auto before = observer->stats();
+  REQUIRE(before);
+  auto data_segment = observer->info().data_segment;
+  {
+    auto once = client::connect(cs.sys, d.address(), "once");
+    REQUIRE(once);
+    auto ref = once->allocate(1 << 16);
+    REQUIRE(ref);
+    auto view = once->map(*ref, access_mode::read_write);
+    REQUIRE(view);
+    std::memset(view->data(), 7, view->size());
+    CHECK(maps_segment(data_segment)); // the check below would see a leftover mapping
+    REQUIRE(once->unmap(std::move(*view)));
+    REQUIRE(once->close());
+  }
+  CHECK_FALSE(maps_segment(data_segment));
+  auto after = observer->stats();
+  REQUIRE(after);
+  CHECK(after->processes == before->processes);
+  CHECK(after->blocks == before->blocks);
+  CHECK(after->free_bytes == before->free_bytes);
+}

@@ -17,23 +17,12 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "cafshm/memory_manager.hpp"
+#include "engine_state.hpp"
+#include "remote_link.hpp"
 
 namespace cafshm {
 
 namespace {
-
-using liveness_atom = caf::atom_constant<caf::atom("shm_alive")>;
-using engine_impl = engine_actor::extend<caf::reacts_to<liveness_atom>>;
-
-struct engine_state {
-  std::shared_ptr<memory_manager> mm;
-  std::chrono::milliseconds liveness_interval{0};
-  // registering actor -> slots it registered; reclaimed when it goes down
-  std::unordered_map<caf::actor_addr, std::vector<uint32_t>> slots_by_actor;
-  // slot -> pid to poll (processes on this host other than the engine's own)
-  std::unordered_map<uint32_t, int32_t> polled_pids;
-  static inline const char* name = "cafshm.engine";
-};
 
 caf::result<done_atom> done(caf::expected<void> x) {
   if (!x)
@@ -65,12 +54,17 @@ void forget_slot(engine_state& st, uint32_t slot) {
   }
 }
 
-engine_impl::behavior_type engine_behavior(engine_impl::stateful_pointer<engine_state> self,
-                                           std::shared_ptr<memory_manager> mm,
-                                           std::chrono::milliseconds liveness_interval) {
+engine_impl::behavior_type engine_behavior(engine_pointer self,
+                                           std::shared_ptr<memory_manager> mm, settings config,
+                                           caf::io::middleman_actor connector) {
   self->state.mm = std::move(mm);
-  self->state.liveness_interval = liveness_interval;
+  self->state.config = std::move(config);
+  self->state.connector = std::move(connector);
+  if (self->state.config.remote.cache_bytes > 0)
+    self->state.cache = std::make_unique<block_cache>(self->state.config.remote.cache_bytes);
+  auto liveness_interval = self->state.config.engine.liveness_interval;
   self->set_down_handler([self](caf::down_msg& dm) {
+    remote::peer_down(self, dm.source);
     auto i = self->state.slots_by_actor.find(dm.source);
     if (i == self->state.slots_by_actor.end())
       return;
@@ -115,8 +109,10 @@ engine_impl::behavior_type engine_behavior(engine_impl::stateful_pointer<engine_
     },
     [&mmr](write_atom, const session& s, const block_ref& ref, uint64_t offset,
            const std::vector<char>& bytes) { return done(mmr.write(s, ref, offset, bytes)); },
-    [&mmr](read_atom, const session& s, const block_ref& ref, uint64_t offset,
-           uint64_t length) -> caf::result<std::vector<char>> {
+    [self, &mmr](read_atom, const session& s, const block_ref& ref, uint64_t offset,
+                 uint64_t length) -> caf::result<std::vector<char>> {
+      if (ref.engine != mmr.engine_id() && ref.engine != 0)
+        return remote::read(self, s, ref, offset, length);
       return mmr.read(s, ref, offset, length);
     },
     [&mmr](copy_atom, const session& s, const block_ref& src, const block_ref& dst,
@@ -151,7 +147,29 @@ engine_impl::behavior_type engine_behavior(engine_impl::stateful_pointer<engine_
     [&mmr](process_atom, const session& s, const std::string& name) -> caf::result<uint32_t> {
       return mmr.find_process(s, name);
     },
-    [&mmr](stats_atom) { return mmr.stats(); },
+    [self, &mmr](stats_atom) {
+      auto st = mmr.stats();
+      remote::fill_stats(self->state, st);
+      return st;
+    },
+    [self](transmit_atom, const session& s, const block_ref& ref, const std::string& peer,
+           transmit_target& target) {
+      return remote::transmit(self, s, ref, peer, std::move(target));
+    },
+    [self](link_atom, const std::string& host, uint16_t port) {
+      return remote::link(self, host, port);
+    },
+    [self](hello_atom, uint64_t peer) { return remote::hello(self, peer); },
+    [self](offer_atom, transfer_offer& o) { return remote::offer(self, o); },
+    [self](chunk_atom, transfer_chunk& c) { return remote::chunk(self, c); },
+    [self](commit_atom, uint64_t sender, uint64_t id) {
+      return remote::commit(self, sender, id);
+    },
+    [self](abort_atom, uint64_t sender, uint64_t id) { remote::abort(self, sender, id); },
+    [self](version_atom, const block_ref& ref) { return remote::version(self, ref); },
+    [self](pull_atom, const block_ref& ref, uint64_t requester) {
+      return remote::pull(self, ref, requester);
+    },
     [self, &mmr](liveness_atom) {
       std::vector<uint32_t> dead;
       for (auto [slot, pid] : self->state.polled_pids)
@@ -161,7 +179,8 @@ engine_impl::behavior_type engine_behavior(engine_impl::stateful_pointer<engine_
         forget_slot(self->state, slot);
         mmr.reclaim(slot);
       }
-      self->delayed_send(self, self->state.liveness_interval, liveness_atom::value);
+      self->delayed_send(self, self->state.config.engine.liveness_interval,
+                         liveness_atom::value);
     },
   };
 }
@@ -169,8 +188,8 @@ engine_impl::behavior_type engine_behavior(engine_impl::stateful_pointer<engine_
 } // namespace
 
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
-                          const engine_settings& settings) {
-  auto impl = sys.spawn<caf::hidden>(engine_behavior, std::move(mm), settings.liveness_interval);
+                          const settings& config, caf::io::middleman_actor connector) {
+  auto impl = sys.spawn<caf::hidden>(engine_behavior, std::move(mm), config, std::move(connector));
   return caf::actor_cast<engine_actor>(impl);
 }
 

@@ -7,6 +7,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/sec.hpp>
 
+#include "cafshm/admin_layout.hpp"
 #include "cafshm/module.hpp"
 
 namespace cafshm {
@@ -118,11 +119,16 @@ caf::expected<void> client::close() {
 
 template <class R, class... Ts>
 caf::expected<R> client::call(Ts&&... xs) {
+  return call_within<R>(timeout_, std::forward<Ts>(xs)...);
+}
+
+template <class R, class... Ts>
+caf::expected<R> client::call_within(std::chrono::milliseconds limit, Ts&&... xs) {
   if (sys_ == nullptr)
     return make_error(errc::unknown_process, "client is closed");
   caf::scoped_actor self{*sys_, true};
   caf::expected<R> result{caf::error{}};
-  self->request(engine_, timeout_, std::forward<Ts>(xs)...)
+  self->request(engine_, limit, std::forward<Ts>(xs)...)
     .receive([&](R& r) { result = std::move(r); },
              [&](caf::error& e) { result = engine_error(std::move(e)); });
   return result;
@@ -205,6 +211,21 @@ caf::expected<uint32_t> client::find_process(const std::string& name) {
 
 caf::expected<engine_stats> client::stats() {
   return call<engine_stats>(stats_atom::value);
+}
+
+caf::expected<transmit_receipt> client::transmit(const block_ref& ref, const std::string& peer,
+                                                 transmit_target target,
+                                                 std::chrono::milliseconds limit) {
+  return call_within<transmit_receipt>(limit, transmit_atom::value, reg_.session, ref, peer,
+                                       std::move(target));
+}
+
+caf::expected<uint64_t> client::link(const std::string& host, uint16_t port) {
+  return call<uint64_t>(link_atom::value, host, port);
+}
+
+caf::expected<void> client::export_block(const block_ref& ref) {
+  return share(ref, admin::engine_slot, access_mode::read);
 }
 
 caf::expected<block_view> client::map(const block_ref& ref, access_mode mode) {

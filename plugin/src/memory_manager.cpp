@@ -48,6 +48,11 @@ section_offsets layout_of(const engine_settings& s) {
   return o;
 }
 
+// When this process started using the library: segments that record this process's own pid but
+// are older come from an earlier process that had the same pid (pid reuse, e.g. pid 1 in a
+// restarted container); younger ones belong to a live memory_manager of this very process.
+const uint64_t process_start_ns = realtime_ns();
+
 bool pid_alive(int32_t pid) {
   return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
 }
@@ -66,7 +71,8 @@ caf::expected<void> clear_stale_segments(const std::string& data, const std::str
   if (auto seg = shm_segment::open(admin, false); seg && seg->size() >= sizeof(admin::admin_header)) {
     admin::admin_header h;
     std::memcpy(&h, seg->data(), sizeof(h));
-    if (h.magic == admin::magic && pid_alive(h.engine_pid) && h.engine_pid != ::getpid())
+    if (h.magic == admin::magic && pid_alive(h.engine_pid)
+        && (h.engine_pid != ::getpid() || h.start_epoch_ns >= process_start_ns))
       return make_error(errc::segment_error,
                         "segments '" + data + "' and '" + admin + "' belong to a running engine "
                           + "(pid " + std::to_string(h.engine_pid) + "); stop it or configure "
@@ -266,8 +272,8 @@ memory_manager::resolve(const session& s, const block_ref& ref, access need) {
   auto& b = block(ref.block);
   if (b.state != block_state::live || b.generation != ref.generation || b.size != ref.size)
     return deny(s, errc::stale_block, to_string(ref) + " refers to a freed or reused block");
-  if (b.owner == s.process)
-    return &b;
+  if (b.owner == s.process || s.process == admin::engine_slot)
+    return &b; // the engine's session (never handed out) may touch every block
   bool allowed = false;
   if (need == access::read && b.owner == admin::engine_slot)
     allowed = true; // engine-held (published) blocks are readable by every process
@@ -586,7 +592,7 @@ caf::expected<void> memory_manager::share(const session& s, const block_ref& ref
     return b.error();
   if (mode != access_mode::read && mode != access_mode::read_write)
     return deny(s, errc::invalid_argument, "unknown access mode");
-  if (!is_live(to) || to == admin::engine_slot)
+  if (!is_live(to)) // sharing with the engine's slot exports the block to peer engines
     return deny(s, errc::unknown_process, "process " + std::to_string(to) + " is not registered");
   if (to == (*b)->owner)
     return deny(s, errc::invalid_argument, "a process cannot grant itself access");
@@ -727,13 +733,13 @@ caf::expected<view_lease> memory_manager::attach(const session& s, const block_r
     ++blk.owner_views;
   } else {
     auto g = find_grant(ref.block, s.process);
-    if (g == no_index) { // reader of an engine-held block: record the view in a grant entry
-      auto& h = header_mut();
+    if (g == no_index) { // a view without a grant (engine-held block, or the engine itself):
+      auto& h = header_mut(); // an entry that only counts views and grants nothing
       if (h.free_grant_head == no_index)
         return deny(s, errc::capacity_exceeded, "grant table full");
       g = h.free_grant_head;
       h.free_grant_head = grant(g).next;
-      grant(g) = {ref.block, s.process, blk.grant_head, 0, access::read, {}, 0};
+      grant(g) = {ref.block, s.process, blk.grant_head, 0, access::none, {}, 0};
       blk.grant_head = g;
       ++h.live_grants;
     }
@@ -766,6 +772,39 @@ caf::expected<void> memory_manager::detach(const session& s, const block_ref& re
   --b.refcount;
   finish_if_drained(ref.block);
   return {};
+}
+
+caf::expected<void> memory_manager::check_session(const session& s) {
+  auto p = resolve(s);
+  if (!p)
+    return p.error();
+  return {};
+}
+
+caf::expected<void> memory_manager::authorize(const session& s, const block_ref& ref,
+                                              access_mode mode) {
+  auto b = resolve(s, ref, need_of(mode));
+  if (!b)
+    return b.error();
+  return {};
+}
+
+caf::expected<uint64_t> memory_manager::exported_version(const block_ref& ref) {
+  auto b = resolve(engine_session(), ref, access::read);
+  if (!b)
+    return b.error();
+  auto g = find_grant(ref.block, admin::engine_slot);
+  if ((*b)->owner != admin::engine_slot && (g == no_index || grant(g).mode == access::none))
+    return deny(engine_session(), errc::access_denied,
+                "block " + std::to_string(ref.block) + " is not exported to peer engines");
+  return (*b)->version;
+}
+
+caf::expected<std::span<std::byte>> memory_manager::engine_bytes(const block_ref& ref) {
+  auto b = resolve(engine_session(), ref, access::read_write);
+  if (!b)
+    return b.error();
+  return std::span<std::byte>{payload(**b), (*b)->size};
 }
 
 caf::expected<uint32_t> memory_manager::find_process(const session& s, std::string_view name) {

@@ -5,6 +5,8 @@
 
 #include <caf/actor_cast.hpp>
 #include <caf/actor_registry.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/send.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/system_messages.hpp>
 
@@ -13,6 +15,7 @@
 #include "cafshm/error.hpp"
 #include "cafshm/memory_manager.hpp"
 #include "cafshm/protocol.hpp"
+#include "cafshm/remote.hpp"
 
 namespace cafshm {
 
@@ -40,6 +43,11 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<process_stats>("cafshm::process_stats");
   cfg.add_message_type<named_block>("cafshm::named_block");
   cfg.add_message_type<engine_stats>("cafshm::engine_stats");
+  cfg.add_message_type<transmit_target>("cafshm::transmit_target");
+  cfg.add_message_type<transmit_receipt>("cafshm::transmit_receipt");
+  cfg.add_message_type<transfer_offer>("cafshm::transfer_offer");
+  cfg.add_message_type<transfer_chunk>("cafshm::transfer_chunk");
+  cfg.add_message_type<std::vector<std::string>>("std::vector<std::string>");
   cfg.add_message_type<std::vector<char>>("std::vector<char>");
   cfg.add_message_type<std::vector<uint64_t>>("std::vector<uint64_t>");
   cfg.add_message_type<std::vector<uint8_t>>("std::vector<uint8_t>");
@@ -101,7 +109,12 @@ void module::start() {
     return;
   }
   memory_ = std::move(*mm);
-  engine_ = spawn_engine(system_, memory_, settings_.engine);
+  caf::io::middleman_actor connector;
+  if (system_.has_middleman())
+    connector = system_.middleman().actor_handle();
+  engine_ = spawn_engine(system_, memory_, settings_, connector);
+  for (const auto& peer : settings_.remote.peers) // linked in the background; transmit retries
+    caf::anon_send(engine_, link_atom::value, peer.address.host, peer.address.port);
   system_.registry().put(engine_registry_key, caf::actor_cast<caf::strong_actor_ptr>(engine_));
 }
 

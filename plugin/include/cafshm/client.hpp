@@ -74,6 +74,17 @@ public:
   caf::expected<uint32_t> find_process(const std::string& name);
   caf::expected<engine_stats> stats();
 
+  /// Sends a block this process may read to another engine ("host:port" or a configured peer
+  /// name). Answers once the destination verified and delivered the copy. Transfers of large
+  /// blocks take a while: `limit` bounds the whole transfer, not one message.
+  caf::expected<transmit_receipt> transmit(const block_ref& ref, const std::string& peer,
+                                           transmit_target target = {},
+                                           std::chrono::milliseconds limit = std::chrono::minutes(10));
+  /// Links this process's engine to the engine at host:port; answers its engine id.
+  caf::expected<uint64_t> link(const std::string& host, uint16_t port);
+  /// Lets processes on linked engines read the block (through their engines).
+  caf::expected<void> export_block(const block_ref& ref);
+
   /// Asks the engine for access and maps the block's pages.
   caf::expected<block_view> map(const block_ref& ref, access_mode mode);
 
@@ -95,6 +106,8 @@ private:
 
   template <class R, class... Ts>
   caf::expected<R> call(Ts&&... xs);
+  template <class R, class... Ts>
+  caf::expected<R> call_within(std::chrono::milliseconds limit, Ts&&... xs);
   template <class... Ts>
   caf::expected<void> call_done(Ts&&... xs);
 

@@ -9,11 +9,13 @@
 
 #include <caf/atom.hpp>
 #include <caf/replies_to.hpp>
+#include <caf/io/middleman_actor.hpp>
 #include <caf/typed_actor.hpp>
 
 #include "cafshm/block_ref.hpp"
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/protocol.hpp"
+#include "cafshm/remote.hpp"
 
 namespace cafshm {
 
@@ -35,6 +37,17 @@ using detach_atom = caf::atom_constant<caf::atom("shm_detach")>;
 using process_atom = caf::atom_constant<caf::atom("shm_proc")>;
 using stats_atom = caf::atom_constant<caf::atom("shm_stats")>;
 using done_atom = caf::atom_constant<caf::atom("shm_done")>;
+using transmit_atom = caf::atom_constant<caf::atom("shm_xmit")>;
+using link_atom = caf::atom_constant<caf::atom("shm_link")>;
+using delivered_atom = caf::atom_constant<caf::atom("shm_deliv")>;
+// engine-to-engine protocol
+using hello_atom = caf::atom_constant<caf::atom("shm_hello")>;
+using offer_atom = caf::atom_constant<caf::atom("shm_offer")>;
+using chunk_atom = caf::atom_constant<caf::atom("shm_chunk")>;
+using commit_atom = caf::atom_constant<caf::atom("shm_commit")>;
+using abort_atom = caf::atom_constant<caf::atom("shm_abort")>;
+using version_atom = caf::atom_constant<caf::atom("shm_vers")>;
+using pull_atom = caf::atom_constant<caf::atom("shm_pull")>;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
@@ -67,15 +80,35 @@ using engine_actor = caf::typed_actor<
   caf::replies_to<detach_atom, session, block_ref>::with<done_atom>,
   // process name -> slot of the first live process registered under it
   caf::replies_to<process_atom, session, std::string>::with<uint32_t>,
-  caf::replies_to<stats_atom>::with<engine_stats>>;
+  caf::replies_to<stats_atom>::with<engine_stats>,
+  // -- across engines ----------------------------------------------------------------------
+  // Sends a block the session may read to another engine ("host:port" or a configured peer
+  // name); answers once the destination verified and delivered it. A read_atom whose ref
+  // belongs to another engine is served through that engine (and this engine's cache).
+  caf::replies_to<transmit_atom, session, block_ref, std::string, transmit_target>
+    ::with<transmit_receipt>,
+  // links to the engine at host:port -> its engine id
+  caf::replies_to<link_atom, std::string, uint16_t>::with<uint64_t>,
+  // peer protocol: hello(own id) -> peer id; offer -> receipt (cache_hit) or an empty receipt
+  // (send the chunks); chunk -> done; commit(sender, id) -> receipt; abort(sender, id);
+  // version(ref) -> version of an exported block; pull(ref, requester id) -> version sent
+  caf::replies_to<hello_atom, uint64_t>::with<uint64_t>,
+  caf::replies_to<offer_atom, transfer_offer>::with<transmit_receipt>,
+  caf::replies_to<chunk_atom, transfer_chunk>::with<done_atom>,
+  caf::replies_to<commit_atom, uint64_t, uint64_t>::with<transmit_receipt>,
+  caf::reacts_to<abort_atom, uint64_t, uint64_t>,
+  caf::replies_to<version_atom, block_ref>::with<uint64_t>,
+  caf::replies_to<pull_atom, block_ref, uint64_t>::with<uint64_t>>;
 // clang-format on
 
 class memory_manager;
-struct engine_settings;
+struct settings;
 
-/// Spawns an engine actor over `mm` (hidden, so that it never delays system shutdown).
-/// `liveness_interval` > 0 makes it poll the pids of registered local processes.
+/// Spawns an engine actor over `mm` (hidden, so that it never delays system shutdown). It polls
+/// the pids of registered local processes every engine.liveness_interval. It links to peer
+/// engines through `connector` (CAF's middleman actor, or the openssl manager's for TLS); with
+/// an invalid connector, the remote features answer config_error.
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
-                          const engine_settings& settings);
+                          const settings& config, caf::io::middleman_actor connector);
 
 } // namespace cafshm

@@ -70,6 +70,17 @@ struct engine_stats {
   uint64_t rejected = 0;
   std::vector<process_stats> process_list; // engine (slot 0) first
   std::vector<named_block> name_list;
+  // Remote side: linked peer engines ("host:port"), transfers, the content cache.
+  std::vector<std::string> peers;
+  uint32_t transfers_out = 0;       // transmits in progress
+  uint32_t transfers_in = 0;
+  uint64_t cache_capacity = 0;
+  uint64_t cache_bytes = 0;
+  uint32_t cache_entries = 0;
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
+  uint64_t cache_evictions = 0;
+  uint64_t cache_bytes_saved = 0;
 
   /// 1 - largest_free_block / free_bytes (0 when nothing or everything is free in one block).
   double fragmentation() const noexcept {
@@ -86,7 +97,9 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.used_bytes, x.requested_bytes, x.largest_free_block, x.free_bytes_by_order,
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
            x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.process_list,
-           x.name_list);
+           x.name_list, x.peers, x.transfers_out, x.transfers_in, x.cache_capacity,
+           x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
+           x.cache_bytes_saved);
 }
 
 } // namespace cafshm

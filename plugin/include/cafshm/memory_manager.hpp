@@ -68,6 +68,14 @@ public:
   /// Permission to map the block; counts an open view until detach().
   caf::expected<view_lease> attach(const session& s, const block_ref& ref, access_mode mode);
   caf::expected<void> detach(const session& s, const block_ref& ref);
+  /// Whether `s` is a registered session.
+  caf::expected<void> check_session(const session& s);
+  /// Whether `s` may access `ref` with `mode` (same checks as every request, nothing changes).
+  caf::expected<void> authorize(const session& s, const block_ref& ref, access_mode mode);
+  /// Version of a block that peers may read: held by the engine or shared with it (exported).
+  caf::expected<uint64_t> exported_version(const block_ref& ref);
+  /// The bytes of a live block, for the engine's own copying (chunks, cache). Engine use only.
+  caf::expected<std::span<std::byte>> engine_bytes(const block_ref& ref);
   /// Slot of the first live process registered under `name`.
   caf::expected<uint32_t> find_process(const session& s, std::string_view name);
 

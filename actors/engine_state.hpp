@@ -1,0 +1,84 @@
+// State of the engine actor, shared by its local handlers (engine.cpp) and its engine-to-engine
+// handlers (remote_link.cpp). Owned by the actor; nothing here is shared memory.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <caf/actor_addr.hpp>
+#include <caf/io/middleman_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "cafshm/block_cache.hpp"
+#include "cafshm/engine.hpp"
+#include "cafshm/memory_manager.hpp"
+#include "cafshm/settings.hpp"
+
+namespace cafshm {
+
+using liveness_atom = caf::atom_constant<caf::atom("shm_alive")>;
+using engine_impl = engine_actor::extend<caf::reacts_to<liveness_atom>>;
+
+/// A linked peer engine.
+struct peer_link {
+  engine_actor handle;
+  std::string address; // "host:port" as linked, or "node <id>" when the peer linked to us
+};
+
+/// A block this engine is sending. The block is pinned by a view of the engine's own session,
+/// so its memory stays valid (even if its owner frees it or dies) until the transfer ends.
+struct outgoing_transfer {
+  uint64_t peer = 0;          // engine id of the destination
+  block_ref ref;
+  std::span<const std::byte> bytes;
+  transfer_offer offer;
+  uint64_t next_offset = 0;   // first byte not yet sent
+  uint64_t acked = 0;         // bytes confirmed by the destination
+  uint32_t in_flight = 0;     // chunks sent and not yet confirmed (<= remote.window_chunks)
+  uint32_t retries_left = 0;  // chunk resends allowed after checksum mismatches
+  uint64_t payload_bytes = 0;
+  // who waits for the end: a local transmit or a peer's pull
+  caf::typed_response_promise<transmit_receipt> receipt;
+  caf::typed_response_promise<uint64_t> pulled;
+  bool is_pull = false;
+};
+
+/// A block this engine is receiving, held by the engine until verified and delivered.
+struct incoming_transfer {
+  transfer_offer offer;
+  block_ref block;
+  std::span<std::byte> bytes;
+  caf::actor_addr from;       // the sending engine (monitored)
+  uint32_t destination = 0;   // slot of target.process, or the engine slot
+};
+
+struct engine_state {
+  std::shared_ptr<memory_manager> mm;
+  settings config;
+  caf::io::middleman_actor connector;
+  // registering actor -> slots it registered; reclaimed when it goes down
+  std::unordered_map<caf::actor_addr, std::vector<uint32_t>> slots_by_actor;
+  // slot -> pid to poll (processes on this host other than the engine's own)
+  std::unordered_map<uint32_t, int32_t> polled_pids;
+  // remote side
+  std::unordered_map<uint64_t, peer_link> peers;           // by engine id
+  std::unordered_map<std::string, uint64_t> peer_by_address;
+  uint64_t next_transfer = 1;
+  std::map<uint64_t, outgoing_transfer> outgoing;          // by transfer id
+  std::map<std::pair<uint64_t, uint64_t>, incoming_transfer> incoming; // by (sender, id)
+  std::unique_ptr<block_cache> cache;
+  static inline const char* name = "cafshm.engine";
+};
+
+using engine_pointer = engine_impl::stateful_pointer<engine_state>;
+
+} // namespace cafshm

@@ -1,0 +1,345 @@
+// Two engines (two cafshmd processes) exchanging blocks: transmit in chunks, the content cache,
+// remote reads, failures on both sides, a peer sending garbage.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <random>
+#include <string>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <xxhash.h>
+
+#include "cafshm/client.hpp"
+#include "cafshm/module.hpp"
+#include "support/daemon_process.hpp"
+
+using namespace cafshm;
+using namespace std::chrono_literals;
+using test::daemon_process;
+using test::unique_name;
+
+namespace {
+
+caf::actor_system_config& client_config(caf::actor_system_config& cfg) {
+  cfg.load<caf::io::middleman>();
+  cfg.load<cafshm::module>();
+  settings s;
+  s.role = role::client;
+  module::configure(cfg, s);
+  return cfg;
+}
+
+struct client_system {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{client_config(cfg)};
+};
+
+std::string remote_yaml(const std::string& chunk, int window, const std::string& cache) {
+  return "remote:\n  chunk: " + chunk + "\n  window: " + std::to_string(window)
+         + "\n  cache: " + cache + "\n";
+}
+
+std::string address_of(const daemon_process& d) {
+  return "127.0.0.1:" + std::to_string(d.port());
+}
+
+// A block of `size` random bytes owned by `c`; returns its ref and the XXH3 of its bytes.
+std::pair<block_ref, uint64_t> random_block(client& c, uint64_t size, uint64_t seed) {
+  auto ref = c.allocate(size);
+  REQUIRE(ref);
+  auto view = c.map(*ref, access_mode::read_write);
+  REQUIRE(view);
+  std::mt19937_64 rng{seed};
+  auto* p = view->data();
+  for (uint64_t i = 0; i < size; i += 8) {
+    uint64_t x = rng();
+    std::memcpy(p + i, &x, std::min<uint64_t>(8, size - i));
+  }
+  auto hash = XXH3_64bits(view->data(), size);
+  REQUIRE(c.unmap(std::move(*view)));
+  return {*ref, hash};
+}
+
+uint64_t hash_in_place(client& c, const block_ref& ref) {
+  auto view = c.map(ref, access_mode::read);
+  REQUIRE(view);
+  auto h = XXH3_64bits(view->data(), view->size());
+  REQUIRE(c.unmap(std::move(*view)));
+  return h;
+}
+
+template <class Pred>
+bool eventually(client& c, std::chrono::milliseconds deadline, Pred pred) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  do {
+    if (auto st = c.stats(); st && pred(*st))
+      return true;
+  } while (std::chrono::steady_clock::now() < end);
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("transmit moves identical bytes between engines: 1 byte, 4 MiB +-1, 256 MiB") {
+  daemon_process a{unique_name("cafshm-test-ra"), "512MiB", 0, remote_yaml("4MiB", 4, "0")};
+  daemon_process b{unique_name("cafshm-test-rb"), "1GiB", 0, remote_yaml("4MiB", 4, "0")};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs;
+  auto sender = client::connect(cs.sys, a.address(), "sender");
+  auto sink = client::connect(cs.sys, b.address(), "sink");
+  REQUIRE(sender);
+  REQUIRE(sink);
+  auto before_b = sink->stats();
+  for (uint64_t size : {uint64_t{1}, (uint64_t{4} << 20) - 1, uint64_t{4} << 20,
+                        (uint64_t{4} << 20) + 1, uint64_t{256} << 20}) {
+    CAPTURE(size);
+    auto [ref, hash] = random_block(*sender, size, size);
+    transmit_target target;
+    target.process = "sink";
+    auto receipt = sender->transmit(ref, address_of(b), target);
+    REQUIRE_MESSAGE(receipt, describe(receipt.error()));
+    CHECK(receipt->hash == hash);
+    CHECK(receipt->bytes == size);
+    CHECK(receipt->payload_bytes == size);
+    CHECK_FALSE(receipt->cache_hit);
+    CHECK(receipt->remote.engine == sink->info().engine_id);
+    CHECK(hash_in_place(*sink, receipt->remote) == hash); // the sink owns it, reads in place
+    REQUIRE(sink->free(receipt->remote));
+    REQUIRE(sender->free(ref));
+  }
+  CHECK(eventually(*sink, 2s, [&](const engine_stats& st) {
+    return st.free_bytes == before_b->free_bytes && st.blocks == before_b->blocks
+           && st.transfers_in == 0;
+  }));
+  CHECK(eventually(*sender, 2s, [](const engine_stats& st) {
+    return st.blocks == 0 && st.transfers_out == 0 && st.free_bytes == st.arena_bytes;
+  }));
+}
+
+TEST_CASE("a second transmit of unchanged content moves no payload and counts a cache hit") {
+  daemon_process a{unique_name("cafshm-test-ra"), "64MiB", 0, remote_yaml("1MiB", 4, "0")};
+  daemon_process b{unique_name("cafshm-test-rb"), "64MiB", 0, remote_yaml("1MiB", 4, "32MiB")};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs;
+  auto sender = client::connect(cs.sys, a.address(), "sender");
+  auto sink = client::connect(cs.sys, b.address(), "sink");
+  REQUIRE(sender);
+  REQUIRE(sink);
+  auto [ref, hash] = random_block(*sender, 3 << 20, 7);
+  transmit_target target;
+  target.process = "sink";
+  auto first = sender->transmit(ref, address_of(b), target);
+  REQUIRE(first);
+  CHECK_FALSE(first->cache_hit);
+  CHECK(first->payload_bytes == 3u << 20);
+  auto second = sender->transmit(ref, address_of(b), target);
+  REQUIRE(second);
+  CHECK(second->cache_hit);
+  CHECK(second->payload_bytes == 0);
+  CHECK(second->remote != first->remote); // a block of its own, with the same bytes
+  CHECK(hash_in_place(*sink, second->remote) == hash);
+  auto st = sink->stats();
+  REQUIRE(st);
+  CHECK(st->cache_hits == 1);
+  CHECK(st->cache_misses == 1);
+  CHECK(st->cache_bytes_saved == 3u << 20);
+  CHECK(st->cache_entries == 1);
+  // Named, engine-held destination: stored under a name at the other engine.
+  transmit_target named;
+  named.name = "copied";
+  auto third = sender->transmit(ref, address_of(b), named);
+  REQUIRE(third);
+  auto found = sink->lookup("copied");
+  REQUIRE(found);
+  CHECK(*found == third->remote);
+  CHECK(hash_in_place(*sink, *found) == hash);
+  REQUIRE(sink->remove("copied"));
+  REQUIRE(sink->free(first->remote));
+  REQUIRE(sink->free(second->remote));
+  REQUIRE(sender->free(ref));
+}
+
+TEST_CASE("a remote read is served from the cache until the block changes") {
+  daemon_process a{unique_name("cafshm-test-ra"), "64MiB", 0, remote_yaml("1MiB", 4, "0")};
+  daemon_process b{unique_name("cafshm-test-rb"), "64MiB", 0, remote_yaml("1MiB", 4, "16MiB")};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs;
+  auto owner = client::connect(cs.sys, a.address(), "owner");
+  auto reader = client::connect(cs.sys, b.address(), "reader");
+  REQUIRE(owner);
+  REQUIRE(reader);
+  REQUIRE(reader->link("127.0.0.1", a.port()));
+  std::string text(100000, 'a');
+  auto ref = owner->allocate(text.size());
+  REQUIRE(ref);
+  REQUIRE(owner->write(*ref, 0, text));
+  // Not exported yet: the owning engine refuses peers.
+  auto denied = reader->read(*ref, 0, 10);
+  REQUIRE_FALSE(denied);
+  CHECK(code_of(denied.error()) == errc::access_denied);
+  REQUIRE(owner->export_block(*ref));
+  auto r1 = reader->read(*ref, 10, 20);
+  REQUIRE_MESSAGE(r1, describe(r1.error()));
+  CHECK(std::string(r1->begin(), r1->end()) == std::string(20, 'a'));
+  auto r2 = reader->read(*ref, 0, text.size());
+  REQUIRE(r2);
+  auto st = reader->stats();
+  CHECK(st->cache_misses == 1);
+  CHECK(st->cache_hits == 1);
+  // A write bumps the version: the next read fetches again and sees the new bytes.
+  REQUIRE(owner->write(*ref, 0, std::string("changed")));
+  auto r3 = reader->read(*ref, 0, 7);
+  REQUIRE(r3);
+  CHECK(std::string(r3->begin(), r3->end()) == "changed");
+  st = reader->stats();
+  CHECK(st->cache_misses == 2);
+  CHECK(st->cache_entries == 1); // the stale copy was dropped
+  auto oob = reader->read(*ref, text.size() - 1, 2);
+  REQUIRE_FALSE(oob);
+  CHECK(code_of(oob.error()) == errc::out_of_range);
+  REQUIRE(owner->free(*ref));
+  auto gone = reader->read(*ref, 0, 1);
+  REQUIRE_FALSE(gone);
+  CHECK(code_of(gone.error()) == errc::stale_block);
+}
+
+TEST_CASE("a destination without room refuses a transmit up front with out_of_memory") {
+  daemon_process a{unique_name("cafshm-test-ra"), "64MiB", 0, remote_yaml("1MiB", 2, "0")};
+  daemon_process b{unique_name("cafshm-test-rb"), "16MiB", 0, remote_yaml("1MiB", 2, "0")};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs;
+  auto sender = client::connect(cs.sys, a.address(), "sender");
+  auto sink = client::connect(cs.sys, b.address(), "sink");
+  REQUIRE(sender);
+  REQUIRE(sink);
+  auto [ref, hash] = random_block(*sender, 32 << 20, 1);
+  auto r = sender->transmit(ref, address_of(b));
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == errc::out_of_memory);
+  auto st = sink->stats();
+  CHECK(st->blocks == 0);
+  CHECK(st->free_bytes == st->arena_bytes);
+  CHECK(sender->stats()->transfers_out == 0);
+  auto unknown = sender->transmit(ref, address_of(b), transmit_target{"nobody", "", {}});
+  REQUIRE_FALSE(unknown);
+  CHECK(code_of(unknown.error()) == errc::unknown_process);
+  REQUIRE(sender->free(ref));
+}
+
+TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on either side") {
+  SUBCASE("the destination dies") {
+    daemon_process a{unique_name("cafshm-test-ra"), "512MiB", 0, remote_yaml("64KiB", 1, "0")};
+    daemon_process b{unique_name("cafshm-test-rb"), "512MiB", 0, remote_yaml("64KiB", 1, "0")};
+    REQUIRE(a.ready());
+    REQUIRE(b.ready());
+    client_system cs;
+    auto sender = client::connect(cs.sys, a.address(), "sender");
+    auto watcher = client::connect(cs.sys, b.address(), "watcher");
+    REQUIRE(sender);
+    REQUIRE(watcher);
+    auto [ref, hash] = random_block(*sender, 256 << 20, 3);
+    auto pending = std::async(std::launch::async,
+                              [&] { return sender->transmit(ref, address_of(b)); });
+    REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transfers_in == 1; }));
+    b.kill_hard();
+    REQUIRE(pending.wait_for(30s) == std::future_status::ready);
+    auto r = pending.get();
+    REQUIRE_FALSE(r);
+    CHECK(code_of(r.error()) == errc::peer_failure);
+    CHECK(eventually(*sender, 2s, [](const engine_stats& st) {
+      return st.transfers_out == 0 && st.blocks == 1 && st.peers.empty();
+    }));
+    REQUIRE(sender->free(ref)); // the pin was released with the failure: the block frees at once
+    auto st = sender->stats();
+    CHECK(st->free_bytes == st->arena_bytes);
+  }
+  SUBCASE("the sender dies") {
+    daemon_process a{unique_name("cafshm-test-ra"), "512MiB", 0, remote_yaml("64KiB", 1, "0")};
+    daemon_process b{unique_name("cafshm-test-rb"), "512MiB", 0, remote_yaml("64KiB", 1, "0")};
+    REQUIRE(a.ready());
+    REQUIRE(b.ready());
+    client_system cs;
+    auto sender = client::connect(cs.sys, a.address(), "sender");
+    auto watcher = client::connect(cs.sys, b.address(), "watcher");
+    REQUIRE(sender);
+    REQUIRE(watcher);
+    auto before = watcher->stats();
+    auto [ref, hash] = random_block(*sender, 256 << 20, 4);
+    auto pending = std::async(std::launch::async,
+                              [&] { return sender->transmit(ref, address_of(b), {}, 20s); });
+    REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transfers_in == 1; }));
+    a.kill_hard();
+    CHECK(eventually(*watcher, 5s, [&](const engine_stats& st) {
+      return st.transfers_in == 0 && st.blocks == before->blocks
+             && st.free_bytes == before->free_bytes;
+    }));
+    REQUIRE(pending.wait_for(30s) == std::future_status::ready);
+    CHECK_FALSE(pending.get());
+  }
+}
+
+TEST_CASE("a peer sending garbage is detected: corrupted chunk, wrong block checksum") {
+  daemon_process b{unique_name("cafshm-test-rb"), "64MiB", 0, remote_yaml("1MiB", 2, "0")};
+  REQUIRE(b.ready());
+  client_system cs;
+  auto watcher = client::connect(cs.sys, b.address(), "watcher");
+  REQUIRE(watcher);
+  auto before = watcher->stats();
+  auto engine = cs.sys.middleman().remote_actor<engine_actor>("127.0.0.1", b.port());
+  REQUIRE(engine);
+  caf::scoped_actor self{cs.sys, true};
+  auto ask_offer = [&](transfer_offer o) {
+    caf::error err;
+    self->request(*engine, 10s, offer_atom::value, o)
+      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    return err;
+  };
+  auto ask_chunk = [&](transfer_chunk c) {
+    caf::error err;
+    self->request(*engine, 10s, chunk_atom::value, c)
+      .receive([](done_atom) {}, [&](caf::error& e) { err = std::move(e); });
+    return err;
+  };
+  auto ask_commit = [&](uint64_t id) {
+    caf::error err;
+    self->request(*engine, 10s, commit_atom::value, uint64_t{4242}, id)
+      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    return err;
+  };
+  std::vector<char> data(8192, 'x');
+  auto good_hash = XXH3_64bits(data.data(), data.size());
+  transfer_offer offer{4242, 1, data.size(), good_hash ^ 1, 4096, {}, {}, 0, false};
+  CHECK_FALSE(ask_offer(offer));
+  CHECK(watcher->stats()->transfers_in == 1);
+  std::vector<char> half(data.begin(), data.begin() + 4096);
+  auto half_hash = XXH3_64bits(half.data(), half.size());
+  // A chunk whose bytes do not match its checksum is refused (the sender may resend it).
+  auto bad = ask_chunk(transfer_chunk{4242, 1, 0, half_hash ^ 1, half});
+  CHECK(code_of(bad) == errc::checksum_mismatch);
+  CHECK_FALSE(ask_chunk(transfer_chunk{4242, 1, 0, half_hash, half}));
+  CHECK_FALSE(ask_chunk(transfer_chunk{4242, 1, 4096, half_hash, half}));
+  // The whole block does not match the offered checksum: refused, the block is freed.
+  auto commit = ask_commit(1);
+  CHECK(code_of(commit) == errc::checksum_mismatch);
+  CHECK(watcher->stats()->transfers_in == 0);
+  // A chunk past the end aborts the transfer.
+  transfer_offer offer2{4242, 2, 4096, good_hash, 4096, {}, {}, 0, false};
+  CHECK_FALSE(ask_offer(offer2));
+  auto oob = ask_chunk(transfer_chunk{4242, 2, 2048, half_hash, half});
+  CHECK(code_of(oob) == errc::out_of_range);
+  CHECK(code_of(ask_commit(2)) == errc::stale_block);
+  auto after = watcher->stats();
+  CHECK(after->blocks == before->blocks);
+  CHECK(after->free_bytes == before->free_bytes);
+  CHECK(after->transfers_in == 0);
+}

@@ -551,6 +551,11 @@ void fill_stats(const engine_state& st, engine_stats& stats) {
     stats.peers.push_back(p.address);
   std::sort(stats.peers.begin(), stats.peers.end());
   stats.transfers_out = static_cast<uint32_t>(st.outgoing.size());
+  for (const auto& [id, t] : st.outgoing) {
+    auto p = st.peers.find(t.peer);
+    stats.outgoing.push_back(
+      {id, p == st.peers.end() ? std::string{} : p->second.address, t.bytes.size(), t.acked});
+  }
   stats.transfers_in = static_cast<uint32_t>(st.incoming.size());
   if (!st.cache)
     return;

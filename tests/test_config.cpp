@@ -91,7 +91,7 @@ TEST_CASE("parse_size rejects negatives, fractions, overflow and garbage") {
   }
 }
 
-TEST_CASE("parse_duration accepts ms, s and min; no unit means milliseconds") {
+TEST_CASE("parse_duration accepts ms, s and min, and no unit means milliseconds") {
   CHECK(parse_duration("200ms") == 200ms);
   CHECK(parse_duration("5s") == 5000ms);
   CHECK(parse_duration("1min") == 60000ms);

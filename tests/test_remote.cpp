@@ -276,7 +276,7 @@ TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on eith
     auto before = watcher->stats();
     auto [ref, hash] = random_block(*sender, 256 << 20, 4);
     auto pending = std::async(std::launch::async,
-                              [&] { return sender->transmit(ref, address_of(b), {}, 20s); });
+                              [&] { return sender->transmit(ref, address_of(b), {}, 5s); });
     REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transfers_in == 1; }));
     a.kill_hard();
     CHECK(eventually(*watcher, 5s, [&](const engine_stats& st) {

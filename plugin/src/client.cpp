@@ -5,6 +5,8 @@
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/node_id.hpp>
+#include <set>
 #include <caf/sec.hpp>
 
 #include "cafshm/admin_layout.hpp"
@@ -73,12 +75,28 @@ caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& en
                                       std::string name, client_options opts) {
   if (!sys.has_middleman())
     return make_error(errc::config_error, "connecting to a remote engine needs caf::io::middleman");
-  auto handle = sys.middleman().remote_actor<engine_actor>(engine.host, engine.port);
+  // Through the middleman actor, so that an endpoint that accepts but never answers costs one
+  // timeout (middleman::remote_actor would wait for its handshake without limit).
+  engine_actor handle;
+  caf::error why;
+  caf::scoped_actor self{sys, true};
+  self->request(sys.middleman().actor_handle(), opts.timeout, caf::connect_atom::value,
+                engine.host, engine.port)
+    .receive(
+      [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>& ifs) {
+        if (!ptr)
+          why = caf::make_error(caf::sec::no_actor_published_at_port, engine.port);
+        else if (!sys.assignable<engine_actor>(ifs))
+          why = caf::make_error(caf::sec::unexpected_actor_messaging_interface);
+        else
+          handle = caf::actor_cast<engine_actor>(ptr);
+      },
+      [&](caf::error& e) { why = std::move(e); });
   if (!handle)
     return make_error(errc::engine_unreachable,
                       "no engine at " + engine.host + ":" + std::to_string(engine.port) + " ("
-                        + sys.render(handle.error()) + ")");
-  return connect(sys, std::move(*handle), std::move(name), opts);
+                        + sys.render(why) + ")");
+  return connect(sys, std::move(handle), std::move(name), opts);
 }
 
 client::client(caf::actor_system& sys, engine_actor engine, caf::actor keeper,

@@ -311,8 +311,10 @@ bool in_bounds(uint64_t offset, uint64_t length, uint64_t size) {
 caf::expected<registration> memory_manager::register_process(std::string_view name, int32_t pid,
                                                              uint64_t quota_bytes) {
   ++header_mut().requests;
-  if (name.empty())
-    return deny({}, errc::invalid_argument, "a process needs a name");
+  if (name.empty() || name.size() >= sizeof(admin::process_entry::name))
+    return deny({}, errc::invalid_argument,
+                "a process name has 1 to " + std::to_string(sizeof(admin::process_entry::name) - 1)
+                  + " bytes");
   uint32_t slot = 1;
   while (slot < settings_.max_processes && is_live(slot))
     ++slot;

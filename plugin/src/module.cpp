@@ -43,6 +43,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<process_stats>("cafshm::process_stats");
   cfg.add_message_type<named_block>("cafshm::named_block");
   cfg.add_message_type<engine_stats>("cafshm::engine_stats");
+  cfg.add_message_type<transfer_progress>("cafshm::transfer_progress");
   cfg.add_message_type<transmit_target>("cafshm::transmit_target");
   cfg.add_message_type<transmit_receipt>("cafshm::transmit_receipt");
   cfg.add_message_type<transfer_offer>("cafshm::transfer_offer");

@@ -45,6 +45,19 @@ typename Inspector::result_type inspect(Inspector& f, named_block& x) {
   return f(caf::meta::type_name("cafshm::named_block"), x.name, x.ref, x.owner);
 }
 
+/// Progress of one transmit this engine is sending.
+struct transfer_progress {
+  uint64_t id = 0;
+  std::string peer;       // "host:port" of the destination engine
+  uint64_t bytes = 0;     // size of the block
+  uint64_t acked = 0;     // bytes the destination confirmed
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, transfer_progress& x) {
+  return f(caf::meta::type_name("cafshm::transfer_progress"), x.id, x.peer, x.bytes, x.acked);
+}
+
 struct engine_stats {
   uint64_t engine_id = 0;
   std::string data_segment;
@@ -73,6 +86,7 @@ struct engine_stats {
   // Remote side: linked peer engines ("host:port"), transfers, the content cache.
   std::vector<std::string> peers;
   uint32_t transfers_out = 0;       // transmits in progress
+  std::vector<transfer_progress> outgoing;
   uint32_t transfers_in = 0;
   uint64_t cache_capacity = 0;
   uint64_t cache_bytes = 0;
@@ -97,7 +111,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.used_bytes, x.requested_bytes, x.largest_free_block, x.free_bytes_by_order,
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
            x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.process_list,
-           x.name_list, x.peers, x.transfers_out, x.transfers_in, x.cache_capacity,
+           x.name_list, x.peers, x.transfers_out, x.outgoing, x.transfers_in, x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
            x.cache_bytes_saved);
 }

@@ -1,0 +1,200 @@
+#include "commands.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <set>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/actor_cast.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/middleman_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/sec.hpp>
+
+#include "cafshm/admin_layout.hpp"
+#include "cafshm/client.hpp"
+#include "cafshm/module.hpp"
+#include "output.hpp"
+
+namespace cafshm::cli {
+
+namespace {
+
+[[noreturn]] void fail(std::string what) {
+  throw failure{std::move(what)};
+}
+
+[[noreturn]] void fail_errno(const std::string& what) {
+  fail(what + ": " + std::strerror(errno));
+}
+
+template <class T>
+T value_of(caf::expected<T> x) {
+  if (!x)
+    fail(describe(x.error()));
+  return std::move(*x);
+}
+
+void check(const caf::expected<void>& x) {
+  if (!x)
+    fail(describe(x.error()));
+}
+
+// Owns a file descriptor; never closes the standard streams.
+struct file {
+  int fd;
+  std::string name; // for messages
+  ~file() {
+    if (fd > STDERR_FILENO)
+      ::close(fd);
+  }
+};
+
+void read_exact(const file& in, std::span<std::byte> dst) {
+  for (size_t done = 0; done < dst.size();) {
+    auto n = ::read(in.fd, dst.data() + done, dst.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      fail_errno("cannot read " + in.name);
+    if (n == 0)
+      fail(in.name + " shrank while it was read");
+    done += static_cast<size_t>(n);
+  }
+}
+
+std::vector<char> read_all(const file& in) {
+  constexpr size_t chunk = 1 << 20;
+  std::vector<char> result;
+  for (;;) {
+    auto old = result.size();
+    result.resize(old + chunk);
+    auto n = ::read(in.fd, result.data() + old, chunk);
+    if (n < 0 && errno != EINTR)
+      fail_errno("cannot read " + in.name);
+    result.resize(old + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    if (n == 0)
+      return result;
+  }
+}
+
+void write_all(const file& out, std::span<const char> bytes) {
+  for (size_t done = 0; done < bytes.size();) {
+    auto n = ::write(out.fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      fail_errno("cannot write " + out.name);
+    done += static_cast<size_t>(n);
+  }
+}
+
+void flush_stdout() {
+  if (!std::cout.flush())
+    fail("cannot write stdout");
+}
+
+// Like middleman::remote_actor, but bounded by `timeout`: CAF 0.17 waits forever for the
+// handshake, so a port that accepts connections and never answers would hang the command.
+// Runs `body` with a client registered for this command only and unregisters it afterwards (on
+// failure too: the client's destructor unregisters, which reclaims whatever it still holds).
+template <class F>
+void with_client(const settings& s, F&& body) {
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", size_t{1});
+  cfg.load<caf::io::middleman>();
+  cfg.load<module>();
+  auto client_settings = s;
+  client_settings.role = role::client;
+  module::configure(cfg, std::move(client_settings));
+  caf::actor_system sys{cfg};
+  client_options opts;
+  opts.timeout = s.client.request_timeout;
+  auto c = value_of(client::connect(sys, s.client.engine, "cafshm-cli", opts));
+  body(c);
+  check(c.close());
+}
+
+} // namespace
+
+void stat(const settings& s, bool json) {
+  with_client(s, [&](client& c) {
+    auto stats = value_of(c.stats());
+    json ? write_json(std::cout, stats) : write_text(std::cout, stats);
+    flush_stdout();
+  });
+}
+
+void put(const settings& s, const std::string& name, const std::string& path) {
+  bool from_stdin = path == "-";
+  file in{from_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC),
+          from_stdin ? "stdin" : "'" + path + "'"};
+  if (in.fd < 0)
+    fail_errno("cannot open " + in.name);
+  struct stat st{};
+  if (::fstat(in.fd, &st) != 0)
+    fail_errno("cannot stat " + in.name);
+  // Regular files go straight into the block; other inputs have no size up front.
+  bool direct = S_ISREG(st.st_mode);
+  std::vector<char> buffered;
+  if (!direct)
+    buffered = read_all(in);
+  uint64_t size = direct ? static_cast<uint64_t>(st.st_size) : buffered.size();
+  if (size == 0)
+    fail(in.name + " is empty (a block holds at least 1 byte)");
+  with_client(s, [&](client& c) {
+    auto ref = value_of(c.allocate(size));
+    try {
+      auto view = value_of(c.map(ref, access_mode::read_write));
+      if (direct)
+        read_exact(in, view.bytes());
+      else
+        std::memcpy(view.data(), buffered.data(), size);
+      check(c.unmap(std::move(view)));
+      check(c.name(ref, name));
+      value_of(c.transfer(ref, admin::engine_slot));
+    } catch (...) {
+      c.free(ref); // not transferred: the block is still this process's
+      throw;
+    }
+  });
+}
+
+void get(const settings& s, const std::string& name, const std::string& path) {
+  with_client(s, [&](client& c) {
+    auto view = value_of(c.map(value_of(c.lookup(name)), access_mode::read));
+    bool to_stdout = path.empty() || path == "-";
+    file out{to_stdout ? STDOUT_FILENO
+                       : ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666),
+             to_stdout ? "stdout" : "'" + path + "'"};
+    if (out.fd < 0)
+      fail_errno("cannot open " + out.name);
+    write_all(out, view.chars());
+    if (!to_stdout && ::close(std::exchange(out.fd, -1)) != 0)
+      fail_errno("cannot write " + out.name);
+    check(c.unmap(std::move(view)));
+  });
+}
+
+void ls(const settings& s) {
+  with_client(s, [&](client& c) {
+    write_names(std::cout, value_of(c.stats()));
+    flush_stdout();
+  });
+}
+
+void rm(const settings& s, const std::string& name) {
+  with_client(s, [&](client& c) { check(c.remove(name)); });
+}
+
+} // namespace cafshm::cli

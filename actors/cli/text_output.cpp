@@ -1,0 +1,99 @@
+#include "output.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <iomanip>
+
+namespace cafshm::cli {
+
+std::string human_size(uint64_t bytes) {
+  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  for (; value >= 1024 && unit + 1 < std::size(units); ++unit)
+    value /= 1024;
+  char buf[32];
+  bool whole = value == static_cast<double>(static_cast<uint64_t>(value));
+  std::snprintf(buf, sizeof buf, whole ? "%.0f %s" : "%.1f %s", value, units[unit]);
+  return buf;
+}
+
+namespace {
+
+template <class Range, class F>
+size_t widest(const Range& xs, size_t at_least, F text_of) {
+  for (const auto& x : xs)
+    at_least = std::max(at_least, text_of(x).size());
+  return at_least;
+}
+
+std::string quota_text(uint64_t quota) {
+  return quota == 0 ? "unlimited" : human_size(quota);
+}
+
+} // namespace
+
+void write_text(std::ostream& out, const engine_stats& s) {
+  auto row = [&](const char* label) -> std::ostream& {
+    return out << std::left << std::setw(15) << label << std::right;
+  };
+  char fragmentation[32];
+  std::snprintf(fragmentation, sizeof fragmentation, "%.4f", s.fragmentation());
+  row("engine") << std::hex << s.engine_id << std::dec << " (" << s.data_segment << ", "
+                << s.admin_segment << ")\n";
+  row("arena") << human_size(s.arena_bytes) << " in blocks of " << human_size(s.min_block_bytes)
+               << " and up; admin memory " << human_size(s.admin_bytes) << "\n";
+  row("free") << human_size(s.free_bytes) << " (used " << human_size(s.used_bytes)
+              << ", requested " << human_size(s.requested_bytes) << ")\n";
+  row("largest free") << human_size(s.largest_free_block) << "\n";
+  row("fragmentation") << fragmentation << "\n";
+  row("blocks") << s.blocks << " of " << s.max_blocks << " (" << s.draining_blocks
+                << " draining)\n";
+  row("grants") << s.grants << " of " << s.max_grants << "\n";
+  row("names") << s.name_list.size() << " of " << s.max_names << "\n";
+  row("requests") << s.requests << " (" << s.rejected << " rejected)\n";
+  row("peers") << s.peers.size() << " linked, transfers " << s.transfers_out << " out / "
+               << s.transfers_in << " in\n";
+  if (s.cache_capacity == 0)
+    row("cache") << "off\n";
+  else
+    row("cache") << human_size(s.cache_bytes) << " of " << human_size(s.cache_capacity) << " in "
+                 << s.cache_entries << " blocks; " << s.cache_hits << " hits, " << s.cache_misses
+                 << " misses, " << s.cache_evictions << " evictions, "
+                 << human_size(s.cache_bytes_saved) << " saved\n";
+
+  out << "\nfree memory by block size\n" << std::setw(12) << "block" << std::setw(12) << "free\n";
+  for (size_t i = 0; i < s.free_bytes_by_order.size(); ++i)
+    if (s.free_bytes_by_order[i] != 0)
+      out << std::setw(12) << human_size(s.min_block_bytes << i) << std::setw(12)
+          << human_size(s.free_bytes_by_order[i]) << "\n";
+
+  auto name_width = widest(s.process_list, 4, [](const auto& p) { return p.name; });
+  out << "\nprocesses (" << s.process_list.size() << " of " << s.max_processes << ")\n"
+      << std::setw(6) << "slot" << std::setw(9) << "pid" << "  " << std::left
+      << std::setw(static_cast<int>(name_width)) << "name" << std::right << std::setw(12)
+      << "in use" << std::setw(8) << "blocks" << std::setw(12) << "quota" << "\n";
+  for (const auto& p : s.process_list)
+    out << std::setw(6) << p.slot << std::setw(9) << p.pid << "  " << std::left
+        << std::setw(static_cast<int>(name_width)) << p.name << std::right << std::setw(12)
+        << human_size(p.bytes_in_use) << std::setw(8) << p.blocks << std::setw(12)
+        << quota_text(p.quota_bytes) << "\n";
+
+  out << "\nnamed blocks\n";
+  if (s.name_list.empty())
+    out << "  (none)\n";
+  else
+    write_names(out, s, true);
+}
+
+void write_names(std::ostream& out, const engine_stats& s, bool header) {
+  auto name_width = widest(s.name_list, 4, [](const auto& n) { return n.name; });
+  if (header)
+    out << std::left << std::setw(static_cast<int>(name_width)) << "name" << std::right
+        << std::setw(14) << "bytes" << std::setw(7) << "owner" << "\n";
+  for (const auto& n : s.name_list)
+    out << std::left << std::setw(static_cast<int>(name_width)) << n.name << std::right
+        << std::setw(14) << n.ref.size << std::setw(7) << n.owner << "\n";
+}
+
+} // namespace cafshm::cli

@@ -1,0 +1,697 @@
+// End-to-end tests of the cafshm CLI: a real cafshmd per test, every command its own process.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint64_t MiB = 1 << 20;
+
+// -- processes ----------------------------------------------------------------------------------
+
+struct fd_guard {
+  int fd = -1;
+  fd_guard() = default;
+  explicit fd_guard(int x) : fd(x) {}
+  fd_guard(fd_guard&& other) noexcept : fd(std::exchange(other.fd, -1)) {}
+  fd_guard& operator=(fd_guard&& other) noexcept {
+    reset();
+    fd = std::exchange(other.fd, -1);
+    return *this;
+  }
+  ~fd_guard() { reset(); }
+  void reset() {
+    if (fd >= 0)
+      ::close(std::exchange(fd, -1));
+  }
+};
+
+std::pair<fd_guard, fd_guard> make_pipe() {
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  return {fd_guard{fds[0]}, fd_guard{fds[1]}};
+}
+
+int ms_until(steady::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+  return static_cast<int>(std::max<int64_t>(left.count(), 0));
+}
+
+// A spawned process; unless waited for, the destructor sends SIGTERM (SIGKILL after 10 s) and
+// reaps it, so that a failing test never leaves one behind.
+struct child {
+  pid_t pid = -1;
+
+  child(const std::vector<std::string>& args, int in, int out, int err) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    int std_fds[] = {in, out, err};
+    for (int target = 0; target < 3; ++target)
+      if (std_fds[target] >= 0)
+        posix_spawn_file_actions_adddup2(&actions, std_fds[target], target);
+      else
+        posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_RDWR, 0);
+    posix_spawnattr_t attr; // the test ignores SIGPIPE; children must not inherit that
+    posix_spawnattr_init(&attr);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    std::vector<char*> argv;
+    for (const auto& a : args)
+      argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    REQUIRE_MESSAGE(rc == 0, "cannot spawn " << args[0]);
+  }
+  child(const child&) = delete;
+  ~child() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      if (!wait_until(steady::now() + 10s)) {
+        ::kill(pid, SIGKILL);
+        wait_until(steady::time_point::max());
+      }
+    }
+  }
+
+  // Reaps the process if it ends before `deadline`; its exit code (128 + signal if killed).
+  std::optional<int> wait_until(steady::time_point deadline) {
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      int ready = deadline == steady::time_point::max() ? ::poll(&p, 1, -1)
+                                                         : ::poll(&p, 1, ms_until(deadline));
+      ::close(pidfd);
+      if (ready == 0)
+        return std::nullopt;
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+};
+
+struct result {
+  int code = -1;
+  std::string out;
+  std::string err;
+  pid_t pid = 0;
+};
+
+// Runs the CLI with `args`, feeding `input` on stdin, and collects everything it prints.
+result run(const std::vector<std::string>& args, const std::string& input = {}) {
+  ::signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string> argv{std::string{CAFSHM_BIN_DIR} + "/cafshm"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto [in_r, in_w] = make_pipe();
+  auto [out_r, out_w] = make_pipe();
+  auto [err_r, err_w] = make_pipe();
+  child proc{argv, in_r.fd, out_w.fd, err_w.fd};
+  in_r.reset();
+  out_w.reset();
+  err_w.reset();
+  ::fcntl(in_w.fd, F_SETFL, O_NONBLOCK);
+  result r;
+  r.pid = proc.pid;
+  size_t written = 0;
+  if (input.empty())
+    in_w.reset();
+  auto deadline = steady::now() + 60s;
+  while (out_r.fd >= 0 || err_r.fd >= 0) {
+    pollfd fds[] = {{in_w.fd, POLLOUT, 0}, {out_r.fd, POLLIN, 0}, {err_r.fd, POLLIN, 0}};
+    REQUIRE_MESSAGE(::poll(fds, 3, ms_until(deadline)) > 0, "cafshm " << args[0] << " hangs");
+    if (fds[0].revents != 0) {
+      auto n = ::write(in_w.fd, input.data() + written, input.size() - written);
+      if (n < 0 || (written += static_cast<size_t>(n)) == input.size())
+        in_w.reset();
+    }
+    for (auto [p, text] : {std::pair{&fds[1], &r.out}, std::pair{&fds[2], &r.err}}) {
+      if (p->revents == 0)
+        continue;
+      char buf[65536];
+      auto n = ::read(p->fd, buf, sizeof buf);
+      if (n > 0)
+        text->append(buf, static_cast<size_t>(n));
+      else
+        (p == &fds[1] ? out_r : err_r).reset();
+    }
+  }
+  auto code = proc.wait_until(deadline);
+  REQUIRE_MESSAGE(code.has_value(), "cafshm " << args[0] << " does not exit");
+  r.code = *code;
+  return r;
+}
+
+bool one_line(const std::string& text) {
+  return !text.empty() && text.back() == '\n' && std::count(text.begin(), text.end(), '\n') == 1;
+}
+
+bool starts_with(const std::string& text, std::string_view prefix) {
+  return text.compare(0, prefix.size(), prefix) == 0;
+}
+
+bool contains(const std::string& text, std::string_view part) {
+  return text.find(part) != std::string::npos;
+}
+
+std::vector<std::string> words(const std::string& text) {
+  std::vector<std::string> r;
+  std::istringstream in{text};
+  for (std::string w; in >> w;)
+    r.push_back(w);
+  return r;
+}
+
+// -- a cafshmd for one test ---------------------------------------------------------------------
+
+// "cafshm-test-cli-<pid>-<n>": unique per test process and daemon, so `ctest -j2` never collides.
+std::string unique_name() {
+  static std::atomic<int> counter{0};
+  return "cafshm-test-cli-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+// A scratch directory and the engine's shared-memory objects, removed on destruction.
+struct scratch {
+  std::string name;
+  fs::path dir;
+  explicit scratch(std::string n) : name(std::move(n)), dir(fs::temp_directory_path() / name) {
+    fs::create_directories(dir);
+  }
+  ~scratch() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    fs::remove("/dev/shm/" + name + ".data", ec);
+    fs::remove("/dev/shm/" + name + ".admin", ec);
+  }
+};
+
+void write_file(const fs::path& path, std::string_view bytes) {
+  std::ofstream out{path, std::ios::binary};
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in{path, std::ios::binary};
+  return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+}
+
+class engine_daemon {
+public:
+  engine_daemon() : scratch_(unique_name()) {
+    auto config = scratch_.dir / "cafshmd.yaml";
+    write_file(config, "engine:\n  name: " + scratch_.name
+                         + "\n  arena: 256MiB\n  listen: {host: 127.0.0.1, port: 0}\n");
+    auto [out_r, out_w] = make_pipe();
+    fd_guard err{::open((scratch_.dir / "cafshmd.err").c_str(),
+                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+    proc_.emplace(std::vector<std::string>{std::string{CAFSHM_BIN_DIR} + "/cafshmd", "--config",
+                                           config.string(), "--port", "0"},
+                  -1, out_w.fd, err.fd);
+    out_w.reset(); // so that a daemon that dies shows as end of file
+    out_ = std::move(out_r); // stays open until the daemon is reaped: it prints when it stops
+    constexpr std::string_view ready = "cafshmd listening on 127.0.0.1:";
+    std::string text;
+    auto deadline = steady::now() + 10s;
+    while (!contains(text, "\n") && ms_until(deadline) > 0) {
+      pollfd p{out_.fd, POLLIN, 0};
+      char buf[256];
+      if (::poll(&p, 1, ms_until(deadline)) <= 0)
+        break;
+      auto n = ::read(out_.fd, buf, sizeof buf);
+      if (n <= 0)
+        break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    REQUIRE_MESSAGE(starts_with(text, ready), "cafshmd did not start: " << text
+                                                << read_file(scratch_.dir / "cafshmd.err"));
+    port_ = std::stoi(text.substr(ready.size()));
+  }
+
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+  fs::path path(const std::string& file) const { return scratch_.dir / file; }
+
+  result cli(std::vector<std::string> args, const std::string& input = {}) const {
+    args.insert(args.begin(), {"--engine", endpoint()});
+    return run(args, input);
+  }
+
+private:
+  scratch scratch_; // destroyed last: the daemon is gone by then
+  fd_guard out_;
+  std::optional<child> proc_;
+  int port_ = 0;
+};
+
+// -- JSON ---------------------------------------------------------------------------------------
+
+struct json {
+  enum kind_t { null, boolean, number, string, array, object } kind = null;
+  std::string text; // a string's value or a number's literal
+  std::vector<json> items;
+  std::map<std::string, json> fields;
+
+  const json& operator[](const std::string& key) const { return fields.at(key); }
+  uint64_t u64() const { return std::stoull(text); }
+};
+
+// A strict parser of one JSON value (RFC 8259 grammar; \u escapes only checked, not decoded).
+class json_parser {
+public:
+  static std::optional<json> parse(std::string_view text) {
+    json_parser p{text};
+    try {
+      auto v = p.value();
+      p.space();
+      if (p.i_ != text.size())
+        return std::nullopt;
+      return v;
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+
+private:
+  explicit json_parser(std::string_view s) : s_(s) {}
+
+  void space() {
+    while (i_ < s_.size() && std::string_view{" \t\r\n"}.find(s_[i_]) != std::string_view::npos)
+      ++i_;
+  }
+  char peek() { return i_ < s_.size() ? s_[i_] : '\0'; }
+  void expect(char c) {
+    if (peek() != c)
+      throw std::runtime_error("expected " + std::string{c});
+    ++i_;
+  }
+  bool digits() {
+    auto start = i_;
+    while (peek() >= '0' && peek() <= '9')
+      ++i_;
+    return i_ > start;
+  }
+
+  json value() {
+    space();
+    json v;
+    char c = peek();
+    if (c == '{') {
+      v.kind = json::object;
+      ++i_;
+      space();
+      if (peek() == '}')
+        return ++i_, v;
+      do {
+        space();
+        auto key = string_literal();
+        space();
+        expect(':');
+        if (!v.fields.emplace(key, value()).second)
+          throw std::runtime_error("duplicate key " + key);
+        space();
+      } while (peek() == ',' && ++i_);
+      expect('}');
+    } else if (c == '[') {
+      v.kind = json::array;
+      ++i_;
+      space();
+      if (peek() == ']')
+        return ++i_, v;
+      do {
+        v.items.push_back(value());
+        space();
+      } while (peek() == ',' && ++i_);
+      expect(']');
+    } else if (c == '"') {
+      v.kind = json::string;
+      v.text = string_literal();
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      v.kind = json::number;
+      auto start = i_;
+      if (peek() == '-')
+        ++i_;
+      if (peek() == '0')
+        ++i_;
+      else if (!digits())
+        throw std::runtime_error("bad number");
+      if (peek() == '.' && (++i_, !digits()))
+        throw std::runtime_error("bad fraction");
+      if ((peek() == 'e' || peek() == 'E') && ++i_) {
+        if (peek() == '+' || peek() == '-')
+          ++i_;
+        if (!digits())
+          throw std::runtime_error("bad exponent");
+      }
+      v.text = s_.substr(start, i_ - start);
+    } else {
+      for (auto [word, kind] : {std::pair{"true", json::boolean}, std::pair{"false", json::boolean},
+                                std::pair{"null", json::null}})
+        if (s_.substr(i_, std::string_view{word}.size()) == word) {
+          i_ += std::string_view{word}.size();
+          v.kind = kind;
+          v.text = word;
+          return v;
+        }
+      throw std::runtime_error("unexpected character");
+    }
+    return v;
+  }
+
+  std::string string_literal() {
+    expect('"');
+    std::string r;
+    for (;;) {
+      if (i_ >= s_.size())
+        throw std::runtime_error("unterminated string");
+      char c = s_[i_++];
+      if (c == '"')
+        return r;
+      if (static_cast<unsigned char>(c) < 0x20)
+        throw std::runtime_error("control character in string");
+      if (c != '\\') {
+        r += c;
+        continue;
+      }
+      char e = peek();
+      ++i_;
+      static constexpr std::string_view from = "\"\\/bfnrt", to = "\"\\/\b\f\n\r\t";
+      if (auto k = from.find(e); k != std::string_view::npos) {
+        r += to[k];
+      } else if (e == 'u' && i_ + 4 <= s_.size()) {
+        auto hex = s_.substr(i_, 4);
+        if (hex.find_first_not_of("0123456789abcdefABCDEF") != std::string_view::npos)
+          throw std::runtime_error("bad \\u escape");
+        auto code = std::stoul(std::string{hex}, nullptr, 16);
+        r += code < 0x80 ? static_cast<char>(code) : '?';
+        i_ += 4;
+      } else {
+        throw std::runtime_error("bad escape");
+      }
+    }
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+// `stat --json`, checked to be exactly one JSON object.
+json stats(const engine_daemon& d, pid_t* stat_pid = nullptr) {
+  auto r = d.cli({"stat", "--json"});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(r.err.empty());
+  auto v = json_parser::parse(r.out);
+  REQUIRE_MESSAGE(v.has_value(), "not JSON: " << r.out);
+  REQUIRE(v->kind == json::object);
+  if (stat_pid != nullptr)
+    *stat_pid = r.pid;
+  return *v;
+}
+
+// Only the engine and the stat command itself are registered: no earlier command stayed.
+void check_nobody_else_registered(const json& s, pid_t stat_pid) {
+  const auto& procs = s["processes"].items;
+  REQUIRE(procs.size() == 2);
+  CHECK(procs[0]["slot"].u64() == 0);
+  CHECK(procs[1]["pid"].u64() == static_cast<uint64_t>(stat_pid));
+  CHECK(procs[1]["blocks"].u64() == 0);
+}
+
+std::string random_bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 gen{seed};
+  std::string r(n, '\0');
+  for (size_t i = 0; i < n; i += 8) {
+    auto x = gen();
+    std::memcpy(r.data() + i, &x, std::min<size_t>(8, n - i));
+  }
+  return r;
+}
+
+// A TCP port on 127.0.0.1 that is bound (so nobody else gets it) and, unless `listening`,
+// refuses connections.
+struct reserved_port {
+  fd_guard sock{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+  uint16_t port = 0;
+  explicit reserved_port(bool listening) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(sock.fd, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+    REQUIRE(::getsockname(sock.fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    if (listening)
+      REQUIRE(::listen(sock.fd, 8) == 0);
+    port = ntohs(addr.sin_port);
+  }
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+} // namespace
+
+TEST_CASE("cli: put and get of 100 MiB round-trip exactly and rm gives every byte back") {
+  engine_daemon d;
+  auto before = stats(d);
+  auto data = random_bytes(100 * MiB, 42);
+  write_file(d.path("in.bin"), data);
+
+  auto put = d.cli({"put", "big", d.path("in.bin").string()});
+  REQUIRE_MESSAGE(put.code == 0, put.err);
+  CHECK(put.out.empty());
+  CHECK(put.err.empty());
+
+  pid_t stat_pid = 0;
+  auto held = stats(d, &stat_pid);
+  CHECK(held["free_bytes"].u64() == before["free_bytes"].u64() - 128 * MiB); // a 2^27 block
+  CHECK(held["blocks"].u64() == 1);
+  REQUIRE(held["names"].items.size() == 1);
+  CHECK(held["names"].items[0]["name"].text == "big");
+  CHECK(held["names"].items[0]["size"].u64() == 100 * MiB);
+  CHECK(held["names"].items[0]["owner"].u64() == 0); // held by the engine
+  check_nobody_else_registered(held, stat_pid);
+
+  auto ls = d.cli({"ls"});
+  CHECK(ls.code == 0);
+  CHECK(one_line(ls.out));
+  CHECK(starts_with(ls.out, "big "));
+  CHECK(contains(ls.out, " 104857600 "));
+
+  auto get = d.cli({"get", "big", d.path("out.bin").string()});
+  REQUIRE_MESSAGE(get.code == 0, get.err);
+  CHECK(get.out.empty());
+  CHECK(read_file(d.path("out.bin")) == data);
+
+  auto rm = d.cli({"rm", "big"});
+  CHECK_MESSAGE(rm.code == 0, rm.err);
+  auto after = stats(d, &stat_pid);
+  CHECK(after["free_bytes"].u64() == before["free_bytes"].u64());
+  CHECK(after["free_bytes"].u64() == after["arena_bytes"].u64());
+  CHECK(after["blocks"].u64() == 0);
+  CHECK(after["names"].items.empty());
+  check_nobody_else_registered(after, stat_pid);
+  CHECK(d.cli({"ls"}).out.empty());
+}
+
+TEST_CASE("cli: put from stdin and get to stdout are binary-safe") {
+  engine_daemon d;
+  std::string bytes;
+  for (int i = 0; i < 5000; ++i)
+    bytes += static_cast<char>(i * 7 % 256);
+  bytes += std::string{"\0\n\r\xff", 4};
+
+  auto put = d.cli({"put", "small", "-"}, bytes);
+  REQUIRE_MESSAGE(put.code == 0, put.err);
+  auto get = d.cli({"get", "small"});
+  CHECK(get.code == 0);
+  CHECK(get.out == bytes);
+  auto dash = d.cli({"get", "small", "-"});
+  CHECK(dash.code == 0);
+  CHECK(dash.out == bytes);
+  CHECK(words(d.cli({"ls"}).out) == std::vector<std::string>{"small", "5004", "0"});
+}
+
+TEST_CASE("cli: failed requests print one line, exit 1 and leak nothing") {
+  engine_daemon d;
+  auto before = stats(d);
+
+  auto missing = d.cli({"get", "nope"});
+  CHECK(missing.code == 1);
+  CHECK(missing.out.empty());
+  CHECK(missing.err == "cafshm: name_not_found: no block is named 'nope'\n");
+  CHECK(!fs::exists(d.path("nope.out")));
+  CHECK(d.cli({"get", "nope", d.path("nope.out").string()}).code == 1);
+  CHECK(!fs::exists(d.path("nope.out"))); // no file is created for a missing block
+
+  write_file(d.path("first"), "first");
+  write_file(d.path("second"), std::string(10000, 's'));
+  REQUIRE(d.cli({"put", "x", d.path("first").string()}).code == 0);
+  auto mid = stats(d);
+  auto taken = d.cli({"put", "x", d.path("second").string()});
+  CHECK(taken.code == 1);
+  CHECK(one_line(taken.err));
+  CHECK(starts_with(taken.err, "cafshm: name_taken"));
+  pid_t stat_pid = 0;
+  auto after_taken = stats(d, &stat_pid);
+  CHECK(after_taken["free_bytes"].u64() == mid["free_bytes"].u64());
+  CHECK(after_taken["blocks"].u64() == mid["blocks"].u64());
+  check_nobody_else_registered(after_taken, stat_pid);
+  CHECK(d.cli({"get", "x"}).out == "first");
+
+  auto rm_missing = d.cli({"rm", "nope"});
+  CHECK(rm_missing.code == 1);
+  CHECK(starts_with(rm_missing.err, "cafshm: name_not_found"));
+
+  write_file(d.path("empty"), "");
+  auto empty = d.cli({"put", "e", d.path("empty").string()});
+  CHECK(empty.code == 1);
+  CHECK(one_line(empty.err));
+  CHECK(contains(empty.err, "is empty"));
+  auto empty_stdin = d.cli({"put", "e", "-"});
+  CHECK(empty_stdin.code == 1);
+  CHECK(empty_stdin.err == "cafshm: stdin is empty (a block holds at least 1 byte)\n");
+  auto no_file = d.cli({"put", "e", d.path("absent").string()});
+  CHECK(no_file.code == 1);
+  CHECK(one_line(no_file.err));
+  CHECK(contains(no_file.err, "cannot open"));
+
+  CHECK(d.cli({"rm", "x"}).code == 0);
+  CHECK(stats(d)["free_bytes"].u64() == before["free_bytes"].u64());
+}
+
+TEST_CASE("cli: stat --json is one JSON object with every documented key") {
+  engine_daemon d;
+  std::string odd_name = "q\"b\\s\t\x01\xc3\xa9\xff"; // quote, backslash, controls, é, bad UTF-8
+  REQUIRE(d.cli({"put", odd_name, "-"}, "payload").code == 0);
+  auto s = stats(d);
+  for (auto key : {"engine_id", "arena_bytes", "admin_bytes", "free_bytes", "largest_free_block",
+                   "fragmentation", "free_bytes_by_order", "processes", "blocks", "grants",
+                   "names", "requests", "rejected"})
+    CHECK_MESSAGE(s.fields.count(key) == 1, key);
+  CHECK(s["arena_bytes"].u64() == 256 * MiB);
+  CHECK(s["blocks"].kind == json::number);
+  CHECK(s["fragmentation"].kind == json::number);
+  uint64_t sum = 0;
+  for (const auto& order : s["free_bytes_by_order"].items) {
+    CHECK(order["block_bytes"].u64() >= 4096);
+    sum += order["free_bytes"].u64();
+  }
+  CHECK(sum == s["free_bytes"].u64());
+  REQUIRE(s["processes"].kind == json::array);
+  for (const auto& p : s["processes"].items)
+    for (auto key : {"slot", "pid", "name", "bytes_in_use", "blocks", "quota_bytes"})
+      CHECK_MESSAGE(p.fields.count(key) == 1, key);
+  REQUIRE(s["names"].items.size() == 1);
+  CHECK(s["names"].items[0]["name"].text == "q\"b\\s\t\x01\xc3\xa9?"); // U+FFFD decodes as '?'
+  CHECK(s["names"].items[0]["size"].u64() == 7);
+
+  auto text = d.cli({"stat"});
+  CHECK(text.code == 0);
+  CHECK(contains(text.out, "256 MiB"));
+  CHECK(contains(text.out, "fragmentation"));
+  CHECK(contains(text.out, "cafshm-cli"));
+}
+
+TEST_CASE("cli: --config supplies the engine endpoint and --engine overrides it") {
+  engine_daemon d;
+  auto port = d.endpoint().substr(d.endpoint().find(':') + 1);
+  write_file(d.path("client.yaml"),
+             "client:\n  engine: {host: 127.0.0.1, port: " + port + "}\n  request_timeout: 3s\n");
+  write_file(d.path("wrong.yaml"), "client:\n  engine: {host: 127.0.0.1, port: 1}\n");
+  write_file(d.path("bad.yaml"), "client:\n  engnie: {}\n");
+  auto via_config = run({"--config", d.path("client.yaml").string(), "ls"});
+  CHECK_MESSAGE(via_config.code == 0, via_config.err);
+  auto overridden = run({"--config", d.path("wrong.yaml").string(), "ls", "--engine",
+                         d.endpoint()});
+  CHECK_MESSAGE(overridden.code == 0, overridden.err);
+  auto bad = run({"--config", d.path("bad.yaml").string(), "ls"});
+  CHECK(bad.code == 2);
+  CHECK(one_line(bad.err));
+  CHECK(contains(bad.err, "engnie"));
+}
+
+TEST_CASE("cli: --help and --version exit 0 and bad usage exits 2 with one line") {
+  auto help = run({"--help"});
+  CHECK(help.code == 0);
+  CHECK(contains(help.out, "Usage"));
+  for (auto command : {"stat", "put", "get", "ls", "rm"})
+    CHECK(contains(help.out, command));
+  CHECK(run({"put", "--help"}).code == 0);
+  auto version = run({"--version"});
+  CHECK(version.code == 0);
+  CHECK(one_line(version.out));
+  CHECK(starts_with(version.out, "cafshm "));
+
+  for (auto args : std::vector<std::vector<std::string>>{
+         {},
+         {"frobnicate"},
+         {"get"},
+         {"put", "x"},
+         {"stat", "--bogus"},
+         {"rm", "a", "b"},
+         {"--engine", "nohost", "ls"},
+         {"--engine", "127.0.0.1:0", "ls"},
+         {"--engine", "127.0.0.1:99999", "ls"},
+         {"--timeout", "soon", "ls"},
+         {"--config", "/nonexistent/cafshm.yaml", "ls"}}) {
+    auto r = run(args);
+    CAPTURE(r.err);
+    CHECK(r.code == 2);
+    CHECK(one_line(r.err));
+    CHECK(starts_with(r.err, "cafshm: "));
+  }
+}
+
+TEST_CASE("cli: an unreachable engine fails fast with engine_unreachable") {
+  reserved_port refusing{false};
+  auto start = steady::now();
+  auto r = run({"--engine", refusing.endpoint(), "stat"});
+  CHECK(steady::now() - start < 3s);
+  CHECK(r.code == 1);
+  CHECK(one_line(r.err));
+  CHECK(starts_with(r.err, "cafshm: engine_unreachable"));
+  CHECK(contains(r.err, refusing.endpoint()));
+
+  // Accepts connections but never answers the handshake: the request timeout ends the wait.
+  reserved_port silent{true};
+  start = steady::now();
+  r = run({"--engine", silent.endpoint(), "--timeout", "500ms", "ls"});
+  CHECK(steady::now() - start < 5s);
+  CHECK(r.code == 1);
+  CHECK(one_line(r.err));
+  CHECK(starts_with(r.err, "cafshm: engine_unreachable"));
+  CHECK(contains(r.err, silent.endpoint()));
+}

@@ -1,0 +1,1193 @@
+// Tests of the engine's core (plugin/src/memory_manager.cpp), without CAF actors: admin-memory
+// layout, every error code it produces, grants, transfer, names, copy, views and draining,
+// reclaim, scrubbing, versions, capacity limits and the two shared-memory segments.
+
+#include "test_names.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cafshm/admin_layout.hpp"
+#include "cafshm/buddy_allocator.hpp"
+#include "cafshm/memory_manager.hpp"
+
+using namespace cafshm;
+using cafshm_test::segment_guard;
+using cafshm_test::unique_name;
+
+namespace {
+
+constexpr uint64_t kib = 1024;
+constexpr uint64_t mib = kib * 1024;
+constexpr uint64_t gib = mib * 1024;
+
+engine_settings small_settings() {
+  engine_settings s;
+  s.name = unique_name("mm");
+  s.arena_bytes = 1 * mib;
+  s.min_block_bytes = 4 * kib;
+  return s;
+}
+
+/// One memory manager with its own segments; checks all invariants when the test ends.
+struct env {
+  segment_guard guard;
+  engine_settings settings;
+  std::unique_ptr<memory_manager> mm;
+
+  explicit env(std::function<void(engine_settings&)> adjust = {})
+    : env(adjusted(std::move(adjust))) {
+  }
+  explicit env(engine_settings s) : guard(s.name), settings(std::move(s)) {
+    auto created = memory_manager::create(settings);
+    REQUIRE_MESSAGE(static_cast<bool>(created), cafshm_test::why(created));
+    mm = std::move(*created);
+  }
+  ~env() {
+    if (mm && std::uncaught_exceptions() == 0)
+      CHECK(mm->check() == "");
+  }
+
+  static engine_settings adjusted(std::function<void(engine_settings&)> adjust) {
+    auto s = small_settings();
+    if (adjust)
+      adjust(s);
+    return s;
+  }
+
+  memory_manager* operator->() const {
+    return mm.get();
+  }
+
+  session reg(const std::string& name, uint64_t quota = 0) {
+    auto r = mm->register_process(name, ::getpid(), quota);
+    REQUIRE_MESSAGE(static_cast<bool>(r), cafshm_test::why(r));
+    CHECK(r->engine_id == mm->engine_id());
+    CHECK(r->data_segment == memory_manager::data_segment_name(settings.name));
+    CHECK(r->admin_segment == memory_manager::admin_segment_name(settings.name));
+    CHECK(r->min_block_bytes == settings.min_block_bytes);
+    return r->session;
+  }
+
+  block_ref alloc(const session& s, uint64_t size) {
+    auto r = mm->allocate(s, size);
+    REQUIRE_MESSAGE(static_cast<bool>(r), cafshm_test::why(r));
+    CHECK(r->size == size);
+    CHECK(r->engine == mm->engine_id());
+    return *r;
+  }
+
+  const admin::block_entry& block(uint32_t index) const {
+    const auto& h = mm->header();
+    return reinterpret_cast<const admin::block_entry*>(mm->admin_memory().data()
+                                                       + h.block_offset)[index];
+  }
+
+  const admin::process_entry& process(uint32_t slot) const {
+    const auto& h = mm->header();
+    return reinterpret_cast<const admin::process_entry*>(mm->admin_memory().data()
+                                                         + h.process_offset)[slot];
+  }
+
+  /// The grant entry of `slot` on block `index`, or nullptr.
+  const admin::grant_entry* grant(uint32_t index, uint32_t slot) const {
+    const auto& h = mm->header();
+    auto* table = reinterpret_cast<const admin::grant_entry*>(mm->admin_memory().data()
+                                                              + h.grant_offset);
+    for (uint32_t g = block(index).grant_head; g != admin::no_index; g = table[g].next)
+      if (table[g].process == slot)
+        return &table[g];
+    return nullptr;
+  }
+
+  uint64_t offset_of(uint32_t index) const {
+    return uint64_t{block(index).page} << mm->header().min_order;
+  }
+
+  /// The raw arena bytes of a block.
+  const char* raw(uint32_t index) const {
+    return reinterpret_cast<const char*>(mm->arena().data() + offset_of(index));
+  }
+
+  const process_stats* stats_of(uint32_t slot) const {
+    static thread_local engine_stats keep;
+    keep = mm->stats();
+    for (auto& p : keep.process_list)
+      if (p.slot == slot)
+        return &p;
+    return nullptr;
+  }
+};
+
+std::span<const char> bytes_of(const std::string& text) {
+  return {text.data(), text.size()};
+}
+
+std::string text_of(const std::vector<char>& bytes) {
+  return {bytes.begin(), bytes.end()};
+}
+
+bool all_zero(const char* p, size_t n) {
+  return std::all_of(p, p + n, [](char c) { return c == 0; });
+}
+
+/// Pid of a child that has exited and been reaped.
+int32_t dead_pid() {
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0)
+    ::_exit(0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE((::kill(child, 0) != 0 && errno == ESRCH));
+  return child;
+}
+
+/// Accounting that must return exactly to a former state.
+void check_same_accounting(const engine_stats& now, const engine_stats& before) {
+  CHECK(now.free_bytes == before.free_bytes);
+  CHECK(now.used_bytes == before.used_bytes);
+  CHECK(now.requested_bytes == before.requested_bytes);
+  CHECK(now.largest_free_block == before.largest_free_block);
+  CHECK(now.free_bytes_by_order == before.free_bytes_by_order);
+  CHECK(now.processes == before.processes);
+  CHECK(now.blocks == before.blocks);
+  CHECK(now.draining_blocks == before.draining_blocks);
+  CHECK(now.grants == before.grants);
+  CHECK(now.names == before.names);
+  CHECK(now.name_list.size() == before.name_list.size());
+  CHECK(now.process_list.size() == before.process_list.size());
+}
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+}
+
+std::string shm_path(const std::string& segment) {
+  return "/dev/shm/" + segment;
+}
+
+/// Writes segments as an engine with `pid` and start time `start_ns` would have left them.
+void fabricate_segments(const segment_guard& g, int32_t pid, uint64_t start_ns, bool formatted) {
+  auto admin = shm_segment::create(g.admin(), 4096, 0600);
+  REQUIRE_MESSAGE(static_cast<bool>(admin), cafshm_test::why(admin));
+  auto data = shm_segment::create(g.data(), 8192, 0600);
+  REQUIRE_MESSAGE(static_cast<bool>(data), cafshm_test::why(data));
+  admin::admin_header h{};
+  h.magic = formatted ? admin::magic : 0;
+  h.layout_version = admin::layout_version;
+  h.header_bytes = sizeof(h);
+  h.engine_id = 42;
+  h.engine_pid = pid;
+  h.start_epoch_ns = start_ns;
+  std::memcpy(admin->data(), &h, sizeof(h));
+  std::memset(data->data(), 0x5a, 8192);
+  // handles go out of scope here; the objects stay (the creator did not ask to remove them)
+}
+
+} // namespace
+
+// -- layout -----------------------------------------------------------------------------------
+
+TEST_CASE("admin memory: header fields and non-overlapping sections") {
+  env e;
+  const auto& h = e->header();
+  CHECK(h.magic == admin::magic);
+  CHECK(h.layout_version == admin::layout_version);
+  CHECK(h.header_bytes == sizeof(admin::admin_header));
+  CHECK(h.engine_id != 0);
+  CHECK(h.engine_id == e->engine_id());
+  CHECK(h.engine_pid == ::getpid());
+  auto now = realtime_ns();
+  CHECK(h.start_epoch_ns <= now);
+  CHECK(h.start_epoch_ns + 60'000'000'000ull > now);
+  CHECK(h.arena_bytes == 1 * mib);
+  CHECK(h.min_order == 12);
+  CHECK(h.max_order == 20);
+  CHECK(h.max_processes == e.settings.max_processes);
+  CHECK(h.max_blocks == e.settings.max_blocks);
+  CHECK(h.max_grants == e.settings.max_grants);
+  CHECK(h.max_names == e.settings.max_names);
+  CHECK(std::string(h.data_segment) == memory_manager::data_segment_name(e.settings.name));
+  CHECK(h.live_processes == 0);
+  CHECK(h.live_blocks == 0);
+  CHECK(h.live_grants == 0);
+  CHECK(h.live_names == 0);
+  CHECK(h.used_bytes == 0);
+  CHECK(h.requested_bytes == 0);
+  // sections: in order, 64-byte aligned, each large enough, all inside total_bytes
+  CHECK(h.allocator_offset >= sizeof(admin::admin_header));
+  CHECK(h.allocator_bytes == buddy_allocator::state_bytes(12, 20));
+  uint64_t ends[] = {
+    h.allocator_offset + h.allocator_bytes,
+    h.process_offset + uint64_t{h.max_processes} * sizeof(admin::process_entry),
+    h.block_offset + uint64_t{h.max_blocks} * sizeof(admin::block_entry),
+    h.grant_offset + uint64_t{h.max_grants} * sizeof(admin::grant_entry),
+    h.name_offset + uint64_t{h.max_names} * sizeof(admin::name_entry),
+  };
+  uint64_t starts[] = {h.allocator_offset, h.process_offset, h.block_offset, h.grant_offset,
+                       h.name_offset};
+  for (int i = 0; i < 5; ++i) {
+    CAPTURE(i);
+    CHECK(starts[i] % 64 == 0);
+    CHECK(ends[i] <= h.total_bytes);
+    if (i + 1 < 5)
+      CHECK(ends[i] <= starts[i + 1]);
+  }
+  CHECK(h.total_bytes == memory_manager::admin_bytes(e.settings));
+  CHECK(h.total_bytes == e->admin_memory().size());
+  CHECK(e->arena().size() == h.arena_bytes);
+  // the engine holds slot 0
+  const auto& engine = e.process(admin::engine_slot);
+  CHECK(engine.state == admin::process_state::live);
+  CHECK(engine.pid == ::getpid());
+  CHECK(std::string(engine.name) == "engine");
+  CHECK(e->is_live(admin::engine_slot));
+  CHECK(e->live_slots().empty());
+  // stats agree
+  auto st = e->stats();
+  CHECK(st.engine_id == h.engine_id);
+  CHECK(st.arena_bytes == 1 * mib);
+  CHECK(st.admin_bytes == h.total_bytes);
+  CHECK(st.min_block_bytes == 4 * kib);
+  CHECK(st.free_bytes == 1 * mib);
+  CHECK(st.used_bytes == 0);
+  CHECK(st.largest_free_block == 1 * mib);
+  CHECK(st.processes == 0);
+  REQUIRE(st.process_list.size() == 1);
+  CHECK(st.process_list[0].slot == admin::engine_slot);
+  CHECK(st.data_segment == e.guard.data());
+  CHECK(st.admin_segment == e.guard.admin());
+}
+
+TEST_CASE("admin memory is at most 0.5% of the arena at default settings") {
+  engine_settings defaults;
+  auto admin = memory_manager::admin_bytes(defaults);
+  MESSAGE("admin memory for a " << (defaults.arena_bytes >> 20) << " MiB arena: " << admin
+                                << " bytes");
+  CHECK(admin * 200 <= defaults.arena_bytes);
+  // and it grows with the tables, as documented
+  auto more = defaults;
+  more.max_blocks *= 2;
+  CHECK(memory_manager::admin_bytes(more)
+        >= admin + uint64_t{defaults.max_blocks} * sizeof(admin::block_entry));
+}
+
+// -- errors, one test per code ------------------------------------------------------------------
+
+TEST_CASE("errc::unknown_process: bad token, unregistered or out-of-range slot") {
+  env e;
+  auto p = e.reg("p");
+  auto ref = e.alloc(p, 100);
+  auto bad_token = session{p.process, p.token ^ 1};
+  CHECK_ERRC(e->allocate(bad_token, 10), errc::unknown_process);
+  CHECK_ERRC(e->read(bad_token, ref, 0, 1), errc::unknown_process);
+  CHECK_ERRC(e->free(bad_token, ref), errc::unknown_process);
+  CHECK_ERRC(e->unregister(bad_token), errc::unknown_process);
+  CHECK_ERRC(e->lookup(session{p.process, 0}, "x"), errc::unknown_process);
+  CHECK_ERRC(e->allocate(session{7, p.token}, 10), errc::unknown_process); // free slot
+  CHECK_ERRC(e->allocate(session{e.settings.max_processes, p.token}, 10), errc::unknown_process);
+  CHECK_ERRC(e->allocate(session{0xffffffffu, p.token}, 10), errc::unknown_process);
+  CHECK_ERRC(e->allocate(session{admin::engine_slot, p.token}, 10), errc::unknown_process);
+  // targets of share and transfer must be registered too
+  CHECK_ERRC(e->share(p, ref, 7, access_mode::read), errc::unknown_process);
+  CHECK_ERRC(e->transfer(p, ref, 7), errc::unknown_process);
+  CHECK_ERRC(e->transfer(p, ref, 0xffffffffu), errc::unknown_process);
+  CHECK_ERRC(e->find_process(p, "nobody"), errc::unknown_process);
+  // after unregistering, the old session is unknown, even once the slot is taken again
+  CHECK_OK(e->unregister(p));
+  CHECK_ERRC(e->allocate(p, 10), errc::unknown_process);
+  auto q = e.reg("q");
+  CHECK(q.process == p.process);
+  CHECK(q.token != p.token);
+  CHECK_ERRC(e->allocate(p, 10), errc::unknown_process);
+  CHECK_OK(e->allocate(q, 10));
+  CHECK(e->stats().rejected >= 14);
+}
+
+TEST_CASE("errc::stale_block: reused block, forged engine id, forged size, bad index") {
+  env e;
+  auto p = e.reg("p");
+  auto old = e.alloc(p, 100);
+  CHECK_OK(e->free(p, old));
+  auto fresh = e.alloc(p, 100);
+  REQUIRE(fresh.block == old.block); // the table entry is reused ...
+  CHECK(fresh.generation == old.generation + 1); // ... under a new generation
+  CHECK_ERRC(e->read(p, old, 0, 1), errc::stale_block);
+  CHECK_ERRC(e->write(p, old, 0, bytes_of("x")), errc::stale_block);
+  CHECK_ERRC(e->free(p, old), errc::stale_block);
+  CHECK_ERRC(e->share(p, old, 1, access_mode::read), errc::stale_block);
+  CHECK_ERRC(e->name(p, old, "n"), errc::stale_block);
+  CHECK_ERRC(e->attach(p, old, access_mode::read), errc::stale_block);
+  CHECK_ERRC(e->transfer(p, old, admin::engine_slot), errc::stale_block);
+  CHECK_ERRC(e->copy(p, fresh, old, {{0, 0, 1}}), errc::stale_block);
+  CHECK_ERRC(e->copy(p, old, fresh, {{0, 0, 1}}), errc::stale_block);
+  auto forged = fresh;
+  forged.engine ^= 1;
+  CHECK_ERRC(e->read(p, forged, 0, 1), errc::stale_block);
+  forged = fresh;
+  forged.engine = 0;
+  CHECK_ERRC(e->read(p, forged, 0, 1), errc::stale_block);
+  forged = fresh;
+  forged.size = 4096; // would widen the readable range to the whole block
+  CHECK_ERRC(e->read(p, forged, 0, 4096), errc::stale_block);
+  forged = fresh;
+  forged.block = e.settings.max_blocks;
+  CHECK_ERRC(e->read(p, forged, 0, 1), errc::stale_block);
+  forged.block = 0xffffffffu;
+  CHECK_ERRC(e->free(p, forged), errc::stale_block);
+  CHECK_ERRC(e->detach(p, forged), errc::stale_block);
+  forged = fresh;
+  forged.block = fresh.block + 1; // a free table entry
+  forged.generation = 0;
+  CHECK_ERRC(e->read(p, forged, 0, 1), errc::stale_block);
+  CHECK_ERRC(e->detach(p, forged), errc::stale_block);
+  // detach without an open view
+  CHECK_ERRC(e->detach(p, fresh), errc::stale_block);
+  CHECK_OK(e->read(p, fresh, 0, 100));
+}
+
+TEST_CASE("errc::access_denied: no grant, read grant used for write, non-owner management") {
+  env e;
+  auto owner = e.reg("owner");
+  auto other = e.reg("other");
+  auto ref = e.alloc(owner, 100);
+  CHECK_ERRC(e->read(other, ref, 0, 1), errc::access_denied);
+  CHECK_ERRC(e->write(other, ref, 0, bytes_of("x")), errc::access_denied);
+  CHECK_ERRC(e->attach(other, ref, access_mode::read), errc::access_denied);
+  auto mine = e.alloc(other, 100);
+  CHECK_ERRC(e->copy(other, ref, mine, {{0, 0, 1}}), errc::access_denied); // source unreadable
+  CHECK_OK(e->share(owner, ref, other.process, access_mode::read));
+  CHECK_OK(e->read(other, ref, 0, 1));
+  CHECK_ERRC(e->write(other, ref, 0, bytes_of("x")), errc::access_denied);
+  CHECK_ERRC(e->attach(other, ref, access_mode::read_write), errc::access_denied);
+  CHECK_ERRC(e->copy(other, mine, ref, {{0, 0, 1}}), errc::access_denied); // read-only target
+  // a grantee, even with read_write, cannot manage the block
+  CHECK_OK(e->share(owner, ref, other.process, access_mode::read_write));
+  CHECK_OK(e->write(other, ref, 0, bytes_of("x")));
+  CHECK_ERRC(e->free(other, ref), errc::access_denied);
+  CHECK_ERRC(e->share(other, ref, owner.process, access_mode::read), errc::access_denied);
+  CHECK_ERRC(e->revoke(other, ref, other.process), errc::access_denied);
+  CHECK_ERRC(e->transfer(other, ref, other.process), errc::access_denied);
+  CHECK_ERRC(e->name(other, ref, "stolen"), errc::access_denied);
+  CHECK_OK(e->name(owner, ref, "owned"));
+  CHECK_ERRC(e->remove(other, "owned"), errc::access_denied);
+  CHECK_OK(e->lookup(other, "owned")); // looking up is allowed
+  // engine-held blocks: readable by everyone, writable by no process
+  auto published = e.alloc(owner, 64);
+  REQUIRE_OK(e->transfer(owner, published, admin::engine_slot));
+  CHECK_OK(e->read(other, published, 0, 64));
+  CHECK_ERRC(e->write(other, published, 0, bytes_of("x")), errc::access_denied);
+  CHECK_ERRC(e->write(owner, published, 0, bytes_of("x")), errc::access_denied);
+  CHECK_ERRC(e->free(owner, published), errc::access_denied);
+  CHECK(e.stats_of(other.process)->denied >= 11);
+  CHECK(e.stats_of(owner.process)->denied == 2);
+}
+
+TEST_CASE("errc::out_of_range: offset+length overflow, past the end, copy ranges") {
+  env e;
+  auto p = e.reg("p");
+  auto a = e.alloc(p, 100);
+  auto b = e.alloc(p, 50);
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  CHECK_ERRC(e->write(p, a, max, bytes_of("xy")), errc::out_of_range);
+  CHECK_ERRC(e->write(p, a, max - 1, bytes_of("xyz")), errc::out_of_range);
+  CHECK_ERRC(e->read(p, a, max, 2), errc::out_of_range);
+  CHECK_ERRC(e->read(p, a, 1, max), errc::out_of_range);
+  CHECK_ERRC(e->read(p, a, 2, max - 1), errc::out_of_range);
+  CHECK_ERRC(e->write(p, a, 99, bytes_of("xy")), errc::out_of_range);
+  CHECK_ERRC(e->write(p, a, 101, bytes_of("")), errc::out_of_range);
+  CHECK_ERRC(e->read(p, a, 0, 101), errc::out_of_range); // inside the 4 KiB block, past size
+  CHECK_ERRC(e->read(p, a, 101, 0), errc::out_of_range);
+  // the exact bounds are fine
+  CHECK_OK(e->write(p, a, 98, bytes_of("xy")));
+  CHECK_OK(e->read(p, a, 0, 100));
+  CHECK_OK(e->read(p, a, 100, 0));
+  CHECK_OK(e->write(p, a, 100, bytes_of("")));
+  // copy: every range is checked against both blocks, before any byte moves
+  CHECK_OK(e->write(p, b, 0, bytes_of(std::string(50, 'b'))));
+  CHECK_ERRC(e->copy(p, a, b, {{0, 0, 51}}), errc::out_of_range);
+  CHECK_ERRC(e->copy(p, a, b, {{60, 0, 41}}), errc::out_of_range);
+  CHECK_ERRC(e->copy(p, a, b, {{0, 10, 41}}), errc::out_of_range);
+  CHECK_ERRC(e->copy(p, a, b, {{max, 0, 2}}), errc::out_of_range);
+  CHECK_ERRC(e->copy(p, a, b, {{0, max, 2}}), errc::out_of_range);
+  CHECK_ERRC(e->copy(p, a, b, {{1, 1, max}}), errc::out_of_range);
+  CHECK_ERRC(e->copy(p, a, b, {{0, 0, 10}, {0, 45, 10}}), errc::out_of_range);
+  auto unchanged = e->read(p, b, 0, 50);
+  REQUIRE_OK(unchanged);
+  CHECK(text_of(*unchanged) == std::string(50, 'b'));
+  CHECK_OK(e->copy(p, a, b, {{50, 0, 50}}));
+}
+
+TEST_CASE("errc::out_of_memory: larger than the arena, arena full, fragmented") {
+  env e;
+  auto p = e.reg("p");
+  CHECK_ERRC(e->allocate(p, 1 * mib + 1), errc::out_of_memory);
+  CHECK_ERRC(e->allocate(p, std::numeric_limits<uint64_t>::max()), errc::out_of_memory);
+  auto whole = e.alloc(p, 1 * mib);
+  CHECK_ERRC(e->allocate(p, 1), errc::out_of_memory);
+  CHECK_OK(e->free(p, whole));
+  // 256 pages, every other one freed: half the arena free, no two pages adjacent
+  std::vector<block_ref> pages;
+  for (int i = 0; i < 256; ++i)
+    pages.push_back(e.alloc(p, 4 * kib));
+  CHECK_ERRC(e->allocate(p, 1), errc::out_of_memory);
+  for (size_t i = 0; i < pages.size(); i += 2)
+    CHECK_OK(e->free(p, pages[i]));
+  CHECK(e->stats().free_bytes == 512 * kib);
+  CHECK_ERRC(e->allocate(p, 4 * kib + 1), errc::out_of_memory);
+  CHECK_OK(e->allocate(p, 4 * kib));
+  auto st = e->stats();
+  CHECK(st.fragmentation() > 0.0);
+  CHECK(st.largest_free_block == 4 * kib);
+}
+
+TEST_CASE("errc::quota_exceeded: allocate, and transfer to a process with a quota") {
+  env e{[](engine_settings& s) { s.default_quota_bytes = 16 * kib; }};
+  auto limited = e.reg("limited", 8 * kib);
+  auto defaulted = e.reg("defaulted"); // 0 = the engine's default quota
+  CHECK(e.process(limited.process).quota_bytes == 8 * kib);
+  CHECK(e.process(defaulted.process).quota_bytes == 16 * kib);
+  auto first = e.alloc(limited, 4 * kib);
+  CHECK_ERRC(e->allocate(limited, 4 * kib + 1), errc::quota_exceeded); // rounds up to 8 KiB
+  auto second = e.alloc(limited, 1);
+  CHECK_ERRC(e->allocate(limited, 1), errc::quota_exceeded);
+  CHECK(e.stats_of(limited.process)->bytes_in_use == 8 * kib);
+  CHECK(e.stats_of(limited.process)->denied == 2);
+  // transfer into a full quota fails, leaving everything as it was
+  auto big = e.alloc(defaulted, 16 * kib);
+  CHECK_ERRC(e->allocate(defaulted, 1), errc::quota_exceeded);
+  CHECK_ERRC(e->transfer(defaulted, big, limited.process), errc::quota_exceeded);
+  CHECK(e.stats_of(defaulted.process)->bytes_in_use == 16 * kib);
+  CHECK(e.stats_of(limited.process)->bytes_in_use == 8 * kib);
+  CHECK_OK(e->read(defaulted, big, 0, 1));
+  // freeing makes room again
+  CHECK_OK(e->free(limited, first));
+  CHECK_OK(e->free(limited, second));
+  CHECK_OK(e->free(defaulted, big));
+  CHECK_ERRC(e->transfer(defaulted, big, limited.process), errc::stale_block);
+  auto small = e.alloc(defaulted, 1);
+  CHECK_OK(e->transfer(defaulted, small, limited.process));
+  CHECK(e.stats_of(limited.process)->bytes_in_use == 4 * kib);
+  // an unlimited process is never refused for quota
+  auto free_rider = e.reg("unlimited", 0);
+  (void) free_rider;
+  env e2;
+  auto unlimited = e2.reg("u");
+  CHECK(e2.process(unlimited.process).quota_bytes == 0);
+  CHECK_OK(e2->allocate(unlimited, 1 * mib));
+}
+
+TEST_CASE("errc::name_taken") {
+  env e;
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  auto a = e.alloc(p, 10);
+  auto b = e.alloc(p, 10);
+  auto c = e.alloc(q, 10);
+  CHECK_OK(e->name(p, a, "shared-name"));
+  CHECK_OK(e->name(p, a, "shared-name")); // naming it again is a no-op
+  CHECK_ERRC(e->name(p, b, "shared-name"), errc::name_taken);
+  CHECK_ERRC(e->name(q, c, "shared-name"), errc::name_taken);
+  CHECK(e->stats().names == 1);
+  auto found = e->lookup(q, "shared-name");
+  REQUIRE_OK(found);
+  CHECK(*found == a);
+  // once the block is freed, the name is free again
+  CHECK_OK(e->free(p, a));
+  CHECK_OK(e->name(q, c, "shared-name"));
+}
+
+TEST_CASE("errc::name_not_found") {
+  env e;
+  auto p = e.reg("p");
+  CHECK_ERRC(e->lookup(p, "nothing"), errc::name_not_found);
+  CHECK_ERRC(e->remove(p, "nothing"), errc::name_not_found);
+  CHECK_ERRC(e->lookup(p, ""), errc::name_not_found);
+  auto a = e.alloc(p, 10);
+  CHECK_OK(e->name(p, a, "gone-soon"));
+  CHECK_OK(e->lookup(p, "gone-soon"));
+  CHECK_OK(e->free(p, a));
+  CHECK_ERRC(e->lookup(p, "gone-soon"), errc::name_not_found);
+  CHECK_ERRC(e->remove(p, "gone-soon"), errc::name_not_found);
+}
+
+TEST_CASE("errc::invalid_argument: size 0, bad names, self-grant, and more") {
+  env e;
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  auto a = e.alloc(p, 10);
+  CHECK_ERRC(e->allocate(p, 0), errc::invalid_argument);
+  CHECK_ERRC(e->name(p, a, ""), errc::invalid_argument);
+  CHECK_ERRC(e->name(p, a, std::string(admin::max_name_length + 1, 'n')), errc::invalid_argument);
+  CHECK_OK(e->name(p, a, std::string(admin::max_name_length, 'n')));
+  CHECK_ERRC(e->name(p, a, std::string_view("a\0b", 3)), errc::invalid_argument);
+  CHECK_ERRC(e->share(p, a, p.process, access_mode::read), errc::invalid_argument); // self
+  CHECK_ERRC(e->share(p, a, q.process, static_cast<access_mode>(7)), errc::invalid_argument);
+  CHECK_ERRC(e->transfer(p, a, p.process), errc::invalid_argument); // to its owner
+  CHECK_ERRC(e->copy(p, a, a, {}), errc::invalid_argument);          // no ranges
+  CHECK_ERRC(e->register_process("", ::getpid(), 0), errc::invalid_argument);
+  CHECK_ERRC(e->unregister(e->engine_session()), errc::invalid_argument);
+  CHECK(e->stats().grants == 0);
+}
+
+TEST_CASE("errc::capacity_exceeded: processes, blocks, grants, names") {
+  env e{[](engine_settings& s) {
+    s.max_processes = 3; // the engine and two processes
+    s.max_blocks = 3;
+    s.max_grants = 2;
+    s.max_names = 2;
+  }};
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  CHECK_ERRC(e->register_process("r", ::getpid(), 0), errc::capacity_exceeded);
+  CHECK_OK(e->unregister(q));
+  q = e.reg("q2"); // the slot is free again
+  auto b1 = e.alloc(p, 10);
+  auto b2 = e.alloc(p, 10);
+  auto b3 = e.alloc(q, 10);
+  CHECK_ERRC(e->allocate(p, 10), errc::capacity_exceeded);
+  CHECK_ERRC(e->allocate(q, 10), errc::capacity_exceeded);
+  CHECK_OK(e->name(p, b1, "one"));
+  CHECK_OK(e->name(p, b2, "two"));
+  CHECK_ERRC(e->name(q, b3, "three"), errc::capacity_exceeded);
+  CHECK_OK(e->share(p, b1, q.process, access_mode::read));
+  CHECK_OK(e->share(p, b2, q.process, access_mode::read));
+  CHECK_ERRC(e->share(q, b3, p.process, access_mode::read), errc::capacity_exceeded);
+  CHECK_OK(e->share(p, b1, q.process, access_mode::read_write)); // upgrade takes no new entry
+  // a reader of an engine-held block needs a grant entry for its view, too
+  REQUIRE_OK(e->transfer(q, b3, admin::engine_slot));
+  CHECK_ERRC(e->attach(p, b3, access_mode::read), errc::capacity_exceeded);
+  auto st = e->stats();
+  CHECK(st.blocks == 3);
+  CHECK(st.grants == 2);
+  CHECK(st.names == 2);
+  CHECK(st.processes == 2);
+  // everything that was refused works once room is made
+  CHECK_OK(e->revoke(p, b2, q.process));
+  CHECK_OK(e->attach(p, b3, access_mode::read));
+  CHECK_OK(e->detach(p, b3));
+  CHECK_OK(e->remove(p, "two"));
+  CHECK_OK(e->allocate(q, 10));
+}
+
+TEST_CASE("errc::block_in_use: transfer with owner view open, revoke with grantee view open") {
+  env e;
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  auto a = e.alloc(p, 10);
+  REQUIRE_OK(e->attach(p, a, access_mode::read_write));
+  CHECK_ERRC(e->transfer(p, a, q.process), errc::block_in_use);
+  CHECK(e.block(a.block).owner == p.process);
+  CHECK_OK(e->detach(p, a));
+  auto b = e.alloc(p, 10);
+  CHECK_OK(e->share(p, b, q.process, access_mode::read));
+  REQUIRE_OK(e->attach(q, b, access_mode::read));
+  CHECK_ERRC(e->revoke(p, b, q.process), errc::block_in_use);
+  CHECK_OK(e->read(q, b, 0, 1)); // the grant survived
+  CHECK_OK(e->detach(q, b));
+  CHECK_OK(e->revoke(p, b, q.process));
+  CHECK_ERRC(e->read(q, b, 0, 1), errc::access_denied);
+  CHECK_OK(e->revoke(p, b, q.process)); // revoking nothing is fine
+  auto moved = e->transfer(p, a, q.process);
+  REQUIRE_OK(moved);
+  CHECK(*moved == a);
+}
+
+// -- behaviour ----------------------------------------------------------------------------------
+
+TEST_CASE("grants: read vs read_write, upgrade, downgrade, revoke") {
+  env e;
+  auto owner = e.reg("owner");
+  auto reader = e.reg("reader");
+  auto writer = e.reg("writer");
+  auto ref = e.alloc(owner, 32);
+  CHECK_OK(e->write(owner, ref, 0, bytes_of("hello")));
+  CHECK_OK(e->share(owner, ref, reader.process, access_mode::read));
+  CHECK_OK(e->share(owner, ref, writer.process, access_mode::read_write));
+  CHECK(e->stats().grants == 2);
+  REQUIRE(e.grant(ref.block, reader.process) != nullptr);
+  CHECK(e.grant(ref.block, reader.process)->mode == admin::access::read);
+  CHECK(e.grant(ref.block, writer.process)->mode == admin::access::read_write);
+  auto seen = e->read(reader, ref, 0, 5);
+  REQUIRE_OK(seen);
+  CHECK(text_of(*seen) == "hello");
+  CHECK_ERRC(e->write(reader, ref, 0, bytes_of("x")), errc::access_denied);
+  CHECK_OK(e->write(writer, ref, 0, bytes_of("HELLO")));
+  seen = e->read(reader, ref, 0, 5);
+  REQUIRE_OK(seen);
+  CHECK(text_of(*seen) == "HELLO");
+  // a writer can copy into the block from its own
+  auto src = e.alloc(writer, 5);
+  CHECK_OK(e->write(writer, src, 0, bytes_of("world")));
+  CHECK_OK(e->copy(writer, src, ref, {{0, 0, 5}}));
+  // a reader can copy out of the block into its own
+  auto dst = e.alloc(reader, 5);
+  CHECK_OK(e->copy(reader, ref, dst, {{0, 0, 5}}));
+  seen = e->read(reader, dst, 0, 5);
+  REQUIRE_OK(seen);
+  CHECK(text_of(*seen) == "world");
+  // upgrade and downgrade reuse the entry
+  CHECK_OK(e->share(owner, ref, reader.process, access_mode::read_write));
+  CHECK_OK(e->write(reader, ref, 0, bytes_of("x")));
+  CHECK_OK(e->share(owner, ref, writer.process, access_mode::read));
+  CHECK_ERRC(e->write(writer, ref, 0, bytes_of("x")), errc::access_denied);
+  CHECK(e->stats().grants == 2);
+  CHECK_OK(e->revoke(owner, ref, reader.process));
+  CHECK_ERRC(e->read(reader, ref, 0, 1), errc::access_denied);
+  CHECK(e->stats().grants == 1);
+  // freeing the block ends every grant
+  CHECK_OK(e->free(owner, ref));
+  CHECK(e->stats().grants == 0);
+}
+
+TEST_CASE("transfer moves the block and its accounting") {
+  env e;
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  auto ref = e.alloc(p, 5000); // an 8 KiB block
+  CHECK_OK(e->write(p, ref, 0, bytes_of("payload")));
+  CHECK(e.stats_of(p.process)->bytes_in_use == 8 * kib);
+  CHECK(e.stats_of(p.process)->blocks == 1);
+  auto moved = e->transfer(p, ref, q.process);
+  REQUIRE_OK(moved);
+  CHECK(*moved == ref); // same block, same generation: the ref stays valid for the new owner
+  CHECK(e.stats_of(p.process)->bytes_in_use == 0);
+  CHECK(e.stats_of(p.process)->blocks == 0);
+  CHECK(e.stats_of(q.process)->bytes_in_use == 8 * kib);
+  CHECK(e.stats_of(q.process)->blocks == 1);
+  CHECK(e.block(ref.block).owner == q.process);
+  CHECK_ERRC(e->read(p, ref, 0, 1), errc::access_denied);
+  auto data = e->read(q, ref, 0, 7);
+  REQUIRE_OK(data);
+  CHECK(text_of(*data) == "payload");
+  CHECK(e->stats().requested_bytes == 5000);
+  // a grantee with an open view becomes the owner; its view now counts as an owner view
+  CHECK_OK(e->share(q, ref, p.process, access_mode::read));
+  REQUIRE_OK(e->attach(p, ref, access_mode::read));
+  CHECK_OK(e->transfer(q, ref, p.process));
+  CHECK(e.block(ref.block).owner == p.process);
+  CHECK(e.block(ref.block).owner_views == 1);
+  CHECK(e.block(ref.block).refcount == 1);
+  CHECK(e->stats().grants == 0);
+  CHECK(e->check() == "");
+  CHECK_OK(e->detach(p, ref));
+  // to the engine: a published block
+  CHECK_OK(e->transfer(p, ref, admin::engine_slot));
+  CHECK(e.stats_of(admin::engine_slot)->bytes_in_use == 8 * kib);
+  CHECK_OK(e->read(q, ref, 0, 1));
+  CHECK_OK(e->free(e->engine_session(), ref));
+  CHECK(e->stats().free_bytes == 1 * mib);
+}
+
+TEST_CASE("names: bind, lookup, rename, remove") {
+  env e;
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  auto a = e.alloc(p, 100);
+  CHECK_OK(e->name(p, a, "matrix"));
+  auto found = e->lookup(q, "matrix");
+  REQUIRE_OK(found);
+  CHECK(*found == a);
+  auto st = e->stats();
+  REQUIRE(st.name_list.size() == 1);
+  CHECK(st.name_list[0].name == "matrix");
+  CHECK(st.name_list[0].ref == a);
+  CHECK(st.name_list[0].owner == p.process);
+  // a lookup grants nothing
+  CHECK_ERRC(e->read(q, *found, 0, 1), errc::access_denied);
+  // renaming replaces the old name
+  CHECK_OK(e->name(p, a, "matrix-v2"));
+  CHECK_ERRC(e->lookup(q, "matrix"), errc::name_not_found);
+  CHECK_OK(e->lookup(q, "matrix-v2"));
+  CHECK(e->stats().names == 1);
+  // remove frees the block
+  CHECK_OK(e->remove(p, "matrix-v2"));
+  CHECK_ERRC(e->read(p, a, 0, 1), errc::stale_block);
+  CHECK(e->stats().free_bytes == 1 * mib);
+  CHECK(e->stats().names == 0);
+  // anyone may remove an engine-held block by name
+  auto pub = e.alloc(p, 10);
+  CHECK_OK(e->name(p, pub, "published"));
+  CHECK_OK(e->transfer(p, pub, admin::engine_slot));
+  CHECK(e->stats().name_list.at(0).owner == admin::engine_slot);
+  CHECK_OK(e->remove(q, "published"));
+  CHECK(e->stats().free_bytes == 1 * mib);
+  // the engine can name and look up its own blocks
+  auto eng = e.alloc(e->engine_session(), 10);
+  CHECK_OK(e->name(e->engine_session(), eng, "by-engine"));
+  auto lk = e->lookup(p, "by-engine");
+  REQUIRE_OK(lk);
+  CHECK(*lk == eng);
+  CHECK_OK(e->find_process(p, "q"));
+  CHECK(*e->find_process(p, "q") == q.process);
+}
+
+TEST_CASE("copy between blocks and within one block (overlapping ranges, memmove)") {
+  env e;
+  auto p = e.reg("p");
+  auto a = e.alloc(p, 10);
+  auto b = e.alloc(p, 10);
+  CHECK_OK(e->write(p, a, 0, bytes_of("0123456789")));
+  CHECK_OK(e->write(p, b, 0, bytes_of("abcdefghij")));
+  CHECK_OK(e->copy(p, a, b, {{0, 5, 5}, {8, 0, 2}}));
+  CHECK(text_of(*e->read(p, b, 0, 10)) == "89cde01234");
+  CHECK(text_of(*e->read(p, a, 0, 10)) == "0123456789");
+  // forward overlap within one block
+  CHECK_OK(e->copy(p, a, a, {{0, 2, 8}}));
+  CHECK(text_of(*e->read(p, a, 0, 10)) == "0101234567");
+  // backward overlap
+  CHECK_OK(e->write(p, a, 0, bytes_of("0123456789")));
+  CHECK_OK(e->copy(p, a, a, {{2, 0, 8}}));
+  CHECK(text_of(*e->read(p, a, 0, 10)) == "2345678989");
+  // zero-length range and ranges applied in order
+  CHECK_OK(e->write(p, a, 0, bytes_of("0123456789")));
+  CHECK_OK(e->copy(p, a, a, {{0, 0, 0}, {0, 1, 1}, {1, 2, 1}}));
+  CHECK(text_of(*e->read(p, a, 0, 10)) == "0003456789");
+  auto stats = e.stats_of(p.process);
+  CHECK(stats->writes == 8); // 4 writes + 4 copies
+}
+
+TEST_CASE("versions: write and copy bump the version, reads and failures do not") {
+  env e;
+  auto p = e.reg("p");
+  auto a = e.alloc(p, 16);
+  auto b = e.alloc(p, 16);
+  CHECK(e.block(a.block).version == 0);
+  CHECK_OK(e->write(p, a, 0, bytes_of("abc")));
+  CHECK(e.block(a.block).version == 1);
+  CHECK_OK(e->write(p, a, 3, bytes_of("d")));
+  CHECK(e.block(a.block).version == 2);
+  CHECK_OK(e->read(p, a, 0, 4));
+  CHECK(e.block(a.block).version == 2);
+  CHECK_ERRC(e->write(p, a, 15, bytes_of("xy")), errc::out_of_range);
+  CHECK(e.block(a.block).version == 2);
+  CHECK_OK(e->copy(p, a, b, {{0, 0, 4}}));
+  CHECK(e.block(b.block).version == 1); // destination bumped
+  CHECK(e.block(a.block).version == 2); // source not
+  CHECK_OK(e->copy(p, a, a, {{0, 4, 4}}));
+  CHECK(e.block(a.block).version == 3);
+  // a new incarnation starts over
+  CHECK_OK(e->free(p, a));
+  auto again = e.alloc(p, 16);
+  REQUIRE(again.block == a.block);
+  CHECK(e.block(again.block).version == 0);
+}
+
+TEST_CASE("attach/detach count views per owner and per grantee") {
+  env e;
+  auto owner = e.reg("owner");
+  auto other = e.reg("other");
+  auto ref = e.alloc(owner, 100);
+  auto lease = e->attach(owner, ref, access_mode::read_write);
+  REQUIRE_OK(lease);
+  CHECK(lease->writable);
+  CHECK(lease->size == 100);
+  CHECK(lease->offset == e.offset_of(ref.block));
+  CHECK(lease->offset % 4096 == 0);
+  CHECK(lease->data_segment == e.guard.data());
+  auto ro = e->attach(owner, ref, access_mode::read);
+  REQUIRE_OK(ro);
+  CHECK_FALSE(ro->writable);
+  CHECK(e.block(ref.block).owner_views == 2);
+  CHECK(e.block(ref.block).refcount == 2);
+  CHECK_OK(e->share(owner, ref, other.process, access_mode::read));
+  CHECK_OK(e->attach(other, ref, access_mode::read));
+  CHECK_OK(e->attach(other, ref, access_mode::read));
+  CHECK(e.grant(ref.block, other.process)->views == 2);
+  CHECK(e.block(ref.block).refcount == 4);
+  CHECK_OK(e->detach(other, ref));
+  CHECK_OK(e->detach(owner, ref));
+  CHECK(e.block(ref.block).owner_views == 1);
+  CHECK(e.grant(ref.block, other.process)->views == 1);
+  CHECK(e.block(ref.block).refcount == 2);
+  CHECK(e->check() == "");
+  CHECK_OK(e->detach(other, ref));
+  CHECK_ERRC(e->detach(other, ref), errc::stale_block); // no view left
+  CHECK(e.grant(ref.block, other.process) != nullptr);  // the right itself stays
+  CHECK_OK(e->detach(owner, ref));
+  CHECK_ERRC(e->detach(owner, ref), errc::stale_block);
+  CHECK(e.block(ref.block).refcount == 0);
+  // readers of engine-held blocks get a grant entry that records their views
+  auto pub = e.alloc(owner, 10);
+  REQUIRE_OK(e->transfer(owner, pub, admin::engine_slot));
+  CHECK_ERRC(e->attach(other, pub, access_mode::read_write), errc::access_denied);
+  auto grants_before = e->stats().grants;
+  CHECK_OK(e->attach(other, pub, access_mode::read));
+  CHECK(e->stats().grants == grants_before + 1);
+  CHECK(e.grant(pub.block, other.process)->views == 1);
+  CHECK_OK(e->detach(other, pub));
+}
+
+TEST_CASE("free with open views drains until the last detach, then the memory returns") {
+  env e;
+  auto owner = e.reg("owner");
+  auto other = e.reg("other");
+  auto ref = e.alloc(owner, 4 * kib);
+  CHECK_OK(e->name(owner, ref, "draining"));
+  CHECK_OK(e->share(owner, ref, other.process, access_mode::read));
+  REQUIRE_OK(e->attach(owner, ref, access_mode::read_write));
+  REQUIRE_OK(e->attach(other, ref, access_mode::read));
+  CHECK_OK(e->write(owner, ref, 0, bytes_of("still mapped")));
+  CHECK_OK(e->free(owner, ref));
+  auto st = e->stats();
+  CHECK(st.blocks == 1);
+  CHECK(st.draining_blocks == 1);
+  CHECK(st.free_bytes == 1 * mib - 4 * kib);
+  CHECK(st.names == 0);             // the name ends at once
+  CHECK(st.grants == 1);            // the grantee's entry stays while its view is open
+  CHECK(st.requested_bytes == 0);   // no longer requested by anyone
+  CHECK(e.stats_of(owner.process)->bytes_in_use == 0);
+  CHECK(e.block(ref.block).state == admin::block_state::draining);
+  CHECK(e.grant(ref.block, other.process)->mode == admin::access::none);
+  // unreachable: every request with the ref is stale, the name is gone
+  CHECK_ERRC(e->read(owner, ref, 0, 1), errc::stale_block);
+  CHECK_ERRC(e->read(other, ref, 0, 1), errc::stale_block);
+  CHECK_ERRC(e->attach(other, ref, access_mode::read), errc::stale_block);
+  CHECK_ERRC(e->lookup(other, "draining"), errc::name_not_found);
+  // the memory is not handed out again while mapped
+  auto other_block = e.alloc(owner, 4 * kib);
+  CHECK(e.offset_of(other_block.block) != e.offset_of(ref.block));
+  CHECK(std::string(e.raw(ref.block), 12) == "still mapped");
+  CHECK_OK(e->free(owner, other_block));
+  CHECK_OK(e->detach(owner, ref));
+  CHECK(e->stats().draining_blocks == 1);
+  CHECK(e->check() == "");
+  CHECK_OK(e->detach(other, ref)); // the last view: scrubbed and returned
+  st = e->stats();
+  CHECK(st.blocks == 0);
+  CHECK(st.draining_blocks == 0);
+  CHECK(st.grants == 0);
+  CHECK(st.free_bytes == 1 * mib);
+  CHECK(st.largest_free_block == 1 * mib);
+  CHECK(e.block(ref.block).state == admin::block_state::free);
+}
+
+TEST_CASE("reclaim returns the accounting exactly to what it was before registration") {
+  env e;
+  auto q = e.reg("q");
+  auto q_block = e.alloc(q, 3000);
+  CHECK_OK(e->name(q, q_block, "q-block"));
+  auto published = e.alloc(q, 100);
+  REQUIRE_OK(e->transfer(q, published, admin::engine_slot));
+  CHECK_OK(e->attach(q, q_block, access_mode::read));
+  auto before = e->stats();
+  auto q_views = e.block(q_block.block).refcount;
+
+  auto p = e.reg("p", 256 * kib);
+  // blocks of p: named, shared, with views of p and of q
+  auto b1 = e.alloc(p, 10 * kib);
+  auto b2 = e.alloc(p, 100);
+  auto b3 = e.alloc(p, 50 * kib);
+  CHECK_OK(e->name(p, b1, "p-one"));
+  CHECK_OK(e->share(p, b1, q.process, access_mode::read));
+  CHECK_OK(e->share(p, b3, q.process, access_mode::read_write));
+  CHECK_OK(e->attach(p, b1, access_mode::read_write));
+  CHECK_OK(e->attach(p, b2, access_mode::read));
+  CHECK_OK(e->attach(p, b2, access_mode::read));
+  CHECK_OK(e->attach(q, b3, access_mode::read)); // keeps b3 draining after the reclaim
+  // p's rights and views on blocks of others
+  CHECK_OK(e->share(q, q_block, p.process, access_mode::read_write));
+  CHECK_OK(e->attach(p, q_block, access_mode::read_write));
+  CHECK_OK(e->attach(p, published, access_mode::read)); // grant entry for an engine-held block
+  CHECK_OK(e->write(p, b3, 0, bytes_of("secret")));
+  auto during = e->stats();
+  CHECK(during.processes == before.processes + 1);
+  CHECK(during.blocks == before.blocks + 3);
+  CHECK(during.grants == before.grants + 4);
+  CHECK(during.names == before.names + 1);
+
+  e->reclaim(p.process);
+  CHECK(e->check() == "");
+  CHECK_FALSE(e->is_live(p.process));
+  CHECK_ERRC(e->allocate(p, 1), errc::unknown_process);
+  CHECK_ERRC(e->lookup(q, "p-one"), errc::name_not_found);
+  CHECK(e.block(q_block.block).refcount == q_views);
+  // b3 drains while q's view is open; then everything is exactly as before p came
+  auto st = e->stats();
+  CHECK(st.draining_blocks == 1);
+  CHECK(st.processes == before.processes);
+  CHECK(std::string(e.raw(b3.block), 6) == "secret"); // still mapped by q: not scrubbed yet
+  CHECK_OK(e->detach(q, b3));
+  CHECK(all_zero(e.raw(b3.block), 50 * kib)); // scrubbed on its way back
+  check_same_accounting(e->stats(), before);
+  // reclaiming again, or the engine, changes nothing
+  e->reclaim(p.process);
+  e->reclaim(admin::engine_slot);
+  e->reclaim(12345);
+  check_same_accounting(e->stats(), before);
+  CHECK_OK(e->read(q, q_block, 0, 1));
+  CHECK_OK(e->detach(q, q_block));
+}
+
+TEST_CASE("unregister reclaims like a dead process") {
+  env e;
+  auto before = e->stats();
+  auto p = e.reg("p");
+  auto a = e.alloc(p, 100 * kib);
+  CHECK_OK(e->name(p, a, "x"));
+  CHECK_OK(e->attach(p, a, access_mode::read));
+  CHECK_OK(e->unregister(p));
+  check_same_accounting(e->stats(), before);
+}
+
+// -- scrubbing ----------------------------------------------------------------------------------
+
+namespace {
+
+struct scrub_result {
+  bool raw_zero_after_free;   // the arena bytes right after free
+  bool read_zero_after_reuse; // what the next owner of the same block reads
+};
+
+scrub_result run_scrub(scrub_policy policy) {
+  env e{[policy](engine_settings& s) { s.scrub = policy; }};
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  auto a = e.alloc(p, 8 * kib);
+  auto offset = e.offset_of(a.block);
+  std::string pattern(8 * kib, '\xab');
+  REQUIRE_OK(e->write(p, a, 0, bytes_of(pattern)));
+  REQUIRE(std::string(e.raw(a.block), 8 * kib) == pattern);
+  REQUIRE_OK(e->free(p, a));
+  scrub_result r{};
+  r.raw_zero_after_free = all_zero(reinterpret_cast<const char*>(e->arena().data() + offset),
+                                   8 * kib);
+  auto b = e.alloc(q, 8 * kib); // another process gets the same memory back
+  REQUIRE(e.offset_of(b.block) == offset);
+  auto seen = e->read(q, b, 0, 8 * kib);
+  REQUIRE_OK(seen);
+  r.read_zero_after_reuse = all_zero(seen->data(), seen->size());
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("scrub on_free: freed memory is zeroed at once, the next owner reads zeros") {
+  auto r = run_scrub(scrub_policy::on_free);
+  CHECK(r.raw_zero_after_free);
+  CHECK(r.read_zero_after_reuse);
+}
+
+TEST_CASE("scrub on_allocate: memory is zeroed when handed out, the next owner reads zeros") {
+  auto r = run_scrub(scrub_policy::on_allocate);
+  CHECK_FALSE(r.raw_zero_after_free); // zeroing happens later ...
+  CHECK(r.read_zero_after_reuse);     // ... but before anyone can read it
+}
+
+TEST_CASE("scrub off: old data survives (so the tests above would catch a missing scrub)") {
+  auto r = run_scrub(scrub_policy::off);
+  CHECK_FALSE(r.raw_zero_after_free);
+  CHECK_FALSE(r.read_zero_after_reuse);
+}
+
+TEST_CASE("scrub on_free also covers draining blocks and reclaimed processes") {
+  env e;
+  auto p = e.reg("p");
+  auto a = e.alloc(p, 4 * kib);
+  auto b = e.alloc(p, 4 * kib);
+  REQUIRE_OK(e->write(p, a, 0, bytes_of(std::string(4 * kib, 'a'))));
+  REQUIRE_OK(e->write(p, b, 0, bytes_of(std::string(4 * kib, 'b'))));
+  REQUIRE_OK(e->attach(p, a, access_mode::read));
+  REQUIRE_OK(e->free(p, a));
+  CHECK(e.raw(a.block)[0] == 'a'); // mapped: not yet
+  REQUIRE_OK(e->detach(p, a));
+  CHECK(all_zero(e.raw(a.block), 4 * kib));
+  e->reclaim(p.process);
+  CHECK(all_zero(e.raw(b.block), 4 * kib));
+}
+
+// -- segments -----------------------------------------------------------------------------------
+
+TEST_CASE("data and admin are separate shared-memory objects, removed with the manager") {
+  auto s = small_settings();
+  s.permissions = 0640;
+  segment_guard guard{s.name};
+  {
+    env e{s};
+    CHECK(shm_segment::exists(guard.data()));
+    CHECK(shm_segment::exists(guard.admin()));
+    CHECK(guard.data() != guard.admin());
+    CHECK(e->arena().name() == guard.data());
+    CHECK(e->admin_memory().name() == guard.admin());
+    CHECK(e->arena().size() == 1 * mib);
+    CHECK(e->admin_memory().size() == memory_manager::admin_bytes(s));
+    CHECK(e->arena().size() != e->admin_memory().size());
+    CHECK(e->arena().data() != e->admin_memory().data());
+    namespace fs = std::filesystem;
+    REQUIRE(fs::exists(shm_path(guard.data())));
+    REQUIRE(fs::exists(shm_path(guard.admin())));
+    CHECK(fs::file_size(shm_path(guard.data())) == 1 * mib);
+    CHECK(fs::file_size(shm_path(guard.admin())) == memory_manager::admin_bytes(s));
+    struct stat st {};
+    REQUIRE(::stat(shm_path(guard.data()).c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0640);
+    REQUIRE(::stat(shm_path(guard.admin()).c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0640);
+    // the arena holds only payload: a write lands in the data segment, not in admin memory
+    auto p = e.reg("p");
+    auto a = e.alloc(p, 16);
+    CHECK_OK(e->write(p, a, 0, bytes_of("in the data seg")));
+    auto opened = shm_segment::open(guard.data(), false);
+    REQUIRE_OK(opened);
+    CHECK(std::string(reinterpret_cast<const char*>(opened->data() + e.offset_of(a.block)), 15)
+          == "in the data seg");
+  }
+  CHECK_FALSE(shm_segment::exists(guard.data()));
+  CHECK_FALSE(shm_segment::exists(guard.admin()));
+  CHECK_FALSE(std::filesystem::exists(shm_path(guard.data())));
+  CHECK_FALSE(std::filesystem::exists(shm_path(guard.admin())));
+}
+
+TEST_CASE("create refuses segments of a live engine (same process and another process)") {
+  env first;
+  auto p = first.reg("p");
+  auto a = first.alloc(p, 16);
+  CHECK_OK(first->write(p, a, 0, bytes_of("first")));
+
+  auto second = memory_manager::create(first.settings);
+  REQUIRE_FALSE(second);
+  CHECK(code_of(second.error()) == errc::segment_error);
+  CHECK(describe(second.error()).find(std::to_string(::getpid())) != std::string::npos);
+
+  // from another process: the recorded pid (ours) is alive
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    auto r = memory_manager::create(first.settings);
+    int code = r ? 1 : (code_of(r.error()) == errc::segment_error ? 0 : 2);
+    if (r)
+      r->release(); // never run the destructor in the child
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+
+  // the first engine's segments are untouched
+  CHECK(shm_segment::exists(first.guard.data()));
+  CHECK(shm_segment::exists(first.guard.admin()));
+  auto admin_seg = shm_segment::open(first.guard.admin(), false);
+  REQUIRE_OK(admin_seg);
+  admin::admin_header h{};
+  std::memcpy(&h, admin_seg->data(), sizeof(h));
+  CHECK(h.engine_id == first->engine_id());
+  auto data = first->read(p, a, 0, 5);
+  REQUIRE_OK(data);
+  CHECK(text_of(*data) == "first");
+  auto data_seg = shm_segment::open(first.guard.data(), false);
+  REQUIRE_OK(data_seg);
+  CHECK(std::string(reinterpret_cast<const char*>(data_seg->data() + first.offset_of(a.block)), 5)
+        == "first");
+}
+
+TEST_CASE("create replaces stale segments whose engine is gone") {
+  auto s = small_settings();
+  segment_guard guard{s.name};
+
+  SUBCASE("recorded engine pid is dead") {
+    fabricate_segments(guard, dead_pid(), realtime_ns(), true);
+  }
+  SUBCASE("segments never finished formatting (no magic)") {
+    fabricate_segments(guard, static_cast<int32_t>(::getpid()), realtime_ns(), false);
+  }
+  SUBCASE("recorded pid is ours, but from before this process started (pid reuse)") {
+    fabricate_segments(guard, static_cast<int32_t>(::getpid()), 1'000'000'000ull, true);
+  }
+  REQUIRE(shm_segment::exists(guard.data()));
+  REQUIRE(shm_segment::exists(guard.admin()));
+  {
+    env e{s};
+    CHECK(e->header().engine_pid == ::getpid());
+    CHECK(e->header().engine_id != 42);
+    CHECK(e->arena().size() == 1 * mib);
+    CHECK(e->admin_memory().size() == memory_manager::admin_bytes(s));
+    CHECK(std::filesystem::file_size(shm_path(guard.data())) == 1 * mib);
+    // fresh memory, not the old contents
+    CHECK(all_zero(reinterpret_cast<const char*>(e->arena().data()), 8192));
+    auto p = e.reg("p");
+    CHECK_OK(e->allocate(p, 10));
+  }
+  CHECK_FALSE(shm_segment::exists(guard.data()));
+  CHECK_FALSE(shm_segment::exists(guard.admin()));
+}
+
+TEST_CASE("an arena that /dev/shm cannot hold fails with a segment_error naming /dev/shm") {
+  auto space = query_shm_space();
+  auto s = small_settings();
+  s.arena_bytes = uint64_t{1} << 40; // 1 TiB, the largest valid arena
+  s.min_block_bytes = 1 * mib;       // keeps admin memory small (9 MiB)
+  segment_guard guard{s.name};
+  // Only when /dev/shm is a size-limited file system too small for it: then the reservation is
+  // refused at once instead of filling memory first.
+  if (space.total_bytes == 0 || s.arena_bytes <= space.free_bytes
+      || s.arena_bytes <= space.total_bytes) {
+    MESSAGE("skipped: /dev/shm has " << (space.free_bytes >> 20) << " MiB free of "
+                                     << (space.total_bytes >> 20) << " MiB");
+    return;
+  }
+  auto mm = memory_manager::create(s);
+  REQUIRE_FALSE(mm);
+  CHECK(code_of(mm.error()) == errc::segment_error);
+  auto text = describe(mm.error());
+  INFO(text);
+  CHECK(text.find("/dev/shm") != std::string::npos);
+  CHECK(text.find(guard.data()) != std::string::npos);
+  // nothing is left behind, not even the admin segment that was created first
+  CHECK_FALSE(shm_segment::exists(guard.data()));
+  CHECK_FALSE(shm_segment::exists(guard.admin()));
+}
+
+TEST_CASE("a 4 GiB arena works: a 2 GiB block, written at its end and read back") {
+  auto space = query_shm_space();
+  const uint64_t arena = 4 * gib;
+  if (space.free_bytes < arena + 1 * gib) {
+    MESSAGE("skipped: /dev/shm has only " << (space.free_bytes >> 20) << " MiB free");
+    return;
+  }
+  env e{[](engine_settings& s) { s.arena_bytes = 4 * gib; }};
+  CHECK(e->header().max_order == 32);
+  auto p = e.reg("p");
+  auto low = e.alloc(p, 2 * gib);
+  auto high = e.alloc(p, 2 * gib);
+  CHECK(e.offset_of(low.block) == 0);
+  CHECK(e.offset_of(high.block) == 2 * gib); // offsets beyond 32 bits of bytes
+  CHECK_ERRC(e->allocate(p, 1), errc::out_of_memory);
+  const std::string tail = "the end of two GiB";
+  for (auto ref : {low, high}) {
+    CHECK_OK(e->write(p, ref, 2 * gib - tail.size(), bytes_of(tail)));
+    CHECK_OK(e->write(p, ref, 0, bytes_of("start")));
+    auto back = e->read(p, ref, 2 * gib - tail.size(), tail.size());
+    REQUIRE_OK(back);
+    CHECK(text_of(*back) == tail);
+    CHECK_ERRC(e->write(p, ref, 2 * gib - 1, bytes_of("xy")), errc::out_of_range);
+  }
+  // the bytes are where the offsets say: at the very end of the 4 GiB data segment
+  CHECK(std::string(reinterpret_cast<const char*>(e->arena().data()) + 4 * gib - tail.size(),
+                    tail.size())
+        == tail);
+  auto lease = e->attach(p, high, access_mode::read);
+  REQUIRE_OK(lease);
+  CHECK(lease->offset == 2 * gib);
+  CHECK(lease->size == 2 * gib);
+  CHECK_OK(e->detach(p, high));
+  auto st = e->stats();
+  CHECK(st.used_bytes == 4 * gib);
+  CHECK(st.requested_bytes == 4 * gib);
+}

@@ -179,6 +179,8 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
         forget_slot(self->state, slot);
         mmr.reclaim(slot);
       }
+      // A sender silent for twice the request timeout is gone even if no down message said so.
+      remote::expire_idle(self, self->state.config.client.request_timeout * 2);
       self->delayed_send(self, self->state.config.engine.liveness_interval,
                          liveness_atom::value);
     },

@@ -59,6 +59,7 @@ struct incoming_transfer {
   std::span<std::byte> bytes;
   caf::actor_addr from;       // the sending engine (monitored)
   uint32_t destination = 0;   // slot of target.process, or the engine slot
+  std::chrono::steady_clock::time_point last_activity; // offer or latest chunk
 };
 
 struct engine_state {

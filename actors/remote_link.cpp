@@ -407,6 +407,7 @@ caf::result<transmit_receipt> offer(engine_pointer self, transfer_offer& o) {
   in.block = *block;
   in.bytes = *mm.engine_bytes(*block);
   in.from = caf::actor_cast<caf::actor_addr>(self->current_sender());
+  in.last_activity = std::chrono::steady_clock::now();
   if (in.from)
     self->monitor(in.from);
   st.incoming.emplace(key, std::move(in));
@@ -428,6 +429,7 @@ caf::result<done_atom> chunk(engine_pointer self, transfer_chunk& c) {
     return make_error(errc::checksum_mismatch,
                       "chunk at offset " + std::to_string(c.offset) + " failed its checksum");
   std::memcpy(in.bytes.data() + c.offset, c.data.data(), c.data.size());
+  in.last_activity = std::chrono::steady_clock::now();
   return done_atom::value;
 }
 
@@ -544,6 +546,19 @@ bool peer_down(engine_pointer self, const caf::actor_addr& source) {
     }
   }
   return was_peer;
+}
+
+void expire_idle(engine_pointer self, std::chrono::milliseconds idle) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  for (auto i = st.incoming.begin(); i != st.incoming.end();) {
+    if (now - i->second.last_activity > idle) {
+      st.mm->free(st.mm->engine_session(), i->second.block);
+      i = st.incoming.erase(i);
+    } else {
+      ++i;
+    }
+  }
 }
 
 void fill_stats(const engine_state& st, engine_stats& stats) {

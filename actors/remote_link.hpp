@@ -45,6 +45,10 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
 /// was a peer.
 bool peer_down(engine_pointer self, const caf::actor_addr& source);
 
+/// Aborts incoming transfers whose sender has been silent for longer than `idle` (a cut link
+/// that no down message reports): their partial blocks are freed.
+void expire_idle(engine_pointer self, std::chrono::milliseconds idle);
+
 /// Adds the remote side's numbers.
 void fill_stats(const engine_state& st, engine_stats& stats);
 

@@ -18,29 +18,18 @@
 #include "cafshm/client.hpp"
 #include "cafshm/module.hpp"
 #include "helpers/test_peer_protocol.hpp"
+#include "support/client_system.hpp"
 #include "support/daemon_process.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
 using test::child_process;
+using test::client_system;
 using test::daemon_process;
+using test::eventually;
 using test::unique_name;
 
 namespace {
-
-caf::actor_system_config& client_config(caf::actor_system_config& cfg) {
-  cfg.load<caf::io::middleman>();
-  cfg.load<cafshm::module>();
-  settings s;
-  s.role = role::client;
-  module::configure(cfg, s);
-  return cfg;
-}
-
-struct client_system {
-  caf::actor_system_config cfg;
-  caf::actor_system sys{client_config(cfg)};
-};
 
 std::string peer_bin() {
   return std::string{CAFSHM_BIN_DIR} + "/cafshm-test-peer";
@@ -86,17 +75,6 @@ caf::expected<uint64_t> ask_hash(caf::actor_system& sys, const caf::actor& peer,
   self->request(peer, 60s, xs...).receive([&](uint64_t h) { result = h; },
                                           [&](caf::error& e) { result = std::move(e); });
   return result;
-}
-
-// Polls the engine's statistics until `pred` holds or the deadline passes.
-template <class Pred>
-bool eventually(client& c, std::chrono::milliseconds deadline, Pred pred) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  do {
-    if (auto st = c.stats(); st && pred(*st))
-      return true;
-  } while (std::chrono::steady_clock::now() < end);
-  return false;
 }
 
 bool maps_segment(const std::string& segment) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -17,28 +18,17 @@
 
 #include "cafshm/client.hpp"
 #include "cafshm/module.hpp"
+#include "support/client_system.hpp"
 #include "support/daemon_process.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
+using test::client_system;
 using test::daemon_process;
+using test::eventually;
 using test::unique_name;
 
 namespace {
-
-caf::actor_system_config& client_config(caf::actor_system_config& cfg) {
-  cfg.load<caf::io::middleman>();
-  cfg.load<cafshm::module>();
-  settings s;
-  s.role = role::client;
-  module::configure(cfg, s);
-  return cfg;
-}
-
-struct client_system {
-  caf::actor_system_config cfg;
-  caf::actor_system sys{client_config(cfg)};
-};
 
 std::string remote_yaml(const std::string& chunk, int window, const std::string& cache) {
   return "remote:\n  chunk: " + chunk + "\n  window: " + std::to_string(window)
@@ -48,6 +38,30 @@ std::string remote_yaml(const std::string& chunk, int window, const std::string&
 std::string address_of(const daemon_process& d) {
   return "127.0.0.1:" + std::to_string(d.port());
 }
+
+// Engines a and b (two cafshmd) and a process registered at each.
+struct two_engines {
+  daemon_process a;
+  daemon_process b;
+  client_system cs;
+  std::optional<client> at_a;
+  std::optional<client> at_b;
+
+  two_engines(const std::string& arena_a, const std::string& yaml_a, const std::string& arena_b,
+              const std::string& yaml_b, const std::string& name_a = "sender",
+              const std::string& name_b = "sink")
+    : a(unique_name("cafshm-test-ra"), arena_a, 0, yaml_a),
+      b(unique_name("cafshm-test-rb"), arena_b, 0, yaml_b) {
+    REQUIRE(a.ready());
+    REQUIRE(b.ready());
+    auto ca = client::connect(cs.sys, a.address(), name_a);
+    auto cb = client::connect(cs.sys, b.address(), name_b);
+    REQUIRE(ca);
+    REQUIRE(cb);
+    at_a.emplace(std::move(*ca));
+    at_b.emplace(std::move(*cb));
+  }
+};
 
 // A block of `size` random bytes owned by `c`; returns its ref and the XXH3 of its bytes.
 std::pair<block_ref, uint64_t> random_block(client& c, uint64_t size, uint64_t seed) {
@@ -74,28 +88,14 @@ uint64_t hash_in_place(client& c, const block_ref& ref) {
   return h;
 }
 
-template <class Pred>
-bool eventually(client& c, std::chrono::milliseconds deadline, Pred pred) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  do {
-    if (auto st = c.stats(); st && pred(*st))
-      return true;
-  } while (std::chrono::steady_clock::now() < end);
-  return false;
-}
-
 } // namespace
 
 TEST_CASE("transmit moves identical bytes between engines: 1 byte, 4 MiB +-1, 256 MiB") {
-  daemon_process a{unique_name("cafshm-test-ra"), "512MiB", 0, remote_yaml("4MiB", 4, "0")};
-  daemon_process b{unique_name("cafshm-test-rb"), "1GiB", 0, remote_yaml("4MiB", 4, "0")};
-  REQUIRE(a.ready());
-  REQUIRE(b.ready());
-  client_system cs;
-  auto sender = client::connect(cs.sys, a.address(), "sender");
-  auto sink = client::connect(cs.sys, b.address(), "sink");
-  REQUIRE(sender);
-  REQUIRE(sink);
+  two_engines e{"512MiB", remote_yaml("4MiB", 4, "0"), "1GiB",
+                remote_yaml("4MiB", 4, "0"), "sender", "sink"};
+  auto& b = e.b;
+  auto& sender = e.at_a;
+  auto& sink = e.at_b;
   auto before_b = sink->stats();
   for (uint64_t size : {uint64_t{1}, (uint64_t{4} << 20) - 1, uint64_t{4} << 20,
                         (uint64_t{4} << 20) + 1, uint64_t{256} << 20}) {
@@ -124,15 +124,11 @@ TEST_CASE("transmit moves identical bytes between engines: 1 byte, 4 MiB +-1, 25
 }
 
 TEST_CASE("a second transmit of unchanged content moves no payload and counts a cache hit") {
-  daemon_process a{unique_name("cafshm-test-ra"), "64MiB", 0, remote_yaml("1MiB", 4, "0")};
-  daemon_process b{unique_name("cafshm-test-rb"), "64MiB", 0, remote_yaml("1MiB", 4, "32MiB")};
-  REQUIRE(a.ready());
-  REQUIRE(b.ready());
-  client_system cs;
-  auto sender = client::connect(cs.sys, a.address(), "sender");
-  auto sink = client::connect(cs.sys, b.address(), "sink");
-  REQUIRE(sender);
-  REQUIRE(sink);
+  two_engines e{"64MiB", remote_yaml("1MiB", 4, "0"), "64MiB",
+                remote_yaml("1MiB", 4, "32MiB"), "sender", "sink"};
+  auto& b = e.b;
+  auto& sender = e.at_a;
+  auto& sink = e.at_b;
   auto [ref, hash] = random_block(*sender, 3 << 20, 7);
   transmit_target target;
   target.process = "sink";
@@ -168,15 +164,11 @@ TEST_CASE("a second transmit of unchanged content moves no payload and counts a 
 }
 
 TEST_CASE("a remote read is served from the cache until the block changes") {
-  daemon_process a{unique_name("cafshm-test-ra"), "64MiB", 0, remote_yaml("1MiB", 4, "0")};
-  daemon_process b{unique_name("cafshm-test-rb"), "64MiB", 0, remote_yaml("1MiB", 4, "16MiB")};
-  REQUIRE(a.ready());
-  REQUIRE(b.ready());
-  client_system cs;
-  auto owner = client::connect(cs.sys, a.address(), "owner");
-  auto reader = client::connect(cs.sys, b.address(), "reader");
-  REQUIRE(owner);
-  REQUIRE(reader);
+  two_engines e{"64MiB", remote_yaml("1MiB", 4, "0"), "64MiB",
+                remote_yaml("1MiB", 4, "16MiB"), "owner", "reader"};
+  auto& a = e.a;
+  auto& owner = e.at_a;
+  auto& reader = e.at_b;
   REQUIRE(reader->link("127.0.0.1", a.port()));
   std::string text(100000, 'a');
   auto ref = owner->allocate(text.size());
@@ -213,15 +205,11 @@ TEST_CASE("a remote read is served from the cache until the block changes") {
 }
 
 TEST_CASE("a destination without room refuses a transmit up front with out_of_memory") {
-  daemon_process a{unique_name("cafshm-test-ra"), "64MiB", 0, remote_yaml("1MiB", 2, "0")};
-  daemon_process b{unique_name("cafshm-test-rb"), "16MiB", 0, remote_yaml("1MiB", 2, "0")};
-  REQUIRE(a.ready());
-  REQUIRE(b.ready());
-  client_system cs;
-  auto sender = client::connect(cs.sys, a.address(), "sender");
-  auto sink = client::connect(cs.sys, b.address(), "sink");
-  REQUIRE(sender);
-  REQUIRE(sink);
+  two_engines e{"64MiB", remote_yaml("1MiB", 2, "0"), "16MiB",
+                remote_yaml("1MiB", 2, "0"), "sender", "sink"};
+  auto& b = e.b;
+  auto& sender = e.at_a;
+  auto& sink = e.at_b;
   auto [ref, hash] = random_block(*sender, 32 << 20, 1);
   auto r = sender->transmit(ref, address_of(b));
   REQUIRE_FALSE(r);

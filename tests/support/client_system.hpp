@@ -1,0 +1,41 @@
+// An actor system of a test process that talks to cafshmd engines (middleman + cafshm module in
+// client role), and polling of an engine's statistics with a deadline.
+#pragma once
+
+#include <chrono>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "cafshm/client.hpp"
+#include "cafshm/module.hpp"
+
+namespace cafshm::test {
+
+inline caf::actor_system_config& client_config(caf::actor_system_config& cfg) {
+  cfg.load<caf::io::middleman>();
+  cfg.load<cafshm::module>();
+  settings s;
+  s.role = role::client;
+  module::configure(cfg, s);
+  return cfg;
+}
+
+struct client_system {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{client_config(cfg)};
+};
+
+/// Polls the engine's statistics until `pred` holds or `deadline` passes.
+template <class Pred>
+bool eventually(client& c, std::chrono::milliseconds deadline, Pred pred) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  do {
+    if (auto st = c.stats(); st && pred(*st))
+      return true;
+  } while (std::chrono::steady_clock::now() < end);
+  return false;
+}
+
+} // namespace cafshm::test

@@ -78,8 +78,12 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     self->delayed_send(self, liveness_interval, liveness_atom::value);
   auto& mmr = *self->state.mm;
   return {
-    [self, &mmr](register_atom, const std::string& name, uint64_t quota,
-                 int32_t pid) -> caf::result<registration> {
+    [self, &mmr](register_atom, const std::string& name, uint64_t quota, int32_t pid,
+                 uint32_t version) -> caf::result<registration> {
+      if (version != protocol_version)
+        return make_error(errc::invalid_argument,
+                          "protocol version " + std::to_string(version) + " of the client, "
+                            + std::to_string(protocol_version) + " of the engine: rebuild one");
       auto reg = mmr.register_process(name, pid, quota);
       if (!reg)
         return std::move(reg.error());

@@ -245,7 +245,7 @@ TEST_CASE("every request type round-trips through the engine actor") {
     caf::scoped_actor self{*env.sys, true};
     std::optional<registration> reg;
     self->request(env.engine(), 5s, register_atom::value, std::string("raw"), uint64_t{0},
-                  static_cast<int32_t>(::getpid()))
+                  static_cast<int32_t>(::getpid()), protocol_version)
       .receive([&](registration& r) { reg = std::move(r); },
                [&](caf::error& e) { FAIL("register: " << describe(e)); });
     REQUIRE(reg);
@@ -256,6 +256,14 @@ TEST_CASE("every request type round-trips through the engine actor") {
       .receive([&](done_atom) { done = true; },
                [&](caf::error& e) { FAIL("unregister: " << describe(e)); });
     CHECK(done);
+    CHECK(env.stats().processes == 2);
+    // a client of another protocol version is refused before it holds anything
+    caf::error refused;
+    self->request(env.engine(), 5s, register_atom::value, std::string("old"), uint64_t{0},
+                  static_cast<int32_t>(::getpid()), protocol_version + 1)
+      .receive([&](registration&) { FAIL("registered a client of another protocol version"); },
+               [&](caf::error& e) { refused = std::move(e); });
+    CHECK(code_of(refused) == errc::invalid_argument);
     CHECK(env.stats().processes == 2);
   }
   // unregister
@@ -436,7 +444,7 @@ TEST_CASE("when the registering actor ends, the engine reclaims its process") {
   // registers, allocates and names a block, reports, and quits without unregistering
   self->spawn([engine, me](caf::event_based_actor* a) {
     a->request(engine, 5s, register_atom::value, std::string("ephemeral"), uint64_t{0},
-               static_cast<int32_t>(::getpid()))
+               static_cast<int32_t>(::getpid()), protocol_version)
       .then([=](registration& reg) {
         a->request(engine, 5s, allocate_atom::value, reg.session, uint64_t{64 * kib})
           .then([=](block_ref& ref) {
@@ -465,7 +473,8 @@ TEST_CASE("the engine reclaims a process whose pid is gone (liveness polling)") 
   auto me = caf::actor_cast<caf::actor>(self);
   // stays alive: only the pid check can notice that its process is gone
   auto holder = self->spawn([engine, me, pid](caf::event_based_actor* a) -> caf::behavior {
-    a->request(engine, 5s, register_atom::value, std::string("ghost"), uint64_t{0}, pid)
+    a->request(engine, 5s, register_atom::value, std::string("ghost"), uint64_t{0}, pid,
+               protocol_version)
       .then([=](registration& reg) {
         a->request(engine, 5s, allocate_atom::value, reg.session, uint64_t{16 * kib})
           .then([=](block_ref&) { a->send(me, done_atom::value); });

@@ -23,7 +23,8 @@ caf::behavior keeper(caf::event_based_actor* self, engine_actor engine,
   return {
     [=](register_atom, std::string& name, uint64_t quota, int32_t pid) {
       auto rp = self->make_response_promise();
-      self->request(engine, timeout, register_atom::value, std::move(name), quota, pid)
+      self->request(engine, timeout, register_atom::value, std::move(name), quota, pid,
+                    protocol_version)
         .then([rp](registration& r) mutable { rp.deliver(std::move(r)); },
               [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;

@@ -1,6 +1,10 @@
 // The process side: one registered process and its requests to an engine. Blocking calls (with
 // the configured timeout; a dead or unreachable engine yields errc::engine_unreachable) and an
 // async form for event-based actors. A client is move-only and unregisters when destroyed.
+//
+// The blocking calls wait on a scoped actor: from inside an actor's message handler they block
+// that scheduler thread. With an engine in the same actor system and a scheduler of one thread
+// they deadlock (the engine cannot run); there, use request(self, ...) instead.
 #pragma once
 
 #include <chrono>

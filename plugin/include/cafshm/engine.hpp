@@ -49,14 +49,19 @@ using abort_atom = caf::atom_constant<caf::atom("shm_abort")>;
 using version_atom = caf::atom_constant<caf::atom("shm_vers")>;
 using pull_atom = caf::atom_constant<caf::atom("shm_pull")>;
 
+/// Version of the messages between processes and engines (the layouts of the types in
+/// protocol.hpp, engine_stats.hpp and remote.hpp). Register carries it; an engine refuses
+/// clients of another version instead of failing later on a message it cannot read.
+constexpr uint32_t protocol_version = 1;
+
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
 
 // clang-format off
 using engine_actor = caf::typed_actor<
-  // name, quota (0 = engine default), pid -> registration. The sender is monitored: when it goes
-  // down, everything the process holds is reclaimed.
-  caf::replies_to<register_atom, std::string, uint64_t, int32_t>::with<registration>,
+  // name, quota (0 = engine default), pid, protocol_version -> registration. The sender is
+  // monitored: when it goes down, everything the process holds is reclaimed.
+  caf::replies_to<register_atom, std::string, uint64_t, int32_t, uint32_t>::with<registration>,
   caf::replies_to<unregister_atom, session>::with<done_atom>,
   caf::replies_to<allocate_atom, session, uint64_t>::with<block_ref>,
   caf::replies_to<free_atom, session, block_ref>::with<done_atom>,

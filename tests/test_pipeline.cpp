@@ -238,3 +238,19 @@ TEST_CASE("pipeline: without an engine the shm transport fails with a message") 
   CHECK(r.mentions("cannot register with the engine"));
   CHECK(stages_left_behind() == 0);
 }
+
+TEST_CASE("pipeline: the sink behind a second engine gets every frame by transmit") {
+  const std::string no_cache = "remote:\n  chunk: 256KiB\n  window: 4\n  cache: 0\n";
+  daemon_process a{unique_name("cafshm-test-pipe-a"), "128MiB", 0, no_cache};
+  daemon_process b{unique_name("cafshm-test-pipe-b"), "128MiB", 0, no_cache};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  check_run({"--transport", "shm", "--frames", "20", "--width", "640", "--height", "480",
+             "--engine", engine_arg(a), "--sink-engine", engine_arg(b)},
+            "shm", 20);
+  check_engine_empty_now(a);
+  check_engine_empty_now(b);
+  // The caf transport has no engines to put a sink behind.
+  auto r = run_pipeline({"--transport", "caf", "--frames", "5", "--sink-engine", engine_arg(b)});
+  CHECK_FALSE(r.succeeded());
+}

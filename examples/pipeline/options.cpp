@@ -26,6 +26,8 @@ const char* const usage =
   "  --config FILE        cafshm YAML; client.engine and client.request_timeout are used\n"
   "                       (default config/pipeline.yaml if it exists, else built-in defaults)\n"
   "  --engine HOST:PORT   the cafshmd to use (overrides the config)\n"
+  "  --sink-engine HOST:PORT  shm only: the sink registers with this second cafshmd; the\n"
+  "                       transformer transmits each gray frame to it (see examples/two-node)\n"
   "  --deadline S         give up (and stop every stage) after S seconds (default: 60 plus\n"
   "                       the time the frames take at 50 MB/s)\n"
   "  --print-engine       print the engine endpoint the configuration names, then exit\n"
@@ -152,6 +154,13 @@ std::variant<options, std::string> parse_options(int argc, char** argv) {
         return bad("HOST:PORT");
       opts.engine = *ep;
       opts.engine_given = true;
+    } else if (arg == "--sink-engine") {
+      auto v = next();
+      auto ep = v ? to_endpoint(*v) : std::nullopt;
+      if (!ep)
+        return bad("HOST:PORT");
+      opts.sink_engine = *ep;
+      opts.sink_engine_given = true;
     } else if (arg == "--deadline") {
       auto v = next();
       auto n = v ? to_number<uint32_t>(*v, 1, 86400) : std::nullopt;
@@ -191,6 +200,8 @@ std::variant<options, std::string> parse_options(int argc, char** argv) {
     return std::string{"the transformer needs --sink-port"};
   if (opts.role == role::producer && (opts.sink_port == 0 || opts.transformer_port == 0))
     return std::string{"the producer needs --sink-port and --transformer-port"};
+  if (opts.sink_engine_given && opts.transport != transport::shm)
+    return std::string{"--sink-engine needs the shm transport"};
   if (opts.role != role::driver && opts.transport == transport::shm && !opts.engine_given)
     return std::string{"a stage of the shm transport needs --engine"};
   return opts;
@@ -227,6 +238,10 @@ std::vector<std::string> stage_arguments(const options& opts, role r) {
   if (opts.transport == transport::shm) {
     args.emplace_back("--engine");
     args.emplace_back(opts.engine.host + ":" + std::to_string(opts.engine.port));
+  }
+  if (opts.sink_engine_given && r != role::producer) {
+    args.emplace_back("--sink-engine");
+    args.emplace_back(opts.sink_engine.host + ":" + std::to_string(opts.sink_engine.port));
   }
   if (r != role::sink) {
     args.emplace_back("--sink-port");

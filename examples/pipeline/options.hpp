@@ -30,6 +30,10 @@ struct options {
   std::string config_file;         // YAML; the engine endpoint and request timeout come from it
   bool engine_given = false;       // --engine overrides the config's client.engine
   cafshm::endpoint engine;
+  // Two engines: the sink registers with this one, and the transformer transmits every gray
+  // frame to it (engine-to-engine, in checksummed chunks) instead of handing over its block.
+  bool sink_engine_given = false;
+  cafshm::endpoint sink_engine;
   std::chrono::milliseconds request_timeout{5000};
   // Driver: how long the whole run may take, set-up to the exit of every stage. Unless given,
   // one minute plus the time the frames take at 50 MB/s (far slower than either transport).

@@ -111,6 +111,35 @@ void on_frame(sink_actor* self, uint32_t index, uint32_t slot, const char* gray,
   record(self, index, received_bit, hash);
 }
 
+// Two engines: `ref` is a block of our own engine, delivered to us by a transmit. Maps it, checks
+// it like any frame, then unmaps and frees it (detach answered before the free, so the block
+// never drains).
+void on_delivered(sink_actor* self, uint32_t index, uint32_t slot, const cafshm::block_ref& ref) {
+  auto* c = self->state.setup.client;
+  auto fail = [self, index](caf::error& e) {
+    self->quit(failure(cafshm::errc::peer_failure, "frame " + std::to_string(index) + ": "
+                                                     + cafshm::describe(e)));
+  };
+  c->request(self, cafshm::attach_atom::value, ref,
+             static_cast<uint8_t>(cafshm::access_mode::read))
+    .then(
+      [self, c, index, slot, ref, fail](cafshm::view_lease& lease) {
+        auto view = cafshm::block_view::open(lease, ref, c->engine(), c->session());
+        if (!view)
+          return self->quit(view.error());
+        on_frame(self, index, slot, view->chars().data(), view->size());
+        view->release();
+        c->request(self, cafshm::detach_atom::value, ref)
+          .then(
+            [self, c, ref, fail](cafshm::done_atom) {
+              c->request(self, cafshm::free_atom::value, ref)
+                .then([](cafshm::done_atom) {}, fail);
+            },
+            fail);
+      },
+      fail);
+}
+
 caf::behavior sink(sink_actor* self, sink_setup setup) {
   auto& st = self->state;
   st.setup = std::move(setup);
@@ -175,6 +204,8 @@ caf::behavior sink(sink_actor* self, sink_setup setup) {
       return ready_atom::value;
     },
     [self](frame_atom, uint32_t index, uint32_t slot, const cafshm::block_ref& ref) {
+      if (self->state.setup.opts.sink_engine_given)
+        return on_delivered(self, index, slot, ref);
       const char* gray = self->state.gray.find(ref);
       if (gray == nullptr)
         return self->quit(failure(cafshm::errc::stale_block,
@@ -190,7 +221,10 @@ caf::behavior sink(sink_actor* self, sink_setup setup) {
 
 } // namespace
 
-int run_sink(const options& opts) {
+int run_sink(const options& given) {
+  auto opts = given;
+  if (opts.sink_engine_given) // behind a second engine
+    opts.engine = opts.sink_engine;
   node n{opts};
   if (auto err = n.connect_engine())
     return stage_failure(opts, "cannot register with the engine: " + n.render(err));

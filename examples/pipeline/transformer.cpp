@@ -64,6 +64,28 @@ void maybe_finish(transformer_actor* self) {
     self->quit();
 }
 
+// Two engines: sends the gray buffer to the sink's engine, which delivers a copy to the sink
+// process; the sink then gets the new block's ref. The buffer comes back with the sink's release,
+// as in the one-engine case.
+void transmit(transformer_actor* self, uint32_t index, uint32_t gray_slot) {
+  auto& st = self->state;
+  const auto& to = st.setup.opts.sink_engine;
+  cafshm::transmit_target target;
+  target.process = "pipeline-sink";
+  st.setup.client
+    ->request(self, cafshm::transmit_atom::value, st.setup.pool->refs()[gray_slot],
+              to.host + ":" + std::to_string(to.port), std::move(target))
+    .then(
+      [self, index, gray_slot](cafshm::transmit_receipt& r) {
+        self->send(self->state.setup.sink, frame_atom::value, index, gray_slot, r.remote);
+      },
+      [self, index](caf::error& e) {
+        self->quit(failure(cafshm::errc::peer_failure, "transmitting frame "
+                                                         + std::to_string(index) + " failed: "
+                                                         + cafshm::describe(e)));
+      });
+}
+
 // Converts one frame into a free gray buffer, sends it on and releases the RGB buffer.
 void convert(transformer_actor* self, uint32_t index, uint32_t rgb_slot, const char* rgb) {
   auto& st = self->state;
@@ -74,7 +96,10 @@ void convert(transformer_actor* self, uint32_t index, uint32_t rgb_slot, const c
   to_gray(rgb, gray, opts.pixels());
   if (opts.fault == fault::corrupt && index == opts.frames / 2)
     gray[opts.gray_bytes() / 2] ^= 1;
-  st.setup.pool->send(self, st.setup.sink, index, gray_slot);
+  if (opts.sink_engine_given)
+    transmit(self, index, gray_slot);
+  else
+    st.setup.pool->send(self, st.setup.sink, index, gray_slot);
   self->send(st.producer, release_atom::value, rgb_slot);
   ++st.forwarded;
   if (opts.fault == fault::crash && index == opts.frames / 2)
@@ -211,7 +236,8 @@ int run_transformer(const options& opts) {
     n.await(stage);
     return stage_failure(opts, what);
   };
-  if (auto err = n.link(*sink, stage, &*pool))
+  // With a second engine the sink cannot map our blocks: it gets transmitted copies instead.
+  if (auto err = n.link(*sink, stage, opts.sink_engine_given ? nullptr : &*pool))
     return stop("cannot link to the sink: " + n.render(err));
   auto port = n.publish(stage);
   if (!port)

@@ -121,8 +121,13 @@ void fail(engine_pointer self, uint64_t id, caf::error err) {
   if (t == nullptr)
     return;
   auto& st = self->state;
-  if (auto p = st.peers.find(t->peer); p != st.peers.end())
+  auto p = st.peers.find(t->peer);
+  if (p != st.peers.end())
     self->send(p->second.handle, abort_atom::value, t->offer.sender, id);
+  if (err.category() != error_category) // CAF's own, e.g. a request to a cut-off peer timed out
+    err = make_error(errc::peer_failure,
+                     "transfer to " + (p != st.peers.end() ? p->second.address : "the peer")
+                       + " failed: " + describe(err));
   unpin(st, *t);
   if (t->is_pull)
     t->pulled.deliver(std::move(err));

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages cafshm needs; does nothing when they are all present.
 set -euo pipefail
+# openssl: the TLS test makes its certificates; iproute2: the network-namespace test (ip netns, tc);
+# gnuplot-nox: the plots of scripts/bench.sh
 packages=(build-essential cmake libcaf-dev libboost-dev doctest-dev libyaml-cpp-dev libxxhash-dev
-          libssl-dev libcli11-dev)
+          libssl-dev libcli11-dev openssl iproute2 gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

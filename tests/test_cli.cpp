@@ -695,3 +695,106 @@ TEST_CASE("cli: an unreachable engine fails fast with engine_unreachable") {
   CHECK(starts_with(r.err, "cafshm: engine_unreachable"));
   CHECK(contains(r.err, silent.endpoint()));
 }
+
+// -- transmit between two engines ---------------------------------------------------------------
+
+#include "support/daemon_process.hpp"
+
+namespace {
+
+std::string endpoint_of(const cafshm::test::daemon_process& d) {
+  return "127.0.0.1:" + std::to_string(d.port());
+}
+
+json stats_at(const std::string& endpoint) {
+  auto r = run({"--engine", endpoint, "stat", "--json"});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  auto v = json_parser::parse(r.out);
+  REQUIRE_MESSAGE(v.has_value(), "not JSON: " << r.out);
+  return *v;
+}
+
+} // namespace
+
+TEST_CASE("cli: transmit stores a named block at another engine, a second time from its cache") {
+  using cafshm::test::daemon_process;
+  daemon_process a{cafshm::test::unique_name("cafshm-test-cli-ta"), "64MiB"};
+  daemon_process b{cafshm::test::unique_name("cafshm-test-cli-tb"), "64MiB", 0,
+                   "remote:\n  cache: 64MiB\n"};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  auto at_a = endpoint_of(a);
+  auto at_b = endpoint_of(b);
+  scratch dir{unique_name()};
+  auto data = random_bytes(3 * MiB + 5, 77);
+  write_file(dir.dir / "in.bin", data);
+  auto put = run({"--engine", at_a, "put", "blk", (dir.dir / "in.bin").string()});
+  REQUIRE_MESSAGE(put.code == 0, put.err);
+  auto size = std::to_string(data.size());
+
+  auto first = run({"--engine", at_a, "transmit", "blk", "--to", at_b, "--as", "other"});
+  REQUIRE_MESSAGE(first.code == 0, first.err);
+  CHECK(first.err.empty());
+  CHECK(first.out == "transmitted 'blk' to " + at_b + " as 'other': " + size + " bytes, " + size
+                       + " payload bytes sent, cache miss\n");
+  auto got = run({"--engine", at_b, "get", "other"});
+  CHECK(got.code == 0);
+  CHECK(got.out == data);
+
+  // The same content again: B's cache has it, no payload moves.
+  auto second = run({"transmit", "blk", "--to", at_b, "--as", "again", "--engine", at_a});
+  REQUIRE_MESSAGE(second.code == 0, second.err);
+  CHECK(one_line(second.out));
+  CHECK(contains(second.out, " " + size + " bytes, 0 payload bytes sent, cache hit"));
+  CHECK(run({"--engine", at_b, "get", "again"}).out == data);
+
+  // Without --as the copy keeps its name.
+  auto same = run({"--engine", at_a, "transmit", "blk", "--to", at_b});
+  REQUIRE_MESSAGE(same.code == 0, same.err);
+  CHECK(contains(same.out, " as 'blk': "));
+  CHECK(run({"--engine", at_b, "get", "blk"}).out == data);
+  auto held = stats_at(at_b);
+  CHECK(held["cache"]["hits"].u64() == 2);
+  CHECK(held["cache"]["misses"].u64() == 1);
+  REQUIRE(held["names"].items.size() == 3);
+  for (const auto& n : held["names"].items) {
+    CHECK(n["owner"].u64() == 0); // engine-held at B
+    CHECK(n["size"].u64() == data.size());
+  }
+
+  // Failures: one line, exit 1 for failed requests and 2 for bad usage; nothing leaks.
+  auto missing = run({"--engine", at_a, "transmit", "nope", "--to", at_b});
+  CHECK(missing.code == 1);
+  CHECK(missing.out.empty());
+  CHECK(missing.err == "cafshm: name_not_found: no block is named 'nope'\n");
+  auto taken = run({"--engine", at_a, "transmit", "blk", "--to", at_b, "--as", "other"});
+  CHECK(taken.code == 1);
+  CHECK(one_line(taken.err));
+  CHECK(starts_with(taken.err, "cafshm: name_taken"));
+  reserved_port refusing{false};
+  auto unreachable = run({"--engine", at_a, "transmit", "blk", "--to", refusing.endpoint()});
+  CHECK(unreachable.code == 1);
+  CHECK(one_line(unreachable.err));
+  CHECK(starts_with(unreachable.err, "cafshm: peer_failure"));
+  CHECK(contains(unreachable.err, refusing.endpoint()));
+  for (auto args : std::vector<std::vector<std::string>>{
+         {"transmit", "blk"},
+         {"transmit", "blk", "--to", "127.0.0.1:0"},
+         {"transmit", "blk", "--to", "127.0.0.1:x"},
+         {"transmit", "--to", at_b}}) {
+    args.insert(args.begin(), {"--engine", at_a});
+    auto r = run(args);
+    CAPTURE(r.err);
+    CHECK(r.code == 2);
+    CHECK(one_line(r.err));
+  }
+  auto after_b = stats_at(at_b);
+  CHECK(after_b["transfers_in"].u64() == 0);
+  CHECK(after_b["blocks"].u64() == held["blocks"].u64());
+  CHECK(after_b["free_bytes"].u64() == held["free_bytes"].u64());
+  auto after_a = stats_at(at_a);
+  CHECK(after_a["transfers_out"].u64() == 0);
+  CHECK(after_a["blocks"].u64() == 1); // the block is still A's
+  REQUIRE(after_a["names"].items.size() == 1);
+  CHECK(after_a["names"].items[0]["name"].text == "blk");
+}

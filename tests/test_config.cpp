@@ -536,3 +536,113 @@ TEST_CASE("config_error::to_string leaves out empty parts") {
   CHECK(config_error{"f.yaml", 0, 0, "", "missing"}.to_string() == "f.yaml: missing");
   CHECK(config_error{"", 0, 0, "role", "bad"}.to_string() == "role: bad");
 }
+
+// -- remote.listen and remote.tls ---------------------------------------------------------------
+
+namespace {
+
+// Three small files that exist for the TLS checks (contents do not matter to the loader).
+struct tls_files {
+  std::string dir = "/tmp/cafshm-test-config-tls-" + std::to_string(::getpid());
+  std::string cert = dir + "/cert.pem", key = dir + "/key.pem", ca = dir + "/ca.pem";
+  tls_files() {
+    std::filesystem::create_directories(dir);
+    for (const auto& f : {cert, key, ca})
+      std::ofstream{f} << "-----BEGIN NOTHING-----\n";
+  }
+  ~tls_files() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+} // namespace
+
+TEST_CASE("remote.listen and remote.tls: defaults, every key read") {
+  auto defaults = load_config(CAFSHM_SOURCE_DIR "/config/default.yaml");
+  REQUIRE(std::holds_alternative<settings>(defaults));
+  const auto& d = std::get<settings>(defaults);
+  CHECK(d.remote.listen == endpoint{"127.0.0.1", 0});
+  CHECK_FALSE(d.remote.tls.enabled());
+  CHECK(settings{}.remote.listen == endpoint{"127.0.0.1", 0});
+
+  tls_files f;
+  auto s = settings_of("remote:\n  listen: {host: 0.0.0.0, port: 4243}\n  tls:\n"
+                       "    certificate: " + f.cert + "\n    key: " + f.key + "\n    cafile: "
+                       + f.ca + "\n    passphrase: pw\n    capath: " + f.dir + "\n");
+  CHECK(s.remote.listen == endpoint{"0.0.0.0", 4243});
+  CHECK(s.remote.tls.certificate == f.cert);
+  CHECK(s.remote.tls.key == f.key);
+  CHECK(s.remote.tls.cafile == f.ca);
+  CHECK(s.remote.tls.passphrase == "pw");
+  CHECK(s.remote.tls.capath == f.dir);
+  CHECK(s.remote.tls.enabled());
+  // A plain peer listener needs no TLS.
+  CHECK(settings_of("remote:\n  listen: {port: 4243}\n").remote.listen ==
+        endpoint{"127.0.0.1", 4243});
+}
+
+TEST_CASE("remote.tls: misconfigurations are errors at the responsible key") {
+  tls_files f;
+  auto tls = [&](const std::string& fields, const std::string& listen = "  listen: {port: 4243}\n") {
+    return "remote:\n" + listen + "  tls: {" + fields + "}\n";
+  };
+  struct example {
+    std::string yaml;
+    const char* key;
+    const char* reason;
+    int line;
+  };
+  const example examples[] = {
+      {tls("cafile: " + f.ca), "remote.tls.cafile", "cafile without certificate", 3},
+      {tls("capath: " + f.dir), "remote.tls.capath", "capath without certificate", 3},
+      {tls("certificate: " + f.cert + ", cafile: " + f.ca), "remote.tls.certificate",
+       "certificate without key", 3},
+      {tls("key: " + f.key + ", cafile: " + f.ca), "remote.tls.key", "key without certificate",
+       3},
+      {tls("passphrase: x"), "remote.tls.passphrase", "passphrase without key", 3},
+      {tls("certificate: " + f.cert + ", key: " + f.key), "remote.tls.cafile",
+       "missing: mutual TLS needs the CA certificates", 3},
+      {tls("certificate: " + f.cert + ", key: " + f.key + ", cafile: " + f.ca, ""),
+       "remote.listen.port", "must be 1..65535 when remote.tls is configured", 1},
+      {tls("certificate: " + f.cert + ", key: " + f.key + ", cafile: " + f.ca,
+           "  listen: {port: 0}\n"),
+       "remote.listen.port", "must be 1..65535 when remote.tls is configured", 2},
+      {tls("certificate: " + f.dir + "/absent.pem, key: " + f.key + ", cafile: " + f.ca),
+       "remote.tls.certificate", "no such file", 3},
+      {tls("certificate: " + f.cert + ", key: " + f.dir + "/absent.pem, cafile: " + f.ca),
+       "remote.tls.key", "no such file", 3},
+      {tls("certificate: " + f.cert + ", key: " + f.key + ", cafile: " + f.dir),
+       "remote.tls.cafile", "is a directory", 3},
+      {tls("certificate: " + f.cert + ", key: " + f.key + ", capath: " + f.ca),
+       "remote.tls.capath", "is not a directory", 3},
+      {"engine:\n  listen: {port: 4243}\nremote:\n  listen: {port: 4243}\n",
+       "remote.listen.port", "is engine.listen", 4},
+      {"remote:\n  listen: {host: ''}\n", "remote.listen.host", "must not be empty", 2},
+      {"remote:\n  tls: {certifcate: x}\n", "remote.tls.certifcate", "did you mean 'certificate'",
+       2},
+  };
+  for (const auto& ex : examples) {
+    INFO(ex.yaml);
+    auto err = error_of(ex.yaml);
+    CHECK(err.key == ex.key);
+    CHECK(err.line == ex.line);
+    CHECK_MESSAGE(contains(err.reason, ex.reason), err.reason);
+  }
+  // The missing file is named.
+  auto absent = error_of(tls("certificate: " + f.cert + ", key: " + f.key + ", cafile: " + f.dir
+                             + "/absent-ca.pem"));
+  CHECK(contains(absent.reason, "'" + f.dir + "/absent-ca.pem'"));
+  // validate() applies the same rules to settings filled in code.
+  settings s;
+  s.remote.tls.cafile = f.ca;
+  auto why = validate(s);
+  REQUIRE(why);
+  CHECK(contains(*why, "remote.tls.cafile: cafile without certificate"));
+  s.remote.tls = {f.cert, f.key, f.ca, "", ""};
+  why = validate(s);
+  REQUIRE(why);
+  CHECK(contains(*why, "remote.listen.port"));
+  s.remote.listen.port = 4243;
+  CHECK_FALSE(validate(s));
+}

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <future>
 #include <iostream>
 #include <set>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -97,6 +100,49 @@ void write_all(const file& out, std::span<const char> bytes) {
       fail_errno("cannot write " + out.name);
     done += static_cast<size_t>(n);
   }
+}
+
+// A progress line on stderr: rewritten in place on a terminal, otherwise one line a second at
+// most (so that logs stay short).
+class progress_line {
+public:
+  using clock = std::chrono::steady_clock;
+
+  bool due() const { return tty_ || last_ == clock::time_point{} || clock::now() - last_ >= period; }
+
+  void show(const std::string& text) {
+    last_ = clock::now();
+    if (!tty_) {
+      std::cerr << text << std::endl;
+      return;
+    }
+    std::cerr << '\r' << text << std::string(width_ > text.size() ? width_ - text.size() : 0, ' ')
+              << std::flush;
+    width_ = text.size();
+  }
+
+  void clear() {
+    if (tty_ && width_ > 0)
+      std::cerr << '\r' << std::string(width_, ' ') << '\r' << std::flush;
+  }
+
+private:
+  static constexpr auto period = std::chrono::seconds(1);
+  bool tty_ = ::isatty(STDERR_FILENO) == 1;
+  size_t width_ = 0;
+  clock::time_point last_;
+};
+
+// Our transfer among the engine's outgoing ones: same destination and size, the newest if
+// several match (a peer given by name is listed under its address: size only).
+const transfer_progress* find_progress(const engine_stats& st, const std::string& to,
+                                       uint64_t size) {
+  bool by_address = to.find(':') != std::string::npos;
+  const transfer_progress* best = nullptr;
+  for (const auto& t : st.outgoing)
+    if (t.bytes == size && (!by_address || t.peer == to) && (best == nullptr || t.id > best->id))
+      best = &t;
+  return best;
 }
 
 void flush_stdout() {
@@ -195,6 +241,36 @@ void ls(const settings& s) {
 
 void rm(const settings& s, const std::string& name) {
   with_client(s, [&](client& c) { check(c.remove(name)); });
+}
+
+void transmit(const settings& s, const std::string& name, const std::string& to,
+              const std::string& as) {
+  using namespace std::chrono_literals;
+  with_client(s, [&](client& c) {
+    auto ref = value_of(c.lookup(name));
+    // Blocks until the destination verified the copy; meanwhile, this thread shows progress.
+    auto pending = std::async(std::launch::async,
+                              [&] { return c.transmit(ref, to, transmit_target{"", as, {}}); });
+    if (pending.wait_for(1s) != std::future_status::ready) {
+      progress_line line;
+      do {
+        if (!line.due())
+          continue;
+        auto st = c.stats();
+        if (const auto* t = st ? find_progress(*st, to, ref.size) : nullptr)
+          line.show("transmit '" + name + "': " + human_size(t->acked) + " of "
+                    + human_size(t->bytes) + " sent ("
+                    + std::to_string(t->bytes == 0 ? 100 : t->acked * 100 / t->bytes) + "%)");
+      } while (pending.wait_for(250ms) != std::future_status::ready);
+      line.clear();
+    }
+    auto receipt = value_of(pending.get());
+    std::cout << "transmitted '" << name << "' to " << to << " as '" << as
+              << "': " << receipt.bytes << " bytes, " << receipt.payload_bytes
+              << " payload bytes sent, " << (receipt.cache_hit ? "cache hit" : "cache miss")
+              << std::endl;
+    flush_stdout();
+  });
 }
 
 } // namespace cafshm::cli

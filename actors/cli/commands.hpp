@@ -32,4 +32,11 @@ void ls(const settings& s);
 /// Removes the name and frees its block.
 void rm(const settings& s, const std::string& name);
 
+/// Sends the block called `name` to the engine at `to` ("host:port" of its peer listener, or a
+/// peer name configured at the local engine), where the engine holds it under `as`. Prints one
+/// line: sizes, payload bytes actually sent, whether the destination's cache had the content.
+/// Transfers that take longer than a second show their progress on stderr.
+void transmit(const settings& s, const std::string& name, const std::string& to,
+              const std::string& as);
+
 } // namespace cafshm::cli

@@ -71,6 +71,18 @@ int main(int argc, char** argv) {
   app.add_subcommand("ls", "list the named blocks: name, size in bytes, owner slot");
   auto* rm = app.add_subcommand("rm", "remove the name NAME and free its block");
   rm->add_option("NAME", name, "name of the block")->required();
+  std::string to, as;
+  auto* transmit = app.add_subcommand(
+    "transmit", "send the block named NAME to the engine at HOST:PORT (its peer listener), "
+                "which holds it under --as (default NAME); prints sizes, payload bytes sent and "
+                "whether the destination's cache had the content");
+  transmit->add_option("NAME", name, "name of the block at this engine")->required();
+  transmit->add_option("--to", to, "the destination engine's peer endpoint, or a peer name "
+                                   "configured at this engine (remote.peers)")
+    ->required()
+    ->type_name("HOST:PORT");
+  transmit->add_option("--as", as, "name of the copy at the destination (default NAME)")
+    ->type_name("NAME2");
 
   try {
     app.parse(argc, argv);
@@ -104,6 +116,13 @@ int main(int argc, char** argv) {
     s.client.request_timeout = *d;
   }
 
+  if (!to.empty() && to.find(':') != std::string::npos) { // else a configured peer name
+    auto ep = parse_endpoint(to);
+    if (!ep)
+      return report("--to: expected HOST:PORT with a port of 1 to 65535, got '" + to + "'", 2);
+    to = ep->host + ":" + std::to_string(ep->port);
+  }
+
   try {
     namespace cli = cafshm::cli;
     auto command = app.get_subcommands().front()->get_name();
@@ -115,6 +134,8 @@ int main(int argc, char** argv) {
       cli::get(s, name, file);
     else if (command == "ls")
       cli::ls(s);
+    else if (command == "transmit")
+      cli::transmit(s, name, to, as.empty() ? name : as);
     else
       cli::rm(s, name);
   } catch (const std::exception& e) {

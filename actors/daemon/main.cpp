@@ -1,18 +1,25 @@
 // cafshmd: the engine in a process of its own. Creates the segments, publishes the engine through
 // CAF's io middleman and serves until SIGINT or SIGTERM, then shuts down and removes the segments.
+// With remote.listen.port set, it publishes the engine a second time there for peer engines:
+// through CAF's openssl module (mutual TLS) when remote.tls is configured, plain otherwise.
 #include <csignal>
 #include <cstring>
+#include <exception>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <variant>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
 
 #include "cafshm/config.hpp"
 #include "cafshm/error.hpp"
 #include "cafshm/module.hpp"
+#include "tls_check.hpp"
 
 namespace {
 
@@ -20,7 +27,10 @@ constexpr const char* usage =
   "usage: cafshmd [--config FILE] [--port N]\n"
   "\n"
   "Runs a cafshm engine: creates its shared-memory segments and publishes it on the configured\n"
-  "host:port (engine.listen). Stops cleanly on SIGINT or SIGTERM.\n"
+  "host:port (engine.listen) for local clients and, if remote.listen.port is set, on\n"
+  "remote.listen for peer engines (with mutual TLS when remote.tls is set). Prints\n"
+  "'cafshmd listening on HOST:PORT' and then 'cafshmd peers on HOST:PORT (tls|plain)'.\n"
+  "Stops cleanly on SIGINT or SIGTERM.\n"
   "\n"
   "  --config FILE   YAML configuration (default: built-in defaults, see config/default.yaml)\n"
   "  --port N        override engine.listen.port (0 = any free port)\n"
@@ -78,6 +88,16 @@ int main(int argc, char** argv) {
   s.role = cafshm::role::engine;
   if (port)
     s.engine.listen.port = static_cast<uint16_t>(*port);
+  // Configuration errors name the file (as the loader's do) and never come from CAF.
+  auto config_fail = [&](const std::string& what) {
+    return fail((config_file.empty() ? std::string{} : config_file + ": ") + what);
+  };
+  if (auto why = cafshm::validate(s)) // again: --port may have changed engine.listen
+    return config_fail(*why);
+  const bool tls = s.remote.tls.enabled();
+  if (tls)
+    if (auto why = cafshm::daemon::check_tls(s.remote.tls))
+      return config_fail(*why);
   // Block the stop signals in every thread; main waits for them with sigwait.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -86,21 +106,45 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
+  if (tls)
+    cfg.load<caf::openssl::manager>(); // after the middleman; the engine dials peers through it
   cfg.load<cafshm::module>();
-  cafshm::module::configure(cfg, s);
-  caf::actor_system sys{cfg};
-  auto engine = cafshm::local_engine(sys);
+  cafshm::module::configure(cfg, s); // also sets CAF's openssl options from remote.tls
+  std::optional<caf::actor_system> sys;
+  try {
+    sys.emplace(cfg); // CAF's openssl module throws on configurations it rejects
+  } catch (const std::exception& e) {
+    return config_fail(std::string{tls ? "remote.tls: CAF's openssl module rejected the "
+                                         "configuration: "
+                                       : "cannot start the actor system: "}
+                       + e.what());
+  }
+  auto engine = cafshm::local_engine(*sys);
   if (!engine)
     return fail(cafshm::describe(engine.error()));
   const auto& listen = s.engine.listen;
-  auto actual = sys.middleman().publish(*engine, listen.port, listen.host.c_str(), true);
+  auto actual = sys->middleman().publish(*engine, listen.port, listen.host.c_str(), true);
   if (!actual)
     return fail("cannot listen on " + listen.host + ":" + std::to_string(listen.port) + ": "
-                + sys.render(actual.error()));
+                + sys->render(actual.error()));
+  std::optional<uint16_t> peer_port;
+  if (const auto& peers = s.remote.listen; peers.port != 0) {
+    auto p = tls ? caf::openssl::publish(*engine, peers.port, peers.host.c_str(), true)
+                 : sys->middleman().publish(*engine, peers.port, peers.host.c_str(), true);
+    if (!p)
+      return fail("cannot listen for peers on " + peers.host + ":" + std::to_string(peers.port)
+                  + ": " + sys->render(p.error()));
+    peer_port = *p;
+  }
   std::cout << "cafshmd listening on " << listen.host << ":" << *actual << std::endl;
+  if (peer_port)
+    std::cout << "cafshmd peers on " << s.remote.listen.host << ":" << *peer_port << " ("
+              << (tls ? "tls" : "plain") << ")" << std::endl;
   int sig = 0;
   sigwait(&stop_signals, &sig);
   std::cout << "cafshmd: " << strsignal(sig) << ", shutting down" << std::endl;
-  sys.middleman().unpublish(*engine, *actual);
+  if (peer_port)
+    sys->middleman().unpublish(*engine, *peer_port);
+  sys->middleman().unpublish(*engine, *actual);
   return 0;
 }

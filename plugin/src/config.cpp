@@ -280,6 +280,52 @@ check_result check_peer(const std::vector<remote_peer>& peers, size_t i) {
   return std::nullopt;
 }
 
+// A configured TLS path must name a readable file (capath: a directory).
+check_result check_tls_path(const char* key, const std::string& path, bool directory) {
+  if (path.empty()) return std::nullopt;
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status))
+    return problem{key, std::string(directory ? "no such directory" : "no such file") + ": '" +
+                            path + "'"};
+  if (directory != std::filesystem::is_directory(status))
+    return problem{key, "'" + path + (directory ? "' is not a directory" : "' is a directory")};
+  if (!directory && !std::ifstream(path)) return problem{key, "cannot read '" + path + "'"};
+  return std::nullopt;
+}
+
+// Mutual TLS (CAF's openssl module): certificate, key and CA certificates belong together, and
+// peers need a port of their own (local clients keep the plain engine.listen).
+check_result check_tls(const remote_settings& r) {
+  const tls_settings& t = r.tls;
+  if (!t.enabled()) return std::nullopt;
+  if (!t.certificate.empty() && t.key.empty())
+    return problem{"remote.tls.certificate",
+                   "certificate without key: set remote.tls.key (its private key) too"};
+  if (!t.key.empty() && t.certificate.empty())
+    return problem{"remote.tls.key", "key without certificate: set remote.tls.certificate too"};
+  if (!t.cafile.empty() && t.certificate.empty())
+    return problem{"remote.tls.cafile", "cafile without certificate: mutual TLS also needs "
+                                        "remote.tls.certificate and remote.tls.key"};
+  if (!t.capath.empty() && t.certificate.empty())
+    return problem{"remote.tls.capath", "capath without certificate: mutual TLS also needs "
+                                        "remote.tls.certificate and remote.tls.key"};
+  if (!t.passphrase.empty() && t.key.empty())
+    return problem{"remote.tls.passphrase", "passphrase without key: set remote.tls.certificate "
+                                            "and remote.tls.key too"};
+  if (t.cafile.empty() && t.capath.empty())
+    return problem{"remote.tls.cafile", "missing: mutual TLS needs the CA certificates that "
+                                        "peers' certificates must chain to (cafile or capath)"};
+  if (r.listen.port == 0)
+    return problem{"remote.listen.port", "must be 1..65535 when remote.tls is configured: peers "
+                                         "connect to this TLS port, local clients keep the "
+                                         "plain engine.listen"};
+  if (auto p = check_tls_path("remote.tls.certificate", t.certificate, false)) return p;
+  if (auto p = check_tls_path("remote.tls.key", t.key, false)) return p;
+  if (auto p = check_tls_path("remote.tls.cafile", t.cafile, false)) return p;
+  return check_tls_path("remote.tls.capath", t.capath, true);
+}
+
 check_result check_remote(const remote_settings& r) {
   if (r.chunk_bytes < 64 * kib || r.chunk_bytes > 256 * mib)
     return problem{"remote.chunk", "must be in 64KiB..256MiB, got " + format_size(r.chunk_bytes)};
@@ -287,12 +333,17 @@ check_result check_remote(const remote_settings& r) {
   for (size_t i = 0; i < r.peers.size(); ++i) {
     if (auto p = check_peer(r.peers, i)) return p;
   }
-  return std::nullopt;
+  if (r.listen.host.empty()) return problem{"remote.listen.host", "must not be empty"};
+  return check_tls(r);
 }
 
 check_result check_settings(const settings& s) {
   if (auto p = check_engine(s.engine)) return p;
   if (auto p = check_client(s.client)) return p;
+  if (s.remote.listen.port != 0 && s.remote.listen == s.engine.listen)
+    return problem{"remote.listen.port", "is engine.listen (" + s.engine.listen.host + ":" +
+                                             std::to_string(s.engine.listen.port) +
+                                             "): the peer listener needs a port of its own"};
   return check_remote(s.remote);
 }
 
@@ -549,8 +600,19 @@ constexpr field<client_settings> client_fields[] = {
      [](const entry& v, client_settings& out) { out.request_timeout = read_duration(v); }},
 };
 
+constexpr field<tls_settings> tls_fields[] = {
+    {"certificate", [](const entry& v, tls_settings& out) { out.certificate = read_text(v); }},
+    {"key", [](const entry& v, tls_settings& out) { out.key = read_text(v); }},
+    {"cafile", [](const entry& v, tls_settings& out) { out.cafile = read_text(v); }},
+    {"passphrase", [](const entry& v, tls_settings& out) { out.passphrase = read_text(v); }},
+    {"capath", [](const entry& v, tls_settings& out) { out.capath = read_text(v); }},
+};
+
 constexpr field<remote_settings> remote_fields[] = {
     {"peers", [](const entry& v, remote_settings& out) { out.peers = read_peers(v); }},
+    {"listen",
+     [](const entry& v, remote_settings& out) { read_mapping(v, endpoint_fields, out.listen); }},
+    {"tls", [](const entry& v, remote_settings& out) { read_mapping(v, tls_fields, out.tls); }},
     {"chunk", [](const entry& v, remote_settings& out) { out.chunk_bytes = read_size(v); }},
     {"window", [](const entry& v, remote_settings& out) { out.window_chunks = read_u32(v); }},
     {"cache", [](const entry& v, remote_settings& out) { out.cache_bytes = read_size(v); }},

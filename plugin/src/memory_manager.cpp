@@ -311,10 +311,11 @@ bool in_bounds(uint64_t offset, uint64_t length, uint64_t size) {
 caf::expected<registration> memory_manager::register_process(std::string_view name, int32_t pid,
                                                              uint64_t quota_bytes) {
   ++header_mut().requests;
-  if (name.empty() || name.size() >= sizeof(admin::process_entry::name))
-    return deny({}, errc::invalid_argument,
+  if (name.empty() || name.size() >= sizeof(admin::process_entry::name)
+      || name.find('\0') != std::string_view::npos) // stored NUL-terminated: find_process
+    return deny({}, errc::invalid_argument,             // could not match it
                 "a process name has 1 to " + std::to_string(sizeof(admin::process_entry::name) - 1)
-                  + " bytes");
+                  + " bytes and no NUL");
   uint32_t slot = 1;
   while (slot < settings_.max_processes && is_live(slot))
     ++slot;
@@ -527,7 +528,8 @@ caf::expected<void> memory_manager::write(const session& s, const block_ref& ref
                 "write of " + std::to_string(bytes.size()) + " bytes at offset "
                   + std::to_string(offset) + " exceeds the block's "
                   + std::to_string((*b)->size) + " bytes");
-  std::memcpy(payload(**b) + offset, bytes.data(), bytes.size());
+  if (!bytes.empty()) // an empty write's data() may be null: memcpy(p, nullptr, 0) is UB
+    std::memcpy(payload(**b) + offset, bytes.data(), bytes.size());
   ++(*b)->version;
   auto& p = process(s.process);
   ++p.writes;

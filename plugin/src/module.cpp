@@ -6,6 +6,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/actor_registry.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp> // only the inline actor_handle(): no link dependency
 #include <caf/send.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/system_messages.hpp>
@@ -30,6 +31,19 @@ std::string render_error(uint8_t code, caf::atom_value, const caf::message& ctx)
   if (ctx.size() == 1 && ctx.match_element<std::string>(0))
     result += ": " + ctx.get_as<std::string>(0);
   return result;
+}
+
+// Hands remote.tls to CAF's openssl module, which reads these members when it opens a
+// connection (and checks them when the actor system is constructed).
+void apply_tls(caf::actor_system_config& cfg, const settings& s) {
+  const auto& tls = s.remote.tls;
+  if (!tls.enabled())
+    return; // leave openssl options set elsewhere alone
+  cfg.openssl_certificate = tls.certificate;
+  cfg.openssl_key = tls.key;
+  cfg.openssl_cafile = tls.cafile;
+  cfg.openssl_passphrase = tls.passphrase;
+  cfg.openssl_capath = tls.capath;
 }
 
 } // namespace
@@ -65,6 +79,7 @@ caf::actor_system::module* module::make(caf::actor_system& sys, caf::detail::typ
 }
 
 void module::configure(caf::actor_system_config& cfg, settings s) {
+  apply_tls(cfg, s);
   std::lock_guard<std::mutex> guard{pending_mutex};
   pending_settings[&cfg] = std::move(s);
 }
@@ -95,24 +110,36 @@ void module::init(caf::actor_system_config& cfg) {
   if (file.empty())
     return;
   auto loaded = load_config(file);
-  if (auto* err = std::get_if<config_error>(&loaded))
+  if (auto* err = std::get_if<config_error>(&loaded)) {
     failure_ = make_error(errc::config_error, err->to_string());
-  else
-    settings_ = std::get<settings>(std::move(loaded));
+    return;
+  }
+  settings_ = std::get<settings>(std::move(loaded));
+  apply_tls(cfg, settings_); // in time: CAF's openssl module reads them per connection
 }
 
 void module::start() {
   if (failure_ || settings_.role != role::engine)
     return;
+  caf::io::middleman_actor connector;
+  if (settings_.remote.tls.enabled()) {
+    // Peer links must use TLS with our certificate: dial through the openssl manager.
+    if (!system_.has_openssl_manager()) {
+      failure_ = make_error(errc::config_error,
+                            "remote.tls is configured but CAF's openssl module is not loaded "
+                            "(cfg.load<caf::openssl::manager>() after the middleman)");
+      return;
+    }
+    connector = system_.openssl_manager().actor_handle();
+  } else if (system_.has_middleman()) {
+    connector = system_.middleman().actor_handle();
+  }
   auto mm = memory_manager::create(settings_.engine);
   if (!mm) {
     failure_ = std::move(mm.error());
     return;
   }
   memory_ = std::move(*mm);
-  caf::io::middleman_actor connector;
-  if (system_.has_middleman())
-    connector = system_.middleman().actor_handle();
   engine_ = spawn_engine(system_, memory_, settings_, connector);
   for (const auto& peer : settings_.remote.peers) // linked in the background; transmit retries
     caf::anon_send(engine_, link_atom::value, peer.address.host, peer.address.port);

@@ -5,6 +5,17 @@
 //
 // Settings come from, in this order: module::configure(cfg, settings), the YAML file named by
 // the CAF option "cafshm.config-file", or the defaults of settings.hpp.
+//
+// Mutual TLS between engines (remote.tls): load CAF's openssl module as well
+// (`cfg.load<caf::io::middleman>(); cfg.load<caf::openssl::manager>();`). The module copies
+// remote.tls into CAF's openssl options (cfg.openssl_certificate, ...) and the engine dials peers
+// through the openssl manager, so that its outgoing links present our certificate. Without the
+// openssl module, an engine with remote.tls set fails with config_error instead of linking in
+// plain text. Accepting peers with TLS is the publisher's job (caf::openssl::publish; cafshmd
+// does it on remote.listen). CAF 0.17.6's openssl module misreads OpenSSL 3's error queue, so one
+// failed TLS connection can break healthy ones; cafshmd links a workaround
+// (actors/daemon/openssl_error_queue.cpp) that a program of your own running a TLS engine needs
+// too.
 #pragma once
 
 #include <memory>
@@ -30,7 +41,8 @@ public:
 
   static caf::actor_system::module* make(caf::actor_system& sys, caf::detail::type_list<>);
 
-  /// Settings to use for the system built from `cfg` (call before constructing it).
+  /// Settings to use for the system built from `cfg` (call before constructing it). Also sets
+  /// CAF's openssl options from s.remote.tls when that is configured.
   static void configure(caf::actor_system_config& cfg, settings s);
   /// Same, from a YAML file; the file is read when the actor system starts.
   static void configure(caf::actor_system_config& cfg, const std::string& yaml_file);

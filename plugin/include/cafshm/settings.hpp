@@ -56,8 +56,25 @@ struct remote_peer {
   endpoint address;
 };
 
+/// Mutual TLS between engines through CAF's openssl module (paths of PEM files). All empty: no
+/// TLS. Mutual TLS needs certificate, key and cafile (or capath); validate() checks the rest.
+struct tls_settings {
+  std::string certificate; // this engine's certificate (chain), presented to peers
+  std::string key;         // its private key
+  std::string cafile;      // CA certificates that peers' certificates must chain to
+  std::string passphrase;  // of an encrypted key
+  std::string capath;      // directory of hashed CA certificates (with or instead of cafile)
+
+  bool enabled() const noexcept {
+    return !certificate.empty() || !key.empty() || !cafile.empty() || !passphrase.empty()
+           || !capath.empty();
+  }
+};
+
 struct remote_settings {
   std::vector<remote_peer> peers;
+  endpoint listen{"127.0.0.1", 0}; // where peer engines connect; port 0 = they use engine.listen
+  tls_settings tls;                // peers connect with TLS to `listen` (needs port != 0)
   uint64_t chunk_bytes = 4ull << 20;
   uint32_t window_chunks = 4;
   uint64_t cache_bytes = 256ull << 20;

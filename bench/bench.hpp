@@ -1,0 +1,221 @@
+// The benchmark suite of issue 5: shared types, statistics and the entry points of every row
+// and of the helper roles (the same binary, started again with --role, plays the other
+// processes). Benchmarks measure; they never assert.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace bench {
+
+// -- options --------------------------------------------------------------------------------
+
+struct options {
+  bool quick = false;
+  std::vector<std::string> rows{"handoff", "pipeline", "alloc", "remote", "scale"};
+  std::string out_dir;    // bench/results
+  std::string bin_dir;    // cafshmd, cafshm-pipeline
+  std::string self;       // this program (for helper roles)
+  // Scheduler of the CAF processes in the hand-off, allocation and scale rows. Empty policy:
+  // the hand-off row measures a few settings and picks the fastest.
+  std::string policy;
+  int threads = 0;
+  bool has(const std::string& row) const;
+};
+
+struct sched {
+  std::string policy = "sharing"; // CAF's scheduler.policy: stealing | sharing
+  int threads = 1;                // scheduler.max-threads
+  std::string text() const { return policy + "/" + std::to_string(threads); }
+};
+
+// -- statistics -----------------------------------------------------------------------------
+
+/// Summary of samples: median, p99 and the spread (min, max, p10, p90).
+struct stat {
+  double median = 0, p99 = 0, min = 0, max = 0, p10 = 0, p90 = 0, mean = 0;
+  size_t n = 0;
+  bool empty() const noexcept { return n == 0; }
+};
+stat summarize(std::vector<double> samples);
+
+double seconds_since(std::chrono::steady_clock::time_point t0);
+
+// -- row 1: hand-off --------------------------------------------------------------------------
+
+struct handoff_row {
+  uint64_t size = 0;
+  stat shm;        // pool: block_ref each way, touch first+last byte (us)
+  stat shm_sum;    // pool, both sides XXH3 the whole payload (us)
+  stat shm_fill;   // pool, the sender writes the whole payload before each send (us)
+  stat shm_engine; // no pool: allocate, map, transfer, map, unmap, transfer back, free (us)
+  stat caf;        // std::vector<char> through the io middleman and back (us)
+  stat memcpy_us;  // memcpy of the payload on one core (us)
+};
+
+struct sched_trial {
+  sched s;
+  stat shm; // 64 B round trip
+  stat caf; // 64 B round trip
+  stat caf_1m;
+};
+
+struct handoff_report {
+  std::vector<sched_trial> trials;
+  sched chosen;
+  std::vector<handoff_row> rows;
+  std::string error;
+};
+
+handoff_report run_handoff(const options& opts);
+
+// -- row 2: pipeline ------------------------------------------------------------------------
+
+struct pipeline_row {
+  std::string transport;
+  uint32_t width = 0, height = 0, frames = 0;
+  uint64_t frame_bytes = 0;
+  stat fps, gbps;
+  std::string error;
+};
+std::vector<pipeline_row> run_pipeline(const options& opts);
+
+// -- row 3: allocator -----------------------------------------------------------------------
+
+struct alloc_rate {
+  std::string name;
+  std::string note;
+  stat pairs_per_s; // over runs
+};
+struct frag_row {
+  std::string allocator;
+  double fill = 0;             // target of requested live bytes / arena
+  uint64_t arena = 0;
+  uint64_t free_bytes = 0;     // at the end
+  uint64_t largest_free = 0;   // at the end
+  double ratio = 0;            // largest / free at the end
+  double mean_ratio = 0;       // mean over samples taken during the run
+  double min_ratio = 0;
+  uint64_t ops = 0, failed = 0;
+  double live_requested = 0;   // requested live bytes / arena at the end
+};
+struct request_rtt {
+  std::string engine;
+  stat us; // blocking request round trip (client::find_process)
+};
+struct alloc_report {
+  std::vector<request_rtt> request_rtts;
+  std::string workload;
+  std::string frag_workload;
+  std::vector<alloc_rate> rates;
+  std::vector<frag_row> frag;
+  std::string error;
+};
+alloc_report run_alloc(const options& opts, const sched& s);
+
+// in-process parts (alloc_local.cpp)
+struct workload {
+  std::vector<uint32_t> initial;  // sizes of the live set
+  std::vector<uint32_t> sizes;    // op i: free slot victims[i], allocate sizes[i] into it
+  std::vector<uint32_t> victims;
+};
+workload make_workload(uint64_t seed, size_t live, size_t ops, uint32_t min_size,
+                       uint32_t max_size);
+std::vector<alloc_rate> local_alloc_rates(const workload& w, int runs);
+std::vector<frag_row> fragmentation(uint64_t arena, const std::vector<double>& fills, size_t ops,
+                                    uint64_t seed, bool pow2);
+
+// engine through messages (handoff.cpp, needs CAF)
+std::vector<alloc_rate> engine_alloc_rates(const options& opts, const sched& s,
+                                           const workload& w, int runs, double seconds,
+                                           std::vector<request_rtt>& rtts);
+
+// -- row 4: remote --------------------------------------------------------------------------
+
+struct rss_figures {
+  double hwm_mib = 0;        // VmHWM (includes touched shared memory)
+  double anon_peak_mib = 0;  // peak RssAnon during the row minus before (heap, buffers)
+};
+struct remote_row {
+  uint64_t size = 0;
+  stat xmit_gbps, tcp_gbps, caf_gbps;
+  rss_figures daemon_a, daemon_b, xmit_client, tcp_source, tcp_sink, caf_source, caf_sink;
+  std::string error;
+};
+struct sweep_row {
+  uint64_t chunk = 0;
+  uint32_t window = 0;
+  uint64_t cache = 0; // remote.cache of the receiving daemon
+  stat gbps;
+  rss_figures daemon_a, daemon_b;
+  std::string error;
+};
+struct remote_report {
+  uint64_t chunk = 0;
+  uint32_t window = 0;
+  std::vector<remote_row> rows;
+  uint64_t sweep_size = 0;
+  std::vector<sweep_row> sweep;
+  std::string error;
+};
+remote_report run_remote(const options& opts);
+
+// -- row 5: scale ---------------------------------------------------------------------------
+
+struct scale_row {
+  int clients = 0;
+  stat pool_rtt;        // us, all pairs' samples
+  double pool_rate = 0; // round trips/s, all pairs
+  stat engine_rtt;
+  double engine_rate = 0;
+  double alloc_rate = 0;       // allocate+free pairs/s, all clients
+  stat alloc_per_client;       // pairs/s of each client
+  std::string error;
+};
+struct scale_report {
+  uint64_t size = 0;
+  double seconds = 0;
+  std::vector<scale_row> rows;
+  std::string error;
+};
+scale_report run_scale(const options& opts, const sched& s);
+
+// -- machine --------------------------------------------------------------------------------
+
+std::map<std::string, std::string> machine_description();
+
+// -- output ---------------------------------------------------------------------------------
+
+struct report {
+  options opts;
+  std::map<std::string, std::string> machine;
+  double total_seconds = 0;
+  handoff_report handoff;
+  std::vector<pipeline_row> pipeline;
+  alloc_report alloc;
+  remote_report remote;
+  scale_report scale;
+};
+void write_outputs(const report& r);
+
+// -- helper roles -----------------------------------------------------------------------------
+
+/// argv after "--role NAME". Returns the exit code.
+int role_peer(const std::map<std::string, std::string>& args);        // handoff.cpp
+int role_caf_sink(const std::map<std::string, std::string>& args);    // remote.cpp
+int role_caf_source(const std::map<std::string, std::string>& args);
+int role_tcp_sink(const std::map<std::string, std::string>& args);
+int role_tcp_source(const std::map<std::string, std::string>& args);
+int role_xmit(const std::map<std::string, std::string>& args);
+int role_engine_host(const std::map<std::string, std::string>& args); // handoff.cpp
+
+// small helpers
+std::string human_size(uint64_t bytes);      // 64B, 4KiB, 16MiB, 1GiB
+uint64_t parse_size(const std::string& text); // same forms
+std::vector<uint64_t> parse_list(const std::string& text);
+double vm_hwm_mib();                           // of this process
+
+} // namespace bench

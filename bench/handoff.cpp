@@ -1,0 +1,1021 @@
+// Row 1 (hand-off round trip between two processes), the engine part of row 3 (allocate+free
+// through the engine's messages) and the helper role "peer" that rows 1 and 5 start.
+//
+// Hand-off with a pool (like iceoryx loans): before the timed loop each side allocates one block
+// of the payload size, writes it, shares it read-only with the other side, and the other side maps
+// and pre-faults it. The timed path is then one ordinary CAF message each way carrying a
+// block_ref, plus the touching of the payload on both sides. The plain CAF baseline moves a
+// std::vector<char> of the same size both ways through the io middleman (moved, never copied
+// outside CAF). The engine path shows what a hand-off costs without a pool: a fresh block,
+// transfer of ownership, map/unmap on both sides and the free, all requests to cafshmd.
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <unordered_map>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <xxhash.h>
+
+#include "bench.hpp"
+#include "cafshm/client.hpp"
+#include "cafshm/module.hpp"
+#include "proc.hpp"
+
+namespace bench {
+
+using namespace cafshm;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+using setup_atom = caf::atom_constant<caf::atom("b_setup")>;
+using premap_atom = caf::atom_constant<caf::atom("b_premap")>;
+using ping_atom = caf::atom_constant<caf::atom("b_ping")>;
+using vping_atom = caf::atom_constant<caf::atom("b_vping")>;
+using eping_atom = caf::atom_constant<caf::atom("b_eping")>;
+using release_atom = caf::atom_constant<caf::atom("b_release")>;
+using go_atom = caf::atom_constant<caf::atom("b_go")>;
+
+constexpr auto msg_timeout = std::chrono::seconds(120);
+
+volatile uint64_t sink_value = 0; // keeps the touching from being optimised away
+
+enum class mode : uint8_t { touch = 0, sum = 1, fill = 2, caf = 3, engine = 4 };
+
+mode parse_mode(const std::string& s) {
+  if (s == "sum")
+    return mode::sum;
+  if (s == "fill")
+    return mode::fill;
+  if (s == "caf")
+    return mode::caf;
+  if (s == "engine")
+    return mode::engine;
+  return mode::touch;
+}
+
+// Touch: the first and the last byte. Sum: XXH3 of every byte.
+uint64_t consume(const std::byte* p, size_t n, bool sum) {
+  if (n == 0)
+    return 0;
+  if (sum)
+    return XXH3_64bits(p, n);
+  auto* v = reinterpret_cast<const volatile unsigned char*>(p);
+  return uint64_t{v[0]} | (uint64_t{v[n - 1]} << 8);
+}
+
+uint64_t prefault(const std::byte* p, size_t n) {
+  uint64_t x = 0;
+  auto* v = reinterpret_cast<const volatile unsigned char*>(p);
+  for (size_t i = 0; i < n; i += 4096)
+    x += v[i];
+  if (n > 0)
+    x += v[n - 1];
+  return x;
+}
+
+void configure(caf::actor_system_config& cfg, const sched& s) {
+  cfg.load<caf::io::middleman>();
+  cfg.load<cafshm::module>();
+  cafshm::settings st;
+  st.role = cafshm::role::client;
+  cafshm::module::configure(cfg, st);
+  cfg.set("scheduler.policy", s.policy == "sharing" ? caf::atom("sharing") : caf::atom("stealing"));
+  cfg.set("scheduler.max-threads", static_cast<size_t>(s.threads));
+}
+
+caf::actor_system_config& configured(caf::actor_system_config& cfg, const sched& s) {
+  configure(cfg, s);
+  return cfg;
+}
+
+endpoint parse_endpoint(const std::string& text) {
+  auto colon = text.rfind(':');
+  return {text.substr(0, colon), static_cast<uint16_t>(std::stoi(text.substr(colon + 1)))};
+}
+
+// -- the peer's actor -------------------------------------------------------------------------
+
+struct peer_state {
+  client* me = nullptr;
+  std::optional<block_view> own; // this side's pool block (mapped read-write)
+  block_ref own_ref;
+  std::unordered_map<uint32_t, block_view> mapped; // the other side's pool blocks, by index
+
+  void release_own() {
+    if (own) {
+      (void) me->unmap(std::move(*own));
+      own.reset();
+      (void) me->free(own_ref);
+      own_ref = {};
+    }
+  }
+  void release() {
+    for (auto& [k, v] : mapped)
+      (void) me->unmap(std::move(v));
+    mapped.clear();
+    release_own();
+  }
+};
+
+// The peer's blocking work (requests to the engine through client's blocking calls) runs in a
+// detached actor of its own: with scheduler.max-threads=1 a blocking call inside a scheduled
+// actor would also block CAF's BASP workers, which run on the scheduler's threads and deliver the
+// engine's answer, until the request times out.
+caf::behavior peer_admin(caf::event_based_actor*, std::shared_ptr<peer_state> st) {
+  return {
+    // Allocates, writes and shares this side's pool block of `size`.
+    [st](setup_atom, uint64_t size, uint32_t other) -> caf::result<block_ref> {
+      st->release_own();
+      auto ref = st->me->allocate(size);
+      if (!ref)
+        return std::move(ref.error());
+      auto view = st->me->map(*ref, access_mode::read_write);
+      if (!view)
+        return std::move(view.error());
+      std::memset(view->data(), 0x5a, view->size());
+      if (auto ok = st->me->share(*ref, other, access_mode::read); !ok)
+        return std::move(ok.error());
+      st->own.emplace(std::move(*view));
+      st->own_ref = *ref;
+      return *ref;
+    },
+    // Maps and pre-faults the other side's pool block.
+    [st](premap_atom, const block_ref& ref) -> caf::result<uint64_t> {
+      auto view = st->me->map(ref, access_mode::read);
+      if (!view)
+        return std::move(view.error());
+      auto x = prefault(view->data(), view->size());
+      st->mapped.insert_or_assign(ref.block, std::move(*view));
+      return x;
+    },
+    // Without a pool: map, touch, unmap, give the block back.
+    [st](eping_atom, const block_ref& ref, uint32_t back) -> caf::result<block_ref> {
+      auto view = st->me->map(ref, access_mode::read);
+      if (!view)
+        return std::move(view.error());
+      sink_value = consume(view->data(), view->size(), false);
+      if (auto ok = st->me->unmap(std::move(*view)); !ok)
+        return std::move(ok.error());
+      auto moved = st->me->transfer(ref, back);
+      if (!moved)
+        return std::move(moved.error());
+      return *moved;
+    },
+    [st](release_atom) -> uint64_t {
+      st->release();
+      return 0;
+    },
+  };
+}
+
+// The published actor: the timed hand-off handlers run here, on the scheduler, without any
+// blocking call; everything else goes to the admin actor.
+caf::behavior peer_front(caf::event_based_actor* self, caf::actor admin,
+                         std::shared_ptr<peer_state> st) {
+  return {
+    // The hand-off: consume the payload in place, hand this side's block back.
+    [st](ping_atom, uint8_t m, const block_ref& ref) -> caf::result<block_ref> {
+      auto i = st->mapped.find(ref.block);
+      if (i == st->mapped.end())
+        return make_error(errc::invalid_argument, "block not in the pool");
+      sink_value = consume(i->second.data(), i->second.size(), m == uint8_t(mode::sum));
+      return st->own_ref;
+    },
+    [](vping_atom, std::vector<char>& v) -> std::vector<char> {
+      sink_value = consume(reinterpret_cast<const std::byte*>(v.data()), v.size(), false);
+      return std::move(v);
+    },
+    [self, admin](setup_atom a, uint64_t size, uint32_t other) {
+      return self->delegate(admin, a, size, other);
+    },
+    [self, admin](premap_atom a, const block_ref& ref) { return self->delegate(admin, a, ref); },
+    [self, admin](eping_atom a, const block_ref& ref, uint32_t back) {
+      return self->delegate(admin, a, ref, back);
+    },
+    [self, admin](release_atom a) { return self->delegate(admin, a); },
+  };
+}
+
+// -- the driving side ---------------------------------------------------------------------------
+
+struct pool {
+  block_ref mine;
+  std::optional<block_view> my_view;
+  block_ref theirs;
+  std::optional<block_view> their_view;
+};
+
+template <class T, class... Ts>
+caf::expected<T> ask(caf::actor_system& sys, const caf::actor& whom, Ts&&... xs) {
+  caf::scoped_actor self{sys, true};
+  caf::expected<T> result{caf::error{}};
+  self->request(whom, msg_timeout, std::forward<Ts>(xs)...)
+    .receive([&](T& x) { result = std::move(x); }, [&](caf::error& e) { result = std::move(e); });
+  return result;
+}
+
+caf::expected<pool> make_pool(caf::actor_system& sys, client& me, const caf::actor& peer,
+                              uint32_t peer_slot, uint64_t size) {
+  pool p;
+  auto ref = me.allocate(size);
+  if (!ref)
+    return ref.error();
+  p.mine = *ref;
+  auto view = me.map(*ref, access_mode::read_write);
+  if (!view)
+    return view.error();
+  std::memset(view->data(), 0xa5, view->size());
+  p.my_view.emplace(std::move(*view));
+  if (auto ok = me.share(*ref, peer_slot, access_mode::read); !ok)
+    return ok.error();
+  auto theirs = ask<block_ref>(sys, peer, setup_atom::value, size, me.slot());
+  if (!theirs)
+    return theirs.error();
+  p.theirs = *theirs;
+  auto tv = me.map(*theirs, access_mode::read);
+  if (!tv)
+    return tv.error();
+  sink_value = prefault(tv->data(), tv->size());
+  p.their_view.emplace(std::move(*tv));
+  if (auto x = ask<uint64_t>(sys, peer, premap_atom::value, p.mine); !x)
+    return x.error();
+  return p;
+}
+
+void release_pool(caf::actor_system& sys, client& me, const caf::actor& peer, pool& p) {
+  (void) ask<uint64_t>(sys, peer, release_atom::value);
+  if (p.their_view)
+    (void) me.unmap(std::move(*p.their_view));
+  if (p.my_view)
+    (void) me.unmap(std::move(*p.my_view));
+  p.their_view.reset();
+  p.my_view.reset();
+  if (p.mine.valid())
+    (void) me.free(p.mine);
+}
+
+struct drive {
+  // what to do
+  caf::actor peer;
+  mode m = mode::touch;
+  uint64_t size = 0;
+  client* me = nullptr;
+  uint32_t peer_slot = 0;
+  pool* p = nullptr;
+  std::vector<char> vec;
+  size_t warmup = 3;
+  size_t max_iter = 1000;
+  size_t min_iter = 10;
+  double budget_s = 1.0;
+  // results
+  std::vector<double> rtt_us;
+  double elapsed_s = 0;
+  std::string error;
+  // running
+  size_t i = 0;
+  bool timing = false;
+  clock_type::time_point t0, started, deadline;
+  std::promise<void> done;
+};
+
+void step(caf::event_based_actor* self, std::shared_ptr<drive> d);
+
+void finish(caf::event_based_actor* self, const std::shared_ptr<drive>& d) {
+  d->elapsed_s = seconds_since(d->started);
+  d->done.set_value();
+  self->quit();
+}
+
+void failed(caf::event_based_actor* self, const std::shared_ptr<drive>& d, const std::string& e) {
+  d->error = e;
+  finish(self, d);
+}
+
+void record(caf::event_based_actor* self, const std::shared_ptr<drive>& d) {
+  auto us = std::chrono::duration<double, std::micro>(clock_type::now() - d->t0).count();
+  if (d->timing)
+    d->rtt_us.push_back(us);
+  ++d->i;
+  step(self, d);
+}
+
+void step(caf::event_based_actor* self, std::shared_ptr<drive> d) {
+  auto now = clock_type::now();
+  if (!d->timing && d->i >= d->warmup) {
+    d->timing = true;
+    d->started = now;
+    d->deadline = now + std::chrono::duration_cast<clock_type::duration>(
+                          std::chrono::duration<double>(d->budget_s));
+  }
+  if (d->timing) {
+    auto n = d->rtt_us.size();
+    if (n >= d->max_iter || (n >= d->min_iter && now >= d->deadline)) {
+      finish(self, d);
+      return;
+    }
+  }
+  auto on_error = [self, d](caf::error& e) { failed(self, d, self->system().render(e)); };
+  d->t0 = clock_type::now();
+  switch (d->m) {
+    case mode::touch:
+    case mode::sum:
+    case mode::fill: {
+      if (d->m == mode::fill)
+        std::memset(d->p->my_view->data(), static_cast<int>(d->i & 0xff), d->p->my_view->size());
+      uint8_t peer_mode = d->m == mode::sum ? uint8_t(mode::sum) : uint8_t(mode::touch);
+      self->request(d->peer, msg_timeout, ping_atom::value, peer_mode, d->p->mine)
+        .then(
+          [self, d](const block_ref&) {
+            const auto& v = *d->p->their_view;
+            sink_value = consume(v.data(), v.size(), d->m == mode::sum);
+            record(self, d);
+          },
+          on_error);
+      break;
+    }
+    case mode::caf: {
+      self->request(d->peer, msg_timeout, vping_atom::value, std::move(d->vec))
+        .then(
+          [self, d](std::vector<char>& v) {
+            sink_value = consume(reinterpret_cast<const std::byte*>(v.data()), v.size(), false);
+            d->vec = std::move(v);
+            record(self, d);
+          },
+          on_error);
+      break;
+    }
+    case mode::engine: {
+      auto* me = d->me;
+      auto ref = me->allocate(d->size);
+      if (!ref)
+        return failed(self, d, describe(ref.error()));
+      auto view = me->map(*ref, access_mode::read_write);
+      if (!view)
+        return failed(self, d, describe(view.error()));
+      view->data()[0] = std::byte(d->i);
+      view->data()[view->size() - 1] = std::byte(d->i);
+      auto moved = me->transfer(std::move(*view), d->peer_slot);
+      if (!moved)
+        return failed(self, d, describe(moved.error()));
+      self->request(d->peer, msg_timeout, eping_atom::value, *moved, me->slot())
+        .then(
+          [self, d](const block_ref& back) {
+            auto* me = d->me;
+            auto v = me->map(back, access_mode::read);
+            if (!v)
+              return failed(self, d, describe(v.error()));
+            sink_value = consume(v->data(), v->size(), false);
+            if (auto ok = me->unmap(std::move(*v)); !ok)
+              return failed(self, d, describe(ok.error()));
+            if (auto ok = me->free(back); !ok)
+              return failed(self, d, describe(ok.error()));
+            record(self, d);
+          },
+          on_error);
+      break;
+    }
+  }
+}
+
+std::shared_ptr<drive> run_drive(caf::actor_system& sys, std::shared_ptr<drive> d) {
+  auto fut = d->done.get_future();
+  auto body = [d](caf::event_based_actor* self) -> caf::behavior {
+    self->send(self, go_atom::value);
+    return {[self, d](go_atom) { step(self, d); }};
+  };
+  // The no-pool path makes blocking client calls: in a detached actor (see peer_admin).
+  if (d->m == mode::engine)
+    sys.spawn<caf::detached>(body);
+  else
+    sys.spawn(body);
+  fut.wait();
+  return d;
+}
+
+// One process's side of row 1: an actor system with the given scheduler, a client of cafshmd
+// and a peer process (the same program, --role peer) with the same scheduler.
+struct session {
+  caf::actor_system_config cfg;
+  caf::actor_system sys;
+  std::optional<client> me;
+  std::unique_ptr<child> peer_proc;
+  caf::actor peer;
+  uint32_t peer_slot = 0;
+  std::string error;
+
+  session(const options& opts, const engine_daemon& d, const sched& s, const std::string& name)
+    : sys(configured(cfg, s)) {
+    auto c = client::connect(sys, endpoint{"127.0.0.1", d.port()}, name);
+    if (!c) {
+      error = "connect: " + describe(c.error());
+      return;
+    }
+    me.emplace(std::move(*c));
+    peer_proc = std::make_unique<child>(std::vector<std::string>{
+      opts.self, "--role", "peer", "--engine", d.address(), "--name", name + "-peer", "--policy",
+      s.policy, "--threads", std::to_string(s.threads)});
+    auto ready = peer_proc->wait_for("ready ", std::chrono::seconds(30));
+    if (!ready) {
+      error = "the peer did not start";
+      return;
+    }
+    std::istringstream in{*ready};
+    int port = 0;
+    in >> port >> peer_slot;
+    auto h = sys.middleman().remote_actor("127.0.0.1", static_cast<uint16_t>(port));
+    if (!h) {
+      error = "remote_actor: " + sys.render(h.error());
+      return;
+    }
+    peer = *h;
+  }
+
+  ~session() {
+    peer = nullptr;
+    if (peer_proc) {
+      peer_proc->close_stdin();
+      if (!peer_proc->wait(std::chrono::seconds(10)))
+        peer_proc->kill(SIGKILL);
+    }
+    me.reset();
+  }
+
+  std::shared_ptr<drive> make(mode m, uint64_t size, pool* p) {
+    auto d = std::make_shared<drive>();
+    d->peer = peer;
+    d->m = m;
+    d->size = size;
+    d->me = &*me;
+    d->peer_slot = peer_slot;
+    d->p = p;
+    if (m == mode::caf)
+      d->vec.assign(size, 'x');
+    return d;
+  }
+};
+
+// The floor of a copying transport. Source and destination are placed 2 KiB apart modulo 4 KiB:
+// glibc's `rep movsb` copy runs ~20x slower on this AMD VM when the destination sits a few bytes
+// after the source modulo 4 KiB (4K aliasing), which two equal-sized vectors often do.
+stat memcpy_stat(uint64_t size, size_t max_reps, double budget_s) {
+  std::vector<char> a(size + 8192, 1), b(size + 8192, 2);
+  char* src = a.data() + (4096 - reinterpret_cast<uintptr_t>(a.data()) % 4096);
+  char* dst = b.data() + (4096 - reinterpret_cast<uintptr_t>(b.data()) % 4096) + 2048;
+  std::memcpy(dst, src, size); // fault in
+  std::vector<double> us;
+  auto start = clock_type::now();
+  for (size_t i = 0; i < max_reps; ++i) {
+    auto t0 = clock_type::now();
+    std::memcpy(dst, src, size);
+    asm volatile("" ::"r"(dst) : "memory");
+    us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+    if (i >= 20 && seconds_since(start) > budget_s)
+      break;
+  }
+  sink_value = static_cast<uint64_t>(dst[size / 2]);
+  return summarize(us);
+}
+
+// Iteration budgets per mode and size.
+struct budget {
+  size_t max_iter;
+  size_t min_iter;
+  double seconds;
+  size_t warmup;
+};
+
+budget budget_for(bool quick, mode m, uint64_t size) {
+  size_t warm = size >= (16u << 20) ? 2 : 10;
+  switch (m) {
+    case mode::touch:
+      return quick ? budget{400, 20, 0.4, warm} : budget{3000, 50, 2.0, warm};
+    case mode::sum:
+    case mode::fill:
+      return quick ? budget{200, 10, 0.4, warm} : budget{1000, 30, 1.5, warm};
+    case mode::caf:
+      return quick ? budget{300, 8, 1.5, size >= (16u << 20) ? 1 : warm}
+                   : budget{2000, 30, 5.0, warm};
+    case mode::engine:
+      return quick ? budget{200, 10, 0.5, warm} : budget{1000, 30, 2.0, warm};
+  }
+  return {100, 10, 1, 2};
+}
+
+stat timed(session& s, mode m, uint64_t size, pool* p, const budget& b, std::string& error) {
+  auto d = s.make(m, size, p);
+  d->warmup = b.warmup;
+  d->max_iter = b.max_iter;
+  d->min_iter = b.min_iter;
+  d->budget_s = b.seconds;
+  run_drive(s.sys, d);
+  if (!d->error.empty() && error.empty())
+    error = d->error;
+  return summarize(d->rtt_us);
+}
+
+} // namespace
+
+// -- row 1 ----------------------------------------------------------------------------------------
+
+handoff_report run_handoff(const options& opts) {
+  handoff_report rep;
+  engine_daemon d{opts.bin_dir, unique_name("cafshm-bench-h"), "512MiB"};
+  if (!d.ready()) {
+    rep.error = "cafshmd did not start";
+    return rep;
+  }
+  // Scheduler settings: the same for both transports and both processes.
+  std::vector<sched> candidates;
+  if (!opts.policy.empty())
+    candidates.push_back({opts.policy, opts.threads > 0 ? opts.threads : 1});
+  else
+    candidates = {{"stealing", 2}, {"sharing", 1}, {"stealing", 1}, {"sharing", 2}};
+  double best = 1e300;
+  for (const auto& c : candidates) {
+    std::cerr << "bench: handoff: scheduler " << c.text() << "\n";
+    session s{opts, d, c, unique_name("bench-sched")};
+    sched_trial t;
+    t.s = c;
+    if (!s.error.empty()) {
+      rep.error = s.error;
+      continue;
+    }
+    auto p = make_pool(s.sys, *s.me, s.peer, s.peer_slot, 64);
+    if (!p) {
+      rep.error = "pool: " + describe(p.error());
+      continue;
+    }
+    budget b = opts.quick ? budget{300, 50, 0.3, 20} : budget{2000, 100, 1.0, 50};
+    t.shm = timed(s, mode::touch, 64, &*p, b, rep.error);
+    t.caf = timed(s, mode::caf, 64, nullptr, b, rep.error);
+    budget b1 = opts.quick ? budget{60, 10, 0.3, 5} : budget{300, 30, 1.0, 10};
+    t.caf_1m = timed(s, mode::caf, 1u << 20, nullptr, b1, rep.error);
+    release_pool(s.sys, *s.me, s.peer, *p);
+    double score = t.shm.median + t.caf.median;
+    if (!t.shm.empty() && !t.caf.empty() && score < best) {
+      best = score;
+      rep.chosen = c;
+    }
+    rep.trials.push_back(t);
+  }
+  if (best == 1e300)
+    return rep;
+  std::cerr << "bench: handoff: using " << rep.chosen.text() << "\n";
+  session s{opts, d, rep.chosen, unique_name("bench-handoff")};
+  if (!s.error.empty()) {
+    rep.error = s.error;
+    return rep;
+  }
+  const std::vector<uint64_t> sizes{64, 4u << 10, 64u << 10, 1u << 20, 16u << 20, 64u << 20};
+  for (auto size : sizes) {
+    std::cerr << "bench: handoff: " << human_size(size) << "\n";
+    handoff_row row;
+    row.size = size;
+    auto p = make_pool(s.sys, *s.me, s.peer, s.peer_slot, size);
+    if (!p) {
+      rep.error = "pool of " + human_size(size) + ": " + describe(p.error());
+      rep.rows.push_back(row);
+      continue;
+    }
+    row.shm = timed(s, mode::touch, size, &*p, budget_for(opts.quick, mode::touch, size), rep.error);
+    row.shm_sum = timed(s, mode::sum, size, &*p, budget_for(opts.quick, mode::sum, size), rep.error);
+    row.shm_fill = timed(s, mode::fill, size, &*p, budget_for(opts.quick, mode::fill, size),
+                         rep.error);
+    row.caf = timed(s, mode::caf, size, nullptr, budget_for(opts.quick, mode::caf, size), rep.error);
+    release_pool(s.sys, *s.me, s.peer, *p);
+    row.shm_engine = timed(s, mode::engine, size, nullptr,
+                           budget_for(opts.quick, mode::engine, size), rep.error);
+    row.memcpy_us = memcpy_stat(size, opts.quick ? 200 : 1000, opts.quick ? 0.3 : 1.0);
+    rep.rows.push_back(row);
+  }
+  return rep;
+}
+
+// -- row 3, through the engine ---------------------------------------------------------------------
+
+namespace {
+
+struct lanes {
+  client* me = nullptr;
+  const workload* w = nullptr;
+  std::vector<block_ref> slots;
+  size_t count = 0;
+  std::vector<size_t> next_op;
+  clock_type::time_point deadline;
+  size_t pairs = 0;
+  size_t active = 0;
+  std::string error;
+  std::promise<void> done;
+};
+
+void lane_step(caf::event_based_actor* self, std::shared_ptr<lanes> c, size_t j) {
+  auto k = c->count;
+  auto i = c->next_op[j];
+  if (i >= c->w->sizes.size() || clock_type::now() >= c->deadline || !c->error.empty()) {
+    if (--c->active == 0) {
+      c->done.set_value();
+      self->quit();
+    }
+    return;
+  }
+  c->next_op[j] += k;
+  size_t per_lane = c->slots.size() / k;
+  size_t slot = j + k * (c->w->victims[i] % per_lane);
+  uint64_t size = c->w->sizes[i];
+  auto on_error = [self, c, j](caf::error& e) {
+    c->error = describe(e);
+    lane_step(self, c, j);
+  };
+  c->me->request(self, free_atom::value, c->slots[slot])
+    .then(
+      [self, c, j, slot, size, on_error](done_atom) {
+        c->me->request(self, allocate_atom::value, size)
+          .then(
+            [self, c, j, slot](const block_ref& r) {
+              c->slots[slot] = r;
+              ++c->pairs;
+              lane_step(self, c, j);
+            },
+            on_error);
+      },
+      on_error);
+}
+
+} // namespace
+
+namespace {
+
+// One engine to measure: a cafshmd (its built-in scheduler settings: not configurable) or
+// this program in the role engine-host (the same engine and module, with the given scheduler).
+std::vector<alloc_rate> alloc_rates_at(caf::actor_system& sys, const endpoint& ep,
+                                       const std::string& label, const workload& w, int runs,
+                                       double seconds, std::vector<request_rtt>& rtts) {
+  std::vector<alloc_rate> result;
+  auto c = client::connect(sys, ep, "bench-alloc");
+  if (!c)
+    return result;
+  auto& me = *c;
+  // A request round trip: find_process, which only looks a name up. Through the client's
+  // blocking call (a new scoped_actor per call), through one long-lived scoped_actor, and from an
+  // event-based actor (request, then the next request in the response handler).
+  {
+    const int n = 300, warm = 20;
+    std::vector<double> us;
+    for (int i = 0; i < n; ++i) {
+      auto t0 = clock_type::now();
+      if (!me.find_process("bench-alloc"))
+        break;
+      if (i >= warm)
+        us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+    }
+    rtts.push_back({label + ", client::find_process", summarize(us)});
+    us.clear();
+    {
+      caf::scoped_actor self{sys, true};
+      for (int i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        bool ok = false;
+        self->request(me.engine(), std::chrono::seconds(10), process_atom::value, me.session(),
+                      std::string{"bench-alloc"})
+          .receive([&](uint32_t) { ok = true; }, [&](caf::error&) {});
+        if (!ok)
+          break;
+        if (i >= warm)
+          us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+      }
+    }
+    rtts.push_back({label + ", one reused scoped_actor", summarize(us)});
+    auto samples = std::make_shared<std::vector<double>>();
+    auto done = std::make_shared<std::promise<void>>();
+    auto fut = done->get_future();
+    auto* mp = &me;
+    sys.spawn([samples, done, mp, n, warm](caf::event_based_actor* self) -> caf::behavior {
+      auto next = std::make_shared<std::function<void(int)>>();
+      *next = [self, samples, done, mp, n, warm, next](int i) {
+        if (i == n) {
+          done->set_value();
+          self->quit();
+          return;
+        }
+        auto t0 = clock_type::now();
+        mp->request(self, process_atom::value, std::string{"bench-alloc"})
+          .then(
+            [=](uint32_t) {
+              if (i >= warm)
+                samples->push_back(
+                  std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+              (*next)(i + 1);
+            },
+            [=](caf::error&) { (*next)(n); });
+      };
+      self->send(self, go_atom::value);
+      return {[next](go_atom) { (*next)(0); }};
+    });
+    fut.wait();
+    rtts.push_back({label + ", event-based actor", summarize(*samples)});
+  }
+  auto fill_live = [&](std::vector<block_ref>& slots) {
+    slots.clear();
+    for (auto size : w.initial)
+      if (auto r = me.allocate(size))
+        slots.push_back(*r);
+  };
+  auto free_live = [&](std::vector<block_ref>& slots) {
+    for (auto& r : slots)
+      (void) me.free(r);
+    slots.clear();
+  };
+  // Blocking: one allocate and one free request at a time, as client::allocate/free do.
+  {
+    std::vector<double> rates;
+    for (int run = 0; run < runs; ++run) {
+      std::vector<block_ref> slots;
+      fill_live(slots);
+      auto t0 = clock_type::now();
+      size_t pairs = 0;
+      for (size_t i = 0; i < w.sizes.size() && !slots.empty(); ++i) {
+        auto& slot = slots[w.victims[i] % slots.size()];
+        if (!me.free(slot))
+          break;
+        auto r = me.allocate(w.sizes[i]);
+        if (!r)
+          break;
+        slot = *r;
+        ++pairs;
+        if ((i & 15) == 0 && seconds_since(t0) > seconds)
+          break;
+      }
+      rates.push_back(pairs / seconds_since(t0));
+      free_live(slots);
+    }
+    result.push_back({label + ", blocking client calls",
+                      "client::free + client::allocate: two request round trips per pair",
+                      summarize(rates)});
+  }
+  // Pipelined: 16 lanes of async requests from one event-based actor.
+  {
+    std::vector<double> rates;
+    const size_t k = 16;
+    for (int run = 0; run < runs; ++run) {
+      auto ctx = std::make_shared<lanes>();
+      ctx->me = &me;
+      ctx->w = &w;
+      fill_live(ctx->slots);
+      ctx->count = k;
+      ctx->active = k;
+      for (size_t j = 0; j < k; ++j)
+        ctx->next_op.push_back(j);
+      auto fut = ctx->done.get_future();
+      auto t0 = clock_type::now();
+      ctx->deadline = t0 + std::chrono::duration_cast<clock_type::duration>(
+                             std::chrono::duration<double>(seconds));
+      sys.spawn([ctx, k](caf::event_based_actor* self) -> caf::behavior {
+        self->send(self, go_atom::value);
+        return {[self, ctx, k](go_atom) {
+          for (size_t j = 0; j < k; ++j)
+            lane_step(self, ctx, j);
+        }};
+      });
+      fut.wait();
+      rates.push_back(ctx->pairs / seconds_since(t0));
+      free_live(ctx->slots);
+    }
+    result.push_back({label + ", 16 requests in flight",
+                      "client::request from one event-based actor, 16 free->allocate chains",
+                      summarize(rates)});
+  }
+  return result;
+}
+
+} // namespace
+
+std::vector<alloc_rate> engine_alloc_rates(const options& opts, const sched& s, const workload& w,
+                                           int runs, double seconds,
+                                           std::vector<request_rtt>& rtts) {
+  std::vector<alloc_rate> result;
+  caf::actor_system_config cfg;
+  caf::actor_system sys{configured(cfg, s)};
+  {
+    engine_daemon d{opts.bin_dir, unique_name("cafshm-bench-a"), "256MiB"};
+    if (d.ready()) {
+      auto r = alloc_rates_at(sys, endpoint{"127.0.0.1", d.port()}, "cafshmd", w, runs, seconds,
+                              rtts);
+      result.insert(result.end(), r.begin(), r.end());
+    }
+  }
+  {
+    auto name = unique_name("cafshm-bench-eh");
+    child host{{opts.self, "--role", "engine-host", "--name", name, "--policy", s.policy,
+                "--threads", std::to_string(s.threads)}};
+    if (auto rest = host.wait_for("cafshmd listening on ", std::chrono::seconds(30))) {
+      auto port = static_cast<uint16_t>(std::stoi(rest->substr(rest->rfind(':') + 1)));
+      auto r = alloc_rates_at(sys, endpoint{"127.0.0.1", port}, "engine with " + s.text(), w,
+                              runs, seconds, rtts);
+      result.insert(result.end(), r.begin(), r.end());
+    }
+    host.close_stdin();
+    if (!host.wait(std::chrono::seconds(20)))
+      host.kill(SIGKILL);
+  }
+  return result;
+}
+
+// -- helper role "engine-host" --------------------------------------------------------------------
+
+// The engine as cafshmd runs it (module in engine role, published through the middleman), but
+// with the scheduler of --policy/--threads. Prints "cafshmd listening on HOST:PORT", serves until
+// stdin closes.
+int role_engine_host(const std::map<std::string, std::string>& args) {
+  auto get = [&](const std::string& k, const std::string& def = {}) {
+    auto i = args.find(k);
+    return i == args.end() ? def : i->second;
+  };
+  sched s{get("--policy", "sharing"), std::stoi(get("--threads", "1"))};
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  cfg.load<cafshm::module>();
+  cafshm::settings st;
+  st.role = cafshm::role::engine;
+  st.engine.name = get("--name", "cafshm-bench-eh");
+  st.engine.arena_bytes = 256ull << 20;
+  st.engine.max_blocks = 8192;
+  st.engine.max_grants = 4096;
+  st.engine.listen = {"127.0.0.1", 0};
+  cafshm::module::configure(cfg, st);
+  cfg.set("scheduler.policy", s.policy == "sharing" ? caf::atom("sharing") : caf::atom("stealing"));
+  cfg.set("scheduler.max-threads", static_cast<size_t>(s.threads));
+  caf::actor_system sys{cfg};
+  auto engine = cafshm::local_engine(sys);
+  if (!engine) {
+    std::cerr << "engine-host: " << describe(engine.error()) << "\n";
+    return 1;
+  }
+  auto port = sys.middleman().publish(*engine, 0, "127.0.0.1", true);
+  if (!port)
+    return 1;
+  std::cout << "cafshmd listening on 127.0.0.1:" << *port << std::endl;
+  std::string line;
+  while (std::getline(std::cin, line)) {
+  }
+  sys.middleman().unpublish(*engine, *port);
+  return 0;
+}
+
+// -- helper role "peer" ---------------------------------------------------------------------------
+
+// Registers with the engine, publishes the peer actor and prints "ready PORT SLOT". Then reads
+// commands on stdin (for the scale row) until EOF:
+//   pair PORT SLOT          connect to another peer's actor
+//   prepare MODE SIZE       MODE touch|engine: make the pool with the paired peer;
+//                           alloc: allocate the live set of the allocation workload
+//   run SECONDS             run the prepared thing; prints "result n=N seconds=S median=M p99=P"
+//   release                 undo prepare
+int role_peer(const std::map<std::string, std::string>& args) {
+  auto get = [&](const std::string& k, const std::string& def = {}) {
+    auto i = args.find(k);
+    return i == args.end() ? def : i->second;
+  };
+  sched s{get("--policy", "sharing"), std::stoi(get("--threads", "1"))};
+  caf::actor_system_config cfg;
+  caf::actor_system sys{configured(cfg, s)};
+  auto c = client::connect(sys, parse_endpoint(get("--engine")), get("--name", "bench-peer"));
+  if (!c) {
+    std::cerr << "peer: " << describe(c.error()) << "\n";
+    return 1;
+  }
+  auto st = std::make_shared<peer_state>();
+  st->me = &*c;
+  auto admin = sys.spawn<caf::detached>(peer_admin, st);
+  auto handler = sys.spawn(peer_front, admin, st);
+  auto port = sys.middleman().publish(handler, 0, "127.0.0.1");
+  if (!port) {
+    std::cerr << "peer: cannot publish: " << sys.render(port.error()) << "\n";
+    return 1;
+  }
+  std::cout << "ready " << *port << " " << c->slot() << std::endl;
+  caf::actor other;
+  uint32_t other_slot = 0;
+  std::optional<pool> p;
+  mode m = mode::touch;
+  bool allocating = false;
+  uint64_t size = 0;
+  std::vector<block_ref> live;
+  workload w;
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    std::istringstream in{line};
+    std::string cmd;
+    in >> cmd;
+    if (cmd == "pair") {
+      int port2 = 0;
+      in >> port2 >> other_slot;
+      auto h = sys.middleman().remote_actor("127.0.0.1", static_cast<uint16_t>(port2));
+      if (!h) {
+        std::cout << "error remote_actor " << sys.render(h.error()) << std::endl;
+        continue;
+      }
+      other = *h;
+      std::cout << "paired" << std::endl;
+    } else if (cmd == "prepare") {
+      std::string what;
+      in >> what >> size;
+      allocating = what == "alloc";
+      m = parse_mode(what);
+      if (allocating) {
+        w = make_workload(static_cast<uint64_t>(::getpid()), 32, 2'000'000, 64, 64u << 10);
+        live.clear();
+        for (auto sz : w.initial)
+          if (auto r = c->allocate(sz))
+            live.push_back(*r);
+        std::cout << "prepared" << std::endl;
+      } else if (m == mode::touch) {
+        auto made = make_pool(sys, *c, other, other_slot, size);
+        if (!made) {
+          std::cout << "error pool " << describe(made.error()) << std::endl;
+          continue;
+        }
+        p.emplace(std::move(*made));
+        std::cout << "prepared" << std::endl;
+      } else {
+        std::cout << "prepared" << std::endl;
+      }
+    } else if (cmd == "run") {
+      double seconds = 1;
+      in >> seconds;
+      if (allocating) {
+        auto t0 = clock_type::now();
+        size_t pairs = 0;
+        for (size_t i = 0; i < w.sizes.size() && !live.empty(); ++i) {
+          auto& slot = live[w.victims[i] % live.size()];
+          if (!c->free(slot))
+            break;
+          auto r = c->allocate(w.sizes[i]);
+          if (!r)
+            break;
+          slot = *r;
+          ++pairs;
+          if ((i & 15) == 0 && seconds_since(t0) > seconds)
+            break;
+        }
+        auto el = seconds_since(t0);
+        std::cout << "result n=" << pairs << " seconds=" << el << " median=0 p99=0" << std::endl;
+        continue;
+      }
+      auto d = std::make_shared<drive>();
+      d->peer = other;
+      d->m = m;
+      d->size = size;
+      d->me = &*c;
+      d->peer_slot = other_slot;
+      d->p = p ? &*p : nullptr;
+      d->warmup = 10;
+      d->max_iter = 100'000'000;
+      d->min_iter = 1;
+      d->budget_s = seconds;
+      run_drive(sys, d);
+      auto stt = summarize(d->rtt_us);
+      std::cout << "result n=" << d->rtt_us.size() << " seconds=" << d->elapsed_s
+                << " median=" << stt.median << " p99=" << stt.p99;
+      if (!d->error.empty())
+        std::cout << " error=" << d->error;
+      std::cout << std::endl;
+      // all samples, for the pooled percentiles
+      std::cout << "samples";
+      for (auto x : d->rtt_us)
+        std::cout << ' ' << x;
+      std::cout << std::endl;
+    } else if (cmd == "release") {
+      if (p) {
+        release_pool(sys, *c, other, *p);
+        p.reset();
+      }
+      for (auto& r : live)
+        (void) c->free(r);
+      live.clear();
+      std::cout << "released" << std::endl;
+    } else if (cmd == "quit") {
+      break;
+    }
+  }
+  other = nullptr;
+  st->release();
+  caf::anon_send_exit(handler, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(admin, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+} // namespace bench

@@ -1,0 +1,591 @@
+// Writes bench/results/latest.json, latest.md and the data files of the plots (*.dat; bench.sh
+// turns them into PNGs with gnuplot).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "bench.hpp"
+
+namespace bench {
+
+namespace {
+
+// Three significant digits, no exponent for ordinary values.
+std::string num(double x) {
+  if (!std::isfinite(x))
+    return "null";
+  char buf[64];
+  double a = std::fabs(x);
+  if (a == 0)
+    return "0";
+  if (a >= 1000)
+    std::snprintf(buf, sizeof(buf), "%.0f", x);
+  else if (a >= 100)
+    std::snprintf(buf, sizeof(buf), "%.1f", x);
+  else if (a >= 10)
+    std::snprintf(buf, sizeof(buf), "%.2f", x);
+  else if (a >= 1)
+    std::snprintf(buf, sizeof(buf), "%.3f", x);
+  else
+    std::snprintf(buf, sizeof(buf), "%.3g", x);
+  return buf;
+}
+
+std::string big(double x) { // 12.3 M, 456 k
+  if (x >= 1e6)
+    return num(x / 1e6) + " M";
+  if (x >= 1e3)
+    return num(x / 1e3) + " k";
+  return num(x);
+}
+
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string ratio(double a, double b) {
+  if (b <= 0 || a <= 0)
+    return "–";
+  return num(a / b) + "×";
+}
+
+std::string mark(bool ok) {
+  return ok ? "**met**" : "**missed**";
+}
+
+std::string spread(const stat& s) {
+  if (s.empty())
+    return "–";
+  return num(s.median) + " (" + num(s.min) + "–" + num(s.max) + ")";
+}
+
+std::string lat(const stat& s) {
+  if (s.empty())
+    return "–";
+  return num(s.median) + " / " + num(s.p99);
+}
+
+std::string rss(const rss_figures& f) {
+  return num(f.hwm_mib) + " / " + num(f.anon_peak_mib);
+}
+
+// JSON object writer with comma handling.
+class json {
+public:
+  explicit json(std::ostream& out) : out_(out) {}
+  json& open(const std::string& key = {}, char c = '{') {
+    sep();
+    if (!key.empty())
+      out_ << quote(key) << ": ";
+    out_ << c;
+    first_ = true;
+    return *this;
+  }
+  json& close(char c = '}') {
+    out_ << c;
+    first_ = false;
+    return *this;
+  }
+  json& kv(const std::string& k, double v) {
+    sep();
+    out_ << quote(k) << ": " << (std::isfinite(v) ? num_exact(v) : "null");
+    return *this;
+  }
+  json& kv(const std::string& k, uint64_t v) {
+    sep();
+    out_ << quote(k) << ": " << v;
+    return *this;
+  }
+  json& kv(const std::string& k, int v) {
+    sep();
+    out_ << quote(k) << ": " << v;
+    return *this;
+  }
+  json& kv(const std::string& k, const std::string& v) {
+    sep();
+    out_ << quote(k) << ": " << quote(v);
+    return *this;
+  }
+  json& kv(const std::string& k, const char* v) { return kv(k, std::string{v}); }
+  json& kv(const std::string& k, bool v) {
+    sep();
+    out_ << quote(k) << ": " << (v ? "true" : "false");
+    return *this;
+  }
+  json& st(const std::string& prefix, const stat& s, bool latency) {
+    kv(prefix + "median", s.median);
+    if (latency)
+      kv(prefix + "p99", s.p99);
+    kv(prefix + "min", s.min);
+    kv(prefix + "max", s.max);
+    kv(prefix + "n", static_cast<uint64_t>(s.n));
+    return *this;
+  }
+
+private:
+  static std::string num_exact(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.6g", v);
+    return buf;
+  }
+  void sep() {
+    if (!first_)
+      out_ << ",\n";
+    first_ = false;
+  }
+  std::ostream& out_;
+  bool first_ = true;
+};
+
+const handoff_row* handoff_at(const handoff_report& h, uint64_t size) {
+  for (const auto& r : h.rows)
+    if (r.size == size)
+      return &r;
+  return nullptr;
+}
+
+const remote_row* remote_at(const remote_report& r, uint64_t size) {
+  for (const auto& x : r.rows)
+    if (x.size == size)
+      return &x;
+  return nullptr;
+}
+
+std::string now_text() {
+  std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
+  return buf;
+}
+
+} // namespace
+
+void write_outputs(const report& r) {
+  namespace fs = std::filesystem;
+  fs::create_directories(r.opts.out_dir);
+  const auto dir = fs::path{r.opts.out_dir};
+  const std::string mode = r.opts.quick ? "quick" : "full";
+  const std::string date = now_text();
+  const auto& h = r.handoff;
+  const auto* h64 = handoff_at(h, 64);
+  const auto* h16 = handoff_at(h, 16u << 20);
+  const auto* h64m = handoff_at(h, 64u << 20);
+  double flat = h64 && h16 ? h16->shm.median / h64->shm.median : 0;
+  double x16 = h16 ? h16->caf.median / h16->shm.median : 0;
+  double x64 = h64m ? h64m->caf.median / h64m->shm.median : 0;
+  double buddy_rate = 0;
+  for (const auto& a : r.alloc.rates)
+    if (a.name.rfind("buddy", 0) == 0)
+      buddy_rate = a.pairs_per_s.median;
+  const auto* r64 = remote_at(r.remote, 64ull << 20);
+  double xmit_share = r64 && r64->tcp_gbps.median > 0 ? r64->xmit_gbps.median / r64->tcp_gbps.median : 0;
+  double window_mib = static_cast<double>(r.remote.chunk * r.remote.window) / (1 << 20);
+  // fragmentation: buddy ratio >= boost ratio at every fill
+  bool frag_ok = !r.alloc.frag.empty();
+  for (size_t i = 0; i + 1 < r.alloc.frag.size(); i += 2)
+    frag_ok = frag_ok && r.alloc.frag[i].mean_ratio >= r.alloc.frag[i + 1].mean_ratio;
+  double max_anon = 0;
+  for (const auto& x : r.remote.rows)
+    max_anon = std::max({max_anon, x.daemon_a.anon_peak_mib, x.daemon_b.anon_peak_mib});
+
+  // -- JSON --------------------------------------------------------------------------------------
+  {
+    std::ofstream out{dir / "latest.json"};
+    json j{out};
+    j.open();
+    j.kv("mode", mode).kv("date", date).kv("total_seconds", r.total_seconds);
+    j.open("machine");
+    for (const auto& [k, v] : r.machine)
+      j.kv(k, v);
+    j.close();
+    j.open("handoff", '[');
+    for (const auto& x : h.rows) {
+      j.open();
+      j.kv("size", x.size)
+        .kv("cafshm_rtt_us", x.shm.median)
+        .kv("caf_rtt_us", x.caf.median)
+        .kv("memcpy_us", x.memcpy_us.median)
+        .kv("cafshm_p99_us", x.shm.p99)
+        .kv("caf_p99_us", x.caf.p99)
+        .kv("cafshm_checksum_rtt_us", x.shm_sum.median)
+        .kv("cafshm_checksum_p99_us", x.shm_sum.p99)
+        .kv("cafshm_write_rtt_us", x.shm_fill.median)
+        .kv("cafshm_write_p99_us", x.shm_fill.p99)
+        .kv("cafshm_nopool_rtt_us", x.shm_engine.median)
+        .kv("cafshm_nopool_p99_us", x.shm_engine.p99)
+        .kv("memcpy_p99_us", x.memcpy_us.p99)
+        .kv("caf_over_cafshm", x.shm.median > 0 ? x.caf.median / x.shm.median : 0.0)
+        .kv("samples_cafshm", static_cast<uint64_t>(x.shm.n))
+        .kv("samples_caf", static_cast<uint64_t>(x.caf.n));
+      j.close();
+    }
+    j.close(']');
+    j.open("handoff_scheduler");
+    j.kv("chosen", h.chosen.text());
+    j.open("trials", '[');
+    for (const auto& t : h.trials) {
+      j.open();
+      j.kv("scheduler", t.s.text())
+        .kv("cafshm_64B_rtt_us", t.shm.median)
+        .kv("cafshm_64B_p99_us", t.shm.p99)
+        .kv("caf_64B_rtt_us", t.caf.median)
+        .kv("caf_64B_p99_us", t.caf.p99)
+        .kv("caf_1MiB_rtt_us", t.caf_1m.median);
+      j.close();
+    }
+    j.close(']');
+    if (!h.error.empty())
+      j.kv("error", h.error);
+    j.close();
+    j.open("pipeline", '[');
+    for (const auto& p : r.pipeline) {
+      j.open();
+      j.kv("transport", p.transport)
+        .kv("width", static_cast<uint64_t>(p.width))
+        .kv("height", static_cast<uint64_t>(p.height))
+        .kv("frame_bytes", p.frame_bytes)
+        .kv("frames", static_cast<uint64_t>(p.frames))
+        .kv("runs", static_cast<uint64_t>(p.fps.n))
+        .kv("fps", p.fps.median)
+        .kv("fps_min", p.fps.min)
+        .kv("fps_max", p.fps.max)
+        .kv("GBps", p.gbps.median)
+        .kv("GBps_min", p.gbps.min)
+        .kv("GBps_max", p.gbps.max);
+      if (!p.error.empty())
+        j.kv("error", p.error);
+      j.close();
+    }
+    j.close(']');
+    j.open("alloc");
+    j.kv("workload", r.alloc.workload);
+    j.open("request_rtt", '[');
+    for (const auto& q : r.alloc.request_rtts) {
+      j.open();
+      j.kv("engine", q.engine).kv("rtt_us", q.us.median).kv("p99_us", q.us.p99);
+      j.close();
+    }
+    j.close(']');
+    j.open("rates", '[');
+    for (const auto& a : r.alloc.rates) {
+      j.open();
+      j.kv("allocator", a.name).kv("note", a.note);
+      j.kv("pairs_per_s", a.pairs_per_s.median)
+        .kv("pairs_per_s_min", a.pairs_per_s.min)
+        .kv("pairs_per_s_max", a.pairs_per_s.max)
+        .kv("runs", static_cast<uint64_t>(a.pairs_per_s.n));
+      j.close();
+    }
+    j.close(']');
+    j.kv("fragmentation_workload", r.alloc.frag_workload);
+    j.open("fragmentation", '[');
+    for (const auto& f : r.alloc.frag) {
+      j.open();
+      j.kv("allocator", f.allocator)
+        .kv("fill_target", f.fill)
+        .kv("arena_bytes", f.arena)
+        .kv("free_bytes", f.free_bytes)
+        .kv("largest_free_bytes", f.largest_free)
+        .kv("largest_over_free", f.ratio)
+        .kv("largest_over_free_mean", f.mean_ratio)
+        .kv("largest_over_free_min", f.min_ratio)
+        .kv("ops", f.ops)
+        .kv("failed_allocations", f.failed)
+        .kv("live_requested_fraction", f.live_requested);
+      j.close();
+    }
+    j.close(']');
+    if (!r.alloc.error.empty())
+      j.kv("error", r.alloc.error);
+    j.close();
+    j.open("remote");
+    j.kv("chunk_bytes", r.remote.chunk).kv("window_chunks", static_cast<uint64_t>(r.remote.window));
+    j.open("rows", '[');
+    for (const auto& x : r.remote.rows) {
+      j.open();
+      j.kv("size", x.size)
+        .kv("cafshm_GBps", x.xmit_gbps.median)
+        .kv("cafshm_GBps_min", x.xmit_gbps.min)
+        .kv("cafshm_GBps_max", x.xmit_gbps.max)
+        .kv("tcp_GBps", x.tcp_gbps.median)
+        .kv("tcp_GBps_min", x.tcp_gbps.min)
+        .kv("tcp_GBps_max", x.tcp_gbps.max)
+        .kv("caf_GBps", x.caf_gbps.median)
+        .kv("caf_GBps_min", x.caf_gbps.min)
+        .kv("caf_GBps_max", x.caf_gbps.max)
+        .kv("cafshm_over_tcp", x.tcp_gbps.median > 0 ? x.xmit_gbps.median / x.tcp_gbps.median : 0.0)
+        .kv("reps", static_cast<uint64_t>(x.xmit_gbps.n));
+      auto rs = [&](const std::string& k, const rss_figures& f) {
+        j.kv(k + "_hwm_mib", f.hwm_mib);
+        j.kv(k + "_anon_peak_mib", f.anon_peak_mib);
+      };
+      rs("daemon_a", x.daemon_a);
+      rs("daemon_b", x.daemon_b);
+      rs("cafshm_client", x.xmit_client);
+      j.kv("tcp_source_hwm_mib", x.tcp_source.hwm_mib).kv("tcp_sink_hwm_mib", x.tcp_sink.hwm_mib);
+      j.kv("caf_source_hwm_mib", x.caf_source.hwm_mib).kv("caf_sink_hwm_mib", x.caf_sink.hwm_mib);
+      if (!x.error.empty())
+        j.kv("error", x.error);
+      j.close();
+    }
+    j.close(']');
+    j.kv("sweep_size", r.remote.sweep_size);
+    j.open("sweep", '[');
+    for (const auto& s : r.remote.sweep) {
+      j.open();
+      j.kv("chunk_bytes", s.chunk)
+        .kv("window_chunks", static_cast<uint64_t>(s.window))
+        .kv("cache_bytes", s.cache)
+        .kv("GBps", s.gbps.median)
+        .kv("GBps_min", s.gbps.min)
+        .kv("GBps_max", s.gbps.max)
+        .kv("daemon_a_anon_peak_mib", s.daemon_a.anon_peak_mib)
+        .kv("daemon_b_anon_peak_mib", s.daemon_b.anon_peak_mib);
+      if (!s.error.empty())
+        j.kv("error", s.error);
+      j.close();
+    }
+    j.close(']');
+    if (!r.remote.error.empty())
+      j.kv("error", r.remote.error);
+    j.close();
+    j.open("scale", '[');
+    for (const auto& s : r.scale.rows) {
+      j.open();
+      j.kv("clients", s.clients)
+        .kv("payload_bytes", r.scale.size)
+        .kv("pool_rtt_us", s.pool_rtt.median)
+        .kv("pool_p99_us", s.pool_rtt.p99)
+        .kv("pool_round_trips_per_s", s.pool_rate)
+        .kv("nopool_rtt_us", s.engine_rtt.median)
+        .kv("nopool_p99_us", s.engine_rtt.p99)
+        .kv("nopool_round_trips_per_s", s.engine_rate)
+        .kv("alloc_pairs_per_s", s.alloc_rate)
+        .kv("alloc_pairs_per_s_per_client_median", s.alloc_per_client.median);
+      if (!s.error.empty())
+        j.kv("error", s.error);
+      j.close();
+    }
+    j.close(']');
+    j.open("targets");
+    j.kv("handoff_16MiB_over_64B", flat).kv("handoff_16MiB_over_64B_met", flat > 0 && flat <= 1.5);
+    j.kv("caf_over_cafshm_16MiB", x16).kv("caf_over_cafshm_16MiB_met", x16 >= 20);
+    j.kv("caf_over_cafshm_64MiB", x64).kv("caf_over_cafshm_64MiB_met", x64 >= 100);
+    j.kv("remote_64MiB_share_of_tcp", xmit_share).kv("remote_64MiB_share_of_tcp_met", xmit_share >= 0.8);
+    j.kv("remote_window_mib", window_mib).kv("remote_daemon_anon_peak_mib_max", max_anon);
+    j.kv("buddy_pairs_per_s", buddy_rate).kv("buddy_pairs_per_s_met", buddy_rate >= 5e6);
+    j.kv("fragmentation_no_worse_than_boost", frag_ok);
+    j.close();
+    j.close();
+    out << "\n";
+  }
+
+  // -- data files for gnuplot ----------------------------------------------------------------------
+  {
+    std::ofstream out{dir / "handoff.dat"};
+    out << "# size cafshm cafshm_checksum cafshm_write cafshm_nopool caf memcpy (median RTT, us)\n";
+    for (const auto& x : h.rows)
+      out << x.size << ' ' << x.shm.median << ' ' << x.shm_sum.median << ' ' << x.shm_fill.median
+          << ' ' << x.shm_engine.median << ' ' << x.caf.median << ' ' << x.memcpy_us.median << "\n";
+  }
+  {
+    std::ofstream out{dir / "pipeline.dat"};
+    out << "# frame_bytes shm_GBps caf_GBps shm_min shm_max caf_min caf_max\n";
+    for (const auto& p : r.pipeline) {
+      if (p.transport != "shm")
+        continue;
+      for (const auto& q : r.pipeline)
+        if (q.transport == "caf" && q.width == p.width && q.height == p.height)
+          out << p.frame_bytes << ' ' << p.gbps.median << ' ' << q.gbps.median << ' ' << p.gbps.min
+              << ' ' << p.gbps.max << ' ' << q.gbps.min << ' ' << q.gbps.max << "\n";
+    }
+  }
+  {
+    std::ofstream out{dir / "remote.dat"};
+    out << "# size cafshm_GBps tcp_GBps caf_GBps (medians) then min max of each\n";
+    for (const auto& x : r.remote.rows)
+      out << x.size << ' ' << x.xmit_gbps.median << ' ' << x.tcp_gbps.median << ' '
+          << x.caf_gbps.median << ' ' << x.xmit_gbps.min << ' ' << x.xmit_gbps.max << ' '
+          << x.tcp_gbps.min << ' ' << x.tcp_gbps.max << ' ' << x.caf_gbps.min << ' '
+          << x.caf_gbps.max << "\n";
+  }
+
+  // -- Markdown --------------------------------------------------------------------------------------
+  std::ofstream md{dir / "latest.md"};
+  md << "# cafshm benchmarks (" << mode << " run)\n\n";
+  md << "Written by `scripts/bench.sh" << (r.opts.quick ? " --quick" : "") << "` on " << date
+     << " in " << static_cast<int>(r.total_seconds)
+     << " s. Every figure is the median of repeated measurements; latencies also give p99, "
+        "throughputs the spread (min–max over runs). Every ratio compares rows of this run.\n\n";
+  md << "| machine | |\n|---|---|\n";
+  // load_*: /proc/loadavg (1, 5, 15 min) — other work on the machine shows there.
+  for (const char* k : {"cpu", "cores", "memory", "kernel", "os", "compiler", "build_type",
+                        "cxx_flags", "caf", "load_at_start", "load_at_end"})
+    if (auto i = r.machine.find(k); i != r.machine.end())
+      md << "| " << k << " | " << i->second << " |\n";
+  md << "\n## Targets\n\n| target | measured | |\n|---|---|---|\n";
+  md << "| hand-off RTT(16 MiB) ≤ 1.5 × RTT(64 B) | " << num(flat) << "× | " << mark(flat > 0 && flat <= 1.5) << " |\n";
+  md << "| ≥ 20× faster than plain CAF at 16 MiB | " << num(x16) << "× | " << mark(x16 >= 20) << " |\n";
+  md << "| ≥ 100× faster than plain CAF at 64 MiB | " << num(x64) << "× | " << mark(x64 >= 100) << " |\n";
+  md << "| remote transmit ≥ 80 % of raw TCP at 64 MiB | " << num(100 * xmit_share) << " % | "
+     << mark(xmit_share >= 0.8) << " |\n";
+  md << "| daemon heap peak bounded by the window (" << num(window_mib) << " MiB) | max "
+     << num(max_anon) << " MiB (" << num(window_mib > 0 ? max_anon / window_mib : 0)
+     << "× the window) | see §4 |\n";
+  md << "| buddy allocate+free ≥ 5 M pairs/s | " << big(buddy_rate) << " | " << mark(buddy_rate >= 5e6) << " |\n";
+  md << "| fragmentation no worse than Boost | see §3 | " << mark(frag_ok) << " |\n\n";
+
+  // 1
+  md << "## 1. Hand-off round trip between two processes\n\n";
+  md << "Two processes registered with one cafshmd; RTT in µs, median / p99. **cafshm**: a pool of "
+        "pre-allocated, pre-shared, pre-mapped blocks; one CAF message with a `block_ref` each way, "
+        "each side reads the first and last byte of the other's block. **+checksum**: both sides "
+        "XXH3 the whole payload instead. **+write**: the sender also writes the whole payload "
+        "before each send. **no pool**: allocate, map, write, transfer, send; the peer maps, "
+        "reads, unmaps, transfers back; map, read, unmap, free (10 requests to cafshmd). **plain "
+        "CAF**: `std::vector<char>` through the io middleman and back. **memcpy**: one copy of "
+        "the payload on one core.\n\n";
+  md << "Scheduler (both processes, both transports): **" << h.chosen.text()
+     << "** (policy/max-threads), the fastest of:\n\n";
+  md << "| scheduler | cafshm 64 B | plain CAF 64 B | plain CAF 1 MiB |\n|---|---|---|---|\n";
+  for (const auto& t : h.trials)
+    md << "| " << t.s.text() << " | " << lat(t.shm) << " | " << lat(t.caf) << " | " << lat(t.caf_1m) << " |\n";
+  md << "\n| payload | cafshm | +checksum | +write | no pool | plain CAF | memcpy | CAF ÷ cafshm | cafshm ÷ cafshm(64 B) |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& x : h.rows)
+    md << "| " << human_size(x.size) << " | " << lat(x.shm) << " | " << lat(x.shm_sum) << " | "
+       << lat(x.shm_fill) << " | " << lat(x.shm_engine) << " | " << lat(x.caf) << " | "
+       << lat(x.memcpy_us) << " | " << ratio(x.caf.median, x.shm.median) << " | "
+       << (h64 ? ratio(x.shm.median, h64->shm.median) : "–") << " |\n";
+  if (!h.error.empty())
+    md << "\nError: " << h.error << "\n";
+  md << "\n![hand-off latency](handoff_latency.png)\n";
+
+  // 2
+  md << "\n## 2. Pipeline throughput (examples/pipeline)\n\n"
+        "producer → transformer (RGB → gray) → sink, three processes; `cafshm-pipeline "
+        "--transport shm|caf`. GB/s = input RGB bytes per second. Median (min–max) of "
+     << (r.opts.quick ? 2 : 5) << " runs.\n\n";
+  md << "| transport | frame | MB/frame | frames | frames/s | GB/s | shm ÷ caf |\n|---|---|---:|---:|---:|---:|---:|\n";
+  for (const auto& p : r.pipeline) {
+    std::string vs = "";
+    if (p.transport == "shm")
+      for (const auto& q : r.pipeline)
+        if (q.transport == "caf" && q.width == p.width && q.height == p.height)
+          vs = ratio(p.fps.median, q.fps.median);
+    md << "| " << p.transport << " | " << p.width << "×" << p.height << " | "
+       << num(p.frame_bytes / 1e6) << " | " << p.frames << " | " << spread(p.fps) << " | "
+       << spread(p.gbps) << " | " << vs << " |";
+    if (!p.error.empty())
+      md << " error: " << p.error;
+    md << "\n";
+  }
+  md << "\n![pipeline throughput](pipeline_throughput.png)\n";
+
+  // 3
+  md << "\n## 3. Allocator\n\nWorkload: " << r.alloc.workload << ".\n\n";
+  md << "A single request round trip to the engine (blocking `client::find_process`, µs median / "
+        "p99): ";
+  for (size_t i = 0; i < r.alloc.request_rtts.size(); ++i)
+    md << (i ? "; " : "") << r.alloc.request_rtts[i].engine << " " << lat(r.alloc.request_rtts[i].us);
+  md << ". cafshmd uses its built-in scheduler settings (its YAML has no scheduler keys); "
+        "\"engine with …\" is the same engine and module hosted by the benchmark with the "
+        "hand-off row's scheduler. `client::find_process` is a blocking call that makes a new "
+        "`scoped_actor` per request; \"one reused scoped_actor\" sends the same request from one "
+        "long-lived `scoped_actor`; \"event-based actor\" from an event-based actor "
+        "(`client::request(self, ...)`), the next request in the response handler.\n\n";
+  md << "| allocator | allocate+free pairs/s, median (min–max) | ÷ buddy | |\n|---|---:|---:|---|\n";
+  for (const auto& a : r.alloc.rates)
+    md << "| " << a.name << " | " << big(a.pairs_per_s.median) << " (" << big(a.pairs_per_s.min)
+       << "–" << big(a.pairs_per_s.max) << ") | " << ratio(a.pairs_per_s.median, buddy_rate)
+       << " | " << a.note << " |\n";
+  md << "\nFragmentation: " << r.alloc.frag_workload
+     << ". Ratio = largest free block ÷ free bytes (1 = no external fragmentation); mean over "
+        "samples in the second half of the run, and at its end. Boost's largest free block is the "
+        "largest allocation that succeeds (binary search); buddy rounds every request up to a "
+        "power of two, which is internal fragmentation and shows as fewer free bytes and more "
+        "failed allocations.\n\n";
+  md << "| fill target | allocator | ratio mean | ratio min | ratio at end | free MiB | largest free MiB | failed allocations | live requested ÷ arena |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& f : r.alloc.frag)
+    md << "| " << num(f.fill) << " | " << f.allocator << " | " << num(f.mean_ratio) << " | "
+       << num(f.min_ratio) << " | " << num(f.ratio) << " | " << num(f.free_bytes / 1048576.0)
+       << " | " << num(f.largest_free / 1048576.0) << " | " << f.failed << " of " << f.ops
+       << " ops | " << num(f.live_requested) << " |\n";
+  if (!r.alloc.error.empty())
+    md << "\nError: " << r.alloc.error << "\n";
+
+  // 4
+  md << "\n## 4. Remote transfer on loopback\n\n"
+        "`client::transmit` from a block at cafshmd A to cafshmd B (remote.chunk "
+     << human_size(r.remote.chunk) << ", remote.window " << r.remote.window
+     << ", remote.cache 0 so that every repetition moves the payload), against a raw TCP socket "
+        "pair (one `send` of the whole buffer, the receiver `recv`s into a pre-faulted buffer) and "
+        "plain CAF (`std::vector<char>` chunks of the same size and window, acknowledged, copied "
+        "into a pre-faulted buffer). GB/s = 10^9 bytes/s, median (min–max). RSS in MiB as "
+        "VmHWM / peak heap growth during the row (RssAnon sampled every 4 ms); a daemon's "
+        "VmHWM includes the arena pages it touched, i.e. the block itself.\n\n";
+  md << "| block | cafshm transmit | raw TCP | plain CAF | transmit ÷ TCP | CAF ÷ TCP | daemon A | daemon B | cafshm client | TCP source / sink HWM | CAF source / sink HWM |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& x : r.remote.rows) {
+    md << "| " << human_size(x.size) << " | " << spread(x.xmit_gbps) << " | " << spread(x.tcp_gbps)
+       << " | " << spread(x.caf_gbps) << " | " << ratio(x.xmit_gbps.median, x.tcp_gbps.median)
+       << " | " << ratio(x.caf_gbps.median, x.tcp_gbps.median) << " | " << rss(x.daemon_a)
+       << " | " << rss(x.daemon_b) << " | " << rss(x.xmit_client) << " | "
+       << num(x.tcp_source.hwm_mib) << " / " << num(x.tcp_sink.hwm_mib) << " | "
+       << num(x.caf_source.hwm_mib) << " / " << num(x.caf_sink.hwm_mib) << " |";
+    if (!x.error.empty())
+      md << " error: " << x.error;
+    md << "\n";
+  }
+  md << "\nremote.chunk × remote.window at " << human_size(r.remote.sweep_size) << " blocks:\n\n";
+  md << "| chunk | window | window bytes | remote.cache | transmit GB/s | daemon A heap peak MiB | daemon B heap peak MiB |\n|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& s : r.remote.sweep) {
+    md << "| " << human_size(s.chunk) << " | " << s.window << " | "
+       << human_size(s.chunk * s.window) << " | " << (s.cache ? human_size(s.cache) : "0") << " | "
+       << spread(s.gbps) << " | "
+       << num(s.daemon_a.anon_peak_mib) << " | " << num(s.daemon_b.anon_peak_mib) << " |";
+    if (!s.error.empty())
+      md << " error: " << s.error;
+    md << "\n";
+  }
+  if (!r.remote.error.empty())
+    md << "\nError: " << r.remote.error << "\n";
+  md << "\n![remote throughput](remote_throughput.png)\n";
+
+  // 5
+  md << "\n## 5. Scale: clients against one engine\n\n"
+        "N client processes on one cafshmd, for "
+     << num(r.scale.seconds) << " s per phase. Hand-off: N/2 pairs hand " << human_size(r.scale.size)
+     << " blocks back and forth at once (RTT over all pairs' samples, µs median / p99; round "
+        "trips/s summed). Allocation: all N processes free+allocate (blocking client calls, "
+        "64 B..64 KiB) at once; pairs/s summed.\n\n";
+  md << "| clients | pool RTT | pool round trips/s | no-pool RTT | no-pool round trips/s | alloc pairs/s (all) | alloc pairs/s per client |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& s : r.scale.rows) {
+    md << "| " << s.clients << " | " << lat(s.pool_rtt) << " | " << big(s.pool_rate) << " | "
+       << lat(s.engine_rtt) << " | " << big(s.engine_rate) << " | " << big(s.alloc_rate) << " | "
+       << big(s.alloc_per_client.median) << " |";
+    if (!s.error.empty())
+      md << " error: " << s.error;
+    md << "\n";
+  }
+  if (!r.scale.error.empty())
+    md << "\nError: " << r.scale.error << "\n";
+}
+
+} // namespace bench

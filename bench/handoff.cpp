@@ -111,23 +111,22 @@ endpoint parse_endpoint(const std::string& text) {
 
 struct peer_state {
   client* me = nullptr;
-  std::optional<block_view> own; // this side's pool block (mapped read-write)
-  block_ref own_ref;
+  std::vector<std::pair<block_ref, block_view>> own; // this side's pool blocks (read-write)
+  block_ref last_own;
   std::unordered_map<uint32_t, block_view> mapped; // the other side's pool blocks, by index
+  std::unordered_map<uint32_t, block_ref> partner; // other side's block -> this side's block
 
-  void release_own() {
-    if (own) {
-      (void) me->unmap(std::move(*own));
-      own.reset();
-      (void) me->free(own_ref);
-      own_ref = {};
-    }
-  }
   void release() {
     for (auto& [k, v] : mapped)
       (void) me->unmap(std::move(v));
     mapped.clear();
-    release_own();
+    partner.clear();
+    for (auto& [ref, view] : own) {
+      (void) me->unmap(std::move(view));
+      (void) me->free(ref);
+    }
+    own.clear();
+    last_own = {};
   }
 };
 
@@ -139,7 +138,6 @@ caf::behavior peer_admin(caf::event_based_actor*, std::shared_ptr<peer_state> st
   return {
     // Allocates, writes and shares this side's pool block of `size`.
     [st](setup_atom, uint64_t size, uint32_t other) -> caf::result<block_ref> {
-      st->release_own();
       auto ref = st->me->allocate(size);
       if (!ref)
         return std::move(ref.error());
@@ -149,17 +147,18 @@ caf::behavior peer_admin(caf::event_based_actor*, std::shared_ptr<peer_state> st
       std::memset(view->data(), 0x5a, view->size());
       if (auto ok = st->me->share(*ref, other, access_mode::read); !ok)
         return std::move(ok.error());
-      st->own.emplace(std::move(*view));
-      st->own_ref = *ref;
+      st->own.emplace_back(*ref, std::move(*view));
+      st->last_own = *ref;
       return *ref;
     },
-    // Maps and pre-faults the other side's pool block.
+    // Maps and pre-faults the other side's pool block; pairs it with the block of the last setup.
     [st](premap_atom, const block_ref& ref) -> caf::result<uint64_t> {
       auto view = st->me->map(ref, access_mode::read);
       if (!view)
         return std::move(view.error());
       auto x = prefault(view->data(), view->size());
       st->mapped.insert_or_assign(ref.block, std::move(*view));
+      st->partner[ref.block] = st->last_own;
       return x;
     },
     // Without a pool: map, touch, unmap, give the block back.
@@ -193,7 +192,7 @@ caf::behavior peer_front(caf::event_based_actor* self, caf::actor admin,
       if (i == st->mapped.end())
         return make_error(errc::invalid_argument, "block not in the pool");
       sink_value = consume(i->second.data(), i->second.size(), m == uint8_t(mode::sum));
-      return st->own_ref;
+      return st->partner[ref.block];
     },
     [](vping_atom, std::vector<char>& v) -> std::vector<char> {
       sink_value = consume(reinterpret_cast<const std::byte*>(v.data()), v.size(), false);
@@ -256,16 +255,21 @@ caf::expected<pool> make_pool(caf::actor_system& sys, client& me, const caf::act
   return p;
 }
 
-void release_pool(caf::actor_system& sys, client& me, const caf::actor& peer, pool& p) {
+// Releases every pool of both sides.
+void release_pools(caf::actor_system& sys, client& me, const caf::actor& peer,
+                   std::vector<pool>& pools) {
   (void) ask<uint64_t>(sys, peer, release_atom::value);
-  if (p.their_view)
-    (void) me.unmap(std::move(*p.their_view));
-  if (p.my_view)
-    (void) me.unmap(std::move(*p.my_view));
-  p.their_view.reset();
-  p.my_view.reset();
-  if (p.mine.valid())
-    (void) me.free(p.mine);
+  for (auto& p : pools) {
+    if (p.their_view)
+      (void) me.unmap(std::move(*p.their_view));
+    if (p.my_view)
+      (void) me.unmap(std::move(*p.my_view));
+    p.their_view.reset();
+    p.my_view.reset();
+    if (p.mine.valid())
+      (void) me.free(p.mine);
+  }
+  pools.clear();
 }
 
 struct drive {
@@ -559,12 +563,14 @@ handoff_report run_handoff(const options& opts) {
       rep.error = "pool: " + describe(p.error());
       continue;
     }
+    std::vector<pool> pools;
+    pools.push_back(std::move(*p));
     budget b = opts.quick ? budget{300, 50, 0.3, 20} : budget{2000, 100, 1.0, 50};
-    t.shm = timed(s, mode::touch, 64, &*p, b, rep.error);
+    t.shm = timed(s, mode::touch, 64, &pools[0], b, rep.error);
     t.caf = timed(s, mode::caf, 64, nullptr, b, rep.error);
     budget b1 = opts.quick ? budget{60, 10, 0.3, 5} : budget{300, 30, 1.0, 10};
     t.caf_1m = timed(s, mode::caf, 1u << 20, nullptr, b1, rep.error);
-    release_pool(s.sys, *s.me, s.peer, *p);
+    release_pools(s.sys, *s.me, s.peer, pools);
     double score = t.shm.median + t.caf.median;
     if (!t.shm.empty() && !t.caf.empty() && score < best) {
       best = score;
@@ -581,27 +587,51 @@ handoff_report run_handoff(const options& opts) {
     return rep;
   }
   const std::vector<uint64_t> sizes{64, 4u << 10, 64u << 10, 1u << 20, 16u << 20, 64u << 20};
+  // Pools for every size at once, so that the cafshm round trips of all sizes can be measured in
+  // interleaved rounds: a change of the machine's load during the run then affects every size
+  // alike instead of favouring the sizes measured first.
+  std::vector<pool> pools;
   for (auto size : sizes) {
-    std::cerr << "bench: handoff: " << human_size(size) << "\n";
-    handoff_row row;
-    row.size = size;
     auto p = make_pool(s.sys, *s.me, s.peer, s.peer_slot, size);
     if (!p) {
       rep.error = "pool of " + human_size(size) + ": " + describe(p.error());
-      rep.rows.push_back(row);
-      continue;
+      release_pools(s.sys, *s.me, s.peer, pools);
+      return rep;
     }
-    row.shm = timed(s, mode::touch, size, &*p, budget_for(opts.quick, mode::touch, size), rep.error);
-    row.shm_sum = timed(s, mode::sum, size, &*p, budget_for(opts.quick, mode::sum, size), rep.error);
-    row.shm_fill = timed(s, mode::fill, size, &*p, budget_for(opts.quick, mode::fill, size),
+    pools.push_back(std::move(*p));
+  }
+  std::vector<std::vector<double>> touch(sizes.size());
+  const int rounds = opts.quick ? 5 : 10;
+  std::cerr << "bench: handoff: " << rounds << " interleaved rounds over all sizes\n";
+  for (int r = 0; r < rounds; ++r)
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      auto d = s.make(mode::touch, sizes[i], &pools[i]);
+      d->warmup = 5;
+      d->max_iter = opts.quick ? 80 : 300;
+      d->min_iter = d->max_iter;
+      d->budget_s = 60;
+      run_drive(s.sys, d);
+      if (!d->error.empty() && rep.error.empty())
+        rep.error = d->error;
+      touch[i].insert(touch[i].end(), d->rtt_us.begin(), d->rtt_us.end());
+    }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    auto size = sizes[i];
+    std::cerr << "bench: handoff: " << human_size(size) << "\n";
+    handoff_row row;
+    row.size = size;
+    row.shm = summarize(touch[i]);
+    row.shm_sum = timed(s, mode::sum, size, &pools[i], budget_for(opts.quick, mode::sum, size),
+                        rep.error);
+    row.shm_fill = timed(s, mode::fill, size, &pools[i], budget_for(opts.quick, mode::fill, size),
                          rep.error);
     row.caf = timed(s, mode::caf, size, nullptr, budget_for(opts.quick, mode::caf, size), rep.error);
-    release_pool(s.sys, *s.me, s.peer, *p);
     row.shm_engine = timed(s, mode::engine, size, nullptr,
                            budget_for(opts.quick, mode::engine, size), rep.error);
     row.memcpy_us = memcpy_stat(size, opts.quick ? 200 : 1000, opts.quick ? 0.3 : 1.0);
     rep.rows.push_back(row);
   }
+  release_pools(s.sys, *s.me, s.peer, pools);
   return rep;
 }
 
@@ -909,7 +939,7 @@ int role_peer(const std::map<std::string, std::string>& args) {
   std::cout << "ready " << *port << " " << c->slot() << std::endl;
   caf::actor other;
   uint32_t other_slot = 0;
-  std::optional<pool> p;
+  std::vector<pool> pools; // at most one
   mode m = mode::touch;
   bool allocating = false;
   uint64_t size = 0;
@@ -948,7 +978,7 @@ int role_peer(const std::map<std::string, std::string>& args) {
           std::cout << "error pool " << describe(made.error()) << std::endl;
           continue;
         }
-        p.emplace(std::move(*made));
+        pools.push_back(std::move(*made));
         std::cout << "prepared" << std::endl;
       } else {
         std::cout << "prepared" << std::endl;
@@ -981,7 +1011,7 @@ int role_peer(const std::map<std::string, std::string>& args) {
       d->size = size;
       d->me = &*c;
       d->peer_slot = other_slot;
-      d->p = p ? &*p : nullptr;
+      d->p = pools.empty() ? nullptr : &pools[0];
       d->warmup = 10;
       d->max_iter = 100'000'000;
       d->min_iter = 1;
@@ -999,10 +1029,8 @@ int role_peer(const std::map<std::string, std::string>& args) {
         std::cout << ' ' << x;
       std::cout << std::endl;
     } else if (cmd == "release") {
-      if (p) {
-        release_pool(sys, *c, other, *p);
-        p.reset();
-      }
+      if (!pools.empty())
+        release_pools(sys, *c, other, pools);
       for (auto& r : live)
         (void) c->free(r);
       live.clear();

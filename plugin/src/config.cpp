@@ -22,6 +22,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "cafshm/shm_segment.hpp"
+
 namespace cafshm {
 
 namespace {
@@ -252,6 +254,8 @@ check_result check_engine(const engine_settings& e) {
   if (auto p = check_arena(e)) return p;
   if (auto p = check_capacities(e)) return p;
   if (auto p = check_permissions(e.permissions)) return p;
+  if (!e.group.empty() && !group_id(e.group))
+    return problem{"engine.group", "no such Unix group '" + e.group + "'"};
   if (e.listen.host.empty()) return problem{"engine.listen.host", "must not be empty"};
   if (e.liveness_interval.count() <= 0)
     return problem{"engine.liveness_interval", "must be greater than 0"};
@@ -585,6 +589,7 @@ constexpr field<engine_settings> engine_fields[] = {
     {"scrub",
      [](const entry& v, engine_settings& out) { out.scrub = read_choice(v, scrub_policies); }},
     {"permissions", [](const entry& v, engine_settings& out) { out.permissions = read_mode(v); }},
+    {"group", [](const entry& v, engine_settings& out) { out.group = read_text(v); }},
     {"listen",
      [](const entry& v, engine_settings& out) { read_mapping(v, endpoint_fields, out.listen); }},
     {"liveness_interval",

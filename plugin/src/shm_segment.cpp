@@ -3,7 +3,10 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <vector>
 #include <unistd.h>
 
 #include <boost/interprocess/mapped_region.hpp>
@@ -54,8 +57,23 @@ shm_space query_shm_space() {
   return {uint64_t{st.f_bavail} * st.f_frsize, uint64_t{st.f_blocks} * st.f_frsize};
 }
 
+std::optional<gid_t> group_id(const std::string& name) {
+  if (name.empty())
+    return std::nullopt;
+  group entry{};
+  group* found = nullptr;
+  std::vector<char> buffer(4096);
+  while (::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) == ERANGE
+         && buffer.size() < (1u << 20))
+    buffer.resize(buffer.size() * 2);
+  if (found == nullptr)
+    return std::nullopt;
+  return found->gr_gid;
+}
+
 caf::expected<shm_segment> shm_segment::create(const std::string& name, uint64_t size,
-                                               uint32_t permissions) {
+                                               uint32_t permissions,
+                                               std::optional<gid_t> group) {
   shm_segment result;
   try {
     bip::permissions perm;
@@ -65,6 +83,14 @@ caf::expected<shm_segment> shm_segment::create(const std::string& name, uint64_t
     result.remove_on_destroy_ = true; // until handed out, failures clean up
     shm.truncate(static_cast<bip::offset_t>(size));
     int fd = shm.get_mapping_handle().handle;
+    if (group) { // an access group (like iceoryx's): its members may map the object too
+      if (::fchown(fd, static_cast<uid_t>(-1), *group) != 0)
+        return make_error(errc::segment_error,
+                          "cannot give shared-memory object '" + name + "' to group "
+                            + std::to_string(*group) + ": " + std::strerror(errno)
+                            + " (the engine's user must be a member of engine.group)");
+      permissions |= 0060;
+    }
     ::fchmod(fd, static_cast<mode_t>(permissions)); // umask must not narrow the mode
     if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); rc != 0) {
       auto space = query_shm_space();

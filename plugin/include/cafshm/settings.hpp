@@ -41,6 +41,9 @@ struct engine_settings {
   uint64_t default_quota_bytes = 0;   // per process; 0 = unlimited
   scrub_policy scrub = scrub_policy::on_free;
   uint32_t permissions = 0600;        // mode of both shared-memory objects
+  std::string group;                  // Unix group of both objects, which then get group rw
+                                      // (permissions | 0060); empty = the creator's group, no
+                                      // group access beyond `permissions`. Must exist.
   endpoint listen{"127.0.0.1", 4242}; // where cafshmd publishes the engine
   std::chrono::milliseconds liveness_interval{200}; // pid liveness check of clients
 };

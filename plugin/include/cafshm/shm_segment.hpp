@@ -5,7 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <sys/types.h>
 
 #include <caf/expected.hpp>
 
@@ -24,9 +26,12 @@ public:
 
   /// Creates a new object of `size` bytes with mode `permissions`, reserves its memory up front
   /// (so that a too small /dev/shm fails here with a clear segment_error, never with SIGBUS
-  /// later), and maps it read-write. Fails if the object exists.
+  /// later), and maps it read-write. Fails if the object exists. With a `group`, the object
+  /// belongs to that group and gets group read and write (permissions | 0060); the creating
+  /// user must be a member of the group (or root).
   static caf::expected<shm_segment> create(const std::string& name, uint64_t size,
-                                           uint32_t permissions);
+                                           uint32_t permissions,
+                                           std::optional<gid_t> group = std::nullopt);
 
   /// Maps `length` bytes from `offset` (page-aligned) of an existing object; length 0 = all.
   static caf::expected<shm_segment> open(const std::string& name, bool writable,
@@ -59,5 +64,8 @@ struct shm_space {
   uint64_t total_bytes = 0;
 };
 shm_space query_shm_space();
+
+/// Id of the Unix group called `name`, or nullopt if there is none.
+std::optional<gid_t> group_id(const std::string& name);
 
 } // namespace cafshm

@@ -266,6 +266,8 @@ caf::expected<block_ref> deliver(engine_state& st, const incoming_transfer& in) 
     if (auto ok = mm.name(engine, in.block, target.name); !ok)
       return ok.error();
   block_ref result = in.block;
+  if (in.destination == admin::engine_slot) // published: readable by every process here
+    mm.conceal(in.block, false);
   if (in.destination != admin::engine_slot) {
     auto moved = mm.transfer(engine, in.block, in.destination);
     if (!moved)
@@ -286,6 +288,7 @@ void remember(engine_state& st, const block_ref& block, std::span<const std::byt
   auto copy = mm.allocate(mm.engine_session(), bytes.size());
   if (!copy)
     return; // the arena is too full to cache: not an error of the transfer
+  mm.conceal(*copy, true); // a copy of another process's block: not for every process to read
   std::memcpy(mm.engine_bytes(*copy)->data(), bytes.data(), bytes.size());
   (void) block;
   free_blocks(st, st.cache->insert({*copy, hash, std::nullopt, 0}));
@@ -390,6 +393,7 @@ caf::result<transmit_receipt> offer(engine_pointer self, transfer_offer& o) {
       auto block = mm.allocate(engine, o.size);
       if (!block)
         return std::move(block.error());
+      mm.conceal(*block, true); // until delivered
       auto src = mm.engine_bytes(hit->local);
       std::memcpy(mm.engine_bytes(*block)->data(), src->data(), o.size);
       in.offer = o;
@@ -408,6 +412,7 @@ caf::result<transmit_receipt> offer(engine_pointer self, transfer_offer& o) {
   auto block = mm.allocate(engine, o.size); // out_of_memory refuses before any payload moves
   if (!block)
     return std::move(block.error());
+  mm.conceal(*block, true); // partial and not yet delivered: only the engine reads it
   in.offer = std::move(o);
   in.block = *block;
   in.bytes = *mm.engine_bytes(*block);
@@ -433,7 +438,8 @@ caf::result<done_atom> chunk(engine_pointer self, transfer_chunk& c) {
   if (XXH3_64bits(c.data.data(), c.data.size()) != c.hash)
     return make_error(errc::checksum_mismatch,
                       "chunk at offset " + std::to_string(c.offset) + " failed its checksum");
-  std::memcpy(in.bytes.data() + c.offset, c.data.data(), c.data.size());
+  if (!c.data.empty()) // an empty chunk's data() is null: memcpy(p, nullptr, 0) is UB
+    std::memcpy(in.bytes.data() + c.offset, c.data.data(), c.data.size());
   in.last_activity = std::chrono::steady_clock::now();
   return done_atom::value;
 }

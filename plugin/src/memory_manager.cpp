@@ -103,13 +103,16 @@ caf::expected<std::unique_ptr<memory_manager>>
 memory_manager::create(const engine_settings& s) {
   auto data_name = data_segment_name(s.name);
   auto admin_name = admin_segment_name(s.name);
+  std::optional<gid_t> group;
+  if (!s.group.empty() && !(group = group_id(s.group)))
+    return make_error(errc::config_error, "engine.group: no such Unix group '" + s.group + "'");
   if (auto cleared = clear_stale_segments(data_name, admin_name); !cleared)
     return cleared.error();
-  auto admin = shm_segment::create(admin_name, admin_bytes(s), s.permissions);
+  auto admin = shm_segment::create(admin_name, admin_bytes(s), s.permissions, group);
   if (!admin)
     return admin.error();
   admin->remove_on_destroy(true);
-  auto data = shm_segment::create(data_name, s.arena_bytes, s.permissions);
+  auto data = shm_segment::create(data_name, s.arena_bytes, s.permissions, group);
   if (!data)
     return data.error();
   data->remove_on_destroy(true);
@@ -127,6 +130,7 @@ memory_manager::memory_manager(const engine_settings& s, shm_segment data, shm_s
       static_cast<uint32_t>(std::countr_zero(s.min_block_bytes)),
       static_cast<uint32_t>(std::countr_zero(s.arena_bytes)))),
     tokens_(s.max_processes, 0),
+    concealed_(s.max_blocks, 0),
     random_(std::random_device{}()) {
   format();
 }
@@ -275,7 +279,7 @@ memory_manager::resolve(const session& s, const block_ref& ref, access need) {
   if (b.owner == s.process || s.process == admin::engine_slot)
     return &b; // the engine's session (never handed out) may touch every block
   bool allowed = false;
-  if (need == access::read && b.owner == admin::engine_slot)
+  if (need == access::read && b.owner == admin::engine_slot && concealed_[ref.block] == 0)
     allowed = true; // engine-held (published) blocks are readable by every process
   else if (need != access::none)
     if (auto g = find_grant(ref.block, s.process); g != no_index)
@@ -478,6 +482,7 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
   h.used_bytes -= bytes;
   --h.live_blocks;
   b.state = block_state::free;
+  concealed_[index] = 0;
   b.owner = 0;
   b.owner_views = 0;
   b.size = 0;
@@ -663,6 +668,7 @@ caf::expected<block_ref> memory_manager::transfer(const session& s, const block_
   dest.bytes_in_use += bytes;
   ++dest.block_count;
   blk.owner = to;
+  concealed_[ref.block] = 0;
   return ref_of(ref.block);
 }
 
@@ -802,6 +808,13 @@ caf::expected<uint64_t> memory_manager::exported_version(const block_ref& ref) {
     return deny(engine_session(), errc::access_denied,
                 "block " + std::to_string(ref.block) + " is not exported to peer engines");
   return (*b)->version;
+}
+
+void memory_manager::conceal(const block_ref& ref, bool on) {
+  if (ref.engine == header().engine_id && ref.block < settings_.max_blocks
+      && block(ref.block).state == block_state::live
+      && block(ref.block).generation == ref.generation)
+    concealed_[ref.block] = on ? 1 : 0;
 }
 
 caf::expected<std::span<std::byte>> memory_manager::engine_bytes(const block_ref& ref) {

@@ -74,6 +74,11 @@ public:
   caf::expected<void> authorize(const session& s, const block_ref& ref, access_mode mode);
   /// Version of a block that peers may read: held by the engine or shared with it (exported).
   caf::expected<uint64_t> exported_version(const block_ref& ref);
+  /// Engine-held blocks are readable by every registered process (published blocks). A
+  /// concealed one is not: only the engine's session reaches it (blocks being received from a
+  /// peer, cached copies of other processes' data). Cleared when the block is freed or changes
+  /// owner. Engine use only.
+  void conceal(const block_ref& ref, bool on);
   /// The bytes of a live block, for the engine's own copying (chunks, cache). Engine use only.
   caf::expected<std::span<std::byte>> engine_bytes(const block_ref& ref);
   /// Slot of the first live process registered under `name`.
@@ -131,6 +136,7 @@ private:
   buddy_allocator allocator_;
   std::vector<uint64_t> tokens_; // per slot; secret, never in shared memory
   std::unordered_map<std::string, uint32_t> names_; // name -> name_entry index
+  std::vector<uint8_t> concealed_; // per block index: engine-held but not readable by all
   std::mt19937_64 random_;
 };
 

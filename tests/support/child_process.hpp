@@ -45,6 +45,18 @@ public:
     in_ = in[1];
   }
 
+  /// Writes `text` to the child's stdin; false if it is closed or the write failed.
+  bool write_stdin(const std::string& text) {
+    size_t done = 0;
+    while (in_ >= 0 && done < text.size()) {
+      auto n = ::write(in_, text.data() + done, text.size() - done);
+      if (n <= 0)
+        return false;
+      done += static_cast<size_t>(n);
+    }
+    return in_ >= 0;
+  }
+
   void close_stdin() {
     if (in_ >= 0)
       ::close(std::exchange(in_, -1));

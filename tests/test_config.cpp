@@ -527,6 +527,18 @@ TEST_CASE("top level must be one mapping") {
 
   auto two = error_of("role: engine\n---\nrole: client\n");
   CHECK(contains(two.reason, "one YAML document"));
+  CHECK(two.line == 2);
+}
+
+TEST_CASE("a token yaml-cpp does not consume is a syntax error, not an endless loop") {
+  // YAML::LoadAll of yaml-cpp 0.7 never returns on these (found by fuzz/fuzz_config.cpp).
+  auto comma = error_of(",\n");
+  CHECK(comma.line == 1);
+  CHECK(comma.column == 1);
+  CHECK(contains(comma.reason, "unexpected ','"));
+  auto later = error_of("engine:\n  arena: 1MiB\n---\n,\n");
+  CHECK(later.line >= 3);
+  CHECK(contains(later.reason, "YAML"));
 }
 
 TEST_CASE("config_error::to_string leaves out empty parts") {

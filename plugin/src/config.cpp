@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "cafshm/shm_segment.hpp"
@@ -696,19 +697,58 @@ std::string config_error::to_string() const {
   return out;
 }
 
+namespace {
+
+// Records where each document starts and nothing else (a YAML::EventHandler that builds no nodes).
+struct document_starts : YAML::EventHandler {
+  std::vector<YAML::Mark> marks;
+  void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+} // namespace
+
 config_result parse_config(std::string_view yaml_text, std::string_view file_name) {
-  std::vector<YAML::Node> documents;
+  // Not YAML::LoadAll: in yaml-cpp 0.7 it loops forever, allocating, on a token its parser does
+  // not consume (a file that is just ",": jbeder/yaml-cpp#1319, found by fuzz/fuzz_config.cpp).
+  // At most two documents are looked at; a second one that starts where the first did is that
+  // token.
+  std::string text(yaml_text);
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(std::string(yaml_text));
+    std::istringstream in{text};
+    YAML::Parser parser{in};
+    document_starts starts;
+    while (starts.marks.size() < 2 && parser.HandleNextDocument(starts)) {
+    }
+    if (starts.marks.empty()) // no document at all: an empty file or one with only comments
+      return settings{};
+    if (starts.marks.size() > 1) {
+      const auto& second = starts.marks[1];
+      if (second.pos == starts.marks[0].pos) {
+        auto at = static_cast<size_t>(std::max(second.pos, 0));
+        return error_at(file_name, second, "",
+                        at < text.size() ? "YAML syntax error: unexpected '" + text.substr(at, 1)
+                                             + "'"
+                                         : std::string{"YAML syntax error"});
+      }
+      return error_at(file_name, second, "", "expected one YAML document, found more");
+    }
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     return error_at(file_name, e.mark, "", "YAML syntax error: " + e.msg);
   }
-  // No document at all: an empty file or one with only comments.
-  if (documents.empty()) return settings{};
-  if (documents.size() > 1)
-    return error_at(file_name, documents[1].Mark(), "",
-                    "expected one YAML document, found " + std::to_string(documents.size()));
-  return read_document(documents.front(), file_name);
+  return read_document(root, file_name);
 }
 
 config_result load_config(const std::filesystem::path& file) {

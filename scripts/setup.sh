@@ -5,6 +5,8 @@ set -euo pipefail
 # gnuplot-nox: the plots of scripts/bench.sh
 packages=(build-essential cmake libcaf-dev libboost-dev doctest-dev libyaml-cpp-dev libxxhash-dev
           libssl-dev libcli11-dev openssl iproute2 gnuplot-nox)
+# --fuzz (scripts/fuzz.sh): clang and the runtime that provides -fsanitize=fuzzer (libFuzzer).
+[ "${1:-}" = --fuzz ] && packages+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,0 +1,870 @@
+// Fuzz target: the engine's request validation. Random sequences of requests from several fake
+// processes (register, unregister, reclaim, allocate, free, write, read, copy, share, revoke,
+// transfer, name, lookup, remove, attach, detach, writes through views, authorize, ...) with
+// random, replayed and forged refs (engine ids, block indexes, generations, sizes), sessions,
+// offsets and sizes go straight to a memory_manager. A model of what each process may do runs
+// alongside. After every request:
+//   - memory_manager::check() is "" (allocator invariants, exact accounting in admin memory);
+//   - a request that succeeded was allowed: live session, live block named exactly by the ref,
+//     owner or grant of the needed kind (or an engine-held block for reads), bounds, quota;
+//   - requests that nothing forbids do succeed (free, read, write, lookup, remove, detach, ...);
+//   - reads return exactly what was written (through requests, copies or views), and a newly
+//     allocated block is zero everywhere (scrubbing) unless scrubbing is off;
+//   - the engine's statistics equal the model: bytes and blocks per process, blocks (live and
+//     draining), used bytes, names, processes.
+// At the end every process unregisters and the engine's own blocks are freed: the arena must be
+// entirely free and every table empty.
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "cafshm/admin_layout.hpp"
+#include "cafshm/memory_manager.hpp"
+#include "fuzz_input.hpp"
+
+using namespace cafshm;
+using cafshm::fuzz::input;
+using cafshm::fuzz::violation;
+
+namespace {
+
+constexpr uint64_t page = 4096;
+constexpr uint64_t arena_bytes = 256 * 1024;
+constexpr uint32_t max_processes = 5; // the engine and up to four processes
+constexpr uint32_t max_blocks = 24;
+constexpr uint32_t max_grants = 12;
+constexpr uint32_t max_names = 6;
+
+using admin::access;
+
+uint64_t block_bytes(uint64_t size) {
+  return std::max<uint64_t>(page, std::bit_ceil(size));
+}
+
+struct process {
+  session s;
+  std::string name;
+  uint64_t quota = 0;
+  bool live = true;
+};
+
+struct block {
+  block_ref ref;
+  uint32_t owner = 0;
+  uint64_t bytes = 0;
+  uint64_t offset = 0; // in the arena
+  std::map<uint32_t, access> grants;
+  std::vector<char> content; // the block's first ref.size bytes
+  std::string name;
+};
+
+struct view {
+  uint32_t slot;
+  uint32_t index;
+  bool writable;
+  uint64_t offset;
+  uint64_t size;
+};
+
+template <class T>
+bool ok(const caf::expected<T>& x) {
+  return static_cast<bool>(x);
+}
+
+std::string str(const block_ref& r) {
+  return to_string(r);
+}
+
+class harness {
+public:
+  harness(input& in, memory_manager& mm, scrub_policy scrub, uint64_t default_quota)
+    : in_(in), mm_(mm), scrub_(scrub), default_quota_(default_quota) {
+  }
+
+  void run() {
+    for (int steps = 0; !in_.empty() && steps < 400; ++steps) {
+      step();
+      verify("after op " + std::to_string(last_op_));
+      if (steps % 16 == 15)
+        verify_contents();
+    }
+    verify_contents();
+    finish();
+  }
+
+private:
+  // -- model queries ------------------------------------------------------------------------
+
+  std::optional<uint32_t> requester(const session& s) const {
+    if (s == mm_.engine_session())
+      return admin::engine_slot;
+    for (const auto& p : procs_)
+      if (p.live && p.s == s)
+        return p.s.process;
+    return std::nullopt;
+  }
+
+  bool live_slot(uint32_t slot) const {
+    if (slot == admin::engine_slot)
+      return true;
+    for (const auto& p : procs_)
+      if (p.live && p.s.process == slot)
+        return true;
+    return false;
+  }
+
+  process* proc_of(uint32_t slot) {
+    for (auto& p : procs_)
+      if (p.live && p.s.process == slot)
+        return &p;
+    return nullptr;
+  }
+
+  block* live_block(const block_ref& r) {
+    auto i = blocks_.find(r.block);
+    if (i == blocks_.end() || i->second.ref != r)
+      return nullptr;
+    return &i->second;
+  }
+
+  static bool allowed(uint32_t slot, const block& b, access need) {
+    if (slot == admin::engine_slot || b.owner == slot)
+      return true;
+    if (need == access::none)
+      return false;
+    if (need == access::read && b.owner == admin::engine_slot)
+      return true;
+    auto g = b.grants.find(slot);
+    return g != b.grants.end() && g->second >= need;
+  }
+
+  uint32_t views_of(uint32_t slot, uint32_t index) const {
+    return static_cast<uint32_t>(std::count_if(views_.begin(), views_.end(), [&](const view& v) {
+      return v.slot == slot && v.index == index;
+    }));
+  }
+
+  bool has_views(uint32_t index) const {
+    return std::any_of(views_.begin(), views_.end(),
+                       [&](const view& v) { return v.index == index; });
+  }
+
+  uint64_t in_use(uint32_t slot) const {
+    uint64_t sum = 0;
+    for (const auto& [i, b] : blocks_)
+      if (b.owner == slot)
+        sum += b.bytes;
+    return sum;
+  }
+
+  uint64_t quota_of(uint32_t slot) {
+    auto* p = proc_of(slot);
+    return p == nullptr ? 0 : p->quota;
+  }
+
+  bool quota_ok(uint32_t slot, uint64_t bytes) {
+    auto q = quota_of(slot);
+    return q == 0 || in_use(slot) + bytes <= q;
+  }
+
+  static bool in_bounds(uint64_t offset, uint64_t length, uint64_t size) {
+    return offset <= size && length <= size - offset;
+  }
+
+  // -- model updates ------------------------------------------------------------------------
+
+  void release(uint32_t index) {
+    auto i = blocks_.find(index);
+    if (i == blocks_.end())
+      violation("model: release of unknown block");
+    if (!i->second.name.empty())
+      names_.erase(i->second.name);
+    if (has_views(index))
+      draining_[index] = i->second.bytes;
+    blocks_.erase(i);
+  }
+
+  void finish_drained() {
+    for (auto i = draining_.begin(); i != draining_.end();)
+      i = has_views(i->first) ? std::next(i) : draining_.erase(i);
+  }
+
+  void reclaim_model(uint32_t slot) {
+    if (slot == admin::engine_slot)
+      return;
+    auto* p = proc_of(slot);
+    if (p == nullptr)
+      return;
+    std::erase_if(views_, [&](const view& v) { return v.slot == slot; });
+    for (auto& [i, b] : blocks_)
+      b.grants.erase(slot);
+    std::vector<uint32_t> owned;
+    for (auto& [i, b] : blocks_)
+      if (b.owner == slot)
+        owned.push_back(i);
+    for (auto i : owned)
+      release(i);
+    finish_drained();
+    p->live = false;
+  }
+
+  void remember(const block_ref& r) {
+    refs_.push_back(r);
+    if (refs_.size() > 64)
+      refs_.erase(refs_.begin());
+  }
+
+  // -- choosing arguments ---------------------------------------------------------------------
+
+  session pick_session() {
+    auto sel = in_.byte();
+    std::vector<const process*> live;
+    for (const auto& p : procs_)
+      if (p.live)
+        live.push_back(&p);
+    if (sel < 200 && !live.empty())
+      return live[sel % live.size()]->s;
+    if (sel < 230 && !procs_.empty()) { // a dead session, or a live one with a forged token
+      const auto& p = procs_[sel % procs_.size()];
+      session s = p.s;
+      if (p.live)
+        s.token ^= uint64_t{1} + in_.byte();
+      return s;
+    }
+    if (sel < 244)
+      return session{static_cast<uint32_t>(in_.below(max_processes + 2)), in_.u64()};
+    return mm_.engine_session();
+  }
+
+  uint32_t pick_slot() {
+    return static_cast<uint32_t>(in_.below(max_processes + 1));
+  }
+
+  block_ref pick_ref() {
+    auto sel = in_.byte();
+    block_ref r{mm_.engine_id(), 0, 0, page};
+    if (!refs_.empty())
+      r = refs_[in_.below(refs_.size())];
+    if (sel < 160)
+      return r;
+    switch (sel % 7) {
+      case 0:
+        r.engine ^= uint64_t{1} << in_.below(64);
+        break;
+      case 1:
+        r.block = in_.u32();
+        break;
+      case 2:
+        r.generation += static_cast<uint32_t>(in_.byte()) - 128u;
+        break;
+      case 3:
+        r.size = in_.flag() ? r.size + 1 : r.size - 1;
+        break;
+      case 4: // guessing: the real engine id, any index, a small generation
+        r.block = static_cast<uint32_t>(in_.below(max_blocks + 2));
+        r.generation = static_cast<uint32_t>(in_.below(4));
+        break;
+      case 5:
+        r.size = in_.u64();
+        break;
+      default:
+        r = block_ref{in_.u64(), in_.u32(), in_.u32(), in_.u64()};
+    }
+    return r;
+  }
+
+  uint64_t pick_size() {
+    switch (in_.byte() % 8) {
+      case 0: return 0;
+      case 1: return 1 + in_.below(page);
+      case 2: return page * (1 + in_.below(8));
+      case 3: return 1 + in_.below(arena_bytes);
+      case 4: return arena_bytes;
+      case 5: return arena_bytes + 1;
+      case 6: return in_.u64();
+      default: return 1 + in_.below(300);
+    }
+  }
+
+  // An offset and length relative to a block of `size` bytes: mostly inside, sometimes not.
+  std::pair<uint64_t, uint64_t> pick_range(uint64_t size) {
+    switch (in_.byte() % 6) {
+      case 0: return {0, size};
+      case 1: return {in_.u64(), in_.u64()};
+      case 2: return {size, in_.below(3)};
+      case 3: return {size == 0 ? 0 : in_.below(size), in_.below(size + 2)};
+      default: {
+        uint64_t off = size == 0 ? 0 : in_.below(size);
+        return {off, in_.below(std::min<uint64_t>(size - off, 512) + 1)};
+      }
+    }
+  }
+
+  uint64_t size_hint(const block_ref& r) {
+    return r.size > arena_bytes ? page : r.size;
+  }
+
+  std::vector<char> pattern(uint64_t n) {
+    std::vector<char> bytes(n);
+    auto seed = static_cast<char>(in_.byte() | 1);
+    for (uint64_t i = 0; i < n; ++i)
+      bytes[i] = static_cast<char>(seed * static_cast<char>(i + 1) + static_cast<char>(i >> 8));
+    return bytes;
+  }
+
+  std::string pick_name() {
+    static const char* names[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    if (in_.byte() < 220)
+      return names[in_.below(8)];
+    return in_.text(60);
+  }
+
+  // -- requests --------------------------------------------------------------------------------
+
+  void step() {
+    last_op_ = in_.byte() % 20;
+    switch (last_op_) {
+      case 0: do_register(); break;
+      case 1: do_unregister(); break;
+      case 2: do_reclaim(); break;
+      case 3: case 4: do_allocate(); break;
+      case 5: do_free(); break;
+      case 6: do_write(); break;
+      case 7: do_read(); break;
+      case 8: do_copy(); break;
+      case 9: do_share(); break;
+      case 10: do_revoke(); break;
+      case 11: do_transfer(); break;
+      case 12: do_name(); break;
+      case 13: do_lookup(); break;
+      case 14: do_remove(); break;
+      case 15: do_attach(); break;
+      case 16: do_detach(); break;
+      case 17: do_view_write(); break;
+      default: do_misc(); break;
+    }
+  }
+
+  void do_register() {
+    std::string name = in_.byte() < 230 ? "p" + std::to_string(procs_.size()) : in_.text(40);
+    uint64_t quota = in_.flag() ? 0 : page * 4 * (1 + in_.below(8));
+    auto r = mm_.register_process(name, 1000 + static_cast<int32_t>(procs_.size()), quota);
+    auto live = std::count_if(procs_.begin(), procs_.end(), [](auto& p) { return p.live; });
+    bool valid_name = !name.empty() && name.size() < sizeof(admin::process_entry::name)
+                      && name.find('\0') == std::string::npos;
+    if (!r) {
+      if (valid_name && live < max_processes - 1)
+        violation("register refused with a free slot: " + describe(r.error()));
+      return;
+    }
+    if (!valid_name || live >= max_processes - 1)
+      violation("register accepted a bad name or a full table");
+    auto slot = r->session.process;
+    if (slot == admin::engine_slot || slot >= max_processes || live_slot(slot))
+      violation("register returned a slot in use: " + std::to_string(slot));
+    if (r->engine_id != mm_.engine_id() || r->session.token == 0)
+      violation("register returned a bad registration");
+    procs_.push_back({r->session, name, quota != 0 ? quota : default_quota_, true});
+  }
+
+  void do_unregister() {
+    auto s = pick_session();
+    auto who = requester(s);
+    auto r = mm_.unregister(s);
+    bool permitted = who && *who != admin::engine_slot;
+    if (ok(r) != permitted)
+      violation(std::string{"unregister "} + (permitted ? "refused" : "accepted") + " for slot "
+                + std::to_string(s.process));
+    if (r)
+      reclaim_model(*who);
+  }
+
+  void do_reclaim() {
+    auto slot = pick_slot();
+    mm_.reclaim(slot);
+    reclaim_model(slot);
+  }
+
+  void do_allocate() {
+    auto s = pick_session();
+    auto size = pick_size();
+    auto who = requester(s);
+    auto r = mm_.allocate(s, size);
+    bool permitted = who && size > 0 && size <= arena_bytes && quota_ok(*who, block_bytes(size));
+    if (!r) {
+      if (permitted && blocks_.empty() && draining_.empty())
+        violation("allocate of " + std::to_string(size) + " refused in an empty arena: "
+                  + describe(r.error()));
+      return;
+    }
+    if (!permitted)
+      violation("allocate of " + std::to_string(size) + " accepted for slot "
+                + std::to_string(s.process));
+    if (r->engine != mm_.engine_id() || r->size != size || r->block >= max_blocks
+        || blocks_.count(r->block) != 0 || draining_.count(r->block) != 0)
+      violation("allocate returned a bad ref " + str(*r));
+    block b;
+    b.ref = *r;
+    b.owner = *who;
+    b.bytes = block_bytes(size);
+    auto bytes = mm_.engine_bytes(*r);
+    if (!bytes)
+      violation("engine_bytes refused a new block");
+    auto* base = mm_.arena().data();
+    b.offset = static_cast<uint64_t>(bytes->data() - base);
+    if (b.offset % b.bytes != 0 || b.offset + b.bytes > arena_bytes)
+      violation("block at a misaligned or out-of-arena offset");
+    for (const auto& [i, other] : blocks_)
+      if (b.offset < other.offset + other.bytes && other.offset < b.offset + b.bytes)
+        violation("new block overlaps block " + std::to_string(i));
+    if (scrub_ != scrub_policy::off) {
+      for (uint64_t i = 0; i < b.bytes; ++i)
+        if (base[b.offset + i] != std::byte{0})
+          violation("a new block is not scrubbed at byte " + std::to_string(i));
+      b.content.assign(size, 0);
+    } else {
+      auto* first = reinterpret_cast<const char*>(base + b.offset);
+      b.content.assign(first, first + size);
+    }
+    blocks_[r->block] = std::move(b);
+    remember(*r);
+  }
+
+  void do_free() {
+    auto s = pick_session();
+    auto ref = pick_ref();
+    auto who = requester(s);
+    auto* b = live_block(ref);
+    bool permitted = who && b != nullptr && allowed(*who, *b, access::none);
+    auto r = mm_.free(s, ref);
+    if (ok(r) != permitted)
+      violation(std::string{"free "} + (permitted ? "refused" : "accepted") + " of " + str(ref));
+    if (r) {
+      release(ref.block);
+      finish_drained();
+    }
+  }
+
+  void do_write() {
+    auto s = pick_session();
+    auto ref = pick_ref();
+    auto [offset, length] = pick_range(size_hint(ref));
+    length = std::min<uint64_t>(length, arena_bytes + 1);
+    auto data = pattern(length);
+    auto who = requester(s);
+    auto* b = live_block(ref);
+    bool permitted = who && b != nullptr && allowed(*who, *b, access::read_write)
+                     && in_bounds(offset, length, ref.size);
+    auto r = mm_.write(s, ref, offset, data);
+    if (ok(r) != permitted)
+      violation(std::string{"write "} + (permitted ? "refused" : "accepted") + " to " + str(ref));
+    if (r)
+      std::copy(data.begin(), data.end(), b->content.begin() + static_cast<ptrdiff_t>(offset));
+  }
+
+  void do_read() {
+    auto s = pick_session();
+    auto ref = pick_ref();
+    auto [offset, length] = pick_range(size_hint(ref));
+    auto who = requester(s);
+    auto* b = live_block(ref);
+    bool permitted = who && b != nullptr && allowed(*who, *b, access::read)
+                     && in_bounds(offset, length, ref.size);
+    auto r = mm_.read(s, ref, offset, length);
+    if (ok(r) != permitted)
+      violation(std::string{"read "} + (permitted ? "refused" : "accepted") + " of " + str(ref));
+    if (r) {
+      auto first = b->content.begin() + static_cast<ptrdiff_t>(offset);
+      if (r->size() != length || !std::equal(r->begin(), r->end(), first))
+        violation("read returned other bytes than were written to " + str(ref));
+    }
+  }
+
+  void do_copy() {
+    auto s = pick_session();
+    auto src = pick_ref();
+    auto dst = pick_ref();
+    std::vector<copy_range> ranges(in_.below(4));
+    for (auto& cr : ranges) {
+      auto [so, len] = pick_range(size_hint(src));
+      cr.src_offset = so;
+      cr.length = len;
+      cr.dst_offset = in_.flag() ? so : pick_range(size_hint(dst)).first;
+    }
+    auto who = requester(s);
+    auto* from = live_block(src);
+    auto* to = live_block(dst);
+    bool permitted = who && from != nullptr && to != nullptr && !ranges.empty()
+                     && allowed(*who, *from, access::read)
+                     && allowed(*who, *to, access::read_write);
+    for (const auto& cr : ranges)
+      permitted = permitted && in_bounds(cr.src_offset, cr.length, src.size)
+                  && in_bounds(cr.dst_offset, cr.length, dst.size);
+    auto r = mm_.copy(s, src, dst, ranges);
+    if (ok(r) != permitted)
+      violation(std::string{"copy "} + (permitted ? "refused" : "accepted") + " from "
+                + str(src) + " to " + str(dst));
+    if (r)
+      for (const auto& cr : ranges)
+        std::memmove(to->content.data() + cr.dst_offset, from->content.data() + cr.src_offset,
+                     cr.length);
+  }
+
+  void do_share() {
+    auto s = pick_session();
+    auto ref = pick_ref();
+    auto to = pick_slot();
+    auto mode = static_cast<access_mode>(in_.byte() % 4);
+    auto who = requester(s);
+    auto* b = live_block(ref);
+    bool permitted = who && b != nullptr && allowed(*who, *b, access::none)
+                     && (mode == access_mode::read || mode == access_mode::read_write)
+                     && live_slot(to) && to != b->owner;
+    auto r = mm_.share(s, ref, to, mode);
+    if (r && !permitted)
+      violation("share accepted: " + str(ref) + " to " + std::to_string(to));
+    if (r)
+      b->grants[to] = mode == access_mode::read_write ? access::read_write : access::read;
+  }
+
+  void do_revoke() {
+    auto s = pick_session();
+    auto ref = pick_ref();
+    auto from = pick_slot();
+    auto who = requester(s);
+    auto* b = live_block(ref);
+    // A non-owner's open views pin its grant entry: revoking it then is block_in_use.
+    bool permitted = who && b != nullptr && allowed(*who, *b, access::none)
+                     && (from == b->owner || views_of(from, ref.block) == 0);
+    auto r = mm_.revoke(s, ref, from);
+    if (ok(r) != permitted)
+      violation(std::string{"revoke "} + (permitted ? "refused" : "accepted") + " of "
+                + str(ref) + " from " + std::to_string(from));
+    if (r)
+      b->grants.erase(from);
+  }
+
+  // Whether `slot` holds an entry in the block's grant list: a grant, or views of a non-owner.
+  bool has_grant_entry(uint32_t slot, uint32_t index) {
+    auto i = blocks_.find(index);
+    if (i == blocks_.end())
+      return false;
+    return i->second.grants.count(slot) != 0
+           || (i->second.owner != slot && views_of(slot, index) != 0);
+  }
+
+  void do_transfer() {
+    auto s = pick_session();
+    auto ref = pick_ref();
+    auto to = pick_slot();
+    auto who = requester(s);
+    auto* b = live_block(ref);
+    bool permitted = who && b != nullptr && allowed(*who, *b, access::none) && live_slot(to)
+                     && to != b->owner && views_of(b->owner, ref.block) == 0
+                     && quota_ok(to, b->bytes);
+    auto r = mm_.transfer(s, ref, to);
+    if (ok(r) != permitted)
+      violation(std::string{"transfer "} + (permitted ? "refused" : "accepted") + " of "
+                + str(ref) + " to " + std::to_string(to));
+    if (r) {
+      if (*r != ref)
+        violation("transfer changed the ref");
+      b->owner = to;
+      b->grants.erase(to);
+    }
+  }
+
+  void do_name() {
+    auto s = pick_session();
+    auto ref = pick_ref();
+    auto name = pick_name();
+    auto who = requester(s);
+    auto* b = live_block(ref);
+    bool valid = !name.empty() && name.size() <= admin::max_name_length
+                 && name.find('\0') == std::string::npos;
+    auto bound = names_.find(name);
+    bool permitted = who && b != nullptr && allowed(*who, *b, access::none) && valid
+                     && (bound == names_.end() || bound->second == ref.block);
+    auto r = mm_.name(s, ref, name);
+    if (r && !permitted)
+      violation("name accepted: '" + name + "' for " + str(ref));
+    if (!r && permitted && (bound != names_.end() || names_.size() < max_names))
+      violation("name refused: '" + name + "' for " + str(ref) + ": " + describe(r.error()));
+    if (r && bound == names_.end()) {
+      if (!b->name.empty())
+        names_.erase(b->name);
+      b->name = name;
+      names_[name] = ref.block;
+    }
+  }
+
+  void do_lookup() {
+    auto s = pick_session();
+    auto name = pick_name();
+    auto who = requester(s);
+    auto bound = names_.find(name);
+    auto r = mm_.lookup(s, name);
+    bool permitted = who && bound != names_.end();
+    if (ok(r) != permitted)
+      violation(std::string{"lookup "} + (permitted ? "refused" : "accepted") + " of '" + name
+                + "'");
+    if (r) {
+      if (*r != blocks_.at(bound->second).ref)
+        violation("lookup returned another block");
+      remember(*r);
+    }
+  }
+
+  void do_remove() {
+    auto s = pick_session();
+    auto name = pick_name();
+    auto who = requester(s);
+    auto bound = names_.find(name);
+    bool permitted = who && bound != names_.end()
+                     && (blocks_.at(bound->second).owner == *who
+                         || blocks_.at(bound->second).owner == admin::engine_slot);
+    auto r = mm_.remove(s, name);
+    if (ok(r) != permitted)
+      violation(std::string{"remove "} + (permitted ? "refused" : "accepted") + " of '" + name
+                + "'");
+    if (r) {
+      release(bound->second);
+      finish_drained();
+    }
+  }
+
+  void do_attach() {
+    auto s = pick_session();
+    auto ref = pick_ref();
+    auto mode = in_.flag() ? access_mode::read_write : access_mode::read;
+    auto need = mode == access_mode::read_write ? access::read_write : access::read;
+    auto who = requester(s);
+    auto* b = live_block(ref);
+    bool permitted = who && b != nullptr && allowed(*who, *b, need);
+    auto r = mm_.attach(s, ref, mode);
+    if (r && !permitted)
+      violation("attach accepted: " + str(ref) + " for slot " + std::to_string(s.process));
+    if (!r && permitted && (b->owner == *who || has_grant_entry(*who, ref.block)))
+      violation("attach refused: " + str(ref) + ": " + describe(r.error()));
+    if (!r)
+      return;
+    if (r->offset != b->offset || r->size != ref.size || r->writable != (mode == access_mode::read_write)
+        || r->data_segment != mm_.arena().name())
+      violation("attach returned a bad lease for " + str(ref));
+    views_.push_back({*who, ref.block, r->writable, r->offset, r->size});
+  }
+
+  void do_detach() {
+    auto s = pick_session();
+    block_ref ref = pick_ref();
+    if (!views_.empty() && in_.byte() < 200) { // mostly a view that is open
+      const auto& v = views_[in_.below(views_.size())];
+      ref = block_ref{mm_.engine_id(), v.index, in_.u32(), in_.u64()};
+      if (in_.byte() < 220) {
+        for (const auto& p : procs_)
+          if (p.live && p.s.process == v.slot)
+            s = p.s;
+        if (v.slot == admin::engine_slot)
+          s = mm_.engine_session();
+      }
+    }
+    auto who = requester(s);
+    bool permitted = who && ref.engine == mm_.engine_id() && views_of(*who, ref.block) > 0;
+    auto r = mm_.detach(s, ref);
+    if (ok(r) != permitted)
+      violation(std::string{"detach "} + (permitted ? "refused" : "accepted") + " of "
+                + str(ref) + " for slot " + std::to_string(s.process));
+    if (r) {
+      auto i = std::find_if(views_.begin(), views_.end(), [&](const view& v) {
+        return v.slot == *who && v.index == ref.block;
+      });
+      views_.erase(i);
+      finish_drained();
+    }
+  }
+
+  // A process writes through a view it holds: anywhere in the view's pages (a mapping covers
+  // whole pages, so also past the block's size). Only that block's bytes may change.
+  void do_view_write() {
+    if (views_.empty())
+      return;
+    const auto v = views_[in_.below(views_.size())];
+    if (!v.writable)
+      return;
+    uint64_t span = (v.size + page - 1) / page * page;
+    uint64_t off = in_.below(span);
+    uint64_t n = in_.below(std::min<uint64_t>(span - off, 600) + 1);
+    if (n == 0)
+      return;
+    auto data = pattern(n);
+    std::memcpy(mm_.arena().data() + v.offset + off, data.data(), n);
+    auto i = blocks_.find(v.index);
+    if (i == blocks_.end() || i->second.offset != v.offset)
+      return; // a draining block: nobody else can see it
+    auto& content = i->second.content;
+    for (uint64_t k = 0; k < n && off + k < content.size(); ++k)
+      content[off + k] = data[k];
+  }
+
+  void do_misc() {
+    auto s = pick_session();
+    auto ref = pick_ref();
+    auto who = requester(s);
+    auto* b = live_block(ref);
+    switch (in_.byte() % 5) {
+      case 0: {
+        auto mode = in_.flag() ? access_mode::read_write : access_mode::read;
+        auto need = mode == access_mode::read_write ? access::read_write : access::read;
+        bool permitted = who && b != nullptr && allowed(*who, *b, need);
+        if (ok(mm_.authorize(s, ref, mode)) != permitted)
+          violation("authorize disagrees for " + str(ref));
+        break;
+      }
+      case 1:
+        if (ok(mm_.check_session(s)) != who.has_value())
+          violation("check_session disagrees");
+        break;
+      case 2: {
+        auto r = mm_.exported_version(ref);
+        bool exported = b != nullptr
+                        && (b->owner == admin::engine_slot
+                            || b->grants.count(admin::engine_slot) != 0);
+        if (ok(r) != exported)
+          violation("exported_version disagrees for " + str(ref));
+        break;
+      }
+      case 3: {
+        auto r = mm_.engine_bytes(ref);
+        if (ok(r) != (b != nullptr))
+          violation("engine_bytes disagrees for " + str(ref));
+        break;
+      }
+      default: {
+        auto name = in_.byte() < 200 ? "p" + std::to_string(in_.below(procs_.size() + 1))
+                                     : in_.text(40);
+        auto r = mm_.find_process(s, name);
+        const process* first = nullptr;
+        for (const auto& p : procs_) // the lowest live slot of that name
+          if (p.live && p.name == name && (first == nullptr || p.s.process < first->s.process))
+            first = &p;
+        bool permitted = who && first != nullptr;
+        if (ok(r) != permitted || (r && *r != first->s.process))
+          violation("find_process disagrees for '" + name + "'");
+      }
+    }
+  }
+
+  // -- checks ----------------------------------------------------------------------------------
+
+  void verify(const std::string& when) {
+    if (auto err = mm_.check(); !err.empty())
+      violation("check() " + when + ": " + err);
+    auto st = mm_.stats();
+    uint64_t used = 0;
+    for (const auto& [i, b] : blocks_)
+      used += b.bytes;
+    for (const auto& [i, bytes] : draining_)
+      used += bytes;
+    auto live = std::count_if(procs_.begin(), procs_.end(), [](auto& p) { return p.live; });
+    if (st.blocks != blocks_.size() + draining_.size() || st.used_bytes != used
+        || st.free_bytes != arena_bytes - used || st.names != names_.size()
+        || st.processes != static_cast<uint32_t>(live)
+        || st.draining_blocks != draining_.size())
+      violation("statistics differ from the model " + when + ": blocks "
+                + std::to_string(st.blocks) + " vs " + std::to_string(blocks_.size()) + "+"
+                + std::to_string(draining_.size()) + ", used " + std::to_string(st.used_bytes)
+                + " vs " + std::to_string(used) + ", names " + std::to_string(st.names) + " vs "
+                + std::to_string(names_.size()));
+    for (const auto& ps : st.process_list) {
+      uint32_t count = 0;
+      for (const auto& [i, b] : blocks_)
+        count += b.owner == ps.slot;
+      if (!live_slot(ps.slot) || ps.bytes_in_use != in_use(ps.slot) || ps.blocks != count)
+        violation("process " + std::to_string(ps.slot) + " accounts " + std::to_string(ps.bytes_in_use)
+                  + " bytes in " + std::to_string(ps.blocks) + " blocks, the model "
+                  + std::to_string(in_use(ps.slot)) + " in " + std::to_string(count));
+    }
+  }
+
+  void verify_contents() {
+    for (const auto& [i, b] : blocks_) {
+      auto bytes = mm_.engine_bytes(b.ref);
+      if (!bytes || bytes->size() != b.content.size()
+          || std::memcmp(bytes->data(), b.content.data(), b.content.size()) != 0)
+        violation("the bytes of " + str(b.ref) + " differ from what was written");
+    }
+  }
+
+  void finish() {
+    for (auto& p : procs_)
+      if (p.live) {
+        if (!mm_.unregister(p.s))
+          violation("unregister refused at the end");
+        reclaim_model(p.s.process);
+      }
+    auto engine = mm_.engine_session();
+    while (!views_.empty()) {
+      auto v = views_.back();
+      if (v.slot != admin::engine_slot)
+        violation("a view of a process that is gone");
+      if (!mm_.detach(engine, block_ref{mm_.engine_id(), v.index, 0, 0}))
+        violation("the engine could not close its view");
+      views_.pop_back();
+    }
+    finish_drained();
+    std::vector<block_ref> held;
+    for (const auto& [i, b] : blocks_)
+      held.push_back(b.ref);
+    for (const auto& r : held) {
+      if (!mm_.free(engine, r))
+        violation("the engine could not free " + str(r));
+      release(r.block);
+    }
+    verify("at the end");
+    auto st = mm_.stats();
+    if (st.free_bytes != arena_bytes || st.blocks != 0 || st.grants != 0 || st.names != 0
+        || st.processes != 0 || st.largest_free_block != arena_bytes)
+      violation("memory or table entries leaked at the end");
+  }
+
+  input& in_;
+  memory_manager& mm_;
+  scrub_policy scrub_;
+  uint64_t default_quota_;
+  int last_op_ = -1;
+  std::vector<process> procs_;
+  std::map<uint32_t, block> blocks_;       // live blocks by index
+  std::map<uint32_t, uint64_t> draining_;  // freed blocks with open views: index -> bytes
+  std::map<std::string, uint32_t> names_;  // name -> block index
+  std::vector<view> views_;
+  std::vector<block_ref> refs_;            // refs seen, including stale ones
+};
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  input in{data, size};
+  auto config = in.byte();
+  engine_settings s;
+  s.name = "cafshm-fuzz-mm-" + std::to_string(::getpid());
+  s.arena_bytes = arena_bytes;
+  s.min_block_bytes = page;
+  s.max_processes = max_processes;
+  s.max_blocks = max_blocks;
+  s.max_grants = max_grants;
+  s.max_names = max_names;
+  s.scrub = static_cast<scrub_policy>(config % 3);
+  s.default_quota_bytes = (config & 4) != 0 ? 64 * 1024 : 0;
+  auto mm = memory_manager::create(s);
+  if (!mm)
+    violation("cannot create the memory manager: " + describe(mm.error()));
+  harness{in, **mm, s.scrub, s.default_quota_bytes}.run();
+  return 0;
+}

@@ -1,8 +1,53 @@
 #!/usr/bin/env bash
 # Set-up, build, then every test through ctest. Exits non-zero on any failure.
+#
+#   scripts/test.sh              build/ (RelWithDebInfo), every test
+#   scripts/test.sh --sanitize   build-asan/ with AddressSanitizer + UndefinedBehaviorSanitizer,
+#                                every test (children such as cafshmd are instrumented too)
+#   scripts/test.sh --tsan       build-tsan/ with ThreadSanitizer: the engine and multi-process
+#                                tests (docs/hardening.md says what is excluded and why)
+# Extra arguments after the mode go to ctest (e.g. -R engine).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+mode=normal
+case "${1:-}" in
+  --sanitize|--asan) mode=asan; shift ;;
+  --tsan) mode=tsan; shift ;;
+  -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+esac
+
 "$root/scripts/setup.sh"
-"$root/scripts/build.sh"
-cd "$root/build"
-ctest --output-on-failure -j"$(nproc)" --timeout 600
+jobs=$(nproc)
+
+if [ "$mode" = normal ]; then
+  "$root/scripts/build.sh"
+  cd "$root/build"
+  exec ctest --output-on-failure -j"$jobs" --timeout 600 "$@"
+fi
+
+build_type=${CAFSHM_BUILD_TYPE:-RelWithDebInfo}
+supp="$root/tests/sanitizers"
+if [ "$mode" = asan ]; then
+  dir="$root/build-asan"
+  sanitize="address,undefined"
+  # Every process the tests start inherits these. LeakSanitizer runs in every process that exits
+  # normally; detect_leaks stays on (CAF's own one-time allocations are suppressed by name).
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=0:check_initialization_order=1:${ASAN_OPTIONS:-}"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp:${UBSAN_OPTIONS:-}"
+  export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0:${LSAN_OPTIONS:-}"
+  filter=()
+else
+  dir="$root/build-tsan"
+  sanitize="thread"
+  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp:${TSAN_OPTIONS:-}"
+  # What TSan runs (the engine and multi-process tests): see docs/hardening.md.
+  filter=(-L "${CAFSHM_TSAN_LABELS:-^(test_memory_manager|test_engine|test_module|test_multiprocess)\$}")
+fi
+
+# -O1 -g1: instrumented code at -O2 -g takes about three times as long to compile, and ASan reports
+# need only line tables. The benchmarks are not built (no test runs them).
+cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE="$build_type" -DCAFSHM_SANITIZE="$sanitize" \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DCAFSHM_BUILD_BENCH=OFF >/dev/null
+cmake --build "$dir" -j"$jobs"
+cd "$dir"
+exec ctest --output-on-failure -j"$jobs" --timeout 900 "${filter[@]}" "$@"

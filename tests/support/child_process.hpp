@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,8 +29,15 @@ public:
     int in[2];
     if (::pipe2(fds, O_CLOEXEC) != 0 || ::pipe2(in, O_CLOEXEC) != 0)
       return;
+    pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ == 0) {
+      // If the test process dies without cleaning up (a failed REQUIRE is fine, an abort by a
+      // sanitizer is not), its children get SIGTERM: cafshmd then removes its segments, and
+      // nothing keeps ctest waiting on the test's output pipe.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent)
+        ::_exit(127);
       ::dup2(fds[1], STDOUT_FILENO);
       ::dup2(in[0], STDIN_FILENO);
       std::vector<char*> args;

@@ -10,6 +10,7 @@
 #include <caf/send.hpp>
 #include <xxhash.h>
 
+#include "cafshm/config.hpp"
 #include "cafshm/error.hpp"
 
 namespace cafshm::remote {
@@ -96,15 +97,13 @@ void with_peer(engine_pointer self, const std::string& spec, F f) {
     f(caf::expected<uint64_t>{i->second});
     return;
   }
-  auto colon = address.rfind(':');
-  char* end = nullptr;
-  long port = colon == std::string::npos ? -1 : std::strtol(address.c_str() + colon + 1, &end, 10);
-  if (colon == std::string::npos || colon == 0 || *end != '\0' || port <= 0 || port > 65535) {
+  auto ep = parse_endpoint(address);
+  if (!ep) {
     f(caf::expected<uint64_t>{make_error(
       errc::invalid_argument, "'" + spec + "' is neither HOST:PORT nor a configured peer")});
     return;
   }
-  connect(self, address.substr(0, colon), static_cast<uint16_t>(port), f);
+  connect(self, ep->host, ep->port, f);
 }
 
 outgoing_transfer* find_out(engine_pointer self, uint64_t id) {

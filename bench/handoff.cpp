@@ -15,6 +15,7 @@
 #include <future>
 #include <iostream>
 #include <memory>
+#include <cstdio>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -31,6 +32,7 @@
 
 #include "bench.hpp"
 #include "cafshm/client.hpp"
+#include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 #include "proc.hpp"
 
@@ -100,11 +102,6 @@ void configure(caf::actor_system_config& cfg, const sched& s) {
 caf::actor_system_config& configured(caf::actor_system_config& cfg, const sched& s) {
   configure(cfg, s);
   return cfg;
-}
-
-endpoint parse_endpoint(const std::string& text) {
-  auto colon = text.rfind(':');
-  return {text.substr(0, colon), static_cast<uint16_t>(std::stoi(text.substr(colon + 1)))};
 }
 
 // -- the peer's actor -------------------------------------------------------------------------
@@ -922,7 +919,12 @@ int role_peer(const std::map<std::string, std::string>& args) {
   sched s{get("--policy", "sharing"), std::stoi(get("--threads", "1"))};
   caf::actor_system_config cfg;
   caf::actor_system sys{configured(cfg, s)};
-  auto c = client::connect(sys, parse_endpoint(get("--engine")), get("--name", "bench-peer"));
+  auto engine = parse_endpoint(get("--engine"));
+  if (!engine) {
+    std::fprintf(stderr, "bench peer: --engine HOST:PORT expected\n");
+    return 2;
+  }
+  auto c = client::connect(sys, *engine, get("--name", "bench-peer"));
   if (!c) {
     std::cerr << "peer: " << describe(c.error()) << "\n";
     return 1;

@@ -54,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       violation("--engine accepted with port 0");
     if (s->client.request_timeout.count() <= 0)
       violation("a timeout that is not positive");
-    if (inv.to.find(':') != std::string::npos && !cli::parse_endpoint(inv.to))
+    if (inv.to.find(':') != std::string::npos && !parse_endpoint(inv.to))
       violation("--to normalised to something that is not HOST:PORT: " + inv.to);
   } else if (std::get<std::string>(resolved).empty()) {
     violation("a resolve error without a reason");

@@ -658,3 +658,11 @@ TEST_CASE("remote.tls: misconfigurations are errors at the responsible key") {
   s.remote.listen.port = 4243;
   CHECK_FALSE(validate(s));
 }
+
+TEST_CASE("parse_endpoint reads HOST:PORT and [IPv6]:PORT") {
+  CHECK(parse_endpoint("127.0.0.1:4242") == endpoint{"127.0.0.1", 4242});
+  CHECK(parse_endpoint("[::1]:80") == endpoint{"::1", 80});
+  CHECK(parse_endpoint("node-b:65535") == endpoint{"node-b", 65535});
+  for (const char* bad : {"", "host", ":80", "host:", "host:0", "host:65536", "host:8x", "host:-1"})
+    CHECK_FALSE(parse_endpoint(bad));
+}

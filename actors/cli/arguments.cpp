@@ -1,6 +1,5 @@
 #include "arguments.hpp"
 
-#include <charconv>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -12,21 +11,6 @@
 #endif
 
 namespace cafshm::cli {
-
-std::optional<endpoint> parse_endpoint(const std::string& text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return std::nullopt;
-  auto host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  unsigned port = 0;
-  auto last = text.data() + text.size();
-  auto [end, ec] = std::from_chars(text.data() + colon + 1, last, port);
-  if (ec != std::errc{} || end != last || port == 0 || port > 65535)
-    return std::nullopt;
-  return endpoint{host, static_cast<uint16_t>(port)};
-}
 
 std::variant<invocation, early_exit> parse_arguments(int argc, const char* const* argv) {
   CLI::App app{"Stores, fetches and inspects named blocks in the shared memory of a cafshm "

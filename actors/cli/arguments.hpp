@@ -37,7 +37,4 @@ std::variant<invocation, early_exit> parse_arguments(int argc, const char* const
 /// exit code 2).
 std::variant<settings, std::string> resolve_settings(invocation& inv);
 
-/// "HOST:PORT" or "[IPv6]:PORT" with a port of 1..65535.
-std::optional<endpoint> parse_endpoint(const std::string& text);
-
 } // namespace cafshm::cli

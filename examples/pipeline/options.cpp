@@ -49,16 +49,6 @@ std::optional<T> to_number(std::string_view text, T min, T max) {
   return value;
 }
 
-std::optional<cafshm::endpoint> to_endpoint(std::string_view text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon == 0)
-    return std::nullopt;
-  auto port = to_number<uint16_t>(text.substr(colon + 1), 1, 65535);
-  if (!port)
-    return std::nullopt;
-  return cafshm::endpoint{std::string{text.substr(0, colon)}, *port};
-}
-
 } // namespace
 
 const char* to_string(role r) noexcept {
@@ -149,14 +139,14 @@ std::variant<options, std::string> parse_options(int argc, char** argv) {
       opts.config_file = std::string{*v};
     } else if (arg == "--engine") {
       auto v = next();
-      auto ep = v ? to_endpoint(*v) : std::nullopt;
+      auto ep = v ? cafshm::parse_endpoint(*v) : std::nullopt;
       if (!ep)
         return bad("HOST:PORT");
       opts.engine = *ep;
       opts.engine_given = true;
     } else if (arg == "--sink-engine") {
       auto v = next();
-      auto ep = v ? to_endpoint(*v) : std::nullopt;
+      auto ep = v ? cafshm::parse_endpoint(*v) : std::nullopt;
       if (!ep)
         return bad("HOST:PORT");
       opts.sink_engine = *ep;

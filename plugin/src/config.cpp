@@ -782,4 +782,19 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   return std::chrono::milliseconds{static_cast<int64_t>(*ms)};
 }
 
+std::optional<endpoint> parse_endpoint(std::string_view text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0)
+    return std::nullopt;
+  auto host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  auto last = text.data() + text.size();
+  auto [end, ec] = std::from_chars(text.data() + colon + 1, last, port);
+  if (ec != std::errc{} || end != last || port == 0 || port > 65535)
+    return std::nullopt;
+  return endpoint{std::string{host}, static_cast<uint16_t>(port)};
+}
+
 } // namespace cafshm

@@ -15,6 +15,7 @@
 //   fill               the same over every free byte of the arena (blocks of halving sizes):
 //                      "fill nonzero=N bytes=M"
 #include <cstdio>
+#include <optional>
 #include <iostream>
 #include <random>
 #include <set>
@@ -29,6 +30,7 @@
 #include <xxhash.h>
 
 #include "cafshm/client.hpp"
+#include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 
 using namespace cafshm;
@@ -160,12 +162,12 @@ std::string fresh(client& me, uint64_t size) {
 } // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3 || std::string{argv[1]} != "--engine") {
+  auto ep = argc < 3 || std::string{argv[1]} != "--engine" ? std::nullopt
+                                                            : parse_endpoint(argv[2]);
+  if (!ep) {
     std::cerr << "usage: cafshm-attacker --engine HOST:PORT\n";
     return 2;
   }
-  std::string ep = argv[2];
-  auto colon = ep.rfind(':');
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   cfg.load<cafshm::module>();
@@ -173,9 +175,7 @@ int main(int argc, char** argv) {
   s.role = role::client;
   module::configure(cfg, s);
   caf::actor_system sys{cfg};
-  auto me = client::connect(
-    sys, endpoint{ep.substr(0, colon), static_cast<uint16_t>(std::stoi(ep.substr(colon + 1)))},
-    "attacker");
+  auto me = client::connect(sys, *ep, "attacker");
   if (!me) {
     std::cerr << "attacker: " << describe(me.error()) << "\n";
     return 1;

@@ -30,7 +30,9 @@
 
 #include "../support/admin_snapshot.hpp"
 #include "../support/child_process.hpp"
+#include "../support/program_options.hpp"
 #include "cafshm/client.hpp"
+#include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 
 using namespace cafshm;
@@ -39,13 +41,6 @@ using cafshm::test::child_process;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-std::string arg(int argc, char** argv, const std::string& key, const std::string& fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i] == key)
-      return argv[i + 1];
-  return fallback;
-}
 
 std::filesystem::path bin_dir() {
   return std::filesystem::canonical("/proc/self/exe").parent_path();
@@ -78,13 +73,13 @@ void fail(const std::string& what) {
 } // namespace
 
 int main(int argc, char** argv) {
-  double minutes = std::stod(arg(argc, argv, "--minutes", "1"));
-  if (auto s = arg(argc, argv, "--seconds", ""); !s.empty())
+  double minutes = std::stod(test::option(argc, argv, "--minutes", "1"));
+  if (auto s = test::option(argc, argv, "--seconds", ""); !s.empty())
     minutes = std::stod(s) / 60;
-  int clients = std::stoi(arg(argc, argv, "--clients", "8"));
-  uint64_t seed = std::stoull(arg(argc, argv, "--seed", std::to_string(std::random_device{}())));
-  auto arena = arg(argc, argv, "--arena", "256MiB");
-  auto kill_every = std::chrono::milliseconds{std::stoi(arg(argc, argv, "--kill-every-ms", "3000"))};
+  int clients = std::stoi(test::option(argc, argv, "--clients", "8"));
+  uint64_t seed = std::stoull(test::option(argc, argv, "--seed", std::to_string(std::random_device{}())));
+  auto arena = test::option(argc, argv, "--arena", "256MiB");
+  auto kill_every = std::chrono::milliseconds{std::stoi(test::option(argc, argv, "--kill-every-ms", "3000"))};
   std::mt19937_64 rng{seed};
   std::cout << "soak: " << minutes << " min, " << clients << " clients, seed " << seed
             << ", a client killed about every " << kill_every.count() << " ms" << std::endl;
@@ -115,10 +110,12 @@ int main(int argc, char** argv) {
   s.role = role::client;
   module::configure(cfg, s);
   auto sys = std::make_unique<caf::actor_system>(cfg);
-  auto colon = address.rfind(':');
-  endpoint ep{address.substr(0, colon),
-              static_cast<uint16_t>(std::stoi(address.substr(colon + 1)))};
-  auto observer = client::connect(*sys, ep, "soak-observer");
+  auto ep = parse_endpoint(address);
+  if (!ep) {
+    std::cout << "soak: FAIL: cafshmd announced '" << address << "'" << std::endl;
+    return 1;
+  }
+  auto observer = client::connect(*sys, *ep, "soak-observer");
   if (!observer) {
     std::cout << "soak: FAIL: " << describe(observer.error()) << std::endl;
     return 1;

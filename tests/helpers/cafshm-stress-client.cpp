@@ -31,25 +31,15 @@
 #include <caf/io/middleman.hpp>
 #include <xxhash.h>
 
+#include "../support/program_options.hpp"
 #include "cafshm/client.hpp"
+#include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string arg(int argc, char** argv, const std::string& key, const std::string& fallback = {}) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i] == key)
-      return argv[i + 1];
-  return fallback;
-}
-
-endpoint parse_endpoint(const std::string& text) {
-  auto colon = text.rfind(':');
-  return {text.substr(0, colon), static_cast<uint16_t>(std::stoi(text.substr(colon + 1)))};
-}
 
 std::string hex(uint64_t x) {
   char buf[17];
@@ -395,12 +385,12 @@ int transmit_once(client& me, const std::string& peer, uint64_t size, const std:
 } // namespace
 
 int main(int argc, char** argv) {
-  auto prefix = arg(argc, argv, "--prefix", "stress");
-  int index = std::stoi(arg(argc, argv, "--index", "0"));
-  int peers = std::stoi(arg(argc, argv, "--peers", "1"));
-  uint64_t seed = std::stoull(arg(argc, argv, "--seed", std::to_string(::getpid())));
-  uint64_t max_block = std::stoull(arg(argc, argv, "--max-block", std::to_string(1 << 20)));
-  auto report = std::chrono::milliseconds{std::stoi(arg(argc, argv, "--report-ms", "500"))};
+  auto prefix = test::option(argc, argv, "--prefix", "stress");
+  int index = std::stoi(test::option(argc, argv, "--index", "0"));
+  int peers = std::stoi(test::option(argc, argv, "--peers", "1"));
+  uint64_t seed = std::stoull(test::option(argc, argv, "--seed", std::to_string(::getpid())));
+  uint64_t max_block = std::stoull(test::option(argc, argv, "--max-block", std::to_string(1 << 20)));
+  auto report = std::chrono::milliseconds{std::stoi(test::option(argc, argv, "--report-ms", "500"))};
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   cfg.load<cafshm::module>();
@@ -410,8 +400,13 @@ int main(int argc, char** argv) {
   module::configure(cfg, s);
   caf::actor_system sys{cfg};
   client_options opts;
-  opts.timeout = std::chrono::milliseconds{std::stoi(arg(argc, argv, "--timeout-ms", "5000"))};
-  auto me = client::connect(sys, parse_endpoint(arg(argc, argv, "--engine")),
+  opts.timeout = std::chrono::milliseconds{std::stoi(test::option(argc, argv, "--timeout-ms", "5000"))};
+  auto engine = parse_endpoint(test::option(argc, argv, "--engine"));
+  if (!engine) {
+    std::fprintf(stderr, "stress-client: --engine HOST:PORT expected\n");
+    return 2;
+  }
+  auto me = client::connect(sys, *engine,
                             prefix + "-" + std::to_string(index), opts);
   if (!me) {
     std::printf("engine-lost\n");
@@ -420,9 +415,9 @@ int main(int argc, char** argv) {
   }
   std::printf("running %u\n", me->slot());
   std::fflush(stdout);
-  if (auto peer = arg(argc, argv, "--transmit"); !peer.empty())
-    return transmit_once(*me, peer, std::stoull(arg(argc, argv, "--size", "1048576")),
-                         arg(argc, argv, "--as"));
+  if (auto peer = test::option(argc, argv, "--transmit"); !peer.empty())
+    return transmit_once(*me, peer, std::stoull(test::option(argc, argv, "--size", "1048576")),
+                         test::option(argc, argv, "--as"));
   std::thread stdin_watch{[] {
     std::string line;
     while (std::getline(std::cin, line)) {

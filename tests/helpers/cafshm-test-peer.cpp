@@ -7,6 +7,7 @@
 //   writer --engine HOST:PORT --name NAME --blocks N --size BYTES
 //       registers, allocates N blocks, names the first, grants read on the second to the process
 //       "test", maps all read-write, prints "writing SLOT" and overwrites them until killed.
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -20,25 +21,15 @@
 #include <caf/scoped_actor.hpp>
 #include <xxhash.h>
 
+#include "../support/program_options.hpp"
 #include "cafshm/client.hpp"
+#include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 #include "test_peer_protocol.hpp"
 
 using namespace cafshm;
 
 namespace {
-
-std::string arg(int argc, char** argv, const std::string& key, const std::string& fallback = {}) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i] == key)
-      return argv[i + 1];
-  return fallback;
-}
-
-endpoint parse_endpoint(const std::string& text) {
-  auto colon = text.rfind(':');
-  return {text.substr(0, colon), static_cast<uint16_t>(std::stoi(text.substr(colon + 1)))};
-}
 
 caf::behavior receiver(caf::event_based_actor*, client* me) {
   return {
@@ -119,8 +110,13 @@ int main(int argc, char** argv) {
   s.role = role::client;
   module::configure(cfg, s);
   caf::actor_system sys{cfg};
-  auto me = client::connect(sys, parse_endpoint(arg(argc, argv, "--engine")),
-                            arg(argc, argv, "--name", "peer"));
+  auto engine = parse_endpoint(test::option(argc, argv, "--engine"));
+  if (!engine) {
+    std::fprintf(stderr, "test-peer: --engine HOST:PORT expected\n");
+    return 2;
+  }
+  auto me = client::connect(sys, *engine,
+                            test::option(argc, argv, "--name", "peer"));
   if (!me) {
     std::cerr << "peer: " << describe(me.error()) << "\n";
     return 1;
@@ -128,8 +124,8 @@ int main(int argc, char** argv) {
   if (mode == "receiver")
     return run_receiver(sys, *me);
   if (mode == "writer")
-    return run_writer(*me, std::stoi(arg(argc, argv, "--blocks", "4")),
-                      std::stoull(arg(argc, argv, "--size", "65536")));
+    return run_writer(*me, std::stoi(test::option(argc, argv, "--blocks", "4")),
+                      std::stoull(test::option(argc, argv, "--size", "65536")));
   std::cerr << "peer: unknown mode " << mode << "\n";
   return 2;
 }

@@ -42,4 +42,8 @@ std::optional<uint64_t> parse_size(std::string_view text);
 /// Parses "200ms", "5s", "1min", "2500" (milliseconds). nullopt when malformed.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 
+/// Parses "HOST:PORT" or "[IPv6]:PORT" (brackets removed) with a port of 1..65535 and a
+/// non-empty host. nullopt when malformed.
+std::optional<endpoint> parse_endpoint(std::string_view text);
+
 } // namespace cafshm

@@ -9,6 +9,7 @@
 #include <ctime>
 #include <unistd.h>
 
+#include "cafshm/admin_check.hpp"
 #include "cafshm/error.hpp"
 
 namespace cafshm {
@@ -882,81 +883,10 @@ engine_stats memory_manager::stats() const {
 }
 
 std::string memory_manager::check() const {
-  if (auto err = allocator_.check(); !err.empty())
-    return "allocator: " + err;
-  const auto& h = header();
-  std::vector<uint64_t> bytes_by_owner(settings_.max_processes, 0);
-  std::vector<uint32_t> blocks_by_owner(settings_.max_processes, 0);
-  uint64_t used = 0;
-  uint64_t requested = 0;
-  uint32_t live_blocks = 0;
-  uint32_t grants = 0;
-  uint32_t names = 0;
-  auto fail = [](uint32_t i, const char* what) {
-    return "block " + std::to_string(i) + ": " + what;
-  };
-  for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
-    const auto& b = block(i);
-    if (b.state == block_state::free)
-      continue;
-    ++live_blocks;
-    uint64_t bytes = uint64_t{1} << b.order;
-    used += bytes;
-    auto order = allocator_.allocated_order(uint64_t{b.page} << allocator_.min_order());
-    if (!order || *order != b.order)
-      return fail(i, "its pages are not an allocated block of its order");
-    if (b.owner >= settings_.max_processes)
-      return fail(i, "owner out of range");
-    if (b.state == block_state::live) {
-      if (!is_live(b.owner))
-        return fail(i, "owned by a process that is not registered");
-      bytes_by_owner[b.owner] += bytes;
-      ++blocks_by_owner[b.owner];
-      requested += b.size;
-    } else if (b.refcount == 0) {
-      return fail(i, "draining without open views");
-    }
-    uint64_t views = b.owner_views;
-    for (auto g = b.grant_head; g != no_index; g = grant(g).next) {
-      if (++grants > settings_.max_grants || grant(g).block != i)
-        return fail(i, "grant list corrupt");
-      views += grant(g).views;
-    }
-    if (views != b.refcount)
-      return fail(i, "refcount differs from the open views");
-    if (b.name != no_index) {
-      ++names;
-      if (name_at(b.name).block != i)
-        return fail(i, "name entry points elsewhere");
-    }
-  }
-  if (used != h.used_bytes || used != h.arena_bytes - allocator_.free_bytes())
-    return "used bytes: blocks " + std::to_string(used) + ", header "
-           + std::to_string(h.used_bytes) + ", allocator "
-           + std::to_string(h.arena_bytes - allocator_.free_bytes());
-  if (requested != h.requested_bytes)
-    return "requested bytes differ from the header";
-  if (live_blocks != h.live_blocks || grants != h.live_grants || names != h.live_names
-      || names != names_.size())
-    return "table counters differ from the tables";
-  uint32_t processes = 0;
-  for (uint32_t slot = 0; slot < settings_.max_processes; ++slot) {
-    const auto& p = process(slot);
-    if (p.state != process_state::live) {
-      if (bytes_by_owner[slot] != 0)
-        return "free slot " + std::to_string(slot) + " owns blocks";
-      continue;
-    }
-    if (slot != admin::engine_slot)
-      ++processes;
-    if (p.bytes_in_use != bytes_by_owner[slot] || p.block_count != blocks_by_owner[slot])
-      return "process " + std::to_string(slot) + " accounts " + std::to_string(p.bytes_in_use)
-             + " bytes in " + std::to_string(p.block_count) + " blocks, owns "
-             + std::to_string(bytes_by_owner[slot]) + " in "
-             + std::to_string(blocks_by_owner[slot]);
-  }
-  if (processes != h.live_processes)
-    return "process count differs from the header";
+  if (auto err = check_admin_memory({admin_.data(), admin_.size()}); !err.empty())
+    return err;
+  if (header().live_names != names_.size())
+    return "table counters differ from the tables"; // the engine's name index
   return {};
 }
 

@@ -1,17 +1,14 @@
 // Checks the administrative memory of an engine that runs in another process (cafshmd) from the
 // outside: maps its admin segment read-only, takes a consistent snapshot (two identical copies in
 // a row, so the engine was not writing meanwhile), and verifies on the snapshot what
-// memory_manager::check() verifies inside the engine: the buddy allocator's invariants, the
-// accounting (per process, per block, header counters) and that no table entry is lost (every
-// entry is either in use or on its free list).
+// memory_manager::check() verifies inside the engine (cafshm::check_admin_memory).
 #pragma once
 
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include "cafshm/admin_layout.hpp"
-#include "cafshm/buddy_allocator.hpp"
+#include "cafshm/admin_check.hpp"
 #include "cafshm/memory_manager.hpp"
 #include "cafshm/shm_segment.hpp"
 
@@ -19,7 +16,6 @@ namespace cafshm::test {
 
 /// "" when the admin memory of engine `engine_name` is consistent, else what is wrong.
 inline std::string check_admin_memory(const std::string& engine_name) {
-  using namespace cafshm::admin;
   auto seg = shm_segment::open(memory_manager::admin_segment_name(engine_name), false);
   if (!seg)
     return "cannot map the admin segment: " + describe(seg.error());
@@ -33,104 +29,8 @@ inline std::string check_admin_memory(const std::string& engine_name) {
   }
   if (!stable)
     return "admin memory kept changing";
-  auto* base = reinterpret_cast<std::byte*>(a.data());
-  const auto& h = *reinterpret_cast<const admin_header*>(base);
-  if (h.magic != admin::magic || h.total_bytes > seg->size())
-    return "bad header";
-  auto alloc = buddy_allocator::attach({base + h.allocator_offset, h.allocator_bytes});
-  if (auto err = alloc.check(); !err.empty())
-    return "allocator: " + err;
-  auto* procs = reinterpret_cast<const process_entry*>(base + h.process_offset);
-  auto* blocks = reinterpret_cast<const block_entry*>(base + h.block_offset);
-  auto* grants = reinterpret_cast<const grant_entry*>(base + h.grant_offset);
-  auto* names = reinterpret_cast<const name_entry*>(base + h.name_offset);
-  std::vector<uint64_t> bytes_by_owner(h.max_processes, 0);
-  std::vector<uint32_t> blocks_by_owner(h.max_processes, 0);
-  uint64_t used = 0, requested = 0;
-  uint32_t live_blocks = 0, live_grants = 0, live_names = 0;
-  auto fail = [](uint32_t i, const std::string& what) {
-    return "block " + std::to_string(i) + ": " + what;
-  };
-  for (uint32_t i = 0; i < h.max_blocks; ++i) {
-    const auto& blk = blocks[i];
-    if (blk.state == block_state::free)
-      continue;
-    ++live_blocks;
-    uint64_t bytes = uint64_t{1} << blk.order;
-    used += bytes;
-    auto order = alloc.allocated_order(uint64_t{blk.page} << h.min_order);
-    if (!order || *order != blk.order)
-      return fail(i, "its pages are not an allocated block of its order");
-    if (blk.owner >= h.max_processes)
-      return fail(i, "owner out of range");
-    if (blk.state == block_state::live) {
-      if (procs[blk.owner].state != process_state::live)
-        return fail(i, "owned by a process that is not registered");
-      bytes_by_owner[blk.owner] += bytes;
-      ++blocks_by_owner[blk.owner];
-      requested += blk.size;
-    } else if (blk.refcount == 0) {
-      return fail(i, "draining without open views");
-    }
-    uint64_t views = blk.owner_views;
-    uint32_t n = 0;
-    for (auto g = blk.grant_head; g != no_index; g = grants[g].next) {
-      if (g >= h.max_grants || ++n > h.max_grants || grants[g].block != i)
-        return fail(i, "grant list corrupt");
-      ++live_grants;
-      views += grants[g].views;
-    }
-    if (views != blk.refcount)
-      return fail(i, "refcount differs from the open views");
-    if (blk.name != no_index) {
-      if (blk.name >= h.max_names || names[blk.name].block != i)
-        return fail(i, "name entry points elsewhere");
-      ++live_names;
-    }
-  }
-  if (used != h.used_bytes || used != h.arena_bytes - alloc.free_bytes())
-    return "used bytes: blocks " + std::to_string(used) + ", header "
-           + std::to_string(h.used_bytes) + ", allocator "
-           + std::to_string(h.arena_bytes - alloc.free_bytes());
-  if (requested != h.requested_bytes)
-    return "requested bytes differ from the header";
-  if (live_blocks != h.live_blocks || live_grants != h.live_grants || live_names != h.live_names)
-    return "table counters differ from the tables";
-  // No entry lost: free lists hold exactly the entries not in use.
-  auto count_list = [](uint32_t head, uint32_t capacity, auto next) {
-    uint32_t n = 0;
-    for (auto i = head; i != no_index && n <= capacity; i = next(i))
-      ++n;
-    return n;
-  };
-  if (count_list(h.free_block_head, h.max_blocks, [&](uint32_t i) { return blocks[i].next_free; })
-      != h.max_blocks - live_blocks)
-    return "block free list does not hold every unused entry";
-  if (count_list(h.free_grant_head, h.max_grants, [&](uint32_t i) { return grants[i].next; })
-      != h.max_grants - live_grants)
-    return "grant free list does not hold every unused entry";
-  if (count_list(h.free_name_head, h.max_names, [&](uint32_t i) { return names[i].next_free; })
-      != h.max_names - live_names)
-    return "name free list does not hold every unused entry";
-  uint32_t processes = 0;
-  for (uint32_t slot = 0; slot < h.max_processes; ++slot) {
-    const auto& p = procs[slot];
-    if (p.state != process_state::live) {
-      if (bytes_by_owner[slot] != 0)
-        return "free slot " + std::to_string(slot) + " owns blocks";
-      continue;
-    }
-    if (slot != engine_slot)
-      ++processes;
-    if (p.bytes_in_use != bytes_by_owner[slot] || p.block_count != blocks_by_owner[slot])
-      return "process " + std::to_string(slot) + " accounts " + std::to_string(p.bytes_in_use)
-             + " bytes in " + std::to_string(p.block_count) + " blocks, owns "
-             + std::to_string(bytes_by_owner[slot]) + " in "
-             + std::to_string(blocks_by_owner[slot]);
-  }
-  if (processes != h.live_processes)
-    return "process count differs from the header";
-  return {};
+  return cafshm::check_admin_memory(
+    std::span<std::byte>{reinterpret_cast<std::byte*>(a.data()), seg->size()});
 }
 
 } // namespace cafshm::test

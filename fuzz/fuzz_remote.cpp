@@ -1,4 +1,4 @@
-// Fuzz target: the receiving side of engine-to-engine transfers (actors/remote_link.cpp: offer,
+// Fuzz target: the receiving side of engine-to-engine transfers (plugin/src/engine/remote_link.cpp: offer,
 // chunk, commit, abort, delivery, the content cache), as a peer engine would drive it. An engine
 // actor runs in this process (cafshm::module, engine role); a scoped actor plays one or more
 // sending engines and sends it random transfer_offer / transfer_chunk / commit / abort messages:

@@ -1,4 +1,4 @@
-// Tests of the engine actor (actors/engine.cpp) through CAF: cafshm::module in an actor system,
+// Tests of the engine actor (plugin/src/engine/engine.cpp) through CAF: cafshm::module in an actor system,
 // cafshm::client (blocking and async), block_view mappings, and reclaiming the memory of
 // processes that unregister, whose registering actor ends, or whose pid is gone.
 

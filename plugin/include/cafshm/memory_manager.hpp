@@ -1,7 +1,7 @@
 // The engine's core: applies requests to the memory-management data in admin memory and to the
 // arena, after checking each against it (session, owner or grant, generation, bounds, quota).
 // It owns both shared-memory segments and is the only writer of admin memory. It knows nothing
-// of CAF actors; the engine actor (actors/engine.cpp) calls it, tests and fuzzers call it directly.
+// of CAF actors; the engine actor (plugin/src/engine/engine.cpp) calls it, tests and fuzzers call it directly.
 // Not thread-safe: one caller at a time (the engine actor serialises requests).
 #pragma once
 

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "bench.hpp"
-#include "cafshm/buddy_allocator.hpp"
-#include "cafshm/memory_manager.hpp"
+#include "buddy_allocator.hpp"
+#include "memory_manager.hpp"
 #include "proc.hpp"
 
 namespace bench {

@@ -1,4 +1,4 @@
-// The benchmark suite of issue 5: shared types, statistics and the entry points of every row
+// The benchmark suite: shared types, statistics and the entry points of every row
 // and of the helper roles (the same binary, started again with --role, plays the other
 // processes). Benchmarks measure; they never assert.
 #pragma once

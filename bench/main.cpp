@@ -1,4 +1,4 @@
-// cafshm-bench: runs the benchmark rows of issue 5 and writes bench/results/latest.{md,json} plus
+// cafshm-bench: runs every benchmark row and writes bench/results/latest.{md,json} plus
 // the data files of the plots. Started with --role NAME it is one of the helper processes.
 //
 //   cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale] [--out DIR]

@@ -25,8 +25,8 @@
 
 #include <unistd.h>
 
-#include "cafshm/admin_layout.hpp"
-#include "cafshm/memory_manager.hpp"
+#include "admin_layout.hpp"
+#include "memory_manager.hpp"
 #include "fuzz_input.hpp"
 
 using namespace cafshm;

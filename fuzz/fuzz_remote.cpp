@@ -30,7 +30,7 @@
 
 #include "cafshm/client.hpp"
 #include "cafshm/engine.hpp"
-#include "cafshm/memory_manager.hpp"
+#include "memory_manager.hpp"
 #include "cafshm/module.hpp"
 #include "fuzz_input.hpp"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set-up, build, then the benchmark suite of bench/ (issue 5). Writes bench/results/latest.md,
+# Set-up, build, then the benchmark suite of bench/. Writes bench/results/latest.md,
 # latest.json, the data files and PNG plots (gnuplot). A full run also keeps a copy of everything
 # in bench/results/full/, which docs/benchmarks.md shows.
 #   scripts/bench.sh            full run (< 20 min on 2 cores)

@@ -28,7 +28,7 @@
 
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
-#include "cafshm/memory_manager.hpp"
+#include "memory_manager.hpp"
 #include "support/client_system.hpp"
 #include "support/daemon_process.hpp"
 

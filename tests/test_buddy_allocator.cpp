@@ -13,7 +13,7 @@
 #include <span>
 #include <vector>
 
-#include "cafshm/buddy_allocator.hpp"
+#include "buddy_allocator.hpp"
 
 using cafshm::buddy_allocator;
 

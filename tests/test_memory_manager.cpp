@@ -20,9 +20,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cafshm/admin_layout.hpp"
-#include "cafshm/buddy_allocator.hpp"
-#include "cafshm/memory_manager.hpp"
+#include "admin_layout.hpp"
+#include "buddy_allocator.hpp"
+#include "memory_manager.hpp"
 
 using namespace cafshm;
 using cafshm_test::segment_guard;

@@ -23,7 +23,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include "cafshm/client.hpp"
-#include "cafshm/memory_manager.hpp"
+#include "memory_manager.hpp"
 #include "cafshm/module.hpp"
 
 using namespace cafshm;

@@ -13,8 +13,8 @@
 #include <doctest/doctest.h>
 
 #include "cafshm/error.hpp"
-#include "cafshm/memory_manager.hpp"
-#include "cafshm/shm_segment.hpp"
+#include "memory_manager.hpp"
+#include "shm_segment.hpp"
 
 namespace doctest {
 template <>

@@ -24,7 +24,6 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/sec.hpp>
 
-#include "cafshm/admin_layout.hpp"
 #include "cafshm/client.hpp"
 #include "cafshm/module.hpp"
 #include "output.hpp"
@@ -208,7 +207,7 @@ void put(const settings& s, const std::string& name, const std::string& path) {
         std::memcpy(view.data(), buffered.data(), size);
       check(c.unmap(std::move(view)));
       check(c.name(ref, name));
-      value_of(c.transfer(ref, admin::engine_slot));
+      value_of(c.give_to_engine(ref));
     } catch (...) {
       c.free(ref); // not transferred: the block is still this process's
       throw;

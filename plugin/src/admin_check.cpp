@@ -1,10 +1,10 @@
-#include "cafshm/admin_check.hpp"
+#include "admin_check.hpp"
 
 #include <cstdint>
 #include <vector>
 
-#include "cafshm/admin_layout.hpp"
-#include "cafshm/buddy_allocator.hpp"
+#include "admin_layout.hpp"
+#include "buddy_allocator.hpp"
 
 namespace cafshm {
 

@@ -1,4 +1,4 @@
-#include "cafshm/block_cache.hpp"
+#include "block_cache.hpp"
 
 namespace cafshm {
 

@@ -2,7 +2,11 @@
 
 #include <unistd.h>
 
+#include <utility>
+
 #include <caf/send.hpp>
+
+#include "shm_segment.hpp"
 
 namespace cafshm {
 
@@ -14,7 +18,8 @@ caf::expected<block_view> block_view::open(const view_lease& lease, const block_
   if (!mapping)
     return mapping.error();
   block_view result;
-  result.mapping_ = std::move(*mapping);
+  result.mapping_ = std::make_unique<shm_segment>(std::move(*mapping));
+  result.data_ = result.mapping_->data();
   result.size_ = lease.size;
   result.writable_ = lease.writable;
   result.ref_ = ref;
@@ -23,10 +28,23 @@ caf::expected<block_view> block_view::open(const view_lease& lease, const block_
   return result;
 }
 
+block_view::block_view() = default;
+
+block_view::block_view(block_view&& other) noexcept
+  : mapping_(std::move(other.mapping_)),
+    data_(std::exchange(other.data_, nullptr)),
+    size_(std::exchange(other.size_, 0)),
+    writable_(other.writable_),
+    ref_(other.ref_),
+    engine_(std::move(other.engine_)),
+    session_(other.session_) {
+}
+
 block_view& block_view::operator=(block_view&& other) noexcept {
   if (this != &other) {
     close();
     mapping_ = std::move(other.mapping_);
+    data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     writable_ = other.writable_;
     ref_ = other.ref_;
@@ -49,7 +67,8 @@ void block_view::close() {
 block_ref block_view::release() {
   auto ref = ref_;
   if (mapping_) {
-    mapping_ = shm_segment{};
+    mapping_.reset();
+    data_ = nullptr;
     engine_ = nullptr;
   }
   size_ = 0;

@@ -1,4 +1,4 @@
-#include "cafshm/buddy_allocator.hpp"
+#include "buddy_allocator.hpp"
 
 #include <bit>
 #include <cstring>

@@ -9,7 +9,7 @@
 #include <set>
 #include <caf/sec.hpp>
 
-#include "cafshm/admin_layout.hpp"
+#include "admin_layout.hpp"
 #include "cafshm/module.hpp"
 
 namespace cafshm {
@@ -195,6 +195,10 @@ caf::expected<void> client::revoke(const block_ref& ref, uint32_t process) {
 
 caf::expected<block_ref> client::transfer(const block_ref& ref, uint32_t process) {
   return call<block_ref>(transfer_atom::value, reg_.session, ref, process);
+}
+
+caf::expected<block_ref> client::give_to_engine(const block_ref& ref) {
+  return transfer(ref, admin::engine_slot);
 }
 
 caf::expected<block_ref> client::transfer(block_view&& view, uint32_t process) {

@@ -23,7 +23,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
-#include "cafshm/shm_segment.hpp"
+#include "shm_segment.hpp"
 
 namespace cafshm {
 

@@ -1,4 +1,4 @@
-#include "cafshm/memory_manager.hpp"
+#include "memory_manager.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -9,7 +9,7 @@
 #include <ctime>
 #include <unistd.h>
 
-#include "cafshm/admin_check.hpp"
+#include "admin_check.hpp"
 #include "cafshm/error.hpp"
 
 namespace cafshm {

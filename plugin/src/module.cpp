@@ -14,7 +14,7 @@
 #include "cafshm/config.hpp"
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
-#include "cafshm/memory_manager.hpp"
+#include "memory_manager.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/remote.hpp"
 

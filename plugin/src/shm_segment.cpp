@@ -1,4 +1,4 @@
-#include "cafshm/shm_segment.hpp"
+#include "shm_segment.hpp"
 
 #include <cerrno>
 #include <cstring>

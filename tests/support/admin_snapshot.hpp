@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "cafshm/admin_check.hpp"
-#include "cafshm/memory_manager.hpp"
-#include "cafshm/shm_segment.hpp"
+#include "admin_check.hpp"
+#include "memory_manager.hpp"
+#include "shm_segment.hpp"
 
 namespace cafshm::test {
 

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <string>
 
-#include "cafshm/memory_manager.hpp"
+#include "memory_manager.hpp"
 #include "cafshm/settings.hpp"
-#include "cafshm/shm_segment.hpp"
+#include "shm_segment.hpp"
 #include "support/child_process.hpp"
 
 namespace cafshm::test {

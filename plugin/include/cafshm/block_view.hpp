@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 
 #include <caf/actor_system.hpp>
@@ -12,14 +13,15 @@
 #include "cafshm/block_ref.hpp"
 #include "cafshm/engine.hpp"
 #include "cafshm/protocol.hpp"
-#include "cafshm/shm_segment.hpp"
 
 namespace cafshm {
 
+class shm_segment;
+
 class block_view {
 public:
-  block_view() = default;
-  block_view(block_view&&) noexcept = default;
+  block_view();
+  block_view(block_view&& other) noexcept;
   block_view& operator=(block_view&& other) noexcept;
   ~block_view(); // unmaps and tells the engine (asynchronously) that the view is closed
 
@@ -31,11 +33,11 @@ public:
   std::span<const char> chars() const noexcept {
     return {reinterpret_cast<const char*>(data()), size_};
   }
-  std::byte* data() const noexcept { return mapping_.data(); }
+  std::byte* data() const noexcept { return data_; }
   size_t size() const noexcept { return size_; }
   bool writable() const noexcept { return writable_; }
   const block_ref& ref() const noexcept { return ref_; }
-  explicit operator bool() const noexcept { return static_cast<bool>(mapping_); }
+  explicit operator bool() const noexcept { return data_ != nullptr; }
 
   /// Unmaps now and tells the engine asynchronously.
   void close();
@@ -45,7 +47,8 @@ public:
   block_ref release();
 
 private:
-  shm_segment mapping_;
+  std::unique_ptr<shm_segment> mapping_; // null when closed
+  std::byte* data_ = nullptr;             // mapping_->data(), or null
   size_t size_ = 0;
   bool writable_ = false;
   block_ref ref_;

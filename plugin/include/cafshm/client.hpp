@@ -70,6 +70,9 @@ public:
   caf::expected<void> share(const block_ref& ref, uint32_t process, access_mode mode);
   caf::expected<void> revoke(const block_ref& ref, uint32_t process);
   caf::expected<block_ref> transfer(const block_ref& ref, uint32_t process);
+  /// Gives the block to the engine, which then holds it for nobody in particular (a named block
+  /// that outlives this process, as `cafshm put` makes). Answers the engine-held ref.
+  caf::expected<block_ref> give_to_engine(const block_ref& ref);
   /// Closes `view` (unmapping it) and transfers its block in one call.
   caf::expected<block_ref> transfer(block_view&& view, uint32_t process);
   caf::expected<void> name(const block_ref& ref, const std::string& name);

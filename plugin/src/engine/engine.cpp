@@ -16,7 +16,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
-#include "cafshm/memory_manager.hpp"
+#include "memory_manager.hpp"
 #include "engine_state.hpp"
 #include "remote_link.hpp"
 

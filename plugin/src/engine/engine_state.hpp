@@ -18,9 +18,9 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
-#include "cafshm/block_cache.hpp"
+#include "block_cache.hpp"
 #include "cafshm/engine.hpp"
-#include "cafshm/memory_manager.hpp"
+#include "memory_manager.hpp"
 #include "cafshm/settings.hpp"
 
 namespace cafshm {

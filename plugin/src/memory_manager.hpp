@@ -16,14 +16,14 @@
 
 #include <caf/expected.hpp>
 
-#include "cafshm/admin_layout.hpp"
+#include "admin_layout.hpp"
 #include "cafshm/block_ref.hpp"
-#include "cafshm/buddy_allocator.hpp"
+#include "buddy_allocator.hpp"
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/settings.hpp"
-#include "cafshm/shm_segment.hpp"
+#include "shm_segment.hpp"
 
 namespace cafshm {
 

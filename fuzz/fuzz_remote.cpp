@@ -113,6 +113,30 @@ struct world {
     return result;
   }
 
+  // The link token the engine issued to fake peer `sender` (hello once); sender 0 never said
+  // hello: its token is one the engine never issued.
+  uint64_t token_of(uint64_t sender) {
+    if (sender == 0)
+      return 0x0dd5eed;
+    if (auto i = tokens.find(sender); i != tokens.end())
+      return i->second;
+    auto r = ask<uint64_t, uint64_t>(hello_atom::value, sender, sender ^ 0x7e7e);
+    if (!r)
+      violation("hello failed: " + describe(r.error()));
+    return tokens[sender] = r->second;
+  }
+
+  template <class R1, class R2, class... Ts>
+  caf::expected<std::pair<R1, R2>> ask(Ts&&... xs) {
+    caf::expected<std::pair<R1, R2>> result{caf::error{}};
+    (*self)->request(engine, 10s, std::forward<Ts>(xs)...)
+      .receive([&](R1& a, R2& b) { result = std::make_pair(std::move(a), std::move(b)); },
+               [&](caf::error& e) { result = std::move(e); });
+    return result;
+  }
+
+  std::map<uint64_t, uint64_t> tokens;
+
   engine_stats stats() {
     auto st = ask<engine_stats>(stats_atom::value);
     if (!st)
@@ -222,7 +246,11 @@ private:
     of.source_version = in_.below(4);
     auto key = std::make_pair(of.sender, of.id);
     bool duplicate = transfers_.count(key) != 0 && transfers_[key].open;
-    auto r = w_.ask<transmit_receipt>(offer_atom::value, of);
+    auto r = w_.ask<transmit_receipt>(offer_atom::value, w_.token_of(of.sender), of);
+    if (r && of.sender == 0)
+      violation("an offer without a valid link token was accepted");
+    if (r && of.cache_fill)
+      violation("a cache fill nobody asked for was accepted");
     if (!r) {
       if (transfers_.count(key) != 0 && !duplicate)
         transfers_.erase(key);
@@ -248,7 +276,7 @@ private:
     uint8_t seed = t != nullptr ? t->seed : 0;
     c.data = content(garbage ? static_cast<uint8_t>(seed + 1) : seed, offset, n);
     c.hash = hash_of(c.data) ^ (bad_hash ? 1 : 0);
-    auto r = w_.ask<done_atom>(chunk_atom::value, c);
+    auto r = w_.ask<done_atom>(chunk_atom::value, w_.token_of(sender), c);
     bool open = t != nullptr && t->open;
     bool fits = t != nullptr && offset <= t->offer.size && n <= t->offer.size - offset;
     if (r && (!open || !fits || bad_hash))
@@ -303,7 +331,7 @@ private:
   void do_commit() {
     uint64_t sender = 0, id = 0;
     auto* t = pick_transfer(sender, id);
-    auto r = w_.ask<transmit_receipt>(commit_atom::value, sender, id);
+    auto r = w_.ask<transmit_receipt>(commit_atom::value, w_.token_of(sender), id);
     bool open = t != nullptr && t->open;
     if (r && !open)
       violation("commit of an unknown transfer accepted");
@@ -317,7 +345,7 @@ private:
   void do_abort() {
     uint64_t sender = 0, id = 0;
     pick_transfer(sender, id);
-    (*w_.self)->send(w_.engine, abort_atom::value, sender, id);
+    (*w_.self)->send(w_.engine, abort_atom::value, w_.token_of(sender), id);
     transfers_.erase({sender, id});
   }
 
@@ -355,7 +383,7 @@ private:
 
   void cleanup() {
     for (const auto& [key, t] : transfers_)
-      (*w_.self)->send(w_.engine, abort_atom::value, key.first, key.second);
+      (*w_.self)->send(w_.engine, abort_atom::value, w_.token_of(key.first), key.second);
     transfers_.clear();
     auto engine = w_.mm->engine_session(); // may free every block, the sink's too
     for (const auto& ref : delivered_)

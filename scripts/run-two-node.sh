@@ -27,7 +27,7 @@ start_engine() {
   pids+=($!)
   for _ in $(seq 200); do
     if grep -q "listening on" "$log"; then
-      grep "listening on" "$log" | sed 's/.*listening on //'
+      grep "listening on" "$log" | sed 's/.*listening on //; s/ door .*//'
       rm -f "$log"
       return 0
     fi

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 #include "cafshm/client.hpp"
 #include "cafshm/engine.hpp"
 #include "cafshm/module.hpp"
+#include "ticket_office.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
@@ -137,15 +139,6 @@ int child_write_status(std::byte* where) {
   return status;
 }
 
-int32_t dead_pid() {
-  pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0)
-    ::_exit(0);
-  int status = 0;
-  REQUIRE(::waitpid(child, &status, 0) == child);
-  return child;
-}
 
 } // namespace
 
@@ -244,11 +237,22 @@ TEST_CASE("every request type round-trips through the engine actor") {
   {
     caf::scoped_actor self{*env.sys, true};
     std::optional<registration> reg;
+    auto ticket = module::of(*env.sys)->local_ticket();
+    REQUIRE(ticket);
     self->request(env.engine(), 5s, register_atom::value, std::string("raw"), uint64_t{0},
-                  static_cast<int32_t>(::getpid()), protocol_version)
+                  *ticket, protocol_version)
       .receive([&](registration& r) { reg = std::move(r); },
                [&](caf::error& e) { FAIL("register: " << describe(e)); });
     REQUIRE(reg);
+    // a ticket is good for one registration; none, a used or a forged one is refused
+    for (auto bad : {*ticket, door_ticket{}, door_ticket{ticket->id, ticket->secret + 1}}) {
+      caf::error refused;
+      self->request(env.engine(), 5s, register_atom::value, std::string("again"), uint64_t{0},
+                    bad, protocol_version)
+        .receive([&](registration&) { FAIL("registered without a valid ticket"); },
+                 [&](caf::error& e) { refused = std::move(e); });
+      CHECK(code_of(refused) == errc::access_denied);
+    }
     CHECK(reg->engine_id == before.engine_id);
     CHECK(env.stats().processes == 3);
     bool done = false;
@@ -260,7 +264,7 @@ TEST_CASE("every request type round-trips through the engine actor") {
     // a client of another protocol version is refused before it holds anything
     caf::error refused;
     self->request(env.engine(), 5s, register_atom::value, std::string("old"), uint64_t{0},
-                  static_cast<int32_t>(::getpid()), protocol_version + 1)
+                  *module::of(*env.sys)->local_ticket(), protocol_version + 1)
       .receive([&](registration&) { FAIL("registered a client of another protocol version"); },
                [&](caf::error& e) { refused = std::move(e); });
     CHECK(code_of(refused) == errc::invalid_argument);
@@ -442,9 +446,10 @@ TEST_CASE("when the registering actor ends, the engine reclaims its process") {
   caf::scoped_actor self{*env.sys, true};
   auto me = caf::actor_cast<caf::actor>(self);
   // registers, allocates and names a block, reports, and quits without unregistering
-  self->spawn([engine, me](caf::event_based_actor* a) {
+  auto ticket = *module::of(*env.sys)->local_ticket();
+  self->spawn([engine, me, ticket](caf::event_based_actor* a) {
     a->request(engine, 5s, register_atom::value, std::string("ephemeral"), uint64_t{0},
-               static_cast<int32_t>(::getpid()), protocol_version)
+               ticket, protocol_version)
       .then([=](registration& reg) {
         a->request(engine, 5s, allocate_atom::value, reg.session, uint64_t{64 * kib})
           .then([=](block_ref& ref) {
@@ -464,16 +469,26 @@ TEST_CASE("when the registering actor ends, the engine reclaims its process") {
                 show(after) << " vs " << show(before));
 }
 
-TEST_CASE("the engine reclaims a process whose pid is gone (liveness polling)") {
+TEST_CASE("the engine reclaims a process whose pid is gone (liveness polling of its pidfd)") {
   system_env env;
   auto before = env.stats();
   auto engine = env.engine();
-  auto pid = dead_pid();
+  // a ticket as the door issues it: for a child process, with a pidfd of it
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
+  REQUIRE(pidfd >= 0);
+  auto ticket = module::of(*env.sys)->tickets()->issue({::getuid(), ::getgid(), child, pidfd});
+  REQUIRE(ticket);
   caf::scoped_actor self{*env.sys, true};
   auto me = caf::actor_cast<caf::actor>(self);
   // stays alive: only the pid check can notice that its process is gone
-  auto holder = self->spawn([engine, me, pid](caf::event_based_actor* a) -> caf::behavior {
-    a->request(engine, 5s, register_atom::value, std::string("ghost"), uint64_t{0}, pid,
+  auto holder = self->spawn([engine, me, t = *ticket](caf::event_based_actor* a) -> caf::behavior {
+    a->request(engine, 5s, register_atom::value, std::string("ghost"), uint64_t{0}, t,
                protocol_version)
       .then([=](registration& reg) {
         a->request(engine, 5s, allocate_atom::value, reg.session, uint64_t{16 * kib})
@@ -484,6 +499,10 @@ TEST_CASE("the engine reclaims a process whose pid is gone (liveness polling)") 
   bool registered = false;
   self->receive([&](done_atom) { registered = true; }, caf::after(10s) >> [] {});
   REQUIRE(registered);
+  CHECK(env.stats().processes == 1); // alive: still registered
+  ::kill(child, SIGKILL);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
   engine_stats after;
   CHECK_MESSAGE(wait_until([&] { return same_accounting(after = env.stats(), before); }),
                 show(after) << " vs " << show(before));

@@ -29,7 +29,9 @@ constexpr const char* usage =
   "Runs a cafshm engine: creates its shared-memory segments and publishes it on the configured\n"
   "host:port (engine.listen) for local clients and, if remote.listen.port is set, on\n"
   "remote.listen for peer engines (with mutual TLS when remote.tls is set). Prints\n"
-  "'cafshmd listening on HOST:PORT' and then 'cafshmd peers on HOST:PORT (tls|plain)'.\n"
+  "'cafshmd listening on HOST:PORT door PATH' (PATH: the Unix-domain socket where local\n"
+  "processes get their registration tickets, engine.socket) and then\n"
+  "'cafshmd peers on HOST:PORT (tls|plain)'.\n"
   "Stops cleanly on SIGINT or SIGTERM.\n"
   "\n"
   "  --config FILE   YAML configuration (default: built-in defaults, see config/default.yaml)\n"
@@ -140,7 +142,8 @@ int main(int argc, char** argv) {
                   + ": " + sys->render(p.error()));
     peer_port = *p;
   }
-  std::cout << "cafshmd listening on " << listen.host << ":" << *actual << std::endl;
+  std::cout << "cafshmd listening on " << listen.host << ":" << *actual << " door "
+            << cafshm::module::of(*sys)->door_path() << std::endl;
   if (peer_port)
     std::cout << "cafshmd peers on " << s.remote.listen.host << ":" << *peer_port << " ("
               << (tls ? "tls" : "plain") << ")" << std::endl;

@@ -10,6 +10,7 @@
 #include <caf/sec.hpp>
 
 #include "admin_layout.hpp"
+#include "door_protocol.hpp"
 #include "cafshm/module.hpp"
 
 namespace cafshm {
@@ -21,9 +22,9 @@ namespace {
 caf::behavior keeper(caf::event_based_actor* self, engine_actor engine,
                      std::chrono::milliseconds timeout) {
   return {
-    [=](register_atom, std::string& name, uint64_t quota, int32_t pid) {
+    [=](register_atom, std::string& name, uint64_t quota, door_ticket ticket) {
       auto rp = self->make_response_promise();
-      self->request(engine, timeout, register_atom::value, std::move(name), quota, pid,
+      self->request(engine, timeout, register_atom::value, std::move(name), quota, ticket,
                     protocol_version)
         .then([rp](registration& r) mutable { rp.deliver(std::move(r)); },
               [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
@@ -50,15 +51,45 @@ caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engin
                                       std::string name, client_options opts) {
   if (!engine)
     return make_error(errc::engine_unreachable, "no engine to connect to");
+  // A ticket from the engine's door: in process memory for an engine of this actor system,
+  // else through its Unix-domain socket (whose path the engine tells).
+  door_ticket ticket;
+  caf::error door_failure;
+  auto* local = module::of(sys);
+  if (engine.node() == sys.node() && local != nullptr && local->engine()
+      && local->engine()->address() == engine.address()) {
+    auto t = local->local_ticket();
+    if (!t)
+      return t.error();
+    ticket = *t;
+  } else {
+    caf::scoped_actor asker{sys, true};
+    std::string path;
+    asker->request(engine, opts.timeout, door_atom::value)
+      .receive([&](std::string& p) { path = std::move(p); },
+               [&](caf::error& e) { door_failure = engine_error(std::move(e)); });
+    if (door_failure)
+      return door_failure;
+    auto t = door::ask(path, opts.timeout);
+    if (t)
+      ticket = *t;
+    else if (code_of(t.error()) == errc::access_denied)
+      return t.error();
+    else
+      door_failure = t.error(); // e.g. another host: the engine may accept plain registration
+  }
   auto k = sys.spawn<caf::hidden>(keeper, engine, opts.timeout);
   caf::scoped_actor self{sys, true};
   caf::expected<registration> reg{caf::error{}};
   self->request(k, opts.timeout + opts.timeout, register_atom::value, std::move(name),
-                opts.quota_bytes, static_cast<int32_t>(::getpid()))
+                opts.quota_bytes, ticket)
     .receive([&](registration& r) { reg = std::move(r); },
              [&](caf::error& e) { reg = engine_error(std::move(e)); });
   if (!reg) {
     self->send_exit(k, caf::exit_reason::user_shutdown);
+    if (door_failure && code_of(reg.error()) == errc::access_denied)
+      return make_error(errc::access_denied,
+                        describe(reg.error()) + "; " + describe(door_failure));
     return reg.error();
   }
   return client{sys, std::move(engine), std::move(k), std::move(*reg), opts.timeout};
@@ -233,7 +264,7 @@ caf::expected<uint32_t> client::find_process(const std::string& name) {
 }
 
 caf::expected<engine_stats> client::stats() {
-  return call<engine_stats>(stats_atom::value);
+  return call<engine_stats>(stats_atom::value, reg_.session);
 }
 
 caf::expected<transmit_receipt> client::transmit(const block_ref& ref, const std::string& peer,
@@ -244,7 +275,7 @@ caf::expected<transmit_receipt> client::transmit(const block_ref& ref, const std
 }
 
 caf::expected<uint64_t> client::link(const std::string& host, uint16_t port) {
-  return call<uint64_t>(link_atom::value, host, port);
+  return call<uint64_t>(link_atom::value, reg_.session, host, port);
 }
 
 caf::expected<void> client::export_block(const block_ref& ref) {

@@ -9,6 +9,8 @@
 
 #include "cafshm/config.hpp"
 
+#include <pwd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
@@ -260,6 +262,16 @@ check_result check_engine(const engine_settings& e) {
   if (e.listen.host.empty()) return problem{"engine.listen.host", "must not be empty"};
   if (e.liveness_interval.count() <= 0)
     return problem{"engine.liveness_interval", "must be greater than 0"};
+  if (!e.socket.empty() && (e.socket[0] != '/' || e.socket.size() > 107))
+    return problem{"engine.socket", "must be an absolute path of at most 107 bytes"};
+  for (size_t i = 0; i < e.allow_users.size(); ++i)
+    if (::getpwnam(e.allow_users[i].c_str()) == nullptr)
+      return problem{"engine.allow_users[" + std::to_string(i) + "]",
+                     "no such Unix user '" + e.allow_users[i] + "'"};
+  for (size_t i = 0; i < e.allow_groups.size(); ++i)
+    if (!group_id(e.allow_groups[i]))
+      return problem{"engine.allow_groups[" + std::to_string(i) + "]",
+                     "no such Unix group '" + e.allow_groups[i] + "'"};
   return std::nullopt;
 }
 
@@ -398,6 +410,28 @@ const std::string& read_scalar(const entry& e, std::string_view expected) {
 }
 
 std::string read_text(const entry& e) { return read_scalar(e, "a string"); }
+
+bool read_bool(const entry& e) {
+  const auto& text = read_scalar(e, "true or false");
+  if (text == "true") return true;
+  if (text == "false") return false;
+  reject(e, "expected true or false, got '" + text + "'");
+}
+
+// A list of strings (user or group names); each item's position is remembered for validate().
+std::vector<std::string> read_names(const entry& e) {
+  if (e.node.IsNull()) return {};
+  if (!e.node.IsSequence()) reject(e, "expected a list of names, got " + describe(e.node));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < e.node.size(); ++i) {
+    YAML::Node item = e.node[i];
+    entry name{item, e.path + "[" + std::to_string(i) + "]", item.Mark(), e.marks};
+    if (name.mark.is_null()) name.mark = e.mark;
+    e.marks.emplace(name.path, name.mark);
+    out.push_back(read_scalar(name, "a name"));
+  }
+  return out;
+}
 
 uint64_t read_integer(const entry& e, uint64_t max) {
   const std::string& text = read_scalar(e, "a non-negative integer");
@@ -595,6 +629,13 @@ constexpr field<engine_settings> engine_fields[] = {
      [](const entry& v, engine_settings& out) { read_mapping(v, endpoint_fields, out.listen); }},
     {"liveness_interval",
      [](const entry& v, engine_settings& out) { out.liveness_interval = read_duration(v); }},
+    {"socket", [](const entry& v, engine_settings& out) { out.socket = read_text(v); }},
+    {"allow_users",
+     [](const entry& v, engine_settings& out) { out.allow_users = read_names(v); }},
+    {"allow_groups",
+     [](const entry& v, engine_settings& out) { out.allow_groups = read_names(v); }},
+    {"unauthenticated_tcp",
+     [](const entry& v, engine_settings& out) { out.unauthenticated_tcp = read_bool(v); }},
 };
 
 constexpr field<client_settings> client_fields[] = {

@@ -805,6 +805,9 @@ caf::expected<uint64_t> memory_manager::exported_version(const block_ref& ref) {
   if (!b)
     return b.error();
   auto g = find_grant(ref.block, admin::engine_slot);
+  if ((*b)->owner == admin::engine_slot && concealed_[ref.block] != 0) // private: as if absent
+    return deny(engine_session(), errc::stale_block,
+                to_string(ref) + " refers to a freed or reused block");
   if ((*b)->owner != admin::engine_slot && (g == no_index || grant(g).mode == access::none))
     return deny(engine_session(), errc::access_denied,
                 "block " + std::to_string(ref.block) + " is not exported to peer engines");

@@ -3,6 +3,8 @@
 #include <map>
 #include <mutex>
 
+#include <unistd.h>
+
 #include <caf/actor_cast.hpp>
 #include <caf/actor_registry.hpp>
 #include <caf/io/middleman.hpp>
@@ -14,7 +16,9 @@
 #include "cafshm/config.hpp"
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
+#include "door.hpp"
 #include "memory_manager.hpp"
+#include "ticket_office.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/remote.hpp"
 
@@ -51,6 +55,7 @@ void apply_tls(caf::actor_system_config& cfg, const settings& s) {
 void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<block_ref>("cafshm::block_ref");
   cfg.add_message_type<session>("cafshm::session");
+  cfg.add_message_type<door_ticket>("cafshm::door_ticket");
   cfg.add_message_type<registration>("cafshm::registration");
   cfg.add_message_type<copy_range>("cafshm::copy_range");
   cfg.add_message_type<view_lease>("cafshm::view_lease");
@@ -140,9 +145,18 @@ void module::start() {
     return;
   }
   memory_ = std::move(*mm);
-  engine_ = spawn_engine(system_, memory_, settings_, connector);
+  office_ = std::make_shared<ticket_office>();
+  auto door = local_door::open(settings_.engine, office_);
+  if (!door) {
+    failure_ = std::move(door.error());
+    memory_.reset();
+    return;
+  }
+  door_ = std::move(*door);
+  engine_ = spawn_engine(system_, memory_, settings_, connector, office_, door_->path());
   for (const auto& peer : settings_.remote.peers) // linked in the background; transmit retries
-    caf::anon_send(engine_, link_atom::value, peer.address.host, peer.address.port);
+    caf::anon_send(engine_, link_atom::value, memory_->engine_session(), peer.address.host,
+                   peer.address.port);
   system_.registry().put(engine_registry_key, caf::actor_cast<caf::strong_actor_ptr>(engine_));
 }
 
@@ -158,6 +172,7 @@ void module::stop() {
                   caf::after(std::chrono::seconds(5)) >> [] {});
   }
   engine_ = nullptr;
+  door_.reset(); // removes the socket
   memory_.reset(); // last reference: removes both segments
 }
 
@@ -177,6 +192,19 @@ caf::expected<engine_actor> module::engine() const {
   if (!engine_)
     return make_error(errc::config_error, "cafshm runs in client role: no local engine");
   return engine_;
+}
+
+caf::expected<door_ticket> module::local_ticket() {
+  if (!office_)
+    return make_error(errc::config_error, "cafshm runs in client role: no local engine");
+  auto t = office_->issue(peer_credentials{::getuid(), ::getgid(), ::getpid(), -1});
+  if (!t)
+    return make_error(errc::capacity_exceeded, "too many open door tickets");
+  return *t;
+}
+
+std::string module::door_path() const {
+  return door_ ? door_->path() : std::string{};
 }
 
 caf::expected<engine_actor> local_engine(caf::actor_system& sys) {

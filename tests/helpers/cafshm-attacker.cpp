@@ -14,7 +14,18 @@
 //                      "fresh nonzero=N" or "failed <errc>"
 //   fill               the same over every free byte of the arena (blocks of halving sizes):
 //                      "fill nonzero=N bytes=M"
+// With --no-register it does not register (prints "ready unregistered") and talks to the
+// engine's port directly, as anything that reaches it can:
+//   impersonate ID     says hello to the engine as peer engine ID from an impostor actor that
+//                      answers every offer with a forged receipt and every chunk with done:
+//                      "impersonate ok" or "impersonate <errc>"
+//   impostor           "impostor offers=N chunks=M commits=K" (what reached the impostor)
+//   register           registers without a door ticket: "register ok" or "register <errc>"
+//   stats              anonymous stats: "stats processes=N listed=M names=K"
+// A registration that fails prints "refused <errc>" and exits with 1.
+#include <atomic>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <iostream>
 #include <random>
@@ -25,6 +36,8 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <xxhash.h>
@@ -159,13 +172,111 @@ std::string fresh(client& me, uint64_t size) {
   return "fresh nonzero=" + std::to_string(nonzero);
 }
 
+struct impostor_counts {
+  std::atomic<int> offers{0};
+  std::atomic<int> chunks{0};
+  std::atomic<int> commits{0};
+};
+
+// Pretends to be a peer engine: says hello as the engine id it is told, then accepts
+// everything and forges receipts.
+caf::behavior impostor(caf::event_based_actor* self, std::shared_ptr<impostor_counts> n,
+                       engine_actor engine) {
+  return {
+    [=](hello_atom, uint64_t id) {
+      auto rp = self->make_response_promise();
+      self->request(engine, 5s, hello_atom::value, id, uint64_t{0x1717})
+        .then([rp](uint64_t, uint64_t) mutable { rp.deliver(std::string{"ok"}); },
+              [rp](caf::error& e) mutable { rp.deliver(code(e)); });
+      return rp;
+    },
+    [n](offer_atom, uint64_t, transfer_offer& o) {
+      ++n->offers;
+      return transmit_receipt{block_ref{o.sender, 1, 1, o.size}, o.size, 0, o.hash, true};
+    },
+    [n](chunk_atom, uint64_t, transfer_chunk&) {
+      ++n->chunks;
+      return done_atom::value;
+    },
+    [n](commit_atom, uint64_t, uint64_t) {
+      ++n->commits;
+      return transmit_receipt{block_ref{1, 1, 1, 1}, 1, 0, 0, false};
+    },
+    [](abort_atom, uint64_t, uint64_t) {},
+  };
+}
+
+engine_actor dial(caf::actor_system& sys, const endpoint& ep) {
+  engine_actor handle;
+  caf::scoped_actor self{sys, true};
+  self->request(sys.middleman().actor_handle(), 5s, caf::connect_atom::value, ep.host, ep.port)
+    .receive(
+      [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) {
+        handle = caf::actor_cast<engine_actor>(ptr);
+      },
+      [&](caf::error&) {});
+  return handle;
+}
+
+int unregistered(caf::actor_system& sys, const endpoint& ep) {
+  auto engine = dial(sys, ep);
+  if (!engine) {
+    std::cerr << "attacker: no engine at the port\n";
+    return 1;
+  }
+  auto counts = std::make_shared<impostor_counts>();
+  caf::actor fake;
+  std::cout << "ready unregistered" << std::endl;
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    std::istringstream in{line};
+    std::string cmd;
+    in >> cmd;
+    std::string answer;
+    caf::scoped_actor self{sys, true};
+    if (cmd == "impersonate") {
+      uint64_t id = 0;
+      in >> id;
+      if (!fake)
+        fake = sys.spawn<caf::hidden>(impostor, counts, engine);
+      answer = "impersonate ?";
+      self->request(fake, 10s, hello_atom::value, id)
+        .receive([&](std::string& r) { answer = "impersonate " + r; },
+                 [&](caf::error& e) { answer = "impersonate " + code(e); });
+    } else if (cmd == "impostor") {
+      answer = "impostor offers=" + std::to_string(counts->offers.load())
+               + " chunks=" + std::to_string(counts->chunks.load())
+               + " commits=" + std::to_string(counts->commits.load());
+    } else if (cmd == "register") {
+      answer = "register ?";
+      self->request(engine, 5s, register_atom::value, std::string("intruder"), uint64_t{0},
+                    door_ticket{}, protocol_version)
+        .receive([&](registration&) { answer = "register ok"; },
+                 [&](caf::error& e) { answer = "register " + code(e); });
+    } else if (cmd == "stats") {
+      self->request(engine, 5s, stats_atom::value)
+        .receive(
+          [&](engine_stats& st) {
+            answer = "stats processes=" + std::to_string(st.processes) + " listed="
+                     + std::to_string(st.process_list.size())
+                     + " names=" + std::to_string(st.name_list.size());
+          },
+          [&](caf::error& e) { answer = "stats " + code(e); });
+    } else {
+      answer = "unknown command";
+    }
+    std::cout << answer << std::endl;
+  }
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
   auto ep = argc < 3 || std::string{argv[1]} != "--engine" ? std::nullopt
                                                             : parse_endpoint(argv[2]);
   if (!ep) {
-    std::cerr << "usage: cafshm-attacker --engine HOST:PORT\n";
+    std::cerr << "usage: cafshm-attacker --engine HOST:PORT [--no-register]\n";
     return 2;
   }
   caf::actor_system_config cfg;
@@ -175,8 +286,11 @@ int main(int argc, char** argv) {
   s.role = role::client;
   module::configure(cfg, s);
   caf::actor_system sys{cfg};
+  if (argc > 3 && std::string{argv[3]} == "--no-register")
+    return unregistered(sys, *ep);
   auto me = client::connect(sys, *ep, "attacker");
   if (!me) {
+    std::cout << "refused " << code(me.error()) << std::endl;
     std::cerr << "attacker: " << describe(me.error()) << "\n";
     return 1;
   }

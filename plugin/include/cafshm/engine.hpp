@@ -40,6 +40,7 @@ using done_atom = caf::atom_constant<caf::atom("shm_done")>;
 using transmit_atom = caf::atom_constant<caf::atom("shm_xmit")>;
 using link_atom = caf::atom_constant<caf::atom("shm_link")>;
 using delivered_atom = caf::atom_constant<caf::atom("shm_deliv")>;
+using door_atom = caf::atom_constant<caf::atom("shm_door")>;
 // engine-to-engine protocol
 using hello_atom = caf::atom_constant<caf::atom("shm_hello")>;
 using offer_atom = caf::atom_constant<caf::atom("shm_offer")>;
@@ -52,16 +53,22 @@ using pull_atom = caf::atom_constant<caf::atom("shm_pull")>;
 /// Version of the messages between processes and engines (the layouts of the types in
 /// protocol.hpp, engine_stats.hpp and remote.hpp). Register carries it; an engine refuses
 /// clients of another version instead of failing later on a message it cannot read.
-constexpr uint32_t protocol_version = 1;
+constexpr uint32_t protocol_version = 2;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
 
 // clang-format off
 using engine_actor = caf::typed_actor<
-  // name, quota (0 = engine default), pid, protocol_version -> registration. The sender is
-  // monitored: when it goes down, everything the process holds is reclaimed.
-  caf::replies_to<register_atom, std::string, uint64_t, int32_t, uint32_t>::with<registration>,
+  // name, quota (0 = engine default), ticket of the local door, protocol_version ->
+  // registration. The ticket stands for the uid, gid and pid the kernel reported at the door;
+  // without one, only an engine with engine.unauthenticated_tcp registers (pid unknown). The
+  // sender is monitored: when it goes down, a process the door vouched for whose pid is still
+  // alive is detached (its blocks stay, its session stays valid); any other is reclaimed.
+  caf::replies_to<register_atom, std::string, uint64_t, door_ticket, uint32_t>
+    ::with<registration>,
+  // where the local door is (the path of its Unix-domain socket; public)
+  caf::replies_to<door_atom>::with<std::string>,
   caf::replies_to<unregister_atom, session>::with<done_atom>,
   caf::replies_to<allocate_atom, session, uint64_t>::with<block_ref>,
   caf::replies_to<free_atom, session, block_ref>::with<done_atom>,
@@ -85,7 +92,9 @@ using engine_actor = caf::typed_actor<
   caf::replies_to<detach_atom, session, block_ref>::with<done_atom>,
   // process name -> slot of the first live process registered under it
   caf::replies_to<process_atom, session, std::string>::with<uint32_t>,
+  // without a session: aggregate numbers only (no processes, pids, names or refs)
   caf::replies_to<stats_atom>::with<engine_stats>,
+  caf::replies_to<stats_atom, session>::with<engine_stats>,
   // -- across engines ----------------------------------------------------------------------
   // Sends a block the session may read to another engine ("host:port" or a configured peer
   // name); answers once the destination verified and delivered it. A read_atom whose ref
@@ -93,27 +102,34 @@ using engine_actor = caf::typed_actor<
   caf::replies_to<transmit_atom, session, block_ref, std::string, transmit_target>
     ::with<transmit_receipt>,
   // links to the engine at host:port -> its engine id
-  caf::replies_to<link_atom, std::string, uint16_t>::with<uint64_t>,
-  // peer protocol: hello(own id) -> peer id; offer -> receipt (cache_hit) or an empty receipt
-  // (send the chunks); chunk -> done; commit(sender, id) -> receipt; abort(sender, id);
-  // version(ref) -> version of an exported block; pull(ref, requester id) -> version sent
-  caf::replies_to<hello_atom, uint64_t>::with<uint64_t>,
-  caf::replies_to<offer_atom, transfer_offer>::with<transmit_receipt>,
-  caf::replies_to<chunk_atom, transfer_chunk>::with<done_atom>,
+  caf::replies_to<link_atom, session, std::string, uint16_t>::with<uint64_t>,
+  // peer protocol. hello(dialer id, link token the listener uses toward the dialer) ->
+  // (listener id, link token the dialer uses toward the listener). Every later message carries
+  // the token the receiving engine issued; the receiver takes the sender's engine id from the
+  // token, never from the message. offer -> receipt (cache_hit) or an empty receipt (send the
+  // chunks); chunk -> done; commit(id) -> receipt; abort(id); version(ref) -> version of an
+  // exported block; pull(ref) -> version sent to the requester as a cache fill
+  caf::replies_to<hello_atom, uint64_t, uint64_t>::with<uint64_t, uint64_t>,
+  caf::replies_to<offer_atom, uint64_t, transfer_offer>::with<transmit_receipt>,
+  caf::replies_to<chunk_atom, uint64_t, transfer_chunk>::with<done_atom>,
   caf::replies_to<commit_atom, uint64_t, uint64_t>::with<transmit_receipt>,
   caf::reacts_to<abort_atom, uint64_t, uint64_t>,
-  caf::replies_to<version_atom, block_ref>::with<uint64_t>,
-  caf::replies_to<pull_atom, block_ref, uint64_t>::with<uint64_t>>;
+  caf::replies_to<version_atom, uint64_t, block_ref>::with<uint64_t>,
+  caf::replies_to<pull_atom, uint64_t, block_ref>::with<uint64_t>>;
 // clang-format on
 
 class memory_manager;
+class ticket_office;
 struct settings;
 
 /// Spawns an engine actor over `mm` (hidden, so that it never delays system shutdown). It polls
-/// the pids of registered local processes every engine.liveness_interval. It links to peer
+/// the pidfds of registered local processes every engine.liveness_interval. It links to peer
 /// engines through `connector` (CAF's middleman actor, or the openssl manager's for TLS); with
 /// an invalid connector, the remote features answer config_error.
+/// Registrations are accepted with tickets of `office` (the local door's, or issued in this
+/// process by cafshm::module for its own clients).
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
-                          const settings& config, caf::io::middleman_actor connector);
+                          const settings& config, caf::io::middleman_actor connector,
+                          std::shared_ptr<ticket_office> office, std::string door_path);
 
 } // namespace cafshm

@@ -33,6 +33,8 @@
 namespace cafshm {
 
 class memory_manager;
+class ticket_office;
+class local_door;
 
 class module : public caf::actor_system::module {
 public:
@@ -64,11 +66,23 @@ public:
   /// The engine's memory manager (engine role), for tools and tests in the engine's process.
   std::shared_ptr<memory_manager> memory() const { return memory_; }
 
+  /// A door ticket for this process (engine role): how clients in the engine's own process
+  /// register, without the socket. client::connect uses it for a local engine.
+  caf::expected<door_ticket> local_ticket();
+
+  /// The tickets of the engine's door (engine role), for tests in the engine's process.
+  std::shared_ptr<ticket_office> tickets() const { return office_; }
+
+  /// Path of the engine's local door (engine role; empty otherwise).
+  std::string door_path() const;
+
 private:
   caf::actor_system& system_;
   cafshm::settings settings_;
   caf::error failure_; // why start() could not provide an engine
   std::shared_ptr<memory_manager> memory_;
+  std::shared_ptr<ticket_office> office_;
+  std::unique_ptr<local_door> door_;
   engine_actor engine_;
 };
 

@@ -25,6 +25,21 @@ typename Inspector::result_type inspect(Inspector& f, session& x) {
   return f(caf::meta::type_name("cafshm::session"), x.process, x.token);
 }
 
+/// What the engine's local door (a Unix-domain socket) hands a process that may register: a
+/// single-use, short-lived secret that stands for the uid, gid and pid the kernel reported for
+/// it. Registration carries it; {0, 0} = no ticket.
+struct door_ticket {
+  uint64_t id = 0;
+  uint64_t secret = 0;
+  bool valid() const noexcept { return id != 0 && secret != 0; }
+  friend bool operator==(const door_ticket&, const door_ticket&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, door_ticket& x) {
+  return f(caf::meta::type_name("cafshm::door_ticket"), x.id, x.secret);
+}
+
 /// What register answers.
 struct registration {
   cafshm::session session;

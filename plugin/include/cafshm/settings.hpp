@@ -45,6 +45,12 @@ struct engine_settings {
                                       // (permissions | 0060); empty = the creator's group, no
                                       // group access beyond `permissions`. Must exist.
   endpoint listen{"127.0.0.1", 4242}; // where cafshmd publishes the engine
+  std::string socket;                 // the local door (Unix-domain socket); empty =
+                                      // /dev/shm/<name>.sock
+  std::vector<std::string> allow_users;  // besides the engine's user, root and engine.group:
+  std::vector<std::string> allow_groups; // who may register through the door
+  bool unauthenticated_tcp = false;   // registration without a door ticket over engine.listen
+                                      // (anyone who reaches the port; pids unverified)
   std::chrono::milliseconds liveness_interval{200}; // pid liveness check of clients
 };
 

@@ -1,6 +1,7 @@
 // The communications engine actor: a thin, serialising front of memory_manager. It monitors every
-// registering actor and (for processes on this host) polls their pids, so that the memory of a
-// process that dies, even by kill -9, is reclaimed.
+// registering actor and polls a pidfd of every process its door vouched for, so that the memory
+// of a process that dies, even by kill -9, is reclaimed, and only then: a process whose
+// connection ends while it lives is detached (it may still have its blocks mapped).
 #include "cafshm/engine.hpp"
 
 #include <chrono>
@@ -16,6 +17,9 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <poll.h>
+#include <unistd.h>
+
 #include "memory_manager.hpp"
 #include "engine_state.hpp"
 #include "remote_link.hpp"
@@ -30,21 +34,21 @@ caf::result<done_atom> done(caf::expected<void> x) {
   return done_atom::value;
 }
 
-// Whether two nodes run on the same host: node ids render as "<host hash>#<pid>".
-bool same_host(const caf::node_id& a, const caf::node_id& b) {
-  auto host = [](const caf::node_id& n) {
-    auto s = to_string(n);
-    return s.substr(0, s.find('#'));
-  };
-  return host(a) == host(b);
+// Whether the process behind `pidfd` has exited (the kernel makes a pidfd readable then).
+bool exited(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0;
 }
 
-bool pid_gone(int32_t pid) {
-  return ::kill(pid, 0) != 0 && errno == ESRCH;
+void close_pidfd(engine_state& st, uint32_t slot) {
+  if (auto i = st.pidfds.find(slot); i != st.pidfds.end()) {
+    ::close(i->second);
+    st.pidfds.erase(i);
+  }
 }
 
 void forget_slot(engine_state& st, uint32_t slot) {
-  st.polled_pids.erase(slot);
+  close_pidfd(st, slot);
   for (auto i = st.slots_by_actor.begin(); i != st.slots_by_actor.end(); ++i) {
     auto& v = i->second;
     if (auto j = std::find(v.begin(), v.end(), slot); j != v.end()) {
@@ -56,7 +60,11 @@ void forget_slot(engine_state& st, uint32_t slot) {
 
 engine_impl::behavior_type engine_behavior(engine_pointer self,
                                            std::shared_ptr<memory_manager> mm, settings config,
-                                           caf::io::middleman_actor connector) {
+                                           caf::io::middleman_actor connector,
+                                           std::shared_ptr<ticket_office> office,
+                                           std::string door_path) {
+  self->state.office = std::move(office);
+  self->state.door_path = std::move(door_path);
   self->state.mm = std::move(mm);
   self->state.config = std::move(config);
   self->state.connector = std::move(connector);
@@ -69,7 +77,10 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     if (i == self->state.slots_by_actor.end())
       return;
     for (auto slot : i->second) {
-      self->state.polled_pids.erase(slot);
+      auto fd = self->state.pidfds.find(slot);
+      if (fd != self->state.pidfds.end() && !exited(fd->second))
+        continue; // alive: detached, not reclaimed; the pidfd says when it ends
+      close_pidfd(self->state, slot);
       self->state.mm->reclaim(slot);
     }
     self->state.slots_by_actor.erase(i);
@@ -78,27 +89,42 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     self->delayed_send(self, liveness_interval, liveness_atom::value);
   auto& mmr = *self->state.mm;
   return {
-    [self, &mmr](register_atom, const std::string& name, uint64_t quota, int32_t pid,
-                 uint32_t version) -> caf::result<registration> {
+    [self, &mmr](register_atom, const std::string& name, uint64_t quota,
+                 const door_ticket& ticket, uint32_t version) -> caf::result<registration> {
       if (version != protocol_version)
         return make_error(errc::invalid_argument,
                           "protocol version " + std::to_string(version) + " of the client, "
                             + std::to_string(protocol_version) + " of the engine: rebuild one");
+      std::optional<peer_credentials> creds;
+      if (ticket.valid()) {
+        creds = self->state.office ? self->state.office->redeem(ticket) : std::nullopt;
+        if (!creds)
+          return make_error(errc::access_denied, "unknown, used or expired door ticket");
+      } else if (!self->state.config.engine.unauthenticated_tcp) {
+        return make_error(errc::access_denied,
+                          "registration needs a ticket from the engine's door "
+                            + self->state.door_path
+                            + " (or engine.unauthenticated_tcp on the engine)");
+      }
+      int32_t pid = creds ? creds->pid : 0; // never what the caller claims
       auto reg = mmr.register_process(name, pid, quota);
-      if (!reg)
+      if (!reg) {
+        if (creds && creds->pidfd >= 0)
+          ::close(creds->pidfd);
         return std::move(reg.error());
-      auto sender = self->current_sender();
-      if (sender) {
+      }
+      if (creds && creds->pidfd >= 0)
+        self->state.pidfds[reg->session.process] = creds->pidfd;
+      if (auto sender = self->current_sender()) {
         auto addr = caf::actor_cast<caf::actor_addr>(sender);
         auto& slots = self->state.slots_by_actor[addr];
         if (slots.empty())
           self->monitor(addr);
         slots.push_back(reg->session.process);
-        if (same_host(sender->node(), self->node()) && pid > 0 && pid != ::getpid())
-          self->state.polled_pids.emplace(reg->session.process, pid);
       }
       return std::move(*reg);
     },
+    [self](door_atom) { return self->state.door_path; },
     [self, &mmr](unregister_atom, const session& s) -> caf::result<done_atom> {
       auto r = mmr.unregister(s);
       if (r)
@@ -154,30 +180,50 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     [self, &mmr](stats_atom) {
       auto st = mmr.stats();
       remote::fill_stats(self->state, st);
+      st.process_list.clear(); // who runs what is for registered processes only
+      st.name_list.clear();
+      st.peers.clear();
+      st.outgoing.clear();
+      return st;
+    },
+    [self, &mmr](stats_atom, const session& s) -> caf::result<engine_stats> {
+      if (auto ok = mmr.check_session(s); !ok)
+        return std::move(ok.error());
+      auto st = mmr.stats();
+      remote::fill_stats(self->state, st);
       return st;
     },
     [self](transmit_atom, const session& s, const block_ref& ref, const std::string& peer,
            transmit_target& target) {
       return remote::transmit(self, s, ref, peer, std::move(target));
     },
-    [self](link_atom, const std::string& host, uint16_t port) {
+    [self, &mmr](link_atom, const session& s, const std::string& host,
+                 uint16_t port) -> caf::result<uint64_t> {
+      if (auto ok = mmr.check_session(s); !ok)
+        return std::move(ok.error());
       return remote::link(self, host, port);
     },
-    [self](hello_atom, uint64_t peer) { return remote::hello(self, peer); },
-    [self](offer_atom, transfer_offer& o) { return remote::offer(self, o); },
-    [self](chunk_atom, transfer_chunk& c) { return remote::chunk(self, c); },
-    [self](commit_atom, uint64_t sender, uint64_t id) {
-      return remote::commit(self, sender, id);
+    [self](hello_atom, uint64_t peer, uint64_t reverse_token) {
+      return remote::hello(self, peer, reverse_token);
     },
-    [self](abort_atom, uint64_t sender, uint64_t id) { remote::abort(self, sender, id); },
-    [self](version_atom, const block_ref& ref) { return remote::version(self, ref); },
-    [self](pull_atom, const block_ref& ref, uint64_t requester) {
-      return remote::pull(self, ref, requester);
+    [self](offer_atom, uint64_t token, transfer_offer& o) {
+      return remote::offer(self, token, o);
+    },
+    [self](chunk_atom, uint64_t token, transfer_chunk& c) {
+      return remote::chunk(self, token, c);
+    },
+    [self](commit_atom, uint64_t token, uint64_t id) { return remote::commit(self, token, id); },
+    [self](abort_atom, uint64_t token, uint64_t id) { remote::abort(self, token, id); },
+    [self](version_atom, uint64_t token, const block_ref& ref) {
+      return remote::version(self, token, ref);
+    },
+    [self](pull_atom, uint64_t token, const block_ref& ref) {
+      return remote::pull(self, token, ref);
     },
     [self, &mmr](liveness_atom) {
       std::vector<uint32_t> dead;
-      for (auto [slot, pid] : self->state.polled_pids)
-        if (pid_gone(pid))
+      for (auto [slot, fd] : self->state.pidfds)
+        if (exited(fd))
           dead.push_back(slot);
       for (auto slot : dead) {
         forget_slot(self->state, slot);
@@ -194,8 +240,10 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
 } // namespace
 
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
-                          const settings& config, caf::io::middleman_actor connector) {
-  auto impl = sys.spawn<caf::hidden>(engine_behavior, std::move(mm), config, std::move(connector));
+                          const settings& config, caf::io::middleman_actor connector,
+                          std::shared_ptr<ticket_office> office, std::string door_path) {
+  auto impl = sys.spawn<caf::hidden>(engine_behavior, std::move(mm), config, std::move(connector),
+                                     std::move(office), std::move(door_path));
   return caf::actor_cast<engine_actor>(impl);
 }
 

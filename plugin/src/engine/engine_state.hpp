@@ -5,12 +5,16 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <set>
+#include <tuple>
 #include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 #include <caf/actor_addr.hpp>
 #include <caf/io/middleman_actor.hpp>
@@ -22,17 +26,25 @@
 #include "cafshm/engine.hpp"
 #include "memory_manager.hpp"
 #include "cafshm/settings.hpp"
+#include "ticket_office.hpp"
 
 namespace cafshm {
 
 using liveness_atom = caf::atom_constant<caf::atom("shm_alive")>;
 using engine_impl = engine_actor::extend<caf::reacts_to<liveness_atom>>;
 
-/// A linked peer engine.
+/// A linked peer engine: where this engine sends to it.
 struct peer_link {
   engine_actor handle;
+  uint64_t token = 0;  // issued to this engine by the peer; every message sent to it carries it
   std::string address; // "host:port" as linked, or "node <id>" when the peer linked to us
+  bool dialed = false; // this engine dialed the peer (with remote.tls the transport verified
+                       // its certificate); a link the peer opened never replaces a dialed one
 };
+
+/// Inbound peer links this engine accepts at most at once (one per peer engine id; a second
+/// hello of the same engine replaces its link).
+constexpr size_t max_inbound_peers = 256;
 
 /// A block this engine is sending. The block is pinned by a view of the engine's own session,
 /// so its memory stays valid (even if its owner frees it or dies) until the transfer ends.
@@ -68,16 +80,32 @@ struct engine_state {
   caf::io::middleman_actor connector;
   // registering actor -> slots it registered; reclaimed when it goes down
   std::unordered_map<caf::actor_addr, std::vector<uint32_t>> slots_by_actor;
-  // slot -> pid to poll (processes on this host other than the engine's own)
-  std::unordered_map<uint32_t, int32_t> polled_pids;
+  // slot -> pidfd to poll (processes the door vouched for, other than the engine's own);
+  // owned here, closed when the slot is reclaimed
+  std::unordered_map<uint32_t, int> pidfds;
+  std::shared_ptr<ticket_office> office;
+  std::string door_path;
   // remote side
   std::unordered_map<uint64_t, peer_link> peers;           // by engine id
   std::unordered_map<std::string, uint64_t> peer_by_address;
-  uint64_t next_transfer = 1;
+  // link tokens this engine issued: token -> engine id of the peer it was issued to, and back
+  std::unordered_map<uint64_t, uint64_t> issued_tokens;
+  std::unordered_map<uint64_t, uint64_t> token_of_peer;
+  // remote reads waiting for their cache fill: (engine id, block index, generation); a cache
+  // fill offer is accepted only for one of these, from that engine's link
+  std::multiset<std::tuple<uint64_t, uint32_t, uint32_t>> pending_pulls;
   std::map<uint64_t, outgoing_transfer> outgoing;          // by transfer id
   std::map<std::pair<uint64_t, uint64_t>, incoming_transfer> incoming; // by (sender, id)
   std::unique_ptr<block_cache> cache;
   static inline const char* name = "cafshm.engine";
+
+  engine_state() = default;
+  engine_state(const engine_state&) = delete;
+  engine_state& operator=(const engine_state&) = delete;
+  ~engine_state() {
+    for (auto& [slot, fd] : pidfds)
+      ::close(fd);
+  }
 };
 
 using engine_pointer = engine_impl::stateful_pointer<engine_state>;

@@ -12,6 +12,7 @@
 
 #include "cafshm/config.hpp"
 #include "cafshm/error.hpp"
+#include "secure_random.hpp"
 
 namespace cafshm::remote {
 
@@ -34,19 +35,35 @@ void free_blocks(engine_state& st, const std::vector<block_ref>& refs) {
     st.mm->free(st.mm->engine_session(), r);
 }
 
-void add_peer(engine_pointer self, uint64_t id, engine_actor handle, std::string address) {
+// Records where to send to engine `id`. A dialed link replaces whatever was there; a link the
+// peer opened (hello) replaces only another such link, never a dialed one: a hello that claims
+// the id of an engine this engine dialed cannot redirect what is sent to that engine.
+void add_peer(engine_pointer self, uint64_t id, peer_link link) {
   auto& st = self->state;
   if (auto i = st.peers.find(id); i != st.peers.end()) {
-    if (address.rfind("node ", 0) != 0) { // a dialled address names the peer better
-      st.peer_by_address.erase(i->second.address);
-      i->second.address = address;
-      st.peer_by_address[address] = id;
-    }
-    return;
+    if (i->second.dialed && !link.dialed)
+      return;
+    st.peer_by_address.erase(i->second.address);
+    st.peers.erase(i);
   }
-  self->monitor(handle);
-  st.peer_by_address[address] = id;
-  st.peers.emplace(id, peer_link{std::move(handle), std::move(address)});
+  self->monitor(link.handle);
+  st.peer_by_address[link.address] = id;
+  st.peers.emplace(id, std::move(link));
+}
+
+// Binds a fresh token to engine `id`, replacing the one issued to it before.
+void issue_token(engine_state& st, uint64_t id, uint64_t token) {
+  if (auto i = st.token_of_peer.find(id); i != st.token_of_peer.end())
+    st.issued_tokens.erase(i->second);
+  st.token_of_peer[id] = token;
+  st.issued_tokens[token] = id;
+}
+
+// The engine id a peer message comes from: the one its token was issued to.
+caf::expected<uint64_t> peer_of(const engine_state& st, uint64_t token) {
+  if (auto i = st.issued_tokens.find(token); i != st.issued_tokens.end())
+    return i->second;
+  return make_error(errc::access_denied, "peer message without a valid link token");
 }
 
 // Links to host:port and calls f(expected<peer engine id>).
@@ -67,11 +84,18 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F f) {
           return;
         }
         auto handle = caf::actor_cast<engine_actor>(ptr);
+        auto reverse = secure_token(); // for the peer's messages back (cache fills of pulls)
         self->request(handle, timeout(self->state), hello_atom::value,
-                      self->state.mm->engine_id())
+                      self->state.mm->engine_id(), reverse)
           .then(
-            [self, f, handle, address](uint64_t id) mutable {
-              add_peer(self, id, handle, address);
+            [self, f, handle, address, reverse](uint64_t id, uint64_t token) mutable {
+              if (id == 0 || id == self->state.mm->engine_id() || token == 0) {
+                f(make_error(errc::peer_failure, "engine at " + address
+                                                   + " answered an invalid hello"));
+                return;
+              }
+              issue_token(self->state, id, reverse);
+              add_peer(self, id, peer_link{handle, token, address, true});
               f(id);
             },
             [f, address](caf::error& e) mutable {
@@ -122,7 +146,7 @@ void fail(engine_pointer self, uint64_t id, caf::error err) {
   auto& st = self->state;
   auto p = st.peers.find(t->peer);
   if (p != st.peers.end())
-    self->send(p->second.handle, abort_atom::value, t->offer.sender, id);
+    self->send(p->second.handle, abort_atom::value, p->second.token, id);
   if (err.category() != error_category) // CAF's own, e.g. a request to a cut-off peer timed out
     err = make_error(errc::peer_failure,
                      "transfer to " + (p != st.peers.end() ? p->second.address : "the peer")
@@ -163,7 +187,8 @@ void send_chunk(engine_pointer self, uint64_t id, uint64_t offset) {
   c.hash = XXH3_64bits(c.data.data(), c.data.size());
   ++t->in_flight;
   t->payload_bytes += n;
-  self->request(peer->second.handle, timeout(self->state), chunk_atom::value, std::move(c))
+  self->request(peer->second.handle, timeout(self->state), chunk_atom::value,
+                peer->second.token, std::move(c))
     .then(
       [self, id, n](done_atom) {
         if (auto* t = find_out(self, id)) {
@@ -193,7 +218,8 @@ void commit_transfer(engine_pointer self, uint64_t id) {
     fail(self, id, make_error(errc::peer_failure, "the destination engine went down"));
     return;
   }
-  self->request(peer->second.handle, timeout(self->state), commit_atom::value, t->offer.sender, id)
+  self->request(peer->second.handle, timeout(self->state), commit_atom::value,
+                peer->second.token, id)
     .then([self, id](transmit_receipt& r) { finish(self, id, std::move(r)); },
           [self, id](caf::error& e) { fail(self, id, std::move(e)); });
 }
@@ -231,7 +257,9 @@ void start(engine_pointer self, uint64_t peer, const block_ref& ref, outgoing_tr
       t.receipt.deliver(std::move(err));
     return;
   }
-  uint64_t id = st.next_transfer++;
+  uint64_t id = secure_token();
+  while (st.outgoing.count(id) != 0)
+    id = secure_token();
   t.peer = peer;
   t.ref = ref;
   t.bytes = *bytes;
@@ -243,9 +271,10 @@ void start(engine_pointer self, uint64_t peer, const block_ref& ref, outgoing_tr
   t.offer.chunk_bytes = st.config.remote.chunk_bytes;
   t.offer.source = ref;
   auto handle = st.peers.at(peer).handle;
+  auto token = st.peers.at(peer).token;
   auto offer = t.offer;
   st.outgoing.emplace(id, std::move(t));
-  self->request(handle, timeout(st), offer_atom::value, std::move(offer))
+  self->request(handle, timeout(st), offer_atom::value, token, std::move(offer))
     .then(
       [self, id](transmit_receipt& r) {
         if (r.remote.valid()) // the destination had the content: no payload
@@ -315,11 +344,21 @@ caf::result<uint64_t> link(engine_pointer self, const std::string& host, uint16_
   return rp;
 }
 
-uint64_t hello(engine_pointer self, uint64_t peer_id) {
+caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
+                                     uint64_t reverse_token) {
+  auto& st = self->state;
   auto sender = caf::actor_cast<engine_actor>(self->current_sender());
-  if (sender && peer_id != 0)
-    add_peer(self, peer_id, sender, "node " + to_string(sender.node()));
-  return self->state.mm->engine_id();
+  if (!sender || peer_id == 0 || peer_id == st.mm->engine_id() || reverse_token == 0)
+    return make_error(errc::invalid_argument, "hello needs a sender, an engine id and a token");
+  if (st.token_of_peer.count(peer_id) == 0 && st.token_of_peer.size() >= max_inbound_peers)
+    return make_error(errc::capacity_exceeded,
+                      "this engine accepts at most " + std::to_string(max_inbound_peers)
+                        + " peer engines");
+  auto token = secure_token();
+  issue_token(st, peer_id, token);
+  add_peer(self, peer_id,
+           peer_link{sender, reverse_token, "node " + to_string(sender.node()), false});
+  return {st.mm->engine_id(), token};
 }
 
 // -- sending ------------------------------------------------------------------------------------
@@ -347,16 +386,21 @@ caf::result<transmit_receipt> transmit(engine_pointer self, const session& s,
   return rp;
 }
 
-caf::result<uint64_t> version(engine_pointer self, const block_ref& ref) {
+caf::result<uint64_t> version(engine_pointer self, uint64_t token, const block_ref& ref) {
+  if (auto from = peer_of(self->state, token); !from)
+    return std::move(from.error());
   return self->state.mm->exported_version(ref);
 }
 
-caf::result<uint64_t> pull(engine_pointer self, const block_ref& ref, uint64_t requester) {
+caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref& ref) {
   auto& st = self->state;
+  auto requester = peer_of(st, token);
+  if (!requester)
+    return std::move(requester.error());
   auto v = st.mm->exported_version(ref);
   if (!v)
     return std::move(v.error());
-  if (st.peers.count(requester) == 0)
+  if (st.peers.count(*requester) == 0)
     return make_error(errc::peer_failure, "pull from an engine that is not linked");
   auto rp = self->make_response_promise<uint64_t>();
   outgoing_transfer t;
@@ -364,21 +408,34 @@ caf::result<uint64_t> pull(engine_pointer self, const block_ref& ref, uint64_t r
   t.pulled = rp;
   t.offer.cache_fill = true;
   t.offer.source_version = *v;
-  start(self, requester, ref, std::move(t));
+  start(self, *requester, ref, std::move(t));
   return rp;
 }
 
 // -- receiving ----------------------------------------------------------------------------------
 
-caf::result<transmit_receipt> offer(engine_pointer self, transfer_offer& o) {
+caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transfer_offer& o) {
   auto& st = self->state;
   auto& mm = *st.mm;
   auto engine = mm.engine_session();
+  auto from = peer_of(st, token);
+  if (!from)
+    return std::move(from.error());
+  o.sender = *from; // who sends is what the link says, not what the offer claims
   auto key = std::make_pair(o.sender, o.id);
   if (o.size == 0 || o.chunk_bytes == 0 || st.incoming.count(key) != 0)
     return make_error(errc::invalid_argument, "malformed or duplicate transfer offer");
-  if (o.cache_fill && (!st.cache || st.cache->capacity() < o.size))
-    return make_error(errc::invalid_argument, "remote reads need remote.cache >= the block size");
+  if (o.cache_fill) {
+    // Only the answer to a pull of this engine, from the engine that owns the block.
+    auto pending = st.pending_pulls.find({o.source.engine, o.source.block, o.source.generation});
+    if (o.source.engine != *from || pending == st.pending_pulls.end()
+        || o.size != o.source.size)
+      return make_error(errc::access_denied, "a cache fill nobody asked this engine for");
+    if (!st.cache || st.cache->capacity() < o.size)
+      return make_error(errc::invalid_argument,
+                        "remote reads need remote.cache >= the block size");
+    st.pending_pulls.erase(pending);
+  }
   incoming_transfer in;
   in.destination = admin::engine_slot;
   if (!o.cache_fill && !o.target.process.empty()) {
@@ -423,9 +480,12 @@ caf::result<transmit_receipt> offer(engine_pointer self, transfer_offer& o) {
   return transmit_receipt{}; // no receipt yet: send the chunks
 }
 
-caf::result<done_atom> chunk(engine_pointer self, transfer_chunk& c) {
+caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transfer_chunk& c) {
   auto& st = self->state;
-  auto i = st.incoming.find({c.sender, c.id});
+  auto from = peer_of(st, token);
+  if (!from)
+    return std::move(from.error());
+  auto i = st.incoming.find({*from, c.id});
   if (i == st.incoming.end())
     return make_error(errc::stale_block, "chunk of an unknown transfer");
   auto& in = i->second;
@@ -443,10 +503,13 @@ caf::result<done_atom> chunk(engine_pointer self, transfer_chunk& c) {
   return done_atom::value;
 }
 
-caf::result<transmit_receipt> commit(engine_pointer self, uint64_t sender, uint64_t id) {
+caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64_t id) {
   auto& st = self->state;
   auto& mm = *st.mm;
-  auto i = st.incoming.find({sender, id});
+  auto from = peer_of(st, token);
+  if (!from)
+    return std::move(from.error());
+  auto i = st.incoming.find({*from, id});
   if (i == st.incoming.end())
     return make_error(errc::stale_block, "commit of an unknown transfer");
   auto in = std::move(i->second);
@@ -469,9 +532,12 @@ caf::result<transmit_receipt> commit(engine_pointer self, uint64_t sender, uint6
   return transmit_receipt{*delivered, in.bytes.size(), 0, hash, false};
 }
 
-void abort(engine_pointer self, uint64_t sender, uint64_t id) {
+void abort(engine_pointer self, uint64_t token, uint64_t id) {
   auto& st = self->state;
-  if (auto i = st.incoming.find({sender, id}); i != st.incoming.end()) {
+  auto from = peer_of(st, token);
+  if (!from)
+    return;
+  if (auto i = st.incoming.find({*from, id}); i != st.incoming.end()) {
     st.mm->free(st.mm->engine_session(), i->second.block);
     st.incoming.erase(i);
   }
@@ -493,6 +559,7 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
     return make_error(errc::invalid_argument, "remote reads need remote.cache > 0");
   auto rp = self->make_response_promise<std::vector<char>>();
   auto handle = peer->second.handle;
+  auto token = peer->second.token;
   auto serve = [self, rp, ref, offset, length](uint64_t version, bool fetched) mutable {
     auto& st = self->state;
     std::vector<block_ref> stale;
@@ -507,20 +574,26 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
     rp.deliver(copy_range(st, hit->local, offset, length));
     return true;
   };
-  self->request(handle, timeout(st), version_atom::value, ref)
+  self->request(handle, timeout(st), version_atom::value, token, ref)
     .then(
-      [self, rp, ref, handle, serve](uint64_t v) mutable {
+      [self, rp, ref, handle, token, serve](uint64_t v) mutable {
         if (serve(v, false))
           return;
         ++self->state.cache->counters().misses;
-        self->request(handle, timeout(self->state) * 4, pull_atom::value, ref,
-                      self->state.mm->engine_id())
+        auto key = std::make_tuple(ref.engine, ref.block, ref.generation);
+        self->state.pending_pulls.insert(key); // consumed by the cache fill offer
+        self->request(handle, timeout(self->state) * 4, pull_atom::value, token, ref)
           .then(
             [rp, serve](uint64_t pulled) mutable {
               if (!serve(pulled, true))
                 rp.deliver(make_error(errc::peer_failure, "the fetched block did not stay cached"));
             },
-            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+            [self, rp, key](caf::error& e) mutable {
+              if (auto i = self->state.pending_pulls.find(key);
+                  i != self->state.pending_pulls.end())
+                self->state.pending_pulls.erase(i);
+              rp.deliver(std::move(e));
+            });
       },
       [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
   return rp;
@@ -538,6 +611,10 @@ bool peer_down(engine_pointer self, const caf::actor_addr& source) {
     }
     was_peer = true;
     auto id = i->first;
+    if (auto t = st.token_of_peer.find(id); t != st.token_of_peer.end()) {
+      st.issued_tokens.erase(t->second);
+      st.token_of_peer.erase(t);
+    }
     st.peer_by_address.erase(i->second.address);
     i = st.peers.erase(i);
     std::vector<uint64_t> failed;

@@ -25,16 +25,19 @@
 namespace cafshm::remote {
 
 caf::result<uint64_t> link(engine_pointer self, const std::string& host, uint16_t port);
-uint64_t hello(engine_pointer self, uint64_t peer_id);
+caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
+                                     uint64_t reverse_token);
 caf::result<transmit_receipt> transmit(engine_pointer self, const session& s,
                                        const block_ref& ref, const std::string& peer,
                                        transmit_target target);
-caf::result<transmit_receipt> offer(engine_pointer self, transfer_offer& o);
-caf::result<done_atom> chunk(engine_pointer self, transfer_chunk& c);
-caf::result<transmit_receipt> commit(engine_pointer self, uint64_t sender, uint64_t id);
-void abort(engine_pointer self, uint64_t sender, uint64_t id);
-caf::result<uint64_t> version(engine_pointer self, const block_ref& ref);
-caf::result<uint64_t> pull(engine_pointer self, const block_ref& ref, uint64_t requester);
+// The peer messages below carry the link token this engine issued at hello; the sending
+// engine's id is taken from it (a message without a valid token is refused, access_denied).
+caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transfer_offer& o);
+caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transfer_chunk& c);
+caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64_t id);
+void abort(engine_pointer self, uint64_t token, uint64_t id);
+caf::result<uint64_t> version(engine_pointer self, uint64_t token, const block_ref& ref);
+caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref& ref);
 
 /// A read of a block of another engine: served from the cache while the block's version there
 /// is unchanged, else fetched whole into the cache first.

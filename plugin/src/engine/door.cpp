@@ -1,0 +1,229 @@
+#include "door.hpp"
+
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "cafshm/error.hpp"
+#include "door_protocol.hpp"
+
+namespace cafshm {
+
+namespace {
+
+// pidfd_open(2) through syscall(): Debian 12's <sys/pidfd.h> lacks C linkage for C++.
+int open_pidfd(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+std::string os_error(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
+
+// Groups of the user `uid` (primary and supplementary), from the user database.
+std::vector<gid_t> groups_of(uid_t uid, gid_t gid) {
+  std::vector<gid_t> out{gid};
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr)
+    return out;
+  int n = 64;
+  std::vector<gid_t> gs(static_cast<size_t>(n));
+  if (::getgrouplist(pw.pw_name, pw.pw_gid, gs.data(), &n) < 0) {
+    gs.resize(static_cast<size_t>(n));
+    if (::getgrouplist(pw.pw_name, pw.pw_gid, gs.data(), &n) < 0)
+      return out;
+  }
+  gs.resize(static_cast<size_t>(n));
+  out.insert(out.end(), gs.begin(), gs.end());
+  return out;
+}
+
+} // namespace
+
+std::string local_door::path_of(const engine_settings& s) {
+  return s.socket.empty() ? "/dev/shm/" + s.name + ".sock" : s.socket;
+}
+
+caf::expected<std::unique_ptr<local_door>>
+local_door::open(const engine_settings& s, std::shared_ptr<ticket_office> office) {
+  std::unique_ptr<local_door> d{new local_door};
+  d->path_ = path_of(s);
+  d->office_ = std::move(office);
+  d->engine_uid_ = ::geteuid();
+  gid_t group = static_cast<gid_t>(-1);
+  if (!s.group.empty()) {
+    if (auto* g = ::getgrnam(s.group.c_str()))
+      d->groups_.insert(group = g->gr_gid);
+    else
+      return make_error(errc::config_error, "engine.group '" + s.group + "' does not exist");
+  }
+  for (const auto& u : s.allow_users) {
+    auto* pw = ::getpwnam(u.c_str());
+    if (pw == nullptr)
+      return make_error(errc::config_error, "engine.allow_users: no user '" + u + "'");
+    d->users_.insert(pw->pw_uid);
+  }
+  for (const auto& g : s.allow_groups) {
+    auto* gr = ::getgrnam(g.c_str());
+    if (gr == nullptr)
+      return make_error(errc::config_error, "engine.allow_groups: no group '" + g + "'");
+    d->groups_.insert(gr->gr_gid);
+  }
+  sockaddr_un addr{};
+  if (d->path_.size() >= sizeof(addr.sun_path))
+    return make_error(errc::config_error, "engine.socket '" + d->path_ + "' is too long");
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, d->path_.c_str(), d->path_.size() + 1);
+  struct stat st{};
+  if (::lstat(d->path_.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode) || st.st_uid != d->engine_uid_)
+      return make_error(errc::segment_error,
+                        d->path_ + " exists and is not a socket of this user: remove it or "
+                                   "choose another engine.socket");
+    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool live = probe >= 0
+                && ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    if (probe >= 0)
+      ::close(probe);
+    if (live)
+      return make_error(errc::segment_error, "another engine serves the door " + d->path_);
+    ::unlink(d->path_.c_str()); // left behind by an engine that died
+  }
+  d->listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (d->listen_fd_ < 0)
+    return make_error(errc::segment_error, os_error("socket"));
+  if (::bind(d->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+    return make_error(errc::segment_error, os_error("cannot bind the door " + d->path_));
+  mode_t mode = 0600;
+  if (!d->users_.empty() || !s.allow_groups.empty())
+    mode = 0666; // others reach the socket; the door's own check decides
+  else if (group != static_cast<gid_t>(-1))
+    mode = 0660;
+  if (group != static_cast<gid_t>(-1) && ::chown(d->path_.c_str(), static_cast<uid_t>(-1), group) != 0)
+    return make_error(errc::segment_error, os_error("chown " + d->path_));
+  if (::chmod(d->path_.c_str(), mode) != 0)
+    return make_error(errc::segment_error, os_error("chmod " + d->path_));
+  if (::listen(d->listen_fd_, 64) != 0)
+    return make_error(errc::segment_error, os_error("listen " + d->path_));
+  d->stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (d->stop_fd_ < 0)
+    return make_error(errc::segment_error, os_error("eventfd"));
+  d->thread_ = std::thread([p = d.get()] { p->serve(); });
+  return d;
+}
+
+local_door::~local_door() {
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    (void) !::write(stop_fd_, &one, sizeof(one));
+    thread_.join();
+  }
+  if (listen_fd_ >= 0) {
+    ::close(listen_fd_);
+    ::unlink(path_.c_str());
+  }
+  if (stop_fd_ >= 0)
+    ::close(stop_fd_);
+}
+
+bool local_door::admits(uid_t uid, gid_t gid) const {
+  if (uid == 0 || uid == engine_uid_ || users_.count(uid) != 0)
+    return true;
+  if (groups_.empty())
+    return false;
+  for (auto g : groups_of(uid, gid))
+    if (groups_.count(g) != 0)
+      return true;
+  return false;
+}
+
+void local_door::serve() {
+  for (;;) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      return;
+    }
+    if (fds[1].revents != 0)
+      return;
+    if ((fds[0].revents & POLLIN) == 0)
+      continue;
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+      continue;
+    answer(fd);
+    ::close(fd);
+  }
+}
+
+void local_door::answer(int fd) {
+  auto reply = [fd](const std::string& line) {
+    return ::send(fd, line.data(), line.size(), MSG_NOSIGNAL)
+           == static_cast<ssize_t>(line.size());
+  };
+  // The request line, within 1 s.
+  std::string line;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  char buf[door::max_line + 1];
+  while (line.size() <= door::max_line && (line.empty() || line.back() != '\n')) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+      continue;
+    auto n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0)
+      return;
+    line.append(buf, static_cast<size_t>(n));
+  }
+  auto version = door::parse_request(line);
+  if (!version || *version != door::version) {
+    reply(door::format_denial("unknown request (this door speaks cafshm-door "
+                              + std::to_string(door::version) + ")"));
+    return;
+  }
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid <= 0) {
+    reply(door::format_denial("the kernel did not report who is asking"));
+    return;
+  }
+  if (!admits(cred.uid, cred.gid)) {
+    reply(door::format_denial("user " + std::to_string(cred.uid) + " may not use this engine"));
+    return;
+  }
+  peer_credentials creds{cred.uid, cred.gid, cred.pid, -1};
+  if (cred.pid != ::getpid()) {
+    creds.pidfd = open_pidfd(cred.pid);
+    if (creds.pidfd < 0) {
+      reply(door::format_denial("cannot watch the asking process"));
+      return;
+    }
+  }
+  auto ticket = office_->issue(creds);
+  if (!ticket) {
+    reply(door::format_denial("too many open tickets; try again"));
+    return;
+  }
+  if (!reply(door::format_ticket(*ticket))) // gone before it got its ticket: void it
+    if (auto c = office_->redeem(*ticket); c && c->pidfd >= 0)
+      ::close(c->pidfd);
+}
+
+} // namespace cafshm

@@ -14,6 +14,8 @@
 //                      "fresh nonzero=N" or "failed <errc>"
 //   fill               the same over every free byte of the arena (blocks of halving sizes):
 //                      "fill nonzero=N bytes=M"
+//   reattach H:P       over a new connection to the engine at H:P, allocates and frees a block
+//                      with this process's session: "reattach ok" or "reattach <errc>"
 // With --no-register it does not register (prints "ready unregistered") and talks to the
 // engine's port directly, as anything that reaches it can:
 //   impersonate ID     says hello to the engine as peer engine ID from an impostor actor that
@@ -329,6 +331,25 @@ int main(int argc, char** argv) {
     } else if (cmd == "fill") {
       auto st = me->stats();
       answer = st ? fill(*me, st->arena_bytes) : "failed " + code(st.error());
+    } else if (cmd == "reattach") {
+      std::string where;
+      in >> where;
+      auto target = parse_endpoint(where);
+      auto engine = target ? dial(sys, *target) : engine_actor{};
+      answer = "reattach ?";
+      if (!engine) {
+        answer = "reattach engine_unreachable";
+      } else {
+        caf::scoped_actor self{sys, true};
+        self->request(engine, 5s, allocate_atom::value, me->session(), uint64_t{4096})
+          .receive(
+            [&](block_ref& r) {
+              answer = "reattach ok";
+              self->request(engine, 5s, free_atom::value, me->session(), r)
+                .receive([](done_atom) {}, [&](caf::error& e) { answer = "reattach " + code(e); });
+            },
+            [&](caf::error& e) { answer = "reattach " + code(e); });
+      }
     } else if (cmd == "fresh") {
       uint64_t size = 0;
       in >> size;

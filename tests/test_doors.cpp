@@ -1,0 +1,398 @@
+// Who may talk to an engine, through which door: local processes only with a ticket of the
+// engine's Unix-domain socket (the kernel's uid, gid and pid), peer engines only with the link
+// token the receiving engine issued; liveness by the pidfd of the kernel's pid. Attackers are
+// real processes (tests/helpers/cafshm-attacker.cpp), other Unix users and pid namespaces are
+// created by the test where the machine allows it.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <string>
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <xxhash.h>
+
+#include "cafshm/client.hpp"
+#include "cafshm/module.hpp"
+#include "memory_manager.hpp"
+#include "support/child_process.hpp"
+#include "support/client_system.hpp"
+#include "support/daemon_process.hpp"
+#include "support/tcp_proxy.hpp"
+
+using namespace cafshm;
+using namespace std::chrono_literals;
+using test::child_process;
+using test::client_system;
+using test::daemon_process;
+using test::eventually;
+using test::unique_name;
+
+namespace {
+
+std::string bin(const std::string& program) {
+  return std::string{CAFSHM_BIN_DIR} + "/" + program;
+}
+
+std::string address_of(const daemon_process& d) {
+  return "127.0.0.1:" + std::to_string(d.port());
+}
+
+// An attacker process (see cafshm-attacker.cpp), optionally started through a wrapper such as
+// `setpriv` or `unshare`.
+struct attacker {
+  child_process process;
+  std::string first; // its first line: "ready ...", "ready unregistered" or "refused <errc>"
+
+  attacker(std::vector<std::string> argv) : process(std::move(argv)) {
+    first = process.read_line(20s).value_or("");
+  }
+
+  std::string ask(const std::string& command) {
+    REQUIRE(process.write_stdin(command + "\n"));
+    return process.read_line(20s).value_or("(no answer)");
+  }
+};
+
+std::vector<std::string> attacker_argv(uint16_t port, bool registered = true) {
+  std::vector<std::string> argv{bin("cafshm-attacker"), "--engine",
+                                "127.0.0.1:" + std::to_string(port)};
+  if (!registered)
+    argv.push_back("--no-register");
+  return argv;
+}
+
+// "ready SLOT ENGINE_ID" -> SLOT
+uint32_t slot_of(const std::string& ready) {
+  return static_cast<uint32_t>(std::stoul(ready.substr(6)));
+}
+
+const process_stats* find_slot(const engine_stats& st, uint32_t slot) {
+  for (const auto& p : st.process_list)
+    if (p.slot == slot)
+      return &p;
+  return nullptr;
+}
+
+// An engine in this process, for raw peer messages from scoped actors.
+struct local_engine_env {
+  std::string name = unique_name("cafshm-test-door");
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  engine_actor engine;
+  std::shared_ptr<memory_manager> mm;
+
+  local_engine_env() {
+    cfg.load<cafshm::module>();
+    settings s;
+    s.engine.name = name;
+    s.engine.arena_bytes = 4 << 20;
+    s.remote.cache_bytes = 1 << 20;
+    module::configure(cfg, s);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    auto e = local_engine(*sys);
+    REQUIRE_MESSAGE(e, describe(e.error()));
+    engine = *e;
+    mm = module::of(*sys)->memory();
+  }
+
+  template <class... Rs, class... Ts>
+  caf::expected<std::tuple<Rs...>> ask(caf::scoped_actor& self, Ts&&... xs) {
+    caf::expected<std::tuple<Rs...>> result{caf::error{}};
+    self->request(engine, 5s, std::forward<Ts>(xs)...)
+      .receive([&](Rs&... rs) { result = std::make_tuple(std::move(rs)...); },
+               [&](caf::error& e) { result = std::move(e); });
+    return result;
+  }
+
+  engine_stats stats() {
+    caf::scoped_actor self{*sys, true};
+    auto st = ask<engine_stats>(self, stats_atom::value);
+    REQUIRE(st);
+    return std::get<0>(*st);
+  }
+};
+
+// A Unix user that exists for one test.
+struct temporary_user {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  bool ok = false;
+
+  temporary_user() : name("cafshmt" + std::to_string(::getpid() % 100000)) {
+    if (::geteuid() != 0)
+      return;
+    std::string cmd = "useradd -M -r -s /usr/sbin/nologin " + name + " >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0)
+      return;
+    if (auto* pw = ::getpwnam(name.c_str())) {
+      uid = pw->pw_uid;
+      gid = pw->pw_gid;
+      ok = true;
+    }
+  }
+
+  ~temporary_user() {
+    if (ok)
+      (void) !std::system(("userdel " + name + " >/dev/null 2>&1").c_str());
+  }
+
+  std::vector<std::string> as(std::vector<std::string> argv) const {
+    std::vector<std::string> out{"/usr/bin/setpriv", "--reuid=" + std::to_string(uid),
+                                 "--regid=" + std::to_string(gid), "--clear-groups"};
+    out.insert(out.end(), argv.begin(), argv.end());
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE("peer links: a hello claiming engine B's id at A's client port gets nothing meant "
+          "for B and forges no receipt") {
+  daemon_process a{unique_name("cafshm-test-da"), "16MiB", 0, "remote: {cache: 0}\n"};
+  daemon_process b{unique_name("cafshm-test-db"), "16MiB", 0, "remote: {cache: 0}\n"};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs;
+  auto producer = client::connect(cs.sys, a.address(), "producer");
+  auto sink = client::connect(cs.sys, b.address(), "sink");
+  REQUIRE_MESSAGE(producer, describe(producer.error()));
+  REQUIRE_MESSAGE(sink, describe(sink.error()));
+  auto b_id = sink->info().engine_id;
+  // the impostor says hello as B at A's client port before A ever linked to B
+  attacker evil{attacker_argv(a.port(), false)};
+  REQUIRE(evil.first == "ready unregistered");
+  CHECK(evil.ask("impersonate " + std::to_string(b_id)) == "impersonate ok");
+  auto ref = producer->allocate(100000);
+  REQUIRE(ref);
+  std::vector<char> bytes(100000);
+  std::mt19937 rng{7};
+  for (auto& c : bytes)
+    c = static_cast<char>(rng());
+  REQUIRE(producer->write(*ref, 0, bytes));
+  transmit_target target;
+  target.process = "sink";
+  auto receipt = producer->transmit(*ref, address_of(b), target, 30s);
+  REQUIRE_MESSAGE(receipt, describe(receipt.error()));
+  CHECK(receipt->remote.engine == b_id);
+  auto got = sink->read(receipt->remote, 0, bytes.size()); // the real B holds the real bytes
+  REQUIRE_MESSAGE(got, describe(got.error()));
+  CHECK(*got == bytes);
+  CHECK(evil.ask("impostor") == "impostor offers=0 chunks=0 commits=0");
+}
+
+TEST_CASE("peer messages: no valid link token, no effect; one engine cannot end or finish "
+          "another's transfer; a cache fill nobody asked for is refused") {
+  local_engine_env env;
+  caf::scoped_actor x{*env.sys, true};
+  caf::scoped_actor y{*env.sys, true};
+  std::vector<char> data(4096, 'x');
+  transfer_offer o;
+  o.id = 5;
+  o.size = data.size();
+  o.hash = XXH3_64bits(data.data(), data.size());
+  o.chunk_bytes = 4096;
+  // no token, or a token nobody issued
+  for (uint64_t token : {uint64_t{0}, uint64_t{0x123456789}}) {
+    auto r = env.ask<transmit_receipt>(x, offer_atom::value, token, o);
+    REQUIRE_FALSE(r);
+    CHECK(code_of(r.error()) == errc::access_denied);
+    auto v = env.ask<uint64_t>(x, version_atom::value, token, block_ref{});
+    REQUIRE_FALSE(v);
+    CHECK(code_of(v.error()) == errc::access_denied);
+  }
+  auto hx = env.ask<uint64_t, uint64_t>(x, hello_atom::value, uint64_t{0x1111}, uint64_t{7});
+  auto hy = env.ask<uint64_t, uint64_t>(y, hello_atom::value, uint64_t{0x2222}, uint64_t{8});
+  REQUIRE(hx);
+  REQUIRE(hy);
+  auto tx = std::get<1>(*hx);
+  auto ty = std::get<1>(*hy);
+  CHECK(tx != ty);
+  // x starts a transfer with id 5
+  auto open = env.ask<transmit_receipt>(x, offer_atom::value, tx, o);
+  REQUIRE_MESSAGE(open, describe(open.error()));
+  CHECK_FALSE(std::get<0>(*open).remote.valid());
+  CHECK(env.stats().transfers_in == 1);
+  // y knows the id: its chunk, commit and abort reach nothing
+  transfer_chunk c{0, 5, 0, XXH3_64bits(data.data(), data.size()), data};
+  auto yc = env.ask<done_atom>(y, chunk_atom::value, ty, c);
+  REQUIRE_FALSE(yc);
+  CHECK(code_of(yc.error()) == errc::stale_block);
+  y->send(env.engine, abort_atom::value, ty, uint64_t{5});
+  auto ycommit = env.ask<transmit_receipt>(y, commit_atom::value, ty, uint64_t{5});
+  REQUIRE_FALSE(ycommit);
+  CHECK(env.stats().transfers_in == 1); // still open: y's abort came before its commit
+  // x finishes it
+  REQUIRE(env.ask<done_atom>(x, chunk_atom::value, tx, c));
+  auto done = env.ask<transmit_receipt>(x, commit_atom::value, tx, uint64_t{5});
+  REQUIRE_MESSAGE(done, describe(done.error()));
+  CHECK(std::get<0>(*done).hash == o.hash);
+  // a cache fill (what answers a remote read) that this engine never asked x for
+  transfer_offer fill = o;
+  fill.id = 6;
+  fill.cache_fill = true;
+  fill.source = block_ref{0x1111, 3, 1, data.size()};
+  fill.source_version = 1;
+  auto poisoned = env.ask<transmit_receipt>(x, offer_atom::value, tx, fill);
+  REQUIRE_FALSE(poisoned);
+  CHECK(code_of(poisoned.error()) == errc::access_denied);
+  CHECK(env.stats().transfers_in == 0);
+  CHECK(env.mm->check() == "");
+}
+
+TEST_CASE("peer reads: version and pull of a hidden engine copy are refused as if absent") {
+  local_engine_env env;
+  auto engine = env.mm->engine_session();
+  auto hidden = env.mm->allocate(engine, 4096);
+  auto published = env.mm->allocate(engine, 4096);
+  REQUIRE(hidden);
+  REQUIRE(published);
+  env.mm->conceal(*hidden, true); // as the engine keeps cached copies of other processes' data
+  caf::scoped_actor x{*env.sys, true};
+  auto hx = env.ask<uint64_t, uint64_t>(x, hello_atom::value, uint64_t{0x1111}, uint64_t{7});
+  REQUIRE(hx);
+  auto tx = std::get<1>(*hx);
+  auto absent = *hidden;
+  absent.generation += 1;
+  for (const auto& ref : {*hidden, absent}) {
+    auto v = env.ask<uint64_t>(x, version_atom::value, tx, ref);
+    REQUIRE_FALSE(v);
+    CHECK(code_of(v.error()) == errc::stale_block);
+    auto p = env.ask<uint64_t>(x, pull_atom::value, tx, ref);
+    REQUIRE_FALSE(p);
+    CHECK(code_of(p.error()) == errc::stale_block);
+  }
+  // control: a published engine-held block is exported
+  CHECK(env.ask<uint64_t>(x, version_atom::value, tx, *published));
+  REQUIRE(env.mm->free(engine, *hidden));
+  REQUIRE(env.mm->free(engine, *published));
+}
+
+TEST_CASE("door: no registration without its ticket; anonymous stats show only aggregates; "
+          "link needs a session") {
+  daemon_process d{unique_name("cafshm-test-dd")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "owner");
+  REQUIRE_MESSAGE(me, describe(me.error()));
+  auto ref = me->allocate(4096);
+  REQUIRE(ref);
+  REQUIRE(me->name(*ref, "precious"));
+  attacker evil{attacker_argv(d.port(), false)};
+  REQUIRE(evil.first == "ready unregistered");
+  CHECK(evil.ask("register") == "register access_denied");
+  CHECK(evil.ask("stats") == "stats processes=1 listed=0 names=0");
+  auto full = me->stats();
+  REQUIRE(full);
+  CHECK(full->name_list.size() == 1);
+  REQUIRE(find_slot(*full, me->slot()) != nullptr);
+  CHECK(find_slot(*full, me->slot())->pid == ::getpid()); // what the kernel said at the door
+  // link without a session is not a request the engine knows
+  caf::scoped_actor self{cs.sys, true};
+  caf::error refused;
+  self->request(caf::actor_cast<caf::actor>(me->engine()), 5s, link_atom::value,
+                std::string{"127.0.0.1"}, uint16_t{9})
+    .receive([](const caf::message&) { FAIL("an anonymous link was served"); },
+             [&](caf::error& e) { refused = std::move(e); });
+  CHECK(refused);
+  CHECK(me->stats()->peers.empty());
+}
+
+TEST_CASE("door: another Unix user cannot register, unless engine.allow_users names it") {
+  temporary_user user;
+  if (!user.ok) {
+    MESSAGE("skipped: needs root and useradd to create another Unix user");
+    return;
+  }
+  {
+    daemon_process d{unique_name("cafshm-test-du")};
+    REQUIRE(d.ready());
+    attacker other{user.as(attacker_argv(d.port()))};
+    CHECK(other.first == "refused access_denied");
+  }
+  // (indented: continues the daemon's engine: section)
+  daemon_process d{unique_name("cafshm-test-du"), "64MiB", 0,
+                   "  allow_users: [" + user.name + "]\n"};
+  REQUIRE(d.ready());
+  attacker allowed{user.as(attacker_argv(d.port()))};
+  CHECK_MESSAGE(allowed.first.rfind("ready ", 0) == 0, allowed.first);
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(me);
+  auto st = me->stats();
+  REQUIRE(st);
+  CHECK(st->processes == 2);
+}
+
+TEST_CASE("liveness: a client in another pid namespace is watched by its real pid") {
+  if (::geteuid() != 0 || std::system("unshare --pid --fork true >/dev/null 2>&1") != 0) {
+    MESSAGE("skipped: needs root and unshare --pid");
+    return;
+  }
+  daemon_process d{unique_name("cafshm-test-dn")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(me);
+  auto before = me->stats();
+  REQUIRE(before);
+  auto argv = attacker_argv(d.port());
+  argv.insert(argv.begin(), {"/usr/bin/unshare", "--pid", "--fork", "--kill-child"});
+  attacker inside{argv};
+  REQUIRE_MESSAGE(inside.first.rfind("ready ", 0) == 0, inside.first);
+  auto st = me->stats();
+  REQUIRE(st);
+  const auto* p = find_slot(*st, slot_of(inside.first));
+  REQUIRE(p != nullptr);
+  // the pid in the engine's namespace: the attacker, not pid 1 of its own namespace
+  CHECK(p->pid != 1);
+  std::ifstream cmdline{"/proc/" + std::to_string(p->pid) + "/cmdline"};
+  std::string first_arg;
+  std::getline(cmdline, first_arg, '\0');
+  CHECK(first_arg.find("cafshm-attacker") != std::string::npos);
+  inside.process.kill(SIGKILL); // unshare --kill-child takes the attacker with it
+  inside.process.wait(10s);
+  CHECK(eventually(*me, 5s, [&](const engine_stats& s) {
+    return s.processes == before->processes && s.blocks == before->blocks;
+  }));
+}
+
+TEST_CASE("liveness: a live client whose connection breaks keeps its session and blocks; "
+          "it is reclaimed when it exits") {
+  daemon_process d{unique_name("cafshm-test-dl")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(me);
+  auto before = me->stats();
+  REQUIRE(before);
+  test::tcp_proxy proxy{d.port()};
+  REQUIRE(proxy.port() != 0);
+  attacker far{attacker_argv(proxy.port())};
+  REQUIRE_MESSAGE(far.first.rfind("ready ", 0) == 0, far.first);
+  CHECK(me->stats()->processes == before->processes + 1);
+  proxy.cut(); // both sides see the connection reset; the client lives on
+  // over a new connection the same session still works: nothing was reclaimed
+  CHECK(far.ask("reattach " + address_of(d)) == "reattach ok");
+  auto st = me->stats();
+  REQUIRE(st);
+  CHECK(st->processes == before->processes + 1);
+  CHECK(st->blocks == before->blocks + 1); // its scratch block
+  far.process.kill(SIGKILL);
+  far.process.wait(10s);
+  CHECK(eventually(*me, 5s, [&](const engine_stats& s) {
+    return s.processes == before->processes && s.blocks == before->blocks;
+  }));
+}

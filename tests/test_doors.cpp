@@ -193,8 +193,8 @@ TEST_CASE("peer links: a hello claiming engine B's id at A's client port gets no
   CHECK(evil.ask("impostor") == "impostor offers=0 chunks=0 commits=0");
 }
 
-TEST_CASE("peer messages: no valid link token, no effect; one engine cannot end or finish "
-          "another's transfer; a cache fill nobody asked for is refused") {
+TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end or "
+          "finish another's transfer, a cache fill nobody asked for is refused") {
   local_engine_env env;
   caf::scoped_actor x{*env.sys, true};
   caf::scoped_actor y{*env.sys, true};
@@ -280,7 +280,7 @@ TEST_CASE("peer reads: version and pull of a hidden engine copy are refused as i
   REQUIRE(env.mm->free(engine, *published));
 }
 
-TEST_CASE("door: no registration without its ticket; anonymous stats show only aggregates; "
+TEST_CASE("door: no registration without its ticket, anonymous stats show only aggregates, "
           "link needs a session") {
   daemon_process d{unique_name("cafshm-test-dd")};
   REQUIRE(d.ready());
@@ -369,8 +369,8 @@ TEST_CASE("liveness: a client in another pid namespace is watched by its real pi
   }));
 }
 
-TEST_CASE("liveness: a live client whose connection breaks keeps its session and blocks; "
-          "it is reclaimed when it exits") {
+TEST_CASE("liveness: a live client whose connection breaks keeps its session and blocks "
+          "until it exits") {
   daemon_process d{unique_name("cafshm-test-dl")};
   REQUIRE(d.ready());
   client_system cs;
@@ -395,4 +395,27 @@ TEST_CASE("liveness: a live client whose connection breaks keeps its session and
   CHECK(eventually(*me, 5s, [&](const engine_stats& s) {
     return s.processes == before->processes && s.blocks == before->blocks;
   }));
+}
+
+TEST_CASE("peer links: hellos cannot grow the peer table without bound") {
+  local_engine_env env;
+  auto observer = client::connect(*env.sys, "observer");
+  REQUIRE(observer);
+  caf::scoped_actor x{*env.sys, true};
+  // one engine id saying hello again and again holds one link
+  for (int i = 0; i < 1000; ++i)
+    REQUIRE(env.ask<uint64_t, uint64_t>(x, hello_atom::value, uint64_t{0x1111}, uint64_t{7}));
+  CHECK(observer->stats()->peers.size() == 1);
+  // distinct ids: up to the bound, then capacity_exceeded
+  size_t accepted = 1, refused = 0;
+  for (uint64_t id = 2; id < 400; ++id) {
+    auto r = env.ask<uint64_t, uint64_t>(x, hello_atom::value, id, uint64_t{7});
+    if (r)
+      ++accepted;
+    else if (code_of(r.error()) == errc::capacity_exceeded)
+      ++refused;
+  }
+  CHECK(accepted == 256);
+  CHECK(refused == 400 - 2 + 1 - 256);
+  CHECK(observer->stats()->peers.size() == 256);
 }

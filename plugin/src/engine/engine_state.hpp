@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <set>
 #include <tuple>
@@ -45,6 +46,10 @@ struct peer_link {
 /// Inbound peer links this engine accepts at most at once (one per peer engine id; a second
 /// hello of the same engine replaces its link).
 constexpr size_t max_inbound_peers = 256;
+
+/// Link tokens valid at once per peer engine (one per direction of a pair of links, plus
+/// re-links); a further hello or dial ends the oldest.
+constexpr size_t max_tokens_per_peer = 4;
 
 /// A block this engine is sending. The block is pinned by a view of the engine's own session,
 /// so its memory stays valid (even if its owner frees it or dies) until the transfer ends.
@@ -90,7 +95,7 @@ struct engine_state {
   std::unordered_map<std::string, uint64_t> peer_by_address;
   // link tokens this engine issued: token -> engine id of the peer it was issued to, and back
   std::unordered_map<uint64_t, uint64_t> issued_tokens;
-  std::unordered_map<uint64_t, uint64_t> token_of_peer;
+  std::unordered_map<uint64_t, std::deque<uint64_t>> token_of_peer; // oldest first
   // remote reads waiting for their cache fill: (engine id, block index, generation); a cache
   // fill offer is accepted only for one of these, from that engine's link
   std::multiset<std::tuple<uint64_t, uint32_t, uint32_t>> pending_pulls;

@@ -51,12 +51,16 @@ void add_peer(engine_pointer self, uint64_t id, peer_link link) {
   st.peers.emplace(id, std::move(link));
 }
 
-// Binds a fresh token to engine `id`, replacing the one issued to it before.
+// Binds a fresh token to engine `id`. Both directions of a pair of engines that dialed each
+// other may hold one, so an engine keeps its latest max_tokens_per_peer; older ones end.
 void issue_token(engine_state& st, uint64_t id, uint64_t token) {
-  if (auto i = st.token_of_peer.find(id); i != st.token_of_peer.end())
-    st.issued_tokens.erase(i->second);
-  st.token_of_peer[id] = token;
+  auto& tokens = st.token_of_peer[id];
+  tokens.push_back(token);
   st.issued_tokens[token] = id;
+  while (tokens.size() > max_tokens_per_peer) {
+    st.issued_tokens.erase(tokens.front());
+    tokens.pop_front();
+  }
 }
 
 // The engine id a peer message comes from: the one its token was issued to.
@@ -612,7 +616,8 @@ bool peer_down(engine_pointer self, const caf::actor_addr& source) {
     was_peer = true;
     auto id = i->first;
     if (auto t = st.token_of_peer.find(id); t != st.token_of_peer.end()) {
-      st.issued_tokens.erase(t->second);
+      for (auto token : t->second)
+        st.issued_tokens.erase(token);
       st.token_of_peer.erase(t);
     }
     st.peer_by_address.erase(i->second.address);

@@ -258,7 +258,8 @@ TEST_CASE("load_config reports positions in the file it read") {
   CHECK(err.to_string() == path + ":3:3: engine.window: unknown key 'window' (valid keys: name, "
                                   "arena, min_block, max_processes, max_blocks, max_grants, "
                                   "max_names, default_quota, scrub, permissions, group, listen, "
-                                  "liveness_interval)");
+                                  "liveness_interval, socket, allow_users, allow_groups, "
+                                  "unauthenticated_tcp)");
 }
 
 TEST_CASE("unknown keys are rejected in every section, with a suggestion when close") {
@@ -665,4 +666,27 @@ TEST_CASE("parse_endpoint reads HOST:PORT and [IPv6]:PORT") {
   CHECK(parse_endpoint("node-b:65535") == endpoint{"node-b", 65535});
   for (const char* bad : {"", "host", ":80", "host:", "host:0", "host:65536", "host:8x", "host:-1"})
     CHECK_FALSE(parse_endpoint(bad));
+}
+
+TEST_CASE("engine.socket, allow_users, allow_groups, unauthenticated_tcp: read and checked") {
+  auto s = settings_of("engine:\n  socket: /tmp/x.sock\n  allow_users: [root]\n"
+                       "  allow_groups: [root]\n  unauthenticated_tcp: true\n");
+  CHECK(s.engine.socket == "/tmp/x.sock");
+  CHECK(s.engine.allow_users == std::vector<std::string>{"root"});
+  CHECK(s.engine.allow_groups == std::vector<std::string>{"root"});
+  CHECK(s.engine.unauthenticated_tcp);
+  CHECK_FALSE(settings_of("").engine.unauthenticated_tcp);
+  auto user = error_of("engine:\n  allow_users:\n    - root\n    - no-such-user-xq\n");
+  CHECK(user.key == "engine.allow_users[1]");
+  CHECK(user.line == 4);
+  CHECK(user.column == 7);
+  auto group = error_of("engine:\n  allow_groups: [no-such-group-xq]\n");
+  CHECK(group.key == "engine.allow_groups[0]");
+  CHECK(group.line == 2);
+  auto flag = error_of("engine:\n  unauthenticated_tcp: yes please\n");
+  CHECK(flag.key == "engine.unauthenticated_tcp");
+  CHECK(flag.line == 2);
+  CHECK(flag.column == 24);
+  CHECK(error_of("engine:\n  socket: relative.sock\n").key == "engine.socket");
+  CHECK(error_of("engine:\n  allow_users: root\n").key == "engine.allow_users");
 }

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Checks that the scripts that start processes leave nothing behind. Each one runs twice in a row
+# to its end, then is stopped in the middle twice: by SIGINT to its process group (what Ctrl-C
+# does) and by `timeout` (SIGTERM to it and its process group). After every run: no process of
+# this checkout's build directories is left, and no segment its programs make is left in
+# /dev/shm. Exits non-zero on the first leftover, naming it.
+#
+# usage: scripts/leak-check.sh [SCRIPT...]     SCRIPT: run run-two-node soak bench fuzz (default)
+#
+# Uses the existing builds (it builds nothing new): build/ for run, run-two-node, soak and bench
+# (as scripts/test.sh leaves it), build-fuzz/ for fuzz (as scripts/fuzz.sh leaves it). Short
+# parameters: 20 frames per pipeline, 5-second soaks, the quick allocator benchmarks, 2-second
+# fuzz runs. run.sh and run-two-node.sh listen on fixed ports: nothing else may run them meanwhile.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+set -m # every background job in a process group of its own, as an interactive shell does
+scripts=("$@")
+[ ${#scripts[@]} -gt 0 ] || scripts=(run run-two-node soak bench fuzz)
+
+say() { echo "leak-check: $*"; }
+fail() {
+  say "FAILED: $*"
+  exit 1
+}
+
+# The command of a complete short run, and of a run long enough to be stopped in the middle.
+command_of() { # script, short|long
+  local long=$([ "$2" = long ] && echo 1 || echo 0)
+  case "$1" in
+    run) echo "scripts/run.sh --no-build --frames $([ "$long" = 1 ] && echo 100000 || echo 20)" ;;
+    run-two-node) echo "scripts/run-two-node.sh --no-build --frames $([ "$long" = 1 ] && echo 100000 || echo 20)" ;;
+    soak) echo "scripts/soak.sh --seconds $([ "$long" = 1 ] && echo 600 || echo 5) --clients 4" ;;
+    bench) echo "scripts/bench.sh --quick --rows $([ "$long" = 1 ] && echo alloc,handoff,pipeline || echo alloc) --out $work/bench" ;;
+    fuzz) echo "scripts/fuzz.sh --seconds $([ "$long" = 1 ] && echo 600 || echo 2) remote" ;;
+    *) fail "unknown script '$1' (run run-two-node soak bench fuzz)" ;;
+  esac
+}
+
+# The program whose running shows that the script is in the middle of its work (and, for the
+# fuzzer, has made the segments its stop must not leave behind).
+busy_program() {
+  case "$1" in
+    run|run-two-node) echo cafshm-pipeline ;;
+    soak) echo cafshm-stress-client ;;
+    bench) echo cafshmd ;;
+    fuzz) echo fuzz_remote ;;
+  esac
+}
+
+# Pids of the processes running a program of this checkout's build directories ($1: only that
+# program). Zombies have no exe link and do not count.
+checkout_processes() {
+  local p exe
+  for p in /proc/[0-9]*; do
+    exe=$(readlink "$p/exe" 2>/dev/null) || continue
+    case "$exe" in
+      "$root"/build*/bin/"${1:-}"*) echo "${p#/proc/} $exe" ;;
+    esac
+  done
+}
+
+# Segments the scripts' programs make: the demo's and the two-node engines' fixed names, and
+# names that carry the pid of the program that made them. One that appeared during a run and
+# whose program (if named) is gone was left behind.
+script_segment() {
+  [[ "$1" =~ ^cafshm-(pipeline|two-node-[ab])\.(data|admin)$ ]] && return 0
+  [[ "$1" =~ ^cafshm-(soak|bench|fuzz)-([a-z-]*-)?([0-9]+)(-[0-9]+)?(\.data|\.admin)?$ ]] || return 1
+  ! kill -0 "${BASH_REMATCH[3]}" 2>/dev/null
+}
+segments_before=""
+new_segments() {
+  local name
+  for name in $(ls /dev/shm); do
+    grep -qxF "$name" <<<"$segments_before" && continue
+    script_segment "$name" && echo "$name"
+  done
+  return 0
+}
+
+check_nothing_left() { # what was run
+  local left
+  left=$(checkout_processes)
+  [ -z "$left" ] || fail "after $1, processes are left: $left"
+  left=$(new_segments)
+  [ -z "$left" ] || fail "after $1, segments are left in /dev/shm: $left"
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+[ -z "$(checkout_processes)" ] || fail "programs of $root are running already: $(checkout_processes)"
+
+for s in "${scripts[@]}"; do
+  short=$(command_of "$s" short)
+  long=$(command_of "$s" long)
+  program=$(busy_program "$s")
+  start=$SECONDS
+  segments_before=$(ls /dev/shm)
+
+  for n in 1 2; do
+    $short >"$work/out" 2>&1 || { tail -30 "$work/out"; fail "$short (run $n) failed"; }
+    check_nothing_left "$short (run $n)"
+  done
+
+  for stop in SIGINT timeout; do
+    if [ "$stop" = SIGINT ]; then
+      $long >"$work/out" 2>&1 &
+    else
+      timeout -s TERM 3600 $long >"$work/out" 2>&1 &
+    fi
+    job=$!
+    # Wait (at most 120 s) until the script is in the middle of its work.
+    for _ in $(seq 1200); do
+      [ -n "$(checkout_processes "$program")" ] && break
+      kill -0 "$job" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ "$s" = fuzz ]; then # and until the fuzzer's engine made its segments
+      pid=$(checkout_processes "$program" | head -1 | cut -d' ' -f1)
+      for _ in $(seq 100); do
+        [ -e "/dev/shm/cafshm-fuzz-remote-$pid.admin" ] && break
+        sleep 0.1
+      done
+    fi
+    [ -n "$(checkout_processes "$program")" ] \
+      || { tail -30 "$work/out"; fail "$long did not get to running $program"; }
+    if [ "$stop" = SIGINT ]; then
+      kill -INT -- "-$job" # the whole process group, as Ctrl-C in a terminal
+    else
+      kill -TERM "$job" # timeout passes it on to the script and its process group
+    fi
+    status=0
+    wait "$job" || status=$?
+    [ "$status" -ne 0 ] || fail "$long, stopped by $stop, exited with 0"
+    check_nothing_left "$long, stopped by $stop (exit status $status)"
+  done
+  say "$s: nothing left after 2 runs and 2 stops ($((SECONDS - start)) s)"
+done
+say "all clean: ${scripts[*]}"

@@ -16,6 +16,7 @@
 # Needs root (debootstrap, chroot, mounts) and the Debian archive ($CAFSHM_DEBIAN_MIRROR, default
 # http://deb.debian.org/debian). The base root is kept as a tarball in $CAFSHM_FRESH_CACHE
 # (default /var/cache/cafshm); each run unpacks it into a directory there and removes it again.
+# The packages scripts/setup.sh downloads are kept there too (apt-archives/), not installed ones.
 # Everything runs in its own mount and PID namespace: /proc, /sys, /dev, /dev/pts and /dev/shm of
 # the root are mounted only there, and every process and mount of a run ends with it, also when
 # this script is interrupted, fails or is killed.
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --refresh) refresh=1; shift ;;
     --) shift; ctest_args=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "fresh-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -112,11 +113,14 @@ in_namespace() {
 }
 
 # The commands run inside a namespace by in_root: mount what a booted system has, then chroot.
-# $1 = the root; the rest is the command. Stays PID 1 of the namespace and reaps orphans.
+# $1 = the root, $2 = a directory to use as its apt archive cache (downloaded packages only, kept
+# between runs to spare the mirror; what is installed is not kept) or ""; the rest is the
+# command. Stays PID 1 of the namespace and reaps orphans.
 read -r -d '' enter_root <<'EOF' || true
 set -euo pipefail
 r=$1
-shift
+archives=$2
+shift 2
 mount -t proc proc "$r/proc"
 mount -t sysfs -o ro sysfs "$r/sys"
 mount -t tmpfs -o mode=755,size=16m dev "$r/dev"
@@ -133,13 +137,17 @@ ln -s /proc/self/fd "$r/dev/fd"
 ln -s /proc/self/fd/0 "$r/dev/stdin"
 ln -s /proc/self/fd/1 "$r/dev/stdout"
 ln -s /proc/self/fd/2 "$r/dev/stderr"
+if [ -n "$archives" ]; then
+  mkdir -p "$archives" "$r/var/cache/apt/archives"
+  mount --bind "$archives" "$r/var/cache/apt/archives"
+fi
 cp /etc/resolv.conf "$r/etc/resolv.conf"
 status=0
 chroot "$r" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash LANG=C.UTF-8 \
   TERM=dumb PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@" || status=$?
 exit "$status"
 EOF
-in_root() {
+in_root() { # root, apt archive cache or "", command...
   in_namespace bash -c "$enter_root" enter-root "$@"
 }
 
@@ -156,7 +164,7 @@ deb $mirror bookworm main
 deb $mirror bookworm-updates main
 deb http://security.debian.org/debian-security bookworm-security main
 EOF
-  in_root "$dir" bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install \
+  in_root "$dir" "" bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install \
     -y -qq --no-install-recommends ${user_packages[*]} >/dev/null && apt-get clean \
     && rm -rf /var/lib/apt/lists/*" || fail "cannot install ${user_packages[*]} into the base root"
   tar -C "$dir" -cf "$base.tmp" . && mv "$base.tmp" "$base"
@@ -188,7 +196,7 @@ say "commit ${rev:0:12} cloned; running the README's commands in the fresh root"
 
 printf -v args ' %q' "${ctest_args[@]}"
 [ ${#ctest_args[@]} -eq 0 ] && args=""
-if in_root "$work" bash -c "cd /root/cafshm && scripts/run.sh && scripts/test.sh$args"
+if in_root "$work" "$cache/apt-archives" bash -c "cd /root/cafshm && scripts/run.sh && scripts/test.sh$args"
 then
   say "passed in $((SECONDS - start)) s: scripts/run.sh and scripts/test.sh$args on a fresh Debian 12"
 else

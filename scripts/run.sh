@@ -52,10 +52,11 @@ source "$root/scripts/lib/process-groups.bash"
 work=$(mktemp -d)
 on_exit 'exec 3<&- 2>/dev/null; rm -rf "$work"' # only after cafshmd stopped: it writes a last line
 
-# Start cafshmd and wait (at most 20 s) for its "listening" line, read through a FIFO.
+# Start cafshmd and wait (at most 20 s) for its "listening" line, read through a FIFO (opened
+# read-write here, which does not wait for a writer; kept open until cafshmd has stopped).
 mkfifo "$work/cafshmd.out"
+exec 3<>"$work/cafshmd.out"
 start_group "$bin/cafshmd" --config "$config" >"$work/cafshmd.out" 2>"$work/cafshmd.err"
-exec 3<"$work/cafshmd.out"
 if ! read -r -t 20 -u 3 line || [[ "$line" != "cafshmd listening on "* ]]; then
   cat "$work/cafshmd.err" >&2
   fail "cafshmd did not start (see above)"

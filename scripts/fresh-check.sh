@@ -104,7 +104,7 @@ trap 'exit 143' TERM
 # is handled at once; returns its status. The namespace ends when this script ends, however.
 in_namespace() {
   setpriv --pdeathsig KILL -- unshare --mount --propagation private --pid --fork --kill-child \
-    -- "$@" </dev/null &
+    -- "$@" </dev/null 9>&- &
   runner=$!
   local status=0
   wait "$runner" || status=$?
@@ -172,8 +172,10 @@ EOF
   work=""
 }
 
+# One run at a time on a machine: they share the cache, and scripts/run.sh inside listens on the
+# demo's fixed port of the shared network.
 exec 9>"$cache/lock"
-flock 9
+flock -n 9 || { say "waiting for another fresh-check on this machine to end"; flock 9; }
 if [ "$refresh" -eq 1 ] || [ ! -f "$base" ] || [ -n "$(find "$base" -mtime +"$max_age_days")" ]; then
   command -v debootstrap >/dev/null || {
     say "installing debootstrap"
@@ -183,8 +185,6 @@ if [ "$refresh" -eq 1 ] || [ ! -f "$base" ] || [ -n "$(find "$base" -mtime +"$ma
   }
   make_base
 fi
-flock -u 9
-exec 9>&-
 say "base root ready after $((SECONDS - start)) s ($base)"
 
 work="$cache/root.$$"

@@ -37,27 +37,36 @@ command_of() { # script, short|long
   esac
 }
 
-# The program whose running shows that the script is in the middle of its work (and, for the
-# fuzzer, has made the segments its stop must not leave behind).
-busy_program() {
+# The programs whose running together shows that the script is in the middle of its work (and,
+# for the fuzzer, has made the segments its stop must not leave behind). (run.sh also runs
+# cafshm-pipeline briefly before it starts cafshmd, to read the engine's address.)
+busy_programs() {
   case "$1" in
-    run|run-two-node) echo cafshm-pipeline ;;
-    soak) echo cafshm-stress-client ;;
-    bench) echo cafshmd ;;
+    run|run-two-node) echo cafshmd cafshm-pipeline ;;
+    soak) echo cafshmd cafshm-stress-client ;;
+    bench) echo cafshm-bench cafshmd ;;
     fuzz) echo fuzz_remote ;;
   esac
+}
+
+# True if the script is busy: all its busy programs run.
+busy() { # script
+  local program pid
+  for program in $(busy_programs "$1"); do
+    [ -n "$(checkout_processes "$program")" ] || return 1
+  done
+  if [ "$1" = fuzz ]; then
+    pid=$(checkout_processes fuzz_remote | head -1 | cut -d' ' -f1)
+    [ -e "/dev/shm/cafshm-fuzz-remote-$pid.admin" ] || return 1
+  fi
+  return 0
 }
 
 # Pids of the processes running a program of this checkout's build directories ($1: only that
 # program). Zombies have no exe link and do not count.
 checkout_processes() {
-  local p exe
-  for p in /proc/[0-9]*; do
-    exe=$(readlink "$p/exe" 2>/dev/null) || continue
-    case "$exe" in
-      "$root"/build*/bin/"${1:-}"*) echo "${p#/proc/} $exe" ;;
-    esac
-  done
+  find /proc -mindepth 2 -maxdepth 2 -path '/proc/[0-9]*/exe' -lname "$root/build*/bin/${1:-}*" \
+    -printf '%h %l\n' 2>/dev/null | sed 's|^/proc/||' || true # (some links are unreadable)
 }
 
 # Segments the scripts' programs make: the demo's and the two-node engines' fixed names, and
@@ -87,13 +96,14 @@ check_nothing_left() { # what was run
 }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+job=""
+# Also when this check fails midway: the script under test is stopped as Ctrl-C would.
+trap '[ -z "$job" ] || { kill -INT -- "-$job"; wait "$job"; } 2>/dev/null; rm -rf "$work"' EXIT
 [ -z "$(checkout_processes)" ] || fail "programs of $root are running already: $(checkout_processes)"
 
 for s in "${scripts[@]}"; do
   short=$(command_of "$s" short)
   long=$(command_of "$s" long)
-  program=$(busy_program "$s")
   start=$SECONDS
   segments_before=$(ls /dev/shm)
 
@@ -110,20 +120,14 @@ for s in "${scripts[@]}"; do
     fi
     job=$!
     # Wait (at most 120 s) until the script is in the middle of its work.
+    in_middle=0
     for _ in $(seq 1200); do
-      [ -n "$(checkout_processes "$program")" ] && break
+      if busy "$s"; then in_middle=1; break; fi
       kill -0 "$job" 2>/dev/null || break
       sleep 0.1
     done
-    if [ "$s" = fuzz ]; then # and until the fuzzer's engine made its segments
-      pid=$(checkout_processes "$program" | head -1 | cut -d' ' -f1)
-      for _ in $(seq 100); do
-        [ -e "/dev/shm/cafshm-fuzz-remote-$pid.admin" ] && break
-        sleep 0.1
-      done
-    fi
-    [ -n "$(checkout_processes "$program")" ] \
-      || { tail -30 "$work/out"; fail "$long did not get to running $program"; }
+    [ "$in_middle" -eq 1 ] \
+      || { tail -30 "$work/out"; fail "$long did not get to running $(busy_programs "$s")"; }
     if [ "$stop" = SIGINT ]; then
       kill -INT -- "-$job" # the whole process group, as Ctrl-C in a terminal
     else
@@ -131,6 +135,7 @@ for s in "${scripts[@]}"; do
     fi
     status=0
     wait "$job" || status=$?
+    job=""
     [ "$status" -ne 0 ] || fail "$long, stopped by $stop, exited with 0"
     check_nothing_left "$long, stopped by $stop (exit status $status)"
   done

@@ -114,7 +114,9 @@ for s in "${scripts[@]}"; do
 
   for stop in SIGINT timeout; do
     if [ "$stop" = SIGINT ]; then
-      $long >"$work/out" 2>&1 &
+      # A shell starts background commands with SIGINT ignored when it has no job control
+      # (e.g. this check run by nohup or CI): what Ctrl-C does needs it back.
+      env --default-signal=INT $long >"$work/out" 2>&1 &
     else
       timeout -s TERM 3600 $long >"$work/out" 2>&1 &
     fi

@@ -190,7 +190,7 @@ say "base root ready after $((SECONDS - start)) s ($base)"
 work="$cache/root.$$"
 mkdir -m 755 "$work"
 tar -C "$work" -xf "$base"
-git clone -q --no-local "$root" "$work/root/cafshm"
+git -c advice.detachedHead=false clone -q --no-local "$root" "$work/root/cafshm"
 git -C "$work/root/cafshm" checkout -q --detach "$rev"
 say "commit ${rev:0:12} cloned; running the README's commands in the fresh root"
 

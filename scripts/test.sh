@@ -32,7 +32,8 @@ run_ctest() {
     ctest "$dir" "$log" "$@"
   wait "$!" || status=$?
   local totals failed total
-  totals=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+  totals=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1) \
+    || true
   if [ -z "$totals" ]; then
     summary="test.sh: ctest ran no test or stopped early, exit status $status ($what, ${dir#"$root"/}/)"
   else

@@ -17,6 +17,13 @@ cd "$root"
 set -m # every background job in a process group of its own, as an interactive shell does
 scripts=("$@")
 [ ${#scripts[@]} -gt 0 ] || scripts=(run run-two-node soak bench fuzz)
+for s in "${scripts[@]}"; do
+  case "$s" in
+    run|run-two-node|soak|bench|fuzz) ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) echo "leak-check: unknown script '$s' (run run-two-node soak bench fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 say() { echo "leak-check: $*"; }
 fail() {
@@ -33,7 +40,6 @@ command_of() { # script, short|long
     soak) echo "scripts/soak.sh --seconds $([ "$long" = 1 ] && echo 600 || echo 5) --clients 4" ;;
     bench) echo "scripts/bench.sh --quick --rows $([ "$long" = 1 ] && echo alloc,handoff,pipeline || echo alloc) --out $work/bench" ;;
     fuzz) echo "scripts/fuzz.sh --seconds $([ "$long" = 1 ] && echo 600 || echo 2) remote" ;;
-    *) fail "unknown script '$1' (run run-two-node soak bench fuzz)" ;;
   esac
 }
 

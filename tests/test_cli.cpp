@@ -798,3 +798,15 @@ TEST_CASE("cli: transmit stores a named block at another engine, a second time f
   REQUIRE(after_a["names"].items.size() == 1);
   CHECK(after_a["names"].items[0]["name"].text == "blk");
 }
+
+TEST_CASE("cli: put of an endless input (/dev/zero) stops at --max-size with a clear error") {
+  // Refused while reading, before any engine is contacted: port 1 has none.
+  auto r = run({"--engine", "127.0.0.1:1", "put", "zeros", "/dev/zero", "--max-size", "4MiB"});
+  CHECK(r.code == 1);
+  CHECK_MESSAGE(r.err.find("'/dev/zero' holds more than 4194304 bytes") != std::string::npos,
+                r.err);
+  CHECK(r.err.find("--max-size") != std::string::npos);
+  auto bad = run({"put", "x", "/dev/zero", "--max-size", "0"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("--max-size") != std::string::npos);
+}

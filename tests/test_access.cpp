@@ -53,8 +53,9 @@ struct attacker {
   uint32_t slot = 0;
   uint64_t engine_id = 0;
 
-  explicit attacker(const daemon_process& d)
-    : process({attacker_bin(), "--engine", "127.0.0.1:" + std::to_string(d.port())}) {
+  explicit attacker(const daemon_process& d, const std::string& name = "attacker")
+    : process({attacker_bin(), "--engine", "127.0.0.1:" + std::to_string(d.port()), "--name",
+               name}) {
     auto ready = process.wait_for_line("ready ", 30s);
     REQUIRE(ready);
     std::istringstream in{*ready};
@@ -498,4 +499,41 @@ TEST_CASE("squatting: segments of another user are neither adopted nor removed, 
   auto started = memory_manager::create(s);
   REQUIRE_MESSAGE(started, cafshm_test::why(started));
   CHECK((*started)->header().engine_pid == ::getpid());
+}
+
+TEST_CASE("limits through cafshmd: quota asked by the client, a name squatted first, a copy "
+          "flood") {
+  daemon_process d{cafshm_test::unique_name("limits"), "64MiB", 0,
+                   "  default_quota: 32MiB\n  max_copy_ranges: 1024\n"};
+  client_system cs;
+  SUBCASE("a client asking for 2^62 bytes of quota is refused, a smaller quota is kept") {
+    attacker a{d};
+    CHECK(a.ask("quota 4611686018427387904") == "quota quota_exceeded 0");
+    CHECK(a.ask("quota 0") == "quota ok 33554432");
+    CHECK(a.ask("quota 65536") == "quota ok 65536");
+  }
+  SUBCASE("an attacker registered first as \"consumer\": the real consumer is refused, "
+          "find_process finds the only one") {
+    attacker a{d, "consumer"};
+    auto consumer = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "consumer");
+    REQUIRE_FALSE(consumer);
+    CHECK(code_of(consumer.error()) == errc::process_name_taken);
+    client_options unique;
+    unique.unique_name = true;
+    auto second = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "consumer", unique);
+    REQUIRE_OK(second);
+    auto producer = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "producer");
+    REQUIRE_OK(producer);
+    CHECK(*producer->find_process("consumer") == a.slot);
+    CHECK(*producer->find_process("consumer-2") == second->slot());
+  }
+  SUBCASE("8000 ranges of 16 MiB in one copy are refused at once; another client is served") {
+    attacker a{d};
+    auto victim = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "victim");
+    REQUIRE_OK(victim);
+    CHECK(a.ask("copyflood 8000 16777216") == "copyflood request_too_large");
+    CHECK(a.ask("copyflood 1025 4096") == "copyflood request_too_large");
+    CHECK(a.ask("copyflood 1024 4096") == "copyflood ok");
+    CHECK_OK(victim->stats());
+  }
 }

@@ -174,6 +174,7 @@ void with_client(const settings& s, F&& body) {
   caf::actor_system sys{cfg};
   client_options opts;
   opts.timeout = s.client.request_timeout;
+  opts.unique_name = true; // several commands may run at once: cafshm-cli, cafshm-cli-2, ...
   auto c = value_of(client::connect(sys, s.client.engine, "cafshm-cli", opts));
   body(c);
   check(c.close());

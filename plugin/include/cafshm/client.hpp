@@ -51,6 +51,10 @@ public:
 
   /// Registers with an engine in another process (cafshmd) on this host, reached through CAF's
   /// io middleman, which `sys` must have loaded.
+  /// With a timeout that can end while the middleman is still connecting (a few ms), set
+  /// "middleman.attach-utility-actors" to true in `sys`'s config: CAF 0.17 keeps a reference
+  /// to the middleman's actor in the unfinished connection, and with that actor on a thread of
+  /// its own (the default) ~actor_system then waits for that thread forever.
   static caf::expected<client> connect(caf::actor_system& sys, const endpoint& engine,
                                        std::string name, client_options opts = {});
 

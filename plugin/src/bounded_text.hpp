@@ -13,7 +13,7 @@ constexpr size_t max_echoed_bytes = 64;
 
 /// `text` in single quotes, cut to max_echoed_bytes with its full length appended if longer:
 /// 'abc' or 'abcd...' (1048576 bytes).
-inline std::string quoted(std::string_view text) {
+inline std::string quote_bounded(std::string_view text) {
   if (text.size() <= max_echoed_bytes)
     return "'" + std::string{text} + "'";
   return "'" + std::string{text.substr(0, max_echoed_bytes)} + "...' (" + std::to_string(text.size())

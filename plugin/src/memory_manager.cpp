@@ -398,7 +398,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   for (uint32_t other = 1; other < settings_.max_processes; ++other)
     if (is_live(other) && name == process(other).name)
       return deny({}, errc::process_name_taken,
-                  "a process is already registered as " + quoted(name) + " (slot "
+                  "a process is already registered as " + quote_bounded(name) + " (slot "
                     + std::to_string(other) + "); choose another name or ask the client to "
                     + "make it unique (client_options::unique_name)");
   auto limit = quotas_.limit_for(who);
@@ -815,7 +815,7 @@ caf::expected<void> memory_manager::name(const session& s, const block_ref& ref,
   if (auto i = names_.find(key); i != names_.end()) {
     if (name_at(i->second).block == ref.block)
       return {};
-    return deny(s, errc::name_taken, "name " + quoted(key) + " is taken");
+    return deny(s, errc::name_taken, "name " + quote_bounded(key) + " is taken");
   }
   auto& h = header_mut();
   if (h.free_name_head == no_index)
@@ -841,7 +841,7 @@ caf::expected<block_ref> memory_manager::lookup(const session& s, std::string_vi
     return p.error();
   auto i = name.size() <= admin::max_name_length ? names_.find(std::string{name}) : names_.end();
   if (i == names_.end())
-    return deny(s, errc::name_not_found, "no block is named " + quoted(name));
+    return deny(s, errc::name_not_found, "no block is named " + quote_bounded(name));
   return ref_of(name_at(i->second).block);
 }
 
@@ -852,7 +852,7 @@ caf::expected<void> memory_manager::remove(const session& s, std::string_view na
   auto& b = block(ref->block);
   if (b.owner != s.process && b.owner != admin::engine_slot)
     return deny(s, errc::access_denied,
-                "block " + quoted(name) + " belongs to process "
+                "block " + quote_bounded(name) + " belongs to process "
                   + std::to_string(b.owner));
   ++process(s.process).frees;
   release_from_owner(ref->block);
@@ -961,7 +961,7 @@ caf::expected<uint32_t> memory_manager::find_process(const session& s, std::stri
     if (is_live(slot) && name == process(slot).name)
       return slot;
   return deny(s, errc::unknown_process,
-              "no process is registered as " + quoted(name));
+              "no process is registered as " + quote_bounded(name));
 }
 
 // -- statistics and invariants ------------------------------------------------------------------

@@ -100,8 +100,9 @@ void with_peer(engine_pointer self, const std::string& spec, F f) {
   }
   auto ep = parse_endpoint(address);
   if (!ep) {
-    f(caf::expected<uint64_t>{make_error(
-      errc::invalid_argument, quoted(spec) + " is neither HOST:PORT nor a configured peer")});
+    f(caf::expected<uint64_t>{make_error(errc::invalid_argument,
+                                         quote_bounded(spec)
+                                           + " is neither HOST:PORT nor a configured peer")});
     return;
   }
   connect(self, ep->host, ep->port, f);

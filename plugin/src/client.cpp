@@ -47,44 +47,66 @@ caf::error engine_error(caf::error err) {
   return err;
 }
 
+namespace {
+
+// The n-th candidate name of a client that asked for a unique one: name, name-2, name-3, ...
+std::string candidate_name(const std::string& name, uint32_t n) {
+  if (n == 1)
+    return name;
+  auto suffix = "-" + std::to_string(n);
+  constexpr size_t max_bytes = sizeof(admin::process_entry::name) - 1;
+  return name.substr(0, max_bytes > suffix.size() ? max_bytes - suffix.size() : 0) + suffix;
+}
+
+} // namespace
+
 caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engine,
                                       std::string name, client_options opts) {
   if (!engine)
     return make_error(errc::engine_unreachable, "no engine to connect to");
-  // A ticket from the engine's door: in process memory for an engine of this actor system,
-  // else through its Unix-domain socket (whose path the engine tells).
-  door_ticket ticket;
+  // A ticket from the engine's door for every attempt (a ticket is good for one): in process
+  // memory for an engine of this actor system, else through its Unix-domain socket (whose path
+  // the engine tells).
   caf::error door_failure;
   auto* local = module::of(sys);
-  if (engine.node() == sys.node() && local != nullptr && local->engine()
-      && local->engine()->address() == engine.address()) {
-    auto t = local->local_ticket();
-    if (!t)
-      return t.error();
-    ticket = *t;
-  } else {
+  bool in_process = engine.node() == sys.node() && local != nullptr && local->engine()
+                    && local->engine()->address() == engine.address();
+  std::string path;
+  if (!in_process) {
     caf::scoped_actor asker{sys, true};
-    std::string path;
     asker->request(engine, opts.timeout, door_atom::value)
       .receive([&](std::string& p) { path = std::move(p); },
                [&](caf::error& e) { door_failure = engine_error(std::move(e)); });
     if (door_failure)
       return door_failure;
-    auto t = door::ask(path, opts.timeout);
-    if (t)
-      ticket = *t;
-    else if (code_of(t.error()) == errc::access_denied)
-      return t.error();
-    else
-      door_failure = t.error(); // e.g. another host: the engine may accept plain registration
   }
+  auto fetch_ticket = [&]() -> caf::expected<door_ticket> {
+    if (in_process)
+      return local->local_ticket();
+    auto t = door::ask(path, opts.timeout);
+    if (t || code_of(t.error()) == errc::access_denied)
+      return t;
+    door_failure = t.error(); // e.g. another host: the engine may accept plain registration
+    return door_ticket{};
+  };
   auto k = sys.spawn<caf::hidden>(keeper, engine, opts.timeout);
   caf::scoped_actor self{sys, true};
   caf::expected<registration> reg{caf::error{}};
-  self->request(k, opts.timeout + opts.timeout, register_atom::value, std::move(name),
-                opts.quota_bytes, ticket)
-    .receive([&](registration& r) { reg = std::move(r); },
-             [&](caf::error& e) { reg = engine_error(std::move(e)); });
+  // Without unique_name one attempt; with it, until a free name (bounded by the process table,
+  // which the engine caps at 65535 slots).
+  for (uint32_t n = 1; n <= 65536; ++n) {
+    auto ticket = fetch_ticket();
+    if (!ticket) {
+      reg = ticket.error();
+      break;
+    }
+    self->request(k, opts.timeout + opts.timeout, register_atom::value, candidate_name(name, n),
+                  opts.quota_bytes, *ticket)
+      .receive([&](registration& r) { reg = std::move(r); },
+               [&](caf::error& e) { reg = engine_error(std::move(e)); });
+    if (reg || !opts.unique_name || code_of(reg.error()) != errc::process_name_taken)
+      break;
+  }
   if (!reg) {
     self->send_exit(k, caf::exit_reason::user_shutdown);
     if (door_failure && code_of(reg.error()) == errc::access_denied)

@@ -107,7 +107,11 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
                             + " (or engine.unauthenticated_tcp on the engine)");
       }
       int32_t pid = creds ? creds->pid : 0; // never what the caller claims
-      auto reg = mmr.register_process(name, pid, quota);
+      // Quota rules apply to the user the door vouched for; a ticketless (unauthenticated)
+      // caller is nobody in particular: no user or group rule matches it.
+      auto who = creds ? process_credentials{creds->uid, creds->gid}
+                       : process_credentials{~uint32_t{0}, ~uint32_t{0}};
+      auto reg = mmr.register_process(name, pid, quota, who);
       if (!reg) {
         if (creds && creds->pidfd >= 0)
           ::close(creds->pidfd);

@@ -272,6 +272,7 @@ int main(int argc, char** argv) {
     fail("segments left in /dev/shm");
     shm_segment::remove(memory_manager::data_segment_name(name));
     shm_segment::remove(memory_manager::admin_segment_name(name));
+    ::unlink(("/dev/shm/" + name + ".sock").c_str()); // the door of a killed engine
   }
   std::filesystem::remove(config);
 

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <string>
 
+#include <unistd.h>
+
 #include "memory_manager.hpp"
 #include "cafshm/settings.hpp"
 #include "shm_segment.hpp"
@@ -41,6 +43,7 @@ public:
     std::filesystem::remove(config_);
     shm_segment::remove(memory_manager::data_segment_name(name_));
     shm_segment::remove(memory_manager::admin_segment_name(name_));
+    ::unlink(("/dev/shm/" + name_ + ".sock").c_str()); // the door of a daemon that was killed
   }
 
   /// (Re)starts the daemon on `port` (0 = any); true once it printed its listening line.

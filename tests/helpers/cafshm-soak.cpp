@@ -11,6 +11,8 @@
 //
 // usage: cafshm-soak [--minutes N] [--seconds N] [--clients N] [--seed N] [--arena SIZE]
 //                    [--kill-every-ms N]
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

@@ -20,7 +20,8 @@ source "$root/scripts/lib/process-groups.bash"
 log=$(mktemp)
 summary=""
 # The last line says what ran and how it went, also when it did not get as far as the tests.
-on_exit 'rm -f "$log"; [ -n "$summary" ] || echo "test.sh: FAILED before any test ran ($mode suite)"'
+on_exit 'rm -f "$log"; [ -n "$summary" ] \
+  || echo "test.sh: FAILED or stopped before the tests ended, exit status $status ($mode suite)"'
 
 # Runs ctest in build directory $1 (described as $2) with the remaining arguments, in a process
 # group of its own (so that stopping this script stops every test), with ctest's own output;

@@ -4,7 +4,8 @@
 #                               (setsid) and records it; $! is its pid.
 #   stop_groups                 SIGTERM to every recorded group (the program and everything it
 #                               started), up to 20 s for them to end, then SIGKILL; reaps them.
-#   on_exit CMD                 CMD runs on every exit, after stop_groups (e.g. removing files).
+#   on_exit CMD                 CMD runs on every exit, after stop_groups (e.g. removing files);
+#                               $status is the exit status there.
 #
 # Sourcing installs the traps: on a normal end, an error (set -e), SIGINT, SIGTERM or SIGHUP
 # (e.g. from `timeout`) the script stops its groups and exits (130/143/129 for the signals).

@@ -1,5 +1,6 @@
 #include "cafshm/module.hpp"
 
+#include <iostream>
 #include <map>
 #include <mutex>
 
@@ -56,6 +57,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<view_lease>("cafshm::view_lease");
   cfg.add_message_type<process_stats>("cafshm::process_stats");
   cfg.add_message_type<named_block>("cafshm::named_block");
+  cfg.add_message_type<capacity_use>("cafshm::capacity_use");
   cfg.add_message_type<engine_stats>("cafshm::engine_stats");
   cfg.add_message_type<transfer_progress>("cafshm::transfer_progress");
   cfg.add_message_type<transmit_target>("cafshm::transmit_target");
@@ -140,6 +142,10 @@ void module::start() {
     return;
   }
   memory_ = std::move(*mm);
+  memory_->set_log([name = settings_.engine.name](const std::string& line) {
+    std::cerr << "cafshm engine '" << name << "': " << line << std::endl;
+  });
+  memory_->log_capacities("started; capacities");
   engine_ = spawn_engine(system_, memory_, settings_, connector);
   for (const auto& peer : settings_.remote.peers) // linked in the background; transmit retries
     caf::anon_send(engine_, link_atom::value, peer.address.host, peer.address.port);
@@ -158,6 +164,7 @@ void module::stop() {
                   caf::after(std::chrono::seconds(5)) >> [] {});
   }
   engine_ = nullptr;
+  memory_->log_capacities("stopped; high-water marks");
   memory_.reset(); // last reference: removes both segments
 }
 

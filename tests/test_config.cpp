@@ -460,7 +460,9 @@ TEST_CASE("validate works on settings filled in code") {
   CHECK(contains(*validate(s), "engine.arena"));
 
   s = settings{};
-  s.engine.arena_bytes = (64ull << 20) + 4096;
+  s.engine.arena_bytes = (64ull << 20) + 4096; // a multiple of min_block: fine
+  CHECK_FALSE(validate(s).has_value());
+  s.engine.arena_bytes = (64ull << 20) + 100;
   CHECK(validate(s).has_value());
 
   s = settings{};

@@ -1261,7 +1261,7 @@ TEST_CASE("an arena that /dev/shm cannot hold fails with a segment_error naming 
   auto space = query_shm_space();
   auto s = small_settings();
   s.arena_bytes = uint64_t{1} << 40; // 1 TiB, the largest valid arena
-  s.min_block_bytes = 1 * mib;       // keeps admin memory small (9 MiB)
+  s.min_block_bytes = 1 * mib;       // keeps admin memory small (8 MiB)
   segment_guard guard{s.name};
   // Only when /dev/shm is a size-limited file system too small for it: then the reservation is
   // refused at once instead of filling memory first.

@@ -75,9 +75,10 @@ struct process_entry {
   uint8_t reserved[3];
   uint32_t generation;         // bumped each time the slot is taken
   int32_t pid;                 // OS pid of the process (for liveness checks)
-  uint32_t block_count;        // live blocks it owns
-  uint64_t quota_bytes;        // 0 = unlimited
-  uint64_t bytes_in_use;       // bytes occupied by the live blocks it owns
+  uint32_t block_count;        // live blocks it owns (those it pays for may be more)
+  uint64_t quota_bytes;        // 0 = unlimited; never above what the engine's quota rules
+                               // give the process's user (a process may only ask for less)
+  uint64_t bytes_in_use;       // bytes occupied by the blocks charged to it (charged_to)
   uint64_t allocations;        // counters since registration
   uint64_t frees;
   uint64_t reads;
@@ -112,6 +113,10 @@ struct block_entry {
   uint8_t reserved0;           // the block occupies `size` rounded up to 2^min_order bytes
   block_state state;
   uint8_t reserved[2];
+  uint32_t charged_to;         // process slot whose bytes_in_use (and quota) counts the block:
+                               // the owner; for a block given to the engine, the giver while
+                               // it is registered; for a draining block, its last owner while
+                               // it is registered; engine_slot when nobody is
 };
 static_assert(sizeof(block_entry) == 56);
 

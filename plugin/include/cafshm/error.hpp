@@ -29,6 +29,8 @@ enum class errc : uint8_t {
   busy,              // the engine is shutting down
   checksum_mismatch, // transferred data failed verification
   peer_failure,      // a remote engine failed or vanished mid-operation
+  process_name_taken, // a live process of this engine is already registered under that name
+  request_too_large, // one request asks for more work than the engine does per request
 };
 
 /// Category atom of every cafshm error.

@@ -1,8 +1,8 @@
 // Row 3: allocate+free pairs per second on the same random workload through the engine (see
 // handoff.cpp), through memory_manager in-process (the engine's work without messages), directly
-// on buddy_allocator, on Boost.Interprocess's managed_shared_memory (rbtree_best_fit, its default)
-// and on malloc; and fragmentation (largest free block / free bytes) of buddy vs Boost after a
-// long random workload of mixed sizes.
+// on tlsf_allocator, on Boost.Interprocess's managed_shared_memory (rbtree_best_fit, its default)
+// and on malloc; and fragmentation (largest free block / free bytes) of tlsf vs Boost after a
+// long random workload of mixed sizes, with occupied / requested bytes for requests >= 64 KiB.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "bench.hpp"
-#include "buddy_allocator.hpp"
+#include "tlsf_allocator.hpp"
 #include "memory_manager.hpp"
 #include "proc.hpp"
 
@@ -81,18 +81,18 @@ struct shm_name_guard {
 std::vector<alloc_rate> local_alloc_rates(const workload& w, int runs) {
   std::vector<alloc_rate> out;
   const size_t ops = w.sizes.size();
-  // buddy_allocator directly: state in private memory, no arena touched.
+  // tlsf_allocator directly: state in private memory, no arena touched.
   {
-    std::vector<uint64_t> state(
-      cafshm::buddy_allocator::state_bytes(min_order, rate_order) / 8 + 1);
+    const uint32_t pages = 1u << (rate_order - min_order);
+    std::vector<uint64_t> state(cafshm::tlsf_allocator::state_bytes(pages) / 8 + 1);
     std::vector<double> rates;
     for (int r = 0; r < runs; ++r) {
-      auto b = cafshm::buddy_allocator::create(
-        {reinterpret_cast<std::byte*>(state.data()), state.size() * 8}, min_order, rate_order);
+      auto b = cafshm::tlsf_allocator::create(
+        {reinterpret_cast<std::byte*>(state.data()), state.size() * 8}, min_order, pages, pages);
       rates.push_back(replay<uint64_t>(
         w, ops,
         [&](uint32_t size) -> std::optional<uint64_t> {
-          auto off = b.allocate(b.order_for(size));
+          auto off = b.allocate(size);
           return off ? std::optional<uint64_t>{*off + 1} : std::nullopt;
         },
         [&](uint64_t h) {
@@ -100,7 +100,7 @@ std::vector<alloc_rate> local_alloc_rates(const workload& w, int runs) {
             b.free(h - 1);
         }));
     }
-    out.push_back({"buddy_allocator, direct",
+    out.push_back({"tlsf_allocator, direct",
                    "256 MiB arena, 4 KiB min block, state in private memory", summarize(rates)});
   }
   // memory_manager in-process: the engine's work per request (checks, block table, accounting)
@@ -274,22 +274,27 @@ frag_row run_frag(const std::string& name, uint64_t arena, double fill,
 std::vector<frag_row> fragmentation(uint64_t arena, const std::vector<double>& fills, size_t ops,
                                     uint64_t seed, bool pow2) {
   std::vector<frag_row> out;
-  uint32_t max_order = 0;
-  while ((uint64_t{1} << max_order) < arena)
-    ++max_order;
+  const auto pages = static_cast<uint32_t>(arena >> min_order);
   for (double fill : fills) {
     auto seq = frag_sequence(arena, fill, ops, seed, pow2);
     {
-      std::vector<uint64_t> state(cafshm::buddy_allocator::state_bytes(min_order, max_order) / 8 + 1);
-      auto b = cafshm::buddy_allocator::create(
-        {reinterpret_cast<std::byte*>(state.data()), state.size() * 8}, min_order, max_order);
+      std::vector<uint64_t> state(cafshm::tlsf_allocator::state_bytes(pages) / 8 + 1);
+      auto b = cafshm::tlsf_allocator::create(
+        {reinterpret_cast<std::byte*>(state.data()), state.size() * 8}, min_order, pages, pages);
+      uint64_t occupied = 0, requested = 0; // over requests of 64 KiB and more that succeeded
       out.push_back(run_frag<uint64_t>(
-        "buddy_allocator", arena, fill, seq,
+        "tlsf_allocator", arena, fill, seq,
         [&](uint32_t size) -> std::optional<uint64_t> {
-          return b.allocate(b.order_for(size));
+          auto off = b.allocate(size);
+          if (off && size >= (64u << 10)) {
+            occupied += b.occupied_bytes(size);
+            requested += size;
+          }
+          return off;
         },
         [&](uint64_t off) { b.free(off); },
         [&] { return std::pair<uint64_t, uint64_t>{b.free_bytes(), b.largest_free_block()}; }));
+      out.back().occupied_per_requested = requested ? double(occupied) / double(requested) : 0;
     }
     {
       shm_name_guard g{unique_name("cafshm-bench-frag")};
@@ -349,7 +354,7 @@ alloc_report run_alloc(const options& opts, const sched& s) {
                         "random walk of requested live bytes around the fill target (below: 60 % "
                         "allocations, above: 60 % frees); the same sequence for both allocators";
   rep.frag = fragmentation(arena, {0.35, 0.6}, frag_ops, 7, false);
-  // the same with every size rounded up to a power of two (no internal fragmentation in buddy)
+  // the same with every size rounded up to a power of two
   for (auto& f : fragmentation(arena, {0.6}, frag_ops, 7, true)) {
     f.allocator += ", power-of-two sizes";
     rep.frag.push_back(f);

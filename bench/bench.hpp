@@ -101,6 +101,7 @@ struct frag_row {
   double min_ratio = 0;
   uint64_t ops = 0, failed = 0;
   double live_requested = 0;   // requested live bytes / arena at the end
+  double occupied_per_requested = 0; // tlsf: occupied / requested bytes, requests >= 64 KiB
 };
 struct request_rtt {
   std::string engine;

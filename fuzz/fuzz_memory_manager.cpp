@@ -52,7 +52,7 @@ constexpr uint64_t max_copy_bytes = 96 * 1024;
 using admin::access;
 
 uint64_t block_bytes(uint64_t size) {
-  return std::max<uint64_t>(page, std::bit_ceil(size));
+  return std::max<uint64_t>(page, (size + page - 1) / page * page); // whole pages, no more
 }
 
 struct process {
@@ -94,6 +94,7 @@ class harness {
 public:
   harness(input& in, memory_manager& mm, scrub_policy scrub, uint64_t default_quota)
     : in_(in), mm_(mm), scrub_(scrub), default_quota_(default_quota) {
+    mm_.set_log([this](const std::string& line) { log_.push_back(line); });
   }
 
   void run() {
@@ -426,12 +427,22 @@ private:
     auto s = pick_session();
     auto size = pick_size();
     auto who = requester(s);
+    auto largest = mm_.stats().largest_free_block;
     auto r = mm_.allocate(s, size);
     bool permitted = who && size > 0 && size <= arena_bytes && quota_ok(*who, block_bytes(size));
     if (!r) {
-      if (permitted && blocks_.empty() && draining_.empty())
-        violation("allocate of " + std::to_string(size) + " refused in an empty arena: "
-                  + describe(r.error()));
+      if (permitted && blocks_.size() + draining_.size() < max_blocks
+          && largest >= block_bytes(size))
+        violation("allocate of " + std::to_string(size) + " refused with a free block of "
+                  + std::to_string(largest) + " bytes: " + describe(r.error()));
+      auto code = static_cast<errc>(r.error().code());
+      auto text = describe(r.error());
+      if (code == errc::capacity_exceeded && text.find("engine.max_blocks") == std::string::npos)
+        violation("a full block table does not name engine.max_blocks: " + text);
+      if (code == errc::out_of_memory
+          && (text.find("engine.arena") == std::string::npos
+              || text.find("largest free block " + std::to_string(largest)) == std::string::npos))
+        violation("out of memory without the numbers and engine.arena: " + text);
       return;
     }
     if (!permitted)
@@ -450,7 +461,7 @@ private:
       violation("engine_bytes refused a new block");
     auto* base = mm_.arena().data();
     b.offset = static_cast<uint64_t>(bytes->data() - base);
-    if (b.offset % b.bytes != 0 || b.offset + b.bytes > arena_bytes)
+    if (b.offset % page != 0 || b.offset + b.bytes > arena_bytes)
       violation("block at a misaligned or out-of-arena offset");
     for (const auto& [i, other] : blocks_)
       if (b.offset < other.offset + other.bytes && other.offset < b.offset + b.bytes)
@@ -812,6 +823,16 @@ private:
   void verify(const std::string& when) {
     if (auto err = mm_.check(); !err.empty())
       violation("check() " + when + ": " + err);
+    // One warning per capacity, logged the first time its use passed 80 %.
+    for (const auto& c : mm_.capacities()) {
+      auto warnings = std::count_if(log_.begin(), log_.end(), [&](const std::string& line) {
+        return line.find("raise " + c.setting + " ") != std::string::npos;
+      });
+      bool passed = c.peak * 100 > c.capacity * memory_manager::warn_percent;
+      if (warnings != (passed ? 1 : 0) || c.used > c.peak || c.peak > c.capacity)
+        violation(c.name + ": " + std::to_string(warnings) + " warnings at peak "
+                  + std::to_string(c.peak) + " of " + std::to_string(c.capacity) + " " + when);
+    }
     auto st = mm_.stats();
     uint64_t used = 0;
     for (const auto& [i, b] : blocks_)
@@ -882,6 +903,7 @@ private:
 
   input& in_;
   memory_manager& mm_;
+  std::vector<std::string> log_; // lines the memory manager logged
   scrub_policy scrub_;
   uint64_t default_quota_;
   int last_op_ = -1;

@@ -496,7 +496,7 @@ TEST_CASE("cli: put and get of 100 MiB round-trip exactly and rm gives every byt
 
   pid_t stat_pid = 0;
   auto held = stats(d, &stat_pid);
-  CHECK(held["free_bytes"].u64() == before["free_bytes"].u64() - 128 * MiB); // a 2^27 block
+  CHECK(held["free_bytes"].u64() == before["free_bytes"].u64() - 100 * MiB); // exactly its size
   CHECK(held["blocks"].u64() == 1);
   REQUIRE(held["names"].items.size() == 1);
   CHECK(held["names"].items[0]["name"].text == "big");
@@ -618,11 +618,29 @@ TEST_CASE("cli: stat --json is one JSON object with every documented key") {
   CHECK(s["names"].items[0]["name"].text == "q\"b\\s\t\x01\xc3\xa9?"); // U+FFFD decodes as '?'
   CHECK(s["names"].items[0]["size"].u64() == 7);
 
+  // every capacity with its use, high-water mark, limit and the setting that raises it
+  REQUIRE(s["capacities"].kind == json::array);
+  REQUIRE(s["capacities"].items.size() == 5);
+  const char* settings[] = {"engine.arena", "engine.max_blocks", "engine.max_grants",
+                            "engine.max_names", "engine.max_processes"};
+  for (size_t i = 0; i < 5; ++i) {
+    const auto& c = s["capacities"].items[i];
+    CHECK(c["setting"].text == settings[i]);
+    CHECK(c["used"].u64() <= c["peak"].u64());
+    CHECK(c["peak"].u64() <= c["capacity"].u64());
+  }
+  CHECK(s["capacities"].items[0]["capacity"].u64() == 256 * MiB);
+  CHECK(s["capacities"].items[0]["used"].u64() == 4096); // the 7-byte block: one min_block
+  CHECK(s["capacities"].items[1]["peak"].u64() >= 1);
+
   auto text = d.cli({"stat"});
   CHECK(text.code == 0);
   CHECK(contains(text.out, "256 MiB"));
   CHECK(contains(text.out, "fragmentation"));
   CHECK(contains(text.out, "cafshm-cli"));
+  CHECK(contains(text.out, "high-water mark"));
+  for (auto setting : settings)
+    CHECK_MESSAGE(contains(text.out, setting), setting);
 }
 
 TEST_CASE("cli: --config supplies the engine endpoint and --engine overrides it") {

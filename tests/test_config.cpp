@@ -433,12 +433,13 @@ TEST_CASE("impossible combinations are reported at the responsible key") {
   CHECK(only_block.key == "engine.min_block");
   CHECK(only_block.line == 2);
 
-  auto not_multiple = error_of("engine:\n  name: x\n  arena: 96MiB\n");
+  auto not_multiple = error_of("engine:\n  name: x\n  arena: 100001KiB\n");
   CHECK(not_multiple.key == "engine.arena");
   CHECK(not_multiple.line == 3);
   CHECK(not_multiple.column == 10);
-  CHECK(contains(not_multiple.reason, "times a power of two"));
-  CHECK(contains(not_multiple.reason, "64MiB"));
+  CHECK(contains(not_multiple.reason, "multiple of min_block"));
+  CHECK(contains(not_multiple.reason, "100000KiB"));
+  CHECK(settings_of("engine: {arena: 96MiB}").engine.arena_bytes == 96ull << 20);
   CHECK(error_of("engine: {arena: 3GB}").key == "engine.arena");
 
   auto zero_grants = error_of("engine:\n  max_grants: 0\n");
@@ -464,7 +465,9 @@ TEST_CASE("validate works on settings filled in code") {
   CHECK(contains(*validate(s), "engine.arena"));
 
   s = settings{};
-  s.engine.arena_bytes = (64ull << 20) + 4096;
+  s.engine.arena_bytes = (64ull << 20) + 4096; // a multiple of min_block: fine
+  CHECK_FALSE(validate(s).has_value());
+  s.engine.arena_bytes = (64ull << 20) + 100;
   CHECK(validate(s).has_value());
 
   s = settings{};

@@ -21,12 +21,13 @@
 #include <unistd.h>
 
 #include "admin_layout.hpp"
-#include "buddy_allocator.hpp"
+#include "tlsf_allocator.hpp"
 #include "memory_manager.hpp"
 
 using namespace cafshm;
 using cafshm_test::segment_guard;
 using cafshm_test::unique_name;
+using cafshm_test::why;
 
 namespace {
 
@@ -218,7 +219,6 @@ TEST_CASE("admin memory: header fields and non-overlapping sections") {
   CHECK(h.start_epoch_ns + 60'000'000'000ull > now);
   CHECK(h.arena_bytes == 1 * mib);
   CHECK(h.min_order == 12);
-  CHECK(h.max_order == 20);
   CHECK(h.max_processes == e.settings.max_processes);
   CHECK(h.max_blocks == e.settings.max_blocks);
   CHECK(h.max_grants == e.settings.max_grants);
@@ -232,7 +232,7 @@ TEST_CASE("admin memory: header fields and non-overlapping sections") {
   CHECK(h.requested_bytes == 0);
   // sections: in order, 64-byte aligned, each large enough, all inside total_bytes
   CHECK(h.allocator_offset >= sizeof(admin::admin_header));
-  CHECK(h.allocator_bytes == buddy_allocator::state_bytes(12, 20));
+  CHECK(h.allocator_bytes == tlsf_allocator::state_bytes(256));
   uint64_t ends[] = {
     h.allocator_offset + h.allocator_bytes,
     h.process_offset + uint64_t{h.max_processes} * sizeof(admin::process_entry),
@@ -456,6 +456,135 @@ TEST_CASE("errc::out_of_memory: larger than the arena, arena full, fragmented") 
   auto st = e->stats();
   CHECK(st.fragmentation() > 0.0);
   CHECK(st.largest_free_block == 4 * kib);
+}
+
+TEST_CASE("a block occupies its size rounded up to min_block, not to a power of two") {
+  env e{[](engine_settings& s) { s.arena_bytes = 64 * mib; }};
+  auto p = e.reg("p");
+  auto put = e.alloc(p, 10'000'000); // a 10 MB put: 2442 pages, not 16 MiB
+  CHECK(e->stats().used_bytes == 10'002'432);
+  CHECK(e->stats().requested_bytes == 10'000'000);
+  CHECK(e.stats_of(p.process)->bytes_in_use == 10'002'432);
+  CHECK_OK(e->free(p, put));
+  // three blocks of 16 MiB + 1 B fit (a power of two each would take 32 MiB: only two)
+  std::vector<block_ref> big;
+  for (int i = 0; i < 3; ++i)
+    big.push_back(e.alloc(p, 16 * mib + 1));
+  CHECK(e->stats().used_bytes == 3 * (16 * mib + 4 * kib));
+  for (auto& ref : big)
+    CHECK_OK(e->free(p, ref));
+  // ten 6 MiB frames fill 60 of 64 MiB (8 MiB blocks: eight)
+  std::vector<block_ref> frames;
+  for (int i = 0; i < 10; ++i)
+    frames.push_back(e.alloc(p, 6 * mib));
+  auto st = e->stats();
+  CHECK(st.used_bytes == 60 * mib);
+  CHECK(st.requested_bytes == 60 * mib);
+  CHECK(st.largest_free_block == 4 * mib);
+  CHECK(e->check() == "");
+  // freed in an order that leaves holes first: all of it merges back into one block
+  for (size_t i = 0; i < frames.size(); i += 2)
+    CHECK_OK(e->free(p, frames[i]));
+  CHECK(e->stats().largest_free_block == 6 * mib);
+  for (size_t i = 1; i < frames.size(); i += 2)
+    CHECK_OK(e->free(p, frames[i]));
+  st = e->stats();
+  CHECK(st.free_bytes == 64 * mib);
+  CHECK(st.largest_free_block == 64 * mib);
+  CHECK(st.fragmentation() == 0.0);
+}
+
+TEST_CASE("capacities: high-water marks, one warning past 80 %, errors naming the setting") {
+  env e{[](engine_settings& s) {
+    s.max_blocks = 10;
+    s.max_grants = 5;
+    s.max_names = 5;
+    s.max_processes = 6; // five besides the engine
+  }};
+  std::vector<std::string> log;
+  e->set_log([&](const std::string& line) { log.push_back(line); });
+  auto warnings_for = [&](const std::string& setting) {
+    return std::count_if(log.begin(), log.end(), [&](const std::string& line) {
+      return line.find("warning") != std::string::npos
+             && line.find("raise " + setting + " ") != std::string::npos;
+    });
+  };
+  auto capacity = [&](const std::string& name) {
+    for (const auto& c : e->stats().capacities)
+      if (c.name == name)
+        return c;
+    FAIL("no capacity " << name);
+    return capacity_use{};
+  };
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  // blocks: 8 of 10 is 80 %, not past it; the 9th warns, once
+  std::vector<block_ref> blocks;
+  for (int i = 0; i < 8; ++i)
+    blocks.push_back(e.alloc(p, 4 * kib));
+  CHECK(log.empty());
+  blocks.push_back(e.alloc(p, 4 * kib));
+  CHECK(warnings_for("engine.max_blocks") == 1);
+  CHECK_OK(e->free(p, blocks.back()));
+  blocks.back() = e.alloc(p, 4 * kib);
+  blocks.push_back(e.alloc(p, 4 * kib));
+  CHECK(warnings_for("engine.max_blocks") == 1);
+  auto full = e->allocate(p, 4 * kib);
+  CHECK_ERRC(full, errc::capacity_exceeded);
+  CHECK(why(full).find("engine.max_blocks") != std::string::npos);
+  CHECK_OK(e->free(p, blocks.back()));
+  blocks.pop_back();
+  auto c = capacity("blocks");
+  CHECK(c.setting == "engine.max_blocks");
+  CHECK(c.used == 9);
+  CHECK(c.peak == 10);
+  CHECK(c.capacity == 10);
+  // names
+  for (int i = 0; i < 5; ++i)
+    CHECK_OK(e->name(p, blocks[i], "n" + std::to_string(i)));
+  CHECK(warnings_for("engine.max_names") == 1);
+  auto no_name = e->name(p, blocks[5], "n5");
+  CHECK_ERRC(no_name, errc::capacity_exceeded);
+  CHECK(why(no_name).find("engine.max_names") != std::string::npos);
+  // grants
+  for (int i = 0; i < 5; ++i)
+    CHECK_OK(e->share(p, blocks[i], q.process, access_mode::read));
+  CHECK(warnings_for("engine.max_grants") == 1);
+  auto no_grant = e->share(p, blocks[5], q.process, access_mode::read);
+  CHECK_ERRC(no_grant, errc::capacity_exceeded);
+  CHECK(why(no_grant).find("engine.max_grants") != std::string::npos);
+  // processes: p, q and three more fill the table
+  for (int i = 0; i < 3; ++i)
+    e.reg("r" + std::to_string(i));
+  CHECK(warnings_for("engine.max_processes") == 1);
+  auto no_slot = e->register_process("late", ::getpid(), 0);
+  CHECK_ERRC(no_slot, errc::capacity_exceeded);
+  CHECK(why(no_slot).find("engine.max_processes") != std::string::npos);
+  // arena bytes: past 80 % of 1 MiB warns; what does not fit fails with the numbers
+  CHECK(warnings_for("engine.arena") == 0);
+  for (int i = 0; i < 5; ++i)
+    CHECK_OK(e->free(p, blocks[i]));
+  auto most = e.alloc(p, 900 * kib);
+  CHECK(warnings_for("engine.arena") == 1);
+  auto too_big = e->allocate(p, 200 * kib);
+  CHECK_ERRC(too_big, errc::out_of_memory);
+  auto text = why(too_big);
+  INFO(text);
+  auto st = e->stats();
+  CHECK(text.find("requested " + std::to_string(200 * kib)) != std::string::npos);
+  CHECK(text.find("free " + std::to_string(st.free_bytes)) != std::string::npos);
+  CHECK(text.find("largest free block " + std::to_string(st.largest_free_block))
+        != std::string::npos);
+  CHECK(text.find("engine.arena") != std::string::npos);
+  CHECK(capacity("arena bytes").peak == st.used_bytes);
+  CHECK_OK(e->free(p, most));
+  CHECK(capacity("arena bytes").peak > capacity("arena bytes").used);
+  // every warning names its capacity once; the log line lists the high-water marks
+  CHECK(log.size() == 5);
+  e->log_capacities("now");
+  REQUIRE(log.size() == 6);
+  CHECK(log.back().find("blocks 4/10 (peak 10, engine.max_blocks)") != std::string::npos);
+  CHECK(e->check() == "");
 }
 
 TEST_CASE("errc::quota_exceeded: allocate, and transfer to a process with a quota") {
@@ -1143,7 +1272,7 @@ TEST_CASE("an arena that /dev/shm cannot hold fails with a segment_error naming 
   auto space = query_shm_space();
   auto s = small_settings();
   s.arena_bytes = uint64_t{1} << 40; // 1 TiB, the largest valid arena
-  s.min_block_bytes = 1 * mib;       // keeps admin memory small (9 MiB)
+  s.min_block_bytes = 1 * mib;       // keeps admin memory small (8 MiB)
   segment_guard guard{s.name};
   // Only when /dev/shm is a size-limited file system too small for it: then the reservation is
   // refused at once instead of filling memory first.
@@ -1173,7 +1302,7 @@ TEST_CASE("a 4 GiB arena works: a 2 GiB block, written at its end and read back"
     return;
   }
   env e{[](engine_settings& s) { s.arena_bytes = 4 * gib; }};
-  CHECK(e->header().max_order == 32);
+  CHECK(e->header().arena_bytes == 4 * gib);
   auto p = e.reg("p");
   auto low = e.alloc(p, 2 * gib);
   auto high = e.alloc(p, 2 * gib);

@@ -70,7 +70,14 @@ void write_json(std::ostream& out, const engine_stats& s) {
       << ",\"grants\":" << s.grants << ",\"max_processes\":" << s.max_processes
       << ",\"max_blocks\":" << s.max_blocks << ",\"max_grants\":" << s.max_grants
       << ",\"max_names\":" << s.max_names << ",\"requests\":" << s.requests
-      << ",\"rejected\":" << s.rejected << ",\"processes\":[";
+      << ",\"rejected\":" << s.rejected << ",\"capacities\":[";
+  for (size_t i = 0; i < s.capacities.size(); ++i) {
+    const auto& c = s.capacities[i];
+    out << (i ? "," : "") << "{\"name\":" << quote(c.name) << ",\"setting\":"
+        << quote(c.setting) << ",\"used\":" << c.used << ",\"peak\":" << c.peak
+        << ",\"capacity\":" << c.capacity << "}";
+  }
+  out << "],\"processes\":[";
   for (size_t i = 0; i < s.process_list.size(); ++i) {
     const auto& p = s.process_list[i];
     out << (i ? "," : "") << "{\"slot\":" << p.slot << ",\"pid\":" << p.pid

@@ -62,7 +62,17 @@ void write_text(std::ostream& out, const engine_stats& s) {
                  << " misses, " << s.cache_evictions << " evictions, "
                  << human_size(s.cache_bytes_saved) << " saved\n";
 
-  out << "\nfree memory by block size\n" << std::setw(12) << "block" << std::setw(12) << "free\n";
+  out << "\ncapacity (in use now, high-water mark, limit)\n";
+  for (const auto& c : s.capacities) {
+    bool bytes = c.name == "arena bytes";
+    auto amount = [&](uint64_t n) { return bytes ? human_size(n) : std::to_string(n); };
+    out << "  " << std::left << std::setw(13) << c.name << std::right << std::setw(10)
+        << amount(c.used) << std::setw(10) << amount(c.peak) << std::setw(10)
+        << amount(c.capacity) << "  " << c.setting << "\n";
+  }
+
+  out << "\nfree memory by block size\n" << std::setw(12) << "block from" << std::setw(12)
+      << "free\n";
   for (size_t i = 0; i < s.free_bytes_by_order.size(); ++i)
     if (s.free_bytes_by_order[i] != 0)
       out << std::setw(12) << human_size(s.min_block_bytes << i) << std::setw(12)

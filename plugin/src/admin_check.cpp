@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "admin_layout.hpp"
-#include "buddy_allocator.hpp"
+#include "tlsf_allocator.hpp"
 
 namespace cafshm {
 
@@ -17,7 +17,7 @@ std::string check_admin_memory(std::span<std::byte> admin) {
   const auto& h = *reinterpret_cast<const admin_header*>(base);
   if (h.magic != admin::magic || h.total_bytes > admin.size())
     return "bad header";
-  auto alloc = buddy_allocator::attach({base + h.allocator_offset, h.allocator_bytes});
+  auto alloc = tlsf_allocator::attach({base + h.allocator_offset, h.allocator_bytes});
   if (auto err = alloc.check(); !err.empty())
     return "allocator: " + err;
   auto* procs = reinterpret_cast<const process_entry*>(base + h.process_offset);
@@ -37,11 +37,11 @@ std::string check_admin_memory(std::span<std::byte> admin) {
     if (blk.state == block_state::free)
       continue;
     ++live_blocks;
-    uint64_t bytes = uint64_t{1} << blk.order;
+    uint64_t bytes = alloc.occupied_bytes(blk.size);
     used += bytes;
-    auto order = alloc.allocated_order(uint64_t{blk.page} << h.min_order);
-    if (!order || *order != blk.order)
-      return fail(i, "its pages are not an allocated block of its order");
+    auto allocated = alloc.allocated_bytes(uint64_t{blk.page} << h.min_order);
+    if (blk.size == 0 || !allocated || *allocated != bytes)
+      return fail(i, "its pages are not an allocated block of its size");
     if (blk.owner >= h.max_processes || blk.charged_to >= h.max_processes)
       return fail(i, "owner out of range");
     if (procs[blk.charged_to].state != process_state::live)
@@ -77,6 +77,12 @@ std::string check_admin_memory(std::span<std::byte> admin) {
            + std::to_string(h.arena_bytes - alloc.free_bytes());
   if (requested != h.requested_bytes)
     return "requested bytes differ from the header";
+  if (alloc.arena_bytes() != h.arena_bytes || alloc.page_shift() != h.min_order)
+    return "allocator geometry differs from the header";
+  if (h.peak_used_bytes < h.used_bytes || h.peak_blocks < h.live_blocks
+      || h.peak_grants < h.live_grants || h.peak_names < h.live_names
+      || h.peak_processes < h.live_processes)
+    return "a high-water mark lies below its counter";
   if (live_blocks != h.live_blocks || live_grants != h.live_grants || live_names != h.live_names)
     return "table counters differ from the tables";
   // No entry lost: the free lists hold exactly the entries not in use.

@@ -10,11 +10,11 @@
 namespace cafshm {
 
 /// "" when the admin memory in `admin` (a whole admin segment or a copy of one, at least
-/// header().total_bytes long) is consistent, else what is wrong: the buddy allocator's
-/// invariants; every block's pages allocated at its order, owned by a registered process, its
-/// refcount equal to its open views, its grant list and name entry pointing back to it; the
-/// header's and every process's counters equal to what the tables hold; every unused table
-/// entry on its free list. Reads `admin` only.
+/// header().total_bytes long) is consistent, else what is wrong: the allocator's invariants;
+/// every block's pages allocated at its size rounded up to whole pages, owned by a registered
+/// process, its refcount equal to its open views, its grant list and name entry pointing back to
+/// it; the header's and every process's counters equal to what the tables hold, the high-water
+/// marks at least as high; every unused table entry on its free list. Reads `admin` only.
 std::string check_admin_memory(std::span<std::byte> admin);
 
 } // namespace cafshm

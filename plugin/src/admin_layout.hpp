@@ -3,7 +3,7 @@
 // their own process entry or statistics. Everything is an offset or an index, never a pointer.
 //
 //   offset 0                 admin_header            (sizeof = 256)
-//   header.allocator_offset  buddy allocator state   (buddy_allocator::state_bytes)
+//   header.allocator_offset  allocator state         (tlsf_allocator::state_bytes)
 //   header.process_offset    process_entry[max_processes]   slot 0 is the engine itself
 //   header.block_offset      block_entry[max_blocks]
 //   header.grant_offset      grant_entry[max_grants]
@@ -30,9 +30,9 @@ struct admin_header {
   int32_t engine_pid;          // pid of the process owning both segments
   uint32_t reserved0;
   uint64_t start_epoch_ns;     // CLOCK_REALTIME when the engine created the segments
-  uint64_t arena_bytes;        // size of the data segment = 2^max_order
-  uint32_t min_order;          // log2 of the smallest block
-  uint32_t max_order;          // log2 of the arena
+  uint64_t arena_bytes;        // size of the data segment, a multiple of 2^min_order
+  uint32_t min_order;          // log2 of the smallest block (the allocator's page)
+  uint32_t reserved2;
   uint32_t max_processes;      // capacities of the tables below
   uint32_t max_blocks;
   uint32_t max_grants;
@@ -48,7 +48,8 @@ struct admin_header {
   uint32_t live_blocks;        //   blocks in state live or draining
   uint32_t live_grants;
   uint32_t live_names;
-  uint64_t used_bytes;         // sum of 2^order over live and draining blocks
+  uint64_t used_bytes;         // bytes occupied by live and draining blocks (each: its size
+                               //   rounded up to 2^min_order)
   uint64_t requested_bytes;    // sum of requested sizes over live blocks
   uint64_t requests;           // requests served
   uint64_t rejected;           // requests refused with an error
@@ -57,8 +58,14 @@ struct admin_header {
   uint32_t free_grant_head;
   uint32_t free_name_head;
   uint32_t reserved1;
+  uint64_t peak_used_bytes;    // high-water marks of used_bytes and the live counters since
+  uint32_t peak_processes;     //   the engine started (engine included in none of them)
+  uint32_t peak_blocks;
+  uint32_t peak_grants;
+  uint32_t peak_names;
+  uint8_t reserved3[40];
 };
-static_assert(sizeof(admin_header) == 256);
+static_assert(sizeof(admin_header) == 320);
 
 enum class process_state : uint8_t { free = 0, live = 1 };
 
@@ -71,7 +78,7 @@ struct process_entry {
   uint32_t block_count;        // live blocks it owns (those it pays for may be more)
   uint64_t quota_bytes;        // 0 = unlimited; never above what the engine's quota rules
                                // give the process's user (a process may only ask for less)
-  uint64_t bytes_in_use;       // sum of 2^order over the blocks charged to it (charged_to)
+  uint64_t bytes_in_use;       // bytes occupied by the blocks charged to it (charged_to)
   uint64_t allocations;        // counters since registration
   uint64_t frees;
   uint64_t reads;
@@ -103,7 +110,7 @@ struct block_entry {
   uint32_t name;               // name_entry index or no_index
   uint32_t next_free;          // next free table entry when state == free
   uint32_t owner_views;        // views the owner holds open
-  uint8_t order;               // log2 of the block's bytes
+  uint8_t reserved0;           // the block occupies `size` rounded up to 2^min_order bytes
   block_state state;
   uint8_t reserved[2];
   uint32_t charged_to;         // process slot whose bytes_in_use (and quota) counts the block:

@@ -206,7 +206,7 @@ check_result check_name(const std::string& name) {
   return std::nullopt;
 }
 
-// Arena geometry: buddy allocation needs arena == min_block * 2^k.
+// Arena geometry: the allocator hands out whole blocks of min_block bytes.
 check_result check_arena(const engine_settings& e, uint64_t page_bytes) {
   if (!is_power_of_two(e.min_block_bytes) || e.min_block_bytes < page_bytes)
     return problem{"engine.min_block", "must be a power of two of at least the page size (" +
@@ -220,16 +220,12 @@ check_result check_arena(const engine_settings& e, uint64_t page_bytes) {
                    "arena (" + format_size(e.arena_bytes) + ") is smaller than min_block (" +
                        format_size(e.min_block_bytes) + ")",
                    "engine.min_block"};
-  if (e.arena_bytes % e.min_block_bytes != 0 ||
-      !is_power_of_two(e.arena_bytes / e.min_block_bytes)) {
-    uint64_t lower = e.min_block_bytes;
-    while (lower * 2 <= e.arena_bytes) lower *= 2;
+  if (e.arena_bytes % e.min_block_bytes != 0)
     return problem{"engine.arena",
-                   "must be min_block (" + format_size(e.min_block_bytes) +
-                       ") times a power of two, got " + format_size(e.arena_bytes) +
-                       " (nearest below: " + format_size(lower) + ")",
+                   "must be a multiple of min_block (" + format_size(e.min_block_bytes) +
+                       "), got " + format_size(e.arena_bytes) + " (nearest below: " +
+                       format_size(e.arena_bytes / e.min_block_bytes * e.min_block_bytes) + ")",
                    "engine.min_block"};
-  }
   return std::nullopt;
 }
 

@@ -40,12 +40,18 @@ struct section_offsets {
   uint64_t allocator, allocator_bytes, process, block, grant, name, total;
 };
 
+uint32_t page_shift_of(const engine_settings& s) {
+  return static_cast<uint32_t>(std::countr_zero(s.min_block_bytes));
+}
+
+uint32_t arena_pages_of(const engine_settings& s) {
+  return static_cast<uint32_t>(s.arena_bytes >> page_shift_of(s));
+}
+
 section_offsets layout_of(const engine_settings& s) {
-  auto min_order = static_cast<uint32_t>(std::countr_zero(s.min_block_bytes));
-  auto max_order = static_cast<uint32_t>(std::countr_zero(s.arena_bytes));
   section_offsets o{};
   o.allocator = align64(sizeof(admin::admin_header));
-  o.allocator_bytes = buddy_allocator::state_bytes(min_order, max_order);
+  o.allocator_bytes = tlsf_allocator::state_bytes(arena_pages_of(s));
   o.process = align64(o.allocator + o.allocator_bytes);
   o.block = align64(o.process + uint64_t{s.max_processes} * sizeof(admin::process_entry));
   o.grant = align64(o.block + uint64_t{s.max_blocks} * sizeof(admin::block_entry));
@@ -186,10 +192,9 @@ memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, in
     lock_fd_(lock_fd),
     data_(std::move(data)),
     admin_(std::move(admin)),
-    allocator_(buddy_allocator::create(
-      {admin_.data() + layout_of(s).allocator, layout_of(s).allocator_bytes},
-      static_cast<uint32_t>(std::countr_zero(s.min_block_bytes)),
-      static_cast<uint32_t>(std::countr_zero(s.arena_bytes)))),
+    allocator_(tlsf_allocator::create(
+      {admin_.data() + layout_of(s).allocator, layout_of(s).allocator_bytes}, page_shift_of(s),
+      arena_pages_of(s), arena_pages_of(s))),
     tokens_(s.max_processes, 0),
     concealed_(s.max_blocks, 0),
     random_(std::random_device{}()) {
@@ -222,8 +227,7 @@ void memory_manager::format() {
   h.engine_pid = ::getpid();
   h.start_epoch_ns = realtime_ns();
   h.arena_bytes = settings_.arena_bytes;
-  h.min_order = allocator_.min_order();
-  h.max_order = allocator_.max_order();
+  h.min_order = allocator_.page_shift();
   h.max_processes = settings_.max_processes;
   h.max_blocks = settings_.max_blocks;
   h.max_grants = settings_.max_grants;
@@ -294,7 +298,7 @@ admin::name_entry& memory_manager::name_at(uint32_t index) const noexcept {
 }
 
 std::byte* memory_manager::payload(const admin::block_entry& b) const noexcept {
-  return data_.data() + (uint64_t{b.page} << allocator_.min_order());
+  return data_.data() + (uint64_t{b.page} << allocator_.page_shift());
 }
 
 uint32_t memory_manager::index_of(const admin::block_entry& b) const noexcept {
@@ -413,7 +417,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   if (slot >= settings_.max_processes)
     return deny({}, errc::capacity_exceeded,
                 "process table full (" + std::to_string(settings_.max_processes - 1)
-                  + " processes)");
+                  + " processes besides the engine); raise engine.max_processes");
   auto& p = process(slot);
   auto generation = p.generation + 1;
   p = admin::process_entry{};
@@ -427,6 +431,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
     tokens_[slot] = random_();
   while (tokens_[slot] == 0);
   ++header_mut().live_processes;
+  note_usage();
   return registration{{slot, tokens_[slot]}, header().engine_id, data_.name(), admin_.name(),
                       settings_.min_block_bytes};
 }
@@ -479,12 +484,16 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
     return p.error();
   if (size == 0)
     return deny(s, errc::invalid_argument, "cannot allocate 0 bytes");
-  if (size > allocator_.arena_bytes())
+  auto no_room = [&](const std::string& what) {
     return deny(s, errc::out_of_memory,
-                std::to_string(size) + " bytes exceed the arena of "
-                  + std::to_string(allocator_.arena_bytes()));
-  auto order = allocator_.order_for(size);
-  uint64_t bytes = uint64_t{1} << order;
+                what + " (requested " + std::to_string(size) + " bytes; free "
+                  + std::to_string(allocator_.free_bytes()) + ", largest free block "
+                  + std::to_string(allocator_.largest_free_block()) + ", arena "
+                  + std::to_string(allocator_.arena_bytes()) + "); raise engine.arena");
+  };
+  if (size > allocator_.arena_bytes())
+    return no_room("larger than the arena");
+  uint64_t bytes = allocator_.occupied_bytes(size);
   auto& proc = **p;
   if (proc.quota_bytes != 0 && proc.bytes_in_use + bytes > proc.quota_bytes)
     return deny(s, errc::quota_exceeded,
@@ -494,26 +503,23 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
   auto& h = header_mut();
   if (h.free_block_head == no_index)
     return deny(s, errc::capacity_exceeded,
-                "block table full (" + std::to_string(settings_.max_blocks) + " blocks)");
-  auto offset = allocator_.allocate(order);
+                "block table full (" + std::to_string(settings_.max_blocks)
+                  + " blocks); raise engine.max_blocks");
+  auto offset = allocator_.allocate(size);
   if (!offset)
-    return deny(s, errc::out_of_memory,
-                "no free block of " + std::to_string(bytes) + " bytes (free: "
-                  + std::to_string(allocator_.free_bytes()) + ", largest: "
-                  + std::to_string(allocator_.largest_free_block()) + ")");
+    return no_room("no free block fits");
   uint32_t index = h.free_block_head;
   auto& b = block(index);
   h.free_block_head = b.next_free;
   b.size = size;
   b.version = 0;
-  b.page = static_cast<uint32_t>(*offset >> allocator_.min_order());
+  b.page = static_cast<uint32_t>(*offset >> allocator_.page_shift());
   b.owner = s.process;
   b.grant_head = no_index;
   b.refcount = 0;
   b.owner_views = 0;
   b.name = no_index;
   b.next_free = no_index;
-  b.order = static_cast<uint8_t>(order);
   b.state = block_state::live;
   b.charged_to = s.process;
   if (settings_.scrub == scrub_policy::on_allocate)
@@ -524,6 +530,7 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
   ++h.live_blocks;
   h.used_bytes += bytes;
   h.requested_bytes += size;
+  note_usage();
   return ref_of(index);
 }
 
@@ -562,11 +569,11 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
     return;
   while (b.grant_head != no_index)
     drop_grant(index, b.grant_head);
-  uint64_t bytes = uint64_t{1} << b.order;
+  uint64_t bytes = allocator_.occupied_bytes(b.size);
   process(b.charged_to).bytes_in_use -= bytes;
   if (settings_.scrub == scrub_policy::on_free)
     std::memset(payload(b), 0, bytes);
-  allocator_.free(uint64_t{b.page} << allocator_.min_order());
+  allocator_.free(uint64_t{b.page} << allocator_.page_shift());
   auto& h = header_mut();
   h.used_bytes -= bytes;
   --h.live_blocks;
@@ -599,7 +606,7 @@ void memory_manager::drop_grant(uint32_t block_index, uint32_t g) noexcept {
 // Moves the block's bytes to the account of `slot`.
 void memory_manager::charge(uint32_t index, uint32_t slot) noexcept {
   auto& b = block(index);
-  uint64_t bytes = uint64_t{1} << b.order;
+  uint64_t bytes = allocator_.occupied_bytes(b.size);
   process(b.charged_to).bytes_in_use -= bytes;
   process(slot).bytes_in_use += bytes;
   b.charged_to = slot;
@@ -717,12 +724,14 @@ caf::expected<void> memory_manager::share(const session& s, const block_ref& ref
     auto& h = header_mut();
     if (h.free_grant_head == no_index)
       return deny(s, errc::capacity_exceeded,
-                  "grant table full (" + std::to_string(settings_.max_grants) + " grants)");
+                  "grant table full (" + std::to_string(settings_.max_grants)
+                    + " grants); raise engine.max_grants");
     g = h.free_grant_head;
     h.free_grant_head = grant(g).next;
     grant(g) = {ref.block, to, (*b)->grant_head, 0, access::none, {}, 0};
     (*b)->grant_head = g;
     ++h.live_grants;
+    note_usage();
   }
   grant(g).mode = need_of(mode);
   return {};
@@ -772,7 +781,7 @@ caf::expected<block_ref> memory_manager::transfer(const session& s, const block_
                 "name block " + std::to_string(ref.block)
                   + " before giving it to the engine (an unnamed engine-held block could never "
                     "be removed)");
-  uint64_t bytes = uint64_t{1} << blk.order;
+  uint64_t bytes = allocator_.occupied_bytes(blk.size);
   auto& dest = process(to);
   if (!giving && blk.charged_to != to && dest.quota_bytes != 0
       && dest.bytes_in_use + bytes > dest.quota_bytes)
@@ -820,7 +829,8 @@ caf::expected<void> memory_manager::name(const session& s, const block_ref& ref,
   auto& h = header_mut();
   if (h.free_name_head == no_index)
     return deny(s, errc::capacity_exceeded,
-                "name table full (" + std::to_string(settings_.max_names) + " names)");
+                "name table full (" + std::to_string(settings_.max_names)
+                  + " names); raise engine.max_names");
   unbind_name(ref.block);
   uint32_t n = h.free_name_head;
   auto& entry = name_at(n);
@@ -832,6 +842,7 @@ caf::expected<void> memory_manager::name(const session& s, const block_ref& ref,
   (*b)->name = n;
   names_.emplace(std::move(key), n);
   ++h.live_names;
+  note_usage();
   return {};
 }
 
@@ -875,17 +886,20 @@ caf::expected<view_lease> memory_manager::attach(const session& s, const block_r
     if (g == no_index) { // a view without a grant (engine-held block, or the engine itself):
       auto& h = header_mut(); // an entry that only counts views and grants nothing
       if (h.free_grant_head == no_index)
-        return deny(s, errc::capacity_exceeded, "grant table full");
+        return deny(s, errc::capacity_exceeded,
+                    "grant table full (" + std::to_string(settings_.max_grants)
+                      + " grants and views of non-owners); raise engine.max_grants");
       g = h.free_grant_head;
       h.free_grant_head = grant(g).next;
       grant(g) = {ref.block, s.process, blk.grant_head, 0, access::none, {}, 0};
       blk.grant_head = g;
       ++h.live_grants;
+      note_usage();
     }
     ++grant(g).views;
   }
   ++blk.refcount;
-  return view_lease{data_.name(), uint64_t{blk.page} << allocator_.min_order(), blk.size,
+  return view_lease{data_.name(), uint64_t{blk.page} << allocator_.page_shift(), blk.size,
                     mode == access_mode::read_write};
 }
 
@@ -993,6 +1007,7 @@ engine_stats memory_manager::stats() const {
   r.max_names = h.max_names;
   r.requests = h.requests;
   r.rejected = h.rejected;
+  r.capacities = capacities();
   for (uint32_t i = 0; i < settings_.max_blocks; ++i)
     if (block(i).state == block_state::draining)
       ++r.draining_blocks;
@@ -1011,6 +1026,58 @@ engine_stats memory_manager::stats() const {
   std::sort(r.name_list.begin(), r.name_list.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
   return r;
+}
+
+std::vector<capacity_use> memory_manager::capacities() const {
+  const auto& h = header();
+  return {
+    {"arena bytes", "engine.arena", h.used_bytes, h.peak_used_bytes, h.arena_bytes},
+    {"blocks", "engine.max_blocks", h.live_blocks, h.peak_blocks, h.max_blocks},
+    {"grants", "engine.max_grants", h.live_grants, h.peak_grants, h.max_grants},
+    {"names", "engine.max_names", h.live_names, h.peak_names, h.max_names},
+    {"processes", "engine.max_processes", h.live_processes, h.peak_processes,
+     h.max_processes - 1}, // slot 0 is the engine's
+  };
+}
+
+void memory_manager::log_capacities(const std::string& when) const {
+  if (!log_)
+    return;
+  std::string line = when + ":";
+  for (const auto& c : capacities())
+    line += " " + c.name + " " + std::to_string(c.used) + "/" + std::to_string(c.capacity)
+            + " (peak " + std::to_string(c.peak) + ", " + c.setting + "),";
+  line.pop_back();
+  log_(line);
+}
+
+void memory_manager::note_usage() {
+  auto& h = header_mut();
+  h.peak_used_bytes = std::max(h.peak_used_bytes, h.used_bytes);
+  h.peak_blocks = std::max(h.peak_blocks, h.live_blocks);
+  h.peak_grants = std::max(h.peak_grants, h.live_grants);
+  h.peak_names = std::max(h.peak_names, h.live_names);
+  h.peak_processes = std::max(h.peak_processes, h.live_processes);
+  auto passed = [](uint64_t used, uint64_t capacity) {
+    return used * 100 > capacity * warn_percent;
+  };
+  if (warned_ == 0x1f
+      || !(passed(h.used_bytes, h.arena_bytes) || passed(h.live_blocks, h.max_blocks)
+           || passed(h.live_grants, h.max_grants) || passed(h.live_names, h.max_names)
+           || passed(h.live_processes, h.max_processes - 1)))
+    return;
+  auto all = capacities();
+  for (uint32_t i = 0; i < all.size(); ++i) {
+    const auto& c = all[i];
+    if ((warned_ >> i & 1) || !passed(c.used, c.capacity))
+      continue;
+    warned_ |= 1u << i;
+    if (log_)
+      log_("warning: " + c.name + " " + std::to_string(c.used) + " of "
+           + std::to_string(c.capacity) + " in use (more than "
+           + std::to_string(warn_percent) + " %); raise " + c.setting
+           + " before requests fail");
+  }
 }
 
 std::string memory_manager::check() const {

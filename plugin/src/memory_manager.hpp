@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <span>
@@ -18,18 +19,24 @@
 
 #include "admin_layout.hpp"
 #include "cafshm/block_ref.hpp"
-#include "buddy_allocator.hpp"
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/settings.hpp"
 #include "quota_policy.hpp"
 #include "shm_segment.hpp"
+#include "tlsf_allocator.hpp"
 
 namespace cafshm {
 
 class memory_manager {
 public:
+  /// Receives the engine's log lines (capacity warnings); none are written without one.
+  using log_sink = std::function<void(const std::string&)>;
+
+  /// Fill level of one capacity above which the engine warns, once per capacity: 80 %.
+  static constexpr uint64_t warn_percent = 80;
+
   /// Bytes of admin memory the given settings need.
   static uint64_t admin_bytes(const engine_settings& s);
 
@@ -109,6 +116,15 @@ public:
 
   engine_stats stats() const;
 
+  /// Each capacity with its use now and its high-water mark (the same as stats().capacities).
+  std::vector<capacity_use> capacities() const;
+
+  /// Where log lines go (e.g. stderr in cafshmd); an empty sink drops them.
+  void set_log(log_sink sink) { log_ = std::move(sink); }
+
+  /// Logs one line "<when>: <capacity> <in use>/<limit> (peak <high-water mark>), ...".
+  void log_capacities(const std::string& when) const;
+
   /// Allocator invariants plus exact accounting (per process, per block, header counters).
   /// Returns "" when all hold.
   std::string check() const;
@@ -148,13 +164,18 @@ private:
   void finish_if_drained(uint32_t index) noexcept;
   void unbind_name(uint32_t index) noexcept;
   void charge(uint32_t index, uint32_t slot) noexcept;
+  /// After every rise of a counter: raises the high-water marks in the header and logs a
+  /// warning the first time a capacity's use passes warn_percent.
+  void note_usage();
 
   engine_settings settings_;
   quota_policy quotas_;
   int lock_fd_ = -1; // admin segment, flock(LOCK_EX) held while this engine lives
   shm_segment data_;
   shm_segment admin_;
-  buddy_allocator allocator_;
+  tlsf_allocator allocator_;
+  log_sink log_;
+  uint32_t warned_ = 0; // bit i: capacities()[i] passed warn_percent once
   std::vector<uint64_t> tokens_; // per slot; secret, never in shared memory
   std::unordered_map<std::string, uint32_t> names_; // name -> name_entry index
   std::vector<uint8_t> concealed_; // per block index: engine-held but not readable by all

@@ -1,5 +1,6 @@
 #include "cafshm/module.hpp"
 
+#include <iostream>
 #include <map>
 #include <mutex>
 
@@ -61,6 +62,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<view_lease>("cafshm::view_lease");
   cfg.add_message_type<process_stats>("cafshm::process_stats");
   cfg.add_message_type<named_block>("cafshm::named_block");
+  cfg.add_message_type<capacity_use>("cafshm::capacity_use");
   cfg.add_message_type<engine_stats>("cafshm::engine_stats");
   cfg.add_message_type<transfer_progress>("cafshm::transfer_progress");
   cfg.add_message_type<transmit_target>("cafshm::transmit_target");
@@ -145,6 +147,10 @@ void module::start() {
     return;
   }
   memory_ = std::move(*mm);
+  memory_->set_log([name = settings_.engine.name](const std::string& line) {
+    std::cerr << "cafshm engine '" << name << "': " << line << std::endl;
+  });
+  memory_->log_capacities("started; capacities");
   office_ = std::make_shared<ticket_office>();
   auto door = local_door::open(settings_.engine, office_);
   if (!door) {
@@ -173,6 +179,7 @@ void module::stop() {
   }
   engine_ = nullptr;
   door_.reset(); // removes the socket
+  memory_->log_capacities("stopped; high-water marks");
   memory_.reset(); // last reference: removes both segments
 }
 

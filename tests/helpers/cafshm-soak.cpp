@@ -4,7 +4,7 @@
 // and restarted. At the end every client stops cleanly and the driver verifies:
 //   - no checksum mismatch, no request that failed although it must not, no unexpected exit;
 //   - exact accounting: the engine holds nothing but the driver's own registration (no block,
-//     grant or name; free bytes == arena; the buddy allocator fully coalesced), and the admin
+//     grant or name; free bytes == arena; the allocator fully merged into one free block), and the admin
 //     memory, checked from the outside, holds every invariant;
 //   - after cafshmd stops (SIGTERM, exit 0) no segment is left in /dev/shm.
 // Prints a summary; exit code 0 only if everything held.

@@ -58,6 +58,22 @@ typename Inspector::result_type inspect(Inspector& f, transfer_progress& x) {
   return f(caf::meta::type_name("cafshm::transfer_progress"), x.id, x.peer, x.bytes, x.acked);
 }
 
+/// One bounded resource of an engine: how much is in use, the most that was in use at once since
+/// the engine started, the limit, and the configuration key that sets it.
+struct capacity_use {
+  std::string name;     // "arena bytes", "blocks", "grants", "names", "processes"
+  std::string setting;  // e.g. "engine.max_blocks"
+  uint64_t used = 0;
+  uint64_t peak = 0;
+  uint64_t capacity = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, capacity_use& x) {
+  return f(caf::meta::type_name("cafshm::capacity_use"), x.name, x.setting, x.used, x.peak,
+           x.capacity);
+}
+
 struct engine_stats {
   uint64_t engine_id = 0;
   std::string data_segment;
@@ -69,7 +85,7 @@ struct engine_stats {
   uint64_t used_bytes = 0;          // arena_bytes - free_bytes
   uint64_t requested_bytes = 0;     // sum of requested sizes of live blocks
   uint64_t largest_free_block = 0;
-  std::vector<uint64_t> free_bytes_by_order; // index 0 = min block order
+  std::vector<uint64_t> free_bytes_by_order; // index k: free blocks of min_block * [2^k, 2^(k+1))
   uint32_t processes = 0;           // registered, without the engine itself
   uint32_t blocks = 0;              // live + draining
   uint32_t draining_blocks = 0;
@@ -81,6 +97,7 @@ struct engine_stats {
   uint32_t max_names = 0;
   uint64_t requests = 0;
   uint64_t rejected = 0;
+  std::vector<capacity_use> capacities; // arena bytes, blocks, grants, names, processes
   std::vector<process_stats> process_list; // engine (slot 0) first
   std::vector<named_block> name_list;
   // Remote side: linked peer engines ("host:port"), transfers, the content cache.
@@ -110,7 +127,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.admin_segment, x.arena_bytes, x.admin_bytes, x.min_block_bytes, x.free_bytes,
            x.used_bytes, x.requested_bytes, x.largest_free_block, x.free_bytes_by_order,
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
-           x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.process_list,
+           x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.capacities, x.process_list,
            x.name_list, x.peers, x.transfers_out, x.outgoing, x.transfers_in, x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
            x.cache_bytes_saved);

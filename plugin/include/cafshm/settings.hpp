@@ -41,7 +41,7 @@ struct quota_rule {
 
 struct engine_settings {
   std::string name = "cafshm";        // segment names: /<name>.data and /<name>.admin
-  uint64_t arena_bytes = 64ull << 20; // data segment size; min_block * 2^k
+  uint64_t arena_bytes = 64ull << 20; // data segment size; a multiple of min_block
   uint64_t min_block_bytes = 4096;    // smallest block, a power of two >= page size
   uint32_t max_processes = 64;
   uint32_t max_blocks = 2048;

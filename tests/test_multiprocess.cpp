@@ -244,3 +244,29 @@ TEST_CASE("per-request use leaves no registration and no mapping behind") {
   CHECK(after->blocks == before->blocks);
   CHECK(after->free_bytes == before->free_bytes);
 }
+
+TEST_CASE("client role: connect(sys, name) uses client.engine and client.request_timeout") {
+  daemon_process d{unique_name("cafshm-test-mp")};
+  REQUIRE(d.ready());
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  cfg.load<cafshm::module>();
+  settings s;
+  s.role = role::client;
+  s.client.engine = d.address();
+  s.client.request_timeout = 1234ms;
+  module::configure(cfg, s);
+  caf::actor_system sys{cfg};
+  auto c = client::connect(sys, "configured");
+  REQUIRE(c);
+  CHECK(c->timeout() == 1234ms);
+  auto ref = c->allocate(4096);
+  REQUIRE(ref);
+  CHECK(c->free(*ref));
+  // An explicit limit wins over the configured one.
+  client_options opts;
+  opts.timeout = 777ms;
+  auto explicit_limit = client::connect(sys, "explicit", opts);
+  REQUIRE(explicit_limit);
+  CHECK(explicit_limit->timeout() == 777ms);
+}

@@ -25,6 +25,8 @@ const char* to_string(errc code) noexcept {
     case errc::busy: return "busy";
     case errc::checksum_mismatch: return "checksum_mismatch";
     case errc::peer_failure: return "peer_failure";
+    case errc::would_deadlock: return "would_deadlock";
+    case errc::pool_exhausted: return "pool_exhausted";
   }
   return "unknown_error";
 }

@@ -3,8 +3,10 @@
 // async form for event-based actors. A client is move-only and unregisters when destroyed.
 //
 // The blocking calls wait on a scoped actor: from inside an actor's message handler they block
-// that scheduler thread. With an engine in the same actor system and a scheduler of one thread
-// they deadlock (the engine cannot run); there, use request(self, ...) instead.
+// that scheduler thread. On the only thread of the scheduler (scheduler.max-threads=1) nothing
+// else could run meanwhile, so there they fail at once with errc::would_deadlock; event-based
+// actors use the async forms taking `self` (allocate(self, ...), map(self, ...), ...), which
+// answer through .then(on_value, on_error) in the actor's own context.
 #pragma once
 
 #include <chrono>
@@ -18,6 +20,7 @@
 #include <caf/expected.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "cafshm/async.hpp"
 #include "cafshm/block_ref.hpp"
 #include "cafshm/block_view.hpp"
 #include "cafshm/engine.hpp"
@@ -30,7 +33,9 @@ namespace cafshm {
 
 struct client_options {
   uint64_t quota_bytes = 0; // 0 = the engine's default
-  std::chrono::milliseconds timeout{5000};
+  /// Limit of each request; 0 = client.request_timeout of the module's settings (5 s by
+  /// default, also when the module is not loaded).
+  std::chrono::milliseconds timeout{0};
 };
 
 class client {
@@ -39,7 +44,8 @@ public:
   static caf::expected<client> connect(caf::actor_system& sys, engine_actor engine,
                                        std::string name, client_options opts = {});
 
-  /// Registers with the engine of this actor system's cafshm module (engine role).
+  /// Registers with the engine of this actor system's cafshm module: in engine role the
+  /// module's own engine, in client role the engine at client.engine of its settings.
   static caf::expected<client> connect(caf::actor_system& sys, std::string name,
                                        client_options opts = {});
 
@@ -60,6 +66,7 @@ public:
   const registration& info() const noexcept { return reg_; }
   const engine_actor& engine() const noexcept { return engine_; }
   std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+  caf::actor_system& system() const noexcept { return *sys_; }
 
   caf::expected<block_ref> allocate(uint64_t size);
   caf::expected<void> free(const block_ref& ref);
@@ -99,7 +106,21 @@ public:
   /// tells the engine asynchronously).
   caf::expected<void> unmap(block_view&& view);
 
-  /// Async form for event-based actors: `c.request(self, allocate_atom::value, size)` sends
+  // -- async forms for event-based actors ------------------------------------------------------
+  async_result<block_ref> allocate(caf::event_based_actor* self, uint64_t size);
+  async_result<done> free(caf::event_based_actor* self, const block_ref& ref);
+  async_result<done> share(caf::event_based_actor* self, const block_ref& ref, uint32_t process,
+                           access_mode mode);
+  async_result<block_ref> transfer(caf::event_based_actor* self, const block_ref& ref,
+                                   uint32_t process);
+  async_result<uint32_t> find_process(caf::event_based_actor* self, const std::string& name);
+  /// Asks the engine for access and maps the block's pages.
+  async_result<block_view> map(caf::event_based_actor* self, const block_ref& ref,
+                               access_mode mode);
+  /// Unmaps `view` now; answers once the engine counted it closed.
+  async_result<done> unmap(caf::event_based_actor* self, block_view&& view);
+
+  /// Any other request: `c.request(self, allocate_atom::value, size)` sends
   /// (atom, session, args...) to the engine with the client's timeout and returns the response
   /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`.
   template <class Self, class Atom, class... Ts>
@@ -117,6 +138,10 @@ private:
   caf::expected<R> call_within(std::chrono::milliseconds limit, Ts&&... xs);
   template <class... Ts>
   caf::expected<void> call_done(Ts&&... xs);
+  template <class R, class... Ts>
+  async_result<R> ask(caf::event_based_actor* self, Ts... xs) const;
+  template <class... Ts>
+  async_result<done> ask_done(caf::event_based_actor* self, Ts... xs) const;
 
   caf::actor_system* sys_ = nullptr;
   engine_actor engine_;

@@ -29,6 +29,8 @@ enum class errc : uint8_t {
   busy,              // the engine is shutting down
   checksum_mismatch, // transferred data failed verification
   peer_failure,      // a remote engine failed or vanished mid-operation
+  would_deadlock,    // a blocking call on the only scheduler thread: use the async form
+  pool_exhausted,    // no block of a pool came back within the wait
 };
 
 /// Category atom of every cafshm error.

@@ -254,6 +254,18 @@ caf::expected<uint32_t> client::find_process(const std::string& name) {
   return call<uint32_t>(process_atom::value, reg_.session, name);
 }
 
+caf::expected<void> client::publish(const caf::actor& actor, const std::string& name) {
+  return call_done(publish_atom::value, reg_.session, name, actor);
+}
+
+caf::expected<void> client::unpublish(const std::string& name) {
+  return call_done(unpublish_atom::value, reg_.session, name);
+}
+
+caf::expected<published_actor> client::find_actor(const std::string& name) {
+  return call<published_actor>(find_actor_atom::value, reg_.session, name);
+}
+
 caf::expected<engine_stats> client::stats() {
   return call<engine_stats>(stats_atom::value);
 }
@@ -334,6 +346,16 @@ async_result<block_ref> client::transfer(caf::event_based_actor* self, const blo
 async_result<uint32_t> client::find_process(caf::event_based_actor* self,
                                             const std::string& name) {
   return ask<uint32_t>(self, process_atom::value, reg_.session, name);
+}
+
+async_result<done> client::publish(caf::event_based_actor* self, const caf::actor& actor,
+                                   const std::string& name) {
+  return ask_done(self, publish_atom::value, reg_.session, name, actor);
+}
+
+async_result<published_actor> client::find_actor(caf::event_based_actor* self,
+                                                  const std::string& name) {
+  return ask<published_actor>(self, find_actor_atom::value, reg_.session, name);
 }
 
 async_result<block_view> client::map(caf::event_based_actor* self, const block_ref& ref,

@@ -27,6 +27,7 @@ const char* to_string(errc code) noexcept {
     case errc::peer_failure: return "peer_failure";
     case errc::would_deadlock: return "would_deadlock";
     case errc::pool_exhausted: return "pool_exhausted";
+    case errc::actor_gone: return "actor_gone";
   }
   return "unknown_error";
 }

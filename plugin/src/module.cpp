@@ -56,6 +56,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<copy_range>("cafshm::copy_range");
   cfg.add_message_type<view_lease>("cafshm::view_lease");
   cfg.add_message_type<pool_frame>("cafshm::pool_frame");
+  cfg.add_message_type<published_actor>("cafshm::published_actor");
   cfg.add_message_type<process_stats>("cafshm::process_stats");
   cfg.add_message_type<named_block>("cafshm::named_block");
   cfg.add_message_type<engine_stats>("cafshm::engine_stats");

@@ -88,6 +88,14 @@ public:
   caf::expected<uint32_t> find_process(const std::string& name);
   caf::expected<engine_stats> stats();
 
+  /// Publishes `actor` at the engine as `name`, for processes of this engine to find with
+  /// find_actor(). The entry ends with the actor, with this process, or with unpublish().
+  caf::expected<void> publish(const caf::actor& actor, const std::string& name);
+  caf::expected<void> unpublish(const std::string& name);
+  /// The actor published as `name` and its process's slot; errc::name_not_found if there is
+  /// none, errc::actor_gone if it or its process has ended.
+  caf::expected<published_actor> find_actor(const std::string& name);
+
   /// Sends a block this process may read to another engine ("host:port" or a configured peer
   /// name). Answers once the destination verified and delivered the copy. Transfers of large
   /// blocks take a while: `limit` bounds the whole transfer, not one message.
@@ -114,6 +122,10 @@ public:
   async_result<block_ref> transfer(caf::event_based_actor* self, const block_ref& ref,
                                    uint32_t process);
   async_result<uint32_t> find_process(caf::event_based_actor* self, const std::string& name);
+  async_result<done> publish(caf::event_based_actor* self, const caf::actor& actor,
+                             const std::string& name);
+  async_result<published_actor> find_actor(caf::event_based_actor* self,
+                                           const std::string& name);
   /// Asks the engine for access and maps the block's pages.
   async_result<block_view> map(caf::event_based_actor* self, const block_ref& ref,
                                access_mode mode);

@@ -40,6 +40,9 @@ using done_atom = caf::atom_constant<caf::atom("shm_done")>;
 using transmit_atom = caf::atom_constant<caf::atom("shm_xmit")>;
 using link_atom = caf::atom_constant<caf::atom("shm_link")>;
 using delivered_atom = caf::atom_constant<caf::atom("shm_deliv")>;
+using publish_atom = caf::atom_constant<caf::atom("shm_pub")>;
+using unpublish_atom = caf::atom_constant<caf::atom("shm_unpub")>;
+using find_actor_atom = caf::atom_constant<caf::atom("shm_findac")>;
 // engine-to-engine protocol
 using hello_atom = caf::atom_constant<caf::atom("shm_hello")>;
 using offer_atom = caf::atom_constant<caf::atom("shm_offer")>;
@@ -52,7 +55,7 @@ using pull_atom = caf::atom_constant<caf::atom("shm_pull")>;
 /// Version of the messages between processes and engines (the layouts of the types in
 /// protocol.hpp, engine_stats.hpp and remote.hpp). Register carries it; an engine refuses
 /// clients of another version instead of failing later on a message it cannot read.
-constexpr uint32_t protocol_version = 1;
+constexpr uint32_t protocol_version = 2;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
@@ -86,6 +89,10 @@ using engine_actor = caf::typed_actor<
   // process name -> slot of the first live process registered under it
   caf::replies_to<process_atom, session, std::string>::with<uint32_t>,
   caf::replies_to<stats_atom>::with<engine_stats>,
+  // actor discovery: name, actor -> done; the entry ends with the actor or its process
+  caf::replies_to<publish_atom, session, std::string, caf::actor>::with<done_atom>,
+  caf::replies_to<unpublish_atom, session, std::string>::with<done_atom>,
+  caf::replies_to<find_actor_atom, session, std::string>::with<published_actor>,
   // -- across engines ----------------------------------------------------------------------
   // Sends a block the session may read to another engine ("host:port" or a configured peer
   // name); answers once the destination verified and delivered it. A read_atom whose ref

@@ -12,10 +12,10 @@
 // The project asks for C++17; the cafshm target must have raised it.
 static_assert(__cplusplus >= 202002L, "cafshm::cafshm does not carry C++20");
 // Only the public API is installed: the engine's internals are not reachable.
-static_assert(!__has_include("cafshm/memory_manager.hpp"));
-static_assert(!__has_include("cafshm/admin_layout.hpp"));
-static_assert(!__has_include("memory_manager.hpp"));
-static_assert(!__has_include("admin_layout.hpp"));
+#if __has_include("cafshm/memory_manager.hpp") || __has_include("cafshm/admin_layout.hpp") \
+  || __has_include("memory_manager.hpp") || __has_include("admin_layout.hpp")
+#error "an internal header of cafshm is reachable from the installed package"
+#endif
 
 int main() {
   caf::actor_system_config cfg;

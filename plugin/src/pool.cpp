@@ -439,7 +439,7 @@ pool::loan::loan(loan&& other) noexcept
 
 pool::loan& pool::loan::operator=(loan&& other) noexcept {
   if (this != &other) {
-    this->~loan();
+    give_back();
     state_ = std::move(other.state_);
     index_ = other.index_;
   }
@@ -447,11 +447,17 @@ pool::loan& pool::loan::operator=(loan&& other) noexcept {
 }
 
 pool::loan::~loan() {
+  give_back();
+}
+
+void pool::loan::give_back() noexcept {
   if (!state_)
     return;
-  std::lock_guard<std::mutex> guard{state_->mtx};
-  if (index_ < state_->out.size() && state_->out[index_])
-    state_->give_back_locked(index_);
+  {
+    std::lock_guard<std::mutex> guard{state_->mtx};
+    if (index_ < state_->out.size() && state_->out[index_])
+      state_->give_back_locked(index_);
+  }
   state_.reset();
 }
 

@@ -82,6 +82,7 @@ public:
   private:
     friend class pool;
     loan(std::shared_ptr<state> s, uint32_t index) : state_(std::move(s)), index_(index) {}
+    void give_back() noexcept; // an unsealed loan returns to the pool
     std::shared_ptr<state> state_;
     uint32_t index_ = 0;
   };

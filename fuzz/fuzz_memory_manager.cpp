@@ -7,6 +7,10 @@
 //   - memory_manager::check() is "" (allocator invariants, exact accounting in admin memory);
 //   - a request that succeeded was allowed: live session, live block named exactly by the ref,
 //     owner or grant of the needed kind (or an engine-held block for reads), bounds, quota;
+//   - the limits the engine sets: a process asks for at most the default quota; process names
+//     are unique; a block given to the engine needs a name and stays charged to its giver, a
+//     draining one to its last owner (until that process is gone); grants end at transfer;
+//     copy requests carry at most max_copy_ranges ranges and max_copy_bytes bytes;
 //   - requests that nothing forbids do succeed (free, read, write, lookup, remove, detach, ...);
 //   - reads return exactly what was written (through requests, copies or views), and a newly
 //     allocated block is zero everywhere (scrubbing) unless scrubbing is off;
@@ -28,6 +32,7 @@
 #include "admin_layout.hpp"
 #include "memory_manager.hpp"
 #include "fuzz_input.hpp"
+#include "support/stale_segments.hpp"
 
 using namespace cafshm;
 using cafshm::fuzz::input;
@@ -41,6 +46,8 @@ constexpr uint32_t max_processes = 5; // the engine and up to four processes
 constexpr uint32_t max_blocks = 24;
 constexpr uint32_t max_grants = 12;
 constexpr uint32_t max_names = 6;
+constexpr uint32_t max_copy_ranges = 3;
+constexpr uint64_t max_copy_bytes = 96 * 1024;
 
 using admin::access;
 
@@ -58,6 +65,7 @@ struct process {
 struct block {
   block_ref ref;
   uint32_t owner = 0;
+  uint32_t payer = 0;  // slot whose quota the block counts against
   uint64_t bytes = 0;
   uint64_t offset = 0; // in the arena
   std::map<uint32_t, access> grants;
@@ -159,8 +167,11 @@ private:
   uint64_t in_use(uint32_t slot) const {
     uint64_t sum = 0;
     for (const auto& [i, b] : blocks_)
-      if (b.owner == slot)
+      if (b.payer == slot)
         sum += b.bytes;
+    for (const auto& [i, d] : draining_)
+      if (d.payer == slot)
+        sum += d.bytes;
     return sum;
   }
 
@@ -187,7 +198,7 @@ private:
     if (!i->second.name.empty())
       names_.erase(i->second.name);
     if (has_views(index))
-      draining_[index] = i->second.bytes;
+      draining_[index] = {i->second.bytes, i->second.payer};
     blocks_.erase(i);
   }
 
@@ -212,6 +223,12 @@ private:
     for (auto i : owned)
       release(i);
     finish_drained();
+    for (auto& [i, b] : blocks_) // given to the engine: charged to nobody now
+      if (b.payer == slot)
+        b.payer = admin::engine_slot;
+    for (auto& [i, d] : draining_)
+      if (d.payer == slot)
+        d.payer = admin::engine_slot;
     p->live = false;
   }
 
@@ -353,19 +370,32 @@ private:
   }
 
   void do_register() {
-    std::string name = in_.byte() < 230 ? "p" + std::to_string(procs_.size()) : in_.text(40);
+    auto sel = in_.byte();
+    std::string name = sel < 200   ? "p" + std::to_string(procs_.size())
+                       : sel < 230 && !procs_.empty() ? procs_[in_.below(procs_.size())].name
+                                                      : in_.text(40);
     uint64_t quota = in_.flag() ? 0 : page * 4 * (1 + in_.below(8));
     auto r = mm_.register_process(name, 1000 + static_cast<int32_t>(procs_.size()), quota);
     auto live = std::count_if(procs_.begin(), procs_.end(), [](auto& p) { return p.live; });
     bool valid_name = !name.empty() && name.size() < sizeof(admin::process_entry::name)
                       && name.find('\0') == std::string::npos;
+    bool name_free = std::none_of(procs_.begin(), procs_.end(),
+                                  [&](auto& p) { return p.live && p.name == name; });
+    bool quota_allowed = default_quota_ == 0 || quota <= default_quota_;
     if (!r) {
-      if (valid_name && live < max_processes - 1)
+      if (valid_name && name_free && quota_allowed && live < max_processes - 1)
         violation("register refused with a free slot: " + describe(r.error()));
+      if (valid_name && !name_free && code_of(r.error()) != errc::process_name_taken)
+        violation("register under a live name refused with another code: "
+                  + describe(r.error()));
       return;
     }
     if (!valid_name || live >= max_processes - 1)
       violation("register accepted a bad name or a full table");
+    if (!name_free)
+      violation("register accepted the name of a live process: '" + name + "'");
+    if (!quota_allowed)
+      violation("register accepted a quota above the engine's");
     auto slot = r->session.process;
     if (slot == admin::engine_slot || slot >= max_processes || live_slot(slot))
       violation("register returned a slot in use: " + std::to_string(slot));
@@ -413,6 +443,7 @@ private:
     block b;
     b.ref = *r;
     b.owner = *who;
+    b.payer = *who;
     b.bytes = block_bytes(size);
     auto bytes = mm_.engine_bytes(*r);
     if (!bytes)
@@ -491,7 +522,7 @@ private:
     auto s = pick_session();
     auto src = pick_ref();
     auto dst = pick_ref();
-    std::vector<copy_range> ranges(in_.below(4));
+    std::vector<copy_range> ranges(in_.below(max_copy_ranges + 3));
     for (auto& cr : ranges) {
       auto [so, len] = pick_range(size_hint(src));
       cr.src_offset = so;
@@ -504,9 +535,13 @@ private:
     bool permitted = who && from != nullptr && to != nullptr && !ranges.empty()
                      && allowed(*who, *from, access::read)
                      && allowed(*who, *to, access::read_write);
-    for (const auto& cr : ranges)
+    uint64_t total = 0;
+    for (const auto& cr : ranges) {
       permitted = permitted && in_bounds(cr.src_offset, cr.length, src.size)
                   && in_bounds(cr.dst_offset, cr.length, dst.size);
+      total += permitted ? cr.length : 0;
+    }
+    permitted = permitted && ranges.size() <= max_copy_ranges && total <= max_copy_bytes;
     auto r = mm_.copy(s, src, dst, ranges);
     if (ok(r) != permitted)
       violation(std::string{"copy "} + (permitted ? "refused" : "accepted") + " from "
@@ -566,9 +601,15 @@ private:
     auto to = pick_slot();
     auto who = requester(s);
     auto* b = live_block(ref);
+    bool giving = to == admin::engine_slot;
+    bool viewed_by_others = std::any_of(views_.begin(), views_.end(), [&](const view& v) {
+      return v.index == ref.block && v.slot != to && v.slot != admin::engine_slot
+             && b != nullptr && v.slot != b->owner;
+    });
     bool permitted = who && b != nullptr && allowed(*who, *b, access::none) && live_slot(to)
                      && to != b->owner && views_of(b->owner, ref.block) == 0
-                     && quota_ok(to, b->bytes);
+                     && !viewed_by_others && (!giving || !b->name.empty())
+                     && (giving || b->payer == to || quota_ok(to, b->bytes));
     auto r = mm_.transfer(s, ref, to);
     if (ok(r) != permitted)
       violation(std::string{"transfer "} + (permitted ? "refused" : "accepted") + " of "
@@ -577,7 +618,9 @@ private:
       if (*r != ref)
         violation("transfer changed the ref");
       b->owner = to;
-      b->grants.erase(to);
+      b->grants.clear(); // every grant ends with the transfer
+      if (!giving)
+        b->payer = to;
     }
   }
 
@@ -751,9 +794,12 @@ private:
                                      : in_.text(40);
         auto r = mm_.find_process(s, name);
         const process* first = nullptr;
-        for (const auto& p : procs_) // the lowest live slot of that name
-          if (p.live && p.name == name && (first == nullptr || p.s.process < first->s.process))
+        for (const auto& p : procs_) // the only live process of that name
+          if (p.live && p.name == name) {
+            if (first != nullptr)
+              violation("two live processes named '" + name + "'");
             first = &p;
+          }
         bool permitted = who && first != nullptr;
         if (ok(r) != permitted || (r && *r != first->s.process))
           violation("find_process disagrees for '" + name + "'");
@@ -770,8 +816,8 @@ private:
     uint64_t used = 0;
     for (const auto& [i, b] : blocks_)
       used += b.bytes;
-    for (const auto& [i, bytes] : draining_)
-      used += bytes;
+    for (const auto& [i, d] : draining_)
+      used += d.bytes;
     auto live = std::count_if(procs_.begin(), procs_.end(), [](auto& p) { return p.live; });
     if (st.blocks != blocks_.size() + draining_.size() || st.used_bytes != used
         || st.free_bytes != arena_bytes - used || st.names != names_.size()
@@ -841,13 +887,24 @@ private:
   int last_op_ = -1;
   std::vector<process> procs_;
   std::map<uint32_t, block> blocks_;       // live blocks by index
-  std::map<uint32_t, uint64_t> draining_;  // freed blocks with open views: index -> bytes
+  struct draining_block {
+    uint64_t bytes;
+    uint32_t payer;
+  };
+  std::map<uint32_t, draining_block> draining_; // freed blocks with open views, by index
   std::map<std::string, uint32_t> names_;  // name -> block index
   std::vector<view> views_;
   std::vector<block_ref> refs_;            // refs seen, including stale ones
 };
 
 } // namespace
+
+// Before the first input: segments of earlier runs of this target that were stopped (timeout,
+// Ctrl-C, a crash) before they could remove them.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  cafshm::test::remove_stale_test_segments();
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   input in{data, size};
@@ -862,6 +919,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   s.max_names = max_names;
   s.scrub = static_cast<scrub_policy>(config % 3);
   s.default_quota_bytes = (config & 4) != 0 ? 64 * 1024 : 0;
+  s.max_copy_ranges = max_copy_ranges;
+  s.max_copy_bytes = max_copy_bytes;
   auto mm = memory_manager::create(s);
   if (!mm)
     violation("cannot create the memory manager: " + describe(mm.error()));

@@ -33,6 +33,7 @@
 #include "memory_manager.hpp"
 #include "cafshm/module.hpp"
 #include "fuzz_input.hpp"
+#include "support/stale_segments.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
@@ -381,6 +382,13 @@ private:
 };
 
 } // namespace
+
+// Before the first input: segments of earlier runs of this target that were stopped (timeout,
+// Ctrl-C, a crash) before they could remove them.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  cafshm::test::remove_stale_test_segments();
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   input in{data, size};

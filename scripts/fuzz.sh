@@ -29,6 +29,21 @@ cmake --build "$dir" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 
 export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-}"
+source "$root/scripts/lib/process-groups.bash"
+# Runs a fuzz binary (in its own process group, stopped with this script) with output to log $1;
+# then removes the segments of the engines it ran (cafshm-fuzz-<what>-<its pid>.{data,admin}):
+# a fuzzer ends with exit() or on a signal, never through the engines' clean shutdown.
+fuzz_run() {
+  local log=$1 status=0
+  shift
+  start_group "$@" >"$log" 2>&1
+  local pid=$!
+  on_exit "rm -f /dev/shm/cafshm-fuzz-*-$pid.data /dev/shm/cafshm-fuzz-*-$pid.admin"
+  wait "$pid" || status=$?
+  rm -f /dev/shm/cafshm-fuzz-*-"$pid".data /dev/shm/cafshm-fuzz-*-"$pid".admin
+  return "$status"
+}
+
 failed=()
 for t in "${targets[@]}"; do
   bin="$dir/bin/fuzz_$t"
@@ -40,22 +55,20 @@ for t in "${targets[@]}"; do
   [ -f "$root/fuzz/$t.dict" ] && args+=(-dict="$root/fuzz/$t.dict")
   echo "fuzz: $t: regressions"
   regressions=("$root"/fuzz/regressions/"$t"/*)
-  if [ -e "${regressions[0]}" ] && ! "$bin" "${args[@]}" "${regressions[@]}" >"$work.log" 2>&1; then
+  if [ -e "${regressions[0]}" ] && ! fuzz_run "$work.log" "$bin" "${args[@]}" "${regressions[@]}"; then
     tail -40 "$work.log"
     failed+=("$t (a regression input)")
     continue
   fi
   echo "fuzz: $t: $seconds s"
-  if "$bin" "${args[@]}" -max_total_time="$seconds" "$work" "$root/fuzz/corpus/$t" \
-      >"$work.log" 2>&1; then
+  if fuzz_run "$work.log" "$bin" "${args[@]}" -max_total_time="$seconds" "$work" \
+      "$root/fuzz/corpus/$t"; then
     grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)' "$work.log" \
       | tr '\n' ' ' | sed "s/^/fuzz: $t: /"; echo
   else
     tail -60 "$work.log"
     failed+=("$t")
   fi
-  # Segments of engines that a crash did not let clean up.
-  rm -f /dev/shm/cafshm-fuzz-*
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: FAILED: ${failed[*]} (inputs in $dir/artifacts/)"

@@ -12,37 +12,39 @@ else
   shift
 fi
 bin=build/bin
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT INT TERM
+source scripts/lib/process-groups.bash
+work=$(mktemp -d)
+on_exit 'rm -rf "$work"'
 
-# Starts cafshmd with config $1 and waits (20 s at most) for its listening line.
+# Starts cafshmd with config $1, logging to $work/$2.log, and waits (20 s at most) for its
+# listening line; sets $endpoint to the address it listens on. Runs in this shell (not in a
+# command substitution), so that the engine is recorded and stopped on exit.
 start_engine() {
-  local log
-  log=$(mktemp)
-  "$bin/cafshmd" --config "$1" >"$log" 2>&1 &
-  pids+=($!)
+  local log="$work/$2.log"
+  start_group "$bin/cafshmd" --config "$1" >"$log" 2>&1
+  local pid=$!
   for _ in $(seq 200); do
     if grep -q "listening on" "$log"; then
-      grep "listening on" "$log" | sed 's/.*listening on //'
-      rm -f "$log"
+      endpoint=$(grep -m1 "listening on" "$log" | sed 's/.*listening on //')
       return 0
     fi
-    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+    if ! kill -0 "$pid" 2>/dev/null; then
       cat "$log" >&2
-      rm -f "$log"
+      echo "run-two-node: cafshmd ($1) stopped at start" >&2
       return 1
     fi
     sleep 0.1
   done
-  echo "run-two-node: cafshmd ($1) did not start" >&2
+  echo "run-two-node: cafshmd ($1) did not start within 20 s" >&2
   return 1
 }
 
-a=$(start_engine examples/two-node/engine-a.yaml)
-b=$(start_engine examples/two-node/engine-b.yaml)
+start_engine examples/two-node/engine-a.yaml a
+a=$endpoint
+start_engine examples/two-node/engine-b.yaml b
+b=$endpoint
 echo "engine A on $a, engine B on $b"
-"$bin/cafshm-pipeline" --transport shm --engine "$a" --sink-engine "$b" "$@"
+start_group "$bin/cafshm-pipeline" --transport shm --engine "$a" --sink-engine "$b" "$@"
+wait "$!"
+stop_groups
+echo "run-two-node: pipeline done across engine A ($a) and engine B ($b); both engines stopped"

@@ -48,52 +48,37 @@ if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
        "(see: pgrep -a cafshmd); stop it first"
 fi
 
+source "$root/scripts/lib/process-groups.bash"
 work=$(mktemp -d)
-daemon=""
-cleanup() {
-  local status=$?
-  if [ -n "$daemon" ] && kill -0 "$daemon" 2>/dev/null; then
-    kill -TERM "$daemon" 2>/dev/null || true
-    for _ in $(seq 200); do # up to 20 s for a clean shutdown (it removes its segments)
-      kill -0 "$daemon" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$daemon" 2>/dev/null; then
-      echo "run.sh: cafshmd did not stop on SIGTERM, killing it" >&2
-      kill -KILL "$daemon" 2>/dev/null || true
-      status=1
-    fi
-    wait "$daemon" 2>/dev/null || true
-  fi
-  exec 3<&- 2>/dev/null || true # only now: cafshmd writes a last line while shutting down
-  rm -rf "$work"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit 'exec 3<&- 2>/dev/null; rm -rf "$work"' # only after cafshmd stopped: it writes a last line
 
-# Start cafshmd and wait (at most 20 s) for its "listening" line, read through a FIFO.
+# Start cafshmd and wait (at most 20 s) for its "listening" line, read through a FIFO (opened
+# read-write here, which does not wait for a writer; kept open until cafshmd has stopped).
 mkfifo "$work/cafshmd.out"
-"$bin/cafshmd" --config "$config" >"$work/cafshmd.out" 2>"$work/cafshmd.err" &
-daemon=$!
-exec 3<"$work/cafshmd.out"
+exec 3<>"$work/cafshmd.out"
+start_group "$bin/cafshmd" --config "$config" >"$work/cafshmd.out" 2>"$work/cafshmd.err"
 if ! read -r -t 20 -u 3 line || [[ "$line" != "cafshmd listening on "* ]]; then
   cat "$work/cafshmd.err" >&2
   fail "cafshmd did not start (see above)"
 fi
 echo "run.sh: ${line}; $frames frames of 1920x1080 per run" >&2
 
-run() { # transport -> prints the pipeline line
-  "$bin/cafshm-pipeline" --transport "$1" --frames "$frames" --config "$config" \
-    || fail "the pipeline with --transport $1 failed"
+run() { # transport: runs the pipeline; its result line goes to $work/<transport>.out
+  start_group "$bin/cafshm-pipeline" --transport "$1" --frames "$frames" --config "$config" \
+    >"$work/$1.out"
+  wait "$!" || fail "the pipeline with --transport $1 failed"
 }
-shm=$(run shm)
+run shm
+shm=$(<"$work/shm.out")
 echo "$shm"
-caf=$(run caf)
+run caf
+caf=$(<"$work/caf.out")
 echo "$caf"
 
 fps() { sed -n 's/.* fps=\([0-9.]*\).*/\1/p' <<<"$1"; }
-awk -v s="$(fps "$shm")" -v c="$(fps "$caf")" \
-  'BEGIN { if (c <= 0) exit 1; printf "shm/caf speedup: %.1fx\n", s / c }' \
-  || fail "cannot compute the speed-up"
+speedup=$(awk -v s="$(fps "$shm")" -v c="$(fps "$caf")" \
+  'BEGIN { if (c <= 0) exit 1; printf "%.1f", s / c }') || fail "cannot compute the speed-up"
+echo "shm/caf speedup: ${speedup}x"
+stop_groups
+echo "run.sh: pipeline done, $frames frames each way: $(fps "$shm") fps through cafshm" \
+  "shared memory, $(fps "$caf") fps through plain CAF messages (${speedup}x); cafshmd stopped"

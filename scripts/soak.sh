@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Soak test: scripts/soak.sh --minutes N [--clients 8] [--seed S] [--kill-every-ms 3000]
+#            (--seconds N instead of --minutes for a short run)
 # Builds cafshmd and the soak programs (into build/, or $CAFSHM_BUILD_DIR, e.g. build-asan), then
 # runs tests/helpers/cafshm-soak.cpp: a cafshmd, 8 clients allocating, writing, handing blocks to
 # each other with XXH3 checksums and freeing, random SIGKILLs and restarts of clients; at the end
@@ -13,4 +14,10 @@ if [ ! -f "$dir/CMakeCache.txt" ]; then
   cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE="${CAFSHM_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
 fi
 cmake --build "$dir" -j"$(nproc)" --target cafshmd cafshm-stress-client cafshm-soak >/dev/null
-exec "$dir/bin/cafshm-soak" "$@"
+source "$root/scripts/lib/process-groups.bash"
+start_group "$dir/bin/cafshm-soak" "$@"
+soak=$!
+# What cafshm-soak removes itself when it ends normally, in case it was stopped: its config
+# file and the segments of its engine (cafshmd removes them on SIGTERM, not on SIGKILL).
+on_exit "rm -f '${TMPDIR:-/tmp}/cafshm-soak-$soak.yaml' /dev/shm/cafshm-soak-$soak.data /dev/shm/cafshm-soak-$soak.admin"
+wait "$soak"

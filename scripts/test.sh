@@ -16,13 +16,42 @@ case "${1:-}" in
   -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
 esac
 
+source "$root/scripts/lib/process-groups.bash"
+log=$(mktemp)
+summary=""
+# The last line says what ran and how it went, also when it did not get as far as the tests.
+on_exit 'rm -f "$log"; [ -n "$summary" ] || echo "test.sh: FAILED before any test ran ($mode suite)"'
+
+# Runs ctest in build directory $1 (described as $2) with the remaining arguments, in a process
+# group of its own (so that stopping this script stops every test), with ctest's own output;
+# then prints the totals in one line. Returns ctest's status.
+run_ctest() {
+  local dir=$1 what=$2 status=0
+  shift 2
+  start_group bash -c 'set -o pipefail; cd "$1" && log=$2 && shift 2 && ctest "$@" | tee "$log"' \
+    ctest "$dir" "$log" "$@"
+  wait "$!" || status=$?
+  local totals failed total
+  totals=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1) \
+    || true
+  if [ -z "$totals" ]; then
+    summary="test.sh: ctest ran no test or stopped early, exit status $status ($what, ${dir#"$root"/}/)"
+  else
+    failed=$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$totals")
+    total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$totals")
+    summary="test.sh: $((total - failed)) tests passed, $failed failed, of $total ($what, ${dir#"$root"/}/)"
+  fi
+  echo "$summary"
+  return "$status"
+}
+
 "$root/scripts/setup.sh"
 jobs=$(nproc)
 
 if [ "$mode" = normal ]; then
   "$root/scripts/build.sh"
-  cd "$root/build"
-  exec ctest --output-on-failure -j"$jobs" --timeout 600 "$@"
+  run_ctest "$root/build" "normal suite" --output-on-failure -j"$jobs" --timeout 600 "$@"
+  exit
 fi
 
 build_type=${CAFSHM_BUILD_TYPE:-RelWithDebInfo}
@@ -51,5 +80,5 @@ fi
 cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE="$build_type" -DCAFSHM_SANITIZE="$sanitize" \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DCAFSHM_BUILD_BENCH=OFF >/dev/null
 cmake --build "$dir" -j"$jobs"
-cd "$dir"
-exec ctest --output-on-failure -j"$jobs" --timeout 900 "${filter[@]}" "$@"
+if [ "$mode" = asan ]; then what="ASan+UBSan suite"; else what="TSan suite"; fi
+run_ctest "$dir" "$what" --output-on-failure -j"$jobs" --timeout 900 "${filter[@]}" "$@"

@@ -6,6 +6,7 @@
 #include "test_names.hpp"
 
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -15,6 +16,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <vector>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -51,8 +53,9 @@ struct attacker {
   uint32_t slot = 0;
   uint64_t engine_id = 0;
 
-  explicit attacker(const daemon_process& d)
-    : process({attacker_bin(), "--engine", "127.0.0.1:" + std::to_string(d.port())}) {
+  explicit attacker(const daemon_process& d, const std::string& name = "attacker")
+    : process({attacker_bin(), "--engine", "127.0.0.1:" + std::to_string(d.port()), "--name",
+               name}) {
     auto ready = process.wait_for_line("ready ", 30s);
     REQUIRE(ready);
     std::istringstream in{*ready};
@@ -402,5 +405,135 @@ TEST_CASE("engine.group: an unknown group is a configuration error, in YAML and 
     auto ok = parse_config("engine:\n  group: " + group->first + "\n");
     REQUIRE(std::holds_alternative<settings>(ok));
     CHECK(std::get<settings>(ok).engine.group == group->first);
+  }
+}
+
+namespace {
+
+// A Unix user that exists for one test: useradd when made, userdel when it goes out of scope
+// (also when the test fails). Needs root; `uid` is 0 when it could not be created.
+struct temporary_user {
+  std::string name = "cafshmt" + std::to_string(::getpid());
+  uid_t uid = 0;
+  gid_t gid = 0;
+  temporary_user() {
+    if (::geteuid() != 0)
+      return;
+    auto cmd = "useradd --system --no-create-home --shell /usr/sbin/nologin " + name
+               + " >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0)
+      return;
+    if (auto* pw = ::getpwnam(name.c_str()); pw != nullptr) {
+      uid = pw->pw_uid;
+      gid = pw->pw_gid;
+    }
+  }
+  ~temporary_user() {
+    if (::geteuid() == 0)
+      std::system(("userdel " + name + " >/dev/null 2>&1").c_str());
+  }
+  explicit operator bool() const { return uid != 0; }
+};
+
+// As `user` (in a child process): creates /dev/shm/<object> with a formatted-looking admin
+// header that names `pid` as its engine, mode 0644 so that anyone may read it.
+void squat_as(const temporary_user& user, const std::string& object, int32_t pid) {
+  admin::admin_header h{};
+  h.magic = admin::magic;
+  h.layout_version = admin::layout_version;
+  h.header_bytes = sizeof(h);
+  h.engine_id = 42;
+  h.engine_pid = pid;
+  auto path = "/" + object;
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(user.gid) != 0 || ::setuid(user.uid) != 0)
+      ::_exit(2);
+    int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0644);
+    if (fd < 0 || ::fchmod(fd, 0644) != 0
+        || ::write(fd, &h, sizeof(h)) != static_cast<ssize_t>(sizeof(h)))
+      ::_exit(3);
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+}
+
+} // namespace
+
+TEST_CASE("squatting: segments of another user are neither adopted nor removed, and the engine "
+          "says whose they are") {
+  temporary_user squatter;
+  if (!squatter) {
+    MESSAGE("needs root and useradd to create a second user: skipped");
+    return;
+  }
+  engine_settings s;
+  s.name = cafshm_test::unique_name("squat");
+  s.arena_bytes = 1 << 20;
+  cafshm_test::segment_guard guard{s.name};
+  SUBCASE("a pre-created admin segment with pid 1 as its engine") {
+    squat_as(squatter, guard.admin(), 1);
+  }
+  SUBCASE("a pre-created data segment") {
+    squat_as(squatter, guard.data(), 1);
+  }
+  auto mm = memory_manager::create(s);
+  REQUIRE_FALSE(mm);
+  CHECK(code_of(mm.error()) == errc::segment_error);
+  auto text = describe(mm.error());
+  CHECK_MESSAGE(text.find("uid " + std::to_string(squatter.uid)) != std::string::npos, text);
+  CHECK_MESSAGE(text.find("rm /dev/shm/") != std::string::npos, text);
+  CHECK(text.find("running engine") == std::string::npos); // not mistaken for a live engine
+  // left as it was: still there, still the squatter's
+  auto object = shm_segment::exists(guard.admin()) ? guard.admin() : guard.data();
+  struct stat st {};
+  REQUIRE(::stat(("/dev/shm/" + object).c_str(), &st) == 0);
+  CHECK(st.st_uid == squatter.uid);
+  // once the owner (here root, for it) removes it, the engine starts
+  shm_segment::remove(guard.admin());
+  shm_segment::remove(guard.data());
+  auto started = memory_manager::create(s);
+  REQUIRE_MESSAGE(started, cafshm_test::why(started));
+  CHECK((*started)->header().engine_pid == ::getpid());
+}
+
+TEST_CASE("limits through cafshmd: quota asked by the client, a name squatted first, a copy "
+          "flood") {
+  daemon_process d{cafshm_test::unique_name("limits"), "64MiB", 0,
+                   "  default_quota: 32MiB\n  max_copy_ranges: 1024\n"};
+  client_system cs;
+  SUBCASE("a client asking for 2^62 bytes of quota is refused, a smaller quota is kept") {
+    attacker a{d};
+    CHECK(a.ask("quota 4611686018427387904") == "quota quota_exceeded 0");
+    CHECK(a.ask("quota 0") == "quota ok 33554432");
+    CHECK(a.ask("quota 65536") == "quota ok 65536");
+  }
+  SUBCASE("an attacker registered first as \"consumer\": the real consumer is refused, "
+          "find_process finds the only one") {
+    attacker a{d, "consumer"};
+    auto consumer = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "consumer");
+    REQUIRE_FALSE(consumer);
+    CHECK(code_of(consumer.error()) == errc::process_name_taken);
+    client_options unique;
+    unique.unique_name = true;
+    auto second = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "consumer", unique);
+    REQUIRE_OK(second);
+    auto producer = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "producer");
+    REQUIRE_OK(producer);
+    CHECK(*producer->find_process("consumer") == a.slot);
+    CHECK(*producer->find_process("consumer-2") == second->slot());
+  }
+  SUBCASE("8000 ranges of 16 MiB in one copy are refused at once; another client is served") {
+    attacker a{d};
+    auto victim = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "victim");
+    REQUIRE_OK(victim);
+    CHECK(a.ask("copyflood 8000 16777216") == "copyflood request_too_large");
+    CHECK(a.ask("copyflood 1025 4096") == "copyflood request_too_large");
+    CHECK(a.ask("copyflood 1024 4096") == "copyflood ok");
+    CHECK_OK(victim->stats());
   }
 }

@@ -47,6 +47,9 @@ void check_same(const settings& a, const settings& b) {
   CHECK(a.engine.max_grants == b.engine.max_grants);
   CHECK(a.engine.max_names == b.engine.max_names);
   CHECK(a.engine.default_quota_bytes == b.engine.default_quota_bytes);
+  CHECK(a.engine.quotas == b.engine.quotas);
+  CHECK(a.engine.max_copy_ranges == b.engine.max_copy_ranges);
+  CHECK(a.engine.max_copy_bytes == b.engine.max_copy_bytes);
   CHECK(a.engine.scrub == b.engine.scrub);
   CHECK(a.engine.permissions == b.engine.permissions);
   CHECK(a.engine.listen == b.engine.listen);
@@ -257,7 +260,8 @@ TEST_CASE("load_config reports positions in the file it read") {
   auto err = std::get<config_error>(result);
   CHECK(err.to_string() == path + ":3:3: engine.window: unknown key 'window' (valid keys: name, "
                                   "arena, min_block, max_processes, max_blocks, max_grants, "
-                                  "max_names, default_quota, scrub, permissions, group, listen, "
+                                  "max_names, default_quota, quotas, max_copy_ranges, "
+                                  "max_copy_bytes, scrub, permissions, group, listen, "
                                   "liveness_interval)");
 }
 
@@ -668,4 +672,80 @@ TEST_CASE("parse_endpoint reads HOST:PORT and [IPv6]:PORT") {
   CHECK(parse_endpoint("node-b:65535") == endpoint{"node-b", 65535});
   for (const char* bad : {"", "host", ":80", "host:", "host:0", "host:65536", "host:8x", "host:-1"})
     CHECK_FALSE(parse_endpoint(bad));
+}
+
+TEST_CASE("engine.name: '.' and '..' (and other names of only dots) are refused") {
+  for (const char* name : {".", "..", "..."}) {
+    auto err = error_of("engine:\n  name: '" + std::string(name) + "'\n");
+    CHECK(err.key == "engine.name");
+    CHECK(err.line == 2);
+    CHECK(contains(err.reason, "directory name"));
+  }
+  CHECK(settings_of("engine: {name: .hidden}").engine.name == ".hidden");
+  CHECK(settings_of("engine: {name: a..b}").engine.name == "a..b");
+}
+
+TEST_CASE("engine.min_block: at least the page size of the system (sysconf), not a fixed 4KiB") {
+  auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  auto err = error_of("engine:\n  arena: 64MiB\n  min_block: " + std::to_string(page / 2) + "\n");
+  CHECK(err.key == "engine.min_block");
+  CHECK(err.line == 3);
+  CHECK(err.column == 14);
+  CHECK(contains(err.reason, "page size"));
+  // on a kernel with 64KiB pages, the default 4KiB min_block is refused
+  settings s;
+  auto big_pages = validate(s, 64 * 1024);
+  REQUIRE(big_pages);
+  CHECK(contains(*big_pages, "engine.min_block"));
+  CHECK(contains(*big_pages, "64KiB"));
+  s.engine.min_block_bytes = 64 * 1024;
+  CHECK_FALSE(validate(s, 64 * 1024));
+  CHECK_FALSE(validate(settings{}, 4096));
+}
+
+TEST_CASE("engine.quotas: per-user and per-group entries, errors at file:line:column") {
+  auto uid = std::to_string(::geteuid());
+  auto gid = std::to_string(::getegid());
+  auto s = settings_of("engine:\n  quotas:\n    - {user: " + uid + ", bytes: 1MiB}\n"
+                       "    - {group: " + gid + ", bytes: 0}\n");
+  REQUIRE(s.engine.quotas.size() == 2);
+  CHECK(s.engine.quotas[0] == quota_rule{uid, "", 1 << 20});
+  CHECK(s.engine.quotas[1] == quota_rule{"", gid, 0});
+  CHECK(settings_of("engine: {quotas: [{user: root, bytes: 4KiB}]}").engine.quotas.size() == 1);
+
+  auto unknown = error_of("engine:\n  quotas:\n    - {user: no-such-user-cafshm, bytes: 1MiB}\n");
+  CHECK(unknown.key == "engine.quotas[0].user");
+  CHECK(unknown.line == 3);
+  CHECK(unknown.column == 14);
+  CHECK(contains(unknown.reason, "no such Unix user"));
+  auto both = error_of("engine:\n  quotas:\n    - {user: root, group: root, bytes: 1MiB}\n");
+  CHECK(both.key == "engine.quotas[0]");
+  CHECK(both.line == 3);
+  CHECK(contains(both.reason, "exactly one of user and group"));
+  auto no_bytes = error_of("engine:\n  quotas:\n    - {user: root}\n");
+  CHECK(contains(no_bytes.reason, "missing key 'bytes'"));
+  CHECK(no_bytes.line == 3);
+  auto typo = error_of("engine:\n  quotas:\n    - {usr: root, bytes: 1}\n");
+  CHECK(typo.key == "engine.quotas[0].usr");
+  CHECK(contains(error_of("engine: {quotas: 5}").reason, "expected a list of quotas"));
+}
+
+TEST_CASE("engine.max_copy_ranges and engine.max_copy_bytes: read, and zero refused") {
+  auto s = settings_of("engine: {max_copy_ranges: 8000, max_copy_bytes: 1GiB}");
+  CHECK(s.engine.max_copy_ranges == 8000);
+  CHECK(s.engine.max_copy_bytes == uint64_t{1} << 30);
+  auto zero = error_of("engine:\n  max_copy_ranges: 0\n");
+  CHECK(zero.key == "engine.max_copy_ranges");
+  CHECK(zero.line == 2);
+  CHECK(error_of("engine: {max_copy_bytes: 0}").key == "engine.max_copy_bytes");
+}
+
+TEST_CASE("peers: duplicate names are found by one pass over the list (10000 peers)") {
+  std::string yaml = "remote:\n  peers:\n";
+  for (int i = 0; i < 10000; ++i)
+    yaml += "    - {name: p" + std::to_string(i) + ", port: 1}\n";
+  CHECK(settings_of(yaml).remote.peers.size() == 10000);
+  auto dup = error_of(yaml + "    - {name: p17, port: 1}\n");
+  CHECK(dup.key == "remote.peers[10000].name");
+  CHECK(contains(dup.reason, "also remote.peers[17]"));
 }

@@ -390,6 +390,7 @@ TEST_CASE("errc::access_denied: no grant, read grant used for write, non-owner m
   CHECK_OK(e->lookup(other, "owned")); // looking up is allowed
   // engine-held blocks: readable by everyone, writable by no process
   auto published = e.alloc(owner, 64);
+  REQUIRE_OK(e->name(owner, published, "published"));
   REQUIRE_OK(e->transfer(owner, published, admin::engine_slot));
   CHECK_OK(e->read(other, published, 0, 64));
   CHECK_ERRC(e->write(other, published, 0, bytes_of("x")), errc::access_denied);
@@ -564,8 +565,8 @@ TEST_CASE("errc::capacity_exceeded: processes, blocks, grants, names") {
   CHECK_ERRC(e->allocate(p, 10), errc::capacity_exceeded);
   CHECK_ERRC(e->allocate(q, 10), errc::capacity_exceeded);
   CHECK_OK(e->name(p, b1, "one"));
-  CHECK_OK(e->name(p, b2, "two"));
-  CHECK_ERRC(e->name(q, b3, "three"), errc::capacity_exceeded);
+  CHECK_OK(e->name(q, b3, "three"));
+  CHECK_ERRC(e->name(p, b2, "two"), errc::capacity_exceeded);
   CHECK_OK(e->share(p, b1, q.process, access_mode::read));
   CHECK_OK(e->share(p, b2, q.process, access_mode::read));
   CHECK_ERRC(e->share(q, b3, p.process, access_mode::read), errc::capacity_exceeded);
@@ -582,7 +583,8 @@ TEST_CASE("errc::capacity_exceeded: processes, blocks, grants, names") {
   CHECK_OK(e->revoke(p, b2, q.process));
   CHECK_OK(e->attach(p, b3, access_mode::read));
   CHECK_OK(e->detach(p, b3));
-  CHECK_OK(e->remove(p, "two"));
+  CHECK_OK(e->remove(p, "one"));
+  CHECK_OK(e->name(p, b2, "two"));
   CHECK_OK(e->allocate(q, 10));
 }
 
@@ -687,11 +689,16 @@ TEST_CASE("transfer moves the block and its accounting") {
   CHECK(e->stats().grants == 0);
   CHECK(e->check() == "");
   CHECK_OK(e->detach(p, ref));
-  // to the engine: a published block
+  // to the engine: a published block, named first, still charged to the giver
+  CHECK_ERRC(e->transfer(p, ref, admin::engine_slot), errc::invalid_argument);
+  CHECK_OK(e->name(p, ref, "published"));
   CHECK_OK(e->transfer(p, ref, admin::engine_slot));
-  CHECK(e.stats_of(admin::engine_slot)->bytes_in_use == 8 * kib);
+  CHECK(e.stats_of(admin::engine_slot)->bytes_in_use == 0);
+  CHECK(e.stats_of(p.process)->bytes_in_use == 8 * kib);
+  CHECK(e.stats_of(p.process)->blocks == 0);
   CHECK_OK(e->read(q, ref, 0, 1));
   CHECK_OK(e->free(e->engine_session(), ref));
+  CHECK(e.stats_of(p.process)->bytes_in_use == 0);
   CHECK(e->stats().free_bytes == 1 * mib);
 }
 
@@ -825,6 +832,7 @@ TEST_CASE("attach/detach count views per owner and per grantee") {
   CHECK(e.block(ref.block).refcount == 0);
   // readers of engine-held blocks get a grant entry that records their views
   auto pub = e.alloc(owner, 10);
+  REQUIRE_OK(e->name(owner, pub, "pub"));
   REQUIRE_OK(e->transfer(owner, pub, admin::engine_slot));
   CHECK_ERRC(e->attach(other, pub, access_mode::read_write), errc::access_denied);
   auto grants_before = e->stats().grants;
@@ -852,7 +860,8 @@ TEST_CASE("free with open views drains until the last detach, then the memory re
   CHECK(st.names == 0);             // the name ends at once
   CHECK(st.grants == 1);            // the grantee's entry stays while its view is open
   CHECK(st.requested_bytes == 0);   // no longer requested by anyone
-  CHECK(e.stats_of(owner.process)->bytes_in_use == 0);
+  CHECK(e.stats_of(owner.process)->bytes_in_use == 4 * kib); // charged until the last view ends
+  CHECK(e.stats_of(owner.process)->blocks == 0);
   CHECK(e.block(ref.block).state == admin::block_state::draining);
   CHECK(e.grant(ref.block, other.process)->mode == admin::access::none);
   // unreachable: every request with the ref is stale, the name is gone
@@ -869,6 +878,7 @@ TEST_CASE("free with open views drains until the last detach, then the memory re
   CHECK(e->stats().draining_blocks == 1);
   CHECK(e->check() == "");
   CHECK_OK(e->detach(other, ref)); // the last view: scrubbed and returned
+  CHECK(e.stats_of(owner.process)->bytes_in_use == 0);
   st = e->stats();
   CHECK(st.blocks == 0);
   CHECK(st.draining_blocks == 0);
@@ -884,6 +894,7 @@ TEST_CASE("reclaim returns the accounting exactly to what it was before registra
   auto q_block = e.alloc(q, 3000);
   CHECK_OK(e->name(q, q_block, "q-block"));
   auto published = e.alloc(q, 100);
+  REQUIRE_OK(e->name(q, published, "published"));
   REQUIRE_OK(e->transfer(q, published, admin::engine_slot));
   CHECK_OK(e->attach(q, q_block, access_mode::read));
   auto before = e->stats();
@@ -1190,4 +1201,218 @@ TEST_CASE("a 4 GiB arena works: a 2 GiB block, written at its end and read back"
   auto st = e->stats();
   CHECK(st.used_bytes == 4 * gib);
   CHECK(st.requested_bytes == 4 * gib);
+}
+
+// -- limits the engine sets -----------------------------------------------------------------------
+
+TEST_CASE("quotas: a process may ask for less than its user's quota, never more") {
+  auto me = own_credentials();
+  SUBCASE("engine.default_quota") {
+    env e{[](engine_settings& s) { s.default_quota_bytes = 64 * kib; }};
+    CHECK_ERRC(e->register_process("greedy", ::getpid(), uint64_t{1} << 62),
+               errc::quota_exceeded);
+    CHECK_ERRC(e->register_process("greedy", ::getpid(), 64 * kib + 1), errc::quota_exceeded);
+    CHECK(e->stats().processes == 0);
+    auto modest = e.reg("modest", 16 * kib);
+    CHECK(e.stats_of(modest.process)->quota_bytes == 16 * kib);
+    auto plain = e.reg("plain");
+    CHECK(e.stats_of(plain.process)->quota_bytes == 64 * kib);
+    auto exact = e.reg("exact", 64 * kib);
+    CHECK(e.stats_of(exact.process)->quota_bytes == 64 * kib);
+    CHECK_OK(e->allocate(plain, 64 * kib));
+    CHECK_ERRC(e->allocate(plain, 1), errc::quota_exceeded);
+  }
+  SUBCASE("engine.quotas: the user's rule wins over the group's, others get the default") {
+    env e{[&](engine_settings& s) {
+      s.default_quota_bytes = 64 * kib;
+      s.quotas = {{"", std::to_string(me.gid), 32 * kib}, {std::to_string(me.uid), "", 8 * kib}};
+    }};
+    auto mine = e.reg("mine");
+    CHECK(e.stats_of(mine.process)->quota_bytes == 8 * kib);
+    CHECK_ERRC(e->register_process("more", ::getpid(), 16 * kib, me), errc::quota_exceeded);
+    auto same_group = e->register_process("group", ::getpid(), 0, {me.uid + 1, me.gid});
+    REQUIRE_OK(same_group);
+    CHECK(e.stats_of(same_group->session.process)->quota_bytes == 32 * kib);
+    auto stranger = e->register_process("stranger", ::getpid(), 0, {me.uid + 1, me.gid + 1});
+    REQUIRE_OK(stranger);
+    CHECK(e.stats_of(stranger->session.process)->quota_bytes == 64 * kib);
+  }
+  SUBCASE("a rule of 0 bytes means unlimited for that user") {
+    env e{[&](engine_settings& s) {
+      s.default_quota_bytes = 64 * kib;
+      s.quotas = {{std::to_string(me.uid), "", 0}};
+    }};
+    auto big = e.reg("big", uint64_t{1} << 40);
+    CHECK(e.stats_of(big.process)->quota_bytes == uint64_t{1} << 40);
+  }
+  SUBCASE("an unknown user in engine.quotas is a configuration error at creation") {
+    auto s = small_settings();
+    segment_guard guard{s.name};
+    s.quotas = {{"no-such-user-cafshm", "", 1 * kib}};
+    auto mm = memory_manager::create(s);
+    REQUIRE_FALSE(mm);
+    CHECK(code_of(mm.error()) == errc::config_error);
+    CHECK(describe(mm.error()).find("no-such-user-cafshm") != std::string::npos);
+  }
+}
+
+TEST_CASE("quotas: blocks given to the engine count against the giver, and need a name") {
+  env e{[](engine_settings& s) { s.default_quota_bytes = 64 * kib; }};
+  auto giver = e.reg("giver");
+  auto reader = e.reg("reader");
+  auto ref = e.alloc(giver, 64 * kib);
+  CHECK_ERRC(e->transfer(giver, ref, admin::engine_slot), errc::invalid_argument); // unnamed
+  CHECK_OK(e->name(giver, ref, "published"));
+  REQUIRE_OK(e->transfer(giver, ref, admin::engine_slot));
+  CHECK(e.block(ref.block).owner == admin::engine_slot);
+  CHECK_OK(e->read(reader, ref, 0, 1));
+  // the quota is still used up: giving the block away did not free any of it
+  CHECK(e.stats_of(giver.process)->bytes_in_use == 64 * kib);
+  CHECK_ERRC(e->allocate(giver, 1), errc::quota_exceeded);
+  // removing the published block (by name) returns the quota
+  CHECK_OK(e->remove(giver, "published"));
+  CHECK(e.stats_of(giver.process)->bytes_in_use == 0);
+  CHECK_OK(e->allocate(giver, 64 * kib));
+  // once the giver is gone, a published block is charged to nobody and stays removable
+  auto second = e->register_process("giver2", ::getpid(), 0);
+  REQUIRE_OK(second);
+  auto kept = e.alloc(second->session, 4 * kib);
+  CHECK_OK(e->name(second->session, kept, "kept"));
+  CHECK_OK(e->transfer(second->session, kept, admin::engine_slot));
+  CHECK_OK(e->unregister(second->session));
+  CHECK(e.block(kept.block).charged_to == admin::engine_slot);
+  CHECK(e.stats_of(admin::engine_slot)->bytes_in_use == 4 * kib);
+  CHECK(e->check() == "");
+  CHECK_OK(e->remove(reader, "kept"));
+  CHECK(e.stats_of(admin::engine_slot)->bytes_in_use == 0);
+}
+
+TEST_CASE("quotas: a draining block counts against its last owner until the last view closes") {
+  env e{[](engine_settings& s) { s.default_quota_bytes = 16 * kib; }};
+  auto p = e.reg("p");
+  auto ref = e.alloc(p, 16 * kib);
+  REQUIRE_OK(e->attach(p, ref, access_mode::read_write));
+  CHECK_OK(e->free(p, ref)); // mapped, then freed: the memory stays held by the view
+  CHECK(e->stats().draining_blocks == 1);
+  CHECK(e.stats_of(p.process)->bytes_in_use == 16 * kib);
+  CHECK_ERRC(e->allocate(p, 4 * kib), errc::quota_exceeded);
+  CHECK_OK(e->detach(p, ref));
+  CHECK(e.stats_of(p.process)->bytes_in_use == 0);
+  CHECK_OK(e->allocate(p, 16 * kib));
+}
+
+TEST_CASE("process names are unique per engine: an attacker registered first keeps the victim out") {
+  env e;
+  auto attacker = e.reg("consumer");
+  auto victim = e->register_process("consumer", ::getpid(), 0);
+  REQUIRE_FALSE(victim);
+  CHECK(code_of(victim.error()) == errc::process_name_taken);
+  CHECK(describe(victim.error()).find("'consumer'") != std::string::npos);
+  auto producer = e.reg("producer");
+  auto found = e->find_process(producer, "consumer");
+  REQUIRE_OK(found);
+  CHECK(*found == attacker.process); // the only process of that name: never a wrong one
+  // the name is free again once its process is gone
+  CHECK_OK(e->unregister(attacker));
+  auto consumer = e.reg("consumer");
+  CHECK(*e->find_process(producer, "consumer") == consumer.process);
+}
+
+TEST_CASE("copy: ranges and bytes per request are bounded (request_too_large), nothing moves") {
+  env e{[](engine_settings& s) {
+    s.arena_bytes = 32 * mib;
+    s.max_copy_ranges = 16;
+    s.max_copy_bytes = 1 * mib;
+  }};
+  auto p = e.reg("p");
+  auto big = e.alloc(p, 16 * mib);
+  CHECK_OK(e->write(p, big, 0, bytes_of("first")));
+  auto version = e.block(big.block).version;
+  // the request that held an engine for ~20 s: 8000 ranges of 16 MiB
+  std::vector<copy_range> huge(8000, copy_range{0, 0, 16 * mib});
+  CHECK_ERRC(e->copy(p, big, big, huge), errc::request_too_large);
+  std::vector<copy_range> many(17, copy_range{0, 8, 1});
+  CHECK_ERRC(e->copy(p, big, big, many), errc::request_too_large);
+  std::vector<copy_range> bulky{{0, 0, 512 * kib}, {0, 512 * kib, 512 * kib + 1}};
+  CHECK_ERRC(e->copy(p, big, big, bulky), errc::request_too_large);
+  CHECK(e.block(big.block).version == version);
+  // at the limits it works
+  std::vector<copy_range> ok(16, copy_range{0, 8, 5});
+  CHECK_OK(e->copy(p, big, big, ok));
+  CHECK_OK(e->copy(p, big, big, {{0, 1 * mib, 1 * mib}}));
+  CHECK(text_of(*e->read(p, big, 8, 5)) == "first");
+}
+
+TEST_CASE("error messages repeat at most 64 bytes of a name the caller sent") {
+  env e;
+  auto p = e.reg("p");
+  std::string huge(1 * mib, 'n');
+  auto ref = e.alloc(p, 10);
+  auto bounded = [](const auto& result) {
+    REQUIRE_FALSE(result);
+    auto text = describe(result.error());
+    CHECK(text.size() < 400);
+    CHECK(text.find(std::to_string(1 * mib) + " bytes") != std::string::npos);
+  };
+  bounded(e->lookup(p, huge));
+  bounded(e->remove(p, huge));
+  bounded(e->find_process(p, huge));
+  CHECK_OK(e->name(p, ref, std::string(40, 'x')));
+  auto other = e.alloc(p, 10);
+  auto taken = e->name(p, other, std::string(40, 'x'));
+  REQUIRE_FALSE(taken);
+  CHECK(describe(taken.error()).size() < 400);
+  auto reg = e->register_process(huge, ::getpid(), 0);
+  REQUIRE_FALSE(reg);
+  CHECK(describe(reg.error()).size() < 400);
+}
+
+TEST_CASE("transfer ends every grant: a former grantee can no longer write, nothing stays pinned") {
+  env e;
+  auto a = e.reg("a");
+  auto b = e.reg("b");
+  auto c = e.reg("c");
+  auto ref = e.alloc(a, 4 * kib);
+  CHECK_OK(e->share(a, ref, c.process, access_mode::read_write));
+  CHECK_OK(e->write(c, ref, 0, bytes_of("by c")));
+  SUBCASE("a grantee with an open view: the transfer waits for it (block_in_use)") {
+    REQUIRE_OK(e->attach(c, ref, access_mode::read_write));
+    CHECK_ERRC(e->transfer(a, ref, b.process), errc::block_in_use);
+    CHECK(e.block(ref.block).owner == a.process);
+    CHECK_OK(e->detach(c, ref));
+  }
+  REQUIRE_OK(e->transfer(a, ref, b.process));
+  CHECK(e.block(ref.block).owner == b.process);
+  CHECK(e.grant(ref.block, c.process) == nullptr);
+  CHECK(e->stats().grants == 0);
+  CHECK_ERRC(e->write(c, ref, 0, bytes_of("late")), errc::access_denied);
+  CHECK_ERRC(e->attach(c, ref, access_mode::read), errc::access_denied);
+  CHECK_ERRC(e->read(c, ref, 0, 1), errc::access_denied);
+  CHECK_OK(e->revoke(b, ref, c.process)); // nothing left to revoke
+  // the new owner decides who may use it now
+  CHECK_OK(e->share(b, ref, c.process, access_mode::read));
+  CHECK_OK(e->read(c, ref, 0, 4));
+  CHECK_OK(e->free(b, ref));
+  CHECK(e->stats().blocks == 0);
+}
+
+TEST_CASE("page size: a min_block below the system's page size is refused at creation") {
+  auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  auto s = small_settings();
+  s.min_block_bytes = page / 2;
+  segment_guard guard{s.name};
+  auto mm = memory_manager::create(s);
+  REQUIRE_FALSE(mm);
+  CHECK(code_of(mm.error()) == errc::config_error);
+  CHECK(describe(mm.error()).find("page size of " + std::to_string(page)) != std::string::npos);
+  CHECK_FALSE(shm_segment::exists(guard.admin()));
+}
+
+TEST_CASE("a forged header with the right magic and a live pid (1) does not block an engine") {
+  auto s = small_settings();
+  segment_guard guard{s.name};
+  fabricate_segments(guard, 1, realtime_ns(), true); // pid 1 is always alive
+  env e{s};                                             // no engine holds the lock: stale
+  CHECK(e->header().engine_id != 42);
+  CHECK(e->header().engine_pid == ::getpid());
 }

@@ -36,6 +36,9 @@ std::variant<invocation, early_exit> parse_arguments(int argc, const char* const
                                         "the engine until removed");
   put->add_option("NAME", inv.name, "name of the block")->required();
   put->add_option("FILE", inv.file, "file to store, - for stdin")->required();
+  put->add_option("--max-size", inv.max_size, "refuse inputs larger than this (default 1GiB; "
+                                              "a pipe or device is read only up to it)")
+    ->type_name("SIZE");
   auto* get = app.add_subcommand("get", "write the block named NAME to FILE (default stdout)");
   get->add_option("NAME", inv.name, "name of the block")->required();
   get->add_option("FILE", inv.file, "file to write, - for stdout");
@@ -88,6 +91,12 @@ std::variant<settings, std::string> resolve_settings(invocation& inv) {
       return "--timeout: expected a positive duration like 500ms or 5s, got '" + inv.timeout
              + "'";
     s.client.request_timeout = *d;
+  }
+  if (!inv.max_size.empty()) {
+    auto n = parse_size(inv.max_size);
+    if (!n || *n == 0)
+      return "--max-size: expected a positive size like 64MiB, got '" + inv.max_size + "'";
+    inv.max_bytes = *n;
   }
   if (!inv.to.empty() && inv.to.find(':') != std::string::npos) { // else a configured peer name
     auto ep = parse_endpoint(inv.to);

@@ -21,6 +21,8 @@ struct invocation {
   std::string file;        // FILE of put, get
   std::string to;          // transmit --to
   std::string as;          // transmit --as
+  std::string max_size;    // put --max-size ("" = not given)
+  uint64_t max_bytes = uint64_t{1} << 30; // put: largest input read, from --max-size
 };
 
 /// A command line that ends the program before any command: --help or --version (code 0, `text`

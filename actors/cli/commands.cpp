@@ -75,11 +75,15 @@ void read_exact(const file& in, std::span<std::byte> dst) {
   }
 }
 
-std::vector<char> read_all(const file& in) {
+// Everything `in` holds, refusing more than `max_bytes` (a device like /dev/zero never ends).
+std::vector<char> read_all(const file& in, uint64_t max_bytes) {
   constexpr size_t chunk = 1 << 20;
   std::vector<char> result;
   for (;;) {
     auto old = result.size();
+    if (old > max_bytes)
+      fail(in.name + " holds more than " + std::to_string(max_bytes)
+           + " bytes (put --max-size raises the limit)");
     result.resize(old + chunk);
     auto n = ::read(in.fd, result.data() + old, chunk);
     if (n < 0 && errno != EINTR)
@@ -157,6 +161,11 @@ template <class F>
 void with_client(const settings& s, F&& body) {
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", size_t{1});
+  // The middleman's own actor on the scheduler instead of a thread of its own: when a request
+  // timed out while the middleman was still connecting (--timeout 1ms), CAF 0.17 keeps a
+  // reference to that actor in the unfinished connection, and ~actor_system would wait for its
+  // thread forever.
+  cfg.set("middleman.attach-utility-actors", true);
   cfg.load<caf::io::middleman>();
   cfg.load<module>();
   auto client_settings = s;
@@ -165,6 +174,7 @@ void with_client(const settings& s, F&& body) {
   caf::actor_system sys{cfg};
   client_options opts;
   opts.timeout = s.client.request_timeout;
+  opts.unique_name = true; // several commands may run at once: cafshm-cli, cafshm-cli-2, ...
   auto c = value_of(client::connect(sys, s.client.engine, "cafshm-cli", opts));
   body(c);
   check(c.close());
@@ -180,7 +190,8 @@ void stat(const settings& s, bool json) {
   });
 }
 
-void put(const settings& s, const std::string& name, const std::string& path) {
+void put(const settings& s, const std::string& name, const std::string& path,
+         uint64_t max_bytes) {
   bool from_stdin = path == "-";
   file in{from_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC),
           from_stdin ? "stdin" : "'" + path + "'"};
@@ -193,8 +204,11 @@ void put(const settings& s, const std::string& name, const std::string& path) {
   bool direct = S_ISREG(st.st_mode);
   std::vector<char> buffered;
   if (!direct)
-    buffered = read_all(in);
+    buffered = read_all(in, max_bytes);
   uint64_t size = direct ? static_cast<uint64_t>(st.st_size) : buffered.size();
+  if (size > max_bytes)
+    fail(in.name + " holds " + std::to_string(size) + " bytes, more than "
+         + std::to_string(max_bytes) + " (put --max-size raises the limit)");
   if (size == 0)
     fail(in.name + " is empty (a block holds at least 1 byte)");
   with_client(s, [&](client& c) {

@@ -21,7 +21,10 @@ struct failure : std::runtime_error {
 void stat(const settings& s, bool json);
 
 /// Stores `file` ("-" = stdin) as a block called `name`, held by the engine until removed.
-void put(const settings& s, const std::string& name, const std::string& file);
+/// Refuses (before allocating) inputs of more than `max_bytes`; a pipe or device (/dev/zero)
+/// is read only up to that.
+void put(const settings& s, const std::string& name, const std::string& file,
+         uint64_t max_bytes);
 
 /// Writes the block called `name` to `file` ("" or "-" = stdout).
 void get(const settings& s, const std::string& name, const std::string& file);

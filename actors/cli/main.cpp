@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
     if (inv.command == "stat")
       cli::stat(s, inv.json);
     else if (inv.command == "put")
-      cli::put(s, inv.name, inv.file);
+      cli::put(s, inv.name, inv.file, inv.max_bytes);
     else if (inv.command == "get")
       cli::get(s, inv.name, inv.file);
     else if (inv.command == "ls")

@@ -24,7 +24,8 @@ std::string check_admin_memory(std::span<std::byte> admin) {
   auto* blocks = reinterpret_cast<const block_entry*>(base + h.block_offset);
   auto* grants = reinterpret_cast<const grant_entry*>(base + h.grant_offset);
   auto* names = reinterpret_cast<const name_entry*>(base + h.name_offset);
-  std::vector<uint64_t> bytes_by_owner(h.max_processes, 0);
+  std::vector<uint64_t> bytes_by_payer(h.max_processes, 0); // charged_to
+
   std::vector<uint32_t> blocks_by_owner(h.max_processes, 0);
   uint64_t used = 0, requested = 0;
   uint32_t live_blocks = 0, live_grants = 0, live_names = 0;
@@ -41,12 +42,16 @@ std::string check_admin_memory(std::span<std::byte> admin) {
     auto order = alloc.allocated_order(uint64_t{blk.page} << h.min_order);
     if (!order || *order != blk.order)
       return fail(i, "its pages are not an allocated block of its order");
-    if (blk.owner >= h.max_processes)
+    if (blk.owner >= h.max_processes || blk.charged_to >= h.max_processes)
       return fail(i, "owner out of range");
+    if (procs[blk.charged_to].state != process_state::live)
+      return fail(i, "charged to a process that is not registered");
+    bytes_by_payer[blk.charged_to] += bytes;
     if (blk.state == block_state::live) {
       if (procs[blk.owner].state != process_state::live)
         return fail(i, "owned by a process that is not registered");
-      bytes_by_owner[blk.owner] += bytes;
+      if (blk.charged_to != blk.owner && blk.owner != engine_slot)
+        return fail(i, "charged to another process than its owner");
       ++blocks_by_owner[blk.owner];
       requested += blk.size;
     } else if (blk.refcount == 0) {
@@ -94,17 +99,20 @@ std::string check_admin_memory(std::span<std::byte> admin) {
   for (uint32_t slot = 0; slot < h.max_processes; ++slot) {
     const auto& p = procs[slot];
     if (p.state != process_state::live) {
-      if (bytes_by_owner[slot] != 0)
+      if (bytes_by_payer[slot] != 0 || blocks_by_owner[slot] != 0)
         return "free slot " + std::to_string(slot) + " owns blocks";
       continue;
     }
     if (slot != engine_slot)
       ++processes;
-    if (p.bytes_in_use != bytes_by_owner[slot] || p.block_count != blocks_by_owner[slot])
+    if (p.bytes_in_use != bytes_by_payer[slot] || p.block_count != blocks_by_owner[slot])
       return "process " + std::to_string(slot) + " accounts " + std::to_string(p.bytes_in_use)
-             + " bytes in " + std::to_string(p.block_count) + " blocks, owns "
-             + std::to_string(bytes_by_owner[slot]) + " in "
-             + std::to_string(blocks_by_owner[slot]);
+             + " bytes and " + std::to_string(p.block_count) + " blocks, is charged "
+             + std::to_string(bytes_by_payer[slot]) + " bytes and owns "
+             + std::to_string(blocks_by_owner[slot]) + " blocks";
+    if (p.quota_bytes != 0 && p.bytes_in_use > p.quota_bytes)
+      return "process " + std::to_string(slot) + " is charged " + std::to_string(p.bytes_in_use)
+             + " bytes, above its quota of " + std::to_string(p.quota_bytes);
   }
   if (processes != h.live_processes)
     return "process count differs from the header";

@@ -17,7 +17,7 @@
 namespace cafshm::admin {
 
 constexpr uint64_t magic = 0x314d485346414321ull; // "!CAFSHM1"
-constexpr uint32_t layout_version = 1;
+constexpr uint32_t layout_version = 2;
 constexpr uint32_t no_index = 0xffffffffu;
 constexpr uint32_t engine_slot = 0; // the engine's own process entry (holds engine-held blocks)
 
@@ -68,9 +68,10 @@ struct process_entry {
   uint8_t reserved[3];
   uint32_t generation;         // bumped each time the slot is taken
   int32_t pid;                 // OS pid of the process (for liveness checks)
-  uint32_t block_count;        // live blocks it owns
-  uint64_t quota_bytes;        // 0 = unlimited
-  uint64_t bytes_in_use;       // sum of 2^order over the live blocks it owns
+  uint32_t block_count;        // live blocks it owns (those it pays for may be more)
+  uint64_t quota_bytes;        // 0 = unlimited; never above what the engine's quota rules
+                               // give the process's user (a process may only ask for less)
+  uint64_t bytes_in_use;       // sum of 2^order over the blocks charged to it (charged_to)
   uint64_t allocations;        // counters since registration
   uint64_t frees;
   uint64_t reads;
@@ -105,6 +106,10 @@ struct block_entry {
   uint8_t order;               // log2 of the block's bytes
   block_state state;
   uint8_t reserved[2];
+  uint32_t charged_to;         // process slot whose bytes_in_use (and quota) counts the block:
+                               // the owner; for a block given to the engine, the giver while
+                               // it is registered; for a draining block, its last owner while
+                               // it is registered; engine_slot when nobody is
 };
 static_assert(sizeof(block_entry) == 56);
 

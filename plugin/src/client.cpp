@@ -57,6 +57,19 @@ caf::error engine_error(caf::error err) {
   return err;
 }
 
+namespace {
+
+// The n-th candidate name of a client that asked for a unique one: name, name-2, name-3, ...
+std::string candidate_name(const std::string& name, uint32_t n) {
+  if (n == 1)
+    return name;
+  auto suffix = "-" + std::to_string(n);
+  constexpr size_t max_bytes = sizeof(admin::process_entry::name) - 1;
+  return name.substr(0, max_bytes > suffix.size() ? max_bytes - suffix.size() : 0) + suffix;
+}
+
+} // namespace
+
 caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engine,
                                       std::string name, client_options opts) {
   if (!engine)
@@ -67,10 +80,16 @@ caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engin
   auto k = sys.spawn<caf::hidden>(keeper, engine, opts.timeout);
   caf::scoped_actor self{sys, true};
   caf::expected<registration> reg{caf::error{}};
-  self->request(k, opts.timeout + opts.timeout, register_atom::value, std::move(name),
-                opts.quota_bytes, static_cast<int32_t>(::getpid()))
-    .receive([&](registration& r) { reg = std::move(r); },
-             [&](caf::error& e) { reg = engine_error(std::move(e)); });
+  // Without unique_name one attempt; with it, until a free name (bounded by the process table,
+  // which the engine caps at 65535 slots).
+  for (uint32_t n = 1; n <= 65536; ++n) {
+    self->request(k, opts.timeout + opts.timeout, register_atom::value, candidate_name(name, n),
+                  opts.quota_bytes, static_cast<int32_t>(::getpid()))
+      .receive([&](registration& r) { reg = std::move(r); },
+               [&](caf::error& e) { reg = engine_error(std::move(e)); });
+    if (reg || !opts.unique_name || code_of(reg.error()) != errc::process_name_taken)
+      break;
+  }
   if (!reg) {
     self->send_exit(k, caf::exit_reason::user_shutdown);
     return reg.error();

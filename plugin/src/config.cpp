@@ -23,6 +23,10 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+#include <unordered_map>
+
+#include "quota_policy.hpp"
 #include "shm_segment.hpp"
 
 namespace cafshm {
@@ -34,7 +38,6 @@ constexpr uint64_t max_quantity = uint64_t{std::numeric_limits<int64_t>::max()};
 constexpr uint64_t kib = 1024;
 constexpr uint64_t mib = kib << 10;
 constexpr uint64_t tib = mib << 20;
-constexpr uint64_t page_bytes = 4 * kib;
 
 // ---------------------------------------------------------------------------------------------
 // Quantities: an unsigned decimal integer followed by an optional unit.
@@ -196,13 +199,16 @@ check_result check_name(const std::string& name) {
   };
   if (!std::all_of(name.begin(), name.end(), allowed))
     return problem{"engine.name", "may contain only A-Z a-z 0-9 _ . -, got '" + name + "'"};
+  if (name.find_first_not_of('.') == std::string::npos)
+    return problem{"engine.name", "'" + name + "' is a directory name, not a name of its own"};
   return std::nullopt;
 }
 
 // Arena geometry: buddy allocation needs arena == min_block * 2^k.
-check_result check_arena(const engine_settings& e) {
+check_result check_arena(const engine_settings& e, uint64_t page_bytes) {
   if (!is_power_of_two(e.min_block_bytes) || e.min_block_bytes < page_bytes)
-    return problem{"engine.min_block", "must be a power of two of at least 4KiB, got " +
+    return problem{"engine.min_block", "must be a power of two of at least the page size (" +
+                                           format_size(page_bytes) + "), got " +
                                            format_size(e.min_block_bytes)};
   if (e.arena_bytes == 0) return problem{"engine.arena", "must not be zero"};
   if (e.arena_bytes > tib)
@@ -250,13 +256,30 @@ check_result check_permissions(uint32_t mode) {
   return std::nullopt;
 }
 
-check_result check_engine(const engine_settings& e) {
+check_result check_quotas(const std::vector<quota_rule>& quotas) {
+  for (size_t i = 0; i < quotas.size(); ++i) {
+    const quota_rule& q = quotas[i];
+    std::string key = "engine.quotas[" + std::to_string(i) + "]";
+    if (q.user.empty() == q.group.empty())
+      return problem{key, "set exactly one of user and group"};
+    if (!q.user.empty() && !user_id_of(q.user))
+      return problem{key + ".user", "no such Unix user '" + q.user + "'"};
+    if (!q.group.empty() && !group_id_of(q.group))
+      return problem{key + ".group", "no such Unix group '" + q.group + "'"};
+  }
+  return std::nullopt;
+}
+
+check_result check_engine(const engine_settings& e, uint64_t page_bytes) {
   if (auto p = check_name(e.name)) return p;
-  if (auto p = check_arena(e)) return p;
+  if (auto p = check_arena(e, page_bytes)) return p;
   if (auto p = check_capacities(e)) return p;
   if (auto p = check_permissions(e.permissions)) return p;
   if (!e.group.empty() && !group_id(e.group))
     return problem{"engine.group", "no such Unix group '" + e.group + "'"};
+  if (auto p = check_quotas(e.quotas)) return p;
+  if (auto p = check_range("engine.max_copy_ranges", e.max_copy_ranges, 1, 16777216)) return p;
+  if (e.max_copy_bytes == 0) return problem{"engine.max_copy_bytes", "must be at least 1"};
   if (e.listen.host.empty()) return problem{"engine.listen.host", "must not be empty"};
   if (e.liveness_interval.count() <= 0)
     return problem{"engine.liveness_interval", "must be greater than 0"};
@@ -270,18 +293,19 @@ check_result check_client(const client_settings& c) {
   return std::nullopt;
 }
 
-check_result check_peer(const std::vector<remote_peer>& peers, size_t i) {
+// `first_by_name`: peer name -> index of its first occurrence, filled by the caller's loop.
+check_result check_peer(const std::vector<remote_peer>& peers, size_t i,
+                        std::unordered_map<std::string_view, size_t>& first_by_name) {
   const remote_peer& peer = peers[i];
   std::string key = "remote.peers[" + std::to_string(i) + "]";
   if (peer.name.empty()) return problem{key + ".name", "must not be empty"};
   if (peer.address.host.empty()) return problem{key + ".host", "must not be empty"};
   // A peer exists only to be connected to; port 0 is never reachable.
   if (peer.address.port == 0) return problem{key + ".port", "must be in 1..65535, got 0"};
-  for (size_t j = 0; j < i; ++j) {
-    if (peers[j].name == peer.name)
-      return problem{key + ".name", "duplicate peer name '" + peer.name +
-                                        "' (also remote.peers[" + std::to_string(j) + "])"};
-  }
+  auto [first, fresh] = first_by_name.emplace(peer.name, i);
+  if (!fresh)
+    return problem{key + ".name", "duplicate peer name '" + peer.name + "' (also remote.peers[" +
+                                      std::to_string(first->second) + "])"};
   return std::nullopt;
 }
 
@@ -335,15 +359,20 @@ check_result check_remote(const remote_settings& r) {
   if (r.chunk_bytes < 64 * kib || r.chunk_bytes > 256 * mib)
     return problem{"remote.chunk", "must be in 64KiB..256MiB, got " + format_size(r.chunk_bytes)};
   if (auto p = check_range("remote.window", r.window_chunks, 1, 64)) return p;
+  std::unordered_map<std::string_view, size_t> first_by_name;
   for (size_t i = 0; i < r.peers.size(); ++i) {
-    if (auto p = check_peer(r.peers, i)) return p;
+    if (auto p = check_peer(r.peers, i, first_by_name)) return p;
   }
   if (r.listen.host.empty()) return problem{"remote.listen.host", "must not be empty"};
   return check_tls(r);
 }
 
-check_result check_settings(const settings& s) {
-  if (auto p = check_engine(s.engine)) return p;
+uint64_t system_page_bytes() {
+  return static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+check_result check_settings(const settings& s, uint64_t page_bytes = system_page_bytes()) {
+  if (auto p = check_engine(s.engine, page_bytes)) return p;
   if (auto p = check_client(s.client)) return p;
   if (s.remote.listen.port != 0 && s.remote.listen == s.engine.listen)
     return problem{"remote.listen.port", "is engine.listen (" + s.engine.listen.host + ":" +
@@ -574,6 +603,32 @@ std::vector<remote_peer> read_peers(const entry& e) {
   return peers;
 }
 
+constexpr field<quota_rule> quota_fields[] = {
+    {"user", [](const entry& v, quota_rule& out) { out.user = read_text(v); }},
+    {"group", [](const entry& v, quota_rule& out) { out.group = read_text(v); }},
+    {"bytes", [](const entry& v, quota_rule& out) { out.bytes = read_size(v); }},
+};
+
+std::vector<quota_rule> read_quotas(const entry& e) {
+  if (e.node.IsNull()) return {};
+  if (!e.node.IsSequence())
+    reject(e, "expected a list of quotas {user or group, bytes}, got " + describe(e.node));
+  std::vector<quota_rule> quotas;
+  for (size_t i = 0; i < e.node.size(); ++i) {
+    YAML::Node item = e.node[i];
+    entry rule{item, e.path + "[" + std::to_string(i) + "]", item.Mark(), e.marks};
+    if (rule.mark.is_null()) rule.mark = e.mark;
+    e.marks.emplace(rule.path, rule.mark);
+    if (!item.IsMap())
+      reject(rule, "expected a mapping with keys user or group, and bytes, got " + describe(item));
+    quota_rule q;
+    read_mapping(rule, quota_fields, q);
+    if (!item["bytes"]) reject(rule, "missing key 'bytes'");
+    quotas.push_back(std::move(q));
+  }
+  return quotas;
+}
+
 constexpr field<engine_settings> engine_fields[] = {
     {"name", [](const entry& v, engine_settings& out) { out.name = read_text(v); }},
     {"arena", [](const entry& v, engine_settings& out) { out.arena_bytes = read_size(v); }},
@@ -586,6 +641,11 @@ constexpr field<engine_settings> engine_fields[] = {
     {"max_names", [](const entry& v, engine_settings& out) { out.max_names = read_u32(v); }},
     {"default_quota",
      [](const entry& v, engine_settings& out) { out.default_quota_bytes = read_size(v); }},
+    {"quotas", [](const entry& v, engine_settings& out) { out.quotas = read_quotas(v); }},
+    {"max_copy_ranges",
+     [](const entry& v, engine_settings& out) { out.max_copy_ranges = read_u32(v); }},
+    {"max_copy_bytes",
+     [](const entry& v, engine_settings& out) { out.max_copy_bytes = read_size(v); }},
     {"scrub",
      [](const entry& v, engine_settings& out) { out.scrub = read_choice(v, scrub_policies); }},
     {"permissions", [](const entry& v, engine_settings& out) { out.permissions = read_mode(v); }},
@@ -771,7 +831,11 @@ config_result load_config(const std::filesystem::path& file) {
 }
 
 std::optional<std::string> validate(const settings& s) {
-  auto p = check_settings(s);
+  return validate(s, system_page_bytes());
+}
+
+std::optional<std::string> validate(const settings& s, uint64_t page_bytes) {
+  auto p = check_settings(s, page_bytes);
   if (!p) return std::nullopt;
   return p->key + ": " + p->reason;
 }

@@ -7,9 +7,14 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "admin_check.hpp"
+#include "bounded_text.hpp"
 #include "cafshm/error.hpp"
 
 namespace cafshm {
@@ -49,15 +54,6 @@ section_offsets layout_of(const engine_settings& s) {
   return o;
 }
 
-// When this process started using the library: segments that record this process's own pid but
-// are older come from an earlier process that had the same pid (pid reuse, e.g. pid 1 in a
-// restarted container); younger ones belong to a live memory_manager of this very process.
-const uint64_t process_start_ns = realtime_ns();
-
-bool pid_alive(int32_t pid) {
-  return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
-}
-
 bool valid_name(std::string_view name) {
   return !name.empty() && name.size() <= admin::max_name_length
          && name.find('\0') == std::string_view::npos;
@@ -67,19 +63,66 @@ access need_of(access_mode m) {
   return m == access_mode::read_write ? access::read_write : access::read;
 }
 
-// Removes segments left by an engine that is gone; refuses if it is alive.
-caf::expected<void> clear_stale_segments(const std::string& data, const std::string& admin) {
-  if (auto seg = shm_segment::open(admin, false); seg && seg->size() >= sizeof(admin::admin_header)) {
-    admin::admin_header h;
-    std::memcpy(&h, seg->data(), sizeof(h));
-    if (h.magic == admin::magic && pid_alive(h.engine_pid)
-        && (h.engine_pid != ::getpid() || h.start_epoch_ns >= process_start_ns))
-      return make_error(errc::segment_error,
-                        "segments '" + data + "' and '" + admin + "' belong to a running engine "
-                          + "(pid " + std::to_string(h.engine_pid) + "); stop it or configure "
-                          + "another engine.name");
+// Path of a POSIX shared-memory object (glibc keeps them in /dev/shm).
+std::string shm_path(const std::string& name) {
+  return "/dev/shm/" + name;
+}
+
+// Refuses a segment of another Unix user: the engine neither adopts nor removes it.
+caf::expected<void> check_owner(const std::string& name) {
+  struct stat st{};
+  if (::stat(shm_path(name).c_str(), &st) != 0)
+    return {}; // not there
+  auto me = ::geteuid();
+  if (st.st_uid == me)
+    return {};
+  return make_error(errc::segment_error,
+                    "segment '" + name + "' belongs to uid " + std::to_string(st.st_uid)
+                      + ", not to this engine's uid " + std::to_string(me)
+                      + ": the engine neither adopts nor removes it; remove it as its owner or "
+                        "root (rm " + shm_path(name) + ") or configure another engine.name");
+}
+
+// Takes the lock that marks a live engine on an admin segment; -1 with errno when it cannot.
+int lock_segment(const std::string& name) {
+  int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int saved = errno;
+    ::close(fd);
+    errno = saved;
+    return -1;
   }
-  shm_segment::remove(admin);
+  return fd;
+}
+
+// Removes segments left by an engine that is gone; refuses if one is alive (it holds the admin
+// segment's lock) or if they belong to another user.
+caf::expected<void> clear_stale_segments(const std::string& data, const std::string& admin) {
+  if (auto owned = check_owner(admin); !owned)
+    return owned;
+  if (auto owned = check_owner(data); !owned)
+    return owned;
+  if (shm_segment::exists(admin)) {
+    int fd = lock_segment(admin);
+    if (fd < 0 && errno == EWOULDBLOCK) {
+      std::string pid = "unknown pid";
+      if (auto seg = shm_segment::open(admin, false);
+          seg && seg->size() >= sizeof(admin::admin_header)) {
+        admin::admin_header h;
+        std::memcpy(&h, seg->data(), sizeof(h));
+        pid = "pid " + std::to_string(h.engine_pid);
+      }
+      return make_error(errc::segment_error,
+                        "segments '" + data + "' and '" + admin + "' belong to a running engine ("
+                          + pid + ", holding the admin segment's lock); stop it or configure "
+                          + "another engine.name");
+    }
+    shm_segment::remove(admin); // while holding the dead engine's lock: no one adopts it meanwhile
+    if (fd >= 0)
+      ::close(fd);
+  }
   shm_segment::remove(data);
   return {};
 }
@@ -107,23 +150,40 @@ memory_manager::create(const engine_settings& s) {
   std::optional<gid_t> group;
   if (!s.group.empty() && !(group = group_id(s.group)))
     return make_error(errc::config_error, "engine.group: no such Unix group '" + s.group + "'");
+  if (auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)); s.min_block_bytes < page)
+    return make_error(errc::config_error,
+                      "engine.min_block: " + std::to_string(s.min_block_bytes)
+                        + " bytes is below the page size of " + std::to_string(page)
+                        + " bytes (a view of one block would map its neighbours)");
+  auto quotas = quota_policy::make(s);
+  if (!quotas)
+    return quotas.error();
   if (auto cleared = clear_stale_segments(data_name, admin_name); !cleared)
     return cleared.error();
   auto admin = shm_segment::create(admin_name, admin_bytes(s), s.permissions, group);
   if (!admin)
     return admin.error();
   admin->remove_on_destroy(true);
+  int lock_fd = lock_segment(admin_name);
+  if (lock_fd < 0)
+    return make_error(errc::segment_error, "cannot lock segment '" + admin_name + "': "
+                                             + std::strerror(errno));
   auto data = shm_segment::create(data_name, s.arena_bytes, s.permissions, group);
-  if (!data)
+  if (!data) {
+    ::close(lock_fd);
     return data.error();
+  }
   data->remove_on_destroy(true);
   std::unique_ptr<memory_manager> result{
-    new memory_manager(s, std::move(*data), std::move(*admin))};
+    new memory_manager(s, std::move(*quotas), lock_fd, std::move(*data), std::move(*admin))};
   return result;
 }
 
-memory_manager::memory_manager(const engine_settings& s, shm_segment data, shm_segment admin)
+memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, int lock_fd,
+                               shm_segment data, shm_segment admin)
   : settings_(s),
+    quotas_(std::move(quotas)),
+    lock_fd_(lock_fd),
     data_(std::move(data)),
     admin_(std::move(admin)),
     allocator_(buddy_allocator::create(
@@ -136,7 +196,20 @@ memory_manager::memory_manager(const engine_settings& s, shm_segment data, shm_s
   format();
 }
 
-memory_manager::~memory_manager() = default;
+memory_manager::~memory_manager() {
+  // Names go before the lock: once it is released, a new engine may create segments of the
+  // same names, which must not be removed here.
+  if (data_) {
+    shm_segment::remove(data_.name());
+    data_.remove_on_destroy(false);
+  }
+  if (admin_) {
+    shm_segment::remove(admin_.name());
+    admin_.remove_on_destroy(false);
+  }
+  if (lock_fd_ >= 0)
+    ::close(lock_fd_);
+}
 
 void memory_manager::format() {
   auto o = layout_of(settings_);
@@ -314,13 +387,26 @@ bool in_bounds(uint64_t offset, uint64_t length, uint64_t size) {
 // -- processes ----------------------------------------------------------------------------------
 
 caf::expected<registration> memory_manager::register_process(std::string_view name, int32_t pid,
-                                                             uint64_t quota_bytes) {
+                                                             uint64_t quota_bytes,
+                                                             process_credentials who) {
   ++header_mut().requests;
   if (name.empty() || name.size() >= sizeof(admin::process_entry::name)
       || name.find('\0') != std::string_view::npos) // stored NUL-terminated: find_process
     return deny({}, errc::invalid_argument,             // could not match it
                 "a process name has 1 to " + std::to_string(sizeof(admin::process_entry::name) - 1)
                   + " bytes and no NUL");
+  for (uint32_t other = 1; other < settings_.max_processes; ++other)
+    if (is_live(other) && name == process(other).name)
+      return deny({}, errc::process_name_taken,
+                  "a process is already registered as " + quote_bounded(name) + " (slot "
+                    + std::to_string(other) + "); choose another name or ask the client to "
+                    + "make it unique (client_options::unique_name)");
+  auto limit = quotas_.limit_for(who);
+  if (limit != 0 && quota_bytes > limit)
+    return deny({}, errc::quota_exceeded,
+                "a quota of " + std::to_string(quota_bytes) + " bytes was asked for; uid "
+                  + std::to_string(who.uid) + " (gid " + std::to_string(who.gid)
+                  + ") may have at most " + std::to_string(limit));
   uint32_t slot = 1;
   while (slot < settings_.max_processes && is_live(slot))
     ++slot;
@@ -334,7 +420,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   p.state = process_state::live;
   p.generation = generation;
   p.pid = pid;
-  p.quota_bytes = quota_bytes != 0 ? quota_bytes : settings_.default_quota_bytes;
+  p.quota_bytes = quota_bytes != 0 ? quota_bytes : limit;
   p.registered_ns = realtime_ns();
   std::snprintf(p.name, sizeof(p.name), "%.*s", static_cast<int>(name.size()), name.data());
   do
@@ -374,6 +460,8 @@ void memory_manager::reclaim(uint32_t slot) {
         release_from_owner(i);
     }
     finish_if_drained(i);
+    if (b.state != block_state::free && b.charged_to == slot)
+      charge(i, admin::engine_slot); // given to the engine, or draining: nobody pays any more
   }
   auto& p = process(slot);
   auto generation = p.generation;
@@ -427,6 +515,7 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
   b.next_free = no_index;
   b.order = static_cast<uint8_t>(order);
   b.state = block_state::live;
+  b.charged_to = s.process;
   if (settings_.scrub == scrub_policy::on_allocate)
     std::memset(payload(b), 0, bytes);
   proc.bytes_in_use += bytes;
@@ -450,12 +539,10 @@ caf::expected<void> memory_manager::free(const session& s, const block_ref& ref)
 
 // The owner lets go: refs become stale, name and rights end, the owner's accounting is released.
 // The memory itself returns to the allocator in finish_if_drained once no view is open.
+// The bytes stay charged (to the owner, or the giver of an engine-held block) until then.
 void memory_manager::release_from_owner(uint32_t index) noexcept {
   auto& b = block(index);
-  auto& owner = process(b.owner);
-  uint64_t bytes = uint64_t{1} << b.order;
-  owner.bytes_in_use -= bytes;
-  --owner.block_count;
+  --process(b.owner).block_count;
   header_mut().requested_bytes -= b.size;
   unbind_name(index);
   for (auto g = b.grant_head; g != no_index;) {
@@ -476,6 +563,7 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
   while (b.grant_head != no_index)
     drop_grant(index, b.grant_head);
   uint64_t bytes = uint64_t{1} << b.order;
+  process(b.charged_to).bytes_in_use -= bytes;
   if (settings_.scrub == scrub_policy::on_free)
     std::memset(payload(b), 0, bytes);
   allocator_.free(uint64_t{b.page} << allocator_.min_order());
@@ -485,6 +573,7 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
   b.state = block_state::free;
   concealed_[index] = 0;
   b.owner = 0;
+  b.charged_to = 0;
   b.owner_views = 0;
   b.size = 0;
   b.next_free = h.free_block_head;
@@ -505,6 +594,15 @@ void memory_manager::drop_grant(uint32_t block_index, uint32_t g) noexcept {
   grant(g) = {no_index, 0, h.free_grant_head, 0, access::none, {}, 0};
   h.free_grant_head = g;
   --h.live_grants;
+}
+
+// Moves the block's bytes to the account of `slot`.
+void memory_manager::charge(uint32_t index, uint32_t slot) noexcept {
+  auto& b = block(index);
+  uint64_t bytes = uint64_t{1} << b.order;
+  process(b.charged_to).bytes_in_use -= bytes;
+  process(slot).bytes_in_use += bytes;
+  b.charged_to = slot;
 }
 
 void memory_manager::unbind_name(uint32_t index) noexcept {
@@ -572,6 +670,10 @@ caf::expected<void> memory_manager::copy(const session& s, const block_ref& src,
     return to.error();
   if (ranges.empty())
     return deny(s, errc::invalid_argument, "copy without ranges");
+  if (ranges.size() > settings_.max_copy_ranges)
+    return deny(s, errc::request_too_large,
+                "copy of " + std::to_string(ranges.size()) + " ranges; one request may carry "
+                  + std::to_string(settings_.max_copy_ranges) + " (engine.max_copy_ranges)");
   uint64_t total = 0;
   for (const auto& r : ranges) { // all ranges are checked before any byte moves
     if (!in_bounds(r.src_offset, r.length, (*from)->size)
@@ -580,7 +682,11 @@ caf::expected<void> memory_manager::copy(const session& s, const block_ref& src,
                   "copy range (src " + std::to_string(r.src_offset) + ", dst "
                     + std::to_string(r.dst_offset) + ", " + std::to_string(r.length)
                     + " bytes) exceeds a block");
-    total += r.length;
+    total += r.length; // no overflow: each length <= a block size, at most 2^24 ranges
+    if (total > settings_.max_copy_bytes)
+      return deny(s, errc::request_too_large,
+                  "copy of more than " + std::to_string(settings_.max_copy_bytes)
+                    + " bytes in one request (engine.max_copy_bytes); split it");
   }
   for (const auto& r : ranges)
     std::memmove(payload(**to) + r.dst_offset, payload(**from) + r.src_offset, r.length);
@@ -652,9 +758,24 @@ caf::expected<block_ref> memory_manager::transfer(const session& s, const block_
     return deny(s, errc::block_in_use,
                 "the owner still holds " + std::to_string(blk.owner_views)
                   + " open view(s) of block " + std::to_string(ref.block));
+  for (auto g = blk.grant_head; g != no_index; g = grant(g).next) {
+    auto holder = grant(g).process;
+    if (holder != to && holder != admin::engine_slot && grant(g).views != 0)
+      return deny(s, errc::block_in_use,
+                  "process " + std::to_string(holder) + " holds "
+                    + std::to_string(grant(g).views) + " open view(s) of block "
+                    + std::to_string(ref.block) + " (its grant would end with the transfer)");
+  }
+  bool giving = to == admin::engine_slot;
+  if (giving && blk.name == no_index)
+    return deny(s, errc::invalid_argument,
+                "name block " + std::to_string(ref.block)
+                  + " before giving it to the engine (an unnamed engine-held block could never "
+                    "be removed)");
   uint64_t bytes = uint64_t{1} << blk.order;
   auto& dest = process(to);
-  if (dest.quota_bytes != 0 && dest.bytes_in_use + bytes > dest.quota_bytes)
+  if (!giving && blk.charged_to != to && dest.quota_bytes != 0
+      && dest.bytes_in_use + bytes > dest.quota_bytes)
     return deny(s, errc::quota_exceeded,
                 "process " + std::to_string(to) + " cannot take " + std::to_string(bytes)
                   + " more bytes within its quota");
@@ -663,12 +784,19 @@ caf::expected<block_ref> memory_manager::transfer(const session& s, const block_
     grant(g).views = 0;
     drop_grant(ref.block, g);
   }
-  auto& src = process(blk.owner);
-  src.bytes_in_use -= bytes;
-  --src.block_count;
-  dest.bytes_in_use += bytes;
+  for (auto g = blk.grant_head; g != no_index;) { // every other grant ends here
+    auto next = grant(g).next;
+    if (grant(g).views == 0)
+      drop_grant(ref.block, g);
+    else
+      grant(g).mode = access::none; // the engine's own view: still counted, grants nothing
+    g = next;
+  }
+  --process(blk.owner).block_count;
   ++dest.block_count;
   blk.owner = to;
+  if (!giving) // a block given to the engine stays charged to the giver
+    charge(ref.block, to);
   concealed_[ref.block] = 0;
   return ref_of(ref.block);
 }
@@ -687,7 +815,7 @@ caf::expected<void> memory_manager::name(const session& s, const block_ref& ref,
   if (auto i = names_.find(key); i != names_.end()) {
     if (name_at(i->second).block == ref.block)
       return {};
-    return deny(s, errc::name_taken, "name '" + key + "' is taken");
+    return deny(s, errc::name_taken, "name " + quote_bounded(key) + " is taken");
   }
   auto& h = header_mut();
   if (h.free_name_head == no_index)
@@ -711,9 +839,9 @@ caf::expected<block_ref> memory_manager::lookup(const session& s, std::string_vi
   auto p = resolve(s);
   if (!p)
     return p.error();
-  auto i = names_.find(std::string{name});
+  auto i = name.size() <= admin::max_name_length ? names_.find(std::string{name}) : names_.end();
   if (i == names_.end())
-    return deny(s, errc::name_not_found, "no block is named '" + std::string{name} + "'");
+    return deny(s, errc::name_not_found, "no block is named " + quote_bounded(name));
   return ref_of(name_at(i->second).block);
 }
 
@@ -724,7 +852,7 @@ caf::expected<void> memory_manager::remove(const session& s, std::string_view na
   auto& b = block(ref->block);
   if (b.owner != s.process && b.owner != admin::engine_slot)
     return deny(s, errc::access_denied,
-                "block '" + std::string{name} + "' belongs to process "
+                "block " + quote_bounded(name) + " belongs to process "
                   + std::to_string(b.owner));
   ++process(s.process).frees;
   release_from_owner(ref->block);
@@ -833,7 +961,7 @@ caf::expected<uint32_t> memory_manager::find_process(const session& s, std::stri
     if (is_live(slot) && name == process(slot).name)
       return slot;
   return deny(s, errc::unknown_process,
-              "no process is registered as '" + std::string{name} + "'");
+              "no process is registered as " + quote_bounded(name));
 }
 
 // -- statistics and invariants ------------------------------------------------------------------

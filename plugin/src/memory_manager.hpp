@@ -23,6 +23,7 @@
 #include "cafshm/error.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/settings.hpp"
+#include "quota_policy.hpp"
 #include "shm_segment.hpp"
 
 namespace cafshm {
@@ -36,8 +37,12 @@ public:
   static std::string data_segment_name(const std::string& engine_name);
   static std::string admin_segment_name(const std::string& engine_name);
 
-  /// Creates and formats both segments. If segments of that name exist: refuses when the engine
-  /// recorded in them is alive (errc::segment_error naming its pid), removes them when it is dead.
+  /// Creates and formats both segments. If segments of that name exist: refuses when they
+  /// belong to another Unix user (errc::segment_error naming its uid; they are neither adopted
+  /// nor removed) or when a live engine holds the admin segment's lock (naming its pid); removes
+  /// them otherwise. The engine holds an exclusive flock(2) on its admin segment for its
+  /// lifetime: the lock, not the recorded pid, says whether an engine is alive.
+  /// A min_block below the system's page size is errc::config_error.
   static caf::expected<std::unique_ptr<memory_manager>> create(const engine_settings& s);
 
   memory_manager(const memory_manager&) = delete;
@@ -46,8 +51,13 @@ public:
 
   // -- requests -------------------------------------------------------------------------------
 
+  /// Registers a process under a name no live process of this engine has
+  /// (errc::process_name_taken otherwise). Its quota is the limit the quota rules give `who`,
+  /// or `quota_bytes` if that is lower (0 = the limit); asking for more is
+  /// errc::quota_exceeded.
   caf::expected<registration> register_process(std::string_view name, int32_t pid,
-                                               uint64_t quota_bytes);
+                                               uint64_t quota_bytes,
+                                               process_credentials who = own_credentials());
   caf::expected<void> unregister(const session& s);
   caf::expected<block_ref> allocate(const session& s, uint64_t size);
   caf::expected<void> free(const session& s, const block_ref& ref);
@@ -55,11 +65,18 @@ public:
                             std::span<const char> bytes);
   caf::expected<std::vector<char>> read(const session& s, const block_ref& ref, uint64_t offset,
                                         uint64_t length);
+  /// At most engine_settings::max_copy_ranges ranges and max_copy_bytes bytes per request
+  /// (errc::request_too_large otherwise), so that no request holds the engine for long.
   caf::expected<void> copy(const session& s, const block_ref& src, const block_ref& dst,
                            const std::vector<copy_range>& ranges);
   caf::expected<void> share(const session& s, const block_ref& ref, uint32_t process,
                             access_mode mode);
   caf::expected<void> revoke(const session& s, const block_ref& ref, uint32_t process);
+  /// Makes `process` the owner. Every grant of the block ends (the new owner's open views
+  /// become its owner views); refused with errc::block_in_use while another process holds a
+  /// view through a grant. A process gives a block to the engine (process = engine_slot) only
+  /// once the block has a name, so that it stays removable; it counts against the giver's
+  /// quota while the giver is registered.
   caf::expected<block_ref> transfer(const session& s, const block_ref& ref, uint32_t process);
   caf::expected<void> name(const session& s, const block_ref& ref, std::string_view name);
   caf::expected<block_ref> lookup(const session& s, std::string_view name);
@@ -81,7 +98,7 @@ public:
   void conceal(const block_ref& ref, bool on);
   /// The bytes of a live block, for the engine's own copying (chunks, cache). Engine use only.
   caf::expected<std::span<std::byte>> engine_bytes(const block_ref& ref);
-  /// Slot of the first live process registered under `name`.
+  /// Slot of the live process registered under `name` (names are unique per engine).
   caf::expected<uint32_t> find_process(const session& s, std::string_view name);
 
   /// The engine's own session (slot 0), for blocks the engine holds.
@@ -107,7 +124,8 @@ public:
   const shm_segment& admin_memory() const noexcept { return admin_; }
 
 private:
-  memory_manager(const engine_settings& s, shm_segment data, shm_segment admin);
+  memory_manager(const engine_settings& s, quota_policy quotas, int lock_fd, shm_segment data,
+                 shm_segment admin);
   void format();
 
   admin::admin_header& header_mut() noexcept;
@@ -129,8 +147,11 @@ private:
   void release_from_owner(uint32_t index) noexcept;
   void finish_if_drained(uint32_t index) noexcept;
   void unbind_name(uint32_t index) noexcept;
+  void charge(uint32_t index, uint32_t slot) noexcept;
 
   engine_settings settings_;
+  quota_policy quotas_;
+  int lock_fd_ = -1; // admin segment, flock(LOCK_EX) held while this engine lives
   shm_segment data_;
   shm_segment admin_;
   buddy_allocator allocator_;

@@ -1,5 +1,6 @@
 // A hostile (or just buggy) process for tests/test_access.cpp. Registers with a cafshmd as
-// "attacker", prints "ready SLOT ENGINE_ID", then answers one line per command on stdin:
+// "attacker" (or --name NAME), prints "ready SLOT ENGINE_ID", then answers one line per command
+// on stdin:
 //   probe E B G S      tries every request on the ref {E, B, G, S}: read, map read, map
 //                      read_write, write, copy out of it, free, share with itself, transfer to
 //                      itself, name it, export it; answers "probe read=C map=C map_rw=C write=C
@@ -14,6 +15,10 @@
 //                      "fresh nonzero=N" or "failed <errc>"
 //   fill               the same over every free byte of the arena (blocks of halving sizes):
 //                      "fill nonzero=N bytes=M"
+//   copyflood N L      allocates a block of L bytes and sends one copy request of N ranges of
+//                      L bytes within it: "copyflood C" (C = "ok" or the errc)
+//   quota Q            registers a second process asking for a quota of Q bytes:
+//                      "quota C QUOTA" (QUOTA = the quota the engine lists for it, or 0)
 #include <cstdio>
 #include <optional>
 #include <iostream>
@@ -161,11 +166,40 @@ std::string fresh(client& me, uint64_t size) {
 
 } // namespace
 
+std::string copy_flood(client& me, uint64_t ranges, uint64_t length) {
+  auto block = me.allocate(length);
+  if (!block)
+    return "copyflood " + code(block.error());
+  std::vector<copy_range> flood(ranges, copy_range{0, 0, length});
+  auto r = me.copy(*block, *block, std::move(flood));
+  me.free(*block);
+  return "copyflood " + outcome(r);
+}
+
+std::string ask_quota(caf::actor_system& sys, client& me, uint64_t quota) {
+  client_options opts;
+  opts.quota_bytes = quota;
+  static int n = 0;
+  auto other = client::connect(sys, me.engine(), "attacker-q" + std::to_string(++n), opts);
+  if (!other)
+    return "quota " + code(other.error()) + " 0";
+  auto st = other->stats();
+  uint64_t granted = 0;
+  if (st)
+    for (const auto& p : st->process_list)
+      if (p.slot == other->slot())
+        granted = p.quota_bytes;
+  return "quota ok " + std::to_string(granted);
+}
+
 int main(int argc, char** argv) {
   auto ep = argc < 3 || std::string{argv[1]} != "--engine" ? std::nullopt
                                                             : parse_endpoint(argv[2]);
-  if (!ep) {
-    std::cerr << "usage: cafshm-attacker --engine HOST:PORT\n";
+  std::string name = "attacker";
+  if (argc == 5 && std::string{argv[3]} == "--name")
+    name = argv[4];
+  if (!ep || (argc != 3 && argc != 5)) {
+    std::cerr << "usage: cafshm-attacker --engine HOST:PORT [--name NAME]\n";
     return 2;
   }
   caf::actor_system_config cfg;
@@ -175,7 +209,7 @@ int main(int argc, char** argv) {
   s.role = role::client;
   module::configure(cfg, s);
   caf::actor_system sys{cfg};
-  auto me = client::connect(sys, *ep, "attacker");
+  auto me = client::connect(sys, *ep, name);
   if (!me) {
     std::cerr << "attacker: " << describe(me.error()) << "\n";
     return 1;
@@ -215,6 +249,14 @@ int main(int argc, char** argv) {
     } else if (cmd == "fill") {
       auto st = me->stats();
       answer = st ? fill(*me, st->arena_bytes) : "failed " + code(st.error());
+    } else if (cmd == "copyflood") {
+      uint64_t ranges = 0, length = 0;
+      in >> ranges >> length;
+      answer = copy_flood(*me, ranges, length);
+    } else if (cmd == "quota") {
+      uint64_t quota = 0;
+      in >> quota;
+      answer = ask_quota(sys, *me, quota);
     } else if (cmd == "fresh") {
       uint64_t size = 0;
       in >> size;

@@ -32,15 +32,21 @@
 namespace cafshm {
 
 struct client_options {
-  uint64_t quota_bytes = 0; // 0 = the engine's default
+  uint64_t quota_bytes = 0; // 0 = what the engine's quota rules give this user; more is refused
   /// Limit of each request; 0 = client.request_timeout of the module's settings (5 s by
   /// default, also when the module is not loaded).
   std::chrono::milliseconds timeout{0};
+  /// Process names are unique per engine: registering under a live process's name fails with
+  /// errc::process_name_taken. With unique_name, the client registers as "name-2", "name-3",
+  /// ... instead (the base cut so that the whole stays within 31 bytes); the chosen name is
+  /// the one stats() lists for slot().
+  bool unique_name = false;
 };
 
 class client {
 public:
   /// Registers a process called `name` with `engine` (local or remote handle).
+  /// errc::process_name_taken if a live process already has the name (see unique_name).
   static caf::expected<client> connect(caf::actor_system& sys, engine_actor engine,
                                        std::string name, client_options opts = {});
 
@@ -51,6 +57,10 @@ public:
 
   /// Registers with an engine in another process (cafshmd) on this host, reached through CAF's
   /// io middleman, which `sys` must have loaded.
+  /// With a timeout that can end while the middleman is still connecting (a few ms), set
+  /// "middleman.attach-utility-actors" to true in `sys`'s config: CAF 0.17 keeps a reference
+  /// to the middleman's actor in the unfinished connection, and with that actor on a thread of
+  /// its own (the default) ~actor_system then waits for that thread forever.
   static caf::expected<client> connect(caf::actor_system& sys, const endpoint& engine,
                                        std::string name, client_options opts = {});
 

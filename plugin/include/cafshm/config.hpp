@@ -36,6 +36,9 @@ config_result parse_config(std::string_view yaml_text, std::string_view file_nam
 /// should too. Returns the reason or nullopt.
 std::optional<std::string> validate(const settings& s);
 
+/// Same, for a system whose page size is `page_bytes` (validate(s) uses sysconf's).
+std::optional<std::string> validate(const settings& s, uint64_t page_bytes);
+
 /// Parses "64MiB", "4KiB", "1GiB", "512", "2MB" (decimal units too). nullopt when malformed.
 std::optional<uint64_t> parse_size(std::string_view text);
 

@@ -30,6 +30,15 @@ struct endpoint {
   friend bool operator==(const endpoint&, const endpoint&) = default;
 };
 
+/// The quota of the processes of one Unix user or of one group (the primary group the engine
+/// learns for a process). Exactly one of `user` and `group` is set: a name, or a numeric id.
+struct quota_rule {
+  std::string user;
+  std::string group;
+  uint64_t bytes = 0; // 0 = unlimited
+  friend bool operator==(const quota_rule&, const quota_rule&) = default;
+};
+
 struct engine_settings {
   std::string name = "cafshm";        // segment names: /<name>.data and /<name>.admin
   uint64_t arena_bytes = 64ull << 20; // data segment size; min_block * 2^k
@@ -39,6 +48,11 @@ struct engine_settings {
   uint32_t max_grants = 1024;       // grants + views of non-owners
   uint32_t max_names = 256;
   uint64_t default_quota_bytes = 0;   // per process; 0 = unlimited
+  std::vector<quota_rule> quotas;     // per-user / per-group quotas per process: a user's rule
+                                      // wins over a group's, the first matching one of each
+                                      // kind counts; no match = default_quota_bytes
+  uint32_t max_copy_ranges = 1024;    // ranges one copy request may carry
+  uint64_t max_copy_bytes = 256ull << 20; // bytes one copy request may move
   scrub_policy scrub = scrub_policy::on_free;
   uint32_t permissions = 0600;        // mode of both shared-memory objects
   std::string group;                  // Unix group of both objects, which then get group rw

@@ -88,7 +88,9 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
         return make_error(errc::invalid_argument,
                           "protocol version " + std::to_string(version) + " of the client, "
                             + std::to_string(protocol_version) + " of the engine: rebuild one");
-      auto reg = mmr.register_process(name, pid, quota);
+      // Quota rules apply to the user the engine knows for the caller; an actor that reaches
+      // the engine through its actor system or CAF's middleman is counted as the engine's own.
+      auto reg = mmr.register_process(name, pid, quota, own_credentials());
       if (!reg)
         return std::move(reg.error());
       auto sender = self->current_sender();

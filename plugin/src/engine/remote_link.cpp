@@ -10,6 +10,7 @@
 #include <caf/send.hpp>
 #include <xxhash.h>
 
+#include "bounded_text.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/error.hpp"
 
@@ -99,8 +100,9 @@ void with_peer(engine_pointer self, const std::string& spec, F f) {
   }
   auto ep = parse_endpoint(address);
   if (!ep) {
-    f(caf::expected<uint64_t>{make_error(
-      errc::invalid_argument, "'" + spec + "' is neither HOST:PORT nor a configured peer")});
+    f(caf::expected<uint64_t>{make_error(errc::invalid_argument,
+                                         quote_bounded(spec)
+                                           + " is neither HOST:PORT nor a configured peer")});
     return;
   }
   connect(self, ep->host, ep->port, f);

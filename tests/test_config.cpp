@@ -152,7 +152,7 @@ engine:
   liveness_interval: 1s
 client:
   engine: {host: example.org, port: 5000}
-  mode: per-request
+  mode: persistent
   request_timeout: 2min
 remote:
   peers:
@@ -178,7 +178,7 @@ remote:
   CHECK(s.engine.listen == endpoint{"0.0.0.0", 0});
   CHECK(s.engine.liveness_interval == 1000ms);
   CHECK(s.client.engine == endpoint{"example.org", 5000});
-  CHECK(s.client.mode == connection_mode::per_request);
+  CHECK(s.client.mode == connection_mode::persistent);
   CHECK(s.client.request_timeout == 120000ms);
   REQUIRE(s.remote.peers.size() == 2);
   CHECK(s.remote.peers[0].name == "b");
@@ -331,7 +331,10 @@ TEST_CASE("wrong types are rejected at the value") {
   CHECK(contains(bad_enum.reason, "on-free, on-allocate, off"));
   CHECK(contains(error_of("engine: {scrub: on_free}").reason, "did you mean 'on-free'?"));
   CHECK(contains(error_of("role: server").reason, "engine, client"));
-  CHECK(contains(error_of("client: {mode: per_request}").reason, "persistent, per-request"));
+  CHECK(contains(error_of("client: {mode: per_request}").reason, "persistent"));
+  auto per_request = error_of("client:\n  mode: per-request\n");
+  CHECK(per_request.key == "client.mode");
+  CHECK(contains(per_request.reason, "per-request is not supported"));
 
   auto peers_not_list = error_of("remote:\n  peers: {name: b}\n");
   CHECK(peers_not_list.key == "remote.peers");

@@ -11,6 +11,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <xxhash.h>
@@ -243,4 +244,87 @@ TEST_CASE("per-request use leaves no registration and no mapping behind") {
   CHECK(after->processes == before->processes);
   CHECK(after->blocks == before->blocks);
   CHECK(after->free_bytes == before->free_bytes);
+}
+
+TEST_CASE("client role: connect(sys, name) uses client.engine and client.request_timeout") {
+  daemon_process d{unique_name("cafshm-test-mp")};
+  REQUIRE(d.ready());
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  cfg.load<cafshm::module>();
+  settings s;
+  s.role = role::client;
+  s.client.engine = d.address();
+  s.client.request_timeout = 1234ms;
+  module::configure(cfg, s);
+  caf::actor_system sys{cfg};
+  auto c = client::connect(sys, "configured");
+  REQUIRE(c);
+  CHECK(c->timeout() == 1234ms);
+  auto ref = c->allocate(4096);
+  REQUIRE(ref);
+  CHECK(c->free(*ref));
+  // An explicit limit wins over the configured one.
+  client_options opts;
+  opts.timeout = 777ms;
+  auto explicit_limit = client::connect(sys, "explicit", opts);
+  REQUIRE(explicit_limit);
+  CHECK(explicit_limit->timeout() == 777ms);
+}
+
+TEST_CASE("actors published at the engine: found by name, names taken, gone with the process") {
+  daemon_process d{unique_name("cafshm-test-mp")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "test");
+  REQUIRE(me);
+  child_process publisher{{peer_bin(), "publisher", "--engine",
+                           "127.0.0.1:" + std::to_string(d.port()), "--name", "producer",
+                           "--actor", "echo"}};
+  auto line = publisher.wait_for_line("published ", 20s);
+  REQUIRE(line);
+  auto slot = static_cast<uint32_t>(std::stoul(*line));
+
+  // Found by name, with the publisher's slot, and usable without knowing any port.
+  auto found = me->find_actor("echo");
+  REQUIRE(found);
+  CHECK(found->process == slot);
+  caf::scoped_actor self{cs.sys, true};
+  uint32_t answered = 0;
+  self->request(found->actor, 20s, ping_atom::value)
+    .receive([&](uint32_t s) { answered = s; },
+             [&](caf::error& e) { FAIL("ping: " << cs.sys.render(e)); });
+  CHECK(answered == slot);
+
+  // The name is taken while its publisher lives; unknown names are not found.
+  auto mine = cs.sys.spawn([](caf::event_based_actor*) -> caf::behavior {
+    return {[](ping_atom) { return uint32_t{0}; }};
+  });
+  auto taken = me->publish(mine, "echo");
+  REQUIRE_FALSE(taken);
+  CHECK(code_of(taken.error()) == errc::name_taken);
+  auto unknown = me->find_actor("nobody");
+  REQUIRE_FALSE(unknown);
+  CHECK(code_of(unknown.error()) == errc::name_not_found);
+
+  // Its process dies: the lookup says so, and the name is free again.
+  publisher.kill(SIGKILL);
+  publisher.wait(20s);
+  caf::error gone;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto again = me->find_actor("echo");
+    if (!again) {
+      gone = again.error();
+      break;
+    }
+  }
+  CHECK(code_of(gone) == errc::actor_gone);
+  CHECK(describe(gone).find("has ended") != std::string::npos);
+  CHECK(me->publish(mine, "echo"));
+  auto replaced = me->find_actor("echo");
+  REQUIRE(replaced);
+  CHECK(replaced->process == me->slot());
+  CHECK(me->unpublish("echo"));
+  caf::anon_send_exit(mine, caf::exit_reason::user_shutdown);
 }

@@ -113,21 +113,14 @@ void mapped_blocks::map(caf::event_based_actor* self, cafshm::client& client,
   };
   auto state = std::make_shared<progress>(progress{refs.size(), std::move(done)});
   for (const auto& ref : refs) {
-    client
-      .request(self, cafshm::attach_atom::value, ref, static_cast<uint8_t>(access_mode::read))
+    client.map(self, ref, access_mode::read)
       .then(
-        [this, &client, state, ref](cafshm::view_lease& lease) {
-          auto view = block_view::open(lease, ref, client.engine(), client.session());
-          if (!view) { // the engine counted a view that never opened
-            caf::anon_send(client.engine(), cafshm::detach_atom::value, client.session(), ref);
-            state->finish(std::move(view.error()));
-            return;
-          }
-          views_.insert_or_assign(ref.block, std::move(*view));
+        [this, state, ref](block_view&& view) {
+          views_.insert_or_assign(ref.block, std::move(view));
           if (--state->pending == 0)
             state->finish(caf::error{});
         },
-        [state](caf::error& err) { state->finish(cafshm::engine_error(std::move(err))); });
+        [state](caf::error& err) { state->finish(err); });
   }
 }
 

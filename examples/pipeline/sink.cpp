@@ -120,20 +120,14 @@ void on_delivered(sink_actor* self, uint32_t index, uint32_t slot, const cafshm:
     self->quit(failure(cafshm::errc::peer_failure, "frame " + std::to_string(index) + ": "
                                                      + cafshm::describe(e)));
   };
-  c->request(self, cafshm::attach_atom::value, ref,
-             static_cast<uint8_t>(cafshm::access_mode::read))
+  c->map(self, ref, cafshm::access_mode::read)
     .then(
-      [self, c, index, slot, ref, fail](cafshm::view_lease& lease) {
-        auto view = cafshm::block_view::open(lease, ref, c->engine(), c->session());
-        if (!view)
-          return self->quit(view.error());
-        on_frame(self, index, slot, view->chars().data(), view->size());
-        view->release();
-        c->request(self, cafshm::detach_atom::value, ref)
+      [self, c, index, slot, ref, fail](cafshm::block_view&& view) {
+        on_frame(self, index, slot, view.chars().data(), view.size());
+        c->unmap(self, std::move(view))
           .then(
-            [self, c, ref, fail](cafshm::done_atom) {
-              c->request(self, cafshm::free_atom::value, ref)
-                .then([](cafshm::done_atom) {}, fail);
+            [self, c, ref, fail](cafshm::done&&) {
+              c->free(self, ref).then([](cafshm::done&&) {}, fail);
             },
             fail);
       },

@@ -8,10 +8,12 @@
 #include <caf/node_id.hpp>
 #include <set>
 #include <caf/sec.hpp>
+#include <caf/send.hpp>
 
 #include "admin_layout.hpp"
 #include "door_protocol.hpp"
 #include "cafshm/module.hpp"
+#include "scheduler_thread.hpp"
 
 namespace cafshm {
 
@@ -31,6 +33,15 @@ caf::behavior keeper(caf::event_based_actor* self, engine_actor engine,
       return rp;
     },
   };
+}
+
+// The request limit of `opts`, or the configured one when it is 0.
+std::chrono::milliseconds timeout_of(caf::actor_system& sys, const client_options& opts) {
+  if (opts.timeout.count() > 0)
+    return opts.timeout;
+  if (auto* m = module::of(sys))
+    return m->config().client.request_timeout;
+  return client_settings{}.request_timeout;
 }
 
 } // namespace
@@ -64,6 +75,9 @@ caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engin
                                       std::string name, client_options opts) {
   if (!engine)
     return make_error(errc::engine_unreachable, "no engine to connect to");
+  if (auto why = check_may_block(sys, "client::connect"))
+    return why;
+  opts.timeout = timeout_of(sys, opts);
   // A ticket from the engine's door for every attempt (a ticket is good for one): in process
   // memory for an engine of this actor system, else through its Unix-domain socket (whose path
   // the engine tells).
@@ -119,6 +133,9 @@ caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engin
 
 caf::expected<client> client::connect(caf::actor_system& sys, std::string name,
                                       client_options opts) {
+  auto* m = module::of(sys);
+  if (m != nullptr && m->config().role == role::client)
+    return connect(sys, m->config().client.engine, std::move(name), opts);
   auto engine = local_engine(sys);
   if (!engine)
     return engine.error();
@@ -129,6 +146,9 @@ caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& en
                                       std::string name, client_options opts) {
   if (!sys.has_middleman())
     return make_error(errc::config_error, "connecting to a remote engine needs caf::io::middleman");
+  if (auto why = check_may_block(sys, "client::connect"))
+    return why;
+  opts.timeout = timeout_of(sys, opts);
   // Through the middleman actor, so that an endpoint that accepts but never answers costs one
   // timeout (middleman::remote_actor would wait for its handshake without limit).
   engine_actor handle;
@@ -198,6 +218,8 @@ template <class R, class... Ts>
 caf::expected<R> client::call_within(std::chrono::milliseconds limit, Ts&&... xs) {
   if (sys_ == nullptr)
     return make_error(errc::unknown_process, "client is closed");
+  if (auto why = check_may_block(*sys_, "cafshm::client call"))
+    return why;
   caf::scoped_actor self{*sys_, true};
   caf::expected<R> result{caf::error{}};
   self->request(engine_, limit, std::forward<Ts>(xs)...)
@@ -285,6 +307,18 @@ caf::expected<uint32_t> client::find_process(const std::string& name) {
   return call<uint32_t>(process_atom::value, reg_.session, name);
 }
 
+caf::expected<void> client::publish(const caf::actor& actor, const std::string& name) {
+  return call_done(publish_atom::value, reg_.session, name, actor);
+}
+
+caf::expected<void> client::unpublish(const std::string& name) {
+  return call_done(unpublish_atom::value, reg_.session, name);
+}
+
+caf::expected<published_actor> client::find_actor(const std::string& name) {
+  return call<published_actor>(find_actor_atom::value, reg_.session, name);
+}
+
 caf::expected<engine_stats> client::stats() {
   return call<engine_stats>(stats_atom::value, reg_.session);
 }
@@ -313,6 +347,100 @@ caf::expected<block_view> client::map(const block_ref& ref, access_mode mode) {
   if (!view) // the engine counted a view that never opened: close it again
     call_done(detach_atom::value, reg_.session, ref);
   return view;
+}
+
+// -- async forms ----------------------------------------------------------------------------------
+
+template <class R, class... Ts>
+async_result<R> client::ask(caf::event_based_actor* self, Ts... xs) const {
+  return async_result<R>{[self, engine = engine_, limit = timeout_,
+                          xs...](auto on_value, auto on_error) {
+    self->request(engine, limit, xs...)
+      .then([on_value](R& r) { on_value(std::move(r)); },
+            [on_error](caf::error& e) {
+              auto why = engine_error(std::move(e));
+              on_error(why);
+            });
+  }};
+}
+
+template <class... Ts>
+async_result<done> client::ask_done(caf::event_based_actor* self, Ts... xs) const {
+  return async_result<done>{[self, engine = engine_, limit = timeout_,
+                             xs...](auto on_value, auto on_error) {
+    self->request(engine, limit, xs...)
+      .then([on_value](done_atom) { on_value(done{}); },
+            [on_error](caf::error& e) {
+              auto why = engine_error(std::move(e));
+              on_error(why);
+            });
+  }};
+}
+
+async_result<block_ref> client::allocate(caf::event_based_actor* self, uint64_t size) {
+  return ask<block_ref>(self, allocate_atom::value, reg_.session, size);
+}
+
+async_result<done> client::free(caf::event_based_actor* self, const block_ref& ref) {
+  return ask_done(self, free_atom::value, reg_.session, ref);
+}
+
+async_result<done> client::share(caf::event_based_actor* self, const block_ref& ref,
+                                 uint32_t process, access_mode mode) {
+  return ask_done(self, share_atom::value, reg_.session, ref, process,
+                  static_cast<uint8_t>(mode));
+}
+
+async_result<block_ref> client::transfer(caf::event_based_actor* self, const block_ref& ref,
+                                         uint32_t process) {
+  return ask<block_ref>(self, transfer_atom::value, reg_.session, ref, process);
+}
+
+async_result<uint32_t> client::find_process(caf::event_based_actor* self,
+                                            const std::string& name) {
+  return ask<uint32_t>(self, process_atom::value, reg_.session, name);
+}
+
+async_result<done> client::publish(caf::event_based_actor* self, const caf::actor& actor,
+                                   const std::string& name) {
+  return ask_done(self, publish_atom::value, reg_.session, name, actor);
+}
+
+async_result<published_actor> client::find_actor(caf::event_based_actor* self,
+                                                  const std::string& name) {
+  return ask<published_actor>(self, find_actor_atom::value, reg_.session, name);
+}
+
+async_result<block_view> client::map(caf::event_based_actor* self, const block_ref& ref,
+                                     access_mode mode) {
+  auto lease = ask<view_lease>(self, attach_atom::value, reg_.session, ref,
+                               static_cast<uint8_t>(mode));
+  return async_result<block_view>{
+    [lease = std::move(lease), ref, engine = engine_,
+     s = reg_.session](auto on_value, auto on_error) mutable {
+      lease.then(
+        [=](view_lease&& l) {
+          auto view = block_view::open(l, ref, engine, s);
+          if (!view) { // the engine counted a view that never opened: close it again
+            caf::anon_send(engine, detach_atom::value, s, ref);
+            on_error(view.error());
+            return;
+          }
+          on_value(std::move(*view));
+        },
+        on_error);
+    }};
+}
+
+async_result<done> client::unmap(caf::event_based_actor* self, block_view&& view) {
+  block_view closing = std::move(view);
+  if (!closing)
+    return async_result<done>{[](auto, auto on_error) {
+      auto why = make_error(errc::invalid_argument, "the view is not open");
+      on_error(why);
+    }};
+  auto ref = closing.release();
+  return ask_done(self, detach_atom::value, reg_.session, ref);
 }
 
 } // namespace cafshm

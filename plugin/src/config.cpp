@@ -593,7 +593,6 @@ constexpr choice<scrub_policy> scrub_policies[] = {
 
 constexpr choice<connection_mode> connection_modes[] = {
     {"persistent", connection_mode::persistent},
-    {"per-request", connection_mode::per_request},
 };
 
 constexpr field<endpoint> endpoint_fields[] = {
@@ -698,7 +697,12 @@ constexpr field<client_settings> client_fields[] = {
     {"engine",
      [](const entry& v, client_settings& out) { read_mapping(v, endpoint_fields, out.engine); }},
     {"mode",
-     [](const entry& v, client_settings& out) { out.mode = read_choice(v, connection_modes); }},
+     [](const entry& v, client_settings& out) {
+       if (v.node.IsScalar() && v.node.Scalar() == "per-request")
+         reject(v, "per-request is not supported: a client stays registered until it closes or "
+                   "its process ends (persistent)");
+       out.mode = read_choice(v, connection_modes);
+     }},
     {"request_timeout",
      [](const entry& v, client_settings& out) { out.request_timeout = read_duration(v); }},
 };

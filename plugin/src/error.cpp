@@ -27,6 +27,9 @@ const char* to_string(errc code) noexcept {
     case errc::peer_failure: return "peer_failure";
     case errc::process_name_taken: return "process_name_taken";
     case errc::request_too_large: return "request_too_large";
+    case errc::would_deadlock: return "would_deadlock";
+    case errc::pool_exhausted: return "pool_exhausted";
+    case errc::actor_gone: return "actor_gone";
   }
   return "unknown_error";
 }

@@ -18,6 +18,7 @@
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
 #include "door.hpp"
+#include "cafshm/pool.hpp"
 #include "memory_manager.hpp"
 #include "ticket_office.hpp"
 #include "cafshm/protocol.hpp"
@@ -60,6 +61,8 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<registration>("cafshm::registration");
   cfg.add_message_type<copy_range>("cafshm::copy_range");
   cfg.add_message_type<view_lease>("cafshm::view_lease");
+  cfg.add_message_type<pool_frame>("cafshm::pool_frame");
+  cfg.add_message_type<published_actor>("cafshm::published_actor");
   cfg.add_message_type<process_stats>("cafshm::process_stats");
   cfg.add_message_type<named_block>("cafshm::named_block");
   cfg.add_message_type<capacity_use>("cafshm::capacity_use");

@@ -4,6 +4,9 @@
 //       answers (verify, ref, owned) with the XXH3 of the block read in place through a view
 //       (freeing the block afterwards when owned), and (probe, ref) with the error codes that a
 //       view and an engine read of the block yield (0 = allowed).
+//   publisher --engine HOST:PORT --name NAME --actor ACTOR
+//       registers, publishes an actor at the engine as ACTOR (client::publish) that answers
+//       (ping) with this process's slot, prints "published SLOT" and runs until killed.
 //   writer --engine HOST:PORT --name NAME --blocks N --size BYTES
 //       registers, allocates N blocks, names the first, grants read on the second to the process
 //       "test", maps all read-write, prints "writing SLOT" and overwrites them until killed.
@@ -69,6 +72,22 @@ int run_receiver(caf::actor_system& sys, client& me) {
   return 0;
 }
 
+int run_publisher(caf::actor_system& sys, client& me, const std::string& actor_name) {
+  auto slot = me.slot();
+  auto handler = sys.spawn([slot](caf::event_based_actor*) -> caf::behavior {
+    return {[slot](ping_atom) { return slot; }};
+  });
+  if (auto ok = me.publish(handler, actor_name); !ok) {
+    std::cerr << "peer: " << describe(ok.error()) << "\n";
+    return 1;
+  }
+  std::cout << "published " << slot << std::endl;
+  std::string line;
+  std::getline(std::cin, line);
+  caf::anon_send_exit(handler, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
 int run_writer(client& me, int blocks, uint64_t size) {
   std::vector<block_view> views;
   for (int i = 0; i < blocks; ++i) {
@@ -123,6 +142,8 @@ int main(int argc, char** argv) {
   }
   if (mode == "receiver")
     return run_receiver(sys, *me);
+  if (mode == "publisher")
+    return run_publisher(sys, *me, test::option(argc, argv, "--actor", "published"));
   if (mode == "writer")
     return run_writer(*me, std::stoi(test::option(argc, argv, "--blocks", "4")),
                       std::stoull(test::option(argc, argv, "--size", "65536")));

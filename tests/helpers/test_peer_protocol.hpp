@@ -5,3 +5,4 @@
 
 using verify_atom = caf::atom_constant<caf::atom("t_verify")>;
 using probe_atom = caf::atom_constant<caf::atom("t_probe")>;
+using ping_atom = caf::atom_constant<caf::atom("t_ping")>;

@@ -1,4 +1,4 @@
-// Links against an installed cafshm and uses it: an in-process engine, one block, one write.
+// Links against an installed cafshm (found by CMake or pkg-config) and uses it: an in-process engine, one block, one write.
 #include <cstring>
 #include <iostream>
 #include <unistd.h>
@@ -8,6 +8,14 @@
 
 #include "cafshm/client.hpp"
 #include "cafshm/module.hpp"
+
+// The project asks for C++17; the cafshm target must have raised it.
+static_assert(__cplusplus >= 202002L, "cafshm::cafshm does not carry C++20");
+// Only the public API is installed: the engine's internals are not reachable.
+#if __has_include("cafshm/memory_manager.hpp") || __has_include("cafshm/admin_layout.hpp") \
+  || __has_include("memory_manager.hpp") || __has_include("admin_layout.hpp")
+#error "an internal header of cafshm is reachable from the installed package"
+#endif
 
 int main() {
   caf::actor_system_config cfg;

@@ -25,10 +25,6 @@ public:
   block_view& operator=(block_view&& other) noexcept;
   ~block_view(); // unmaps and tells the engine (asynchronously) that the view is closed
 
-  /// Maps the lease's pages. Used by client::map; the view then reports its close to `engine`.
-  static caf::expected<block_view> open(const view_lease& lease, const block_ref& ref,
-                                        engine_actor engine, session s);
-
   std::span<std::byte> bytes() const noexcept { return {data(), size_}; }
   std::span<const char> chars() const noexcept {
     return {reinterpret_cast<const char*>(data()), size_};
@@ -42,11 +38,17 @@ public:
   /// Unmaps now and tells the engine asynchronously.
   void close();
 
+private:
+  friend class client;
+
+  /// Maps the lease's pages. Used by client::map; the view then reports its close to `engine`.
+  static caf::expected<block_view> open(const view_lease& lease, const block_ref& ref,
+                                        engine_actor engine, session s);
+
   /// Unmaps now without telling the engine; the caller must send detach for the returned ref
-  /// itself (client::transfer does, synchronously, before transferring).
+  /// itself (client::unmap and client::transfer do, before transferring).
   block_ref release();
 
-private:
   std::unique_ptr<shm_segment> mapping_; // null when closed
   std::byte* data_ = nullptr;             // mapping_->data(), or null
   size_t size_ = 0;

@@ -3,8 +3,10 @@
 // async form for event-based actors. A client is move-only and unregisters when destroyed.
 //
 // The blocking calls wait on a scoped actor: from inside an actor's message handler they block
-// that scheduler thread. With an engine in the same actor system and a scheduler of one thread
-// they deadlock (the engine cannot run); there, use request(self, ...) instead.
+// that scheduler thread. On the only thread of the scheduler (scheduler.max-threads=1) nothing
+// else could run meanwhile, so there they fail at once with errc::would_deadlock; event-based
+// actors use the async forms taking `self` (allocate(self, ...), map(self, ...), ...), which
+// answer through .then(on_value, on_error) in the actor's own context.
 #pragma once
 
 #include <chrono>
@@ -18,6 +20,7 @@
 #include <caf/expected.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "cafshm/async.hpp"
 #include "cafshm/block_ref.hpp"
 #include "cafshm/block_view.hpp"
 #include "cafshm/engine.hpp"
@@ -30,7 +33,9 @@ namespace cafshm {
 
 struct client_options {
   uint64_t quota_bytes = 0; // 0 = what the engine's quota rules give this user; more is refused
-  std::chrono::milliseconds timeout{5000};
+  /// Limit of each request; 0 = client.request_timeout of the module's settings (5 s by
+  /// default, also when the module is not loaded).
+  std::chrono::milliseconds timeout{0};
   /// Process names are unique per engine: registering under a live process's name fails with
   /// errc::process_name_taken. With unique_name, the client registers as "name-2", "name-3",
   /// ... instead (the base cut so that the whole stays within 31 bytes); the chosen name is
@@ -45,7 +50,8 @@ public:
   static caf::expected<client> connect(caf::actor_system& sys, engine_actor engine,
                                        std::string name, client_options opts = {});
 
-  /// Registers with the engine of this actor system's cafshm module (engine role).
+  /// Registers with the engine of this actor system's cafshm module: in engine role the
+  /// module's own engine, in client role the engine at client.engine of its settings.
   static caf::expected<client> connect(caf::actor_system& sys, std::string name,
                                        client_options opts = {});
 
@@ -70,6 +76,7 @@ public:
   const registration& info() const noexcept { return reg_; }
   const engine_actor& engine() const noexcept { return engine_; }
   std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+  caf::actor_system& system() const noexcept { return *sys_; }
 
   caf::expected<block_ref> allocate(uint64_t size);
   caf::expected<void> free(const block_ref& ref);
@@ -91,6 +98,14 @@ public:
   caf::expected<uint32_t> find_process(const std::string& name);
   caf::expected<engine_stats> stats();
 
+  /// Publishes `actor` at the engine as `name`, for processes of this engine to find with
+  /// find_actor(). The entry ends with the actor, with this process, or with unpublish().
+  caf::expected<void> publish(const caf::actor& actor, const std::string& name);
+  caf::expected<void> unpublish(const std::string& name);
+  /// The actor published as `name` and its process's slot; errc::name_not_found if there is
+  /// none, errc::actor_gone if it or its process has ended.
+  caf::expected<published_actor> find_actor(const std::string& name);
+
   /// Sends a block this process may read to another engine ("host:port" or a configured peer
   /// name). Answers once the destination verified and delivered the copy. Transfers of large
   /// blocks take a while: `limit` bounds the whole transfer, not one message.
@@ -109,7 +124,25 @@ public:
   /// tells the engine asynchronously).
   caf::expected<void> unmap(block_view&& view);
 
-  /// Async form for event-based actors: `c.request(self, allocate_atom::value, size)` sends
+  // -- async forms for event-based actors ------------------------------------------------------
+  async_result<block_ref> allocate(caf::event_based_actor* self, uint64_t size);
+  async_result<done> free(caf::event_based_actor* self, const block_ref& ref);
+  async_result<done> share(caf::event_based_actor* self, const block_ref& ref, uint32_t process,
+                           access_mode mode);
+  async_result<block_ref> transfer(caf::event_based_actor* self, const block_ref& ref,
+                                   uint32_t process);
+  async_result<uint32_t> find_process(caf::event_based_actor* self, const std::string& name);
+  async_result<done> publish(caf::event_based_actor* self, const caf::actor& actor,
+                             const std::string& name);
+  async_result<published_actor> find_actor(caf::event_based_actor* self,
+                                           const std::string& name);
+  /// Asks the engine for access and maps the block's pages.
+  async_result<block_view> map(caf::event_based_actor* self, const block_ref& ref,
+                               access_mode mode);
+  /// Unmaps `view` now; answers once the engine counted it closed.
+  async_result<done> unmap(caf::event_based_actor* self, block_view&& view);
+
+  /// Any other request: `c.request(self, allocate_atom::value, size)` sends
   /// (atom, session, args...) to the engine with the client's timeout and returns the response
   /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`.
   template <class Self, class Atom, class... Ts>
@@ -127,6 +160,10 @@ private:
   caf::expected<R> call_within(std::chrono::milliseconds limit, Ts&&... xs);
   template <class... Ts>
   caf::expected<void> call_done(Ts&&... xs);
+  template <class R, class... Ts>
+  async_result<R> ask(caf::event_based_actor* self, Ts... xs) const;
+  template <class... Ts>
+  async_result<done> ask_done(caf::event_based_actor* self, Ts... xs) const;
 
   caf::actor_system* sys_ = nullptr;
   engine_actor engine_;

@@ -41,6 +41,9 @@ using transmit_atom = caf::atom_constant<caf::atom("shm_xmit")>;
 using link_atom = caf::atom_constant<caf::atom("shm_link")>;
 using delivered_atom = caf::atom_constant<caf::atom("shm_deliv")>;
 using door_atom = caf::atom_constant<caf::atom("shm_door")>;
+using publish_atom = caf::atom_constant<caf::atom("shm_pub")>;
+using unpublish_atom = caf::atom_constant<caf::atom("shm_unpub")>;
+using find_actor_atom = caf::atom_constant<caf::atom("shm_findac")>;
 // engine-to-engine protocol
 using hello_atom = caf::atom_constant<caf::atom("shm_hello")>;
 using offer_atom = caf::atom_constant<caf::atom("shm_offer")>;
@@ -95,6 +98,10 @@ using engine_actor = caf::typed_actor<
   // without a session: aggregate numbers only (no processes, pids, names or refs)
   caf::replies_to<stats_atom>::with<engine_stats>,
   caf::replies_to<stats_atom, session>::with<engine_stats>,
+  // actor discovery: name, actor -> done; the entry ends with the actor or its process
+  caf::replies_to<publish_atom, session, std::string, caf::actor>::with<done_atom>,
+  caf::replies_to<unpublish_atom, session, std::string>::with<done_atom>,
+  caf::replies_to<find_actor_atom, session, std::string>::with<published_actor>,
   // -- across engines ----------------------------------------------------------------------
   // Sends a block the session may read to another engine ("host:port" or a configured peer
   // name); answers once the destination verified and delivered it. A read_atom whose ref

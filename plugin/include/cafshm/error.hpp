@@ -31,6 +31,9 @@ enum class errc : uint8_t {
   peer_failure,      // a remote engine failed or vanished mid-operation
   process_name_taken, // a live process of this engine is already registered under that name
   request_too_large, // one request asks for more work than the engine does per request
+  would_deadlock,    // a blocking call on the only scheduler thread: use the async form
+  pool_exhausted,    // no block of a pool came back within the wait
+  actor_gone,        // the actor published under that name, or its process, has ended
 };
 
 /// Category atom of every cafshm error.

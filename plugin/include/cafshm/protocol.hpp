@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <caf/actor.hpp>
 #include <caf/meta/type_name.hpp>
 
 #include "cafshm/block_ref.hpp"
@@ -83,6 +84,18 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, view_lease& x) {
   return f(caf::meta::type_name("cafshm::view_lease"), x.data_segment, x.offset, x.size,
            x.writable);
+}
+
+/// An actor that a process published at its engine under a name (client::publish), as a lookup
+/// answers it: the handle, and the publishing process's slot (e.g. to share a pool with it).
+struct published_actor {
+  caf::actor actor;
+  uint32_t process = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, published_actor& x) {
+  return f(caf::meta::type_name("cafshm::published_actor"), x.actor, x.process);
 }
 
 } // namespace cafshm

@@ -18,10 +18,10 @@ enum class scrub_policy : uint8_t {
   off,         // never (only for trusted single-tenant setups)
 };
 
-/// How a client holds its connection to the engine.
+/// How a client holds its connection to the engine: registered until it closes or its process
+/// ends (the only mode; client.mode: per-request is rejected as a configuration error).
 enum class connection_mode : uint8_t {
-  persistent,  // stay registered and connected until the process ends or unregisters
-  per_request, // register, serve one data-access request, unregister and unmap everything
+  persistent,
 };
 
 struct endpoint {

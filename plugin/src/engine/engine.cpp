@@ -49,6 +49,7 @@ void close_pidfd(engine_state& st, uint32_t slot) {
 
 void forget_slot(engine_state& st, uint32_t slot) {
   close_pidfd(st, slot);
+  st.directory->process_ended(slot);
   for (auto i = st.slots_by_actor.begin(); i != st.slots_by_actor.end(); ++i) {
     auto& v = i->second;
     if (auto j = std::find(v.begin(), v.end(), slot); j != v.end()) {
@@ -68,11 +69,13 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
   self->state.mm = std::move(mm);
   self->state.config = std::move(config);
   self->state.connector = std::move(connector);
+  self->state.directory = std::make_unique<actor_directory>(self->state.config.engine.max_names);
   if (self->state.config.remote.cache_bytes > 0)
     self->state.cache = std::make_unique<block_cache>(self->state.config.remote.cache_bytes);
   auto liveness_interval = self->state.config.engine.liveness_interval;
   self->set_down_handler([self](caf::down_msg& dm) {
     remote::peer_down(self, dm.source);
+    self->state.directory->actor_down(dm.source);
     auto i = self->state.slots_by_actor.find(dm.source);
     if (i == self->state.slots_by_actor.end())
       return;
@@ -81,6 +84,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       if (fd != self->state.pidfds.end() && !exited(fd->second))
         continue; // alive: detached, not reclaimed; the pidfd says when it ends
       close_pidfd(self->state, slot);
+      self->state.directory->process_ended(slot);
       self->state.mm->reclaim(slot);
     }
     self->state.slots_by_actor.erase(i);
@@ -180,6 +184,30 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     },
     [&mmr](process_atom, const session& s, const std::string& name) -> caf::result<uint32_t> {
       return mmr.find_process(s, name);
+    },
+    [self, &mmr](publish_atom, const session& s, const std::string& name,
+                 caf::actor& actor) -> caf::result<done_atom> {
+      if (auto known = mmr.check_session(s); !known)
+        return std::move(known.error());
+      auto addr = actor.address();
+      if (auto why = self->state.directory->publish(s.process, name, std::move(actor)))
+        return why;
+      self->monitor(addr);
+      return done_atom::value;
+    },
+    [self, &mmr](unpublish_atom, const session& s,
+                 const std::string& name) -> caf::result<done_atom> {
+      if (auto known = mmr.check_session(s); !known)
+        return std::move(known.error());
+      if (auto why = self->state.directory->unpublish(s.process, name))
+        return why;
+      return done_atom::value;
+    },
+    [self, &mmr](find_actor_atom, const session& s,
+                 const std::string& name) -> caf::result<published_actor> {
+      if (auto known = mmr.check_session(s); !known)
+        return std::move(known.error());
+      return self->state.directory->lookup(name);
     },
     [self, &mmr](stats_atom) {
       auto st = mmr.stats();

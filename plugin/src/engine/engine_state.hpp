@@ -23,6 +23,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include "actor_directory.hpp"
 #include "block_cache.hpp"
 #include "cafshm/engine.hpp"
 #include "memory_manager.hpp"
@@ -102,6 +103,7 @@ struct engine_state {
   std::map<uint64_t, outgoing_transfer> outgoing;          // by transfer id
   std::map<std::pair<uint64_t, uint64_t>, incoming_transfer> incoming; // by (sender, id)
   std::unique_ptr<block_cache> cache;
+  std::unique_ptr<actor_directory> directory; // actors published by name
   static inline const char* name = "cafshm.engine";
 
   engine_state() = default;

@@ -1,0 +1,615 @@
+#include "cafshm/pool.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <utility>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/system_messages.hpp>
+
+#include "cafshm/block_view.hpp"
+#include "cafshm/client.hpp"
+#include "scheduler_thread.hpp"
+
+namespace cafshm {
+
+namespace {
+
+// The return actor's messages. return: (pool id, index, sequence) from a reader, possibly in
+// another process; hold and loan only come from the pool's own process.
+using pool_return_atom = caf::atom_constant<caf::atom("shm_pret")>;
+using pool_hold_atom = caf::atom_constant<caf::atom("shm_phold")>;
+using pool_loan_atom = caf::atom_constant<caf::atom("shm_ploan")>;
+using pool_watch_atom = caf::atom_constant<caf::atom("shm_pwatch")>;
+
+uint64_t page_size() {
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+// Writes one byte per page, so that no loan pays a page fault later.
+void prefault_for_writing(const block_view& v) {
+  auto* p = reinterpret_cast<volatile char*>(v.data());
+  for (uint64_t off = 0; off < v.size(); off += page_size())
+    p[off] = 0;
+}
+
+// Reads one byte per page: the reader's mapping gets its page-table entries once.
+void prefault_for_reading(const block_view& v) {
+  auto* p = reinterpret_cast<const volatile char*>(v.data());
+  char sink = 0;
+  for (uint64_t off = 0; off < v.size(); off += page_size())
+    sink ^= p[off];
+  (void) sink;
+}
+
+uint64_t random_pool_id() {
+  static std::mutex m;
+  static std::mt19937_64 gen{std::random_device{}()};
+  std::lock_guard<std::mutex> guard{m};
+  uint64_t id = 0;
+  while (id == 0)
+    id = gen();
+  return id;
+}
+
+} // namespace
+
+// -- pool state ---------------------------------------------------------------------------------
+
+// Shared by the pool object, its loans and (weakly) its return actor. Invariant: every index is
+// either in `free` or out (`sequence[index]` names the loan; `holder[index]` is the actor it was
+// sealed for, or null while only loaned).
+struct pool::state {
+  caf::actor_system* sys = nullptr;
+  engine_actor engine;
+  session owner;
+  uint64_t id = 0;
+  uint64_t block_bytes = 0;
+  std::vector<block_ref> refs;
+  std::vector<block_view> views; // read-write, pre-faulted
+  caf::actor returns;            // the return actor
+
+  mutable std::mutex mtx;
+  std::condition_variable cv;
+  std::vector<uint32_t> free;          // indices ready to loan
+  std::vector<bool> out;               // by index: loaned or sealed
+  std::vector<uint64_t> sequence;      // by index: number of the current loan
+  std::vector<caf::actor_addr> holder; // by index: who holds the sealed frame
+  uint64_t next_sequence = 1;
+  std::deque<caf::response_promise> waiting; // async loans waiting for a block
+
+  // Takes a free index (mtx held), or no_index.
+  static constexpr uint32_t no_index = UINT32_MAX;
+  uint32_t take_locked() {
+    if (free.empty())
+      return no_index;
+    auto i = free.back();
+    free.pop_back();
+    out[i] = true;
+    sequence[i] = next_sequence++;
+    holder[i] = caf::actor_addr{};
+    return i;
+  }
+
+  // Puts index `i` back (mtx held): to the first async waiter, else to the free list.
+  void give_back_locked(uint32_t i) {
+    out[i] = false;
+    holder[i] = caf::actor_addr{};
+    if (!waiting.empty()) {
+      auto rp = std::move(waiting.front());
+      waiting.pop_front();
+      out[i] = true;
+      sequence[i] = next_sequence++;
+      rp.deliver(i);
+      return;
+    }
+    free.push_back(i);
+    cv.notify_one();
+  }
+
+  // Unmaps (the engine learns asynchronously) and frees every block, in this order per block.
+  void discard() {
+    views.clear();
+    for (auto& ref : refs)
+      caf::anon_send(engine, free_atom::value, owner, ref);
+    refs.clear();
+    if (returns)
+      caf::anon_send_exit(returns, caf::exit_reason::user_shutdown);
+    returns = nullptr;
+  }
+};
+
+namespace {
+
+caf::behavior return_actor(caf::event_based_actor* self, std::weak_ptr<pool::state> weak) {
+  auto watched = std::make_shared<std::set<caf::actor_addr>>();
+  // A holder that went down returns every block it still held.
+  self->set_down_handler([weak, watched](caf::down_msg& dm) {
+    watched->erase(dm.source);
+    auto st = weak.lock();
+    if (!st)
+      return;
+    std::lock_guard<std::mutex> guard{st->mtx};
+    for (uint32_t i = 0; i < st->out.size(); ++i)
+      if (st->out[i] && st->holder[i] == dm.source)
+        st->give_back_locked(i);
+  });
+  return {
+    [weak](pool_return_atom, uint64_t pool_id, uint32_t index, uint64_t seq) {
+      auto st = weak.lock();
+      if (!st || pool_id != st->id)
+        return;
+      std::lock_guard<std::mutex> guard{st->mtx};
+      // A late or repeated return (e.g. after the holder's death gave the block back already)
+      // names an older loan: ignore it, the block may be out again.
+      if (index < st->out.size() && st->out[index] && st->sequence[index] == seq)
+        st->give_back_locked(index);
+    },
+    [self, watched](pool_hold_atom, const caf::actor_addr& holder) {
+      if (holder && watched->insert(holder).second)
+        self->monitor(holder);
+    },
+    [self, weak](pool_loan_atom) -> caf::result<uint32_t> {
+      auto st = weak.lock();
+      if (!st)
+        return make_error(errc::pool_exhausted, "the pool is closed");
+      std::lock_guard<std::mutex> guard{st->mtx};
+      if (auto i = st->take_locked(); i != pool::state::no_index)
+        return i;
+      auto rp = self->make_response_promise();
+      st->waiting.push_back(rp);
+      return caf::delegated<uint32_t>{};
+    },
+  };
+}
+
+caf::error check_options(const pool_options& opts) {
+  if (opts.count == 0 || opts.block_bytes == 0)
+    return make_error(errc::invalid_argument, "a pool needs count > 0 and block_bytes > 0");
+  return {};
+}
+
+std::shared_ptr<pool::state> new_state(client& c, const pool_options& opts) {
+  auto st = std::make_shared<pool::state>();
+  st->sys = &c.system();
+  st->engine = c.engine();
+  st->owner = c.session();
+  st->id = random_pool_id();
+  st->block_bytes = opts.block_bytes;
+  return st;
+}
+
+// Makes the pool ready to loan: all blocks free, return actor running.
+void open_for_loans(const std::shared_ptr<pool::state>& st) {
+  auto n = static_cast<uint32_t>(st->refs.size());
+  st->out.assign(n, false);
+  st->sequence.assign(n, 0);
+  st->holder.assign(n, caf::actor_addr{});
+  for (uint32_t i = n; i > 0; --i)
+    st->free.push_back(i - 1); // loans start at index 0
+  st->returns = st->sys->spawn<caf::hidden>(return_actor, std::weak_ptr<pool::state>{st});
+}
+
+} // namespace
+
+// -- pool: creation -----------------------------------------------------------------------------
+
+caf::expected<pool> pool::create(client& c, pool_options opts) {
+  if (auto why = check_options(opts))
+    return why;
+  if (auto why = check_may_block(c.system(), "pool::create"))
+    return why;
+  auto st = new_state(c, opts);
+  for (uint32_t i = 0; i < opts.count; ++i) {
+    auto ref = c.allocate(opts.block_bytes);
+    if (!ref) {
+      st->discard();
+      return ref.error();
+    }
+    st->refs.push_back(*ref);
+    auto view = c.map(*ref, access_mode::read_write);
+    if (!view) {
+      st->discard();
+      return view.error();
+    }
+    prefault_for_writing(*view);
+    st->views.push_back(std::move(*view));
+    for (auto reader : opts.readers)
+      if (auto r = c.share(*ref, reader, access_mode::read); !r) {
+        st->discard();
+        return r.error();
+      }
+  }
+  open_for_loans(st);
+  return pool{std::move(st)};
+}
+
+// Builds the pool's blocks one after the other through `self`'s requests.
+struct pool_builder : std::enable_shared_from_this<pool_builder> {
+  caf::event_based_actor* self;
+  client* c;
+  pool_options opts;
+  std::shared_ptr<pool::state> st;
+  async_result<pool>::value_handler on_value;
+  async_result<pool>::error_handler on_error;
+
+  void fail(caf::error& why) {
+    st->discard();
+    on_error(why);
+  }
+
+  void next() {
+    if (st->refs.size() == opts.count) {
+      open_for_loans(st);
+      on_value(pool{std::move(st)});
+      return;
+    }
+    auto me = shared_from_this();
+    c->allocate(self, opts.block_bytes).then(
+      [me](block_ref&& ref) {
+        me->st->refs.push_back(ref);
+        me->c->map(me->self, ref, access_mode::read_write)
+          .then([me, ref](block_view&& view) {
+                  prefault_for_writing(view);
+                  me->st->views.push_back(std::move(view));
+                  me->share(ref, 0);
+                },
+                [me](caf::error& e) { me->fail(e); });
+      },
+      [me](caf::error& e) { me->fail(e); });
+  }
+
+  void share(block_ref ref, size_t reader) {
+    if (reader == opts.readers.size()) {
+      next();
+      return;
+    }
+    auto me = shared_from_this();
+    c->share(self, ref, opts.readers[reader], access_mode::read)
+      .then([me, ref, reader](done&&) { me->share(ref, reader + 1); },
+            [me](caf::error& e) { me->fail(e); });
+  }
+};
+
+async_result<pool> pool::create(caf::event_based_actor* self, client& c, pool_options opts) {
+  return async_result<pool>{[self, &c, opts](auto on_value, auto on_error) {
+    if (auto why = check_options(opts)) {
+      on_error(why);
+      return;
+    }
+    auto b = std::make_shared<pool_builder>();
+    b->self = self;
+    b->c = &c;
+    b->opts = opts;
+    b->st = new_state(c, opts);
+    b->on_value = std::move(on_value);
+    b->on_error = std::move(on_error);
+    b->next();
+  }};
+}
+
+// -- pool: loans --------------------------------------------------------------------------------
+
+pool& pool::operator=(pool&& other) noexcept {
+  if (this != &other) {
+    close();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+pool::~pool() {
+  close();
+}
+
+void pool::close() {
+  if (!state_)
+    return;
+  {
+    std::lock_guard<std::mutex> guard{state_->mtx};
+    for (auto& rp : state_->waiting)
+      rp.deliver(make_error(errc::pool_exhausted, "the pool closed"));
+    state_->waiting.clear();
+  }
+  state_->discard();
+  state_.reset();
+}
+
+std::optional<pool::loan> pool::try_loan() {
+  if (!state_)
+    return std::nullopt;
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  auto i = state_->take_locked();
+  if (i == state::no_index)
+    return std::nullopt;
+  return loan{state_, i};
+}
+
+caf::expected<pool::loan> pool::get_loan(std::chrono::milliseconds wait) {
+  if (!state_)
+    return make_error(errc::invalid_argument, "the pool is closed");
+  std::unique_lock<std::mutex> guard{state_->mtx};
+  auto i = state_->take_locked();
+  if (i != state::no_index)
+    return loan{state_, i};
+  guard.unlock();
+  // Blocks come back through the return actor, which needs a scheduler thread.
+  if (auto why = check_may_block(*state_->sys, "pool::get_loan"))
+    return why;
+  guard.lock();
+  if (!state_->cv.wait_for(guard, wait, [&] { return !state_->free.empty(); }))
+    return make_error(errc::pool_exhausted, "no block of the pool came back within "
+                                              + std::to_string(wait.count()) + " ms");
+  return loan{state_, state_->take_locked()};
+}
+
+async_result<pool::loan> pool::get_loan(caf::event_based_actor* self) {
+  auto st = state_;
+  return async_result<loan>{[self, st](auto on_value, auto on_error) {
+    if (!st) {
+      auto why = make_error(errc::invalid_argument, "the pool is closed");
+      on_error(why);
+      return;
+    }
+    uint32_t i = state::no_index;
+    {
+      std::lock_guard<std::mutex> guard{st->mtx};
+      i = st->take_locked();
+    }
+    if (i != state::no_index) { // outside the lock: the handler may end the loan at once
+      on_value(loan{st, i});
+      return;
+    }
+    self->request(st->returns, caf::infinite, pool_loan_atom::value)
+      .then([st, on_value](uint32_t i) { on_value(loan{st, i}); },
+            [on_error](caf::error& e) { on_error(e); });
+  }};
+}
+
+pool_frame pool::seal(loan&& l, uint64_t length, const caf::actor& holder) {
+  auto st = std::move(l.state_);
+  pool_frame f;
+  f.ref = st->refs[l.index_];
+  f.pool = st->id;
+  f.index = l.index_;
+  f.length = std::min<uint64_t>(length, st->block_bytes);
+  f.owner = st->returns;
+  {
+    std::lock_guard<std::mutex> guard{st->mtx};
+    f.sequence = st->sequence[l.index_];
+    st->holder[l.index_] = holder.address();
+  }
+  if (holder)
+    caf::anon_send(st->returns, pool_hold_atom::value, holder.address());
+  return f;
+}
+
+caf::expected<void> pool::share_with(uint32_t process) {
+  if (!state_)
+    return make_error(errc::invalid_argument, "the pool is closed");
+  if (auto why = check_may_block(*state_->sys, "pool::share_with"))
+    return why;
+  caf::scoped_actor self{*state_->sys, true};
+  for (auto& ref : state_->refs) {
+    caf::error why;
+    self->request(state_->engine, std::chrono::seconds(30), share_atom::value, state_->owner, ref,
+                  process, static_cast<uint8_t>(access_mode::read))
+      .receive([](done_atom) {}, [&](caf::error& e) { why = engine_error(std::move(e)); });
+    if (why)
+      return why;
+  }
+  return {};
+}
+
+uint32_t pool::count() const noexcept {
+  return state_ ? static_cast<uint32_t>(state_->refs.size()) : 0;
+}
+
+uint64_t pool::block_bytes() const noexcept {
+  return state_ ? state_->block_bytes : 0;
+}
+
+uint32_t pool::available() const {
+  if (!state_)
+    return 0;
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  return static_cast<uint32_t>(state_->free.size());
+}
+
+const std::vector<block_ref>& pool::blocks() const {
+  static const std::vector<block_ref> none;
+  return state_ ? state_->refs : none;
+}
+
+// -- loan ---------------------------------------------------------------------------------------
+
+pool::loan::loan(loan&& other) noexcept
+  : state_(std::move(other.state_)), index_(other.index_) {
+}
+
+pool::loan& pool::loan::operator=(loan&& other) noexcept {
+  if (this != &other) {
+    give_back();
+    state_ = std::move(other.state_);
+    index_ = other.index_;
+  }
+  return *this;
+}
+
+pool::loan::~loan() {
+  give_back();
+}
+
+void pool::loan::give_back() noexcept {
+  if (!state_)
+    return;
+  {
+    std::lock_guard<std::mutex> guard{state_->mtx};
+    if (index_ < state_->out.size() && state_->out[index_])
+      state_->give_back_locked(index_);
+  }
+  state_.reset();
+}
+
+std::span<std::byte> pool::loan::bytes() const noexcept {
+  if (!state_ || index_ >= state_->views.size())
+    return {};
+  auto b = state_->views[index_].bytes();
+  return b.first(std::min<size_t>(b.size(), state_->block_bytes));
+}
+
+// -- receiving side -----------------------------------------------------------------------------
+
+struct frame_view::mapping {
+  block_view view;
+};
+
+frame_view::frame_view(frame_view&& other) noexcept
+  : mapping_(std::move(other.mapping_)), frame_(std::move(other.frame_)) {
+}
+
+frame_view& frame_view::operator=(frame_view&& other) noexcept {
+  if (this != &other) {
+    release();
+    mapping_ = std::move(other.mapping_);
+    frame_ = std::move(other.frame_);
+  }
+  return *this;
+}
+
+frame_view::~frame_view() {
+  release();
+}
+
+std::span<const std::byte> frame_view::bytes() const noexcept {
+  if (!mapping_)
+    return {};
+  auto b = mapping_->view.bytes();
+  return b.first(std::min<size_t>(b.size(), frame_.length));
+}
+
+void frame_view::release() {
+  if (!mapping_)
+    return;
+  mapping_.reset();
+  if (frame_.owner)
+    caf::anon_send(frame_.owner, pool_return_atom::value, frame_.pool, frame_.index,
+                   frame_.sequence);
+}
+
+// Mappings by (pool, index). The watcher actor monitors each pool's return actor and drops
+// that pool's mappings when it goes down; frame_views still open keep theirs until released.
+struct pool_reader::state {
+  client* c = nullptr;
+  mutable std::mutex mtx;
+  std::map<std::pair<uint64_t, uint32_t>, std::shared_ptr<const frame_view::mapping>> mappings;
+  std::set<uint64_t> watched;
+  caf::actor watcher;
+
+  std::shared_ptr<const frame_view::mapping> find(const pool_frame& f) const {
+    std::lock_guard<std::mutex> guard{mtx};
+    auto i = mappings.find({f.pool, f.index});
+    if (i == mappings.end() || !(i->second->view.ref() == f.ref))
+      return nullptr;
+    return i->second;
+  }
+
+  std::shared_ptr<const frame_view::mapping> keep(const pool_frame& f, block_view&& v) {
+    prefault_for_reading(v);
+    auto m = std::make_shared<frame_view::mapping>(frame_view::mapping{std::move(v)});
+    std::lock_guard<std::mutex> guard{mtx};
+    mappings[{f.pool, f.index}] = m;
+    if (watched.insert(f.pool).second && f.owner)
+      caf::anon_send(watcher, pool_watch_atom::value, f.pool, f.owner);
+    return m;
+  }
+};
+
+namespace {
+
+caf::behavior reader_watcher(caf::event_based_actor* self, std::weak_ptr<pool_reader::state> weak) {
+  auto pools = std::make_shared<std::multimap<caf::actor_addr, uint64_t>>();
+  self->set_down_handler([weak, pools](caf::down_msg& dm) {
+    auto st = weak.lock();
+    auto range = pools->equal_range(dm.source);
+    std::vector<std::shared_ptr<const frame_view::mapping>> dropped; // unmapped outside the lock
+    if (st) {
+      std::lock_guard<std::mutex> guard{st->mtx};
+      for (auto i = range.first; i != range.second; ++i) {
+        st->watched.erase(i->second);
+        for (auto j = st->mappings.begin(); j != st->mappings.end();) {
+          if (j->first.first == i->second) {
+            dropped.push_back(std::move(j->second));
+            j = st->mappings.erase(j);
+          } else {
+            ++j;
+          }
+        }
+      }
+    }
+    pools->erase(range.first, range.second);
+  });
+  return {
+    [self, pools](pool_watch_atom, uint64_t pool_id, const caf::actor& owner) {
+      pools->emplace(owner.address(), pool_id);
+      self->monitor(owner);
+    },
+  };
+}
+
+} // namespace
+
+pool_reader::pool_reader(client& c) : state_(std::make_shared<state>()) {
+  state_->c = &c;
+  state_->watcher = c.system().spawn<caf::hidden>(reader_watcher,
+                                                  std::weak_ptr<state>{state_});
+}
+
+pool_reader::~pool_reader() {
+  if (!state_)
+    return;
+  caf::anon_send_exit(state_->watcher, caf::exit_reason::user_shutdown);
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  state_->mappings.clear();
+}
+
+caf::expected<frame_view> pool_reader::open(const pool_frame& f) {
+  if (auto m = state_->find(f))
+    return frame_view{std::move(m), f};
+  auto view = state_->c->map(f.ref, access_mode::read);
+  if (!view)
+    return view.error();
+  return frame_view{state_->keep(f, std::move(*view)), f};
+}
+
+async_result<frame_view> pool_reader::open(caf::event_based_actor* self, const pool_frame& f) {
+  auto st = state_;
+  return async_result<frame_view>{[self, st, f](auto on_value, auto on_error) {
+    if (auto m = st->find(f)) {
+      on_value(frame_view{std::move(m), f});
+      return;
+    }
+    st->c->map(self, f.ref, access_mode::read)
+      .then([st, f, on_value](block_view&& v) {
+              on_value(frame_view{st->keep(f, std::move(v)), f});
+            },
+            on_error);
+  }};
+}
+
+size_t pool_reader::mapped() const {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  return state_->mappings.size();
+}
+
+} // namespace cafshm

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <caf/exit_reason.hpp>
+
 #include "cafshm/error.hpp"
 
 namespace cafshm {
@@ -60,10 +62,13 @@ void actor_directory::process_ended(uint32_t slot) {
       end(e, "process " + std::to_string(slot) + ", which published it, has ended");
 }
 
-void actor_directory::actor_down(const caf::actor_addr& actor) {
+void actor_directory::actor_down(const caf::actor_addr& actor, const caf::error& reason) {
+  auto why = reason == caf::exit_reason::remote_link_unreachable
+               ? "the connection to the process that published it was lost"
+               : "the actor has terminated";
   for (auto& [name, e] : entries_)
     if (e.actor && e.actor.address() == actor)
-      end(e, "the actor has terminated");
+      end(e, why);
 }
 
 } // namespace cafshm

@@ -31,8 +31,9 @@ public:
 
   /// The process `slot` ended: its entries become records of that.
   void process_ended(uint32_t slot);
-  /// A published actor terminated: its entries become records of that.
-  void actor_down(const caf::actor_addr& actor);
+  /// A published actor went down (terminated, or the engine lost the connection to its process,
+  /// after which the handle reaches nobody): its entries become records of that.
+  void actor_down(const caf::actor_addr& actor, const caf::error& reason);
 
 private:
   struct entry {

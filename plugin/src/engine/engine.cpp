@@ -75,7 +75,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
   auto liveness_interval = self->state.config.engine.liveness_interval;
   self->set_down_handler([self](caf::down_msg& dm) {
     remote::peer_down(self, dm.source);
-    self->state.directory->actor_down(dm.source);
+    self->state.directory->actor_down(dm.source, dm.reason);
     auto i = self->state.slots_by_actor.find(dm.source);
     if (i == self->state.slots_by_actor.end())
       return;

@@ -9,7 +9,6 @@
 
 #include "cafshm/config.hpp"
 
-#include <pwd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -30,6 +29,7 @@
 
 #include "quota_policy.hpp"
 #include "shm_segment.hpp"
+#include "unix_identity.hpp"
 
 namespace cafshm {
 
@@ -273,7 +273,7 @@ check_result check_engine(const engine_settings& e, uint64_t page_bytes) {
   if (auto p = check_arena(e, page_bytes)) return p;
   if (auto p = check_capacities(e)) return p;
   if (auto p = check_permissions(e.permissions)) return p;
-  if (!e.group.empty() && !group_id(e.group))
+  if (!e.group.empty() && !group_id_of(e.group))
     return problem{"engine.group", "no such Unix group '" + e.group + "'"};
   if (auto p = check_quotas(e.quotas)) return p;
   if (auto p = check_range("engine.max_copy_ranges", e.max_copy_ranges, 1, 16777216)) return p;
@@ -284,11 +284,11 @@ check_result check_engine(const engine_settings& e, uint64_t page_bytes) {
   if (!e.socket.empty() && (e.socket[0] != '/' || e.socket.size() > 107))
     return problem{"engine.socket", "must be an absolute path of at most 107 bytes"};
   for (size_t i = 0; i < e.allow_users.size(); ++i)
-    if (::getpwnam(e.allow_users[i].c_str()) == nullptr)
+    if (!user_id_of(e.allow_users[i]))
       return problem{"engine.allow_users[" + std::to_string(i) + "]",
                      "no such Unix user '" + e.allow_users[i] + "'"};
   for (size_t i = 0; i < e.allow_groups.size(); ++i)
-    if (!group_id(e.allow_groups[i]))
+    if (!group_id_of(e.allow_groups[i]))
       return problem{"engine.allow_groups[" + std::to_string(i) + "]",
                      "no such Unix group '" + e.allow_groups[i] + "'"};
   return std::nullopt;

@@ -16,6 +16,7 @@
 #include "admin_check.hpp"
 #include "bounded_text.hpp"
 #include "cafshm/error.hpp"
+#include "unix_identity.hpp"
 
 namespace cafshm {
 
@@ -154,7 +155,7 @@ memory_manager::create(const engine_settings& s) {
   auto data_name = data_segment_name(s.name);
   auto admin_name = admin_segment_name(s.name);
   std::optional<gid_t> group;
-  if (!s.group.empty() && !(group = group_id(s.group)))
+  if (!s.group.empty() && !(group = group_id_of(s.group)))
     return make_error(errc::config_error, "engine.group: no such Unix group '" + s.group + "'");
   if (auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)); s.min_block_bytes < page)
     return make_error(errc::config_error,

@@ -3,7 +3,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <grp.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <vector>
@@ -57,19 +56,6 @@ shm_space query_shm_space() {
   return {uint64_t{st.f_bavail} * st.f_frsize, uint64_t{st.f_blocks} * st.f_frsize};
 }
 
-std::optional<gid_t> group_id(const std::string& name) {
-  if (name.empty())
-    return std::nullopt;
-  group entry{};
-  group* found = nullptr;
-  std::vector<char> buffer(4096);
-  while (::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) == ERANGE
-         && buffer.size() < (1u << 20))
-    buffer.resize(buffer.size() * 2);
-  if (found == nullptr)
-    return std::nullopt;
-  return found->gr_gid;
-}
 
 caf::expected<shm_segment> shm_segment::create(const std::string& name, uint64_t size,
                                                uint32_t permissions,

@@ -65,7 +65,5 @@ struct shm_space {
 };
 shm_space query_shm_space();
 
-/// Id of the Unix group called `name`, or nullopt if there is none.
-std::optional<gid_t> group_id(const std::string& name);
 
 } // namespace cafshm

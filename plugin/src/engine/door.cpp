@@ -17,6 +17,7 @@
 
 #include "cafshm/error.hpp"
 #include "door_protocol.hpp"
+#include "unix_identity.hpp"
 
 namespace cafshm {
 
@@ -65,22 +66,22 @@ local_door::open(const engine_settings& s, std::shared_ptr<ticket_office> office
   d->engine_uid_ = ::geteuid();
   gid_t group = static_cast<gid_t>(-1);
   if (!s.group.empty()) {
-    if (auto* g = ::getgrnam(s.group.c_str()))
-      d->groups_.insert(group = g->gr_gid);
+    if (auto g = group_id_of(s.group))
+      d->groups_.insert(group = *g);
     else
       return make_error(errc::config_error, "engine.group '" + s.group + "' does not exist");
   }
   for (const auto& u : s.allow_users) {
-    auto* pw = ::getpwnam(u.c_str());
-    if (pw == nullptr)
+    auto uid = user_id_of(u);
+    if (!uid)
       return make_error(errc::config_error, "engine.allow_users: no user '" + u + "'");
-    d->users_.insert(pw->pw_uid);
+    d->users_.insert(*uid);
   }
   for (const auto& g : s.allow_groups) {
-    auto* gr = ::getgrnam(g.c_str());
-    if (gr == nullptr)
+    auto gid = group_id_of(g);
+    if (!gid)
       return make_error(errc::config_error, "engine.allow_groups: no group '" + g + "'");
-    d->groups_.insert(gr->gr_gid);
+    d->groups_.insert(*gid);
   }
   sockaddr_un addr{};
   if (d->path_.size() >= sizeof(addr.sun_path))

@@ -32,6 +32,7 @@
 
 #include "../support/admin_snapshot.hpp"
 #include "../support/child_process.hpp"
+#include "../support/daemon_announcement.hpp"
 #include "../support/program_options.hpp"
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
@@ -102,7 +103,7 @@ int main(int argc, char** argv) {
     std::cout << "soak: FAIL: cafshmd did not start" << std::endl;
     return 1;
   }
-  auto address = *listening;
+  auto announced = test::parse_announcement(*listening);
 
   // The driver's own connection, for statistics.
   caf::actor_system_config cfg;
@@ -112,12 +113,12 @@ int main(int argc, char** argv) {
   s.role = role::client;
   module::configure(cfg, s);
   auto sys = std::make_unique<caf::actor_system>(cfg);
-  auto ep = parse_endpoint(address);
-  if (!ep) {
-    std::cout << "soak: FAIL: cafshmd announced '" << address << "'" << std::endl;
+  if (!announced) {
+    std::cout << "soak: FAIL: cafshmd announced '" << *listening << "'" << std::endl;
     return 1;
   }
-  auto observer = client::connect(*sys, *ep, "soak-observer");
+  auto address = announced->listen.host + ":" + std::to_string(announced->listen.port);
+  auto observer = client::connect(*sys, announced->listen, "soak-observer");
   if (!observer) {
     std::cout << "soak: FAIL: " << describe(observer.error()) << std::endl;
     return 1;

@@ -13,6 +13,7 @@
 #include "cafshm/settings.hpp"
 #include "shm_segment.hpp"
 #include "support/child_process.hpp"
+#include "support/daemon_announcement.hpp"
 
 namespace cafshm::test {
 
@@ -52,9 +53,10 @@ public:
       std::string{CAFSHM_BIN_DIR} + "/cafshmd", "--config", config_.string(), "--port",
       std::to_string(port)});
     auto rest = process_->wait_for_line("cafshmd listening on ", std::chrono::seconds(20));
-    if (!rest)
+    auto announced = rest ? parse_announcement(*rest) : std::nullopt;
+    if (!announced)
       return false;
-    port_ = static_cast<uint16_t>(std::stoi(rest->substr(rest->rfind(':') + 1)));
+    port_ = announced->listen.port;
     return true;
   }
 

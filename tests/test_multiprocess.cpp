@@ -193,6 +193,34 @@ TEST_CASE("a client killed with SIGKILL mid-write is reclaimed exactly within 1 
   CHECK(me->free(*ref));
 }
 
+TEST_CASE("a process restarted under the name of one just killed registers at once") {
+  // The periodic liveness check is an hour away: only the check at registration can free the
+  // name of the killed process.
+  daemon_process d{unique_name("cafshm-test-mp"), "64MiB", 0, {}, "60min"};
+  REQUIRE(d.ready());
+  auto engine = "127.0.0.1:" + std::to_string(d.port());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "test");
+  REQUIRE(me);
+  auto before = me->stats();
+  REQUIRE(before);
+  for (int round = 0; round < 10; ++round) {
+    child_process writer{{peer_bin(), "writer", "--engine", engine, "--name", "restarted",
+                          "--blocks", "2", "--size", "65536"}};
+    REQUIRE(writer.wait_for_line("writing ", 20s));
+    writer.kill(SIGKILL);
+    REQUIRE(writer.wait(10s));
+  }
+  // Each registration reclaimed the one killed before it; the last is reclaimed by this one.
+  auto again = client::connect(cs.sys, d.address(), "restarted");
+  REQUIRE_MESSAGE(again, describe(again.error()));
+  auto after = me->stats();
+  REQUIRE(after);
+  CHECK(after->processes == before->processes + 1);
+  CHECK(after->blocks == before->blocks);
+  CHECK(after->free_bytes == before->free_bytes);
+}
+
 TEST_CASE("a dead engine fails requests within the timeout and clients reconnect after a restart") {
   daemon_process d{unique_name("cafshm-test-mp")};
   REQUIRE(d.ready());

@@ -26,14 +26,15 @@ inline std::string unique_name(const std::string& prefix) {
 class daemon_process {
 public:
   /// Starts cafshmd with a config written for it; `extra_yaml` (top-level sections such as
-  /// `remote:`) is appended to it.
+  /// `remote:`) is appended to it; `liveness_interval` is how often it polls for ended processes.
   explicit daemon_process(const std::string& name, const std::string& arena = "64MiB",
-                          uint16_t port = 0, const std::string& extra_yaml = {})
+                          uint16_t port = 0, const std::string& extra_yaml = {},
+                          const std::string& liveness_interval = "100ms")
     : name_(name),
       config_(std::filesystem::temp_directory_path() / (name + ".yaml")) {
     std::ofstream out{config_};
     out << "engine:\n  name: " << name << "\n  arena: " << arena
-        << "\n  liveness_interval: 100ms\n  listen: {host: 127.0.0.1, port: " << port << "}\n"
+        << "\n  liveness_interval: " << liveness_interval << "\n  listen: {host: 127.0.0.1, port: " << port << "}\n"
         << extra_yaml;
     out.close();
     start(port);

@@ -59,6 +59,20 @@ void forget_slot(engine_state& st, uint32_t slot) {
   }
 }
 
+// Reclaims every process the OS reports ended (its pidfd readable): what the periodic liveness
+// check does, also run before a registration so that a process restarted under the name of one
+// that just died does not find that name still taken.
+void reclaim_exited(engine_state& st, memory_manager& mmr) {
+  std::vector<uint32_t> dead;
+  for (auto [slot, fd] : st.pidfds)
+    if (exited(fd))
+      dead.push_back(slot);
+  for (auto slot : dead) {
+    forget_slot(st, slot);
+    mmr.reclaim(slot);
+  }
+}
+
 engine_impl::behavior_type engine_behavior(engine_pointer self,
                                            std::shared_ptr<memory_manager> mm, settings config,
                                            caf::io::middleman_actor connector,
@@ -115,6 +129,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       // caller is nobody in particular: no user or group rule matches it.
       auto who = creds ? process_credentials{creds->uid, creds->gid}
                        : process_credentials{~uint32_t{0}, ~uint32_t{0}};
+      reclaim_exited(self->state, mmr);
       auto reg = mmr.register_process(name, pid, quota, who);
       if (!reg) {
         if (creds && creds->pidfd >= 0)
@@ -253,14 +268,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       return remote::pull(self, token, ref);
     },
     [self, &mmr](liveness_atom) {
-      std::vector<uint32_t> dead;
-      for (auto [slot, fd] : self->state.pidfds)
-        if (exited(fd))
-          dead.push_back(slot);
-      for (auto slot : dead) {
-        forget_slot(self->state, slot);
-        mmr.reclaim(slot);
-      }
+      reclaim_exited(self->state, mmr);
       // A sender silent for twice the request timeout is gone even if no down message said so.
       remote::expire_idle(self, self->state.config.client.request_timeout * 2);
       self->delayed_send(self, self->state.config.engine.liveness_interval,

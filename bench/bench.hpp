@@ -48,7 +48,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0);
 
 struct handoff_row {
   uint64_t size = 0;
-  stat shm;        // pool: block_ref each way, touch first+last byte (us)
+  stat shm;        // hand-made pool: block_ref each way, touch first+last byte (us)
+  stat shm_library; // the library's pool: loan, seal, pool_frame each way, open, touch, release
+                    // (us)
   stat shm_sum;    // pool, both sides XXH3 the whole payload (us)
   stat shm_fill;   // pool, the sender writes the whole payload before each send (us)
   stat shm_engine; // no pool: allocate, map, transfer, map, unmap, transfer back, free (us)

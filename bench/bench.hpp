@@ -51,6 +51,7 @@ struct handoff_row {
   stat shm;        // hand-made pool: block_ref each way, touch first+last byte (us)
   stat shm_library; // the library's pool: loan, seal, pool_frame each way, open, touch, release
                     // (us)
+  stat shm_notify;  // hand-made pool plus one small message to the other process each way (us)
   stat shm_sum;    // pool, both sides XXH3 the whole payload (us)
   stat shm_fill;   // pool, the sender writes the whole payload before each send (us)
   stat shm_engine; // no pool: allocate, map, transfer, map, unmap, transfer back, free (us)

@@ -7,7 +7,9 @@
 // block_ref, plus the touching of the payload on both sides. The same through the library's pool
 // (cafshm::pool, two blocks per side, and cafshm::pool_reader): each side loans a block, seals
 // it and sends the pool_frame; the other side opens it, touches it and releases it, which sends
-// the block back to its pool. The plain CAF baseline moves a
+// the block back to its pool. That release is one more message to the other process per
+// direction, so the hand-made pool is also measured with one small extra message each way
+// ("notify"). The plain CAF baseline moves a
 // std::vector<char> of the same size both ways through the io middleman (moved, never copied
 // outside CAF). The engine path shows what a hand-off costs without a pool: a fresh block,
 // transfer of ownership, map/unmap on both sides and the free, all requests to cafshmd.
@@ -59,12 +61,21 @@ using lsetup_atom = caf::atom_constant<caf::atom("b_lsetup")>;
 using lpremap_atom = caf::atom_constant<caf::atom("b_lpremap")>;
 using lping_atom = caf::atom_constant<caf::atom("b_lping")>;
 using lrelease_atom = caf::atom_constant<caf::atom("b_lrelease")>;
+using notice_atom = caf::atom_constant<caf::atom("b_notice")>;
 
 constexpr auto msg_timeout = std::chrono::seconds(120);
 
 volatile uint64_t sink_value = 0; // keeps the touching from being optimised away
 
-enum class mode : uint8_t { touch = 0, sum = 1, fill = 2, caf = 3, engine = 4, library = 5 };
+enum class mode : uint8_t {
+  touch = 0,
+  sum = 1,
+  fill = 2,
+  caf = 3,
+  engine = 4,
+  library = 5,
+  notify = 6, // touch, and each side sends the other process one small message per round trip
+};
 
 // Blocks in each side's library pool: two, so that a loan rarely waits for the block of the
 // previous round trip to come back.
@@ -226,10 +237,12 @@ caf::behavior peer_front(caf::event_based_actor* self, caf::actor admin,
                          std::shared_ptr<peer_state> st) {
   return {
     // The hand-off: consume the payload in place, hand this side's block back.
-    [st](ping_atom, uint8_t m, const block_ref& ref) -> caf::result<block_ref> {
+    [self, st](ping_atom, uint8_t m, const block_ref& ref) -> caf::result<block_ref> {
       auto i = st->mapped.find(ref.block);
       if (i == st->mapped.end())
         return make_error(errc::invalid_argument, "block not in the pool");
+      if (m == uint8_t(mode::notify)) // like a pool_frame's release: before the answer
+        caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), notice_atom::value);
       sink_value = consume(i->second.data(), i->second.size(), m == uint8_t(mode::sum));
       return st->partner[ref.block];
     },
@@ -258,6 +271,7 @@ caf::behavior peer_front(caf::event_based_actor* self, caf::actor admin,
         fail);
       return rp;
     },
+    [](notice_atom) {},
     [](vping_atom, std::vector<char>& v) -> std::vector<char> {
       sink_value = consume(reinterpret_cast<const std::byte*>(v.data()), v.size(), false);
       return std::move(v);
@@ -436,14 +450,18 @@ void step(caf::event_based_actor* self, std::shared_ptr<drive> d) {
   d->t0 = clock_type::now();
   switch (d->m) {
     case mode::touch:
+    case mode::notify:
     case mode::sum:
     case mode::fill: {
       if (d->m == mode::fill)
         std::memset(d->p->my_view->data(), static_cast<int>(d->i & 0xff), d->p->my_view->size());
-      uint8_t peer_mode = d->m == mode::sum ? uint8_t(mode::sum) : uint8_t(mode::touch);
+      uint8_t peer_mode = d->m == mode::sum || d->m == mode::notify ? uint8_t(d->m)
+                                                                    : uint8_t(mode::touch);
       self->request(d->peer, msg_timeout, ping_atom::value, peer_mode, d->p->mine)
         .then(
           [self, d](const block_ref&) {
+            if (d->m == mode::notify)
+              caf::anon_send(d->peer, notice_atom::value);
             const auto& v = *d->p->their_view;
             sink_value = consume(v.data(), v.size(), d->m == mode::sum);
             record(self, d);
@@ -521,7 +539,7 @@ std::shared_ptr<drive> run_drive(caf::actor_system& sys, std::shared_ptr<drive> 
   auto fut = d->done.get_future();
   auto body = [d](caf::event_based_actor* self) -> caf::behavior {
     self->send(self, go_atom::value);
-    return {[self, d](go_atom) { step(self, d); }};
+    return {[self, d](go_atom) { step(self, d); }, [](notice_atom) {}};
   };
   // The no-pool path makes blocking client calls: in a detached actor (see peer_admin).
   if (d->m == mode::engine)
@@ -633,6 +651,7 @@ budget budget_for(bool quick, mode m, uint64_t size) {
   switch (m) {
     case mode::touch:
     case mode::library:
+    case mode::notify:
       return quick ? budget{400, 20, 0.4, warm} : budget{3000, 50, 2.0, warm};
     case mode::sum:
     case mode::fill:
@@ -738,8 +757,10 @@ handoff_report run_handoff(const options& opts) {
     }
     library.push_back(std::move(*p));
   }
-  // The hand-made and the library pool in the same rounds, each first in every other round.
-  std::vector<std::vector<double>> touch(sizes.size()), through_library(sizes.size());
+  // The hand-made pool (also with one extra message each way) and the library pool in the same
+  // rounds, in a rotating order.
+  std::vector<std::vector<double>> touch(sizes.size()), notify(sizes.size()),
+    through_library(sizes.size());
   const int rounds = opts.quick ? 5 : 10;
   std::cerr << "bench: handoff: " << rounds << " interleaved rounds over all sizes\n";
   auto measure = [&](mode m, size_t i, std::vector<double>& samples) {
@@ -755,14 +776,19 @@ handoff_report run_handoff(const options& opts) {
     samples.insert(samples.end(), d->rtt_us.begin(), d->rtt_us.end());
   };
   for (int r = 0; r < rounds; ++r)
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      bool library_first = r % 2 == 1 && i < library.size();
-      if (library_first)
-        measure(mode::library, i, through_library[i]);
-      measure(mode::touch, i, touch[i]);
-      if (!library_first && i < library.size())
-        measure(mode::library, i, through_library[i]);
-    }
+    for (size_t i = 0; i < sizes.size(); ++i)
+      for (int k = 0; k < 3; ++k)
+        switch ((r + k) % 3) {
+          case 0:
+            measure(mode::touch, i, touch[i]);
+            break;
+          case 1:
+            measure(mode::notify, i, notify[i]);
+            break;
+          default:
+            if (i < library.size())
+              measure(mode::library, i, through_library[i]);
+        }
   // The library pools are done: their blocks make room for the no-pool path's.
   library.clear();
   (void) ask<uint64_t>(s.sys, s.peer, lrelease_atom::value);
@@ -773,6 +799,7 @@ handoff_report run_handoff(const options& opts) {
     row.size = size;
     row.shm = summarize(touch[i]);
     row.shm_library = summarize(through_library[i]);
+    row.shm_notify = summarize(notify[i]);
     row.shm_sum = timed(s, mode::sum, size, &pools[i], budget_for(opts.quick, mode::sum, size),
                         rep.error);
     row.shm_fill = timed(s, mode::fill, size, &pools[i], budget_for(opts.quick, mode::fill, size),

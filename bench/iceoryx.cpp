@@ -7,7 +7,7 @@
 // thread blocks until data arrives), iceoryx's two answers to cafshm's spinning and parking.
 //
 // The bench starts its own iox-roudi with a memory-pool config sized for the row, and stops it
-// (SIGTERM) at the end. RouDi is one per machine (its socket and segments have fixed names), so
+// (SIGTERM) at the end. RouDi is one per machine (its lock file and segments have fixed names), so
 // the row is skipped with a reason when another RouDi runs.
 #include <algorithm>
 #include <cstdint>
@@ -18,7 +18,12 @@
 #include <sstream>
 #include <thread>
 
+#include <cerrno>
 #include <csignal>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "bench.hpp"
 #include "proc.hpp"
@@ -42,7 +47,17 @@ using clock_type = std::chrono::steady_clock;
 constexpr uint64_t cmd_ping = 1;
 constexpr uint64_t cmd_stop = 2;
 
-[[maybe_unused]] constexpr auto roudi_socket = "/tmp/roudi"; // iceoryx 2.0's fixed RouDi address
+// A running RouDi holds an flock on this file (iceoryx 2.0's fixed path; the file stays after).
+[[maybe_unused]] constexpr auto roudi_lock = "/tmp/iox-unique-roudi.lock";
+
+[[maybe_unused]] bool roudi_running() {
+  int fd = ::open(roudi_lock, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  bool locked = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd); // also releases the lock if we got it
+  return locked;
+}
 
 [[maybe_unused]] std::vector<uint64_t> parse_sizes(const std::string& text) {
   std::vector<uint64_t> r;
@@ -230,8 +245,8 @@ int role_iox_ping(const std::map<std::string, std::string>& args) {
 
 iceoryx_report run_iceoryx(const options& opts, const std::vector<uint64_t>& sizes) {
   iceoryx_report rep;
-  if (std::filesystem::exists(roudi_socket)) {
-    rep.error = std::string{"another iox-roudi runs ("} + roudi_socket + " exists)";
+  if (roudi_running()) {
+    rep.error = std::string{"another iox-roudi runs (it holds "} + roudi_lock + ")";
     return rep;
   }
   auto config = std::filesystem::temp_directory_path()

@@ -160,35 +160,40 @@ struct endpoint_pair {
   }
 };
 
+// Registers this process with RouDi as `role`-PID, connects the publisher `out` and the
+// subscriber `in` (attached to a WaitSet when `waitset`) and runs fn(endpoints, waitset or null).
 template <class Fn>
-int with_runtime(const std::string& name, Fn fn) {
+int as_iceoryx_process(const std::string& role, const char* out, const char* in, bool waitset,
+                       Fn fn) {
   iox::log::LogManager::GetLogManager().SetDefaultLogLevel(iox::log::LogLevel::kWarn);
+  auto name = "cafshm-bench-" + role + "-" + std::to_string(::getpid());
   iox::runtime::PoshRuntime::initRuntime(
     iox::RuntimeName_t(iox::cxx::TruncateToCapacity, name.c_str()));
-  return fn();
+  endpoint_pair ep{out, in};
+  iox::popo::WaitSet<> ws;
+  if (waitset && ws.attachState(ep.sub, iox::popo::SubscriberState::HAS_DATA).has_error()) {
+    std::cerr << role << ": cannot attach the subscriber to the WaitSet\n";
+    return 1;
+  }
+  if (!ep.connected()) {
+    std::cerr << role << ": not connected within 30 s\n";
+    return 1;
+  }
+  return fn(ep, waitset ? &ws : nullptr);
+}
+
+bool waitset_arg(const std::map<std::string, std::string>& args) {
+  auto i = args.find("--waitset");
+  return i != args.end() && i->second == "1";
 }
 
 } // namespace
 
 int role_iox_pong(const std::map<std::string, std::string>& args) {
-  bool waitset = args.count("--waitset") > 0 && args.at("--waitset") == "1";
-  return with_runtime("cafshm-bench-pong-" + std::to_string(::getpid()), [&] {
-    endpoint_pair ep{"pong", "ping"};
-    iox::popo::WaitSet<> ws;
-    if (waitset)
-      ws.attachState(ep.sub, iox::popo::SubscriberState::HAS_DATA).or_else([](auto) {
-        std::cerr << "iox-pong: cannot attach the subscriber to the WaitSet\n";
-        std::exit(1);
-      });
-    if (!ep.connected()) {
-      std::cerr << "iox-pong: not connected within 30 s\n";
-      return 1;
-    }
-    std::cout << "iox-pong ready" << std::endl;
+  return as_iceoryx_process("iox-pong", "pong", "ping", waitset_arg(args), [](auto& ep, auto* ws) {
     for (;;) {
       uint64_t size = 0;
-      auto cmd = ep.receive(waitset ? &ws : nullptr, size);
-      if (cmd == cmd_stop)
+      if (ep.receive(ws, size) == cmd_stop)
         return 0;
       if (!ep.send(size, cmd_ping)) {
         std::cerr << "iox-pong: loan of " << size << " bytes failed\n";
@@ -199,22 +204,10 @@ int role_iox_pong(const std::map<std::string, std::string>& args) {
 }
 
 int role_iox_ping(const std::map<std::string, std::string>& args) {
-  bool waitset = args.count("--waitset") > 0 && args.at("--waitset") == "1";
   auto sizes = parse_sizes(args.count("--sizes") ? args.at("--sizes") : "64");
   int rounds = std::stoi(args.count("--rounds") ? args.at("--rounds") : "5");
   int iters = std::stoi(args.count("--iters") ? args.at("--iters") : "100");
-  return with_runtime("cafshm-bench-ping-" + std::to_string(::getpid()), [&] {
-    endpoint_pair ep{"ping", "pong"};
-    iox::popo::WaitSet<> ws;
-    if (waitset)
-      ws.attachState(ep.sub, iox::popo::SubscriberState::HAS_DATA).or_else([](auto) {
-        std::cerr << "iox-ping: cannot attach the subscriber to the WaitSet\n";
-        std::exit(1);
-      });
-    if (!ep.connected()) {
-      std::cerr << "iox-ping: not connected within 30 s\n";
-      return 1;
-    }
+  return as_iceoryx_process("iox-ping", "ping", "pong", waitset_arg(args), [&](auto& ep, auto* ws) {
     std::vector<std::vector<double>> rtt(sizes.size());
     // Interleaved rounds over all sizes, as the cafshm pool rows are measured.
     for (int r = 0; r < rounds; ++r)
@@ -226,7 +219,7 @@ int role_iox_ping(const std::map<std::string, std::string>& args) {
             return 1;
           }
           uint64_t size = 0;
-          ep.receive(waitset ? &ws : nullptr, size);
+          ep.receive(ws, size);
           if (k >= 0)
             rtt[i].push_back(
               std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());

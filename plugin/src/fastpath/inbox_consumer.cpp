@@ -50,7 +50,8 @@ size_t inbox_consumer::poll_impl(void* handler, callback fn, size_t max) {
       case slot_state::committed: {
         auto payload = ring_ + (head_ & (capacity_ - 1)) + record_header_bytes;
         payload_.resize(s.length);
-        std::memcpy(payload_.data(), payload, s.length);
+        if (s.length > 0) // an empty vector's data() may be null
+          std::memcpy(payload_.data(), payload, s.length);
         stuck_ = false;
         advance(s.bytes); // the copy is private: free the space before the handler runs
         publish_head();

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -408,4 +409,44 @@ TEST_CASE("the inbox of a killed process stays until the engine removes it; a ne
   } // destroyed: its name goes
   CHECK_FALSE(shm_segment::exists(name3));
   CHECK(shm_segment::exists(in->name()));
+}
+
+TEST_CASE("an earlier holder's inbox going away leaves the new holder's inbox of the slot alone") {
+  auto engine = unique_name("inbox");
+  inbox_guard guard{engine, {5}};
+  auto name = inbox::segment_name(engine, 5);
+  std::optional<inbox> earlier;
+  {
+    auto first = inbox::create(engine, 5, small_inbox());
+    REQUIRE_OK(first);
+    earlier.emplace(std::move(*first));
+  }
+  auto later = inbox::create(engine, 5, small_inbox()); // replaces the name
+  REQUIRE_OK(later);
+  earlier.reset();
+  REQUIRE(shm_segment::exists(name));
+  auto w = inbox_writer::open(name, 2);
+  REQUIRE_OK(w);
+  REQUIRE_OK(w->send(bytes_of(std::string{"to the new holder"})));
+  std::string got;
+  CHECK(later->reader().poll([&](const inbox_record& r) { got = text_of(r); }) == 1);
+  CHECK(got == "to the new holder");
+}
+
+TEST_CASE("the engine removes a process's inbox when it reclaims the process's slot") {
+  engine_settings settings;
+  settings.name = unique_name("inbox-mm");
+  settings.arena_bytes = 1 << 20;
+  cafshm_test::segment_guard engine_guard{settings.name};
+  auto mm = memory_manager::create(settings);
+  REQUIRE_OK(mm);
+  auto reg = (*mm)->register_process("inbox-holder", ::getpid(), 0);
+  REQUIRE_OK(reg);
+  auto slot = reg->session.process;
+  inbox_guard guard{settings.name, {slot}};
+  auto in = inbox::create(settings.name, slot, small_inbox());
+  REQUIRE_OK(in);
+  REQUIRE(shm_segment::exists(in->name()));
+  REQUIRE_OK((*mm)->unregister(reg->session));
+  CHECK_FALSE(shm_segment::exists(in->name()));
 }

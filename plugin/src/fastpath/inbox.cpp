@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cafshm/error.hpp"
+#include "secure_random.hpp"
 
 namespace cafshm::fastpath {
 
@@ -29,7 +30,8 @@ caf::expected<inbox> inbox::create(const std::string& engine_name, uint32_t slot
                                  options.group);
   if (!seg)
     return seg.error();
-  seg->remove_on_destroy(true);
+  // Removed by ~inbox (only while the name is still this object's) or by the engine.
+  seg->remove_on_destroy(false);
   // Format: the object is zero-filled; the magic goes last, so a sender that opens it early
   // refuses it instead of using a half-written control block.
   auto* control = new (seg->data()) inbox_control{};
@@ -38,13 +40,27 @@ caf::expected<inbox> inbox::create(const std::string& engine_name, uint32_t slot
   control->capacity = options.capacity;
   control->owner_pid = static_cast<int32_t>(::getpid());
   control->owner_slot = slot;
+  control->instance = secure_token();
   __atomic_store_n(&control->magic, inbox_magic, __ATOMIC_RELEASE);
   inbox result;
   result.capacity_ = options.capacity;
+  result.instance_ = control->instance;
   result.reader_ = std::make_unique<inbox_consumer>(control, seg->data() + ring_offset,
                                                     options.capacity, 0, options.reader);
   result.segment_ = std::move(*seg);
   return result;
+}
+
+inbox::~inbox() {
+  if (!segment_)
+    return; // moved from
+  auto current = shm_segment::open(segment_.name(), false, 0, ring_offset);
+  if (!current)
+    return; // already removed (by the engine, or by a new holder of the slot)
+  const auto* control = reinterpret_cast<const inbox_control*>(current->data());
+  if (__atomic_load_n(&control->magic, __ATOMIC_ACQUIRE) == inbox_magic
+      && control->instance == instance_)
+    shm_segment::remove(segment_.name());
 }
 
 bool inbox::remove(const std::string& engine_name, uint32_t slot) {

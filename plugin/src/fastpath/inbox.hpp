@@ -4,8 +4,9 @@
 //
 // Lifecycle: the receiving process creates it once the engine gave it a slot (create(), which
 // replaces an object that a dead earlier holder of the slot left behind) and removes it when it
-// ends (the destructor); the engine removes the inbox of a process it reclaims after that process
-// died (remove()).
+// ends (the destructor, which removes the name only while it still names this object, never a
+// later holder's inbox); the engine removes the inbox of a process it reclaims after that
+// process died (remove()).
 #pragma once
 
 #include <chrono>
@@ -45,8 +46,8 @@ public:
   static bool remove(const std::string& engine_name, uint32_t slot);
 
   inbox(inbox&&) noexcept = default;
-  inbox& operator=(inbox&&) noexcept = default;
-  ~inbox() = default; // the segment removes its name (remove_on_destroy)
+  inbox& operator=(inbox&&) = delete;
+  ~inbox(); // removes the name if it still names this object
 
   const std::string& name() const noexcept { return segment_.name(); }
   uint64_t capacity() const noexcept { return capacity_; }
@@ -64,6 +65,7 @@ private:
 
   shm_segment segment_;
   uint64_t capacity_ = 0;
+  uint64_t instance_ = 0;
   std::unique_ptr<inbox_consumer> reader_;
 };
 

@@ -65,6 +65,9 @@ struct inbox_control {
   uint64_t capacity;       // ring bytes, a power of two in [min_capacity, max_capacity]
   int32_t owner_pid;       // the receiving process
   uint32_t owner_slot;     // its process slot with the engine
+  uint64_t instance;       // random, non-zero: tells this object from a later one of the same
+                           // name (a new holder of the slot), so that the old one's owner
+                           // removes only its own
   // -- producers -----------------------------------------------------------------------------
   alignas(64) std::atomic<uint64_t> tail; // next position to claim; producers advance it by CAS
   // -- the reader ----------------------------------------------------------------------------

@@ -9,6 +9,9 @@
 //          echoed --rounds records. With --jitter-us N it pauses a random 0..N µs (half of the
 //          time busy, half sleeping) after each reply before it waits again; --spin-us sets its
 //          idle strategy's spin (default: park at once); --park-ms its futex timeout.
+//   caf-send  sends --count CAF messages (frame_atom, i, block_ref{i + 1, i, 7, 64 * i}) to the
+//          inbox object --inbox as sender --slot, serialised by an actor system that knows
+//          cafshm's message types; with --garbage it first sends a record that is no message.
 // Output (stdout, one line each, flushed): "sent N", "stopped", "ready", "echoed N",
 // "ERROR <what>" (exit code 1).
 #include <chrono>
@@ -20,9 +23,17 @@
 
 #include <unistd.h>
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <caf/message.hpp>
+
 #include "../support/program_options.hpp"
+#include "cafshm/block_ref.hpp"
 #include "cafshm/error.hpp"
+#include "cafshm/module.hpp"
 #include "fastpath/inbox.hpp"
+#include "fastpath/inbox_delivery.hpp"
 #include "fastpath/inbox_writer.hpp"
 
 using namespace cafshm;
@@ -134,6 +145,30 @@ int run_echo(int argc, char** argv) {
   return 0;
 }
 
+int run_caf_send(int argc, char** argv) {
+  using test::option;
+  using frame_atom = caf::atom_constant<caf::atom("frame")>;
+  auto slot = static_cast<uint32_t>(std::stoul(option(argc, argv, "--slot", "1")));
+  auto count = static_cast<uint32_t>(std::stoul(option(argc, argv, "--count", "1")));
+  auto w = open_with_retry(option(argc, argv, "--inbox"), slot);
+  if (!w)
+    return fail(describe(w.error()));
+  caf::actor_system_config cfg;
+  add_message_types(cfg);
+  caf::actor_system sys{cfg};
+  if (option(argc, argv, "--garbage") == "yes")
+    if (auto sent = w->send(bytes_of("\x01\x02 not a message"), 10s); !sent)
+      return fail(describe(sent.error()));
+  for (uint32_t i = 0; i < count; ++i) {
+    block_ref ref{i + 1, i, 7, 64ull * i};
+    if (auto sent = send_message(*w, sys, caf::make_message(frame_atom::value, i, ref), 10s);
+        !sent)
+      return fail("message " + std::to_string(i) + ": " + describe(sent.error()));
+  }
+  say("sent " + std::to_string(count));
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -142,5 +177,7 @@ int main(int argc, char** argv) {
     return run_send(argc, argv);
   if (mode == "echo")
     return run_echo(argc, argv);
+  if (mode == "caf-send")
+    return run_caf_send(argc, argv);
   return fail("unknown --mode '" + mode + "'");
 }

@@ -143,6 +143,12 @@ std::chrono::nanoseconds inbox_consumer::stuck_recheck() const {
                     std::min(until_abandon, until_check)));
 }
 
+void inbox_consumer::interrupt() noexcept {
+  interrupted_.store(true, std::memory_order_release);
+  // Bumps the sequence word a parked reader waits on (if it announced itself).
+  eventcount{control_->data_seq, control_->reader_waiting}.notify_one();
+}
+
 void inbox_consumer::advance(uint64_t bytes) noexcept {
   head_ += bytes;
   moved_ = true;
@@ -180,7 +186,9 @@ size_t inbox_consumer::receive_impl(void* handler, callback fn, const idle_strat
   for (;;) {
     auto key = data.prepare_wait();
     auto n = poll_impl(handler, fn, max);
-    if (n == 0) {
+    // (interrupt() sets the flag before its fence: either it saw this waiter and wakes it, or
+    // this load after prepare_wait's fence sees the flag.)
+    if (n == 0 && !interrupted_.load(std::memory_order_acquire)) {
       auto now = clock::now();
       if (now >= deadline) {
         data.finish_wait();
@@ -191,7 +199,7 @@ size_t inbox_consumer::receive_impl(void* handler, callback fn, const idle_strat
       data.wait(key, std::max(nap, std::chrono::nanoseconds{1000}));
     }
     data.finish_wait();
-    if (n > 0)
+    if (n > 0 || interrupted_.exchange(false, std::memory_order_acq_rel))
       return n;
   }
 }

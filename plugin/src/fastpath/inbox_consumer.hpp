@@ -12,6 +12,7 @@
 // Not thread-safe: one reading thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -63,6 +64,10 @@ public:
     return receive_impl(&handler, &call<Handler>, idle, timeout, max);
   }
 
+  /// Makes a receive() in progress (or the next one) return soon, with what it has (maybe 0);
+  /// callable from any thread of the process, e.g. to stop the reading thread.
+  void interrupt() noexcept;
+
   /// The next position to read.
   uint64_t head() const noexcept { return head_; }
 
@@ -101,6 +106,7 @@ private:
   // -- the reading thread's
   uint64_t head_;
   bool moved_ = false;              // head_ advanced since the last publish_head()
+  std::atomic<bool> interrupted_{false}; // set by interrupt() from any thread
   std::vector<std::byte> payload_;  // private copy of the record being handed out
   bool stuck_ = false;              // waiting for the claim at stuck_position_
   uint64_t stuck_position_ = 0;

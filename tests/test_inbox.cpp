@@ -279,7 +279,7 @@ TEST_CASE("a sender killed between claim and mark: the reader skips it after the
   auto engine = unique_name("inbox");
   inbox_guard guard{engine, {1}};
   auto options = small_inbox();
-  options.reader.abandon_after = 200ms; // the claim names no pid: only the bound ends the wait
+  options.reader.abandon_after = 500ms; // the claim names no pid: only the bound ends the wait
   auto in = inbox::create(engine, 1, options);
   REQUIRE_OK(in);
   child_process doomed{{peer_bin(), "--mode", "send", "--inbox", in->name(), "--slot", "4",

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <map>
 #include <optional>
 #include <random>
@@ -449,4 +450,23 @@ TEST_CASE("the engine removes a process's inbox when it reclaims the process's s
   REQUIRE(shm_segment::exists(in->name()));
   REQUIRE_OK((*mm)->unregister(reg->session));
   CHECK_FALSE(shm_segment::exists(in->name()));
+}
+
+TEST_CASE("interrupt() ends a receive that would wait for an hour, from another thread") {
+  auto engine = unique_name("inbox");
+  inbox_guard guard{engine, {1}};
+  auto in = inbox::create(engine, 1, small_inbox());
+  REQUIRE_OK(in);
+  idle_strategy idle;
+  idle.park_timeout = std::chrono::hours{1};
+  for (int round = 0; round < 50; ++round) {
+    auto waiting = std::async(std::launch::async, [&] {
+      return in->reader().receive([](const inbox_record&) {}, idle, std::chrono::hours{1});
+    });
+    if (round % 2 == 0) // sometimes before it parks, sometimes while it is parked
+      wait_until([&] { return in->control().reader_waiting.load() > 0; });
+    in->reader().interrupt();
+    REQUIRE(waiting.wait_for(20s) == std::future_status::ready);
+    CHECK(waiting.get() == 0);
+  }
 }

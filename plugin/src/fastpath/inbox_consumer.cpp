@@ -37,7 +37,11 @@ inbox_consumer::inbox_consumer(inbox_control* control, std::byte* ring, uint64_t
 size_t inbox_consumer::poll_impl(void* handler, callback fn, size_t max) {
   size_t delivered = 0;
   uint64_t passed = 0; // bytes passed in this call: at most one ring's length
-  while (delivered < max && passed < capacity_) {
+  // Positions looked at: every step passes record_align bytes at least, except a CAS that lost
+  // to a writer changing the word (decoded again); a writer flipping it on purpose cannot keep
+  // this call from returning.
+  uint64_t steps_left = 2 * (capacity_ / record_align);
+  while (delivered < max && passed < capacity_ && steps_left-- > 0) {
     auto tail = control_->tail.load(std::memory_order_acquire);
     // More than a ring, or not whole units: a tail no honest producer wrote. Only whole units
     // within one ring are looked at, so head_ stays a multiple of record_align.

@@ -200,6 +200,10 @@ int main(int argc, char** argv) {
       return role_inbox_echo(args);
     if (name == "inbox-caf-echo")
       return role_inbox_caf_echo(args);
+    if (name == "iox-ping")
+      return role_iox_ping(args);
+    if (name == "iox-pong")
+      return role_iox_pong(args);
     std::cerr << "cafshm-bench: unknown role " << name << "\n";
     return 2;
   }

@@ -15,7 +15,7 @@ namespace bench {
 
 struct options {
   bool quick = false;
-  std::vector<std::string> rows{"handoff", "pipeline", "alloc", "remote", "scale"};
+  std::vector<std::string> rows{"handoff", "pipeline", "alloc", "remote", "scale", "inbox"};
   std::string out_dir;    // bench/results
   std::string bin_dir;    // cafshmd, cafshm-pipeline
   std::string self;       // this program (for helper roles)
@@ -202,6 +202,20 @@ struct scale_report {
 };
 scale_report run_scale(const options& opts, const sched& s);
 
+// -- row 6: inbox ping-pong ----------------------------------------------------------------
+
+struct inbox_row {
+  std::string variant; // idle strategy of both readers
+  long spin_us = 0;
+  stat rtt;            // us
+  std::string error;
+};
+struct inbox_report {
+  size_t record_bytes = 0;
+  std::vector<inbox_row> rows;
+};
+inbox_report run_inbox(const options& opts);
+
 // -- machine --------------------------------------------------------------------------------
 
 std::map<std::string, std::string> machine_description();
@@ -217,6 +231,7 @@ struct report {
   alloc_report alloc;
   remote_report remote;
   scale_report scale;
+  inbox_report inbox;
 };
 void write_outputs(const report& r);
 
@@ -230,6 +245,8 @@ int role_tcp_sink(const std::map<std::string, std::string>& args);
 int role_tcp_source(const std::map<std::string, std::string>& args);
 int role_xmit(const std::map<std::string, std::string>& args);
 int role_engine_host(const std::map<std::string, std::string>& args); // handoff.cpp
+int role_inbox_echo(const std::map<std::string, std::string>& args);  // inbox.cpp
+int role_inbox_caf_echo(const std::map<std::string, std::string>& args);
 int role_iox_ping(const std::map<std::string, std::string>& args);    // iceoryx.cpp
 int role_iox_pong(const std::map<std::string, std::string>& args);
 

@@ -413,6 +413,24 @@ void write_outputs(const report& r) {
       j.close();
     }
     j.close(']');
+    j.open("inbox");
+    j.kv("record_bytes", static_cast<uint64_t>(r.inbox.record_bytes));
+    if (h64)
+      j.kv("basp_64B_rtt_us", h64->caf.median).kv("basp_64B_p99_us", h64->caf.p99);
+    j.open("rows", '[');
+    for (const auto& x : r.inbox.rows) {
+      j.open();
+      j.kv("variant", x.variant)
+        .kv("spin_us", static_cast<uint64_t>(x.spin_us))
+        .kv("rtt_us", x.rtt.median)
+        .kv("p99_us", x.rtt.p99)
+        .kv("samples", static_cast<uint64_t>(x.rtt.n));
+      if (!x.error.empty())
+        j.kv("error", x.error);
+      j.close();
+    }
+    j.close(']');
+    j.close();
     j.open("targets");
     j.kv("handoff_16MiB_over_64B", flat).kv("handoff_16MiB_over_64B_met", flat > 0 && flat <= 1.5);
     j.kv("library_pool_over_handmade_worst", library_worst)
@@ -678,6 +696,27 @@ void write_outputs(const report& r) {
     }
     if (!r.scale.error.empty())
       md << "\nError: " << r.scale.error << "\n";
+  }
+
+  // 6
+  if (!r.inbox.rows.empty()) {
+    md << "\n## 6. Inbox ping-pong (local fast path)\n\n"
+          "Two processes bounce one record of "
+       << r.inbox.record_bytes
+       << " B through two shared-memory inboxes (docs/fastpath.md); RTT in µs, median / p99. "
+          "Both readers use the same idle strategy. Rows without CAF: the record alone. CAF row: "
+          "`(frame_atom, u32, block_ref)` serialised into the inbox, a receiver thread "
+          "deserialises it into the mailbox of an actor (echo side) or a scoped_actor (measuring "
+          "side), two wake-ups per hop; both actor systems sharing/1. For comparison, plain CAF "
+          "64 B through the io middleman (BASP over TCP loopback) from §1: "
+       << (h64 ? lat(h64->caf) : std::string{"not measured in this run"}) << ".\n\n";
+    md << "| idle strategy | RTT |\n|---|---:|\n";
+    for (const auto& x : r.inbox.rows) {
+      md << "| " << x.variant << " | " << lat(x.rtt) << " |";
+      if (!x.error.empty())
+        md << " error: " << x.error;
+      md << "\n";
+    }
   }
 }
 

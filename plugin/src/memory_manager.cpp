@@ -16,6 +16,7 @@
 #include "admin_check.hpp"
 #include "bounded_text.hpp"
 #include "cafshm/error.hpp"
+#include "fastpath/inbox.hpp"
 #include "unix_identity.hpp"
 
 namespace cafshm {
@@ -450,6 +451,7 @@ caf::expected<void> memory_manager::unregister(const session& s) {
 void memory_manager::reclaim(uint32_t slot) {
   if (slot == admin::engine_slot || !is_live(slot))
     return;
+  fastpath::inbox::remove(settings_.name, slot); // the slot's inbox goes with it
   for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
     auto& b = block(i);
     if (b.state == block_state::free)

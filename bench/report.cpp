@@ -484,7 +484,7 @@ void write_outputs(const report& r) {
   const auto& o = r.opts;
   std::string rows_text;
   bool all_rows = true;
-  for (const char* row : {"handoff", "pipeline", "alloc", "remote", "scale"}) {
+  for (const char* row : {"handoff", "pipeline", "alloc", "remote", "scale", "inbox"}) {
     if (o.has(row))
       rows_text += (rows_text.empty() ? "" : ",") + std::string{row};
     else

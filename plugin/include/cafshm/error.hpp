@@ -34,6 +34,8 @@ enum class errc : uint8_t {
   would_deadlock,    // a blocking call on the only scheduler thread: use the async form
   pool_exhausted,    // no block of a pool came back within the wait
   actor_gone,        // the actor published under that name, or its process, has ended
+  peer_not_allowed,  // link/transmit to an address that is neither a configured peer nor
+                     // matched by remote.allow_dial
 };
 
 /// Category atom of every cafshm error.

@@ -98,6 +98,17 @@ struct remote_settings {
   std::vector<remote_peer> peers;
   endpoint listen{"127.0.0.1", 0}; // where peer engines connect; port 0 = they use engine.listen
   tls_settings tls;                // peers connect with TLS to `listen` (needs port != 0)
+  // How a peer engine proves its engine id in the hello of a link: with `tls`, a signature by
+  // its certificate's key (the certificate must chain to tls.cafile/capath); else with
+  // `peer_key_file`, an HMAC-SHA256 with the key shared by all peers (a file of at least 16
+  // bytes that only its owner may read); else only with `unauthenticated_peers` (anyone who
+  // reaches a port of the engine may link as any engine id). None of the three: no peer links.
+  std::string peer_key_file;
+  bool unauthenticated_peers = false;
+  // Where `link` and `transmit` may make this engine dial: the addresses of `peers`, and hosts
+  // matching one of these patterns: a host name or address ("db1", "10.0.0.7"), a glob over
+  // host names ("*.cluster.local"), or an address range ("10.0.0.0/8", "fd00::/8").
+  std::vector<std::string> allow_dial;
   uint64_t chunk_bytes = 4ull << 20;
   uint32_t window_chunks = 4;
   uint64_t cache_bytes = 256ull << 20;

@@ -167,6 +167,13 @@ struct world {
 
   std::map<uint64_t, uint64_t> tokens;
 
+  // Returns once the engine handled everything sent to the gateway before: a request the
+  // gateway hands on (refused for its token, which is all it is for).
+  void sync() {
+    (*self)->request(gateway, 10s, version_atom::value, uint64_t{0}, block_ref{})
+      .receive([](uint64_t) {}, [](caf::error&) {});
+  }
+
   engine_stats stats() {
     auto st = ask<engine_stats>(stats_atom::value);
     if (!st)
@@ -399,8 +406,10 @@ private:
   }
 
   void verify() {
-    // The stats request first: aborts are one-way messages, and the engine must have handled
-    // them (it answers in order) before this thread looks at its memory.
+    // A round trip through the gateway first: aborts are one-way messages that the gateway
+    // hands on to the engine, and the engine must have handled them (both keep the order)
+    // before this thread looks at its memory.
+    w_.sync();
     auto st = w_.stats();
     if (auto err = w_.mm->check(); !err.empty())
       violation("check(): " + err);

@@ -16,7 +16,11 @@
 #include <string>
 #include <type_traits>
 
+#include <arpa/inet.h>
+#include <cerrno>
 #include <grp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <pwd.h>
 #include <sys/wait.h>
@@ -542,4 +546,61 @@ TEST_CASE("peer links: hellos cannot grow the peer table without bound") {
   CHECK(accepted == 256);
   CHECK(refused == 400 - 2 + 1 - 256);
   CHECK(observer->stats()->peers.size() == 256);
+}
+
+TEST_CASE("dialing: a registered process makes its engine dial only configured peers and hosts "
+          "of remote.allow_dial") {
+  daemon_process target{unique_name("cafshm-test-dt")};
+  REQUIRE(target.ready());
+  // A port that records whether anything connected to it.
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 8) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  auto trap = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  {
+    daemon_process strict{unique_name("cafshm-test-ds"), "16MiB", 0,
+                          "remote: {allow_dial: ['10.0.0.0/8', '*.cluster.invalid']}\n"};
+    REQUIRE(strict.ready());
+    attacker evil{attacker_argv(strict.port())};
+    REQUIRE_MESSAGE(evil.first.rfind("ready ", 0) == 0, evil.first);
+    CHECK(evil.ask("dial " + trap) == "dial peer_not_allowed");
+    CHECK(evil.ask("dial " + address_of(target)) == "dial peer_not_allowed");
+    CHECK(evil.ask("dial localhost:" + std::to_string(target.port())) == "dial peer_not_allowed");
+    client_system cs;
+    auto me = client::connect(cs.sys, strict.address(), "owner");
+    REQUIRE(me);
+    auto ref = me->allocate(4096);
+    REQUIRE(ref);
+    auto sent = me->transmit(*ref, address_of(target), transmit_target{}, 10s);
+    REQUIRE_FALSE(sent);
+    CHECK(code_of(sent.error()) == errc::peer_not_allowed);
+    CHECK(me->stats()->peers.empty());
+    // the engine answered before dialing: nothing ever connected to the trap
+    sockaddr_in from{};
+    socklen_t from_len = sizeof from;
+    CHECK(::accept(listener, reinterpret_cast<sockaddr*>(&from), &from_len) < 0);
+    CHECK((errno == EAGAIN || errno == EWOULDBLOCK));
+  }
+  ::close(listener);
+  // an address range that holds the target, and a configured peer, are dialed
+  daemon_process ranged{unique_name("cafshm-test-dr"), "16MiB", 0,
+                        "remote: {allow_dial: ['127.0.0.0/8']}\n"};
+  daemon_process named{unique_name("cafshm-test-dp"), "16MiB", 0,
+                       "remote:\n  allow_dial: []\n  peers:\n    - {name: t, host: 127.0.0.1, port: "
+                         + std::to_string(target.port()) + "}\n"};
+  REQUIRE(ranged.ready());
+  REQUIRE(named.ready());
+  attacker in_range{attacker_argv(ranged.port())};
+  REQUIRE_MESSAGE(in_range.first.rfind("ready ", 0) == 0, in_range.first);
+  CHECK(in_range.ask("dial " + address_of(target)) == "dial ok");
+  attacker to_peer{attacker_argv(named.port())};
+  REQUIRE_MESSAGE(to_peer.first.rfind("ready ", 0) == 0, to_peer.first);
+  CHECK(to_peer.ask("dial " + address_of(target)) == "dial ok");
+  CHECK(to_peer.ask("dial " + address_of(ranged)) == "dial peer_not_allowed");
 }

@@ -604,3 +604,37 @@ TEST_CASE("dialing: a registered process makes its engine dial only configured p
   CHECK(to_peer.ask("dial " + address_of(target)) == "dial ok");
   CHECK(to_peer.ask("dial " + address_of(ranged)) == "dial peer_not_allowed");
 }
+
+TEST_CASE("quotas: a user's engine.quotas entry bounds all live processes of that user "
+          "together") {
+  // (indented: continues the daemon's engine: section)
+  daemon_process d{unique_name("cafshm-test-dq"), "16MiB", 0,
+                   "  quotas: [{user: " + std::to_string(::getuid()) + ", bytes: 1MiB}]\n"};
+  REQUIRE(d.ready());
+  // Three processes of this user; each holds its 8 KiB scratch block.
+  auto named = [&](const std::string& name) {
+    auto argv = attacker_argv(d.port());
+    argv.insert(argv.end(), {"--name", name});
+    return argv;
+  };
+  attacker one{named("first")};
+  attacker two{named("second")};
+  REQUIRE_MESSAGE(one.first.rfind("ready ", 0) == 0, one.first);
+  REQUIRE_MESSAGE(two.first.rfind("ready ", 0) == 0, two.first);
+  CHECK(one.ask("hold 400000") == "hold ok");
+  CHECK(two.ask("hold 400000") == "hold ok");
+  attacker three{named("third")};
+  REQUIRE_MESSAGE(three.first.rfind("ready ", 0) == 0, three.first);
+  // 2 x (8 KiB + 400000 bytes in 4 KiB pages) + 8 KiB in use: 400000 more exceed 1 MiB, although
+  // each process is far below it
+  CHECK(three.ask("hold 400000") == "hold quota_exceeded");
+  CHECK(three.ask("hold 100000") == "hold ok"); // what is left of the user's quota
+  // when a process of the user ends, its share comes back
+  one.process.kill(SIGKILL);
+  one.process.wait(10s);
+  client_system cs;
+  auto observer = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(observer);
+  CHECK(eventually(*observer, 5s, [](const engine_stats& s) { return s.processes == 3; }));
+  CHECK(three.ask("hold 400000") == "hold ok");
+}

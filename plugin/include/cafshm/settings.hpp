@@ -48,9 +48,10 @@ struct engine_settings {
   uint32_t max_grants = 1024;       // grants + views of non-owners
   uint32_t max_names = 256;
   uint64_t default_quota_bytes = 0;   // per process; 0 = unlimited
-  std::vector<quota_rule> quotas;     // per-user / per-group quotas per process: a user's rule
-                                      // wins over a group's, the first matching one of each
-                                      // kind counts; no match = default_quota_bytes
+  std::vector<quota_rule> quotas;     // per-user / per-group quotas: a rule bounds all live
+                                      // processes it applies to together; a user's rule wins
+                                      // over a group's, the first matching one of each kind
+                                      // counts; no match = default_quota_bytes per process
   uint32_t max_copy_ranges = 1024;    // ranges one copy request may carry
   uint64_t max_copy_bytes = 256ull << 20; // bytes one copy request may move
   scrub_policy scrub = scrub_policy::on_free;

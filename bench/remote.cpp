@@ -378,8 +378,10 @@ int role_xmit(const std::map<std::string, std::string>& args) {
 namespace {
 
 std::string remote_yaml(uint64_t chunk, uint32_t window, uint64_t cache = 0) {
+  // Both engines on loopback: unauthenticated peers, dialing 127.0.0.1 allowed.
   return "remote:\n  chunk: " + human_size(chunk) + "\n  window: " + std::to_string(window)
-         + "\n  cache: " + human_size(cache) + "\n";
+         + "\n  cache: " + human_size(cache)
+         + "\n  unauthenticated_peers: true\n  allow_dial: [127.0.0.1]\n";
 }
 
 stat gbps_of(const std::vector<double>& us, uint64_t size) {

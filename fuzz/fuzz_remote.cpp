@@ -1,7 +1,8 @@
 // Fuzz target: the receiving side of engine-to-engine transfers (plugin/src/engine/remote_link.cpp: offer,
 // chunk, commit, abort, delivery, the content cache), as a peer engine would drive it. An engine
-// actor runs in this process (cafshm::module, engine role); a scoped actor plays one or more
-// sending engines and sends it random transfer_offer / transfer_chunk / commit / abort messages:
+// actor runs in this process (cafshm::module, engine role, remote.unauthenticated_peers); a
+// scoped actor plays one or more sending engines, links through the engine's peer gateway
+// (challenge, hello) and sends the gateway random transfer_offer / transfer_chunk / commit / abort messages:
 // malformed and duplicate offers, chunks of unknown transfers, chunks past the end, chunks whose
 // bytes do not match their checksum, wrong whole-block checksums, unknown target processes,
 // invalid names, cache fills, repeated content (cache hits).
@@ -19,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <unistd.h>
@@ -77,6 +79,7 @@ struct world {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
   engine_actor engine;
+  peer_actor gateway;
   std::shared_ptr<memory_manager> mm;
   std::optional<client> sink;
   std::unique_ptr<caf::scoped_actor> self;
@@ -91,6 +94,7 @@ struct world {
     s.engine.max_blocks = 128;
     s.engine.liveness_interval = std::chrono::hours(1); // nothing runs between messages
     s.remote.cache_bytes = 256 << 10;
+    s.remote.unauthenticated_peers = true;
     module::configure(cfg, s);
     sys = std::make_unique<caf::actor_system>(cfg);
     auto e = local_engine(*sys);
@@ -103,12 +107,29 @@ struct world {
       violation("cannot register the sink: " + describe(c.error()));
     sink.emplace(std::move(*c));
     self = std::make_unique<caf::scoped_actor>(*sys, true);
+    auto gw = ask<caf::actor>(gateway_atom::value);
+    if (!gw)
+      violation("no peer gateway: " + describe(gw.error()));
+    gateway = caf::actor_cast<peer_actor>(*gw);
+  }
+
+  // Peer messages go to the gateway, everything else to the engine.
+  template <class Atom, class... Ts>
+  caf::actor destination(const Atom&, const Ts&...) {
+    constexpr bool peer_message
+      = std::is_same_v<Atom, offer_atom> || std::is_same_v<Atom, chunk_atom>
+        || std::is_same_v<Atom, commit_atom> || std::is_same_v<Atom, abort_atom>
+        || std::is_same_v<Atom, hello_atom> || std::is_same_v<Atom, challenge_atom>;
+    if constexpr (peer_message)
+      return caf::actor_cast<caf::actor>(gateway);
+    else
+      return caf::actor_cast<caf::actor>(engine);
   }
 
   template <class R, class... Ts>
   caf::expected<R> ask(Ts&&... xs) {
     caf::expected<R> result{caf::error{}};
-    (*self)->request(engine, 10s, std::forward<Ts>(xs)...)
+    (*self)->request(destination(xs...), 10s, std::forward<Ts>(xs)...)
       .receive([&](R& r) { result = std::move(r); },
                [&](caf::error& e) { result = std::move(e); });
     return result;
@@ -121,7 +142,15 @@ struct world {
       return 0x0dd5eed;
     if (auto i = tokens.find(sender); i != tokens.end())
       return i->second;
-    auto r = ask<uint64_t, uint64_t>(hello_atom::value, sender, sender ^ 0x7e7e);
+    std::vector<char> nonce(link_nonce_bytes, static_cast<char>(sender));
+    caf::expected<std::vector<char>> theirs{caf::error{}};
+    (*self)->request(gateway, 10s, challenge_atom::value, sender, nonce)
+      .receive([&](uint64_t, std::vector<char>& n, peer_proof&) { theirs = std::move(n); },
+               [&](caf::error& e) { theirs = std::move(e); });
+    if (!theirs)
+      violation("challenge failed: " + describe(theirs.error()));
+    auto r = ask<uint64_t, uint64_t>(hello_atom::value, sender, sender ^ 0x7e7e,
+                                     caf::actor_cast<caf::actor>(*self), *theirs, peer_proof{});
     if (!r)
       violation("hello failed: " + describe(r.error()));
     return tokens[sender] = r->second;
@@ -130,13 +159,20 @@ struct world {
   template <class R1, class R2, class... Ts>
   caf::expected<std::pair<R1, R2>> ask(Ts&&... xs) {
     caf::expected<std::pair<R1, R2>> result{caf::error{}};
-    (*self)->request(engine, 10s, std::forward<Ts>(xs)...)
+    (*self)->request(destination(xs...), 10s, std::forward<Ts>(xs)...)
       .receive([&](R1& a, R2& b) { result = std::make_pair(std::move(a), std::move(b)); },
                [&](caf::error& e) { result = std::move(e); });
     return result;
   }
 
   std::map<uint64_t, uint64_t> tokens;
+
+  // Returns once the engine handled everything sent to the gateway before: a request the
+  // gateway hands on (refused for its token, which is all it is for).
+  void sync() {
+    (*self)->request(gateway, 10s, version_atom::value, uint64_t{0}, block_ref{})
+      .receive([](uint64_t) {}, [](caf::error&) {});
+  }
 
   engine_stats stats() {
     auto st = ask<engine_stats>(stats_atom::value);
@@ -346,7 +382,7 @@ private:
   void do_abort() {
     uint64_t sender = 0, id = 0;
     pick_transfer(sender, id);
-    (*w_.self)->send(w_.engine, abort_atom::value, w_.token_of(sender), id);
+    (*w_.self)->send(w_.gateway, abort_atom::value, w_.token_of(sender), id);
     transfers_.erase({sender, id});
   }
 
@@ -370,8 +406,10 @@ private:
   }
 
   void verify() {
-    // The stats request first: aborts are one-way messages, and the engine must have handled
-    // them (it answers in order) before this thread looks at its memory.
+    // A round trip through the gateway first: aborts are one-way messages that the gateway
+    // hands on to the engine, and the engine must have handled them (both keep the order)
+    // before this thread looks at its memory.
+    w_.sync();
     auto st = w_.stats();
     if (auto err = w_.mm->check(); !err.empty())
       violation("check(): " + err);
@@ -384,7 +422,7 @@ private:
 
   void cleanup() {
     for (const auto& [key, t] : transfers_)
-      (*w_.self)->send(w_.engine, abort_atom::value, w_.token_of(key.first), key.second);
+      (*w_.self)->send(w_.gateway, abort_atom::value, w_.token_of(key.first), key.second);
     transfers_.clear();
     auto engine = w_.mm->engine_session(); // may free every block, the sink's too
     for (const auto& ref : delivered_)

@@ -33,6 +33,7 @@
 #include "memory_manager.hpp"
 #include "support/client_system.hpp"
 #include "support/daemon_process.hpp"
+#include "support/fake_peer.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
@@ -228,18 +229,19 @@ TEST_CASE("access: copies an engine holds for others (transfers in flight, cache
   REQUIRE(b_engine);
   caf::scoped_actor self{cs.sys, true};
   constexpr uint64_t partial = 30000;
-  uint64_t token = 0;
-  self->request(*b_engine, 10s, hello_atom::value, uint64_t{4242}, uint64_t{1})
-    .receive([&](uint64_t, uint64_t t) { token = t; }, [](caf::error& e) { FAIL(describe(e)); });
+  caf::error link_error;
+  auto link = test::link_fake_peer(self, *b_engine, 4242, link_error);
+  REQUIRE_MESSAGE(link.token != 0, describe(link_error));
+  auto token = link.token;
   transfer_offer offer{4242, 1, partial, 0, 4096, {}, {}, 0, false};
-  self->request(*b_engine, 10s, offer_atom::value, token, offer)
+  self->request(link.gateway, 10s, offer_atom::value, token, offer)
     .receive([](transmit_receipt&) {}, [](caf::error& e) { FAIL(describe(e)); });
-  self->request(*b_engine, 10s, chunk_atom::value, token,
+  self->request(link.gateway, 10s, chunk_atom::value, token,
                 transfer_chunk{4242, 1, 0, XXH3_64bits("secret", 6), std::vector<char>{'s', 'e', 'c', 'r', 'e', 't'}})
     .receive([](done_atom) {}, [](caf::error& e) { FAIL(describe(e)); });
   answer = thief.ask("brute " + engine + " " + std::to_string(partial) + " 256 4");
   CHECK(answer.find(" allowed=none ") != std::string::npos);
-  self->send(*b_engine, abort_atom::value, token, uint64_t{1});
+  self->send(link.gateway, abort_atom::value, token, uint64_t{1});
   // The control: a block sent to B without a target process is published there (held by the
   // engine for every process): the same search finds it, so the searches above were real.
   auto published = sender->transmit(*ref, to_b, transmit_target{});

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cafshm/config.hpp"
+#include "dial_policy.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
@@ -580,6 +581,52 @@ struct tls_files {
 };
 
 } // namespace
+
+TEST_CASE("remote.allow_dial, peer_key_file, unauthenticated_peers: defaults, reading, patterns") {
+  auto defaults = load_config(CAFSHM_SOURCE_DIR "/config/default.yaml");
+  REQUIRE(std::holds_alternative<settings>(defaults));
+  const auto& d = std::get<settings>(defaults).remote;
+  CHECK(d.allow_dial.empty());
+  CHECK(d.peer_key_file.empty());
+  CHECK_FALSE(d.unauthenticated_peers);
+  auto s = settings_of("remote:\n  allow_dial: [db1, '*.cluster.invalid', 10.0.0.0/8, 'fd00::/8']\n"
+                       "  unauthenticated_peers: true\n");
+  CHECK(s.remote.allow_dial.size() == 4);
+  CHECK(s.remote.unauthenticated_peers);
+  auto bad = error_of("remote:\n  allow_dial: [10.0.0.0/33]\n");
+  CHECK(bad.key == "remote.allow_dial[0]");
+  CHECK(error_of("remote:\n  allow_dial: ['a b']\n").key == "remote.allow_dial[0]");
+  CHECK(error_of("remote:\n  allow_dial: [nothing/8]\n").key == "remote.allow_dial[0]");
+  CHECK(error_of("remote: {unauthenticated_peers: maybe}\n").key == "remote.unauthenticated_peers");
+  CHECK(error_of("remote: {peer_key_file: /nonexistent/key}\n").key == "remote.peer_key_file");
+  struct example {
+    const char* pattern;
+    const char* host;
+    bool matches;
+  };
+  const example examples[] = {
+    {"10.0.0.0/8", "10.1.2.3", true},     {"10.0.0.0/8", "11.0.0.1", false},
+    {"10.0.0.0/8", "db1", false},         {"192.168.1.0/25", "192.168.1.127", true},
+    {"192.168.1.0/25", "192.168.1.128", false}, {"0.0.0.0/0", "8.8.8.8", true},
+    {"fd00::/8", "fd12::1", true},        {"fd00::/8", "fe80::1", false},
+    {"fd00::/8", "10.0.0.1", false},      {"::1", "0:0::1", true},
+    {"127.0.0.1", "127.0.0.1", true},     {"127.0.0.1", "127.0.0.2", false},
+    {"*.cluster.invalid", "a.cluster.invalid", true}, {"*.cluster.invalid", "cluster.invalid", false},
+    {"DB?", "db1", true},                 {"db1", "db12", false},
+  };
+  for (const auto& ex : examples) {
+    CAPTURE(ex.pattern);
+    CAPTURE(ex.host);
+    CHECK(dial_pattern_matches(ex.pattern, ex.host) == ex.matches);
+  }
+  remote_settings r;
+  r.peers.push_back({"b", {"10.0.0.2", 4242}});
+  CHECK(dial_allowed(r, "10.0.0.2", 4242));
+  CHECK_FALSE(dial_allowed(r, "10.0.0.2", 4243)); // a peer is its address, port included
+  CHECK_FALSE(dial_allowed(r, "127.0.0.1", 4242));
+  r.allow_dial = {"127.0.0.0/8"};
+  CHECK(dial_allowed(r, "127.0.0.1", 9));
+}
 
 TEST_CASE("remote.listen and remote.tls: defaults, every key read") {
   auto defaults = load_config(CAFSHM_SOURCE_DIR "/config/default.yaml");

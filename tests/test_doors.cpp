@@ -1,6 +1,8 @@
 // Who may talk to an engine, through which door: local processes only with a ticket of the
-// engine's Unix-domain socket (the kernel's uid, gid and pid), peer engines only with the link
-// token the receiving engine issued; liveness by the pidfd of the kernel's pid. Attackers are
+// engine's Unix-domain socket (the kernel's uid, gid and pid), peer engines only through the
+// peer gateway, after proving their engine id, and then only with the link token the receiving
+// engine issued; the engine dials only what its configuration allows; quotas of a user bound
+// all its processes together; liveness by the pidfd of the kernel's pid. Attackers are
 // real processes (tests/helpers/cafshm-attacker.cpp), other Unix users and pid namespaces are
 // created by the test where the machine allows it.
 #include <doctest/doctest.h>
@@ -12,8 +14,14 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <type_traits>
 
+#include <arpa/inet.h>
+#include <cerrno>
 #include <grp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <pwd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,11 +32,13 @@
 #include <xxhash.h>
 
 #include "cafshm/client.hpp"
+#include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 #include "memory_manager.hpp"
 #include "support/child_process.hpp"
 #include "support/client_system.hpp"
 #include "support/daemon_process.hpp"
+#include "support/peer_key.hpp"
 #include "support/tcp_proxy.hpp"
 
 using namespace cafshm;
@@ -36,6 +46,7 @@ using namespace std::chrono_literals;
 using test::child_process;
 using test::client_system;
 using test::daemon_process;
+using test::peer_key;
 using test::eventually;
 using test::unique_name;
 
@@ -85,12 +96,14 @@ const process_stats* find_slot(const engine_stats& st, uint32_t slot) {
   return nullptr;
 }
 
-// An engine in this process, for raw peer messages from scoped actors.
+// An engine in this process (remote.unauthenticated_peers), for raw peer messages from scoped
+// actors: they go to its peer gateway, everything else to the engine.
 struct local_engine_env {
   std::string name = unique_name("cafshm-test-door");
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
   engine_actor engine;
+  peer_actor gateway;
   std::shared_ptr<memory_manager> mm;
 
   local_engine_env() {
@@ -99,21 +112,49 @@ struct local_engine_env {
     s.engine.name = name;
     s.engine.arena_bytes = 4 << 20;
     s.remote.cache_bytes = 1 << 20;
+    s.remote.unauthenticated_peers = true;
     module::configure(cfg, s);
     sys = std::make_unique<caf::actor_system>(cfg);
     auto e = local_engine(*sys);
     REQUIRE_MESSAGE(e, describe(e.error()));
     engine = *e;
     mm = module::of(*sys)->memory();
+    caf::scoped_actor self{*sys, true};
+    auto gw = ask<caf::actor>(self, gateway_atom::value);
+    REQUIRE(gw);
+    gateway = caf::actor_cast<peer_actor>(std::get<0>(*gw));
+  }
+
+  template <class Atom, class... Ts>
+  caf::actor destination(const Atom&, const Ts&...) {
+    if constexpr (std::is_same_v<Atom, offer_atom> || std::is_same_v<Atom, chunk_atom>
+                  || std::is_same_v<Atom, commit_atom> || std::is_same_v<Atom, abort_atom>
+                  || std::is_same_v<Atom, version_atom> || std::is_same_v<Atom, pull_atom>
+                  || std::is_same_v<Atom, hello_atom> || std::is_same_v<Atom, challenge_atom>)
+      return caf::actor_cast<caf::actor>(gateway);
+    else
+      return caf::actor_cast<caf::actor>(engine);
   }
 
   template <class... Rs, class... Ts>
   caf::expected<std::tuple<Rs...>> ask(caf::scoped_actor& self, Ts&&... xs) {
     caf::expected<std::tuple<Rs...>> result{caf::error{}};
-    self->request(engine, 5s, std::forward<Ts>(xs)...)
+    self->request(destination(xs...), 5s, std::forward<Ts>(xs)...)
       .receive([&](Rs&... rs) { result = std::make_tuple(std::move(rs)...); },
                [&](caf::error& e) { result = std::move(e); });
     return result;
+  }
+
+  /// Links `self` as peer engine `id` (challenge, then hello without a proof); the result of
+  /// the hello: (this engine's id, the link token it issued).
+  caf::expected<std::tuple<uint64_t, uint64_t>> link_as(caf::scoped_actor& self, uint64_t id) {
+    std::vector<char> nonce(link_nonce_bytes, 'n');
+    auto c = ask<uint64_t, std::vector<char>, peer_proof>(self, challenge_atom::value, id, nonce);
+    if (!c)
+      return std::move(c.error());
+    return ask<uint64_t, uint64_t>(self, hello_atom::value, id, uint64_t{7},
+                                   caf::actor_cast<caf::actor>(self), std::get<1>(*c),
+                                   peer_proof{});
   }
 
   engine_stats stats() {
@@ -159,10 +200,11 @@ struct temporary_user {
 
 } // namespace
 
-TEST_CASE("peer links: a hello claiming engine B's id at A's client port gets nothing meant "
+TEST_CASE("peer links: a caller at A's client port cannot link as engine B, gets nothing meant "
           "for B and forges no receipt") {
-  daemon_process a{unique_name("cafshm-test-da"), "16MiB", 0, "remote: {cache: 0}\n"};
-  daemon_process b{unique_name("cafshm-test-db"), "16MiB", 0, "remote: {cache: 0}\n"};
+  peer_key key;
+  daemon_process a{unique_name("cafshm-test-da"), "16MiB", 0, key.yaml("  cache: 0\n")};
+  daemon_process b{unique_name("cafshm-test-db"), "16MiB", 0, key.yaml("  cache: 0\n")};
   REQUIRE(a.ready());
   REQUIRE(b.ready());
   client_system cs;
@@ -171,10 +213,12 @@ TEST_CASE("peer links: a hello claiming engine B's id at A's client port gets no
   REQUIRE_MESSAGE(producer, describe(producer.error()));
   REQUIRE_MESSAGE(sink, describe(sink.error()));
   auto b_id = sink->info().engine_id;
-  // the impostor says hello as B at A's client port before A ever linked to B
+  // The impostor tries to link as B at A's client port before A ever linked to B: the engine
+  // actor takes no peer message, the gateway wants a proof, a forward needs the gateway's key.
   attacker evil{attacker_argv(a.port(), false)};
   REQUIRE(evil.first == "ready unregistered");
-  CHECK(evil.ask("impersonate " + std::to_string(b_id)) == "impersonate ok");
+  CHECK(evil.ask("impersonate " + std::to_string(b_id))
+        == "impersonate engine=refused gateway=access_denied forward=access_denied");
   auto ref = producer->allocate(100000);
   REQUIRE(ref);
   std::vector<char> bytes(100000);
@@ -191,6 +235,90 @@ TEST_CASE("peer links: a hello claiming engine B's id at A's client port gets no
   REQUIRE_MESSAGE(got, describe(got.error()));
   CHECK(*got == bytes);
   CHECK(evil.ask("impostor") == "impostor offers=0 chunks=0 commits=0");
+  auto st = producer->stats();
+  REQUIRE(st);
+  CHECK(st->peers.size() == 1); // B, dialed; nothing the impostor said
+}
+
+TEST_CASE("peer links: with remote.peer_key_file only holders of the key link, a caller without "
+          "it gets no link and no offer through") {
+  peer_key key;
+  peer_key other{"cafshm-test-otherkey"};
+  daemon_process a{unique_name("cafshm-test-dk"), "16MiB", 0, key.yaml()};
+  daemon_process b{unique_name("cafshm-test-dk"), "16MiB", 0, key.yaml()};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs;
+  auto watcher = client::connect(cs.sys, b.address(), "watcher");
+  REQUIRE(watcher);
+  auto before = watcher->stats();
+  REQUIRE(before);
+  attacker evil{attacker_argv(b.port(), false)};
+  REQUIRE(evil.first == "ready unregistered");
+  CHECK(evil.ask("peerlink 4242 none") == "peerlink access_denied");
+  CHECK(evil.ask("peerlink 4242 key " + other.path()) == "peerlink access_denied");
+  CHECK(evil.ask("offer") == "offer access_denied"); // no token was issued to it
+  auto st = watcher->stats();
+  REQUIRE(st);
+  CHECK(st->peers.empty());
+  CHECK(st->transfers_in == 0);
+  CHECK(st->free_bytes == before->free_bytes);
+  // Control: the key is what counts. A holder of the key is a peer (so the key is a secret of
+  // all engines alike), and engines with it link.
+  CHECK(evil.ask("peerlink 4242 key " + key.path()) == "peerlink ok");
+  CHECK(evil.ask("offer") == "offer ok");
+  auto sender = client::connect(cs.sys, a.address(), "sender");
+  REQUIRE(sender);
+  auto ref = sender->allocate(4096);
+  REQUIRE(ref);
+  auto receipt = sender->transmit(*ref, address_of(b), transmit_target{"watcher", "", {}}, 30s);
+  REQUIRE_MESSAGE(receipt, describe(receipt.error()));
+  REQUIRE(watcher->free(receipt->remote));
+}
+
+TEST_CASE("peer links: an engine with neither remote.tls, a peer key nor unauthenticated_peers "
+          "links with no peer, either way") {
+  daemon_process closed{unique_name("cafshm-test-dc"), "16MiB", 0,
+                        "remote: {unauthenticated_peers: false}\n"};
+  daemon_process open{unique_name("cafshm-test-do"), "16MiB", 0,
+                      "remote: {unauthenticated_peers: true}\n"};
+  REQUIRE(closed.ready());
+  REQUIRE(open.ready());
+  client_system cs;
+  auto at_closed = client::connect(cs.sys, closed.address(), "one");
+  auto at_open = client::connect(cs.sys, open.address(), "two");
+  REQUIRE(at_closed);
+  REQUIRE(at_open);
+  auto out = at_closed->link("127.0.0.1", open.port());
+  REQUIRE_FALSE(out);
+  CHECK(code_of(out.error()) == errc::access_denied);
+  CHECK(describe(out.error()).find("remote.peer_key_file") != std::string::npos);
+  auto in = at_open->link("127.0.0.1", closed.port());
+  REQUIRE_FALSE(in);
+  CHECK(code_of(in.error()) == errc::access_denied);
+  attacker evil{attacker_argv(closed.port(), false)};
+  REQUIRE(evil.first == "ready unregistered");
+  CHECK(evil.ask("peerlink 4242 none") == "peerlink access_denied");
+  CHECK(at_closed->stats()->peers.empty());
+}
+
+TEST_CASE("peer links: remote.peer_key_file must be the engine user's own, unreadable by others") {
+  peer_key key;
+  settings s;
+  s.remote.peer_key_file = key.path();
+  CHECK_FALSE(validate(s));
+  ::chmod(key.path().c_str(), 0640);
+  auto why = validate(s);
+  REQUIRE(why);
+  CHECK_MESSAGE(why->find("remote.peer_key_file") != std::string::npos, *why);
+  CHECK_MESSAGE(why->find("chmod 600") != std::string::npos, *why);
+  ::chmod(key.path().c_str(), 0600);
+  { std::ofstream{key.path(), std::ios::trunc} << "short"; }
+  why = validate(s);
+  REQUIRE(why);
+  CHECK_MESSAGE(why->find("5 bytes") != std::string::npos, *why);
+  s.remote.peer_key_file = key.path() + ".absent";
+  CHECK(validate(s));
 }
 
 TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end or "
@@ -213,8 +341,8 @@ TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end 
     REQUIRE_FALSE(v);
     CHECK(code_of(v.error()) == errc::access_denied);
   }
-  auto hx = env.ask<uint64_t, uint64_t>(x, hello_atom::value, uint64_t{0x1111}, uint64_t{7});
-  auto hy = env.ask<uint64_t, uint64_t>(y, hello_atom::value, uint64_t{0x2222}, uint64_t{8});
+  auto hx = env.link_as(x, 0x1111);
+  auto hy = env.link_as(y, 0x2222);
   REQUIRE(hx);
   REQUIRE(hy);
   auto tx = std::get<1>(*hx);
@@ -230,7 +358,7 @@ TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end 
   auto yc = env.ask<done_atom>(y, chunk_atom::value, ty, c);
   REQUIRE_FALSE(yc);
   CHECK(code_of(yc.error()) == errc::stale_block);
-  y->send(env.engine, abort_atom::value, ty, uint64_t{5});
+  y->send(env.gateway, abort_atom::value, ty, uint64_t{5});
   auto ycommit = env.ask<transmit_receipt>(y, commit_atom::value, ty, uint64_t{5});
   REQUIRE_FALSE(ycommit);
   CHECK(env.stats().transfers_in == 1); // still open: y's abort came before its commit
@@ -261,7 +389,7 @@ TEST_CASE("peer reads: version and pull of a hidden engine copy are refused as i
   REQUIRE(published);
   env.mm->conceal(*hidden, true); // as the engine keeps cached copies of other processes' data
   caf::scoped_actor x{*env.sys, true};
-  auto hx = env.ask<uint64_t, uint64_t>(x, hello_atom::value, uint64_t{0x1111}, uint64_t{7});
+  auto hx = env.link_as(x, 0x1111);
   REQUIRE(hx);
   auto tx = std::get<1>(*hx);
   auto absent = *hidden;
@@ -404,12 +532,12 @@ TEST_CASE("peer links: hellos cannot grow the peer table without bound") {
   caf::scoped_actor x{*env.sys, true};
   // one engine id saying hello again and again holds one link
   for (int i = 0; i < 1000; ++i)
-    REQUIRE(env.ask<uint64_t, uint64_t>(x, hello_atom::value, uint64_t{0x1111}, uint64_t{7}));
+    REQUIRE(env.link_as(x, 0x1111));
   CHECK(observer->stats()->peers.size() == 1);
   // distinct ids: up to the bound, then capacity_exceeded
   size_t accepted = 1, refused = 0;
   for (uint64_t id = 2; id < 400; ++id) {
-    auto r = env.ask<uint64_t, uint64_t>(x, hello_atom::value, id, uint64_t{7});
+    auto r = env.link_as(x, id);
     if (r)
       ++accepted;
     else if (code_of(r.error()) == errc::capacity_exceeded)
@@ -418,4 +546,95 @@ TEST_CASE("peer links: hellos cannot grow the peer table without bound") {
   CHECK(accepted == 256);
   CHECK(refused == 400 - 2 + 1 - 256);
   CHECK(observer->stats()->peers.size() == 256);
+}
+
+TEST_CASE("dialing: a registered process makes its engine dial only configured peers and hosts "
+          "of remote.allow_dial") {
+  daemon_process target{unique_name("cafshm-test-dt")};
+  REQUIRE(target.ready());
+  // A port that records whether anything connected to it.
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 8) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  auto trap = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  {
+    daemon_process strict{unique_name("cafshm-test-ds"), "16MiB", 0,
+                          "remote: {allow_dial: ['10.0.0.0/8', '*.cluster.invalid']}\n"};
+    REQUIRE(strict.ready());
+    attacker evil{attacker_argv(strict.port())};
+    REQUIRE_MESSAGE(evil.first.rfind("ready ", 0) == 0, evil.first);
+    CHECK(evil.ask("dial " + trap) == "dial peer_not_allowed");
+    CHECK(evil.ask("dial " + address_of(target)) == "dial peer_not_allowed");
+    CHECK(evil.ask("dial localhost:" + std::to_string(target.port())) == "dial peer_not_allowed");
+    client_system cs;
+    auto me = client::connect(cs.sys, strict.address(), "owner");
+    REQUIRE(me);
+    auto ref = me->allocate(4096);
+    REQUIRE(ref);
+    auto sent = me->transmit(*ref, address_of(target), transmit_target{}, 10s);
+    REQUIRE_FALSE(sent);
+    CHECK(code_of(sent.error()) == errc::peer_not_allowed);
+    CHECK(me->stats()->peers.empty());
+    // the engine answered before dialing: nothing ever connected to the trap
+    sockaddr_in from{};
+    socklen_t from_len = sizeof from;
+    CHECK(::accept(listener, reinterpret_cast<sockaddr*>(&from), &from_len) < 0);
+    CHECK((errno == EAGAIN || errno == EWOULDBLOCK));
+  }
+  ::close(listener);
+  // an address range that holds the target, and a configured peer, are dialed
+  daemon_process ranged{unique_name("cafshm-test-dr"), "16MiB", 0,
+                        "remote: {allow_dial: ['127.0.0.0/8']}\n"};
+  daemon_process named{unique_name("cafshm-test-dp"), "16MiB", 0,
+                       "remote:\n  allow_dial: []\n  peers:\n    - {name: t, host: 127.0.0.1, port: "
+                         + std::to_string(target.port()) + "}\n"};
+  REQUIRE(ranged.ready());
+  REQUIRE(named.ready());
+  attacker in_range{attacker_argv(ranged.port())};
+  REQUIRE_MESSAGE(in_range.first.rfind("ready ", 0) == 0, in_range.first);
+  CHECK(in_range.ask("dial " + address_of(target)) == "dial ok");
+  attacker to_peer{attacker_argv(named.port())};
+  REQUIRE_MESSAGE(to_peer.first.rfind("ready ", 0) == 0, to_peer.first);
+  CHECK(to_peer.ask("dial " + address_of(target)) == "dial ok");
+  CHECK(to_peer.ask("dial " + address_of(ranged)) == "dial peer_not_allowed");
+}
+
+TEST_CASE("quotas: a user's engine.quotas entry bounds all live processes of that user "
+          "together") {
+  // (indented: continues the daemon's engine: section)
+  daemon_process d{unique_name("cafshm-test-dq"), "16MiB", 0,
+                   "  quotas: [{user: " + std::to_string(::getuid()) + ", bytes: 1MiB}]\n"};
+  REQUIRE(d.ready());
+  // Three processes of this user; each holds its 8 KiB scratch block.
+  auto named = [&](const std::string& name) {
+    auto argv = attacker_argv(d.port());
+    argv.insert(argv.end(), {"--name", name});
+    return argv;
+  };
+  attacker one{named("first")};
+  attacker two{named("second")};
+  REQUIRE_MESSAGE(one.first.rfind("ready ", 0) == 0, one.first);
+  REQUIRE_MESSAGE(two.first.rfind("ready ", 0) == 0, two.first);
+  CHECK(one.ask("hold 400000") == "hold ok");
+  CHECK(two.ask("hold 400000") == "hold ok");
+  attacker three{named("third")};
+  REQUIRE_MESSAGE(three.first.rfind("ready ", 0) == 0, three.first);
+  // 2 x (8 KiB + 400000 bytes in 4 KiB pages) + 8 KiB in use: 400000 more exceed 1 MiB, although
+  // each process is far below it
+  CHECK(three.ask("hold 400000") == "hold quota_exceeded");
+  CHECK(three.ask("hold 100000") == "hold ok"); // what is left of the user's quota
+  // when a process of the user ends, its share comes back
+  one.process.kill(SIGKILL);
+  one.process.wait(10s);
+  client_system cs;
+  auto observer = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(observer);
+  CHECK(eventually(*observer, 5s, [](const engine_stats& s) { return s.processes == 3; }));
+  CHECK(three.ask("hold 400000") == "hold ok");
 }

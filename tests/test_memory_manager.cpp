@@ -1385,6 +1385,49 @@ TEST_CASE("quotas: a process may ask for less than its user's quota, never more"
   }
 }
 
+TEST_CASE("quotas: an engine.quotas rule bounds all live processes it applies to together") {
+  auto me = own_credentials();
+  env e{[&](engine_settings& s) {
+    s.default_quota_bytes = 64 * kib;
+    s.quotas = {{std::to_string(me.uid), "", 64 * kib}, {"", std::to_string(me.gid + 1), 32 * kib}};
+  }};
+  auto reg = [&](const std::string& name, process_credentials who) {
+    auto r = e->register_process(name, ::getpid(), 0, who);
+    REQUIRE_OK(r);
+    return r->session;
+  };
+  auto a = reg("a", me);
+  auto b = reg("b", me);
+  auto c = reg("c", me);
+  auto a1 = e.alloc(a, 32 * kib);
+  auto b1 = e.alloc(b, 16 * kib);
+  // c is far below its own 64 KiB, but the user's processes hold 48 KiB of their 64 together
+  CHECK_ERRC(e->allocate(c, 32 * kib), errc::quota_exceeded);
+  auto c1 = e.alloc(c, 16 * kib);
+  CHECK_ERRC(e->allocate(a, 4 * kib), errc::quota_exceeded);
+  // a transfer into a process of the user counts the same way
+  auto other = reg("other", {me.uid + 1, me.gid + 5}); // another user: the default, per process
+  auto gift = e.alloc(other, 8 * kib);
+  CHECK_ERRC(e->transfer(other, gift, c.process), errc::quota_exceeded);
+  // another user's processes are not counted with them, and the default holds per process
+  auto other2 = reg("other2", {me.uid + 2, me.gid + 2});
+  CHECK_OK(e->allocate(other2, 64 * kib));
+  // a group rule bounds the processes of that group together
+  auto g1 = reg("g1", {me.uid + 3, me.gid + 1});
+  auto g2 = reg("g2", {me.uid + 4, me.gid + 1});
+  CHECK_OK(e->allocate(g1, 16 * kib));
+  CHECK_ERRC(e->allocate(g2, 32 * kib), errc::quota_exceeded);
+  CHECK_OK(e->allocate(g2, 16 * kib));
+  // what an ended process held counts no more
+  CHECK_OK(e->free(a, a1));
+  CHECK_OK(e->unregister(b));
+  CHECK_OK(e->transfer(other, gift, c.process));
+  CHECK_OK(e->allocate(c, 32 * kib));
+  CHECK(e->check() == "");
+  (void) b1;
+  (void) c1;
+}
+
 TEST_CASE("quotas: blocks given to the engine count against the giver, and need a name") {
   env e{[](engine_settings& s) { s.default_quota_bytes = 64 * kib; }};
   auto giver = e.reg("giver");

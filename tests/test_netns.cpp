@@ -209,13 +209,15 @@ TEST_CASE("netns: a link cut mid-transfer fails the sender and both engines acco
   auto config_a = write("a.yaml", "engine:\n  name: " + engine_a + "\n  arena: 512MiB\n"
                                     "  listen: {host: 127.0.0.1, port: 4242}\n"
                                     "client:\n  request_timeout: 2s\n"
-                                    "remote:\n  cache: 0\n"
+                                    "remote:\n  cache: 0\n  unauthenticated_peers: true\n"
+                                    "  allow_dial: [10.200.0.0/16]\n"
                                     + (net.shaped() ? "  chunk: 1MiB\n  window: 2\n"
                                                     : "  chunk: 64KiB\n  window: 1\n"));
   auto config_b = write("b.yaml", "engine:\n  name: " + engine_b + "\n  arena: 512MiB\n"
                                     "  listen: {host: 127.0.0.1, port: 4242}\n"
                                     "client:\n  request_timeout: 1s\n"
-                                    "remote:\n  cache: 0\n  listen: {host: "
+                                    "remote:\n  cache: 0\n  unauthenticated_peers: true\n"
+                                    "  listen: {host: "
                                     + net.address_b() + ", port: 4243}\n");
   // Declared after the guards: the daemons end before the namespaces and files go.
   command daemon_a{namespace_pair::in(net.a(), {cafshmd_bin, "--config", config_a})};

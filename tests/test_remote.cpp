@@ -20,6 +20,7 @@
 #include "cafshm/module.hpp"
 #include "support/client_system.hpp"
 #include "support/daemon_process.hpp"
+#include "support/fake_peer.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
@@ -286,24 +287,25 @@ TEST_CASE("a peer sending garbage is detected: corrupted chunk, wrong block chec
   auto engine = cs.sys.middleman().remote_actor<engine_actor>("127.0.0.1", b.port());
   REQUIRE(engine);
   caf::scoped_actor self{cs.sys, true};
-  uint64_t token = 0; // the link token b issues to this fake peer
-  self->request(*engine, 10s, hello_atom::value, uint64_t{4242}, uint64_t{1})
-    .receive([&](uint64_t, uint64_t t) { token = t; }, [](caf::error& e) { FAIL(describe(e)); });
+  caf::error link_error;
+  auto link = test::link_fake_peer(self, *engine, 4242, link_error);
+  REQUIRE_MESSAGE(link.token != 0, describe(link_error));
+  auto token = link.token; // the link token b issues to this fake peer
   auto ask_offer = [&](transfer_offer o) {
     caf::error err;
-    self->request(*engine, 10s, offer_atom::value, token, o)
+    self->request(link.gateway, 10s, offer_atom::value, token, o)
       .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };
   auto ask_chunk = [&](transfer_chunk c) {
     caf::error err;
-    self->request(*engine, 10s, chunk_atom::value, token, c)
+    self->request(link.gateway, 10s, chunk_atom::value, token, c)
       .receive([](done_atom) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };
   auto ask_commit = [&](uint64_t id) {
     caf::error err;
-    self->request(*engine, 10s, commit_atom::value, token, id)
+    self->request(link.gateway, 10s, commit_atom::value, token, id)
       .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };

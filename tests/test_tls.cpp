@@ -26,6 +26,7 @@
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
+#include "support/child_process.hpp"
 #include "support/client_system.hpp"
 #include "support/command.hpp"
 #include "support/daemon_process.hpp"
@@ -298,6 +299,55 @@ TEST_CASE("tls: untrusted and certificate-less peers are refused, and nothing le
   REQUIRE(st);
   CHECK(st->peers.size() == 1);
   REQUIRE(at_a->free(trusted_ref));
+}
+
+TEST_CASE("tls: a link needs a proof made with the key of a certificate of the CA, also at the "
+          "plain client port") {
+  pki certs;
+  peer_daemon a{"cafshm-test-tls-a", "64MiB", [&](uint16_t p) { return certs.yaml("a", p); }};
+  peer_daemon b{"cafshm-test-tls-b", "64MiB", [&](uint16_t p) { return certs.yaml("b", p); }};
+  client_system cs;
+  auto sender = client::connect(cs.sys, a.clients(), "sender");
+  auto watcher = client::connect(cs.sys, b.clients(), "watcher");
+  REQUIRE(sender);
+  REQUIRE(watcher);
+  auto [ref, hash] = random_block(*sender, 100000, 3);
+  auto receipt = sender->transmit(ref, b.peers(), transmit_target{"watcher", "", {}}, 30s);
+  REQUIRE_MESSAGE(receipt, describe(receipt.error())); // a and b prove themselves to each other
+  REQUIRE(watcher->free(receipt->remote));
+  auto before = watcher->stats();
+  REQUIRE(before);
+  REQUIRE(before->peers.size() == 1);
+  // An attacker without a certificate reaches b's plain client port (engine.listen), where
+  // CAF 0.17 lets it address b's peer gateway, and tries to link as some engine.
+  std::vector<std::string> argv{CAFSHM_BIN_DIR "/cafshm-attacker", "--engine",
+                                "127.0.0.1:" + std::to_string(b.clients().port),
+                                "--no-register"};
+  test::child_process evil{argv};
+  REQUIRE(evil.read_line(20s).value_or("") == "ready unregistered");
+  auto ask = [&](const std::string& command) {
+    REQUIRE(evil.write_stdin(command + "\n"));
+    return evil.read_line(20s).value_or("(no answer)");
+  };
+  CHECK(ask("peerlink 4242 none") == "peerlink access_denied");
+  // a self-signed certificate, properly signed with its own key
+  CHECK(ask("peerlink 4242 cert " + certs.path("rogue.pem") + " " + certs.path("rogue.key"))
+        == "peerlink access_denied");
+  // a certificate of the CA (a's), signed with a key that is not its own
+  CHECK(ask("peerlink 4242 cert " + certs.path("a.pem") + " " + certs.path("rogue.key"))
+        == "peerlink access_denied");
+  CHECK(ask("offer") == "offer access_denied");
+  auto st = watcher->stats();
+  REQUIRE(st);
+  CHECK(st->peers == before->peers);
+  CHECK(st->transfers_in == 0);
+  CHECK(st->free_bytes == before->free_bytes);
+  // Control: with a certificate of the CA and its key the same handshake links (whoever holds
+  // them is a peer engine), so the refusals above were the proofs'.
+  CHECK(ask("peerlink 4242 cert " + certs.path("b.pem") + " " + certs.path("b.key"))
+        == "peerlink ok");
+  CHECK(ask("offer") == "offer ok");
+  REQUIRE(sender->free(ref));
 }
 
 TEST_CASE("tls: misconfigurations are reported as config errors") {

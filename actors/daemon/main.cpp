@@ -1,7 +1,8 @@
 // cafshmd: the engine in a process of its own. Creates the segments, publishes the engine through
 // CAF's io middleman and serves until SIGINT or SIGTERM, then shuts down and removes the segments.
-// With remote.listen.port set, it publishes the engine a second time there for peer engines:
+// With remote.listen.port set, it publishes the engine's peer gateway there for peer engines:
 // through CAF's openssl module (mutual TLS) when remote.tls is configured, plain otherwise.
+// (Engines that dial engine.listen ask the engine for its gateway.)
 #include <csignal>
 #include <cstring>
 #include <exception>
@@ -15,6 +16,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 #include <caf/openssl/publish.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include "cafshm/config.hpp"
 #include "cafshm/error.hpp"
@@ -27,8 +29,8 @@ constexpr const char* usage =
   "usage: cafshmd [--config FILE] [--port N]\n"
   "\n"
   "Runs a cafshm engine: creates its shared-memory segments and publishes it on the configured\n"
-  "host:port (engine.listen) for local clients and, if remote.listen.port is set, on\n"
-  "remote.listen for peer engines (with mutual TLS when remote.tls is set). Prints\n"
+  "host:port (engine.listen) for local clients and, if remote.listen.port is set, its peer\n"
+  "gateway on remote.listen for peer engines (with mutual TLS when remote.tls is set). Prints\n"
   "'cafshmd listening on HOST:PORT door PATH' (PATH: the Unix-domain socket where local\n"
   "processes get their registration tickets, engine.socket) and then\n"
   "'cafshmd peers on HOST:PORT (tls|plain)'.\n"
@@ -133,10 +135,18 @@ int main(int argc, char** argv) {
   if (!actual)
     return fail("cannot listen on " + listen.host + ":" + std::to_string(listen.port) + ": "
                 + sys->render(actual.error()));
+  caf::actor gateway;
+  {
+    caf::scoped_actor self{*sys, true};
+    self->request(*engine, std::chrono::seconds(10), cafshm::gateway_atom::value)
+      .receive([&](caf::actor& gw) { gateway = std::move(gw); }, [](caf::error&) {});
+  }
+  if (!gateway)
+    return fail("the engine named no peer gateway");
   std::optional<uint16_t> peer_port;
   if (const auto& peers = s.remote.listen; peers.port != 0) {
-    auto p = tls ? caf::openssl::publish(*engine, peers.port, peers.host.c_str(), true)
-                 : sys->middleman().publish(*engine, peers.port, peers.host.c_str(), true);
+    auto p = tls ? caf::openssl::publish(gateway, peers.port, peers.host.c_str(), true)
+                 : sys->middleman().publish(gateway, peers.port, peers.host.c_str(), true);
     if (!p)
       return fail("cannot listen for peers on " + peers.host + ":" + std::to_string(peers.port)
                   + ": " + sys->render(p.error()));
@@ -151,7 +161,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   std::cout << "cafshmd: " << strsignal(sig) << ", shutting down" << std::endl;
   if (peer_port)
-    sys->middleman().unpublish(*engine, *peer_port);
+    sys->middleman().unpublish(gateway, *peer_port);
   sys->middleman().unpublish(*engine, *actual);
   return 0;
 }

@@ -27,6 +27,8 @@
 #include <unistd.h>
 #include <unordered_map>
 
+#include "dial_policy.hpp"
+#include "peer_key_file.hpp"
 #include "quota_policy.hpp"
 #include "shm_segment.hpp"
 #include "unix_identity.hpp"
@@ -363,6 +365,13 @@ check_result check_tls(const remote_settings& r) {
   return check_tls_path("remote.tls.capath", t.capath, true);
 }
 
+// The shared peer key authenticates engines to each other: a file only its owner may read.
+check_result check_peer_key_file(const std::string& path) {
+  if (path.empty()) return std::nullopt;
+  if (auto why = peer_key_file_problem(path)) return problem{"remote.peer_key_file", *why};
+  return std::nullopt;
+}
+
 check_result check_remote(const remote_settings& r) {
   if (r.chunk_bytes < 64 * kib || r.chunk_bytes > 256 * mib)
     return problem{"remote.chunk", "must be in 64KiB..256MiB, got " + format_size(r.chunk_bytes)};
@@ -372,6 +381,10 @@ check_result check_remote(const remote_settings& r) {
     if (auto p = check_peer(r.peers, i, first_by_name)) return p;
   }
   if (r.listen.host.empty()) return problem{"remote.listen.host", "must not be empty"};
+  for (size_t i = 0; i < r.allow_dial.size(); ++i)
+    if (auto why = dial_pattern_problem(r.allow_dial[i]))
+      return problem{"remote.allow_dial[" + std::to_string(i) + "]", *why};
+  if (auto p = check_peer_key_file(r.peer_key_file)) return p;
   return check_tls(r);
 }
 
@@ -725,6 +738,11 @@ constexpr field<remote_settings> remote_fields[] = {
     {"cache", [](const entry& v, remote_settings& out) { out.cache_bytes = read_size(v); }},
     {"checksum_retries",
      [](const entry& v, remote_settings& out) { out.checksum_retries = read_u32(v); }},
+    {"peer_key_file",
+     [](const entry& v, remote_settings& out) { out.peer_key_file = read_text(v); }},
+    {"unauthenticated_peers",
+     [](const entry& v, remote_settings& out) { out.unauthenticated_peers = read_bool(v); }},
+    {"allow_dial", [](const entry& v, remote_settings& out) { out.allow_dial = read_names(v); }},
 };
 
 constexpr field<settings> top_fields[] = {

@@ -32,6 +32,7 @@ const char* to_string(errc code) noexcept {
     case errc::actor_gone: return "actor_gone";
     case errc::inbox_full: return "inbox_full";
     case errc::record_abandoned: return "record_abandoned";
+    case errc::peer_not_allowed: return "peer_not_allowed";
   }
   return "unknown_error";
 }

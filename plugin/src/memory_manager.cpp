@@ -198,6 +198,7 @@ memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, in
       {admin_.data() + layout_of(s).allocator, layout_of(s).allocator_bytes}, page_shift_of(s),
       arena_pages_of(s), arena_pages_of(s))),
     tokens_(s.max_processes, 0),
+    quota_rules_(s.max_processes, -1),
     concealed_(s.max_blocks, 0),
     random_(std::random_device{}()) {
   format();
@@ -320,6 +321,26 @@ bool memory_manager::is_live(uint32_t slot) const noexcept {
   return slot < settings_.max_processes && process(slot).state == process_state::live;
 }
 
+std::optional<std::string> memory_manager::shared_quota_problem(uint32_t slot,
+                                                               uint64_t bytes) const {
+  int rule = quota_rules_[slot];
+  if (rule < 0 || quotas_.rule_bytes(rule) == 0)
+    return std::nullopt;
+  uint64_t in_use = 0;
+  uint32_t processes = 0;
+  for (uint32_t other = 1; other < settings_.max_processes; ++other)
+    if (is_live(other) && quota_rules_[other] == rule) {
+      in_use += process(other).bytes_in_use;
+      ++processes;
+    }
+  uint64_t limit = quotas_.rule_bytes(rule);
+  if (in_use + bytes <= limit)
+    return std::nullopt;
+  return "would exceed the quota of " + std::to_string(limit) + " bytes that engine.quotas["
+         + std::to_string(rule) + "] gives all its processes together (" + std::to_string(processes)
+         + " live, " + std::to_string(in_use) + " bytes in use)";
+}
+
 std::vector<uint32_t> memory_manager::live_slots() const {
   std::vector<uint32_t> result;
   for (uint32_t i = 1; i < settings_.max_processes; ++i)
@@ -427,6 +448,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   p.generation = generation;
   p.pid = pid;
   p.quota_bytes = quota_bytes != 0 ? quota_bytes : limit;
+  quota_rules_[slot] = quotas_.rule_for(who);
   p.registered_ns = realtime_ns();
   std::snprintf(p.name, sizeof(p.name), "%.*s", static_cast<int>(name.size()), name.data());
   do
@@ -503,6 +525,8 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
                 "allocating " + std::to_string(bytes) + " bytes would exceed the quota of "
                   + std::to_string(proc.quota_bytes) + " (in use: "
                   + std::to_string(proc.bytes_in_use) + ")");
+  if (auto why = shared_quota_problem(s.process, bytes))
+    return deny(s, errc::quota_exceeded, "allocating " + std::to_string(bytes) + " bytes " + *why);
   auto& h = header_mut();
   if (h.free_block_head == no_index)
     return deny(s, errc::capacity_exceeded,
@@ -791,6 +815,11 @@ caf::expected<block_ref> memory_manager::transfer(const session& s, const block_
     return deny(s, errc::quota_exceeded,
                 "process " + std::to_string(to) + " cannot take " + std::to_string(bytes)
                   + " more bytes within its quota");
+  if (!giving && blk.charged_to != to)
+    if (auto why = shared_quota_problem(to, bytes))
+      return deny(s, errc::quota_exceeded,
+                  "process " + std::to_string(to) + " taking " + std::to_string(bytes)
+                    + " bytes " + *why);
   if (auto g = find_grant(ref.block, to); g != no_index) {
     blk.owner_views = grant(g).views; // the new owner's open views stay counted
     grant(g).views = 0;

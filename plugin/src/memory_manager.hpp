@@ -10,6 +10,7 @@
 #include <memory>
 #include <random>
 #include <span>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -164,6 +165,9 @@ private:
   void finish_if_drained(uint32_t index) noexcept;
   void unbind_name(uint32_t index) noexcept;
   void charge(uint32_t index, uint32_t slot) noexcept;
+  /// Why charging `bytes` more to `slot` would exceed the quota that its engine.quotas rule
+  /// gives all live processes of that rule together, or nullopt.
+  std::optional<std::string> shared_quota_problem(uint32_t slot, uint64_t bytes) const;
   /// After every rise of a counter: raises the high-water marks in the header and logs a
   /// warning the first time a capacity's use passes warn_percent.
   void note_usage();
@@ -177,6 +181,8 @@ private:
   log_sink log_;
   uint32_t warned_ = 0; // bit i: capacities()[i] passed warn_percent once
   std::vector<uint64_t> tokens_; // per slot; secret, never in shared memory
+  std::vector<int> quota_rules_; // per slot: index of the engine.quotas rule that bounds it
+                                 // together with the other live slots of that rule; -1: none
   std::unordered_map<std::string, uint32_t> names_; // name -> name_entry index
   std::vector<uint8_t> concealed_; // per block index: engine-held but not readable by all
   std::mt19937_64 random_;

@@ -20,6 +20,7 @@
 #include "door.hpp"
 #include "cafshm/pool.hpp"
 #include "memory_manager.hpp"
+#include "peer_auth.hpp"
 #include "ticket_office.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/remote.hpp"
@@ -72,6 +73,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<transmit_receipt>("cafshm::transmit_receipt");
   cfg.add_message_type<transfer_offer>("cafshm::transfer_offer");
   cfg.add_message_type<transfer_chunk>("cafshm::transfer_chunk");
+  cfg.add_message_type<peer_proof>("cafshm::peer_proof");
   cfg.add_message_type<std::vector<std::string>>("std::vector<std::string>");
   cfg.add_message_type<std::vector<char>>("std::vector<char>");
   cfg.add_message_type<std::vector<uint64_t>>("std::vector<uint64_t>");
@@ -144,6 +146,11 @@ void module::start() {
   } else if (system_.has_middleman()) {
     connector = system_.middleman().actor_handle();
   }
+  auto peers = peer_authenticator::create(settings_.remote);
+  if (!peers) {
+    failure_ = std::move(peers.error());
+    return;
+  }
   auto mm = memory_manager::create(settings_.engine);
   if (!mm) {
     failure_ = std::move(mm.error());
@@ -162,7 +169,8 @@ void module::start() {
     return;
   }
   door_ = std::move(*door);
-  engine_ = spawn_engine(system_, memory_, settings_, connector, office_, door_->path());
+  engine_ = spawn_engine(system_, memory_, settings_, connector, office_, door_->path(),
+                         std::move(*peers));
   for (const auto& peer : settings_.remote.peers) // linked in the background; transmit retries
     caf::anon_send(engine_, link_atom::value, memory_->engine_session(), peer.address.host,
                    peer.address.port);

@@ -23,14 +23,19 @@ caf::expected<quota_policy> quota_policy::make(const engine_settings& s) {
   return result;
 }
 
+int quota_policy::rule_for(const process_credentials& who) const noexcept {
+  for (size_t i = 0; i < rules_.size(); ++i)
+    if (rules_[i].is_user && rules_[i].id == who.uid)
+      return static_cast<int>(i);
+  for (size_t i = 0; i < rules_.size(); ++i)
+    if (!rules_[i].is_user && rules_[i].id == who.gid)
+      return static_cast<int>(i);
+  return -1;
+}
+
 uint64_t quota_policy::limit_for(const process_credentials& who) const noexcept {
-  for (const auto& r : rules_)
-    if (r.is_user && r.id == who.uid)
-      return r.bytes;
-  for (const auto& r : rules_)
-    if (!r.is_user && r.id == who.gid)
-      return r.bytes;
-  return default_bytes_;
+  auto rule = rule_for(who);
+  return rule < 0 ? default_bytes_ : rules_[static_cast<size_t>(rule)].bytes;
 }
 
 } // namespace cafshm

@@ -18,11 +18,20 @@ namespace cafshm {
 class quota_policy {
 public:
   /// Resolves the names of `s.quotas`; an unknown user or group is errc::config_error.
+  /// A rule's bytes bound the processes it applies to together (memory_manager sums what all
+  /// live processes of the rule have charged); engine.default_quota bounds each process alone.
   static caf::expected<quota_policy> make(const engine_settings& s);
 
   /// The most a process with `who` may use: the first rule for its user, else the first for
   /// its group, else the default. 0 = unlimited.
   uint64_t limit_for(const process_credentials& who) const noexcept;
+
+  /// Index (into engine.quotas) of the rule that decides the quota of `who`, or -1 when the
+  /// default does.
+  int rule_for(const process_credentials& who) const noexcept;
+
+  /// Bytes of rule `index` (0 = unlimited).
+  uint64_t rule_bytes(int index) const noexcept { return rules_.at(static_cast<size_t>(index)).bytes; }
 
 private:
   struct rule {

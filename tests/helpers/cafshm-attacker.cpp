@@ -23,10 +23,23 @@
 //                      with this process's session: "reattach ok" or "reattach <errc>"
 // With --no-register it does not register (prints "ready unregistered") and talks to the
 // engine's port directly, as anything that reaches it can:
-//   impersonate ID     says hello to the engine as peer engine ID from an impostor actor that
-//                      answers every offer with a forged receipt and every chunk with done:
-//                      "impersonate ok" or "impersonate <errc>"
+//   impersonate ID     tries to link as peer engine ID without a proof, from an impostor actor
+//                      that answers every offer with a forged receipt and every chunk with done:
+//                      a hello to the engine actor itself, a challenge and hello with an empty
+//                      proof at the engine's peer gateway, and a hello forwarded to the engine
+//                      with a guessed gateway key: "impersonate engine=R gateway=R forward=R"
+//                      (R = "ok", the errc, or "refused" for a message the engine does not take)
 //   impostor           "impostor offers=N chunks=M commits=K" (what reached the impostor)
+//   peerlink ID none | key FILE | cert CERT KEY
+//                      links as peer engine ID at the engine's peer gateway with a proof made
+//                      with nothing, the key in FILE, or the PEM certificate CERT signed with the
+//                      PEM private key KEY (which need not belong to CERT): "peerlink ok" or
+//                      "peerlink <errc>"
+//   offer              offers the linked engine a block of 4096 bytes for the engine itself,
+//                      with the link token of the last peerlink: "offer ok" or "offer <errc>"
+//   dial HOST:PORT     (registered) asks the engine to link to HOST:PORT: "dial ok" or
+//                      "dial <errc>"
+//   hold S             (registered) allocates S bytes and keeps them: "hold ok" or "hold <errc>"
 //   register           registers without a door ticket: "register ok" or "register <errc>"
 //   stats              anonymous stats: "stats processes=N listed=M names=K"
 // A registration that fails prints "refused <errc>" and exits with 1.
@@ -49,9 +62,12 @@
 #include <caf/scoped_actor.hpp>
 #include <xxhash.h>
 
+#include <fstream>
+
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
+#include "peer_auth.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
@@ -185,18 +201,32 @@ struct impostor_counts {
   std::atomic<int> commits{0};
 };
 
-// Pretends to be a peer engine: says hello as the engine id it is told, then accepts
-// everything and forges receipts.
-caf::behavior impostor(caf::event_based_actor* self, std::shared_ptr<impostor_counts> n,
-                       engine_actor engine) {
+// What an engine hands its peer gateway's messages on with; the attacker does not know the key.
+using forward_atom = caf::atom_constant<caf::atom("shm_fwd")>;
+
+std::string outcome_of(const caf::error& e) {
+  return e.category() == error_category ? code(e) : std::string{"refused"};
+}
+
+std::vector<char> random_nonce() {
+  std::vector<char> nonce(link_nonce_bytes);
+  std::random_device rd;
+  for (auto& c : nonce)
+    c = static_cast<char>(rd());
+  return nonce;
+}
+
+std::optional<std::string> slurp(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    return std::nullopt;
+  return std::string{std::istreambuf_iterator<char>{in}, {}};
+}
+
+// Pretends to be a peer engine (the gateway it names in its hellos): accepts everything and
+// forges receipts.
+caf::behavior impostor(caf::event_based_actor*, std::shared_ptr<impostor_counts> n) {
   return {
-    [=](hello_atom, uint64_t id) {
-      auto rp = self->make_response_promise();
-      self->request(engine, 5s, hello_atom::value, id, uint64_t{0x1717})
-        .then([rp](uint64_t, uint64_t) mutable { rp.deliver(std::string{"ok"}); },
-              [rp](caf::error& e) mutable { rp.deliver(code(e)); });
-      return rp;
-    },
     [n](offer_atom, uint64_t, transfer_offer& o) {
       ++n->offers;
       return transmit_receipt{block_ref{o.sender, 1, 1, o.size}, o.size, 0, o.hash, true};
@@ -211,6 +241,84 @@ caf::behavior impostor(caf::event_based_actor* self, std::shared_ptr<impostor_co
     },
     [](abort_atom, uint64_t, uint64_t) {},
   };
+}
+
+// Tries to link as engine `id` without a proof, in every way open to a caller at the client
+// port; `fake` is the gateway it names.
+std::string impersonate(caf::actor_system& sys, engine_actor engine, peer_actor gateway,
+                        caf::actor fake, uint64_t id) {
+  caf::scoped_actor self{sys, true};
+  std::string direct = "?", through_gateway = "?", forwarded = "?";
+  // 1. the hello that engines used to take at the client port
+  self->request(caf::actor_cast<caf::actor>(engine), 5s, hello_atom::value, id, uint64_t{0x1717})
+    .receive([&](const caf::message&) { direct = "ok"; },
+             [&](caf::error& e) { direct = outcome_of(e); });
+  // 2. the gateway, with a challenge and an empty proof
+  std::vector<char> nonce;
+  self->request(gateway, 5s, challenge_atom::value, id, random_nonce())
+    .receive([&](uint64_t, std::vector<char>& n, peer_proof&) { nonce = std::move(n); },
+             [&](caf::error& e) { through_gateway = outcome_of(e); });
+  if (!nonce.empty())
+    self->request(gateway, 5s, hello_atom::value, id, uint64_t{0x1717}, fake, nonce, peer_proof{})
+      .receive([&](uint64_t, uint64_t) { through_gateway = "ok"; },
+               [&](caf::error& e) { through_gateway = outcome_of(e); });
+  // 3. straight to the engine, as if its gateway handed the hello on (with a guessed key)
+  self->request(caf::actor_cast<caf::actor>(engine), 5s, forward_atom::value, uint64_t{0x1234},
+                hello_atom::value, id, uint64_t{0x1717}, fake, std::string{"forged"})
+    .receive([&](uint64_t, uint64_t) { forwarded = "ok"; },
+             [&](caf::error& e) { forwarded = outcome_of(e); });
+  return "engine=" + direct + " gateway=" + through_gateway + " forward=" + forwarded;
+}
+
+// Links as engine `id` at `gateway` with a proof made as `how` says; answers "ok" or the errc.
+// `fake` is the gateway it names (it must outlive the link: the engine watches it).
+std::string peer_link_as(caf::actor_system& sys, peer_actor gateway, caf::actor fake, uint64_t id,
+                         std::istream& how, uint64_t& token) {
+  std::string mode;
+  how >> mode;
+  caf::scoped_actor self{sys, true};
+  auto nonce = random_nonce();
+  std::string answer = "?";
+  std::vector<char> theirs;
+  uint64_t listener = 0;
+  self->request(gateway, 5s, challenge_atom::value, id, nonce)
+    .receive(
+      [&](uint64_t l, std::vector<char>& n, peer_proof&) {
+        listener = l;
+        theirs = std::move(n);
+      },
+      [&](caf::error& e) { answer = outcome_of(e); });
+  if (theirs.empty())
+    return answer;
+  auto transcript = link_transcript(link_role::dialer, id, listener, nonce, theirs);
+  peer_proof proof;
+  if (mode == "key") {
+    std::string file;
+    how >> file;
+    auto key = slurp(file);
+    if (!key)
+      return "no-such-file";
+    proof = peer_authenticator::hmac_with({key->begin(), key->end()}, transcript);
+  } else if (mode == "cert") {
+    std::string cert_file, key_file;
+    how >> cert_file >> key_file;
+    auto cert = slurp(cert_file);
+    auto key = slurp(key_file);
+    if (!cert || !key)
+      return "no-such-file";
+    auto signed_proof = peer_authenticator::sign_with(*cert, *key, transcript);
+    if (!signed_proof)
+      return "cannot-sign";
+    proof = std::move(*signed_proof);
+  }
+  self->request(gateway, 5s, hello_atom::value, id, uint64_t{0x1717}, fake, theirs, proof)
+    .receive(
+      [&](uint64_t, uint64_t t) {
+        token = t;
+        answer = "ok";
+      },
+      [&](caf::error& e) { answer = outcome_of(e); });
+  return answer;
 }
 
 engine_actor dial(caf::actor_system& sys, const endpoint& ep) {
@@ -232,7 +340,19 @@ int unregistered(caf::actor_system& sys, const endpoint& ep) {
     return 1;
   }
   auto counts = std::make_shared<impostor_counts>();
-  caf::actor fake;
+  auto fake = sys.spawn<caf::hidden>(impostor, counts);
+  peer_actor gateway;
+  {
+    caf::scoped_actor self{sys, true};
+    self->request(engine, 5s, gateway_atom::value)
+      .receive([&](caf::actor& gw) { gateway = caf::actor_cast<peer_actor>(gw); },
+               [&](caf::error&) {});
+  }
+  if (!gateway) {
+    std::cerr << "attacker: the engine names no peer gateway\n";
+    return 1;
+  }
+  uint64_t token = 0;
   std::cout << "ready unregistered" << std::endl;
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -244,12 +364,22 @@ int unregistered(caf::actor_system& sys, const endpoint& ep) {
     if (cmd == "impersonate") {
       uint64_t id = 0;
       in >> id;
-      if (!fake)
-        fake = sys.spawn<caf::hidden>(impostor, counts, engine);
-      answer = "impersonate ?";
-      self->request(fake, 10s, hello_atom::value, id)
-        .receive([&](std::string& r) { answer = "impersonate " + r; },
-                 [&](caf::error& e) { answer = "impersonate " + code(e); });
+      answer = "impersonate " + impersonate(sys, engine, gateway, fake, id);
+    } else if (cmd == "peerlink") {
+      uint64_t id = 0;
+      in >> id;
+      answer = "peerlink " + peer_link_as(sys, gateway, fake, id, in, token);
+    } else if (cmd == "offer") {
+      std::vector<char> data(4096, 'o');
+      transfer_offer o;
+      o.id = token ^ 0x5a5a;
+      o.size = data.size();
+      o.hash = XXH3_64bits(data.data(), data.size());
+      o.chunk_bytes = data.size();
+      answer = "offer ?";
+      self->request(gateway, 5s, offer_atom::value, token, o)
+        .receive([&](transmit_receipt&) { answer = "offer ok"; },
+                 [&](caf::error& e) { answer = "offer " + outcome_of(e); });
     } else if (cmd == "impostor") {
       answer = "impostor offers=" + std::to_string(counts->offers.load())
                + " chunks=" + std::to_string(counts->chunks.load())
@@ -393,6 +523,21 @@ int main(int argc, char** argv) {
       uint64_t quota = 0;
       in >> quota;
       answer = ask_quota(sys, *me, quota);
+    } else if (cmd == "dial") {
+      std::string where;
+      in >> where;
+      auto target = parse_endpoint(where);
+      if (!target) {
+        answer = "dial invalid_argument";
+      } else {
+        auto linked = me->link(target->host, target->port);
+        answer = "dial " + outcome(linked);
+      }
+    } else if (cmd == "hold") {
+      uint64_t size = 0;
+      in >> size;
+      auto ref = me->allocate(size);
+      answer = "hold " + outcome(ref);
     } else if (cmd == "fresh") {
       uint64_t size = 0;
       in >> size;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -23,10 +24,44 @@ inline std::string unique_name(const std::string& prefix) {
   return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
 }
 
+/// The remote: settings of a test daemon, from the test's own `extra_yaml`. Tests that are not
+/// about peer authentication or dialing get engines that link with each other on this host:
+/// remote.unauthenticated_peers unless the test sets it, remote.peer_key_file or remote.tls, and
+/// remote.allow_dial [127.0.0.1] unless the test sets allow_dial. A `remote:` section of the
+/// test (block "remote:\n" or flow "remote: {") gets these keys added, else one is appended.
+inline std::string with_test_peers(const std::string& extra_yaml) {
+  auto has = [&](const char* key) { return extra_yaml.find(key) != std::string::npos; };
+  std::vector<std::string> keys;
+  if (!has("unauthenticated_peers") && !has("peer_key_file") && !has("tls:") && !has("tls: "))
+    keys.push_back("unauthenticated_peers: true");
+  if (!has("allow_dial"))
+    keys.push_back("allow_dial: [127.0.0.1]");
+  if (keys.empty())
+    return extra_yaml;
+  std::string yaml = extra_yaml;
+  if (auto at = yaml.find("remote: {"); at != std::string::npos) {
+    std::string add;
+    for (const auto& k : keys)
+      add += k + ", ";
+    yaml.insert(at + 9, add);
+  } else if (auto block = yaml.find("remote:\n"); block != std::string::npos) {
+    std::string add;
+    for (const auto& k : keys)
+      add += "  " + k + "\n";
+    yaml.insert(block + 8, add);
+  } else {
+    yaml += "remote:\n";
+    for (const auto& k : keys)
+      yaml += "  " + k + "\n";
+  }
+  return yaml;
+}
+
 class daemon_process {
 public:
   /// Starts cafshmd with a config written for it; `extra_yaml` (top-level sections such as
-  /// `remote:`) is appended to it; `liveness_interval` is how often it polls for ended processes.
+  /// `remote:`) is appended to it, with with_test_peers(); `liveness_interval` is how often it
+  /// polls for ended processes.
   explicit daemon_process(const std::string& name, const std::string& arena = "64MiB",
                           uint16_t port = 0, const std::string& extra_yaml = {},
                           const std::string& liveness_interval = "100ms")
@@ -35,7 +70,7 @@ public:
     std::ofstream out{config_};
     out << "engine:\n  name: " << name << "\n  arena: " << arena
         << "\n  liveness_interval: " << liveness_interval << "\n  listen: {host: 127.0.0.1, port: " << port << "}\n"
-        << extra_yaml;
+        << with_test_peers(extra_yaml);
     out.close();
     start(port);
   }

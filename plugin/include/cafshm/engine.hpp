@@ -52,11 +52,13 @@ using commit_atom = caf::atom_constant<caf::atom("shm_commit")>;
 using abort_atom = caf::atom_constant<caf::atom("shm_abort")>;
 using version_atom = caf::atom_constant<caf::atom("shm_vers")>;
 using pull_atom = caf::atom_constant<caf::atom("shm_pull")>;
+using gateway_atom = caf::atom_constant<caf::atom("shm_gatew")>;
+using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 
 /// Version of the messages between processes and engines (the layouts of the types in
 /// protocol.hpp, engine_stats.hpp and remote.hpp). Register carries it; an engine refuses
 /// clients of another version instead of failing later on a message it cannot read.
-constexpr uint32_t protocol_version = 2;
+constexpr uint32_t protocol_version = 3;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
@@ -108,15 +110,34 @@ using engine_actor = caf::typed_actor<
   // belongs to another engine is served through that engine (and this engine's cache).
   caf::replies_to<transmit_atom, session, block_ref, std::string, transmit_target>
     ::with<transmit_receipt>,
-  // links to the engine at host:port -> its engine id
+  // links to the engine at host:port -> its engine id. The engine dials only the addresses of
+  // remote.peers and hosts matching remote.allow_dial (else peer_not_allowed); transmit too.
   caf::replies_to<link_atom, session, std::string, uint16_t>::with<uint64_t>,
-  // peer protocol. hello(dialer id, link token the listener uses toward the dialer) ->
-  // (listener id, link token the dialer uses toward the listener). Every later message carries
-  // the token the receiving engine issued; the receiver takes the sender's engine id from the
-  // token, never from the message. offer -> receipt (cache_hit) or an empty receipt (send the
-  // chunks); chunk -> done; commit(id) -> receipt; abort(id); version(ref) -> version of an
-  // exported block; pull(ref) -> version sent to the requester as a cache fill
-  caf::replies_to<hello_atom, uint64_t, uint64_t>::with<uint64_t, uint64_t>,
+  // where peer engines send: this engine's peer gateway (a peer_actor)
+  caf::replies_to<gateway_atom>::with<caf::actor>>;
+
+/// Nonces of a link handshake: 32 random bytes each.
+constexpr size_t link_nonce_bytes = 32;
+
+/// The peer gateway of an engine: the only actor that takes engine-to-engine messages. cafshmd
+/// publishes it on remote.listen; the engine actor (engine.listen) answers gateway_atom with it.
+/// A link starts with a handshake in which each side proves its engine id (peer_proof):
+///   challenge(dialer id, dialer nonce) -> (listener id, listener nonce, listener's proof)
+///   hello(dialer id, link token the listener uses toward the dialer, the dialer's gateway,
+///         listener nonce, dialer's proof) -> (listener id, link token the dialer uses)
+/// A proof signs the transcript of both engine ids and both nonces (link_transcript in
+/// plugin/src/engine/peer_auth.hpp): it cannot be replayed toward another engine or in another
+/// handshake. Every later message carries the token the receiving engine issued; the receiver
+/// takes the sender's engine id from the token, never from the message. offer -> receipt
+/// (cache_hit) or an empty receipt (send the chunks); chunk -> done; commit(id) -> receipt;
+/// abort(id); version(ref) -> version of an exported block; pull(ref) -> version sent to the
+/// requester as a cache fill.
+using peer_actor = caf::typed_actor<
+  caf::replies_to<gateway_atom>::with<caf::actor>,
+  caf::replies_to<challenge_atom, uint64_t, std::vector<char>>
+    ::with<uint64_t, std::vector<char>, peer_proof>,
+  caf::replies_to<hello_atom, uint64_t, uint64_t, caf::actor, std::vector<char>, peer_proof>
+    ::with<uint64_t, uint64_t>,
   caf::replies_to<offer_atom, uint64_t, transfer_offer>::with<transmit_receipt>,
   caf::replies_to<chunk_atom, uint64_t, transfer_chunk>::with<done_atom>,
   caf::replies_to<commit_atom, uint64_t, uint64_t>::with<transmit_receipt>,
@@ -126,6 +147,7 @@ using engine_actor = caf::typed_actor<
 // clang-format on
 
 class memory_manager;
+class peer_authenticator;
 class ticket_office;
 struct settings;
 
@@ -134,9 +156,11 @@ struct settings;
 /// engines through `connector` (CAF's middleman actor, or the openssl manager's for TLS); with
 /// an invalid connector, the remote features answer config_error.
 /// Registrations are accepted with tickets of `office` (the local door's, or issued in this
-/// process by cafshm::module for its own clients).
+/// process by cafshm::module for its own clients). Peer engines prove their engine ids to
+/// `peers` (made from config.remote) and talk to the engine's peer gateway only.
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
                           const settings& config, caf::io::middleman_actor connector,
-                          std::shared_ptr<ticket_office> office, std::string door_path);
+                          std::shared_ptr<ticket_office> office, std::string door_path,
+                          std::shared_ptr<const peer_authenticator> peers);
 
 } // namespace cafshm

@@ -36,6 +36,8 @@ enum class errc : uint8_t {
   actor_gone,        // the actor published under that name, or its process, has ended
   inbox_full,        // the receiving process's inbox had no room within the sender's wait
   record_abandoned,  // the sender stalled so long mid-record that the inbox's reader skipped it
+  peer_not_allowed,  // link/transmit to an address that is neither a configured peer nor
+                     // matched by remote.allow_dial
 };
 
 /// Category atom of every cafshm error.

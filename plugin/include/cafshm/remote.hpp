@@ -74,4 +74,18 @@ typename Inspector::result_type inspect(Inspector& f, transfer_chunk& x) {
            x.data);
 }
 
+/// What an engine shows in a link's handshake to prove its engine id (see peer_actor).
+struct peer_proof {
+  std::string certificate;     // with remote.tls: the engine's certificate (PEM, leaf first, then
+                               // intermediates); empty otherwise
+  std::vector<char> signature; // over the link transcript: made with the certificate's private
+                               // key (remote.tls), or HMAC-SHA256 with remote.peer_key_file's
+                               // key; empty for unauthenticated peers
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, peer_proof& x) {
+  return f(caf::meta::type_name("cafshm::peer_proof"), x.certificate, x.signature);
+}
+
 } // namespace cafshm

@@ -48,9 +48,10 @@ struct engine_settings {
   uint32_t max_grants = 1024;       // grants + views of non-owners
   uint32_t max_names = 256;
   uint64_t default_quota_bytes = 0;   // per process; 0 = unlimited
-  std::vector<quota_rule> quotas;     // per-user / per-group quotas per process: a user's rule
-                                      // wins over a group's, the first matching one of each
-                                      // kind counts; no match = default_quota_bytes
+  std::vector<quota_rule> quotas;     // per-user / per-group quotas: a rule bounds all live
+                                      // processes it applies to together; a user's rule wins
+                                      // over a group's, the first matching one of each kind
+                                      // counts; no match = default_quota_bytes per process
   uint32_t max_copy_ranges = 1024;    // ranges one copy request may carry
   uint64_t max_copy_bytes = 256ull << 20; // bytes one copy request may move
   scrub_policy scrub = scrub_policy::on_free;
@@ -98,6 +99,17 @@ struct remote_settings {
   std::vector<remote_peer> peers;
   endpoint listen{"127.0.0.1", 0}; // where peer engines connect; port 0 = they use engine.listen
   tls_settings tls;                // peers connect with TLS to `listen` (needs port != 0)
+  // How a peer engine proves its engine id in the hello of a link: with `tls`, a signature by
+  // its certificate's key (the certificate must chain to tls.cafile/capath); else with
+  // `peer_key_file`, an HMAC-SHA256 with the key shared by all peers (a file of at least 16
+  // bytes that only its owner may read); else only with `unauthenticated_peers` (anyone who
+  // reaches a port of the engine may link as any engine id). None of the three: no peer links.
+  std::string peer_key_file;
+  bool unauthenticated_peers = false;
+  // Where `link` and `transmit` may make this engine dial: the addresses of `peers`, and hosts
+  // matching one of these patterns: a host name or address ("db1", "10.0.0.7"), a glob over
+  // host names ("*.cluster.local"), or an address range ("10.0.0.0/8", "fd00::/8").
+  std::vector<std::string> allow_dial;
   uint64_t chunk_bytes = 4ull << 20;
   uint32_t window_chunks = 4;
   uint64_t cache_bytes = 256ull << 20;

@@ -22,6 +22,7 @@
 
 #include "memory_manager.hpp"
 #include "engine_state.hpp"
+#include "peer_gateway.hpp"
 #include "remote_link.hpp"
 
 namespace cafshm {
@@ -32,6 +33,11 @@ caf::result<done_atom> done(caf::expected<void> x) {
   if (!x)
     return std::move(x.error());
   return done_atom::value;
+}
+
+caf::error not_from_gateway() {
+  return make_error(errc::access_denied,
+                    "peer messages go to the engine's peer gateway (gateway_atom), not to it");
 }
 
 // Whether the process behind `pidfd` has exited (the kernel makes a pidfd readable then).
@@ -77,7 +83,8 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
                                            std::shared_ptr<memory_manager> mm, settings config,
                                            caf::io::middleman_actor connector,
                                            std::shared_ptr<ticket_office> office,
-                                           std::string door_path) {
+                                           std::string door_path,
+                                           std::shared_ptr<const peer_authenticator> peers) {
   self->state.office = std::move(office);
   self->state.door_path = std::move(door_path);
   self->state.mm = std::move(mm);
@@ -86,6 +93,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
   self->state.directory = std::make_unique<actor_directory>(self->state.config.engine.max_names);
   if (self->state.config.remote.cache_bytes > 0)
     self->state.cache = std::make_unique<block_cache>(self->state.config.remote.cache_bytes);
+  spawn_peer_gateway(self, std::move(peers));
   auto liveness_interval = self->state.config.engine.liveness_interval;
   self->set_down_handler([self](caf::down_msg& dm) {
     remote::peer_down(self, dm.source);
@@ -250,21 +258,46 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
         return std::move(ok.error());
       return remote::link(self, host, port);
     },
-    [self](hello_atom, uint64_t peer, uint64_t reverse_token) {
-      return remote::hello(self, peer, reverse_token);
+    [self](gateway_atom) { return caf::actor_cast<caf::actor>(self->state.gateway); },
+    // Peer messages, only as the gateway hands them on (with its key): see forward_atom.
+    [self](forward_atom, uint64_t key, hello_atom, uint64_t peer, uint64_t reverse_token,
+           caf::actor& gateway, std::string& identity) -> caf::result<uint64_t, uint64_t> {
+      if (key != self->state.gateway_key)
+        return not_from_gateway();
+      return remote::hello(self, peer, reverse_token, std::move(gateway), std::move(identity));
     },
-    [self](offer_atom, uint64_t token, transfer_offer& o) {
+    [self](forward_atom, uint64_t key, offer_atom, uint64_t token,
+           transfer_offer& o) -> caf::result<transmit_receipt> {
+      if (key != self->state.gateway_key)
+        return not_from_gateway();
       return remote::offer(self, token, o);
     },
-    [self](chunk_atom, uint64_t token, transfer_chunk& c) {
+    [self](forward_atom, uint64_t key, chunk_atom, uint64_t token,
+           transfer_chunk& c) -> caf::result<done_atom> {
+      if (key != self->state.gateway_key)
+        return not_from_gateway();
       return remote::chunk(self, token, c);
     },
-    [self](commit_atom, uint64_t token, uint64_t id) { return remote::commit(self, token, id); },
-    [self](abort_atom, uint64_t token, uint64_t id) { remote::abort(self, token, id); },
-    [self](version_atom, uint64_t token, const block_ref& ref) {
+    [self](forward_atom, uint64_t key, commit_atom, uint64_t token,
+           uint64_t id) -> caf::result<transmit_receipt> {
+      if (key != self->state.gateway_key)
+        return not_from_gateway();
+      return remote::commit(self, token, id);
+    },
+    [self](forward_atom, uint64_t key, abort_atom, uint64_t token, uint64_t id) {
+      if (key == self->state.gateway_key)
+        remote::abort(self, token, id);
+    },
+    [self](forward_atom, uint64_t key, version_atom, uint64_t token,
+           const block_ref& ref) -> caf::result<uint64_t> {
+      if (key != self->state.gateway_key)
+        return not_from_gateway();
       return remote::version(self, token, ref);
     },
-    [self](pull_atom, uint64_t token, const block_ref& ref) {
+    [self](forward_atom, uint64_t key, pull_atom, uint64_t token,
+           const block_ref& ref) -> caf::result<uint64_t> {
+      if (key != self->state.gateway_key)
+        return not_from_gateway();
       return remote::pull(self, token, ref);
     },
     [self, &mmr](liveness_atom) {
@@ -281,9 +314,10 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
 
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
                           const settings& config, caf::io::middleman_actor connector,
-                          std::shared_ptr<ticket_office> office, std::string door_path) {
+                          std::shared_ptr<ticket_office> office, std::string door_path,
+                          std::shared_ptr<const peer_authenticator> peers) {
   auto impl = sys.spawn<caf::hidden>(engine_behavior, std::move(mm), config, std::move(connector),
-                                     std::move(office), std::move(door_path));
+                                     std::move(office), std::move(door_path), std::move(peers));
   return caf::actor_cast<engine_actor>(impl);
 }
 

@@ -28,20 +28,41 @@
 #include "cafshm/engine.hpp"
 #include "memory_manager.hpp"
 #include "cafshm/settings.hpp"
+#include "peer_auth.hpp"
 #include "ticket_office.hpp"
 
 namespace cafshm {
 
 using liveness_atom = caf::atom_constant<caf::atom("shm_alive")>;
-using engine_impl = engine_actor::extend<caf::reacts_to<liveness_atom>>;
+// A peer message that the engine's peer gateway checked and hands on to the engine, with the
+// gateway key (random, in process memory only): the engine takes peer messages only so. The
+// sender of a CAF message proves nothing (CAF 0.17's BASP lets a remote node name any local
+// actor as the sender of a routed message), a key nobody outside the process knows does.
+using forward_atom = caf::atom_constant<caf::atom("shm_fwd")>;
+// clang-format off
+using engine_impl = engine_actor::extend<
+  caf::reacts_to<liveness_atom>,
+  // key, hello, dialer id, link token toward the dialer, the dialer's gateway, who proved it
+  caf::replies_to<forward_atom, uint64_t, hello_atom, uint64_t, uint64_t, caf::actor, std::string>
+    ::with<uint64_t, uint64_t>,
+  caf::replies_to<forward_atom, uint64_t, offer_atom, uint64_t, transfer_offer>
+    ::with<transmit_receipt>,
+  caf::replies_to<forward_atom, uint64_t, chunk_atom, uint64_t, transfer_chunk>::with<done_atom>,
+  caf::replies_to<forward_atom, uint64_t, commit_atom, uint64_t, uint64_t>
+    ::with<transmit_receipt>,
+  caf::reacts_to<forward_atom, uint64_t, abort_atom, uint64_t, uint64_t>,
+  caf::replies_to<forward_atom, uint64_t, version_atom, uint64_t, block_ref>::with<uint64_t>,
+  caf::replies_to<forward_atom, uint64_t, pull_atom, uint64_t, block_ref>::with<uint64_t>>;
+// clang-format on
 
 /// A linked peer engine: where this engine sends to it.
 struct peer_link {
-  engine_actor handle;
+  peer_actor handle;   // the peer's gateway
   uint64_t token = 0;  // issued to this engine by the peer; every message sent to it carries it
   std::string address; // "host:port" as linked, or "node <id>" when the peer linked to us
-  bool dialed = false; // this engine dialed the peer (with remote.tls the transport verified
-                       // its certificate); a link the peer opened never replaces a dialed one
+  bool dialed = false; // this engine dialed the peer; a link the peer opened never replaces a
+                       // dialed one
+  std::string identity; // who proved the peer's engine id (peer_authenticator::verify)
 };
 
 /// Inbound peer links this engine accepts at most at once (one per peer engine id; a second
@@ -92,6 +113,9 @@ struct engine_state {
   std::shared_ptr<ticket_office> office;
   std::string door_path;
   // remote side
+  std::shared_ptr<const peer_authenticator> auth;
+  peer_actor gateway;        // spawned by the engine, linked to it
+  uint64_t gateway_key = 0;  // what the gateway's forwards carry (never leaves the process)
   std::unordered_map<uint64_t, peer_link> peers;           // by engine id
   std::unordered_map<std::string, uint64_t> peer_by_address;
   // link tokens this engine issued: token -> engine id of the peer it was issued to, and back

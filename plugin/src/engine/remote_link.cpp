@@ -13,6 +13,7 @@
 #include "bounded_text.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/error.hpp"
+#include "dial_policy.hpp"
 #include "secure_random.hpp"
 
 namespace cafshm::remote {
@@ -38,18 +39,23 @@ void free_blocks(engine_state& st, const std::vector<block_ref>& refs) {
 
 // Records where to send to engine `id`. A dialed link replaces whatever was there; a link the
 // peer opened (hello) replaces only another such link, never a dialed one: a hello that claims
-// the id of an engine this engine dialed cannot redirect what is sent to that engine.
-void add_peer(engine_pointer self, uint64_t id, peer_link link) {
+// the id of an engine this engine dialed cannot redirect what is sent to that engine. While an
+// engine id is linked, only the identity that proved it first (the same certificate, see
+// peer_authenticator::verify) may link under it again. Returns false if `link` was not taken.
+bool add_peer(engine_pointer self, uint64_t id, peer_link link) {
   auto& st = self->state;
   if (auto i = st.peers.find(id); i != st.peers.end()) {
+    if (i->second.identity != link.identity)
+      return false;
     if (i->second.dialed && !link.dialed)
-      return;
+      return true; // keeps sending through the dialed link; the hello's token stays valid
     st.peer_by_address.erase(i->second.address);
     st.peers.erase(i);
   }
   self->monitor(link.handle);
   st.peer_by_address[link.address] = id;
   st.peers.emplace(id, std::move(link));
+  return true;
 }
 
 // Binds a fresh token to engine `id`. Both directions of a pair of engines that dialed each
@@ -71,7 +77,9 @@ caf::expected<uint64_t> peer_of(const engine_state& st, uint64_t token) {
   return make_error(errc::access_denied, "peer message without a valid link token");
 }
 
-// Links to host:port and calls f(expected<peer engine id>).
+// Links to host:port and calls f(expected<peer engine id>): finds the gateway there (a port
+// publishes either the gateway or the engine, which names its gateway), then runs the
+// handshake, each side proving its engine id.
 template <class F>
 void connect(engine_pointer self, const std::string& host, uint16_t port, F f) {
   auto& st = self->state;
@@ -80,33 +88,93 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F f) {
     f(make_error(errc::config_error, "remote engines need caf::io::middleman in this process"));
     return;
   }
+  if (st.auth->mode() == peer_auth_mode::closed) {
+    f(st.auth->verify({}, {}).error());
+    return;
+  }
+  auto failed = [f, address](const char* step) {
+    return [f, address, step](caf::error& e) mutable {
+      if (e.category() == error_category && code_of(e) != errc::peer_failure)
+        f(make_error(code_of(e), "engine at " + address + " refused the link (" + step
+                                   + "): " + describe(e)));
+      else
+        f(make_error(errc::peer_failure,
+                     "engine at " + address + " did not answer " + step + ": " + describe(e)));
+    };
+  };
   self->request(st.connector, timeout(st), caf::connect_atom::value, host, port)
     .then(
-      [self, f, address](caf::node_id&, caf::strong_actor_ptr& ptr,
-                         std::set<std::string>&) mutable {
+      [self, f, address, failed](caf::node_id&, caf::strong_actor_ptr& ptr,
+                                 std::set<std::string>&) mutable {
         if (!ptr) {
           f(make_error(errc::peer_failure, "no engine published at " + address));
           return;
         }
-        auto handle = caf::actor_cast<engine_actor>(ptr);
-        auto reverse = secure_token(); // for the peer's messages back (cache fills of pulls)
-        self->request(handle, timeout(self->state), hello_atom::value,
-                      self->state.mm->engine_id(), reverse)
+        auto published = caf::actor_cast<caf::actor>(ptr);
+        self->request(published, timeout(self->state), gateway_atom::value)
           .then(
-            [self, f, handle, address, reverse](uint64_t id, uint64_t token) mutable {
-              if (id == 0 || id == self->state.mm->engine_id() || token == 0) {
-                f(make_error(errc::peer_failure, "engine at " + address
-                                                   + " answered an invalid hello"));
+            [self, f, address, failed](caf::actor& found) mutable {
+              auto gw = caf::actor_cast<peer_actor>(found);
+              if (!gw) {
+                f(make_error(errc::peer_failure, "engine at " + address + " has no gateway"));
                 return;
               }
-              issue_token(self->state, id, reverse);
-              add_peer(self, id, peer_link{handle, token, address, true});
-              f(id);
+              auto& st = self->state;
+              auto own = st.mm->engine_id();
+              std::vector<char> nonce(link_nonce_bytes);
+              secure_random(std::as_writable_bytes(std::span{nonce}));
+              self->request(gw, timeout(st), challenge_atom::value, own, nonce)
+                .then(
+                  [self, f, address, failed, gw, own, nonce](uint64_t id, std::vector<char>& theirs,
+                                                             peer_proof& proof) mutable {
+                    auto& st = self->state;
+                    if (id == 0 || id == own || theirs.size() != link_nonce_bytes) {
+                      f(make_error(errc::peer_failure,
+                                   "engine at " + address + " answered an invalid challenge"));
+                      return;
+                    }
+                    auto who = st.auth->verify(
+                      link_transcript(link_role::listener, own, id, nonce, theirs), proof);
+                    if (!who) {
+                      f(make_error(errc::access_denied, "engine at " + address
+                                                          + " did not prove engine id "
+                                                          + std::to_string(id) + ": "
+                                                          + describe(who.error())));
+                      return;
+                    }
+                    auto mine = st.auth->prove(
+                      link_transcript(link_role::dialer, own, id, nonce, theirs));
+                    if (!mine) {
+                      f(std::move(mine.error()));
+                      return;
+                    }
+                    auto reverse = secure_token(); // for the peer's messages back
+                    self
+                      ->request(gw, timeout(st), hello_atom::value, own, reverse,
+                                caf::actor_cast<caf::actor>(st.gateway), theirs,
+                                std::move(*mine))
+                      .then(
+                        [self, f, address, gw, id, reverse,
+                         who = std::move(*who)](uint64_t listener, uint64_t token) mutable {
+                          if (listener != id || token == 0) {
+                            f(make_error(errc::peer_failure, "engine at " + address
+                                                               + " answered an invalid hello"));
+                            return;
+                          }
+                          issue_token(self->state, id, reverse);
+                          if (!add_peer(self, id, peer_link{gw, token, address, true, who})) {
+                            f(make_error(errc::access_denied,
+                                         "engine id " + std::to_string(id) + " at " + address
+                                           + " is linked already with another identity"));
+                            return;
+                          }
+                          f(id);
+                        },
+                        failed("hello"));
+                  },
+                  failed("the challenge"));
             },
-            [f, address](caf::error& e) mutable {
-              f(make_error(errc::peer_failure, "engine at " + address + " did not answer: "
-                                                 + describe(e)));
-            });
+            failed("where its gateway is"));
       },
       [self, f, address](caf::error& e) mutable {
         f(make_error(errc::peer_failure,
@@ -131,6 +199,13 @@ void with_peer(engine_pointer self, const std::string& spec, F f) {
     f(caf::expected<uint64_t>{make_error(errc::invalid_argument,
                                          quote_bounded(spec)
                                            + " is neither HOST:PORT nor a configured peer")});
+    return;
+  }
+  if (!dial_allowed(st.config.remote, ep->host, ep->port)) {
+    f(caf::expected<uint64_t>{make_error(
+      errc::peer_not_allowed,
+      "this engine dials only configured peers (remote.peers) and hosts of remote.allow_dial, not "
+        + quote_bounded(address))});
     return;
   }
   connect(self, ep->host, ep->port, f);
@@ -351,19 +426,23 @@ caf::result<uint64_t> link(engine_pointer self, const std::string& host, uint16_
 }
 
 caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
-                                     uint64_t reverse_token) {
+                                     uint64_t reverse_token, caf::actor gateway,
+                                     std::string identity) {
   auto& st = self->state;
-  auto sender = caf::actor_cast<engine_actor>(self->current_sender());
-  if (!sender || peer_id == 0 || peer_id == st.mm->engine_id() || reverse_token == 0)
-    return make_error(errc::invalid_argument, "hello needs a sender, an engine id and a token");
+  auto handle = caf::actor_cast<peer_actor>(gateway);
+  if (!handle || peer_id == 0 || peer_id == st.mm->engine_id() || reverse_token == 0)
+    return make_error(errc::invalid_argument, "hello needs a gateway, an engine id and a token");
   if (st.token_of_peer.count(peer_id) == 0 && st.token_of_peer.size() >= max_inbound_peers)
     return make_error(errc::capacity_exceeded,
                       "this engine accepts at most " + std::to_string(max_inbound_peers)
                         + " peer engines");
   auto token = secure_token();
+  auto node = handle.node();
+  if (!add_peer(self, peer_id,
+                peer_link{handle, reverse_token, "node " + to_string(node), false, identity}))
+    return make_error(errc::access_denied, "engine id " + std::to_string(peer_id)
+                                             + " is linked already with another identity");
   issue_token(st, peer_id, token);
-  add_peer(self, peer_id,
-           peer_link{sender, reverse_token, "node " + to_string(sender.node()), false});
   return {st.mm->engine_id(), token};
 }
 

@@ -1,4 +1,5 @@
-// The engine's side of engine-to-engine transfers: linking peers, transmit (chunked, windowed,
+// The engine's side of engine-to-engine transfers: linking peers (dialing only what
+// dial_policy.hpp allows, proving and checking engine ids with peer_auth.hpp), transmit (chunked, windowed,
 // checksummed), receiving, the content cache and remote reads. Handlers of the engine actor.
 //
 // A transmit: the sender pins the block (a view of its own session) and offers (size, XXH3 of
@@ -25,8 +26,11 @@
 namespace cafshm::remote {
 
 caf::result<uint64_t> link(engine_pointer self, const std::string& host, uint16_t port);
+// A hello the gateway verified: `identity` proved `peer_id` (peer_authenticator::verify);
+// `gateway` is where this engine sends to that peer.
 caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
-                                     uint64_t reverse_token);
+                                     uint64_t reverse_token, caf::actor gateway,
+                                     std::string identity);
 caf::result<transmit_receipt> transmit(engine_pointer self, const session& s,
                                        const block_ref& ref, const std::string& peer,
                                        transmit_target target);

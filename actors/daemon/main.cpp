@@ -32,6 +32,9 @@ constexpr const char* usage =
   "'cafshmd listening on HOST:PORT door PATH' (PATH: the Unix-domain socket where local\n"
   "processes get their registration tickets, engine.socket) and then\n"
   "'cafshmd peers on HOST:PORT (tls|plain)'.\n"
+  "Over the segments of a dead engine of the same name it adopts them (processes that still\n"
+  "run keep their sessions, blocks and views) or says in one line why not and starts fresh;\n"
+  "that line comes first: 'cafshmd: adopted ...' or 'cafshmd: not adopting ...'.\n"
   "Stops cleanly on SIGINT or SIGTERM.\n"
   "\n"
   "  --config FILE   YAML configuration (default: built-in defaults, see config/default.yaml)\n"
@@ -142,6 +145,8 @@ int main(int argc, char** argv) {
                   + ": " + sys->render(p.error()));
     peer_port = *p;
   }
+  if (auto report = cafshm::module::of(*sys)->start_report(); !report.empty())
+    std::cout << "cafshmd: " << report << std::endl;
   std::cout << "cafshmd listening on " << listen.host << ":" << *actual << " door "
             << cafshm::module::of(*sys)->door_path() << std::endl;
   if (peer_port)

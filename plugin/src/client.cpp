@@ -25,6 +25,7 @@ namespace {
 
 using reconnect_atom = caf::atom_constant<caf::atom("shm_recon")>;
 using watch_atom = caf::atom_constant<caf::atom("shm_watch")>;
+using closing_atom = caf::atom_constant<caf::atom("shm_closin")>;
 
 constexpr std::chrono::milliseconds first_backoff{20};
 constexpr std::chrono::milliseconds max_backoff{1000};
@@ -39,6 +40,7 @@ struct keeper_context {
   registration reg;
   std::chrono::milliseconds backoff{first_backoff};
   bool reconnecting = false;
+  bool closing = false; // closed while the engine was down: unregister once re-attached
 };
 
 using keeper_pointer = caf::event_based_actor*;
@@ -76,6 +78,13 @@ void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
                   [self, ctx, engine](registration&) {
                     ctx->reconnecting = false;
                     ctx->backoff = first_backoff;
+                    if (ctx->closing) { // the application let go meanwhile
+                      self->request(engine, ctx->timeout, unregister_atom::value,
+                                    ctx->reg.session)
+                        .then([self](done_atom) { self->quit(); },
+                              [self](caf::error&) { self->quit(); });
+                      return;
+                    }
                     self->monitor(engine);
                     ctx->link->came_up(engine);
                   },
@@ -84,6 +93,8 @@ void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
                     if (code == errc::engine_restarted || code == errc::unknown_process) {
                       ctx->reconnecting = false;
                       ctx->link->lost(std::move(e));
+                      if (ctx->closing)
+                        self->quit();
                       return;
                     }
                     retry_later(self, ctx);
@@ -119,6 +130,12 @@ caf::behavior keeper(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
       return rp;
     },
     [self, ctx](watch_atom) { self->monitor(ctx->engine); },
+    [self, ctx](closing_atom) {
+      if (ctx->reconnecting)
+        ctx->closing = true; // lives on until it could unregister
+      else
+        self->quit();
+    },
     [self, ctx](reconnect_atom) {
       if (ctx->link && ctx->link->state() == detail::engine_link::status::down)
         reconnect(self, ctx);
@@ -321,7 +338,10 @@ caf::expected<void> client::close() {
   if (sys_ == nullptr)
     return {};
   auto result = call_done(unregister_atom::value, reg_.session);
-  caf::anon_send_exit(keeper_, caf::exit_reason::user_shutdown);
+  if (!result && link_->state() == detail::engine_link::status::down)
+    caf::anon_send(keeper_, closing_atom::value); // unregisters after re-attaching
+  else
+    caf::anon_send_exit(keeper_, caf::exit_reason::user_shutdown);
   sys_ = nullptr;
   return result;
 }
@@ -407,6 +427,10 @@ caf::expected<void> client::unmap(block_view&& view) {
   if (!closing)
     return make_error(errc::invalid_argument, "the view is not open");
   auto ref = closing.release();
+  if (auto why = link_->unavailable()) {
+    link_->detach(reg_.session, ref); // while down: reported once re-attached
+    return why;
+  }
   return call_done(detach_atom::value, reg_.session, ref);
 }
 

@@ -90,7 +90,9 @@ public:
   client& operator=(client&& other) noexcept;
   ~client();
 
-  /// Unregisters now: the engine reclaims every block, grant and name of this process.
+  /// Unregisters now: the engine reclaims every block, grant and name of this process. While
+  /// the engine is down: fails with errc::engine_unreachable and unregisters in the background
+  /// once re-attached to an engine that adopted the segments.
   caf::expected<void> close();
 
   /// From now on `observer` receives (engine_down_atom, slot), (engine_up_atom, slot) and
@@ -153,7 +155,8 @@ public:
   caf::expected<block_view> map(const block_ref& ref, access_mode mode);
 
   /// Unmaps `view` and waits until the engine counted it closed (a view's destructor only
-  /// tells the engine asynchronously).
+  /// tells the engine asynchronously). While the engine is down: unmaps, fails with
+  /// errc::engine_unreachable, and tells the engine once re-attached.
   caf::expected<void> unmap(block_view&& view);
 
   // -- async forms for event-based actors ------------------------------------------------------

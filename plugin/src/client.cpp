@@ -41,6 +41,8 @@ struct keeper_context {
   std::chrono::milliseconds backoff{first_backoff};
   bool reconnecting = false;
   bool closing = false; // closed while the engine was down: unregister once re-attached
+  int closing_attempts = 0; // reconnects left while closing (it then gives up: the engine
+                            // reclaims the slot when the process ends)
 };
 
 using keeper_pointer = caf::event_based_actor*;
@@ -48,6 +50,10 @@ using keeper_pointer = caf::event_based_actor*;
 void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx);
 
 void retry_later(keeper_pointer self, const std::shared_ptr<keeper_context>& ctx) {
+  if (ctx->closing && --ctx->closing_attempts < 0) {
+    self->quit();
+    return;
+  }
   self->delayed_send(self, ctx->backoff, reconnect_atom::value);
   ctx->backoff = std::min(ctx->backoff * 2, max_backoff);
 }
@@ -131,8 +137,10 @@ caf::behavior keeper(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
     },
     [self, ctx](watch_atom) { self->monitor(ctx->engine); },
     [self, ctx](closing_atom) {
-      if (ctx->reconnecting)
-        ctx->closing = true; // lives on until it could unregister
+      if (ctx->reconnecting) { // lives on until it could unregister, for a few attempts
+        ctx->closing = true;
+        ctx->closing_attempts = 8;
+      }
       else
         self->quit();
     },

@@ -126,10 +126,10 @@ private:
   // re-attach and check them through the engine. False if the session is lost for good.
   bool ride() {
     std::vector<std::pair<block_ref, uint64_t>> written;
-    for (auto& v : views_) {
+    for (auto& v : views_) // all first: two views may map the same block
       fill(v.data(), v.size());
+    for (auto& v : views_)
       written.emplace_back(v.ref(), XXH3_64bits(v.data(), v.size()));
-    }
     auto deadline = std::chrono::steady_clock::now() + 60s;
     while (!me_.engine_up() && std::chrono::steady_clock::now() < deadline) {
       if (auto st = me_.stats(); !st && code_of(st.error()) == errc::engine_restarted)
@@ -500,6 +500,9 @@ int main(int argc, char** argv) {
   cfg.load<caf::io::middleman>();
   cfg.load<cafshm::module>();
   cfg.set("scheduler.max-threads", size_t{2});
+  // Reconnecting after the engine went away may end a connect attempt by its timeout while the
+  // middleman still connects (see client::connect).
+  cfg.set("middleman.attach-utility-actors", true);
   settings s;
   s.role = role::client;
   module::configure(cfg, s);

@@ -10,6 +10,9 @@
 // the application. An engine that started fresh instead answers errc::engine_restarted, which
 // every request of this client then fails with, for good. Requests already on their way when
 // the engine died end with their timeout. on_engine_state() tells an actor about each change.
+// Reconnecting connects with a timeout: set "middleman.attach-utility-actors" (see connect).
+// A client closed while the engine is down unregisters after re-attaching, giving up after 8
+// more attempts (the engine then reclaims the slot when the process ends).
 //
 // The blocking calls wait on a scoped actor: from inside an actor's message handler they block
 // that scheduler thread. On the only thread of the scheduler (scheduler.max-threads=1) nothing

@@ -74,7 +74,10 @@ void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
         self->request(engine, ctx->timeout, door_atom::value)
           .then(
             [self, ctx, engine](std::string& path) {
-              // Blocking on a local socket, at most the timeout: the keeper runs detached.
+              // Blocks this scheduler thread on a local socket, for microseconds (the door
+              // answers at once) and at most the timeout. The keeper is not detached: the
+              // engine holds a reference to it, and ~actor_system would wait for a detached
+              // actor's thread until that reference is gone.
               auto ticket = door::ask(path, ctx->timeout);
               if (!ticket)
                 return retry_later(self, ctx);
@@ -229,7 +232,7 @@ caf::expected<client> client::connect_at(caf::actor_system& sys, engine_actor en
   ctx->engine = engine;
   ctx->address = std::move(address);
   ctx->timeout = opts.timeout;
-  auto k = sys.spawn<caf::detached + caf::hidden>(keeper, ctx);
+  auto k = sys.spawn<caf::hidden>(keeper, ctx);
   caf::scoped_actor self{sys, true};
   caf::expected<registration> reg{caf::error{}};
   // Without unique_name one attempt; with it, until a free name (bounded by the process table,

@@ -63,14 +63,29 @@ struct sched_trial {
   stat caf_1m;
 };
 
+// The iceoryx baseline of the hand-off (iceoryx.cpp): the same round trip through Eclipse
+// iceoryx 2.0.3, polling and WaitSet subscribers, with a RouDi of the bench's own.
+struct iceoryx_row {
+  uint64_t size = 0;
+  stat polling; // subscriber loops on take() (us)
+  stat waitset; // subscriber blocks in a WaitSet (us)
+};
+struct iceoryx_report {
+  std::vector<iceoryx_row> rows;
+  std::string error;
+};
+
 struct handoff_report {
   std::vector<sched_trial> trials;
   sched chosen;
   std::vector<handoff_row> rows;
+  iceoryx_report iceoryx; // the same sizes through iceoryx
   std::string error;
 };
 
 handoff_report run_handoff(const options& opts);
+iceoryx_report run_iceoryx(const options& opts, const std::vector<uint64_t>& sizes);
+
 
 // -- row 2: pipeline ------------------------------------------------------------------------
 
@@ -212,6 +227,8 @@ int role_tcp_sink(const std::map<std::string, std::string>& args);
 int role_tcp_source(const std::map<std::string, std::string>& args);
 int role_xmit(const std::map<std::string, std::string>& args);
 int role_engine_host(const std::map<std::string, std::string>& args); // handoff.cpp
+int role_iox_ping(const std::map<std::string, std::string>& args);    // iceoryx.cpp
+int role_iox_pong(const std::map<std::string, std::string>& args);
 
 // small helpers
 std::string human_size(uint64_t bytes);      // 64B, 4KiB, 16MiB, 1GiB

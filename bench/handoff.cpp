@@ -629,6 +629,7 @@ handoff_report run_handoff(const options& opts) {
     rep.rows.push_back(row);
   }
   release_pools(s.sys, *s.me, s.peer, pools);
+  rep.iceoryx = run_iceoryx(opts, sizes);
   return rep;
 }
 

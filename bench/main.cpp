@@ -196,6 +196,10 @@ int main(int argc, char** argv) {
       return role_caf_sink(args);
     if (name == "caf-source")
       return role_caf_source(args);
+    if (name == "iox-ping")
+      return role_iox_ping(args);
+    if (name == "iox-pong")
+      return role_iox_pong(args);
     std::cerr << "cafshm-bench: unknown role " << name << "\n";
     return 2;
   }

@@ -237,6 +237,24 @@ void write_outputs(const report& r) {
       j.close();
     }
     j.close(']');
+    j.open("handoff_iceoryx", '[');
+    for (const auto& x : h.iceoryx.rows) {
+      const auto* c = handoff_at(h, x.size);
+      j.open();
+      j.kv("size", x.size)
+        .kv("polling_rtt_us", x.polling.median)
+        .kv("polling_p99_us", x.polling.p99)
+        .kv("waitset_rtt_us", x.waitset.median)
+        .kv("waitset_p99_us", x.waitset.p99)
+        .kv("cafshm_over_waitset",
+            c && x.waitset.median > 0 ? c->shm.median / x.waitset.median : 0.0)
+        .kv("cafshm_over_polling",
+            c && x.polling.median > 0 ? c->shm.median / x.polling.median : 0.0);
+      j.close();
+    }
+    j.close(']');
+    if (!h.iceoryx.error.empty())
+      j.kv("handoff_iceoryx_error", h.iceoryx.error);
     j.open("handoff_scheduler");
     j.kv("chosen", h.chosen.text());
     j.open("trials", '[');
@@ -477,6 +495,21 @@ void write_outputs(const report& r) {
        << (h64 ? ratio(x.shm.median, h64->shm.median) : "–") << " |\n";
   if (!h.error.empty())
     md << "\nError: " << h.error << "\n";
+  md << "\nThe same round trip through Eclipse iceoryx 2.0.3 (Debian), with a RouDi of the "
+        "bench's own: each side loans a chunk, touches its first and last byte and publishes it; "
+        "**polling**: the subscriber loops on `take()`; **WaitSet**: it blocks until data "
+        "arrives. RTT in µs, median / p99; the ratios are cafshm (pool) ÷ iceoryx.\n\n";
+  md << "| payload | cafshm | iceoryx polling | iceoryx WaitSet | ÷ polling | ÷ WaitSet |\n"
+        "|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& x : h.iceoryx.rows) {
+    const auto* c = handoff_at(h, x.size);
+    md << "| " << human_size(x.size) << " | " << (c ? lat(c->shm) : "–") << " | "
+       << lat(x.polling) << " | " << lat(x.waitset) << " | "
+       << (c ? ratio(c->shm.median, x.polling.median) : "–") << " | "
+       << (c ? ratio(c->shm.median, x.waitset.median) : "–") << " |\n";
+  }
+  if (!h.iceoryx.error.empty())
+    md << "\niceoryx: " << h.iceoryx.error << "\n";
   md << "\n![hand-off latency](handoff_latency.png)\n";
 
   // 2

@@ -97,6 +97,9 @@ check_nothing_left() { # what was run
   local left
   left=$(checkout_processes)
   [ -z "$left" ] || fail "after $1, processes are left: $left"
+  # The bench's iceoryx baseline starts a RouDi of its own (none ran before: checked below).
+  left=$(pgrep -x iox-roudi || true)
+  [ -z "$left" ] || fail "after $1, iox-roudi is left: $left"
   left=$(new_segments)
   [ -z "$left" ] || fail "after $1, segments are left in /dev/shm: $left"
 }
@@ -106,6 +109,7 @@ job=""
 # Also when this check fails midway: the script under test is stopped as Ctrl-C would.
 trap '[ -z "$job" ] || { kill -INT -- "-$job"; wait "$job"; } 2>/dev/null; rm -rf "$work"' EXIT
 [ -z "$(checkout_processes)" ] || fail "programs of $root are running already: $(checkout_processes)"
+! pgrep -x iox-roudi >/dev/null || fail "an iox-roudi is running already (the bench starts its own)"
 
 for s in "${scripts[@]}"; do
   short=$(command_of "$s" short)

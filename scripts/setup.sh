@@ -19,6 +19,8 @@ packages=(
   openssl           # the TLS test makes its certificates with the openssl command
   iproute2          # the network-namespace test (ip netns, ip link, tc)
   gnuplot-nox       # the plots of scripts/bench.sh
+  iceoryx           # iox-roudi, for the iceoryx baseline of the bench's hand-off row
+  libiceoryx-posh-dev # its library (the bench is built without the baseline if it is missing)
   procps            # pgrep, which scripts/run.sh suggests when cafshmd is already running
 )
 # --fuzz (scripts/fuzz.sh): clang and the runtime that provides -fsanitize=fuzzer (libFuzzer).

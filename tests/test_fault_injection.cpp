@@ -1,7 +1,8 @@
 // Fault injection: many rounds in a row, with random timing, a fault in the middle of real work:
 //   - client processes (cafshm-stress-client: allocate, write, views, copy, share, hand-offs with
 //     checksums) killed with SIGKILL;
-//   - the engine (cafshmd) killed with SIGKILL and restarted over its stale segments;
+//   - the engine (cafshmd) killed with SIGKILL and restarted over its segments, which it adopts
+//     (clients that end with it are reclaimed; test_engine_restart.cpp has clients that live on);
 //   - a remote peer engine killed in the middle of a transmit, on either side.
 // After every fault: no block lost or leaked (the engine's statistics return exactly to the
 // survivors' values, and the admin memory, checked from the outside, holds the allocator's

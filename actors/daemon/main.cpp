@@ -25,6 +25,7 @@ namespace {
 
 constexpr const char* usage =
   "usage: cafshmd [--config FILE] [--port N]\n"
+  "       cafshmd --check-config FILE\n"
   "\n"
   "Runs a cafshm engine: creates its shared-memory segments and publishes it on the configured\n"
   "host:port (engine.listen) for local clients and, if remote.listen.port is set, on\n"
@@ -39,6 +40,8 @@ constexpr const char* usage =
   "\n"
   "  --config FILE   YAML configuration (default: built-in defaults, see config/default.yaml)\n"
   "  --port N        override engine.listen.port (0 = any free port)\n"
+  "  --check-config FILE  only check FILE: prints 'FILE: valid' and exits 0, or the first\n"
+  "                  error at FILE:LINE:COLUMN and exits 1; starts nothing\n"
   "  --help          show this text\n"
   "  --version       show the version\n";
 
@@ -66,6 +69,17 @@ int main(int argc, char** argv) {
       return 0;
     } else if (arg == "--version") {
       std::cout << "cafshmd " << CAFSHM_VERSION << "\n";
+      return 0;
+    } else if (arg.rfind("--check-config", 0) == 0) {
+      auto v = value();
+      if (!v)
+        return fail("--check-config needs a file");
+      auto loaded = cafshm::load_config(*v);
+      if (auto* err = std::get_if<cafshm::config_error>(&loaded))
+        return fail(err->to_string());
+      if (auto why = cafshm::validate(std::get<cafshm::settings>(loaded)))
+        return fail(*v + ": " + *why);
+      std::cout << *v << ": valid" << std::endl;
       return 0;
     } else if (arg.rfind("--config", 0) == 0) {
       auto v = value();

@@ -25,7 +25,6 @@ namespace {
 
 using reconnect_atom = caf::atom_constant<caf::atom("shm_recon")>;
 using watch_atom = caf::atom_constant<caf::atom("shm_watch")>;
-using closing_atom = caf::atom_constant<caf::atom("shm_closin")>;
 
 constexpr std::chrono::milliseconds first_backoff{20};
 constexpr std::chrono::milliseconds max_backoff{1000};
@@ -40,9 +39,6 @@ struct keeper_context {
   registration reg;
   std::chrono::milliseconds backoff{first_backoff};
   bool reconnecting = false;
-  bool closing = false; // closed while the engine was down: unregister once re-attached
-  int closing_attempts = 0; // reconnects left while closing (it then gives up: the engine
-                            // reclaims the slot when the process ends)
 };
 
 using keeper_pointer = caf::event_based_actor*;
@@ -50,10 +46,6 @@ using keeper_pointer = caf::event_based_actor*;
 void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx);
 
 void retry_later(keeper_pointer self, const std::shared_ptr<keeper_context>& ctx) {
-  if (ctx->closing && --ctx->closing_attempts < 0) {
-    self->quit();
-    return;
-  }
   self->delayed_send(self, ctx->backoff, reconnect_atom::value);
   ctx->backoff = std::min(ctx->backoff * 2, max_backoff);
 }
@@ -87,13 +79,6 @@ void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
                   [self, ctx, engine](registration&) {
                     ctx->reconnecting = false;
                     ctx->backoff = first_backoff;
-                    if (ctx->closing) { // the application let go meanwhile
-                      self->request(engine, ctx->timeout, unregister_atom::value,
-                                    ctx->reg.session)
-                        .then([self](done_atom) { self->quit(); },
-                              [self](caf::error&) { self->quit(); });
-                      return;
-                    }
                     self->monitor(engine);
                     ctx->link->came_up(engine);
                   },
@@ -102,8 +87,6 @@ void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
                     if (code == errc::engine_restarted || code == errc::unknown_process) {
                       ctx->reconnecting = false;
                       ctx->link->lost(std::move(e));
-                      if (ctx->closing)
-                        self->quit();
                       return;
                     }
                     retry_later(self, ctx);
@@ -139,14 +122,6 @@ caf::behavior keeper(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
       return rp;
     },
     [self, ctx](watch_atom) { self->monitor(ctx->engine); },
-    [self, ctx](closing_atom) {
-      if (ctx->reconnecting) { // lives on until it could unregister, for a few attempts
-        ctx->closing = true;
-        ctx->closing_attempts = 8;
-      }
-      else
-        self->quit();
-    },
     [self, ctx](reconnect_atom) {
       if (ctx->link && ctx->link->state() == detail::engine_link::status::down)
         reconnect(self, ctx);
@@ -348,11 +323,10 @@ client::~client() {
 caf::expected<void> client::close() {
   if (sys_ == nullptr)
     return {};
+  // The keeper ends here in every case: CAF keeps actors known to a remote node in its
+  // registry, and one still running when the actor system goes away crashes its destructor.
   auto result = call_done(unregister_atom::value, reg_.session);
-  if (!result && link_->state() == detail::engine_link::status::down)
-    caf::anon_send(keeper_, closing_atom::value); // unregisters after re-attaching
-  else
-    caf::anon_send_exit(keeper_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(keeper_, caf::exit_reason::user_shutdown);
   sys_ = nullptr;
   return result;
 }

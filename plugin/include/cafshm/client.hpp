@@ -11,8 +11,8 @@
 // every request of this client then fails with, for good. Requests already on their way when
 // the engine died end with their timeout. on_engine_state() tells an actor about each change.
 // Reconnecting connects with a timeout: set "middleman.attach-utility-actors" (see connect).
-// A client closed while the engine is down unregisters after re-attaching, giving up after 8
-// more attempts (the engine then reclaims the slot when the process ends).
+// A client closed while the engine is down cannot unregister: an adopting engine keeps its slot
+// until its process ends.
 //
 // The blocking calls wait on a scoped actor: from inside an actor's message handler they block
 // that scheduler thread. On the only thread of the scheduler (scheduler.max-threads=1) nothing
@@ -94,8 +94,8 @@ public:
   ~client();
 
   /// Unregisters now: the engine reclaims every block, grant and name of this process. While
-  /// the engine is down: fails with errc::engine_unreachable and unregisters in the background
-  /// once re-attached to an engine that adopted the segments.
+  /// the engine is down: fails with errc::engine_unreachable, and an engine that adopts the
+  /// segments keeps this process's slot until the process ends.
   caf::expected<void> close();
 
   /// From now on `observer` receives (engine_down_atom, slot), (engine_up_atom, slot) and

@@ -15,7 +15,7 @@ namespace bench {
 
 struct options {
   bool quick = false;
-  std::vector<std::string> rows{"handoff", "pipeline", "alloc", "remote", "scale"};
+  std::vector<std::string> rows{"handoff", "pipeline", "alloc", "remote", "scale", "inbox"};
   std::string out_dir;    // bench/results
   std::string bin_dir;    // cafshmd, cafshm-pipeline
   std::string self;       // this program (for helper roles)
@@ -48,7 +48,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0);
 
 struct handoff_row {
   uint64_t size = 0;
-  stat shm;        // pool: block_ref each way, touch first+last byte (us)
+  stat shm;        // hand-made pool: block_ref each way, touch first+last byte (us)
+  stat shm_library; // the library's pool: loan, seal, pool_frame each way, open, touch, release
+                    // (us)
+  stat shm_notify;  // hand-made pool plus one small message to the other process each way (us)
   stat shm_sum;    // pool, both sides XXH3 the whole payload (us)
   stat shm_fill;   // pool, the sender writes the whole payload before each send (us)
   stat shm_engine; // no pool: allocate, map, transfer, map, unmap, transfer back, free (us)
@@ -199,6 +202,20 @@ struct scale_report {
 };
 scale_report run_scale(const options& opts, const sched& s);
 
+// -- row 6: inbox ping-pong ----------------------------------------------------------------
+
+struct inbox_row {
+  std::string variant; // idle strategy of both readers
+  long spin_us = 0;
+  stat rtt;            // us
+  std::string error;
+};
+struct inbox_report {
+  size_t record_bytes = 0;
+  std::vector<inbox_row> rows;
+};
+inbox_report run_inbox(const options& opts);
+
 // -- machine --------------------------------------------------------------------------------
 
 std::map<std::string, std::string> machine_description();
@@ -214,6 +231,7 @@ struct report {
   alloc_report alloc;
   remote_report remote;
   scale_report scale;
+  inbox_report inbox;
 };
 void write_outputs(const report& r);
 
@@ -227,6 +245,8 @@ int role_tcp_sink(const std::map<std::string, std::string>& args);
 int role_tcp_source(const std::map<std::string, std::string>& args);
 int role_xmit(const std::map<std::string, std::string>& args);
 int role_engine_host(const std::map<std::string, std::string>& args); // handoff.cpp
+int role_inbox_echo(const std::map<std::string, std::string>& args);  // inbox.cpp
+int role_inbox_caf_echo(const std::map<std::string, std::string>& args);
 int role_iox_ping(const std::map<std::string, std::string>& args);    // iceoryx.cpp
 int role_iox_pong(const std::map<std::string, std::string>& args);
 

@@ -1,10 +1,15 @@
 // Row 1 (hand-off round trip between two processes), the engine part of row 3 (allocate+free
 // through the engine's messages) and the helper role "peer" that rows 1 and 5 start.
 //
-// Hand-off with a pool (like iceoryx loans): before the timed loop each side allocates one block
-// of the payload size, writes it, shares it read-only with the other side, and the other side maps
-// and pre-faults it. The timed path is then one ordinary CAF message each way carrying a
-// block_ref, plus the touching of the payload on both sides. The plain CAF baseline moves a
+// Hand-off with a hand-made pool (like iceoryx loans): before the timed loop each side allocates
+// one block of the payload size, writes it, shares it read-only with the other side, and the other
+// side maps and pre-faults it. The timed path is then one ordinary CAF message each way carrying a
+// block_ref, plus the touching of the payload on both sides. The same through the library's pool
+// (cafshm::pool, two blocks per side, and cafshm::pool_reader): each side loans a block, seals
+// it and sends the pool_frame; the other side opens it, touches it and releases it, which sends
+// the block back to its pool. That release is one more message to the other process per
+// direction, so the hand-made pool is also measured with one small extra message each way
+// ("notify"). The plain CAF baseline moves a
 // std::vector<char> of the same size both ways through the io middleman (moved, never copied
 // outside CAF). The engine path shows what a hand-off costs without a pool: a fresh block,
 // transfer of ownership, map/unmap on both sides and the free, all requests to cafshmd.
@@ -19,6 +24,7 @@
 #include <optional>
 #include <random>
 #include <sstream>
+#include <map>
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
@@ -34,6 +40,7 @@
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
+#include "cafshm/pool.hpp"
 #include "proc.hpp"
 
 namespace bench {
@@ -50,12 +57,29 @@ using vping_atom = caf::atom_constant<caf::atom("b_vping")>;
 using eping_atom = caf::atom_constant<caf::atom("b_eping")>;
 using release_atom = caf::atom_constant<caf::atom("b_release")>;
 using go_atom = caf::atom_constant<caf::atom("b_go")>;
+using lsetup_atom = caf::atom_constant<caf::atom("b_lsetup")>;
+using lpremap_atom = caf::atom_constant<caf::atom("b_lpremap")>;
+using lping_atom = caf::atom_constant<caf::atom("b_lping")>;
+using lrelease_atom = caf::atom_constant<caf::atom("b_lrelease")>;
+using notice_atom = caf::atom_constant<caf::atom("b_notice")>;
 
 constexpr auto msg_timeout = std::chrono::seconds(120);
 
 volatile uint64_t sink_value = 0; // keeps the touching from being optimised away
 
-enum class mode : uint8_t { touch = 0, sum = 1, fill = 2, caf = 3, engine = 4 };
+enum class mode : uint8_t {
+  touch = 0,
+  sum = 1,
+  fill = 2,
+  caf = 3,
+  engine = 4,
+  library = 5,
+  notify = 6, // touch, and each side sends the other process one small message per round trip
+};
+
+// Blocks in each side's library pool: two, so that a loan rarely waits for the block of the
+// previous round trip to come back.
+constexpr uint32_t library_pool_blocks = 2;
 
 mode parse_mode(const std::string& s) {
   if (s == "sum")
@@ -112,8 +136,11 @@ struct peer_state {
   block_ref last_own;
   std::unordered_map<uint32_t, block_view> mapped; // the other side's pool blocks, by index
   std::unordered_map<uint32_t, block_ref> partner; // other side's block -> this side's block
+  std::unique_ptr<cafshm::pool_reader> reader;         // the other side's library pools
+  std::map<uint64_t, cafshm::pool> library_pools;      // this side's, by block size
 
   void release() {
+    library_pools.clear();
     for (auto& [k, v] : mapped)
       (void) me->unmap(std::move(v));
     mapped.clear();
@@ -171,6 +198,32 @@ caf::behavior peer_admin(caf::event_based_actor*, std::shared_ptr<peer_state> st
         return std::move(moved.error());
       return *moved;
     },
+    // Makes this side's library pool of `size`, shared with `other`, and lends every block to
+    // the caller once, so that it maps them before the timed loop.
+    [st](lsetup_atom, uint64_t size, uint32_t other) -> caf::result<std::vector<pool_frame>> {
+      auto made = cafshm::pool::create(*st->me, {library_pool_blocks, size, {other}});
+      if (!made)
+        return std::move(made.error());
+      std::vector<cafshm::pool::loan> loans;
+      while (auto l = made->try_loan())
+        loans.push_back(std::move(*l));
+      std::vector<pool_frame> frames;
+      for (auto& l : loans)
+        frames.push_back(made->seal(std::move(l), size, caf::actor{}));
+      st->library_pools.insert_or_assign(size, std::move(*made));
+      return frames;
+    },
+    // Maps the caller's library-pool blocks (the views go back at once).
+    [st](lpremap_atom, const std::vector<pool_frame>& frames) -> caf::result<uint64_t> {
+      for (const auto& f : frames)
+        if (auto v = st->reader->open(f); !v)
+          return std::move(v.error());
+      return uint64_t{frames.size()};
+    },
+    [st](lrelease_atom) -> uint64_t {
+      st->library_pools.clear();
+      return 0;
+    },
     [st](release_atom) -> uint64_t {
       st->release();
       return 0;
@@ -184,13 +237,41 @@ caf::behavior peer_front(caf::event_based_actor* self, caf::actor admin,
                          std::shared_ptr<peer_state> st) {
   return {
     // The hand-off: consume the payload in place, hand this side's block back.
-    [st](ping_atom, uint8_t m, const block_ref& ref) -> caf::result<block_ref> {
+    [self, st](ping_atom, uint8_t m, const block_ref& ref) -> caf::result<block_ref> {
       auto i = st->mapped.find(ref.block);
       if (i == st->mapped.end())
         return make_error(errc::invalid_argument, "block not in the pool");
+      if (m == uint8_t(mode::notify)) // like a pool_frame's release: before the answer
+        caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), notice_atom::value);
       sink_value = consume(i->second.data(), i->second.size(), m == uint8_t(mode::sum));
       return st->partner[ref.block];
     },
+    // The hand-off through the library pools: touch the frame in place and release it (its
+    // block goes back to the caller's pool), answer with a frame of this side's pool.
+    [self, st](lping_atom, const pool_frame& f) -> caf::result<pool_frame> {
+      auto i = st->library_pools.find(f.length);
+      if (i == st->library_pools.end())
+        return make_error(errc::invalid_argument, "no library pool of that size");
+      auto* own = &i->second;
+      auto holder = caf::actor_cast<caf::actor>(self->current_sender());
+      auto rp = self->make_response_promise<pool_frame>();
+      auto fail = [rp](caf::error& e) mutable { rp.deliver(std::move(e)); };
+      st->reader->open(self, f).then(
+        [self, own, holder, rp, fail](frame_view&& v) mutable {
+          auto b = v.bytes();
+          sink_value = consume(b.data(), b.size(), false);
+          v.release();
+          own->get_loan(self).then(
+            [own, holder, rp](cafshm::pool::loan&& l) mutable {
+              auto n = l.size();
+              rp.deliver(own->seal(std::move(l), n, holder));
+            },
+            fail);
+        },
+        fail);
+      return rp;
+    },
+    [](notice_atom) {},
     [](vping_atom, std::vector<char>& v) -> std::vector<char> {
       sink_value = consume(reinterpret_cast<const std::byte*>(v.data()), v.size(), false);
       return std::move(v);
@@ -203,6 +284,13 @@ caf::behavior peer_front(caf::event_based_actor* self, caf::actor admin,
       return self->delegate(admin, a, ref, back);
     },
     [self, admin](release_atom a) { return self->delegate(admin, a); },
+    [self, admin](lsetup_atom a, uint64_t size, uint32_t other) {
+      return self->delegate(admin, a, size, other);
+    },
+    [self, admin](lpremap_atom a, const std::vector<pool_frame>& frames) {
+      return self->delegate(admin, a, frames);
+    },
+    [self, admin](lrelease_atom a) { return self->delegate(admin, a); },
   };
 }
 
@@ -252,6 +340,33 @@ caf::expected<pool> make_pool(caf::actor_system& sys, client& me, const caf::act
   return p;
 }
 
+// This side's library pool of `size`, shared with the peer, after the peer made its own: each
+// side has opened every block of the other's pool once (mapped and pre-faulted it), so that no
+// timed round trip maps.
+caf::expected<cafshm::pool> make_library_pool(caf::actor_system& sys, client& me,
+                                              cafshm::pool_reader& reader,
+                                              const caf::actor& peer, uint32_t peer_slot,
+                                              uint64_t size) {
+  auto mine = cafshm::pool::create(me, {library_pool_blocks, size, {peer_slot}});
+  if (!mine)
+    return mine.error();
+  auto theirs = ask<std::vector<pool_frame>>(sys, peer, lsetup_atom::value, size, me.slot());
+  if (!theirs)
+    return theirs.error();
+  for (const auto& f : *theirs)
+    if (auto v = reader.open(f); !v)
+      return v.error();
+  std::vector<cafshm::pool::loan> loans;
+  while (auto l = mine->try_loan())
+    loans.push_back(std::move(*l));
+  std::vector<pool_frame> frames;
+  for (auto& l : loans)
+    frames.push_back(mine->seal(std::move(l), size, peer));
+  if (auto x = ask<uint64_t>(sys, peer, lpremap_atom::value, frames); !x)
+    return x.error();
+  return std::move(*mine);
+}
+
 // Releases every pool of both sides.
 void release_pools(caf::actor_system& sys, client& me, const caf::actor& peer,
                    std::vector<pool>& pools) {
@@ -277,6 +392,8 @@ struct drive {
   client* me = nullptr;
   uint32_t peer_slot = 0;
   pool* p = nullptr;
+  cafshm::pool* library = nullptr;        // mode library: this side's pool of the payload size
+  cafshm::pool_reader* reader = nullptr;  // mode library: maps the peer's pool blocks
   std::vector<char> vec;
   size_t warmup = 3;
   size_t max_iter = 1000;
@@ -333,14 +450,18 @@ void step(caf::event_based_actor* self, std::shared_ptr<drive> d) {
   d->t0 = clock_type::now();
   switch (d->m) {
     case mode::touch:
+    case mode::notify:
     case mode::sum:
     case mode::fill: {
       if (d->m == mode::fill)
         std::memset(d->p->my_view->data(), static_cast<int>(d->i & 0xff), d->p->my_view->size());
-      uint8_t peer_mode = d->m == mode::sum ? uint8_t(mode::sum) : uint8_t(mode::touch);
+      uint8_t peer_mode = d->m == mode::sum || d->m == mode::notify ? uint8_t(d->m)
+                                                                    : uint8_t(mode::touch);
       self->request(d->peer, msg_timeout, ping_atom::value, peer_mode, d->p->mine)
         .then(
           [self, d](const block_ref&) {
+            if (d->m == mode::notify)
+              caf::anon_send(d->peer, notice_atom::value);
             const auto& v = *d->p->their_view;
             sink_value = consume(v.data(), v.size(), d->m == mode::sum);
             record(self, d);
@@ -357,6 +478,28 @@ void step(caf::event_based_actor* self, std::shared_ptr<drive> d) {
             record(self, d);
           },
           on_error);
+      break;
+    }
+    case mode::library: {
+      d->library->get_loan(self).then(
+        [self, d, on_error](cafshm::pool::loan&& l) {
+          auto n = l.size();
+          auto frame = d->library->seal(std::move(l), n, d->peer);
+          self->request(d->peer, msg_timeout, lping_atom::value, std::move(frame))
+            .then(
+              [self, d, on_error](pool_frame& back) {
+                d->reader->open(self, back).then(
+                  [self, d](frame_view&& v) {
+                    auto b = v.bytes();
+                    sink_value = consume(b.data(), b.size(), false);
+                    v.release();
+                    record(self, d);
+                  },
+                  on_error);
+              },
+              on_error);
+        },
+        on_error);
       break;
     }
     case mode::engine: {
@@ -396,7 +539,7 @@ std::shared_ptr<drive> run_drive(caf::actor_system& sys, std::shared_ptr<drive> 
   auto fut = d->done.get_future();
   auto body = [d](caf::event_based_actor* self) -> caf::behavior {
     self->send(self, go_atom::value);
-    return {[self, d](go_atom) { step(self, d); }};
+    return {[self, d](go_atom) { step(self, d); }, [](notice_atom) {}};
   };
   // The no-pool path makes blocking client calls: in a detached actor (see peer_admin).
   if (d->m == mode::engine)
@@ -413,6 +556,7 @@ struct session {
   caf::actor_system_config cfg;
   caf::actor_system sys;
   std::optional<client> me;
+  std::unique_ptr<cafshm::pool_reader> reader; // the peer's library pools
   std::unique_ptr<child> peer_proc;
   caf::actor peer;
   uint32_t peer_slot = 0;
@@ -426,6 +570,7 @@ struct session {
       return;
     }
     me.emplace(std::move(*c));
+    reader = std::make_unique<cafshm::pool_reader>(*me);
     peer_proc = std::make_unique<child>(std::vector<std::string>{
       opts.self, "--role", "peer", "--engine", d.address(), "--name", name + "-peer", "--policy",
       s.policy, "--threads", std::to_string(s.threads)});
@@ -452,6 +597,7 @@ struct session {
       if (!peer_proc->wait(std::chrono::seconds(10)))
         peer_proc->kill(SIGKILL);
     }
+    reader.reset();
     me.reset();
   }
 
@@ -463,6 +609,7 @@ struct session {
     d->me = &*me;
     d->peer_slot = peer_slot;
     d->p = p;
+    d->reader = reader.get();
     if (m == mode::caf)
       d->vec.assign(size, 'x');
     return d;
@@ -503,6 +650,8 @@ budget budget_for(bool quick, mode m, uint64_t size) {
   size_t warm = size >= (16u << 20) ? 2 : 10;
   switch (m) {
     case mode::touch:
+    case mode::library:
+    case mode::notify:
       return quick ? budget{400, 20, 0.4, warm} : budget{3000, 50, 2.0, warm};
     case mode::sum:
     case mode::fill:
@@ -534,7 +683,9 @@ stat timed(session& s, mode m, uint64_t size, pool* p, const budget& b, std::str
 
 handoff_report run_handoff(const options& opts) {
   handoff_report rep;
-  engine_daemon d{opts.bin_dir, unique_name("cafshm-bench-h"), "512MiB"};
+  // Room for the pools of every size at once: one block per side (hand-made) and two per side
+  // (library), 6 × 81 MiB, and a 64 MiB block of the no-pool path.
+  engine_daemon d{opts.bin_dir, unique_name("cafshm-bench-h"), "768MiB"};
   if (!d.ready()) {
     rep.error = "cafshmd did not start";
     return rep;
@@ -597,27 +748,58 @@ handoff_report run_handoff(const options& opts) {
     }
     pools.push_back(std::move(*p));
   }
-  std::vector<std::vector<double>> touch(sizes.size());
+  std::vector<cafshm::pool> library;
+  for (auto size : sizes) {
+    auto p = make_library_pool(s.sys, *s.me, *s.reader, s.peer, s.peer_slot, size);
+    if (!p) {
+      rep.error = "library pool of " + human_size(size) + ": " + describe(p.error());
+      break;
+    }
+    library.push_back(std::move(*p));
+  }
+  // The hand-made pool (also with one extra message each way) and the library pool in the same
+  // rounds, in a rotating order.
+  std::vector<std::vector<double>> touch(sizes.size()), notify(sizes.size()),
+    through_library(sizes.size());
   const int rounds = opts.quick ? 5 : 10;
   std::cerr << "bench: handoff: " << rounds << " interleaved rounds over all sizes\n";
+  auto measure = [&](mode m, size_t i, std::vector<double>& samples) {
+    auto d = s.make(m, sizes[i], &pools[i]);
+    d->library = m == mode::library ? &library[i] : nullptr;
+    d->warmup = 5;
+    d->max_iter = opts.quick ? 80 : 300;
+    d->min_iter = d->max_iter;
+    d->budget_s = 60;
+    run_drive(s.sys, d);
+    if (!d->error.empty() && rep.error.empty())
+      rep.error = d->error;
+    samples.insert(samples.end(), d->rtt_us.begin(), d->rtt_us.end());
+  };
   for (int r = 0; r < rounds; ++r)
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      auto d = s.make(mode::touch, sizes[i], &pools[i]);
-      d->warmup = 5;
-      d->max_iter = opts.quick ? 80 : 300;
-      d->min_iter = d->max_iter;
-      d->budget_s = 60;
-      run_drive(s.sys, d);
-      if (!d->error.empty() && rep.error.empty())
-        rep.error = d->error;
-      touch[i].insert(touch[i].end(), d->rtt_us.begin(), d->rtt_us.end());
-    }
+    for (size_t i = 0; i < sizes.size(); ++i)
+      for (int k = 0; k < 3; ++k)
+        switch ((r + k) % 3) {
+          case 0:
+            measure(mode::touch, i, touch[i]);
+            break;
+          case 1:
+            measure(mode::notify, i, notify[i]);
+            break;
+          default:
+            if (i < library.size())
+              measure(mode::library, i, through_library[i]);
+        }
+  // The library pools are done: their blocks make room for the no-pool path's.
+  library.clear();
+  (void) ask<uint64_t>(s.sys, s.peer, lrelease_atom::value);
   for (size_t i = 0; i < sizes.size(); ++i) {
     auto size = sizes[i];
     std::cerr << "bench: handoff: " << human_size(size) << "\n";
     handoff_row row;
     row.size = size;
     row.shm = summarize(touch[i]);
+    row.shm_library = summarize(through_library[i]);
+    row.shm_notify = summarize(notify[i]);
     row.shm_sum = timed(s, mode::sum, size, &pools[i], budget_for(opts.quick, mode::sum, size),
                         rep.error);
     row.shm_fill = timed(s, mode::fill, size, &pools[i], budget_for(opts.quick, mode::fill, size),
@@ -932,6 +1114,7 @@ int role_peer(const std::map<std::string, std::string>& args) {
   }
   auto st = std::make_shared<peer_state>();
   st->me = &*c;
+  st->reader = std::make_unique<cafshm::pool_reader>(*c);
   auto admin = sys.spawn<caf::detached>(peer_admin, st);
   auto handler = sys.spawn(peer_front, admin, st);
   auto port = sys.middleman().publish(handler, 0, "127.0.0.1");
@@ -1044,6 +1227,7 @@ int role_peer(const std::map<std::string, std::string>& args) {
   }
   other = nullptr;
   st->release();
+  st->reader.reset();
   caf::anon_send_exit(handler, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(admin, caf::exit_reason::user_shutdown);
   return 0;

@@ -1,7 +1,7 @@
 // cafshm-bench: runs every benchmark row and writes bench/results/latest.{md,json} plus
 // the data files of the plots. Started with --role NAME it is one of the helper processes.
 //
-//   cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale] [--out DIR]
+//   cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox] [--out DIR]
 //                [--bin-dir DIR] [--policy stealing|sharing --threads N]
 #include <algorithm>
 #include <cmath>
@@ -145,7 +145,7 @@ std::map<std::string, std::string> machine_description() {
 namespace {
 
 int usage() {
-  std::cerr << "usage: cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale]\n"
+  std::cerr << "usage: cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox]\n"
                "                    [--out DIR] [--bin-dir DIR] [--policy stealing|sharing "
                "--threads N]\n";
   return 2;
@@ -196,6 +196,10 @@ int main(int argc, char** argv) {
       return role_caf_sink(args);
     if (name == "caf-source")
       return role_caf_source(args);
+    if (name == "inbox-echo")
+      return role_inbox_echo(args);
+    if (name == "inbox-caf-echo")
+      return role_inbox_caf_echo(args);
     if (name == "iox-ping")
       return role_iox_ping(args);
     if (name == "iox-pong")
@@ -250,6 +254,10 @@ int main(int argc, char** argv) {
   if (opts.has("scale")) {
     rep.scale = run_scale(opts, chosen);
     lap("scale");
+  }
+  if (opts.has("inbox")) {
+    rep.inbox = run_inbox(opts);
+    lap("inbox");
   }
   rep.total_seconds = seconds_since(t0);
   {

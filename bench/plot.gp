@@ -19,7 +19,9 @@ set ylabel "round trip [us]"
 set logscale y 10
 eval "set xtics ".sizes
 set xrange [40:100000000]
-plot dir."/handoff.dat" using 1:2 with linespoints lw 2 pt 7 title "cafshm (pool, block_ref each way)", \
+plot dir."/handoff.dat" using 1:2 with linespoints lw 2 pt 7 title "cafshm (hand-made pool, block_ref each way)", \
+     ''               using 1:8 with linespoints lw 2 pt 9 title "cafshm (library pool, pool_frame each way)", \
+     ''               using 1:9 with linespoints lw 1 dt 3 pt 3 title "cafshm (hand-made pool) + 1 message each way", \
      ''               using 1:3 with linespoints lw 1 pt 6 title "cafshm + XXH3 of the payload", \
      ''               using 1:4 with linespoints lw 1 pt 4 title "cafshm + writing the payload", \
      ''               using 1:5 with linespoints lw 1 pt 8 title "cafshm without pool (10 engine requests)", \

@@ -187,6 +187,11 @@ void write_outputs(const report& r) {
   double flat = h64 && h16 ? h16->shm.median / h64->shm.median : 0;
   double x16 = h16 ? h16->caf.median / h16->shm.median : 0;
   double x64 = h64m ? h64m->caf.median / h64m->shm.median : 0;
+  // The library pool against the hand-made one: the worst size.
+  double library_worst = 0;
+  for (const auto& x : h.rows)
+    if (x.shm.median > 0 && !x.shm_library.empty())
+      library_worst = std::max(library_worst, x.shm_library.median / x.shm.median);
   double direct_rate = 0;
   for (const auto& a : r.alloc.rates)
     if (a.name.rfind("tlsf", 0) == 0)
@@ -228,6 +233,11 @@ void write_outputs(const report& r) {
         .kv("cafshm_checksum_p99_us", x.shm_sum.p99)
         .kv("cafshm_write_rtt_us", x.shm_fill.median)
         .kv("cafshm_write_p99_us", x.shm_fill.p99)
+        .kv("cafshm_library_pool_rtt_us", x.shm_library.median)
+        .kv("cafshm_library_pool_p99_us", x.shm_library.p99)
+        .kv("library_over_handmade", x.shm.median > 0 ? x.shm_library.median / x.shm.median : 0.0)
+        .kv("cafshm_notify_rtt_us", x.shm_notify.median)
+        .kv("cafshm_notify_p99_us", x.shm_notify.p99)
         .kv("cafshm_nopool_rtt_us", x.shm_engine.median)
         .kv("cafshm_nopool_p99_us", x.shm_engine.p99)
         .kv("memcpy_p99_us", x.memcpy_us.p99)
@@ -403,8 +413,28 @@ void write_outputs(const report& r) {
       j.close();
     }
     j.close(']');
+    j.open("inbox");
+    j.kv("record_bytes", static_cast<uint64_t>(r.inbox.record_bytes));
+    if (h64)
+      j.kv("basp_64B_rtt_us", h64->caf.median).kv("basp_64B_p99_us", h64->caf.p99);
+    j.open("rows", '[');
+    for (const auto& x : r.inbox.rows) {
+      j.open();
+      j.kv("variant", x.variant)
+        .kv("spin_us", static_cast<uint64_t>(x.spin_us))
+        .kv("rtt_us", x.rtt.median)
+        .kv("p99_us", x.rtt.p99)
+        .kv("samples", static_cast<uint64_t>(x.rtt.n));
+      if (!x.error.empty())
+        j.kv("error", x.error);
+      j.close();
+    }
+    j.close(']');
+    j.close();
     j.open("targets");
     j.kv("handoff_16MiB_over_64B", flat).kv("handoff_16MiB_over_64B_met", flat > 0 && flat <= 1.5);
+    j.kv("library_pool_over_handmade_worst", library_worst)
+      .kv("library_pool_over_handmade_worst_met", library_worst > 0 && library_worst <= 1.1);
     j.kv("caf_over_cafshm_16MiB", x16).kv("caf_over_cafshm_16MiB_met", x16 >= 20);
     j.kv("caf_over_cafshm_64MiB", x64).kv("caf_over_cafshm_64MiB_met", x64 >= 100);
     j.kv("remote_64MiB_share_of_tcp", xmit_share).kv("remote_64MiB_share_of_tcp_met", xmit_share >= 0.8);
@@ -419,10 +449,12 @@ void write_outputs(const report& r) {
   // -- data files for gnuplot ----------------------------------------------------------------------
   {
     std::ofstream out{dir / "handoff.dat"};
-    out << "# size cafshm cafshm_checksum cafshm_write cafshm_nopool caf memcpy (median RTT, us)\n";
+    out << "# size cafshm cafshm_checksum cafshm_write cafshm_nopool caf memcpy cafshm_library_pool"
+           " cafshm_notify (median RTT, us)\n";
     for (const auto& x : h.rows)
       out << x.size << ' ' << x.shm.median << ' ' << x.shm_sum.median << ' ' << x.shm_fill.median
-          << ' ' << x.shm_engine.median << ' ' << x.caf.median << ' ' << x.memcpy_us.median << "\n";
+          << ' ' << x.shm_engine.median << ' ' << x.caf.median << ' ' << x.memcpy_us.median << ' '
+          << x.shm_library.median << ' ' << x.shm_notify.median << "\n";
   }
   {
     std::ofstream out{dir / "pipeline.dat"};
@@ -448,8 +480,20 @@ void write_outputs(const report& r) {
 
   // -- Markdown --------------------------------------------------------------------------------------
   std::ofstream md{dir / "latest.md"};
-  md << "# cafshm benchmarks (" << mode << " run)\n\n";
-  md << "Written by `scripts/bench.sh" << (r.opts.quick ? " --quick" : "") << "` on " << date
+  // A run of some rows only says which, and shows only their sections and targets.
+  const auto& o = r.opts;
+  std::string rows_text;
+  bool all_rows = true;
+  for (const char* row : {"handoff", "pipeline", "alloc", "remote", "scale"}) {
+    if (o.has(row))
+      rows_text += (rows_text.empty() ? "" : ",") + std::string{row};
+    else
+      all_rows = false;
+  }
+  md << "# cafshm benchmarks (" << mode << " run" << (all_rows ? "" : ", rows " + rows_text)
+     << ")\n\n";
+  md << "Written by `scripts/bench.sh" << (r.opts.quick ? " --quick" : "")
+     << (all_rows ? "" : " --rows " + rows_text) << "` on " << date
      << " in " << static_cast<int>(r.total_seconds)
      << " s. Every figure is the median of repeated measurements; latencies also give p99, "
         "throughputs the spread (min–max over runs). Every ratio compares rows of this run.\n\n";
@@ -460,171 +504,220 @@ void write_outputs(const report& r) {
     if (auto i = r.machine.find(k); i != r.machine.end())
       md << "| " << k << " | " << i->second << " |\n";
   md << "\n## Targets\n\n| target | measured | |\n|---|---|---|\n";
-  md << "| hand-off RTT(16 MiB) ≤ 1.5 × RTT(64 B) | " << num(flat) << "× | " << mark(flat > 0 && flat <= 1.5) << " |\n";
-  md << "| ≥ 20× faster than plain CAF at 16 MiB | " << num(x16) << "× | " << mark(x16 >= 20) << " |\n";
-  md << "| ≥ 100× faster than plain CAF at 64 MiB | " << num(x64) << "× | " << mark(x64 >= 100) << " |\n";
-  md << "| remote transmit ≥ 80 % of raw TCP at 64 MiB | " << num(100 * xmit_share) << " % | "
-     << mark(xmit_share >= 0.8) << " |\n";
-  md << "| daemon heap peak bounded by the window (" << num(window_mib) << " MiB) | max "
-     << num(max_anon) << " MiB (" << num(window_mib > 0 ? max_anon / window_mib : 0)
-     << "× the window) | see §4 |\n";
-  md << "| allocator allocate+free ≥ 10 M pairs/s | " << big(direct_rate) << " | " << mark(direct_rate >= 10e6) << " |\n";
-  md << "| fragmentation no worse than Boost, no more failures, occupied ÷ requested ≤ 1.02 (≥ 64 KiB) | see §3 | " << mark(frag_ok) << " |\n\n";
+  if (o.has("handoff")) {
+    md << "| hand-off RTT(16 MiB) ≤ 1.5 × RTT(64 B) | " << num(flat) << "× | " << mark(flat > 0 && flat <= 1.5) << " |\n";
+    md << "| library pool RTT ≤ 1.1 × hand-made pool RTT (worst size) | " << num(library_worst)
+       << "× | " << mark(library_worst > 0 && library_worst <= 1.1) << " |\n";
+    md << "| ≥ 20× faster than plain CAF at 16 MiB | " << num(x16) << "× | " << mark(x16 >= 20) << " |\n";
+    md << "| ≥ 100× faster than plain CAF at 64 MiB | " << num(x64) << "× | " << mark(x64 >= 100) << " |\n";
+  }
+  if (o.has("remote")) {
+    md << "| remote transmit ≥ 80 % of raw TCP at 64 MiB | " << num(100 * xmit_share) << " % | "
+       << mark(xmit_share >= 0.8) << " |\n";
+    md << "| daemon heap peak bounded by the window (" << num(window_mib) << " MiB) | max "
+       << num(max_anon) << " MiB (" << num(window_mib > 0 ? max_anon / window_mib : 0)
+       << "× the window) | see §4 |\n";
+  }
+  if (o.has("alloc")) {
+    md << "| allocator allocate+free ≥ 10 M pairs/s | " << big(direct_rate) << " | " << mark(direct_rate >= 10e6) << " |\n";
+    md << "| fragmentation no worse than Boost, no more failures, occupied ÷ requested ≤ 1.02 (≥ 64 KiB) | see §3 | " << mark(frag_ok) << " |\n";
+  }
+  md << "\n";
 
   // 1
-  md << "## 1. Hand-off round trip between two processes\n\n";
-  md << "Two processes registered with one cafshmd; RTT in µs, median / p99. **cafshm**: a pool of "
-        "pre-allocated, pre-shared, pre-mapped blocks; one CAF message with a `block_ref` each way, "
-        "each side reads the first and last byte of the other's block. **+checksum**: both sides "
-        "XXH3 the whole payload instead. **+write**: the sender also writes the whole payload "
-        "before each send. **no pool**: allocate, map, write, transfer, send; the peer maps, "
-        "reads, unmaps, transfers back; map, read, unmap, free (10 requests to cafshmd). **plain "
-        "CAF**: `std::vector<char>` through the io middleman and back. **memcpy**: one copy of "
-        "the payload on one core.\n\n";
-  md << "Scheduler (both processes, both transports): **" << h.chosen.text()
-     << "** (policy/max-threads), the fastest of:\n\n";
-  md << "| scheduler | cafshm 64 B | plain CAF 64 B | plain CAF 1 MiB |\n|---|---|---|---|\n";
-  for (const auto& t : h.trials)
-    md << "| " << t.s.text() << " | " << lat(t.shm) << " | " << lat(t.caf) << " | " << lat(t.caf_1m) << " |\n";
-  md << "\n| payload | cafshm | +checksum | +write | no pool | plain CAF | memcpy | CAF ÷ cafshm | cafshm ÷ cafshm(64 B) |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& x : h.rows)
-    md << "| " << human_size(x.size) << " | " << lat(x.shm) << " | " << lat(x.shm_sum) << " | "
-       << lat(x.shm_fill) << " | " << lat(x.shm_engine) << " | " << lat(x.caf) << " | "
-       << lat(x.memcpy_us) << " | " << ratio(x.caf.median, x.shm.median) << " | "
-       << (h64 ? ratio(x.shm.median, h64->shm.median) : "–") << " |\n";
-  if (!h.error.empty())
-    md << "\nError: " << h.error << "\n";
-  md << "\nThe same round trip through Eclipse iceoryx 2.0.3 (Debian), with a RouDi of the "
-        "bench's own: each side loans a chunk, touches its first and last byte and publishes it; "
-        "**polling**: the subscriber loops on `take()`; **WaitSet**: it blocks until data "
-        "arrives. RTT in µs, median / p99; the ratios are cafshm (pool) ÷ iceoryx.\n\n";
-  md << "| payload | cafshm | iceoryx polling | iceoryx WaitSet | ÷ polling | ÷ WaitSet |\n"
-        "|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& x : h.iceoryx.rows) {
-    const auto* c = handoff_at(h, x.size);
-    md << "| " << human_size(x.size) << " | " << (c ? lat(c->shm) : "–") << " | "
-       << lat(x.polling) << " | " << lat(x.waitset) << " | "
-       << (c ? ratio(c->shm.median, x.polling.median) : "–") << " | "
-       << (c ? ratio(c->shm.median, x.waitset.median) : "–") << " |\n";
+  if (o.has("handoff")) {
+    md << "## 1. Hand-off round trip between two processes\n\n";
+    md << "Two processes registered with one cafshmd; RTT in µs, median / p99. **cafshm**: a "
+          "hand-made pool of pre-allocated, pre-shared, pre-mapped blocks (one per side); one CAF "
+          "message with a `block_ref` each way, each side reads the first and last byte of the "
+          "other's block. **library pool**: the same through `cafshm::pool` (two blocks per side) "
+          "and `cafshm::pool_reader`: each side loans a block, seals it and sends the `pool_frame`; "
+          "the other side opens it, reads the first and last byte and releases it (a message back "
+          "to the sender's pool). **+1 message**: the hand-made pool, and each side also sends the "
+          "other process one small message per round trip (as a release does). These three are "
+          "measured in the same interleaved rounds. "
+          "**+checksum**: both sides "
+          "XXH3 the whole payload instead. **+write**: the sender also writes the whole payload "
+          "before each send. **no pool**: allocate, map, write, transfer, send; the peer maps, "
+          "reads, unmaps, transfers back; map, read, unmap, free (10 requests to cafshmd). **plain "
+          "CAF**: `std::vector<char>` through the io middleman and back. **memcpy**: one copy of "
+          "the payload on one core.\n\n";
+    md << "Scheduler (both processes, both transports): **" << h.chosen.text()
+       << "** (policy/max-threads), the fastest of:\n\n";
+    md << "| scheduler | cafshm 64 B | plain CAF 64 B | plain CAF 1 MiB |\n|---|---|---|---|\n";
+    for (const auto& t : h.trials)
+      md << "| " << t.s.text() << " | " << lat(t.shm) << " | " << lat(t.caf) << " | " << lat(t.caf_1m) << " |\n";
+    md << "\n| payload | cafshm | library pool | library ÷ cafshm | +1 message | +checksum | +write | no pool | plain CAF | memcpy | CAF ÷ cafshm | cafshm ÷ cafshm(64 B) |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& x : h.rows)
+      md << "| " << human_size(x.size) << " | " << lat(x.shm) << " | " << lat(x.shm_library)
+         << " | " << ratio(x.shm_library.median, x.shm.median) << " | " << lat(x.shm_notify)
+         << " | " << lat(x.shm_sum) << " | "
+         << lat(x.shm_fill) << " | " << lat(x.shm_engine) << " | " << lat(x.caf) << " | "
+         << lat(x.memcpy_us) << " | " << ratio(x.caf.median, x.shm.median) << " | "
+         << (h64 ? ratio(x.shm.median, h64->shm.median) : "–") << " |\n";
+    if (!h.error.empty())
+      md << "\nError: " << h.error << "\n";
+    md << "\nThe same round trip through Eclipse iceoryx 2.0.3 (Debian), with a RouDi of the "
+          "bench's own: each side loans a chunk, touches its first and last byte and publishes it; "
+          "**polling**: the subscriber loops on `take()`; **WaitSet**: it blocks until data "
+          "arrives. RTT in µs, median / p99; the ratios are cafshm (pool) ÷ iceoryx.\n\n";
+    md << "| payload | cafshm | iceoryx polling | iceoryx WaitSet | ÷ polling | ÷ WaitSet |\n"
+          "|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& x : h.iceoryx.rows) {
+      const auto* c = handoff_at(h, x.size);
+      md << "| " << human_size(x.size) << " | " << (c ? lat(c->shm) : "–") << " | "
+         << lat(x.polling) << " | " << lat(x.waitset) << " | "
+         << (c ? ratio(c->shm.median, x.polling.median) : "–") << " | "
+         << (c ? ratio(c->shm.median, x.waitset.median) : "–") << " |\n";
+    }
+    if (!h.iceoryx.error.empty())
+      md << "\niceoryx: " << h.iceoryx.error << "\n";
+    md << "\n![hand-off latency](handoff_latency.png)\n";
   }
-  if (!h.iceoryx.error.empty())
-    md << "\niceoryx: " << h.iceoryx.error << "\n";
-  md << "\n![hand-off latency](handoff_latency.png)\n";
 
   // 2
-  md << "\n## 2. Pipeline throughput (examples/pipeline)\n\n"
-        "producer → transformer (RGB → gray) → sink, three processes; `cafshm-pipeline "
-        "--transport shm|caf`. GB/s = input RGB bytes per second. Median (min–max) of "
-     << (r.opts.quick ? 2 : 5) << " runs.\n\n";
-  md << "| transport | frame | MB/frame | frames | frames/s | GB/s | shm ÷ caf |\n|---|---|---:|---:|---:|---:|---:|\n";
-  for (const auto& p : r.pipeline) {
-    std::string vs = "";
-    if (p.transport == "shm")
-      for (const auto& q : r.pipeline)
-        if (q.transport == "caf" && q.width == p.width && q.height == p.height)
-          vs = ratio(p.fps.median, q.fps.median);
-    md << "| " << p.transport << " | " << p.width << "×" << p.height << " | "
-       << num(p.frame_bytes / 1e6) << " | " << p.frames << " | " << spread(p.fps) << " | "
-       << spread(p.gbps) << " | " << vs << " |";
-    if (!p.error.empty())
-      md << " error: " << p.error;
-    md << "\n";
+  if (o.has("pipeline")) {
+    md << "\n## 2. Pipeline throughput (examples/pipeline)\n\n"
+          "producer → transformer (RGB → gray) → sink, three processes; `cafshm-pipeline "
+          "--transport shm|caf`. GB/s = input RGB bytes per second. Median (min–max) of "
+       << (r.opts.quick ? 2 : 5) << " runs.\n\n";
+    md << "| transport | frame | MB/frame | frames | frames/s | GB/s | shm ÷ caf |\n|---|---|---:|---:|---:|---:|---:|\n";
+    for (const auto& p : r.pipeline) {
+      std::string vs = "";
+      if (p.transport == "shm")
+        for (const auto& q : r.pipeline)
+          if (q.transport == "caf" && q.width == p.width && q.height == p.height)
+            vs = ratio(p.fps.median, q.fps.median);
+      md << "| " << p.transport << " | " << p.width << "×" << p.height << " | "
+         << num(p.frame_bytes / 1e6) << " | " << p.frames << " | " << spread(p.fps) << " | "
+         << spread(p.gbps) << " | " << vs << " |";
+      if (!p.error.empty())
+        md << " error: " << p.error;
+      md << "\n";
+    }
+    md << "\n![pipeline throughput](pipeline_throughput.png)\n";
   }
-  md << "\n![pipeline throughput](pipeline_throughput.png)\n";
 
   // 3
-  md << "\n## 3. Allocator\n\nWorkload: " << r.alloc.workload << ".\n\n";
-  md << "A single request round trip to the engine (blocking `client::find_process`, µs median / "
-        "p99): ";
-  for (size_t i = 0; i < r.alloc.request_rtts.size(); ++i)
-    md << (i ? "; " : "") << r.alloc.request_rtts[i].engine << " " << lat(r.alloc.request_rtts[i].us);
-  md << ". cafshmd uses its built-in scheduler settings (its YAML has no scheduler keys); "
-        "\"engine with …\" is the same engine and module hosted by the benchmark with the "
-        "hand-off row's scheduler. `client::find_process` is a blocking call that makes a new "
-        "`scoped_actor` per request; \"one reused scoped_actor\" sends the same request from one "
-        "long-lived `scoped_actor`; \"event-based actor\" from an event-based actor "
-        "(`client::request(self, ...)`), the next request in the response handler.\n\n";
-  md << "| allocator | allocate+free pairs/s, median (min–max) | ÷ tlsf direct | |\n|---|---:|---:|---|\n";
-  for (const auto& a : r.alloc.rates)
-    md << "| " << a.name << " | " << big(a.pairs_per_s.median) << " (" << big(a.pairs_per_s.min)
-       << "–" << big(a.pairs_per_s.max) << ") | " << ratio(a.pairs_per_s.median, direct_rate)
-       << " | " << a.note << " |\n";
-  md << "\nFragmentation: " << r.alloc.frag_workload
-     << ". Ratio = largest free block ÷ free bytes (1 = no external fragmentation); mean over "
-        "samples in the second half of the run, and at its end. Boost's largest free block is the "
-        "largest allocation that succeeds (binary search); tlsf's is its largest free block. "
-        "Occupied ÷ requested: bytes the tlsf allocator's blocks occupy (size rounded up to the "
-        "4 KiB min block) over requested bytes, for the requests of 64 KiB and more.\n\n";
-  md << "| fill target | allocator | ratio mean | ratio min | ratio at end | free MiB | largest free MiB | failed allocations | live requested ÷ arena | occupied ÷ requested (≥ 64 KiB) |\n"
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& f : r.alloc.frag)
-    md << "| " << num(f.fill) << " | " << f.allocator << " | " << num(f.mean_ratio) << " | "
-       << num(f.min_ratio) << " | " << num(f.ratio) << " | " << num(f.free_bytes / 1048576.0)
-       << " | " << num(f.largest_free / 1048576.0) << " | " << f.failed << " of " << f.ops
-       << " ops | " << num(f.live_requested) << " | "
-       << (f.occupied_per_requested > 0 ? num(f.occupied_per_requested) : std::string{"–"})
-       << " |\n";
-  if (!r.alloc.error.empty())
-    md << "\nError: " << r.alloc.error << "\n";
+  if (o.has("alloc")) {
+    md << "\n## 3. Allocator\n\nWorkload: " << r.alloc.workload << ".\n\n";
+    md << "A single request round trip to the engine (blocking `client::find_process`, µs median / "
+          "p99): ";
+    for (size_t i = 0; i < r.alloc.request_rtts.size(); ++i)
+      md << (i ? "; " : "") << r.alloc.request_rtts[i].engine << " " << lat(r.alloc.request_rtts[i].us);
+    md << ". cafshmd uses its built-in scheduler settings (its YAML has no scheduler keys); "
+          "\"engine with …\" is the same engine and module hosted by the benchmark with the "
+          "hand-off row's scheduler. `client::find_process` is a blocking call that makes a new "
+          "`scoped_actor` per request; \"one reused scoped_actor\" sends the same request from one "
+          "long-lived `scoped_actor`; \"event-based actor\" from an event-based actor "
+          "(`client::request(self, ...)`), the next request in the response handler.\n\n";
+    md << "| allocator | allocate+free pairs/s, median (min–max) | ÷ tlsf direct | |\n|---|---:|---:|---|\n";
+    for (const auto& a : r.alloc.rates)
+      md << "| " << a.name << " | " << big(a.pairs_per_s.median) << " (" << big(a.pairs_per_s.min)
+         << "–" << big(a.pairs_per_s.max) << ") | " << ratio(a.pairs_per_s.median, direct_rate)
+         << " | " << a.note << " |\n";
+    md << "\nFragmentation: " << r.alloc.frag_workload
+       << ". Ratio = largest free block ÷ free bytes (1 = no external fragmentation); mean over "
+          "samples in the second half of the run, and at its end. Boost's largest free block is the "
+          "largest allocation that succeeds (binary search); tlsf's is its largest free block. "
+          "Occupied ÷ requested: bytes the tlsf allocator's blocks occupy (size rounded up to the "
+          "4 KiB min block) over requested bytes, for the requests of 64 KiB and more.\n\n";
+    md << "| fill target | allocator | ratio mean | ratio min | ratio at end | free MiB | largest free MiB | failed allocations | live requested ÷ arena | occupied ÷ requested (≥ 64 KiB) |\n"
+          "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& f : r.alloc.frag)
+      md << "| " << num(f.fill) << " | " << f.allocator << " | " << num(f.mean_ratio) << " | "
+         << num(f.min_ratio) << " | " << num(f.ratio) << " | " << num(f.free_bytes / 1048576.0)
+         << " | " << num(f.largest_free / 1048576.0) << " | " << f.failed << " of " << f.ops
+         << " ops | " << num(f.live_requested) << " | "
+         << (f.occupied_per_requested > 0 ? num(f.occupied_per_requested) : std::string{"–"})
+         << " |\n";
+    if (!r.alloc.error.empty())
+      md << "\nError: " << r.alloc.error << "\n";
+  }
 
   // 4
-  md << "\n## 4. Remote transfer on loopback\n\n"
-        "`client::transmit` from a block at cafshmd A to cafshmd B (remote.chunk "
-     << human_size(r.remote.chunk) << ", remote.window " << r.remote.window
-     << ", remote.cache 0 so that every repetition moves the payload), against a raw TCP socket "
-        "pair (one `send` of the whole buffer, the receiver `recv`s into a pre-faulted buffer) and "
-        "plain CAF (`std::vector<char>` chunks of the same size and window, acknowledged, copied "
-        "into a pre-faulted buffer). GB/s = 10^9 bytes/s, median (min–max). RSS in MiB as "
-        "VmHWM / peak heap growth during the row (RssAnon sampled every 4 ms); a daemon's "
-        "VmHWM includes the arena pages it touched, i.e. the block itself.\n\n";
-  md << "| block | cafshm transmit | raw TCP | plain CAF | transmit ÷ TCP | CAF ÷ TCP | daemon A | daemon B | cafshm client | TCP source / sink HWM | CAF source / sink HWM |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& x : r.remote.rows) {
-    md << "| " << human_size(x.size) << " | " << spread(x.xmit_gbps) << " | " << spread(x.tcp_gbps)
-       << " | " << spread(x.caf_gbps) << " | " << ratio(x.xmit_gbps.median, x.tcp_gbps.median)
-       << " | " << ratio(x.caf_gbps.median, x.tcp_gbps.median) << " | " << rss(x.daemon_a)
-       << " | " << rss(x.daemon_b) << " | " << rss(x.xmit_client) << " | "
-       << num(x.tcp_source.hwm_mib) << " / " << num(x.tcp_sink.hwm_mib) << " | "
-       << num(x.caf_source.hwm_mib) << " / " << num(x.caf_sink.hwm_mib) << " |";
-    if (!x.error.empty())
-      md << " error: " << x.error;
-    md << "\n";
+  if (o.has("remote")) {
+    md << "\n## 4. Remote transfer on loopback\n\n"
+          "`client::transmit` from a block at cafshmd A to cafshmd B (remote.chunk "
+       << human_size(r.remote.chunk) << ", remote.window " << r.remote.window
+       << ", remote.cache 0 so that every repetition moves the payload), against a raw TCP socket "
+          "pair (one `send` of the whole buffer, the receiver `recv`s into a pre-faulted buffer) and "
+          "plain CAF (`std::vector<char>` chunks of the same size and window, acknowledged, copied "
+          "into a pre-faulted buffer). GB/s = 10^9 bytes/s, median (min–max). RSS in MiB as "
+          "VmHWM / peak heap growth during the row (RssAnon sampled every 4 ms); a daemon's "
+          "VmHWM includes the arena pages it touched, i.e. the block itself.\n\n";
+    md << "| block | cafshm transmit | raw TCP | plain CAF | transmit ÷ TCP | CAF ÷ TCP | daemon A | daemon B | cafshm client | TCP source / sink HWM | CAF source / sink HWM |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& x : r.remote.rows) {
+      md << "| " << human_size(x.size) << " | " << spread(x.xmit_gbps) << " | " << spread(x.tcp_gbps)
+         << " | " << spread(x.caf_gbps) << " | " << ratio(x.xmit_gbps.median, x.tcp_gbps.median)
+         << " | " << ratio(x.caf_gbps.median, x.tcp_gbps.median) << " | " << rss(x.daemon_a)
+         << " | " << rss(x.daemon_b) << " | " << rss(x.xmit_client) << " | "
+         << num(x.tcp_source.hwm_mib) << " / " << num(x.tcp_sink.hwm_mib) << " | "
+         << num(x.caf_source.hwm_mib) << " / " << num(x.caf_sink.hwm_mib) << " |";
+      if (!x.error.empty())
+        md << " error: " << x.error;
+      md << "\n";
+    }
+    md << "\nremote.chunk × remote.window at " << human_size(r.remote.sweep_size) << " blocks:\n\n";
+    md << "| chunk | window | window bytes | remote.cache | transmit GB/s | daemon A heap peak MiB | daemon B heap peak MiB |\n|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& s : r.remote.sweep) {
+      md << "| " << human_size(s.chunk) << " | " << s.window << " | "
+         << human_size(s.chunk * s.window) << " | " << (s.cache ? human_size(s.cache) : "0") << " | "
+         << spread(s.gbps) << " | "
+         << num(s.daemon_a.anon_peak_mib) << " | " << num(s.daemon_b.anon_peak_mib) << " |";
+      if (!s.error.empty())
+        md << " error: " << s.error;
+      md << "\n";
+    }
+    if (!r.remote.error.empty())
+      md << "\nError: " << r.remote.error << "\n";
+    md << "\n![remote throughput](remote_throughput.png)\n";
   }
-  md << "\nremote.chunk × remote.window at " << human_size(r.remote.sweep_size) << " blocks:\n\n";
-  md << "| chunk | window | window bytes | remote.cache | transmit GB/s | daemon A heap peak MiB | daemon B heap peak MiB |\n|---:|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& s : r.remote.sweep) {
-    md << "| " << human_size(s.chunk) << " | " << s.window << " | "
-       << human_size(s.chunk * s.window) << " | " << (s.cache ? human_size(s.cache) : "0") << " | "
-       << spread(s.gbps) << " | "
-       << num(s.daemon_a.anon_peak_mib) << " | " << num(s.daemon_b.anon_peak_mib) << " |";
-    if (!s.error.empty())
-      md << " error: " << s.error;
-    md << "\n";
-  }
-  if (!r.remote.error.empty())
-    md << "\nError: " << r.remote.error << "\n";
-  md << "\n![remote throughput](remote_throughput.png)\n";
 
   // 5
-  md << "\n## 5. Scale: clients against one engine\n\n"
-        "N client processes on one cafshmd, for "
-     << num(r.scale.seconds) << " s per phase. Hand-off: N/2 pairs hand " << human_size(r.scale.size)
-     << " blocks back and forth at once (RTT over all pairs' samples, µs median / p99; round "
-        "trips/s summed). Allocation: all N processes free+allocate (blocking client calls, "
-        "64 B..64 KiB) at once; pairs/s summed.\n\n";
-  md << "| clients | pool RTT | pool round trips/s | no-pool RTT | no-pool round trips/s | alloc pairs/s (all) | alloc pairs/s per client |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& s : r.scale.rows) {
-    md << "| " << s.clients << " | " << lat(s.pool_rtt) << " | " << big(s.pool_rate) << " | "
-       << lat(s.engine_rtt) << " | " << big(s.engine_rate) << " | " << big(s.alloc_rate) << " | "
-       << big(s.alloc_per_client.median) << " |";
-    if (!s.error.empty())
-      md << " error: " << s.error;
-    md << "\n";
+  if (o.has("scale")) {
+    md << "\n## 5. Scale: clients against one engine\n\n"
+          "N client processes on one cafshmd, for "
+       << num(r.scale.seconds) << " s per phase. Hand-off: N/2 pairs hand " << human_size(r.scale.size)
+       << " blocks back and forth at once (RTT over all pairs' samples, µs median / p99; round "
+          "trips/s summed). Allocation: all N processes free+allocate (blocking client calls, "
+          "64 B..64 KiB) at once; pairs/s summed.\n\n";
+    md << "| clients | pool RTT | pool round trips/s | no-pool RTT | no-pool round trips/s | alloc pairs/s (all) | alloc pairs/s per client |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& s : r.scale.rows) {
+      md << "| " << s.clients << " | " << lat(s.pool_rtt) << " | " << big(s.pool_rate) << " | "
+         << lat(s.engine_rtt) << " | " << big(s.engine_rate) << " | " << big(s.alloc_rate) << " | "
+         << big(s.alloc_per_client.median) << " |";
+      if (!s.error.empty())
+        md << " error: " << s.error;
+      md << "\n";
+    }
+    if (!r.scale.error.empty())
+      md << "\nError: " << r.scale.error << "\n";
   }
-  if (!r.scale.error.empty())
-    md << "\nError: " << r.scale.error << "\n";
+
+  // 6
+  if (!r.inbox.rows.empty()) {
+    md << "\n## 6. Inbox ping-pong (local fast path)\n\n"
+          "Two processes bounce one record of "
+       << r.inbox.record_bytes
+       << " B through two shared-memory inboxes (docs/fastpath.md); RTT in µs, median / p99. "
+          "Both readers use the same idle strategy. Rows without CAF: the record alone. CAF row: "
+          "`(frame_atom, u32, block_ref)` serialised into the inbox, a receiver thread "
+          "deserialises it into the mailbox of an actor (echo side) or a scoped_actor (measuring "
+          "side), two wake-ups per hop; both actor systems sharing/1. For comparison, plain CAF "
+          "64 B through the io middleman (BASP over TCP loopback) from §1: "
+       << (h64 ? lat(h64->caf) : std::string{"not measured in this run"}) << ".\n\n";
+    md << "| idle strategy | RTT |\n|---|---:|\n";
+    for (const auto& x : r.inbox.rows) {
+      md << "| " << x.variant << " | " << lat(x.rtt) << " |";
+      if (!x.error.empty())
+        md << " error: " << x.error;
+      md << "\n";
+    }
+  }
 }
 
 } // namespace bench

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzing with libFuzzer: scripts/fuzz.sh [--seconds N] [TARGET...]
-# Targets (fuzz/fuzz_<target>.cpp): config memory_manager remote cli door; default: all. Builds them
+# Targets (fuzz/fuzz_<target>.cpp): config memory_manager remote cli door inbox; default: all. Builds them
 # with clang, ASan and UBSan into build-fuzz/, replays every crash kept in fuzz/regressions/<t>/,
 # then fuzzes each target for N seconds (default 20) starting from the committed seed corpus
 # fuzz/corpus/<t>/ (new inputs go to build-fuzz/corpus/<t>/, never into the repository).
@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -eq 0 ] && targets=(config memory_manager remote cli door)
+[ ${#targets[@]} -eq 0 ] && targets=(config memory_manager remote cli door inbox)
 
 "$root/scripts/setup.sh" --fuzz
 dir="$root/build-fuzz"

@@ -55,6 +55,7 @@ TEST_CASE("test and fuzz segment names carry the pid of their process") {
   CHECK(test_segment_owner("cafshm-test-x-12-34-5.data") == pid_t{34});
   CHECK(test_segment_owner("cafshm-fuzz-remote-1234.data") == pid_t{1234});
   CHECK(test_segment_owner("cafshm-fuzz-mm-1234.admin") == pid_t{1234});
+  CHECK(test_segment_owner("cafshm-test-inbox-1234-7.inbox-3") == pid_t{1234});
   // Anything else is not a test's: the demo's engine, other engines, other programs.
   CHECK_FALSE(test_segment_owner("cafshm-pipeline.data"));
   CHECK_FALSE(test_segment_owner("cafshm-two-node-a.admin"));

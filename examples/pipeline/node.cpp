@@ -66,7 +66,7 @@ caf::expected<uint16_t> node::publish(const caf::actor& stage) {
   return sys_.middleman().publish(stage, 0, "127.0.0.1");
 }
 
-caf::error node::link(const caf::actor& peer, const caf::actor& stage, frame_pool* pool) {
+caf::error node::link(const caf::actor& peer, const caf::actor& stage, cafshm::pool* pool) {
   caf::scoped_actor self{sys_, true};
   caf::error err;
   uint32_t peer_slot = 0;
@@ -76,12 +76,9 @@ caf::error node::link(const caf::actor& peer, const caf::actor& stage, frame_poo
     .receive([&](uint32_t s) { peer_slot = s; }, [&](caf::error& e) { err = std::move(e); });
   if (err || pool == nullptr)
     return err;
-  if (opts_.transport == transport::shm)
-    if (auto ok = pool->share(peer_slot); !ok)
-      return std::move(ok.error());
-  self->request(peer, opts_.request_timeout, pool_atom::value, pool->refs())
-    .receive([](ready_atom) {}, [&](caf::error& e) { err = std::move(e); });
-  return err;
+  if (auto ok = pool->share_with(peer_slot); !ok)
+    return std::move(ok.error());
+  return {};
 }
 
 caf::error node::await(const caf::actor& stage) {

@@ -15,8 +15,8 @@
 #include <caf/expected.hpp>
 
 #include "cafshm/client.hpp"
+#include "cafshm/pool.hpp"
 
-#include "frame_pool.hpp"
 #include "options.hpp"
 
 namespace pipeline {
@@ -44,8 +44,8 @@ public:
   caf::expected<uint16_t> publish(const caf::actor& stage);
 
   /// Introduces `stage` (this process's stage actor) to the downstream stage `peer` and, if
-  /// `pool` is given, hands it the pool (shm: shared with the peer's process first).
-  caf::error link(const caf::actor& peer, const caf::actor& stage, frame_pool* pool);
+  /// `pool` is given (shm), lets the peer's process read its blocks.
+  caf::error link(const caf::actor& peer, const caf::actor& stage, cafshm::pool* pool);
 
   /// Waits until `stage` terminates and returns why (empty on success).
   caf::error await(const caf::actor& stage);

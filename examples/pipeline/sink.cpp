@@ -1,7 +1,8 @@
-// The sink stage: hashes every gray frame it receives (in place in the transformer's block, or in
-// the message), releases the buffer, and compares the hash with the producer's announcement,
-// whichever of the two arrives first.
+// The sink stage: hashes every gray frame it receives (in place in the transformer's pool block,
+// or in the message), releases the buffer, and compares the hash with the producer's
+// announcement, whichever of the two arrives first.
 #include <iostream>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -10,9 +11,10 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
+#include "cafshm/client.hpp"
 #include "cafshm/error.hpp"
+#include "cafshm/pool.hpp"
 
-#include "frame_pool.hpp"
 #include "frames.hpp"
 #include "messages.hpp"
 #include "node.hpp"
@@ -39,7 +41,7 @@ struct sink_state {
   sink_setup setup;
   caf::actor transformer;
   caf::actor producer;
-  mapped_blocks gray;               // shm: the transformer's pool
+  std::unique_ptr<cafshm::pool_reader> gray; // shm, one engine: opens the transformer's frames
   std::vector<uint64_t> announced;  // by frame index
   std::vector<uint64_t> received;   // hash of what arrived, by frame index
   std::vector<uint8_t> seen;        // bit 0: announced, bit 1: received
@@ -98,7 +100,8 @@ void record(sink_actor* self, uint32_t index, uint8_t bit, uint64_t hash) {
     compare(self, index);
 }
 
-void on_frame(sink_actor* self, uint32_t index, uint32_t slot, const char* gray, uint64_t size) {
+// Checks frame `index` (`size` bytes at `gray`); the caller releases its buffer afterwards.
+void on_frame(sink_actor* self, uint32_t index, const char* gray, uint64_t size) {
   auto& st = self->state;
   if (!st.transformer || size != st.setup.opts.gray_bytes())
     return self->quit(failure(cafshm::errc::invalid_argument,
@@ -106,15 +109,14 @@ void on_frame(sink_actor* self, uint32_t index, uint32_t slot, const char* gray,
                                 + " bytes instead of "
                                 + std::to_string(st.setup.opts.gray_bytes())));
   auto hash = frame_checksum(gray, st.setup.opts.width, st.setup.opts.height);
-  self->send(st.transformer, release_atom::value, slot);
   ++st.frames;
   record(self, index, received_bit, hash);
 }
 
 // Two engines: `ref` is a block of our own engine, delivered to us by a transmit. Maps it, checks
-// it like any frame, then unmaps and frees it (detach answered before the free, so the block
-// never drains).
-void on_delivered(sink_actor* self, uint32_t index, uint32_t slot, const cafshm::block_ref& ref) {
+// it like any frame and credits the transformer, then unmaps and frees it (detach answered
+// before the free, so the block never drains).
+void on_delivered(sink_actor* self, uint32_t index, const cafshm::block_ref& ref) {
   auto* c = self->state.setup.client;
   auto fail = [self, index](caf::error& e) {
     self->quit(failure(cafshm::errc::peer_failure, "frame " + std::to_string(index) + ": "
@@ -122,8 +124,10 @@ void on_delivered(sink_actor* self, uint32_t index, uint32_t slot, const cafshm:
   };
   c->map(self, ref, cafshm::access_mode::read)
     .then(
-      [self, c, index, slot, ref, fail](cafshm::block_view&& view) {
-        on_frame(self, index, slot, view.chars().data(), view.size());
+      [self, c, index, ref, fail](cafshm::block_view&& view) {
+        on_frame(self, index, view.chars().data(), view.size());
+        if (self->state.transformer)
+          self->send(self->state.transformer, credit_atom::value);
         c->unmap(self, std::move(view))
           .then(
             [self, c, ref, fail](cafshm::done&&) {
@@ -141,6 +145,8 @@ caf::behavior sink(sink_actor* self, sink_setup setup) {
   st.announced.resize(frames);
   st.received.resize(frames);
   st.seen.resize(frames);
+  if (st.setup.client != nullptr && !st.setup.opts.sink_engine_given)
+    st.gray = std::make_unique<cafshm::pool_reader>(*st.setup.client);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     const auto frames = st.setup.opts.frames;
@@ -170,21 +176,6 @@ caf::behavior sink(sink_actor* self, sink_setup setup) {
       self->monitor(*peer);
       return st.setup.client ? st.setup.client->slot() : 0u;
     },
-    [self](pool_atom, const std::vector<cafshm::block_ref>& refs) -> caf::result<ready_atom> {
-      auto& st = self->state;
-      if (refs.empty())
-        return ready_atom::value;
-      if (st.setup.client == nullptr)
-        return failure(cafshm::errc::invalid_argument, "blocks offered in caf mode");
-      auto rp = self->make_response_promise<ready_atom>();
-      st.gray.map(self, *st.setup.client, refs, [rp](caf::error err) mutable {
-        if (err)
-          rp.deliver(std::move(err));
-        else
-          rp.deliver(ready_atom::value);
-      });
-      return rp;
-    },
     [self](announce_atom, uint32_t index, uint64_t hash, int64_t produced_ns) {
       auto& st = self->state;
       if (index == 0)
@@ -197,18 +188,34 @@ caf::behavior sink(sink_actor* self, sink_setup setup) {
       maybe_finish(self);
       return ready_atom::value;
     },
-    [self](frame_atom, uint32_t index, uint32_t slot, const cafshm::block_ref& ref) {
-      if (self->state.setup.opts.sink_engine_given)
-        return on_delivered(self, index, slot, ref);
-      const char* gray = self->state.gray.find(ref);
-      if (gray == nullptr)
-        return self->quit(failure(cafshm::errc::stale_block,
-                                  "frame " + std::to_string(index) + " in unmapped block "
-                                    + cafshm::to_string(ref)));
-      on_frame(self, index, slot, gray, ref.size);
+    // shm, one engine: in place in the transformer's block, which goes back to its pool.
+    [self](frame_atom, uint32_t index, const cafshm::pool_frame& frame) {
+      if (!self->state.gray)
+        return self->quit(failure(cafshm::errc::invalid_argument,
+                                  "pool frame " + std::to_string(index) + " unexpected here"));
+      self->state.gray->open(self, frame).then(
+        [self, index](cafshm::frame_view&& view) {
+          on_frame(self, index, view.chars().data(), view.chars().size());
+          view.release();
+        },
+        [self, index](caf::error& err) {
+          self->quit(failure(cafshm::errc::peer_failure, "cannot open frame "
+                                                           + std::to_string(index) + ": "
+                                                           + cafshm::describe(err)));
+        });
     },
-    [self](frame_atom, uint32_t index, uint32_t slot, const std::vector<char>& bytes) {
-      on_frame(self, index, slot, bytes.data(), bytes.size());
+    // shm, second engine: a transmitted copy.
+    [self](frame_atom, uint32_t index, const cafshm::block_ref& ref) {
+      if (!self->state.setup.opts.sink_engine_given)
+        return self->quit(failure(cafshm::errc::invalid_argument,
+                                  "block " + std::to_string(index) + " unexpected here"));
+      on_delivered(self, index, ref);
+    },
+    // caf
+    [self](frame_atom, uint32_t index, const std::vector<char>& bytes) {
+      on_frame(self, index, bytes.data(), bytes.size());
+      if (self->state.transformer)
+        self->send(self->state.transformer, credit_atom::value);
     },
   };
 }

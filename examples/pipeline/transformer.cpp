@@ -1,7 +1,9 @@
-// The transformer stage: RGB frames in (read in place from the producer's blocks, or from the
-// message), gray frames out into its own pool, credits both ways.
+// The transformer stage: RGB frames in (read in place from the producer's pool blocks, or from
+// the message), gray frames out into blocks of its own gray pool (or into messages).
 #include <csignal>
 #include <deque>
+#include <iostream>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -12,9 +14,12 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
+#include "cafshm/client.hpp"
 #include "cafshm/error.hpp"
+#include "cafshm/pool.hpp"
+#include "cafshm/remote.hpp"
 
-#include "frame_pool.hpp"
+#include "collect_blocks.hpp"
 #include "gray.hpp"
 #include "messages.hpp"
 #include "node.hpp"
@@ -27,24 +32,21 @@ namespace {
 struct transformer_setup {
   options opts;
   cafshm::client* client = nullptr; // shm only
-  frame_pool* pool = nullptr;       // gray buffers
+  cafshm::pool* gray = nullptr;     // shm only: the gray frames' pool
   caf::actor sink;
-};
-
-// An RGB frame that waits for a free gray buffer (it keeps its RGB buffer until converted).
-struct waiting_frame {
-  uint32_t index = 0;
-  uint32_t slot = 0;
-  cafshm::block_ref ref;   // shm
-  std::vector<char> bytes; // caf
 };
 
 struct transformer_state {
   transformer_setup setup;
   caf::actor producer;
-  mapped_blocks rgb;                // shm: the producer's pool
-  std::vector<uint32_t> free_slots; // credits: gray buffers the sink released
-  std::deque<waiting_frame> waiting;
+  std::unique_ptr<cafshm::pool_reader> rgb; // shm: opens the producer's frames
+  // shm, sink behind a second engine: gray blocks whose transmitted copies the sink has not
+  // credited yet (oldest first; a block is loaned again only after its credit).
+  std::deque<cafshm::pool::loan> transmitted;
+  std::vector<cafshm::pool::loan> returned; // shm, after the last frame: gray blocks back
+  bool collecting = false;
+  uint32_t credits = 0; // caf: gray frames the sink may still take
+  std::deque<std::pair<uint32_t, std::vector<char>>> waiting; // caf: RGB frames without credit
   uint32_t received = 0;
   uint32_t forwarded = 0;
   bool sink_gone = false;
@@ -57,27 +59,60 @@ caf::error failure(cafshm::errc code, std::string what) {
   return cafshm::make_error(code, std::move(what));
 }
 
+// Done when every frame went on and every gray buffer came back (or its receiver is gone).
 void maybe_finish(transformer_actor* self) {
   auto& st = self->state;
-  if (st.forwarded == st.setup.opts.frames
-      && (st.free_slots.size() == st.setup.pool->size() || st.sink_gone))
-    self->quit();
+  if (st.forwarded != st.setup.opts.frames)
+    return;
+  if (st.setup.gray == nullptr) {
+    if (st.credits == st.setup.opts.pool || st.sink_gone)
+      self->quit();
+    return;
+  }
+  if (st.collecting)
+    return;
+  st.collecting = true;
+  collect_blocks(
+    self, *st.setup.gray, st.returned, [self] { self->quit(); },
+    [self](caf::error& err) {
+      self->quit(failure(cafshm::errc::peer_failure,
+                         "the gray blocks did not come back: " + cafshm::describe(err)));
+    });
 }
 
-// Two engines: sends the gray buffer to the sink's engine, which delivers a copy to the sink
-// process; the sink then gets the new block's ref. The buffer comes back with the sink's release,
-// as in the one-engine case.
-void transmit(transformer_actor* self, uint32_t index, uint32_t gray_slot) {
+// The gray image of frame `index` into `gray`, with the injected corruption.
+void convert(transformer_actor* self, uint32_t index, const char* rgb, char* gray) {
+  const auto& opts = self->state.setup.opts;
+  to_gray(rgb, gray, opts.pixels());
+  if (opts.fault == fault::corrupt && index == opts.frames / 2)
+    gray[opts.gray_bytes() / 2] ^= 1;
+}
+
+// Counts frame `index` as forwarded (and crashes there if told to).
+void forwarded(transformer_actor* self, uint32_t index) {
+  const auto& opts = self->state.setup.opts;
+  ++self->state.forwarded;
+  if (opts.fault == fault::crash && index == opts.frames / 2)
+    ::kill(::getpid(), SIGKILL);
+  maybe_finish(self);
+}
+
+// Two engines: sends the gray block to the sink's engine, which delivers a copy to the sink
+// process; the sink then gets the new block's ref. The loan stays here until the sink's credit
+// for a transmitted frame.
+void transmit(transformer_actor* self, uint32_t index, cafshm::pool::loan&& gray) {
   auto& st = self->state;
   const auto& to = st.setup.opts.sink_engine;
   cafshm::transmit_target target;
   target.process = "pipeline-sink";
+  auto held = std::make_shared<cafshm::pool::loan>(std::move(gray));
   st.setup.client
-    ->request(self, cafshm::transmit_atom::value, st.setup.pool->refs()[gray_slot],
+    ->request(self, cafshm::transmit_atom::value, st.setup.gray->blocks()[held->index()],
               to.host + ":" + std::to_string(to.port), std::move(target))
     .then(
-      [self, index, gray_slot](cafshm::transmit_receipt& r) {
-        self->send(self->state.setup.sink, frame_atom::value, index, gray_slot, r.remote);
+      [self, index, held](cafshm::transmit_receipt& r) {
+        self->state.transmitted.push_back(std::move(*held));
+        self->send(self->state.setup.sink, frame_atom::value, index, r.remote);
       },
       [self, index](caf::error& e) {
         self->quit(failure(cafshm::errc::peer_failure, "transmitting frame "
@@ -86,46 +121,44 @@ void transmit(transformer_actor* self, uint32_t index, uint32_t gray_slot) {
       });
 }
 
-// Converts one frame into a free gray buffer, sends it on and releases the RGB buffer.
-void convert(transformer_actor* self, uint32_t index, uint32_t rgb_slot, const char* rgb) {
+// shm: converts the RGB frame into a gray block, releases the RGB block to the producer's pool
+// and sends the gray frame on.
+void forward_block(transformer_actor* self, uint32_t index, cafshm::frame_view& rgb,
+                   cafshm::pool::loan&& gray) {
   auto& st = self->state;
   const auto& opts = st.setup.opts;
-  auto gray_slot = st.free_slots.back();
-  st.free_slots.pop_back();
-  char* gray = st.setup.pool->buffer(gray_slot);
-  to_gray(rgb, gray, opts.pixels());
-  if (opts.fault == fault::corrupt && index == opts.frames / 2)
-    gray[opts.gray_bytes() / 2] ^= 1;
+  convert(self, index, rgb.chars().data(), gray.data());
+  rgb.release();
   if (opts.sink_engine_given)
-    transmit(self, index, gray_slot);
+    transmit(self, index, std::move(gray));
   else
-    st.setup.pool->send(self, st.setup.sink, index, gray_slot);
-  self->send(st.producer, release_atom::value, rgb_slot);
-  ++st.forwarded;
-  if (opts.fault == fault::crash && index == opts.frames / 2)
-    ::kill(::getpid(), SIGKILL);
+    self->send(st.setup.sink, frame_atom::value, index,
+               st.setup.gray->seal(std::move(gray), opts.gray_bytes(), st.setup.sink));
+  forwarded(self, index);
 }
 
-// Converts waiting frames while gray buffers are free.
-void drain(transformer_actor* self) {
+// caf: converts waiting frames while the sink has credit, and gives the producer a credit for
+// each.
+void forward_messages(transformer_actor* self) {
   auto& st = self->state;
-  while (!st.waiting.empty() && !st.free_slots.empty()) {
-    auto frame = std::move(st.waiting.front());
+  while (!st.waiting.empty() && st.credits > 0) {
+    --st.credits;
+    auto [index, rgb] = std::move(st.waiting.front());
     st.waiting.pop_front();
-    if (frame.ref.valid())
-      convert(self, frame.index, frame.slot, st.rgb.find(frame.ref));
-    else
-      convert(self, frame.index, frame.slot, frame.bytes.data());
+    std::vector<char> gray(st.setup.opts.gray_bytes());
+    convert(self, index, rgb.data(), gray.data());
+    self->send(st.setup.sink, frame_atom::value, index, std::move(gray));
+    self->send(st.producer, credit_atom::value);
+    forwarded(self, index);
   }
-  maybe_finish(self);
 }
 
 // Checks a frame message; false if it broke the protocol (and the actor quits).
-bool accept(transformer_actor* self, uint32_t index, uint64_t size) {
+bool accept(transformer_actor* self, uint32_t index, uint64_t size, bool in_block) {
   auto& st = self->state;
   const auto& opts = st.setup.opts;
   if (!st.producer || index >= opts.frames || st.received >= opts.frames
-      || size < opts.rgb_bytes()) {
+      || size < opts.rgb_bytes() || in_block != (st.setup.gray != nullptr)) {
     self->quit(failure(cafshm::errc::invalid_argument,
                        "unexpected frame " + std::to_string(index) + " of "
                          + std::to_string(size) + " bytes"));
@@ -138,8 +171,9 @@ bool accept(transformer_actor* self, uint32_t index, uint64_t size) {
 caf::behavior transformer(transformer_actor* self, transformer_setup setup) {
   auto& st = self->state;
   st.setup = std::move(setup);
-  for (uint32_t slot = st.setup.pool->size(); slot-- > 0;)
-    st.free_slots.push_back(slot);
+  st.credits = st.setup.opts.pool;
+  if (st.setup.gray != nullptr)
+    st.rgb = std::make_unique<cafshm::pool_reader>(*st.setup.client);
   self->monitor(st.setup.sink);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
@@ -154,9 +188,13 @@ caf::behavior transformer(transformer_actor* self, transformer_setup setup) {
                                   "the sink went down after " + std::to_string(st.forwarded)
                                     + " of " + std::to_string(frames) + " frames"));
       st.sink_gone = true;
+      st.transmitted.clear(); // their credits will not come: back to the pool
       maybe_finish(self);
     }
   });
+  auto fail = [self](caf::error& err) {
+    self->quit(failure(cafshm::errc::peer_failure, cafshm::describe(err)));
+  };
   return {
     [self](hello_atom, uint8_t from, caf::actor& upstream,
            uint32_t) -> caf::result<uint32_t> {
@@ -167,53 +205,38 @@ caf::behavior transformer(transformer_actor* self, transformer_setup setup) {
       self->monitor(st.producer);
       return st.setup.client ? st.setup.client->slot() : 0u;
     },
-    [self](pool_atom, const std::vector<cafshm::block_ref>& refs) -> caf::result<ready_atom> {
-      auto& st = self->state;
-      if (refs.empty())
-        return ready_atom::value;
-      if (st.setup.client == nullptr)
-        return failure(cafshm::errc::invalid_argument, "blocks offered in caf mode");
-      auto rp = self->make_response_promise<ready_atom>();
-      st.rgb.map(self, *st.setup.client, refs, [rp](caf::error err) mutable {
-        if (err)
-          rp.deliver(std::move(err));
-        else
-          rp.deliver(ready_atom::value);
-      });
-      return rp;
-    },
-    [self](frame_atom, uint32_t index, uint32_t slot, const cafshm::block_ref& ref) {
-      auto& st = self->state;
-      const char* rgb = st.rgb.find(ref);
-      if (rgb == nullptr)
-        return self->quit(failure(cafshm::errc::stale_block,
-                                  "frame " + std::to_string(index) + " in unmapped block "
-                                    + cafshm::to_string(ref)));
-      if (!accept(self, index, ref.size))
+    // shm: opens the RGB frame (mapping its block on first sight), then waits for a gray block.
+    [self, fail](frame_atom, uint32_t index, const cafshm::pool_frame& frame) {
+      if (!accept(self, index, frame.length, true))
         return;
-      if (st.free_slots.empty())
-        st.waiting.push_back({index, slot, ref, {}});
-      else
-        convert(self, index, slot, rgb);
-      maybe_finish(self);
+      self->state.rgb->open(self, frame).then(
+        [self, index, fail](cafshm::frame_view&& rgb) {
+          auto held = std::make_shared<cafshm::frame_view>(std::move(rgb));
+          self->state.setup.gray->get_loan(self).then(
+            [self, index, held](cafshm::pool::loan&& gray) {
+              forward_block(self, index, *held, std::move(gray));
+            },
+            fail);
+        },
+        fail);
     },
-    [self](frame_atom, uint32_t index, uint32_t slot, std::vector<char>& bytes) {
-      auto& st = self->state;
-      if (!accept(self, index, bytes.size()))
+    [self](frame_atom, uint32_t index, std::vector<char>& bytes) {
+      if (!accept(self, index, bytes.size(), false))
         return;
-      if (st.free_slots.empty())
-        st.waiting.push_back({index, slot, {}, std::move(bytes)});
-      else
-        convert(self, index, slot, bytes.data());
-      maybe_finish(self);
+      self->state.waiting.emplace_back(index, std::move(bytes));
+      forward_messages(self);
     },
-    [self](release_atom, uint32_t slot) {
+    [self](credit_atom) {
       auto& st = self->state;
-      if (slot >= st.setup.pool->size() || st.free_slots.size() >= st.setup.pool->size())
-        return self->quit(failure(cafshm::errc::invalid_argument,
-                                  "bad release of slot " + std::to_string(slot)));
-      st.free_slots.push_back(slot);
-      drain(self);
+      if (st.setup.gray == nullptr && st.credits < st.setup.opts.pool) {
+        ++st.credits;
+        forward_messages(self);
+        maybe_finish(self);
+      } else if (st.setup.gray != nullptr && !st.transmitted.empty()) {
+        st.transmitted.pop_front(); // the block goes back to the gray pool
+      } else {
+        self->quit(failure(cafshm::errc::invalid_argument, "unexpected credit"));
+      }
     },
   };
 }
@@ -224,32 +247,35 @@ int run_transformer(const options& opts) {
   node n{opts};
   if (auto err = n.connect_engine())
     return stage_failure(opts, "cannot register with the engine: " + n.render(err));
-  auto pool = frame_pool::make(opts.transport, n.client(), opts.pool, opts.gray_bytes());
-  if (!pool)
-    return stage_failure(opts, "cannot set up the gray pool: " + n.render(pool.error()));
+  cafshm::pool gray; // shm only; shared with the sink by link() (one engine)
+  if (auto* c = n.client()) {
+    auto made = cafshm::pool::create(*c, {opts.pool, opts.gray_bytes(), {}});
+    if (!made)
+      return stage_failure(opts, "cannot set up the gray pool: " + n.render(made.error()));
+    gray = std::move(*made);
+  }
   auto sink = n.connect(opts.sink_port);
   if (!sink)
     return stage_failure(opts, "cannot reach the sink: " + n.render(sink.error()));
-  auto stage = n.system().spawn(transformer, transformer_setup{opts, n.client(), &*pool, *sink});
+  auto stage = n.system().spawn(
+    transformer, transformer_setup{opts, n.client(), gray ? &gray : nullptr, *sink});
   auto stop = [&](const std::string& what) { // the stage must end before the pool does
     caf::anon_send_exit(stage, caf::exit_reason::user_shutdown);
     n.await(stage);
     return stage_failure(opts, what);
   };
   // With a second engine the sink cannot map our blocks: it gets transmitted copies instead.
-  if (auto err = n.link(*sink, stage, opts.sink_engine_given ? nullptr : &*pool))
+  if (auto err = n.link(*sink, stage, opts.sink_engine_given || !gray ? nullptr : &gray))
     return stop("cannot link to the sink: " + n.render(err));
   auto port = n.publish(stage);
   if (!port)
     return stop("cannot publish: " + n.render(port.error()));
   std::cout << "ready " << *port << std::endl;
   auto err = n.await(stage);
-  auto freed = pool->close();
+  gray.close();
   auto closed = n.close();
   if (err)
     return stage_failure(opts, n.render(err));
-  if (!freed)
-    return stage_failure(opts, "cannot free the gray pool: " + n.render(freed.error()));
   if (closed)
     return stage_failure(opts, "cannot unregister: " + n.render(closed));
   return 0;

@@ -30,6 +30,8 @@ const char* to_string(errc code) noexcept {
     case errc::would_deadlock: return "would_deadlock";
     case errc::pool_exhausted: return "pool_exhausted";
     case errc::actor_gone: return "actor_gone";
+    case errc::inbox_full: return "inbox_full";
+    case errc::record_abandoned: return "record_abandoned";
     case errc::engine_restarted: return "engine_restarted";
   }
   return "unknown_error";

@@ -16,6 +16,7 @@
 #include "admin_check.hpp"
 #include "bounded_text.hpp"
 #include "cafshm/error.hpp"
+#include "fastpath/inbox.hpp"
 #include "process_identity.hpp"
 #include "unix_identity.hpp"
 
@@ -639,6 +640,7 @@ void memory_manager::reclaim(uint32_t slot) {
   change_scope changing{*this};
   if (slot == admin::engine_slot || !is_live(slot))
     return;
+  fastpath::inbox::remove(settings_.name, slot); // the slot's inbox goes with it
   for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
     auto& b = block(i);
     if (b.state == block_state::free)

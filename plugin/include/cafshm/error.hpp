@@ -34,6 +34,8 @@ enum class errc : uint8_t {
   would_deadlock,    // a blocking call on the only scheduler thread: use the async form
   pool_exhausted,    // no block of a pool came back within the wait
   actor_gone,        // the actor published under that name, or its process, has ended
+  inbox_full,        // the receiving process's inbox had no room within the sender's wait
+  record_abandoned,  // the sender stalled so long mid-record that the inbox's reader skipped it
   engine_restarted,  // the engine restarted without adopting its segments: sessions and
                      // blocks of the engine before are gone
 };

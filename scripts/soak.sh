@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Soak test: scripts/soak.sh --minutes N [--clients 8] [--seed S] [--kill-every-ms 3000]
+#                             [--engine-kill-every-ms N]  (also kill and restart cafshmd)
 #            (--seconds N instead of --minutes for a short run)
 # Builds cafshmd and the soak programs (into build/, or $CAFSHM_BUILD_DIR, e.g. build-asan), then
 # runs tests/helpers/cafshm-soak.cpp: a cafshmd, 8 clients allocating, writing, handing blocks to

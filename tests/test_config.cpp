@@ -3,14 +3,18 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <unistd.h>
 
 #include "cafshm/config.hpp"
 #include "dial_policy.hpp"
+#include "shm_segment.hpp"
+#include "support/command.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
@@ -822,4 +826,32 @@ TEST_CASE("peers: duplicate names are found by one pass over the list (10000 pee
   auto dup = error_of(yaml + "    - {name: p17, port: 1}\n");
   CHECK(dup.key == "remote.peers[10000].name");
   CHECK(contains(dup.reason, "also remote.peers[17]"));
+}
+
+TEST_CASE("cafshmd --check-config: exit 0 for a valid file, 1 with file:line:column for an error") {
+  auto dir = std::filesystem::temp_directory_path();
+  auto good = dir / ("cafshm-test-check-good-" + std::to_string(::getpid()) + ".yaml");
+  auto bad = dir / ("cafshm-test-check-bad-" + std::to_string(::getpid()) + ".yaml");
+  struct remove_files {
+    std::vector<std::filesystem::path> paths;
+    ~remove_files() {
+      for (const auto& p : paths)
+        std::filesystem::remove(p);
+    }
+  } cleanup{{good, bad}};
+  std::ofstream{good} << "engine:\n  name: checked\n  arena: 64MiB\n";
+  std::ofstream{bad} << "engine:\n  name: checked\n  arena: lots\n";
+  auto daemon = std::string{CAFSHM_BIN_DIR} + "/cafshmd";
+  auto ok = cafshm::test::run_command({daemon, "--check-config", good.string()});
+  REQUIRE(ok.code);
+  CHECK(*ok.code == 0);
+  CHECK(ok.out == good.string() + ": valid\n");
+  auto wrong = cafshm::test::run_command({daemon, "--check-config", bad.string()});
+  REQUIRE(wrong.code);
+  CHECK(*wrong.code == 1);
+  CHECK_MESSAGE(wrong.err.find(bad.string() + ":3:") != std::string::npos, wrong.err);
+  CHECK_FALSE(cafshm::shm_segment::exists("checked.admin")); // nothing started
+  auto missing = cafshm::test::run_command({daemon, "--check-config", (dir / "no-such.yaml").string()});
+  REQUIRE(missing.code);
+  CHECK(*missing.code == 1);
 }

@@ -1,7 +1,8 @@
 // Fault injection: many rounds in a row, with random timing, a fault in the middle of real work:
 //   - client processes (cafshm-stress-client: allocate, write, views, copy, share, hand-offs with
 //     checksums) killed with SIGKILL;
-//   - the engine (cafshmd) killed with SIGKILL and restarted over its stale segments;
+//   - the engine (cafshmd) killed with SIGKILL and restarted over its segments, which it adopts
+//     (clients that end with it are reclaimed; test_engine_restart.cpp has clients that live on);
 //   - a remote peer engine killed in the middle of a transmit, on either side.
 // After every fault: no block lost or leaked (the engine's statistics return exactly to the
 // survivors' values, and the admin memory, checked from the outside, holds the allocator's
@@ -27,6 +28,7 @@
 #include "support/admin_snapshot.hpp"
 #include "support/client_system.hpp"
 #include "support/daemon_process.hpp"
+#include "support/stress_worker.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;
@@ -36,6 +38,12 @@ using test::client_system;
 using test::daemon_process;
 using test::eventually;
 using test::unique_name;
+using test::worker;
+using test::same_usage;
+using test::usage;
+using test::stress_bin;
+using test::address_of;
+using test::segments_exist;
 
 namespace {
 
@@ -49,91 +57,6 @@ uint64_t seed() {
   return value;
 }
 
-std::string stress_bin() {
-  return std::string{CAFSHM_BIN_DIR} + "/cafshm-stress-client";
-}
-
-std::string address_of(const daemon_process& d) {
-  return "127.0.0.1:" + std::to_string(d.port());
-}
-
-// A cafshm-stress-client and what it reported.
-struct worker {
-  std::unique_ptr<child_process> process;
-  uint64_t ops = 0;
-  std::vector<std::string> problems; // ERROR and MISMATCH lines
-
-  explicit worker(std::vector<std::string> argv)
-    : process(std::make_unique<child_process>(std::move(argv))) {
-  }
-
-  // One of `peers` workers PREFIX-0.. handing blocks to each other.
-  worker(const daemon_process& d, const std::string& prefix, int index, int peers, uint64_t seed,
-         const std::string& timeout_ms = "5000")
-    : worker({stress_bin(), "--engine", address_of(d), "--prefix", prefix, "--index",
-              std::to_string(index), "--peers", std::to_string(peers), "--seed",
-              std::to_string(seed), "--report-ms", "20", "--max-block",
-              std::to_string(256 << 10), "--timeout-ms", timeout_ms}) {
-  }
-
-  bool running() { return process->wait_for_line("running ", 30s).has_value(); }
-
-  // Reads its lines until it reported more than `after` operations; false at EOF or timeout.
-  bool progressed_beyond(uint64_t after, std::chrono::milliseconds timeout = 20s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto line = process->read_line(std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now()));
-      if (!line)
-        return false;
-      take(*line);
-      if (ops > after)
-        return true;
-    }
-    return false;
-  }
-
-  std::string report() const {
-    std::string out;
-    for (const auto& p : problems)
-      out += p + "; ";
-    return out;
-  }
-
-  void take(const std::string& line) {
-    if (line.rfind("stats ops=", 0) == 0)
-      ops = std::stoull(line.substr(10));
-    else if (line.rfind("ERROR", 0) == 0 || line.rfind("MISMATCH", 0) == 0)
-      problems.push_back(line);
-  }
-
-  // Closes its stdin and reads everything up to its exit; returns its wait status.
-  std::optional<int> stop() {
-    process->close_stdin();
-    while (auto line = process->read_line(30s))
-      take(*line);
-    return process->wait(30s);
-  }
-};
-
-bool same_usage(const engine_stats& a, const engine_stats& b) {
-  return a.processes == b.processes && a.blocks == b.blocks && a.grants == b.grants
-         && a.names == b.names && a.free_bytes == b.free_bytes
-         && a.largest_free_block == b.largest_free_block
-         && a.free_bytes_by_order == b.free_bytes_by_order && a.draining_blocks == 0
-         && a.transfers_in == b.transfers_in && a.transfers_out == b.transfers_out;
-}
-
-std::string usage(const engine_stats& s) {
-  std::ostringstream out;
-  out << "processes " << s.processes << ", blocks " << s.blocks << ", grants " << s.grants
-      << ", names " << s.names << ", free " << s.free_bytes << " of " << s.arena_bytes
-      << ", draining " << s.draining_blocks << ", transfers in/out " << s.transfers_in << "/"
-      << s.transfers_out;
-  return out.str();
-}
-
-// The survivor's own work: a round trip through the engine and a view.
 void survivor_works(client& c, const block_ref& kept, uint64_t kept_hash) {
   auto ref = c.allocate(12345);
   REQUIRE(ref);
@@ -147,11 +70,6 @@ void survivor_works(client& c, const block_ref& kept, uint64_t kept_hash) {
   REQUIRE(view);
   CHECK(XXH3_64bits(view->data(), view->size()) == kept_hash);
   REQUIRE(c.unmap(std::move(*view)));
-}
-
-bool segments_exist(const std::string& engine) {
-  return shm_segment::exists(memory_manager::data_segment_name(engine))
-         || shm_segment::exists(memory_manager::admin_segment_name(engine));
 }
 
 } // namespace
@@ -219,6 +137,9 @@ TEST_CASE("fault injection: clients killed with SIGKILL mid-work, 20 rounds: not
   CHECK_FALSE(segments_exist(d.name()));
 }
 
+// Processes that end when their engine goes away (stress clients without --ride-through) are
+// reclaimed by the engine that adopts the segments; tests/test_engine_restart.cpp has clients
+// that ride through.
 TEST_CASE("fault injection: the engine killed with SIGKILL mid-work and restarted, 6 rounds") {
   std::mt19937_64 rng{seed() + 1};
   daemon_process d{unique_name("cafshm-test-fi"), "32MiB"};
@@ -227,18 +148,18 @@ TEST_CASE("fault injection: the engine killed with SIGKILL mid-work and restarte
   client_system cs;
   client_options opts;
   opts.timeout = 1s;
-  uint64_t previous_engine = 0;
   for (int round = 0; round < 6; ++round) {
     CAPTURE(round);
     auto me = client::connect(cs.sys, d.address(), "survivor", opts);
     REQUIRE(me);
-    CHECK(me->info().engine_id != previous_engine); // a new engine, not the stale segments
-    previous_engine = me->info().engine_id;
-    auto fresh = me->stats();
-    REQUIRE(fresh);
-    CHECK(fresh->free_bytes == fresh->arena_bytes);
-    CHECK(fresh->blocks == 0);
-    CHECK(fresh->processes == 1);
+    engine_stats fresh;
+    CHECK_MESSAGE(eventually(*me, 20s,
+                             [&](const engine_stats& st) {
+                               fresh = st;
+                               return st.free_bytes == st.arena_bytes && st.blocks == 0
+                                      && st.processes == 1;
+                             }),
+                  usage(fresh));
     CHECK(check_admin_memory(d.name()) == "");
     std::vector<std::unique_ptr<worker>> workers;
     for (int i = 0; i < 2; ++i)
@@ -263,7 +184,18 @@ TEST_CASE("fault injection: the engine killed with SIGKILL mid-work and restarte
       CHECK(WEXITSTATUS(*st) == 3);
       CHECK_MESSAGE(w->problems.empty(), w->report());
     }
-    REQUIRE(d.start(port)); // over the stale segments of the dead engine, on the same port
+    REQUIRE(d.start(port)); // over the segments of the dead engine, on the same port
+    MESSAGE(d.start_report());
+    CHECK((d.start_report().rfind("adopted", 0) == 0
+           || d.start_report().find("died in the middle of a change") != std::string::npos));
+    // This round's client re-attaches (or learns its engine started fresh) before it closes:
+    // a client closed while its engine is down keeps its slot until its process ends.
+    auto settled = std::chrono::steady_clock::now() + 20s;
+    while (!me->engine_up() && std::chrono::steady_clock::now() < settled) {
+      if (auto st = me->stats(); !st && code_of(st.error()) == errc::engine_restarted)
+        break;
+      std::this_thread::sleep_for(2ms);
+    }
   }
   auto me = client::connect(cs.sys, d.address(), "last", opts);
   REQUIRE(me);

@@ -236,9 +236,14 @@ TEST_CASE("a dead engine fails requests within the timeout and clients reconnect
   REQUIRE_FALSE(r);
   CHECK(code_of(r.error()) == errc::engine_unreachable);
   CHECK(code_of(me->close().error()) == errc::engine_unreachable);
-  // A new engine over the dead one's segments and port; clients register again.
+  // A new engine over the dead one's segments and port adopts them. The closed client could not
+  // unregister: its slot (and name) stays while this process lives; new clients register.
   REQUIRE(d.start(port));
-  auto again = client::connect(cs.sys, d.address(), "test", opts);
+  CHECK(d.start_report().rfind("adopted the segments of a dead engine", 0) == 0);
+  auto taken = client::connect(cs.sys, d.address(), "test", opts);
+  REQUIRE_FALSE(taken);
+  CHECK(code_of(taken.error()) == errc::process_name_taken);
+  auto again = client::connect(cs.sys, d.address(), "test-again", opts);
   REQUIRE(again);
   auto ref = again->allocate(4096);
   REQUIRE(ref);

@@ -27,6 +27,7 @@ namespace {
 
 constexpr const char* usage =
   "usage: cafshmd [--config FILE] [--port N]\n"
+  "       cafshmd --check-config FILE\n"
   "\n"
   "Runs a cafshm engine: creates its shared-memory segments and publishes it on the configured\n"
   "host:port (engine.listen) for local clients and, if remote.listen.port is set, its peer\n"
@@ -34,10 +35,15 @@ constexpr const char* usage =
   "'cafshmd listening on HOST:PORT door PATH' (PATH: the Unix-domain socket where local\n"
   "processes get their registration tickets, engine.socket) and then\n"
   "'cafshmd peers on HOST:PORT (tls|plain)'.\n"
+  "Over the segments of a dead engine of the same name it adopts them (processes that still\n"
+  "run keep their sessions, blocks and views) or says in one line why not and starts fresh;\n"
+  "that line comes first: 'cafshmd: adopted ...' or 'cafshmd: not adopting ...'.\n"
   "Stops cleanly on SIGINT or SIGTERM.\n"
   "\n"
   "  --config FILE   YAML configuration (default: built-in defaults, see config/default.yaml)\n"
   "  --port N        override engine.listen.port (0 = any free port)\n"
+  "  --check-config FILE  only check FILE: prints 'FILE: valid' and exits 0, or the first\n"
+  "                  error at FILE:LINE:COLUMN and exits 1; starts nothing\n"
   "  --help          show this text\n"
   "  --version       show the version\n";
 
@@ -65,6 +71,17 @@ int main(int argc, char** argv) {
       return 0;
     } else if (arg == "--version") {
       std::cout << "cafshmd " << CAFSHM_VERSION << "\n";
+      return 0;
+    } else if (arg.rfind("--check-config", 0) == 0) {
+      auto v = value();
+      if (!v)
+        return fail("--check-config needs a file");
+      auto loaded = cafshm::load_config(*v);
+      if (auto* err = std::get_if<cafshm::config_error>(&loaded))
+        return fail(err->to_string());
+      if (auto why = cafshm::validate(std::get<cafshm::settings>(loaded)))
+        return fail(*v + ": " + *why);
+      std::cout << *v << ": valid" << std::endl;
       return 0;
     } else if (arg.rfind("--config", 0) == 0) {
       auto v = value();
@@ -152,6 +169,8 @@ int main(int argc, char** argv) {
                   + ": " + sys->render(p.error()));
     peer_port = *p;
   }
+  if (auto report = cafshm::module::of(*sys)->start_report(); !report.empty())
+    std::cout << "cafshmd: " << report << std::endl;
   std::cout << "cafshmd listening on " << listen.host << ":" << *actual << " door "
             << cafshm::module::of(*sys)->door_path() << std::endl;
   if (peer_port)

@@ -1,6 +1,9 @@
 #include "admin_check.hpp"
 
 #include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "admin_layout.hpp"
@@ -15,8 +18,30 @@ std::string check_admin_memory(std::span<std::byte> admin) {
     return "shorter than the header";
   auto* base = admin.data();
   const auto& h = *reinterpret_cast<const admin_header*>(base);
-  if (h.magic != admin::magic || h.total_bytes > admin.size())
+  if (h.magic != admin::magic || h.total_bytes > admin.size()
+      || h.header_bytes != sizeof(admin_header))
     return "bad header";
+  // Every section inside the segment, so that nothing below reads beyond it, also when the
+  // memory is corrupt (an engine checks admin memory of a dead engine before adopting it).
+  auto inside = [&](uint64_t offset, uint64_t count, uint64_t entry) {
+    return offset >= sizeof(admin_header) && offset % 8 == 0 && offset <= h.total_bytes
+           && count <= (h.total_bytes - offset) / entry;
+  };
+  if (!inside(h.allocator_offset, h.allocator_bytes, 1)
+      || h.allocator_bytes < sizeof(tlsf_allocator::tlsf_header)
+      || !inside(h.process_offset, h.max_processes, sizeof(process_entry))
+      || !inside(h.block_offset, h.max_blocks, sizeof(block_entry))
+      || !inside(h.grant_offset, h.max_grants, sizeof(grant_entry))
+      || !inside(h.name_offset, h.max_names, sizeof(name_entry)) || h.max_processes == 0
+      || h.min_order >= 40)
+    return "a section lies outside the segment";
+  {
+    tlsf_allocator::tlsf_header th;
+    std::memcpy(&th, base + h.allocator_offset, sizeof(th));
+    if (th.space_pages > tlsf_allocator::max_pages
+        || tlsf_allocator::state_bytes(th.space_pages) > h.allocator_bytes)
+      return "allocator: its page space does not fit its section";
+  }
   auto alloc = tlsf_allocator::attach({base + h.allocator_offset, h.allocator_bytes});
   if (auto err = alloc.check(); !err.empty())
     return "allocator: " + err;
@@ -27,16 +52,23 @@ std::string check_admin_memory(std::span<std::byte> admin) {
   std::vector<uint64_t> bytes_by_payer(h.max_processes, 0); // charged_to
 
   std::vector<uint32_t> blocks_by_owner(h.max_processes, 0);
+  std::unordered_set<std::string_view> names_seen;
   uint64_t used = 0, requested = 0;
   uint32_t live_blocks = 0, live_grants = 0, live_names = 0;
   auto fail = [](uint32_t i, const std::string& what) {
     return "block " + std::to_string(i) + ": " + what;
   };
+  if (procs[engine_slot].state != process_state::live)
+    return "the engine's process entry is not live";
   for (uint32_t i = 0; i < h.max_blocks; ++i) {
     const auto& blk = blocks[i];
     if (blk.state == block_state::free)
       continue;
     ++live_blocks;
+    if (blk.state != block_state::live && blk.state != block_state::draining)
+      return fail(i, "unknown state");
+    if ((uint64_t{blk.page} << h.min_order) >= h.arena_bytes)
+      return fail(i, "its page lies beyond the arena");
     uint64_t bytes = alloc.occupied_bytes(blk.size);
     used += bytes;
     auto allocated = alloc.allocated_bytes(uint64_t{blk.page} << h.min_order);
@@ -59,7 +91,10 @@ std::string check_admin_memory(std::span<std::byte> admin) {
     }
     uint64_t views = blk.owner_views;
     for (auto g = blk.grant_head; g != no_index; g = grants[g].next) {
-      if (g >= h.max_grants || ++live_grants > h.max_grants || grants[g].block != i)
+      if (g >= h.max_grants || ++live_grants > h.max_grants || grants[g].block != i
+          || grants[g].process >= h.max_processes
+          || procs[grants[g].process].state != process_state::live
+          || grants[g].mode > access::read_write)
         return fail(i, "grant list corrupt");
       views += grants[g].views;
     }
@@ -68,6 +103,11 @@ std::string check_admin_memory(std::span<std::byte> admin) {
     if (blk.name != no_index) {
       if (blk.name >= h.max_names || names[blk.name].block != i)
         return fail(i, "name entry points elsewhere");
+      const auto& n = names[blk.name].name;
+      if (n[0] == '\0' || std::memchr(n, '\0', sizeof(n)) == nullptr)
+        return fail(i, "its name is empty or not terminated");
+      if (!names_seen.insert(std::string_view{n}).second)
+        return fail(i, "its name is another block's too");
       ++live_names;
     }
   }
@@ -88,8 +128,11 @@ std::string check_admin_memory(std::span<std::byte> admin) {
   // No entry lost: the free lists hold exactly the entries not in use.
   auto count_list = [](uint32_t head, uint32_t capacity, auto next) {
     uint32_t n = 0;
-    for (auto i = head; i != no_index && n <= capacity; i = next(i))
+    for (auto i = head; i != no_index && n <= capacity; i = next(i)) {
+      if (i >= capacity)
+        return capacity + 1; // points outside its table
       ++n;
+    }
     return n;
   };
   if (count_list(h.free_block_head, h.max_blocks, [&](uint32_t i) { return blocks[i].next_free; })
@@ -104,6 +147,10 @@ std::string check_admin_memory(std::span<std::byte> admin) {
   uint32_t processes = 0;
   for (uint32_t slot = 0; slot < h.max_processes; ++slot) {
     const auto& p = procs[slot];
+    if (p.state != process_state::live && p.state != process_state::free)
+      return "process " + std::to_string(slot) + ": unknown state";
+    if (p.state == process_state::live && std::memchr(p.name, '\0', sizeof(p.name)) == nullptr)
+      return "process " + std::to_string(slot) + ": name not terminated";
     if (p.state != process_state::live) {
       if (bytes_by_payer[slot] != 0 || blocks_by_owner[slot] != 0)
         return "free slot " + std::to_string(slot) + " owns blocks";

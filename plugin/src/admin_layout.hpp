@@ -9,6 +9,10 @@
 //   header.grant_offset      grant_entry[max_grants]
 //   header.name_offset       name_entry[max_names]
 // Sections start 64-byte aligned. All integers are native-endian (one machine shares them).
+//
+// Admin memory outlives its engine: an engine that starts over the segments of a dead engine of
+// the same name adopts them when their layout_version is this one, their geometry matches its
+// settings, `changing` is 0 and check_admin_memory (admin_check.hpp) finds them consistent.
 #pragma once
 
 #include <cstddef>
@@ -17,7 +21,7 @@
 namespace cafshm::admin {
 
 constexpr uint64_t magic = 0x314d485346414321ull; // "!CAFSHM1"
-constexpr uint32_t layout_version = 2;
+constexpr uint32_t layout_version = 3; // 3: process_entry::start_ticks, header::changing
 constexpr uint32_t no_index = 0xffffffffu;
 constexpr uint32_t engine_slot = 0; // the engine's own process entry (holds engine-held blocks)
 
@@ -27,8 +31,11 @@ struct admin_header {
   uint32_t layout_version;     // admin::layout_version
   uint32_t header_bytes;       // sizeof(admin_header)
   uint64_t engine_id;          // random, non-zero; block_refs carry it
-  int32_t engine_pid;          // pid of the process owning both segments
-  uint32_t reserved0;
+  int32_t engine_pid;          // pid of the process owning both segments (the adopting one
+                               //   after an adoption)
+  uint32_t changing;           // 1 while the engine changes the tables of admin memory (set
+                               //   before, cleared after, with release fences): an engine
+                               //   that died with 1 here may have left them half-changed
   uint64_t start_epoch_ns;     // CLOCK_REALTIME when the engine created the segments
   uint64_t arena_bytes;        // size of the data segment, a multiple of 2^min_order
   uint32_t min_order;          // log2 of the smallest block (the allocator's page)
@@ -63,7 +70,8 @@ struct admin_header {
   uint32_t peak_blocks;
   uint32_t peak_grants;
   uint32_t peak_names;
-  uint8_t reserved3[40];
+  uint32_t adoptions;          // times an engine adopted these segments after its predecessor died
+  uint8_t reserved3[36];
 };
 static_assert(sizeof(admin_header) == 320);
 
@@ -88,8 +96,11 @@ struct process_entry {
   uint64_t denied;             // requests refused for access or quota
   uint64_t registered_ns;      // CLOCK_REALTIME at registration
   char name[32];               // NUL-terminated, truncated
+  uint64_t start_ticks;        // start time of `pid` (field 22 of /proc/PID/stat, clock ticks
+                               //   since boot) at registration, 0 if unknown: with the pid it
+                               //   identifies the process across pid reuse (adoption, re-attach)
 };
-static_assert(sizeof(process_entry) == 128);
+static_assert(sizeof(process_entry) == 136);
 
 enum class block_state : uint8_t {
   free = 0,     // on the block table's free list

@@ -6,12 +6,14 @@
 
 #include <caf/send.hpp>
 
+#include "engine_link.hpp"
 #include "shm_segment.hpp"
 
 namespace cafshm {
 
 caf::expected<block_view> block_view::open(const view_lease& lease, const block_ref& ref,
-                                           engine_actor engine, session s) {
+                                           std::shared_ptr<detail::engine_link> link,
+                                           session s) {
   static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   uint64_t length = (lease.size + page - 1) / page * page; // only the block's own pages
   auto mapping = shm_segment::open(lease.data_segment, lease.writable, lease.offset, length);
@@ -23,7 +25,7 @@ caf::expected<block_view> block_view::open(const view_lease& lease, const block_
   result.size_ = lease.size;
   result.writable_ = lease.writable;
   result.ref_ = ref;
-  result.engine_ = std::move(engine);
+  result.link_ = std::move(link);
   result.session_ = s;
   return result;
 }
@@ -36,7 +38,7 @@ block_view::block_view(block_view&& other) noexcept
     size_(std::exchange(other.size_, 0)),
     writable_(other.writable_),
     ref_(other.ref_),
-    engine_(std::move(other.engine_)),
+    link_(std::move(other.link_)),
     session_(other.session_) {
 }
 
@@ -48,7 +50,7 @@ block_view& block_view::operator=(block_view&& other) noexcept {
     size_ = std::exchange(other.size_, 0);
     writable_ = other.writable_;
     ref_ = other.ref_;
-    engine_ = std::move(other.engine_);
+    link_ = std::move(other.link_);
     session_ = other.session_;
   }
   return *this;
@@ -59,8 +61,8 @@ block_view::~block_view() {
 }
 
 void block_view::close() {
-  if (mapping_ && engine_)
-    caf::anon_send(engine_, detach_atom::value, session_, ref_);
+  if (mapping_ && link_)
+    link_->detach(session_, ref_);
   release();
 }
 
@@ -69,7 +71,7 @@ block_ref block_view::release() {
   if (mapping_) {
     mapping_.reset();
     data_ = nullptr;
-    engine_ = nullptr;
+    link_.reset();
   }
   size_ = 0;
   return ref;

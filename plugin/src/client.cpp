@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <optional>
+
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
@@ -12,6 +15,7 @@
 
 #include "admin_layout.hpp"
 #include "door_protocol.hpp"
+#include "engine_link.hpp"
 #include "cafshm/module.hpp"
 #include "scheduler_thread.hpp"
 
@@ -19,18 +23,108 @@ namespace cafshm {
 
 namespace {
 
+using reconnect_atom = caf::atom_constant<caf::atom("shm_recon")>;
+using watch_atom = caf::atom_constant<caf::atom("shm_watch")>;
+
+constexpr std::chrono::milliseconds first_backoff{20};
+constexpr std::chrono::milliseconds max_backoff{1000};
+
+// What the keeper knows: filled by client::connect before it sends watch_atom, then only the
+// keeper's.
+struct keeper_context {
+  engine_actor engine; // the engine registered with
+  std::optional<endpoint> address; // where to reconnect; none: no reconnection
+  std::chrono::milliseconds timeout{0};
+  std::shared_ptr<detail::engine_link> link;
+  registration reg;
+  std::chrono::milliseconds backoff{first_backoff};
+  bool reconnecting = false;
+};
+
+using keeper_pointer = caf::event_based_actor*;
+
+void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx);
+
+void retry_later(keeper_pointer self, const std::shared_ptr<keeper_context>& ctx) {
+  self->delayed_send(self, ctx->backoff, reconnect_atom::value);
+  ctx->backoff = std::min(ctx->backoff * 2, max_backoff);
+}
+
+// One attempt: connect to the endpoint, ask the engine for its door, get a ticket there, and
+// take the session back. A refusal that says the session is gone ends the attempts.
+void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
+  auto& sys = self->system();
+  if (!sys.has_middleman())
+    return;
+  self->request(sys.middleman().actor_handle(), ctx->timeout, caf::connect_atom::value,
+                ctx->address->host, ctx->address->port)
+    .then(
+      [self, ctx](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>& ifs) {
+        if (!ptr || !self->system().assignable<engine_actor>(ifs))
+          return retry_later(self, ctx);
+        auto engine = caf::actor_cast<engine_actor>(ptr);
+        self->request(engine, ctx->timeout, door_atom::value)
+          .then(
+            [self, ctx, engine](std::string& path) {
+              // Blocks this scheduler thread on a local socket, for microseconds (the door
+              // answers at once) and at most the timeout. The keeper is not detached: the
+              // engine holds a reference to it, and ~actor_system would wait for a detached
+              // actor's thread until that reference is gone.
+              auto ticket = door::ask(path, ctx->timeout);
+              if (!ticket)
+                return retry_later(self, ctx);
+              self->request(engine, ctx->timeout, reattach_atom::value, ctx->reg.session,
+                            ctx->reg.engine_id, *ticket, protocol_version)
+                .then(
+                  [self, ctx, engine](registration&) {
+                    ctx->reconnecting = false;
+                    ctx->backoff = first_backoff;
+                    self->monitor(engine);
+                    ctx->link->came_up(engine);
+                  },
+                  [self, ctx](caf::error& e) {
+                    auto code = code_of(e);
+                    if (code == errc::engine_restarted || code == errc::unknown_process) {
+                      ctx->reconnecting = false;
+                      ctx->link->lost(std::move(e));
+                      return;
+                    }
+                    retry_later(self, ctx);
+                  });
+            },
+            [self, ctx](caf::error&) { retry_later(self, ctx); });
+      },
+      [self, ctx](caf::error&) { retry_later(self, ctx); });
+}
+
 // Lives as long as the registration: the engine monitors it, so its end (or its process's)
-// reclaims everything the process held.
-caf::behavior keeper(caf::event_based_actor* self, engine_actor engine,
-                     std::chrono::milliseconds timeout) {
+// reclaims everything the process held. It monitors the engine in turn: when the engine goes
+// away it marks the link down and, for a client of an endpoint, reconnects in the background.
+caf::behavior keeper(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
+  self->set_down_handler([self, ctx](caf::down_msg& dm) {
+    if (!ctx->link)
+      return;
+    ctx->link->went_down(dm.source);
+    if (ctx->link->state() == detail::engine_link::status::down && ctx->address
+        && !ctx->reconnecting) {
+      ctx->reconnecting = true;
+      ctx->backoff = first_backoff;
+      retry_later(self, ctx);
+    }
+  });
   return {
-    [=](register_atom, std::string& name, uint64_t quota, door_ticket ticket) {
+    [self, ctx](register_atom, std::string& name, uint64_t quota, door_ticket ticket) {
       auto rp = self->make_response_promise();
-      self->request(engine, timeout, register_atom::value, std::move(name), quota, ticket,
-                    protocol_version)
+      self->request(ctx->engine, ctx->timeout, register_atom::value, std::move(name), quota,
+                    ticket, protocol_version)
         .then([rp](registration& r) mutable { rp.deliver(std::move(r)); },
               [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
+    },
+    [self, ctx](watch_atom) { self->monitor(ctx->engine); },
+    [self, ctx](reconnect_atom) {
+      if (ctx->link && ctx->link->state() == detail::engine_link::status::down)
+        reconnect(self, ctx);
     },
   };
 }
@@ -73,6 +167,12 @@ std::string candidate_name(const std::string& name, uint32_t n) {
 
 caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engine,
                                       std::string name, client_options opts) {
+  return connect_at(sys, std::move(engine), std::nullopt, std::move(name), opts);
+}
+
+caf::expected<client> client::connect_at(caf::actor_system& sys, engine_actor engine,
+                                         std::optional<endpoint> address, std::string name,
+                                         client_options opts) {
   if (!engine)
     return make_error(errc::engine_unreachable, "no engine to connect to");
   if (auto why = check_may_block(sys, "client::connect"))
@@ -103,7 +203,11 @@ caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engin
     door_failure = t.error(); // e.g. another host: the engine may accept plain registration
     return door_ticket{};
   };
-  auto k = sys.spawn<caf::hidden>(keeper, engine, opts.timeout);
+  auto ctx = std::make_shared<keeper_context>();
+  ctx->engine = engine;
+  ctx->address = std::move(address);
+  ctx->timeout = opts.timeout;
+  auto k = sys.spawn<caf::hidden>(keeper, ctx);
   caf::scoped_actor self{sys, true};
   caf::expected<registration> reg{caf::error{}};
   // Without unique_name one attempt; with it, until a free name (bounded by the process table,
@@ -128,7 +232,10 @@ caf::expected<client> client::connect(caf::actor_system& sys, engine_actor engin
                         describe(reg.error()) + "; " + describe(door_failure));
     return reg.error();
   }
-  return client{sys, std::move(engine), std::move(k), std::move(*reg), opts.timeout};
+  ctx->reg = *reg;
+  ctx->link = std::make_shared<detail::engine_link>(engine, reg->session.process);
+  caf::anon_send(k, watch_atom::value); // after ctx is complete: the message orders the writes
+  return client{sys, ctx->link, std::move(k), std::move(*reg), opts.timeout};
 }
 
 caf::expected<client> client::connect(caf::actor_system& sys, std::string name,
@@ -170,25 +277,38 @@ caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& en
     return make_error(errc::engine_unreachable,
                       "no engine at " + engine.host + ":" + std::to_string(engine.port) + " ("
                         + sys.render(why) + ")");
-  return connect(sys, std::move(handle), std::move(name), opts);
+  return connect_at(sys, std::move(handle), engine, std::move(name), opts);
 }
 
-client::client(caf::actor_system& sys, engine_actor engine, caf::actor keeper,
-               registration reg, std::chrono::milliseconds timeout)
-  : sys_(&sys), engine_(std::move(engine)), keeper_(std::move(keeper)), reg_(std::move(reg)),
+client::client(caf::actor_system& sys, std::shared_ptr<detail::engine_link> link,
+               caf::actor keeper, registration reg, std::chrono::milliseconds timeout)
+  : sys_(&sys), link_(std::move(link)), keeper_(std::move(keeper)), reg_(std::move(reg)),
     timeout_(timeout) {
 }
 
 client::client(client&& other) noexcept
-  : sys_(std::exchange(other.sys_, nullptr)), engine_(std::move(other.engine_)),
+  : sys_(std::exchange(other.sys_, nullptr)), link_(std::move(other.link_)),
     keeper_(std::move(other.keeper_)), reg_(std::move(other.reg_)), timeout_(other.timeout_) {
+}
+
+engine_actor client::engine() const {
+  return link_ ? link_->engine() : engine_actor{};
+}
+
+void client::on_engine_state(caf::actor observer) {
+  if (link_)
+    link_->add_observer(std::move(observer));
+}
+
+bool client::engine_up() const {
+  return link_ && link_->state() == detail::engine_link::status::up;
 }
 
 client& client::operator=(client&& other) noexcept {
   if (this != &other) {
     close();
     sys_ = std::exchange(other.sys_, nullptr);
-    engine_ = std::move(other.engine_);
+    link_ = std::move(other.link_);
     keeper_ = std::move(other.keeper_);
     reg_ = std::move(other.reg_);
     timeout_ = other.timeout_;
@@ -203,6 +323,8 @@ client::~client() {
 caf::expected<void> client::close() {
   if (sys_ == nullptr)
     return {};
+  // The keeper ends here in every case: CAF keeps actors known to a remote node in its
+  // registry, and one still running when the actor system goes away crashes its destructor.
   auto result = call_done(unregister_atom::value, reg_.session);
   caf::anon_send_exit(keeper_, caf::exit_reason::user_shutdown);
   sys_ = nullptr;
@@ -220,9 +342,11 @@ caf::expected<R> client::call_within(std::chrono::milliseconds limit, Ts&&... xs
     return make_error(errc::unknown_process, "client is closed");
   if (auto why = check_may_block(*sys_, "cafshm::client call"))
     return why;
+  if (auto why = link_->unavailable()) // down: fail at once; gone: for good
+    return why;
   caf::scoped_actor self{*sys_, true};
   caf::expected<R> result{caf::error{}};
-  self->request(engine_, limit, std::forward<Ts>(xs)...)
+  self->request(link_->engine(), limit, std::forward<Ts>(xs)...)
     .receive([&](R& r) { result = std::move(r); },
              [&](caf::error& e) { result = engine_error(std::move(e)); });
   return result;
@@ -288,6 +412,10 @@ caf::expected<void> client::unmap(block_view&& view) {
   if (!closing)
     return make_error(errc::invalid_argument, "the view is not open");
   auto ref = closing.release();
+  if (auto why = link_->unavailable()) {
+    link_->detach(reg_.session, ref); // while down: reported once re-attached
+    return why;
+  }
   return call_done(detach_atom::value, reg_.session, ref);
 }
 
@@ -343,7 +471,7 @@ caf::expected<block_view> client::map(const block_ref& ref, access_mode mode) {
                                 static_cast<uint8_t>(mode));
   if (!lease)
     return lease.error();
-  auto view = block_view::open(*lease, ref, engine_, reg_.session);
+  auto view = block_view::open(*lease, ref, link_, reg_.session);
   if (!view) // the engine counted a view that never opened: close it again
     call_done(detach_atom::value, reg_.session, ref);
   return view;
@@ -353,9 +481,11 @@ caf::expected<block_view> client::map(const block_ref& ref, access_mode mode) {
 
 template <class R, class... Ts>
 async_result<R> client::ask(caf::event_based_actor* self, Ts... xs) const {
-  return async_result<R>{[self, engine = engine_, limit = timeout_,
+  return async_result<R>{[self, link = link_, limit = timeout_,
                           xs...](auto on_value, auto on_error) {
-    self->request(engine, limit, xs...)
+    if (auto why = link->unavailable())
+      return on_error(why);
+    self->request(link->engine(), limit, xs...)
       .then([on_value](R& r) { on_value(std::move(r)); },
             [on_error](caf::error& e) {
               auto why = engine_error(std::move(e));
@@ -366,9 +496,11 @@ async_result<R> client::ask(caf::event_based_actor* self, Ts... xs) const {
 
 template <class... Ts>
 async_result<done> client::ask_done(caf::event_based_actor* self, Ts... xs) const {
-  return async_result<done>{[self, engine = engine_, limit = timeout_,
+  return async_result<done>{[self, link = link_, limit = timeout_,
                              xs...](auto on_value, auto on_error) {
-    self->request(engine, limit, xs...)
+    if (auto why = link->unavailable())
+      return on_error(why);
+    self->request(link->engine(), limit, xs...)
       .then([on_value](done_atom) { on_value(done{}); },
             [on_error](caf::error& e) {
               auto why = engine_error(std::move(e));
@@ -416,13 +548,13 @@ async_result<block_view> client::map(caf::event_based_actor* self, const block_r
   auto lease = ask<view_lease>(self, attach_atom::value, reg_.session, ref,
                                static_cast<uint8_t>(mode));
   return async_result<block_view>{
-    [lease = std::move(lease), ref, engine = engine_,
+    [lease = std::move(lease), ref, link = link_,
      s = reg_.session](auto on_value, auto on_error) mutable {
       lease.then(
         [=](view_lease&& l) {
-          auto view = block_view::open(l, ref, engine, s);
+          auto view = block_view::open(l, ref, link, s);
           if (!view) { // the engine counted a view that never opened: close it again
-            caf::anon_send(engine, detach_atom::value, s, ref);
+            link->detach(s, ref);
             on_error(view.error());
             return;
           }

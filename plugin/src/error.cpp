@@ -33,6 +33,7 @@ const char* to_string(errc code) noexcept {
     case errc::inbox_full: return "inbox_full";
     case errc::record_abandoned: return "record_abandoned";
     case errc::peer_not_allowed: return "peer_not_allowed";
+    case errc::engine_restarted: return "engine_restarted";
   }
   return "unknown_error";
 }

@@ -17,6 +17,7 @@
 #include "bounded_text.hpp"
 #include "cafshm/error.hpp"
 #include "fastpath/inbox.hpp"
+#include "process_identity.hpp"
 #include "unix_identity.hpp"
 
 namespace cafshm {
@@ -105,34 +106,50 @@ int lock_segment(const std::string& name) {
   return fd;
 }
 
-// Removes segments left by an engine that is gone; refuses if one is alive (it holds the admin
-// segment's lock) or if they belong to another user.
-caf::expected<void> clear_stale_segments(const std::string& data, const std::string& admin) {
+// Segments of a dead engine, held under its lock until adopted or removed.
+struct stale_segments {
+  int lock_fd = -1;
+  shm_segment admin;
+  shm_segment data;
+};
+
+// Refuses segments of a live engine (it holds the admin segment's lock) or of another user;
+// otherwise returns the dead engine's segments (locked, mapped read-write) when both are there
+// (nullopt when there is nothing to adopt; a lone leftover is removed).
+caf::expected<std::optional<stale_segments>> take_stale_segments(const std::string& data,
+                                                                 const std::string& admin) {
   if (auto owned = check_owner(admin); !owned)
-    return owned;
+    return owned.error();
   if (auto owned = check_owner(data); !owned)
-    return owned;
-  if (shm_segment::exists(admin)) {
-    int fd = lock_segment(admin);
-    if (fd < 0 && errno == EWOULDBLOCK) {
-      std::string pid = "unknown pid";
-      if (auto seg = shm_segment::open(admin, false);
-          seg && seg->size() >= sizeof(admin::admin_header)) {
-        admin::admin_header h;
-        std::memcpy(&h, seg->data(), sizeof(h));
-        pid = "pid " + std::to_string(h.engine_pid);
-      }
-      return make_error(errc::segment_error,
-                        "segments '" + data + "' and '" + admin + "' belong to a running engine ("
-                          + pid + ", holding the admin segment's lock); stop it or configure "
-                          + "another engine.name");
-    }
-    shm_segment::remove(admin); // while holding the dead engine's lock: no one adopts it meanwhile
-    if (fd >= 0)
-      ::close(fd);
+    return owned.error();
+  if (!shm_segment::exists(admin)) {
+    shm_segment::remove(data);
+    return std::nullopt;
   }
+  int fd = lock_segment(admin);
+  if (fd < 0 && errno == EWOULDBLOCK) {
+    std::string pid = "unknown pid";
+    if (auto seg = shm_segment::open(admin, false);
+        seg && seg->size() >= sizeof(admin::admin_header)) {
+      admin::admin_header h;
+      std::memcpy(&h, seg->data(), sizeof(h));
+      pid = "pid " + std::to_string(h.engine_pid);
+    }
+    return make_error(errc::segment_error,
+                      "segments '" + data + "' and '" + admin + "' belong to a running engine ("
+                        + pid + ", holding the admin segment's lock); stop it or configure "
+                        + "another engine.name");
+  }
+  auto admin_seg = fd >= 0 ? shm_segment::open(admin, true) : caf::expected<shm_segment>{caf::error{}};
+  auto data_seg = fd >= 0 && shm_segment::exists(data) ? shm_segment::open(data, true)
+                                                       : caf::expected<shm_segment>{caf::error{}};
+  if (fd >= 0 && admin_seg && data_seg)
+    return stale_segments{fd, std::move(*admin_seg), std::move(*data_seg)};
+  shm_segment::remove(admin); // while holding the dead engine's lock: no one adopts it meanwhile
   shm_segment::remove(data);
-  return {};
+  if (fd >= 0)
+    ::close(fd);
+  return std::nullopt;
 }
 
 } // namespace
@@ -166,8 +183,30 @@ memory_manager::create(const engine_settings& s) {
   auto quotas = quota_policy::make(s);
   if (!quotas)
     return quotas.error();
-  if (auto cleared = clear_stale_segments(data_name, admin_name); !cleared)
-    return cleared.error();
+  auto stale = take_stale_segments(data_name, admin_name);
+  if (!stale)
+    return stale.error();
+  std::string refusal;
+  if (*stale) {
+    auto& old = **stale;
+    refusal = adoption_refusal({old.admin.data(), old.admin.size()}, old.data.size(), s);
+    if (refusal.empty()) {
+      // The configured mode and group apply to adopted segments as to new ones.
+      for (const auto& name : {admin_name, data_name}) {
+        if (group)
+          (void) !::chown(shm_path(name).c_str(), static_cast<uid_t>(-1), *group);
+        ::chmod(shm_path(name).c_str(),
+                static_cast<mode_t>(group ? s.permissions | 0060 : s.permissions));
+      }
+      std::unique_ptr<memory_manager> result{new memory_manager(
+        s, std::move(*quotas), old.lock_fd, std::move(old.data), std::move(old.admin), true)};
+      return result;
+    }
+    shm_segment::remove(admin_name); // still under the dead engine's lock
+    shm_segment::remove(data_name);
+    ::close(old.lock_fd);
+    stale->reset();
+  }
   auto admin = shm_segment::create(admin_name, admin_bytes(s), s.permissions, group);
   if (!admin)
     return admin.error();
@@ -182,26 +221,142 @@ memory_manager::create(const engine_settings& s) {
     return data.error();
   }
   data->remove_on_destroy(true);
-  std::unique_ptr<memory_manager> result{
-    new memory_manager(s, std::move(*quotas), lock_fd, std::move(*data), std::move(*admin))};
+  std::unique_ptr<memory_manager> result{new memory_manager(
+    s, std::move(*quotas), lock_fd, std::move(*data), std::move(*admin), false)};
+  if (!refusal.empty())
+    result->start_report_ = "not adopting the segments of a dead engine: " + refusal
+                            + "; started fresh (engine id " + std::to_string(result->engine_id())
+                            + ")";
   return result;
 }
 
+std::string memory_manager::adoption_refusal(std::span<std::byte> admin, uint64_t data_bytes,
+                                             const engine_settings& s) {
+  if (admin.size() < sizeof(admin::admin_header))
+    return "admin memory is shorter than its header";
+  admin::admin_header h;
+  std::memcpy(&h, admin.data(), sizeof(h));
+  if (h.magic != admin::magic)
+    return "admin memory was never fully formatted (no magic)";
+  if (h.layout_version != admin::layout_version)
+    return "admin memory has layout version " + std::to_string(h.layout_version)
+           + ", this engine writes version " + std::to_string(admin::layout_version);
+  auto o = layout_of(s);
+  if (h.arena_bytes != s.arena_bytes || h.min_order != page_shift_of(s)
+      || h.max_processes != s.max_processes || h.max_blocks != s.max_blocks
+      || h.max_grants != s.max_grants || h.max_names != s.max_names || h.total_bytes != o.total
+      || admin.size() != o.total)
+    return "its geometry differs from this configuration (arena " + std::to_string(h.arena_bytes)
+           + " bytes, 2^" + std::to_string(h.min_order) + "-byte pages, tables "
+           + std::to_string(h.max_processes) + "/" + std::to_string(h.max_blocks) + "/"
+           + std::to_string(h.max_grants) + "/" + std::to_string(h.max_names)
+           + " processes/blocks/grants/names)";
+  if (data_bytes != h.arena_bytes)
+    return "the data segment has " + std::to_string(data_bytes) + " bytes, admin memory says "
+           + std::to_string(h.arena_bytes);
+  if (h.changing != 0)
+    return "its engine died in the middle of a change to admin memory";
+  if (auto err = check_admin_memory(admin); !err.empty())
+    return "admin memory is inconsistent: " + err;
+  return {};
+}
+
 memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, int lock_fd,
-                               shm_segment data, shm_segment admin)
+                               shm_segment data, shm_segment admin, bool adopt)
   : settings_(s),
     quotas_(std::move(quotas)),
     lock_fd_(lock_fd),
     data_(std::move(data)),
     admin_(std::move(admin)),
-    allocator_(tlsf_allocator::create(
-      {admin_.data() + layout_of(s).allocator, layout_of(s).allocator_bytes}, page_shift_of(s),
-      arena_pages_of(s), arena_pages_of(s))),
+    allocator_(adopt ? tlsf_allocator::attach({admin_.data() + layout_of(s).allocator,
+                                               layout_of(s).allocator_bytes})
+                     : tlsf_allocator::create({admin_.data() + layout_of(s).allocator,
+                                               layout_of(s).allocator_bytes},
+                                              page_shift_of(s), arena_pages_of(s),
+                                              arena_pages_of(s))),
     tokens_(s.max_processes, 0),
     quota_rules_(s.max_processes, -1),
     concealed_(s.max_blocks, 0),
     random_(std::random_device{}()) {
-  format();
+  if (adopt)
+    start_report_ = this->adopt();
+  else
+    format();
+}
+
+memory_manager::change_scope::change_scope(memory_manager& mm) noexcept : mm_(mm) {
+  if (mm_.change_depth_++ == 0) {
+    mm_.header_mut().changing = 1;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+memory_manager::change_scope::~change_scope() {
+  if (--mm_.change_depth_ == 0) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    mm_.header_mut().changing = 0;
+  }
+}
+
+std::string memory_manager::adopt() {
+  adopted_ = true;
+  change_scope changing{*this};
+  auto& h = header_mut();
+  h.engine_pid = ::getpid();
+  ++h.adoptions;
+  auto& engine = process(admin::engine_slot);
+  engine.pid = ::getpid();
+  engine.start_ticks = start_ticks_of(::getpid()).value_or(0);
+  tokens_[admin::engine_slot] = random_() | 1; // other slots: none until a process re-attaches
+  for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
+    auto& b = block(i);
+    if (b.state != block_state::free && b.name != no_index)
+      names_.emplace(std::string{name_at(b.name).name}, b.name);
+  }
+  // The dead engine's own views (pins of transfers it was sending) end with it.
+  for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
+    auto& b = block(i);
+    if (b.state == block_state::free)
+      continue;
+    if (b.owner == admin::engine_slot) {
+      b.refcount -= b.owner_views;
+      b.owner_views = 0;
+    }
+    if (auto g = find_grant(i, admin::engine_slot); g != no_index) {
+      b.refcount -= grant(g).views;
+      grant(g).views = 0;
+      if (grant(g).mode == access::none)
+        drop_grant(i, g);
+    }
+    finish_if_drained(i);
+  }
+  // Its private copies (blocks being received from peers, cached copies) are the engine-held
+  // blocks without a name (a process can give the engine only a named block): nobody can
+  // reach them any more.
+  uint32_t private_blocks = 0;
+  for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
+    auto& b = block(i);
+    if (b.state == block_state::live && b.owner == admin::engine_slot && b.name == no_index) {
+      release_from_owner(i);
+      finish_if_drained(i);
+      ++private_blocks;
+    }
+  }
+  uint32_t kept = 0, dropped = 0;
+  for (uint32_t slot = 1; slot < settings_.max_processes; ++slot) {
+    if (!is_live(slot))
+      continue;
+    if (still_runs(slot)) {
+      ++kept;
+    } else { // ended (a zombie too), its pid reused, or never verified: crash reclaim
+      reclaim(slot);
+      ++dropped;
+    }
+  }
+  return "adopted the segments of a dead engine (engine id " + std::to_string(h.engine_id)
+         + ", adoption " + std::to_string(h.adoptions) + "): " + std::to_string(kept)
+         + " processes kept, " + std::to_string(dropped) + " reclaimed (ended or unverified), "
+         + std::to_string(private_blocks) + " private engine blocks freed";
 }
 
 memory_manager::~memory_manager() {
@@ -267,6 +422,7 @@ void memory_manager::format() {
   engine.state = process_state::live;
   engine.generation = 1;
   engine.pid = ::getpid();
+  engine.start_ticks = start_ticks_of(::getpid()).value_or(0);
   engine.registered_ns = h.start_epoch_ns;
   std::snprintf(engine.name, sizeof(engine.name), "%s", "engine");
   tokens_[admin::engine_slot] = random_() | 1;
@@ -315,6 +471,14 @@ block_ref memory_manager::ref_of(uint32_t index) const noexcept {
 
 int32_t memory_manager::pid_of(uint32_t slot) const noexcept {
   return slot < settings_.max_processes ? process(slot).pid : 0;
+}
+
+bool memory_manager::still_runs(uint32_t slot) const {
+  if (!is_live(slot))
+    return false;
+  const auto& p = process(slot);
+  auto now = start_ticks_of(p.pid);
+  return p.pid > 0 && p.start_ticks != 0 && now && *now == p.start_ticks;
 }
 
 bool memory_manager::is_live(uint32_t slot) const noexcept {
@@ -441,12 +605,14 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
     return deny({}, errc::capacity_exceeded,
                 "process table full (" + std::to_string(settings_.max_processes - 1)
                   + " processes besides the engine); raise engine.max_processes");
+  change_scope changing{*this};
   auto& p = process(slot);
   auto generation = p.generation + 1;
   p = admin::process_entry{};
   p.state = process_state::live;
   p.generation = generation;
   p.pid = pid;
+  p.start_ticks = pid > 0 ? start_ticks_of(pid).value_or(0) : 0;
   p.quota_bytes = quota_bytes != 0 ? quota_bytes : limit;
   quota_rules_[slot] = quotas_.rule_for(who);
   p.registered_ns = realtime_ns();
@@ -457,6 +623,28 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   ++header_mut().live_processes;
   note_usage();
   return registration{{slot, tokens_[slot]}, header().engine_id, data_.name(), admin_.name(),
+                      settings_.min_block_bytes};
+}
+
+caf::expected<registration> memory_manager::reattach(const session& s, int32_t pid) {
+  ++header_mut().requests;
+  if (s.process == admin::engine_slot || s.process >= settings_.max_processes
+      || !is_live(s.process))
+    return deny(s, errc::unknown_process,
+                "process " + std::to_string(s.process)
+                  + " is not registered (its slot was reclaimed when the engine adopted the "
+                    "segments, or it unregistered)");
+  auto& p = process(s.process);
+  auto now = start_ticks_of(pid);
+  if (s.token == 0 || pid <= 0 || p.pid != pid || p.start_ticks == 0 || !now
+      || *now != p.start_ticks)
+    return deny(s, errc::access_denied,
+                "slot " + std::to_string(s.process) + " belongs to another process");
+  if (tokens_[s.process] != 0 && tokens_[s.process] != s.token)
+    return deny(s, errc::access_denied,
+                "slot " + std::to_string(s.process) + " is attached with another session");
+  tokens_[s.process] = s.token;
+  return registration{s, header().engine_id, data_.name(), admin_.name(),
                       settings_.min_block_bytes};
 }
 
@@ -471,6 +659,7 @@ caf::expected<void> memory_manager::unregister(const session& s) {
 }
 
 void memory_manager::reclaim(uint32_t slot) {
+  change_scope changing{*this};
   if (slot == admin::engine_slot || !is_live(slot))
     return;
   fastpath::inbox::remove(settings_.name, slot); // the slot's inbox goes with it
@@ -504,6 +693,7 @@ void memory_manager::reclaim(uint32_t slot) {
 // -- blocks -------------------------------------------------------------------------------------
 
 caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t size) {
+  change_scope changing{*this};
   auto p = resolve(s);
   if (!p)
     return p.error();
@@ -562,6 +752,7 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
 }
 
 caf::expected<void> memory_manager::free(const session& s, const block_ref& ref) {
+  change_scope changing{*this};
   auto b = resolve(s, ref, access::none);
   if (!b)
     return b.error();
@@ -737,6 +928,7 @@ caf::expected<void> memory_manager::copy(const session& s, const block_ref& src,
 
 caf::expected<void> memory_manager::share(const session& s, const block_ref& ref,
                                           uint32_t to, access_mode mode) {
+  change_scope changing{*this};
   auto b = resolve(s, ref, access::none);
   if (!b)
     return b.error();
@@ -765,6 +957,7 @@ caf::expected<void> memory_manager::share(const session& s, const block_ref& ref
 }
 
 caf::expected<void> memory_manager::revoke(const session& s, const block_ref& ref, uint32_t from) {
+  change_scope changing{*this};
   auto b = resolve(s, ref, access::none);
   if (!b)
     return b.error();
@@ -781,6 +974,7 @@ caf::expected<void> memory_manager::revoke(const session& s, const block_ref& re
 
 caf::expected<block_ref> memory_manager::transfer(const session& s, const block_ref& ref,
                                                   uint32_t to) {
+  change_scope changing{*this};
   auto b = resolve(s, ref, access::none);
   if (!b)
     return b.error();
@@ -846,6 +1040,7 @@ caf::expected<block_ref> memory_manager::transfer(const session& s, const block_
 
 caf::expected<void> memory_manager::name(const session& s, const block_ref& ref,
                                          std::string_view name) {
+  change_scope changing{*this};
   auto b = resolve(s, ref, access::none);
   if (!b)
     return b.error();
@@ -889,6 +1084,7 @@ caf::expected<block_ref> memory_manager::lookup(const session& s, std::string_vi
 }
 
 caf::expected<void> memory_manager::remove(const session& s, std::string_view name) {
+  change_scope changing{*this};
   auto ref = lookup(s, name);
   if (!ref)
     return ref.error();
@@ -907,6 +1103,7 @@ caf::expected<void> memory_manager::remove(const session& s, std::string_view na
 
 caf::expected<view_lease> memory_manager::attach(const session& s, const block_ref& ref,
                                                  access_mode mode) {
+  change_scope changing{*this};
   auto b = resolve(s, ref, need_of(mode));
   if (!b)
     return b.error();
@@ -936,6 +1133,7 @@ caf::expected<view_lease> memory_manager::attach(const session& s, const block_r
 }
 
 caf::expected<void> memory_manager::detach(const session& s, const block_ref& ref) {
+  change_scope changing{*this};
   // Identified by block index only: the block may be draining (generation already bumped).
   auto p = resolve(s);
   if (!p)

@@ -47,11 +47,24 @@ public:
 
   /// Creates and formats both segments. If segments of that name exist: refuses when they
   /// belong to another Unix user (errc::segment_error naming its uid; they are neither adopted
-  /// nor removed) or when a live engine holds the admin segment's lock (naming its pid); removes
-  /// them otherwise. The engine holds an exclusive flock(2) on its admin segment for its
-  /// lifetime: the lock, not the recorded pid, says whether an engine is alive.
+  /// nor removed) or when a live engine holds the admin segment's lock (naming its pid).
+  /// Otherwise their engine is dead, and they are adopted when adoptable (see
+  /// adoption_refusal): the engine id, blocks, grants, names, views and arena data of every
+  /// process that still runs (same pid and start time) stay; processes that ended, processes
+  /// without a verified pid, the dead engine's own views and its private (unnamed) blocks are
+  /// reclaimed as crash reclaim does. Not adoptable: removed, and both are made anew.
+  /// start_report() says in one line which of these happened and why.
+  /// The engine holds an exclusive flock(2) on its admin segment for its lifetime: the lock,
+  /// not the recorded pid, says whether an engine is alive.
   /// A min_block below the system's page size is errc::config_error.
   static caf::expected<std::unique_ptr<memory_manager>> create(const engine_settings& s);
+
+  /// Why the admin memory `admin` of a dead engine, with a data segment of `data_bytes`, cannot
+  /// be adopted by an engine with settings `s`, or "" if it can: another layout version, another
+  /// geometry (arena, min_block, table capacities), a dead engine that was in the middle of a
+  /// change (header.changing), or any inconsistency check_admin_memory finds.
+  static std::string adoption_refusal(std::span<std::byte> admin, uint64_t data_bytes,
+                                      const engine_settings& s);
 
   memory_manager(const memory_manager&) = delete;
   memory_manager& operator=(const memory_manager&) = delete;
@@ -67,6 +80,12 @@ public:
                                                uint64_t quota_bytes,
                                                process_credentials who = own_credentials());
   caf::expected<void> unregister(const session& s);
+  /// A process of adopted segments takes its session back: `s` must name a live slot whose
+  /// recorded pid is `pid` (as the door's kernel credentials say) and whose recorded start time
+  /// is that pid's now; its token becomes `s.token` unless another token is already attached.
+  /// errc::unknown_process if the slot is not registered (reclaimed at adoption),
+  /// errc::access_denied if it belongs to another process.
+  caf::expected<registration> reattach(const session& s, int32_t pid);
   caf::expected<block_ref> allocate(const session& s, uint64_t size);
   caf::expected<void> free(const session& s, const block_ref& ref);
   caf::expected<void> write(const session& s, const block_ref& ref, uint64_t offset,
@@ -109,6 +128,10 @@ public:
   /// Slot of the live process registered under `name` (names are unique per engine).
   caf::expected<uint32_t> find_process(const session& s, std::string_view name);
 
+  /// Whether this engine adopted the segments of a dead engine; what happened at creation.
+  bool adopted() const noexcept { return adopted_; }
+  const std::string& start_report() const noexcept { return start_report_; }
+
   /// The engine's own session (slot 0), for blocks the engine holds.
   session engine_session() const noexcept { return {admin::engine_slot, tokens_[0]}; }
 
@@ -134,6 +157,9 @@ public:
 
   uint64_t engine_id() const noexcept { return header().engine_id; }
   int32_t pid_of(uint32_t slot) const noexcept;
+  /// Whether the process recorded in `slot` still runs: its pid's start time is the recorded
+  /// one (false for a zombie, a reused pid, or a process without a verified pid).
+  bool still_runs(uint32_t slot) const;
   bool is_live(uint32_t slot) const noexcept;
   std::vector<uint32_t> live_slots() const;
   const admin::admin_header& header() const noexcept;
@@ -142,8 +168,22 @@ public:
 
 private:
   memory_manager(const engine_settings& s, quota_policy quotas, int lock_fd, shm_segment data,
-                 shm_segment admin);
+                 shm_segment admin, bool adopt);
   void format();
+  /// Takes over adopted admin memory (see create): returns the report line.
+  std::string adopt();
+
+  /// Marks admin memory as being changed (header.changing) for its lifetime; nests.
+  class change_scope {
+  public:
+    explicit change_scope(memory_manager& mm) noexcept;
+    ~change_scope();
+    change_scope(const change_scope&) = delete;
+    change_scope& operator=(const change_scope&) = delete;
+
+  private:
+    memory_manager& mm_;
+  };
 
   admin::admin_header& header_mut() noexcept;
   admin::process_entry& process(uint32_t slot) const noexcept;
@@ -186,6 +226,9 @@ private:
   std::unordered_map<std::string, uint32_t> names_; // name -> name_entry index
   std::vector<uint8_t> concealed_; // per block index: engine-held but not readable by all
   std::mt19937_64 random_;
+  uint32_t change_depth_ = 0; // open change_scopes
+  bool adopted_ = false;
+  std::string start_report_;
 };
 
 } // namespace cafshm

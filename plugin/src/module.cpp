@@ -160,6 +160,9 @@ void module::start() {
   memory_->set_log([name = settings_.engine.name](const std::string& line) {
     std::cerr << "cafshm engine '" << name << "': " << line << std::endl;
   });
+  if (!memory_->start_report().empty())
+    std::cerr << "cafshm engine '" << settings_.engine.name << "': " << memory_->start_report()
+              << std::endl;
   memory_->log_capacities("started; capacities");
   office_ = std::make_shared<ticket_office>();
   auto door = local_door::open(settings_.engine, office_);
@@ -219,6 +222,10 @@ caf::expected<door_ticket> module::local_ticket() {
   if (!t)
     return make_error(errc::capacity_exceeded, "too many open door tickets");
   return *t;
+}
+
+std::string module::start_report() const {
+  return memory_ ? memory_->start_report() : std::string{};
 }
 
 std::string module::door_path() const {

@@ -1,7 +1,11 @@
 // The soak test driver (scripts/soak.sh): a cafshmd, CLIENTS cafshm-stress-client processes that
 // allocate, write, hand blocks to each other with an XXH3 checksum of every payload (verified by
 // the receiver) and free, for MINUTES minutes; meanwhile random clients are killed with SIGKILL
-// and restarted. At the end every client stops cleanly and the driver verifies:
+// and restarted. With --engine-kill-every-ms, the engine (cafshmd) is killed with SIGKILL about
+// that often too and restarted on its port: the clients (then run with --ride-through) re-attach
+// to the engine that adopts the segments; a restart that does not adopt (its predecessor died in
+// the middle of a change) must say so, and then every client is started anew.
+// At the end every client stops cleanly and the driver verifies:
 //   - no checksum mismatch, no request that failed although it must not, no unexpected exit;
 //   - exact accounting: the engine holds nothing but the driver's own registration (no block,
 //     grant or name; free bytes == arena; the allocator fully merged into one free block), and the admin
@@ -10,7 +14,7 @@
 // Prints a summary; exit code 0 only if everything held.
 //
 // usage: cafshm-soak [--minutes N] [--seconds N] [--clients N] [--seed N] [--arena SIZE]
-//                    [--kill-every-ms N]
+//                    [--kill-every-ms N] [--engine-kill-every-ms N]
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +25,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -64,6 +69,7 @@ struct slot {
   totals done;     // of finished incarnations
   totals current;  // latest report of the running one
   int incarnations = 0;
+  bool restarted = false; // said engine-restarted: its engine came back without its session
 };
 
 int failures = 0;
@@ -83,9 +89,14 @@ int main(int argc, char** argv) {
   uint64_t seed = std::stoull(test::option(argc, argv, "--seed", std::to_string(std::random_device{}())));
   auto arena = test::option(argc, argv, "--arena", "256MiB");
   auto kill_every = std::chrono::milliseconds{std::stoi(test::option(argc, argv, "--kill-every-ms", "3000"))};
+  auto engine_kill_every =
+    std::chrono::milliseconds{std::stoi(test::option(argc, argv, "--engine-kill-every-ms", "0"))};
   std::mt19937_64 rng{seed};
   std::cout << "soak: " << minutes << " min, " << clients << " clients, seed " << seed
-            << ", a client killed about every " << kill_every.count() << " ms" << std::endl;
+            << ", a client killed about every " << kill_every.count() << " ms";
+  if (engine_kill_every.count() > 0)
+    std::cout << ", the engine about every " << engine_kill_every.count() << " ms";
+  std::cout << std::endl;
 
   // The engine.
   auto name = "cafshm-soak-" + std::to_string(::getpid());
@@ -97,8 +108,28 @@ int main(int argc, char** argv) {
         << "  liveness_interval: 100ms\n  listen: {host: 127.0.0.1, port: 0}\n";
   }
   auto bins = bin_dir();
-  child_process daemon{{(bins / "cafshmd").string(), "--config", config.string()}};
-  auto listening = daemon.wait_for_line("cafshmd listening on ", 30s);
+  // Starts cafshmd on `port` (0: any); its listening line, and what it said about the segments
+  // it found (the line before, "cafshmd: adopted ..." or "cafshmd: not adopting ...").
+  std::unique_ptr<child_process> daemon_ptr;
+  std::string start_report;
+  auto start_daemon = [&](uint16_t port) -> std::optional<std::string> {
+    daemon_ptr = std::make_unique<child_process>(std::vector<std::string>{
+      (bins / "cafshmd").string(), "--config", config.string(), "--port", std::to_string(port)});
+    start_report.clear();
+    auto deadline = clock_type::now() + 30s;
+    while (clock_type::now() < deadline) {
+      auto line = daemon_ptr->read_line(std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - clock_type::now()));
+      if (!line)
+        break;
+      if (line->rfind("cafshmd listening on ", 0) == 0)
+        return line->substr(21);
+      if (line->rfind("cafshmd: ", 0) == 0)
+        start_report = line->substr(9);
+    }
+    return std::nullopt;
+  };
+  auto listening = start_daemon(0);
   if (!listening) {
     std::cout << "soak: FAIL: cafshmd did not start" << std::endl;
     return 1;
@@ -109,6 +140,7 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   cfg.load<cafshm::module>();
+  cfg.set("middleman.attach-utility-actors", true); // the observer reconnects (client::connect)
   settings s;
   s.role = role::client;
   module::configure(cfg, s);
@@ -127,11 +159,15 @@ int main(int argc, char** argv) {
   std::vector<slot> slots(static_cast<size_t>(clients));
   auto start_client = [&](int i) {
     auto& sl = slots[static_cast<size_t>(i)];
-    sl.process = std::make_unique<child_process>(std::vector<std::string>{
+    std::vector<std::string> argv{
       (bins / "cafshm-stress-client").string(), "--engine", address, "--prefix", "soak",
       "--index", std::to_string(i), "--peers", std::to_string(clients), "--seed",
-      std::to_string(rng()), "--report-ms", "250"});
+      std::to_string(rng()), "--report-ms", "250"};
+    if (engine_kill_every.count() > 0)
+      argv.push_back("--ride-through");
+    sl.process = std::make_unique<child_process>(std::move(argv));
     sl.current = {};
+    sl.restarted = false;
     ++sl.incarnations;
     if (!sl.process->wait_for_line("running ", 30s))
       fail("client " + std::to_string(i) + " did not start");
@@ -144,6 +180,8 @@ int main(int argc, char** argv) {
       std::cout << "soak: client " << i << ": " << line << std::endl;
     } else if (line == "engine-lost") {
       fail("client " + std::to_string(i) + " lost the engine");
+    } else if (line == "engine-restarted") {
+      sl.restarted = true;
     }
   };
   auto retire = [](slot& sl) {
@@ -158,23 +196,61 @@ int main(int argc, char** argv) {
     start_client(i);
 
   // The run: read every client's reports; kill and restart one now and then.
-  uint64_t kills = 0;
+  uint64_t kills = 0, engine_kills = 0, adoptions = 0, fresh_starts = 0;
   auto begin = clock_type::now();
   auto end = begin + std::chrono::milliseconds(static_cast<int64_t>(minutes * 60000));
   std::exponential_distribution<double> gap{1.0 / static_cast<double>(kill_every.count())};
   auto next_kill = begin + std::chrono::milliseconds(static_cast<int64_t>(gap(rng)));
   auto next_status = begin + 10s;
+  auto next_engine_kill =
+    engine_kill_every.count() > 0
+      ? begin + std::chrono::milliseconds(static_cast<int64_t>(
+          std::exponential_distribution<double>{1.0 / static_cast<double>(engine_kill_every.count())}(rng)))
+      : clock_type::time_point::max();
   while (clock_type::now() < end && failures == 0) {
     for (int i = 0; i < clients; ++i) {
       auto& sl = slots[static_cast<size_t>(i)];
       while (auto line = sl.process->read_line(2ms))
         take(sl, *line, i);
       if (!sl.process->running() || sl.process->wait(0ms)) {
+        while (auto line = sl.process->read_line(0ms))
+          take(sl, *line, i);
+        if (sl.restarted) { // its engine started fresh: a new incarnation registers anew
+          retire(sl);
+          start_client(i);
+          continue;
+        }
         fail("client " + std::to_string(i) + " ended unexpectedly");
         break;
       }
     }
-    if (!daemon.running() || daemon.wait(0ms)) {
+    if (clock_type::now() >= next_engine_kill && failures == 0) {
+      daemon_ptr->kill(SIGKILL);
+      daemon_ptr->wait(10s);
+      ++engine_kills;
+      if (!start_daemon(announced->listen.port)) {
+        fail("cafshmd did not start again");
+        break;
+      }
+      if (start_report.rfind("adopted the segments of a dead engine", 0) == 0) {
+        ++adoptions;
+      } else if (start_report.find("died in the middle of a change") != std::string::npos) {
+        ++fresh_starts; // the clients end with engine-restarted and are started anew
+        observer = caf::error{};
+        for (int tries = 0; tries < 100 && !observer; ++tries)
+          observer = client::connect(*sys, announced->listen, "soak-observer");
+        if (!observer) {
+          fail("the observer cannot register with the fresh engine");
+          break;
+        }
+      } else {
+        fail("the restarted engine said: " + start_report);
+        break;
+      }
+      next_engine_kill = clock_type::now() + std::chrono::milliseconds(static_cast<int64_t>(
+        std::exponential_distribution<double>{1.0 / static_cast<double>(engine_kill_every.count())}(rng)));
+    }
+    if (!daemon_ptr->running() || daemon_ptr->wait(0ms)) {
       fail("cafshmd ended unexpectedly");
       break;
     }
@@ -245,8 +321,10 @@ int main(int argc, char** argv) {
   bool exact = false;
   while (!exact && clock_type::now() < deadline) {
     auto st = observer->stats();
-    if (!st)
-      break;
+    if (!st) { // re-attaching after an engine restart
+      std::this_thread::sleep_for(10ms);
+      continue;
+    }
     last = *st;
     exact = st->processes == 1 && st->blocks == 0 && st->grants == 0 && st->names == 0
             && st->draining_blocks == 0 && st->used_bytes == 0
@@ -265,8 +343,8 @@ int main(int argc, char** argv) {
   observer = caf::error{};
   sys.reset();
 
-  daemon.kill(SIGTERM);
-  auto st = daemon.wait(30s);
+  daemon_ptr->kill(SIGTERM);
+  auto st = daemon_ptr->wait(30s);
   if (!st || !WIFEXITED(*st) || WEXITSTATUS(*st) != 0)
     fail("cafshmd did not stop cleanly");
   bool stale = shm_segment::exists(memory_manager::data_segment_name(name))
@@ -283,7 +361,9 @@ int main(int argc, char** argv) {
   std::cout << "soak: " << seconds.count() << " s, " << t.ops << " operations, " << t.sent
             << " hand-offs sent, " << t.received << " received and verified, " << kills
             << " faults injected (client SIGKILLs, " << incarnations
-            << " client processes in all), " << t.mismatches << " checksum mismatches, "
+            << " client processes in all), " << engine_kills << " engine SIGKILLs (" << adoptions
+            << " restarts adopted the segments, " << fresh_starts
+            << " started fresh after an engine died mid-change), " << t.mismatches << " checksum mismatches, "
             << t.errors << " errors; accounting " << (exact ? "exact" : "WRONG")
             << "; stale segments: " << (stale ? "YES" : "none") << std::endl;
   std::cout << (failures == 0 ? "soak: PASS" : "soak: FAIL") << std::endl;

@@ -9,12 +9,22 @@
 //   read-only, compares the XXH3 of its bytes with the one in the name, and frees it.
 // Options: --engine HOST:PORT --prefix P --index I --peers COUNT --seed N --max-block BYTES
 // --report-ms MS --timeout-ms MS (per request), or --transmit (see transmit_once below).
+// --ops KIND does mostly one kind of request (allocate, map, transfer, share, write, copy, name;
+// idle: one light request every 20 ms, views held open) instead of the mix.
+// --ride-through: when the engine goes away, keep going instead of ending: write new random
+// bytes through every open view while the engine is down (and read them back there), wait for
+// the client to re-attach, then check through the engine that those bytes are what it holds,
+// and forget blocks that are no longer its own (a request in flight when the engine died may
+// or may not have been applied).
 // Output (stdout, one line each, flushed):
 //   "running SLOT"                                  once registered
 //   "stats ops=N sent=N received=N mismatches=N errors=N"   every --report-ms and at the end
 //   "MISMATCH <name> <hash>"                        a hand-off whose bytes differ
 //   "ERROR <what>"                                  a request that failed although it must not
 //   "engine-lost"                                   the engine stopped answering (exit code 3)
+//   "rode-through views=N"                          re-attached; N views verified (--ride-through)
+//   "engine-restarted"                              the engine came back without this session
+//                                                   (exit code 4, --ride-through)
 // Exit code 0 after a clean stop (stdin closed): views closed, unregistered.
 #include <atomic>
 #include <chrono>
@@ -25,6 +35,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -55,9 +67,10 @@ struct held {
 
 class worker {
 public:
-  worker(client& me, std::string prefix, int index, int peers, uint64_t seed, uint64_t max_block)
+  worker(client& me, std::string prefix, int index, int peers, uint64_t seed, uint64_t max_block,
+         std::string ops, bool ride_through)
     : me_(me), prefix_(std::move(prefix)), index_(index), peers_(peers), rng_(seed),
-      max_block_(max_block) {
+      max_block_(max_block), ops_kind_(std::move(ops)), ride_through_(ride_through) {
   }
 
   int run(const std::atomic<bool>& stop, std::chrono::milliseconds report) {
@@ -65,6 +78,8 @@ public:
     while (!stop.load()) {
       step();
       ++ops_;
+      if (down_ && !ride())
+        return restarted();
       if (lost_)
         return lost();
       if (std::chrono::steady_clock::now() >= next_report) {
@@ -101,6 +116,47 @@ private:
     return 3;
   }
 
+  int restarted() {
+    std::printf("engine-restarted\n");
+    std::fflush(stdout);
+    return 4;
+  }
+
+  // The engine went away: new bytes through the open views while it is down, then wait for the
+  // re-attach and check them through the engine. False if the session is lost for good.
+  bool ride() {
+    std::vector<std::pair<block_ref, uint64_t>> written;
+    for (auto& v : views_) // all first: two views may map the same block
+      fill(v.data(), v.size());
+    for (auto& v : views_)
+      written.emplace_back(v.ref(), XXH3_64bits(v.data(), v.size()));
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!me_.engine_up() && std::chrono::steady_clock::now() < deadline) {
+      if (auto st = me_.stats(); !st && code_of(st.error()) == errc::engine_restarted)
+        return false;
+      std::this_thread::sleep_for(5ms); // polls the client's state, bounded by the deadline
+    }
+    if (!me_.engine_up())
+      return false;
+    down_ = false;
+    for (const auto& [ref, hash] : written) {
+      auto bytes = me_.read(ref, 0, ref.size);
+      if (!bytes) {
+        error("read after re-attach: " + describe(bytes.error()));
+        continue;
+      }
+      if (XXH3_64bits(bytes->data(), bytes->size()) != hash) {
+        ++mismatches_;
+        std::printf("MISMATCH view-after-restart %s\n", to_string(ref).c_str());
+      }
+    }
+    // Forget blocks a request in flight at the engine's death may have moved or freed.
+    std::erase_if(blocks_, [&](const held& h) { return !me_.read(h.ref, 0, 1); });
+    std::printf("rode-through views=%zu\n", written.size());
+    std::fflush(stdout);
+    return true;
+  }
+
   void error(const std::string& what) {
     ++errors_;
     std::printf("ERROR %s\n", what.c_str());
@@ -111,8 +167,17 @@ private:
   void failed(const caf::error& e, const std::string& what, bool own_block) {
     switch (code_of(e)) {
       case errc::engine_unreachable:
-        lost_ = true;
+        if (ride_through_)
+          down_ = true;
+        else
+          lost_ = true;
         return;
+      case errc::engine_restarted:
+        if (ride_through_) {
+          down_ = true; // ride() finds the session lost
+          return;
+        }
+        break;
       case errc::out_of_memory:
       case errc::quota_exceeded:
       case errc::capacity_exceeded:
@@ -169,6 +234,8 @@ private:
   }
 
   void step() {
+    if (!ops_kind_.empty() && !blocks_.empty())
+      return step_of(ops_kind_);
     auto op = pick(100);
     if (op < 14 || blocks_.empty())
       return do_allocate();
@@ -187,6 +254,41 @@ private:
     if (op < 96)
       return do_free();
     views_.clear();
+  }
+
+  void step_of(const std::string& kind) {
+    if (kind == "allocate")
+      return pick(2) == 0 ? do_allocate() : do_free();
+    if (kind == "map")
+      return do_map();
+    if (kind == "transfer")
+      return pick(2) == 0 ? do_handoff() : do_receive();
+    if (kind == "share")
+      return do_share();
+    if (kind == "write")
+      return do_write();
+    if (kind == "copy")
+      return do_copy();
+    if (kind == "name")
+      return do_name();
+    // idle: views held open, a light request now and then
+    if (views_.empty())
+      return do_map();
+    std::this_thread::sleep_for(20ms);
+    if (auto st = me_.find_process(prefix_ + "-" + std::to_string(index_)); !st)
+      failed(st.error(), "find_process", false);
+  }
+
+  void do_name() {
+    auto ref = pick_block()->ref;
+    auto name = "n" + std::to_string(index_) + "." + std::to_string(++seq_) + "."
+                + std::to_string(::getpid());
+    if (auto ok = me_.name(ref, name); !ok)
+      return failed(ok.error(), "name", true);
+    if (auto found = me_.lookup(name); !found)
+      failed(found.error(), "lookup", true);
+    else if (*found != ref)
+      error("lookup of " + name + " found another block");
   }
 
   void do_allocate() {
@@ -337,8 +439,11 @@ private:
   uint64_t max_block_;
   std::vector<held> blocks_;
   std::vector<block_view> views_;
+  std::string ops_kind_;
+  bool ride_through_ = false;
   uint64_t ops_ = 0, sent_ = 0, received_ = 0, mismatches_ = 0, errors_ = 0, seq_ = 0;
   bool lost_ = false;
+  bool down_ = false; // the engine went away (--ride-through)
 };
 
 // --transmit HOST:PORT --size N [--as NAME]: allocates a block of N random bytes, prints
@@ -395,6 +500,9 @@ int main(int argc, char** argv) {
   cfg.load<caf::io::middleman>();
   cfg.load<cafshm::module>();
   cfg.set("scheduler.max-threads", size_t{2});
+  // Reconnecting after the engine went away may end a connect attempt by its timeout while the
+  // middleman still connects (see client::connect).
+  cfg.set("middleman.attach-utility-actors", true);
   settings s;
   s.role = role::client;
   module::configure(cfg, s);
@@ -425,6 +533,7 @@ int main(int argc, char** argv) {
     stop_requested = true;
   }};
   stdin_watch.detach(); // blocked in read() until stdin closes; the process may end first
-  worker w{*me, prefix, index, peers, seed, max_block};
+  worker w{*me, prefix, index, peers, seed, max_block, test::option(argc, argv, "--ops"),
+           test::flag(argc, argv, "--ride-through")};
   return w.run(stop_requested, report);
 }

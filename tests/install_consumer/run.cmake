@@ -46,9 +46,18 @@ run("install" ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
 include(GNUInstallDirs)
 foreach(file bin/cafshmd bin/cafshm share/cafshm/default.yaml
              ${CMAKE_INSTALL_LIBDIR}/pkgconfig/cafshm.pc
-             ${CMAKE_INSTALL_LIBDIR}/cmake/cafshm/cafshmConfig.cmake)
+             ${CMAKE_INSTALL_LIBDIR}/cmake/cafshm/cafshmConfig.cmake
+             ${CMAKE_INSTALL_LIBDIR}/systemd/system/cafshmd.service)
   if(NOT EXISTS "${prefix}/${file}")
     fail("not installed: ${file}")
+  endif()
+endforeach()
+file(READ "${prefix}/${CMAKE_INSTALL_LIBDIR}/systemd/system/cafshmd.service" unit)
+foreach(line "Restart=on-failure" "RuntimeDirectory=cafshm" "/cafshmd --config /etc/cafshm/cafshmd.yaml"
+             "/cafshmd --check-config /etc/cafshm/cafshmd.yaml")
+  string(FIND "${unit}" "${line}" at)
+  if(at EQUAL -1)
+    fail("the installed cafshmd.service lacks '${line}'")
   endif()
 endforeach()
 if(SHARED_FROM AND NOT EXISTS "${prefix}/${CMAKE_INSTALL_LIBDIR}/libcafshm.so")

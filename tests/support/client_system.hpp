@@ -16,6 +16,7 @@ namespace cafshm::test {
 inline caf::actor_system_config& client_config(caf::actor_system_config& cfg) {
   cfg.load<caf::io::middleman>();
   cfg.load<cafshm::module>();
+  cfg.set("middleman.attach-utility-actors", true); // see client::connect
   settings s;
   s.role = role::client;
   module::configure(cfg, s);

@@ -88,7 +88,22 @@ public:
     process_ = std::make_unique<child_process>(std::vector<std::string>{
       std::string{CAFSHM_BIN_DIR} + "/cafshmd", "--config", config_.string(), "--port",
       std::to_string(port)});
-    auto rest = process_->wait_for_line("cafshmd listening on ", std::chrono::seconds(20));
+    // Lines before the listening line: what the engine found at start ("cafshmd: adopted ..."
+    // or "cafshmd: not adopting ...").
+    start_report_.clear();
+    std::optional<std::string> rest;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!rest && std::chrono::steady_clock::now() < deadline) {
+      auto line = process_->read_line(std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now()));
+      if (!line)
+        break;
+      const std::string listening = "cafshmd listening on ";
+      if (line->rfind(listening, 0) == 0)
+        rest = line->substr(listening.size());
+      else if (line->rfind("cafshmd: ", 0) == 0)
+        start_report_ = line->substr(9);
+    }
     auto announced = rest ? parse_announcement(*rest) : std::nullopt;
     if (!announced)
       return false;
@@ -114,6 +129,8 @@ public:
   bool ready() const noexcept { return port_ != 0 && process_ && process_->running(); }
   uint16_t port() const noexcept { return port_; }
   const std::string& name() const noexcept { return name_; }
+  /// What the engine said about earlier segments at its latest start ("" if nothing).
+  const std::string& start_report() const noexcept { return start_report_; }
   endpoint address() const { return {"127.0.0.1", port_}; }
   child_process& process() { return *process_; }
 
@@ -122,6 +139,7 @@ private:
   std::filesystem::path config_;
   std::unique_ptr<child_process> process_;
   uint16_t port_ = 0;
+  std::string start_report_;
 };
 
 } // namespace cafshm::test

@@ -15,4 +15,12 @@ inline std::string option(int argc, char** argv, const std::string& key,
   return fallback;
 }
 
+/// Whether `key` (an option without a value) is on the command line.
+inline bool flag(int argc, char** argv, const std::string& key) {
+  for (int i = 1; i < argc; ++i)
+    if (argv[i] == key)
+      return true;
+  return false;
+}
+
 } // namespace cafshm::test

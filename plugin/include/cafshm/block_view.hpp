@@ -1,6 +1,8 @@
 // A zero-copy mapping of one block, handed out by client::map() after the engine validated the
 // access. Only the block's own pages are mapped (never the rest of the arena). The engine counts
 // the view as open until it is closed, so the block's memory is not reused while it is mapped.
+// A view stays mapped and usable while the engine is down; closing it then is reported to the
+// engine that adopts the segments once the client re-attached.
 #pragma once
 
 #include <cstddef>
@@ -17,6 +19,9 @@
 namespace cafshm {
 
 class shm_segment;
+namespace detail {
+class engine_link;
+}
 
 class block_view {
 public:
@@ -41,9 +46,10 @@ public:
 private:
   friend class client;
 
-  /// Maps the lease's pages. Used by client::map; the view then reports its close to `engine`.
+  /// Maps the lease's pages. Used by client::map; the view then reports its close through
+  /// `link` (to the engine the client is attached to when it closes, or once it re-attached).
   static caf::expected<block_view> open(const view_lease& lease, const block_ref& ref,
-                                        engine_actor engine, session s);
+                                        std::shared_ptr<detail::engine_link> link, session s);
 
   /// Unmaps now without telling the engine; the caller must send detach for the returned ref
   /// itself (client::unmap and client::transfer do, before transferring).
@@ -54,7 +60,7 @@ private:
   size_t size_ = 0;
   bool writable_ = false;
   block_ref ref_;
-  engine_actor engine_;
+  std::shared_ptr<detail::engine_link> link_;
   session session_;
 };
 

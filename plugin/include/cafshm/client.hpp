@@ -2,6 +2,18 @@
 // the configured timeout; a dead or unreachable engine yields errc::engine_unreachable) and an
 // async form for event-based actors. A client is move-only and unregisters when destroyed.
 //
+// When the engine goes away, a client connected to an endpoint (host:port) rides through: its
+// views stay mapped and readable and writable; requests fail at once with
+// errc::engine_unreachable; in the background it reconnects to that endpoint with back-off
+// (20 ms doubling to 1 s) and takes its session back through the door of an engine that adopted
+// the segments; block refs from before stay valid, and requests work again without any call of
+// the application. An engine that started fresh instead answers errc::engine_restarted, which
+// every request of this client then fails with, for good. Requests already on their way when
+// the engine died end with their timeout. on_engine_state() tells an actor about each change.
+// Reconnecting connects with a timeout: set "middleman.attach-utility-actors" (see connect).
+// A client closed while the engine is down cannot unregister: an adopting engine keeps its slot
+// until its process ends.
+//
 // The blocking calls wait on a scoped actor: from inside an actor's message handler they block
 // that scheduler thread. On the only thread of the scheduler (scheduler.max-threads=1) nothing
 // else could run meanwhile, so there they fail at once with errc::would_deadlock; event-based
@@ -11,6 +23,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,6 +44,17 @@
 #include "cafshm/settings.hpp"
 
 namespace cafshm {
+
+namespace detail {
+class engine_link;
+}
+
+/// What an observer of client::on_engine_state() receives, each with the client's slot
+/// (uint32_t): the engine went away, the client re-attached, or its session is lost for good
+/// (the engine restarted without adopting it).
+using engine_down_atom = caf::atom_constant<caf::atom("shm_edown")>;
+using engine_up_atom = caf::atom_constant<caf::atom("shm_eup")>;
+using engine_gone_atom = caf::atom_constant<caf::atom("shm_egone")>;
 
 struct client_options {
   uint64_t quota_bytes = 0; // 0 = what the engine's quota rules give this user; more is refused
@@ -68,13 +93,25 @@ public:
   client& operator=(client&& other) noexcept;
   ~client();
 
-  /// Unregisters now: the engine reclaims every block, grant and name of this process.
+  /// Unregisters now: the engine reclaims every block, grant and name of this process. While
+  /// the engine is down: fails with errc::engine_unreachable, and an engine that adopts the
+  /// segments keeps this process's slot until the process ends.
   caf::expected<void> close();
+
+  /// From now on `observer` receives (engine_down_atom, slot), (engine_up_atom, slot) and
+  /// (engine_gone_atom, slot) when the engine goes away, when this client re-attached to the
+  /// engine that adopted its segments, and when its session is lost for good.
+  void on_engine_state(caf::actor observer);
+
+  /// Whether the engine is reachable now (false while it is down or after it restarted
+  /// without this client's session).
+  bool engine_up() const;
 
   const cafshm::session& session() const noexcept { return reg_.session; }
   uint32_t slot() const noexcept { return reg_.session.process; }
   const registration& info() const noexcept { return reg_; }
-  const engine_actor& engine() const noexcept { return engine_; }
+  /// The engine this client is attached to now (another one after an adopting restart).
+  engine_actor engine() const;
   std::chrono::milliseconds timeout() const noexcept { return timeout_; }
   caf::actor_system& system() const noexcept { return *sys_; }
 
@@ -121,7 +158,8 @@ public:
   caf::expected<block_view> map(const block_ref& ref, access_mode mode);
 
   /// Unmaps `view` and waits until the engine counted it closed (a view's destructor only
-  /// tells the engine asynchronously).
+  /// tells the engine asynchronously). While the engine is down: unmaps, fails with
+  /// errc::engine_unreachable, and tells the engine once re-attached.
   caf::expected<void> unmap(block_view&& view);
 
   // -- async forms for event-based actors ------------------------------------------------------
@@ -147,12 +185,18 @@ public:
   /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`.
   template <class Self, class Atom, class... Ts>
   auto request(Self* self, Atom atom, Ts&&... xs) const {
-    return self->request(engine_, timeout_, atom, reg_.session, std::forward<Ts>(xs)...);
+    return self->request(engine(), timeout_, atom, reg_.session, std::forward<Ts>(xs)...);
   }
 
 private:
-  client(caf::actor_system& sys, engine_actor engine, caf::actor keeper, registration reg,
-         std::chrono::milliseconds timeout);
+  client(caf::actor_system& sys, std::shared_ptr<detail::engine_link> link, caf::actor keeper,
+         registration reg, std::chrono::milliseconds timeout);
+
+  /// Registers with `engine`; with an `address`, the client reconnects there when the engine
+  /// goes away.
+  static caf::expected<client> connect_at(caf::actor_system& sys, engine_actor engine,
+                                          std::optional<endpoint> address, std::string name,
+                                          client_options opts);
 
   template <class R, class... Ts>
   caf::expected<R> call(Ts&&... xs);
@@ -166,8 +210,9 @@ private:
   async_result<done> ask_done(caf::event_based_actor* self, Ts... xs) const;
 
   caf::actor_system* sys_ = nullptr;
-  engine_actor engine_;
-  caf::actor keeper_; // registered the process; the engine monitors it
+  std::shared_ptr<detail::engine_link> link_; // the engine now, shared with keeper_ and views
+  caf::actor keeper_; // registered the process; the engine monitors it, it monitors the engine
+                      // and re-attaches after an adopting restart
   registration reg_;
   std::chrono::milliseconds timeout_{5000};
 };

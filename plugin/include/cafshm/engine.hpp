@@ -21,6 +21,7 @@ namespace cafshm {
 
 using register_atom = caf::atom_constant<caf::atom("shm_reg")>;
 using unregister_atom = caf::atom_constant<caf::atom("shm_unreg")>;
+using reattach_atom = caf::atom_constant<caf::atom("shm_reatt")>;
 using allocate_atom = caf::atom_constant<caf::atom("shm_alloc")>;
 using free_atom = caf::atom_constant<caf::atom("shm_free")>;
 using write_atom = caf::atom_constant<caf::atom("shm_write")>;
@@ -72,6 +73,12 @@ using engine_actor = caf::typed_actor<
   // alive is detached (its blocks stay, its session stays valid); any other is reclaimed.
   caf::replies_to<register_atom, std::string, uint64_t, door_ticket, uint32_t>
     ::with<registration>,
+  // session, engine id, ticket of the local door, protocol_version -> registration: a process
+  // registered with an engine that died takes its session back at the engine that adopted
+  // its segments (same engine id; the ticket's pid and its start time must be the slot's).
+  // errc::engine_restarted if this engine has another id (it started fresh), unknown_process
+  // if the adopting engine reclaimed the slot. The sender is monitored as at register.
+  caf::replies_to<reattach_atom, session, uint64_t, door_ticket, uint32_t>::with<registration>,
   // where the local door is (the path of its Unix-domain socket; public)
   caf::replies_to<door_atom>::with<std::string>,
   caf::replies_to<unregister_atom, session>::with<done_atom>,

@@ -38,6 +38,8 @@ enum class errc : uint8_t {
   record_abandoned,  // the sender stalled so long mid-record that the inbox's reader skipped it
   peer_not_allowed,  // link/transmit to an address that is neither a configured peer nor
                      // matched by remote.allow_dial
+  engine_restarted,  // the engine restarted without adopting its segments: sessions and
+                     // blocks of the engine before are gone
 };
 
 /// Category atom of every cafshm error.

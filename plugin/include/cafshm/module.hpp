@@ -76,6 +76,11 @@ public:
   /// Path of the engine's local door (engine role; empty otherwise).
   std::string door_path() const;
 
+  /// In engine role, what the engine found at start, in one line: "" (nothing of an earlier
+  /// engine), "adopted the segments of a dead engine (...)", or "not adopting the segments of
+  /// a dead engine: <why>; started fresh (...)".
+  std::string start_report() const;
+
 private:
   caf::actor_system& system_;
   cafshm::settings settings_;

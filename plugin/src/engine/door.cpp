@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <pwd.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,16 +16,12 @@
 
 #include "cafshm/error.hpp"
 #include "door_protocol.hpp"
+#include "process_identity.hpp"
 #include "unix_identity.hpp"
 
 namespace cafshm {
 
 namespace {
-
-// pidfd_open(2) through syscall(): Debian 12's <sys/pidfd.h> lacks C linkage for C++.
-int open_pidfd(pid_t pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
 
 std::string os_error(const std::string& what) {
   return what + ": " + std::strerror(errno);

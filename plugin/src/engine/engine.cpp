@@ -23,6 +23,7 @@
 #include "memory_manager.hpp"
 #include "engine_state.hpp"
 #include "peer_gateway.hpp"
+#include "process_identity.hpp"
 #include "remote_link.hpp"
 
 namespace cafshm {
@@ -53,15 +54,48 @@ void close_pidfd(engine_state& st, uint32_t slot) {
   }
 }
 
-void forget_slot(engine_state& st, uint32_t slot) {
-  close_pidfd(st, slot);
-  st.directory->process_ended(slot);
+// Removes `slot` from the registering actor it was known by.
+void unbind_slot(engine_state& st, uint32_t slot) {
   for (auto i = st.slots_by_actor.begin(); i != st.slots_by_actor.end(); ++i) {
     auto& v = i->second;
     if (auto j = std::find(v.begin(), v.end(), slot); j != v.end()) {
       v.erase(j);
       return;
     }
+  }
+}
+
+void forget_slot(engine_state& st, uint32_t slot) {
+  close_pidfd(st, slot);
+  st.directory->process_ended(slot);
+  unbind_slot(st, slot);
+}
+
+// Watches the processes of adopted segments: a pidfd of each recorded pid, opened and then
+// checked against the recorded start time (so the pidfd is of that very process, not of a
+// later one that got its pid). A process whose pidfd cannot be opened or that is not the
+// recorded one any more is dead: crash reclaim.
+void watch_adopted(engine_state& st, memory_manager& mmr) {
+  for (auto slot : mmr.live_slots()) {
+    int fd = open_pidfd(mmr.pid_of(slot));
+    if (fd >= 0 && mmr.still_runs(slot)) {
+      st.pidfds[slot] = fd;
+      continue;
+    }
+    if (fd >= 0)
+      ::close(fd);
+    mmr.reclaim(slot);
+  }
+}
+
+// Monitors the actor that registered (or re-attached) `slot` for it.
+void bind_slot(engine_pointer self, uint32_t slot) {
+  if (auto sender = self->current_sender()) {
+    auto addr = caf::actor_cast<caf::actor_addr>(sender);
+    auto& slots = self->state.slots_by_actor[addr];
+    if (slots.empty())
+      self->monitor(addr);
+    slots.push_back(slot);
   }
 }
 
@@ -114,6 +148,8 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
   if (liveness_interval.count() > 0)
     self->delayed_send(self, liveness_interval, liveness_atom::value);
   auto& mmr = *self->state.mm;
+  if (mmr.adopted())
+    watch_adopted(self->state, mmr);
   return {
     [self, &mmr](register_atom, const std::string& name, uint64_t quota,
                  const door_ticket& ticket, uint32_t version) -> caf::result<registration> {
@@ -146,13 +182,39 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       }
       if (creds && creds->pidfd >= 0)
         self->state.pidfds[reg->session.process] = creds->pidfd;
-      if (auto sender = self->current_sender()) {
-        auto addr = caf::actor_cast<caf::actor_addr>(sender);
-        auto& slots = self->state.slots_by_actor[addr];
-        if (slots.empty())
-          self->monitor(addr);
-        slots.push_back(reg->session.process);
+      bind_slot(self, reg->session.process);
+      return std::move(*reg);
+    },
+    [self, &mmr](reattach_atom, const session& s, uint64_t engine_id, const door_ticket& ticket,
+                 uint32_t version) -> caf::result<registration> {
+      if (version != protocol_version)
+        return make_error(errc::invalid_argument,
+                          "protocol version " + std::to_string(version) + " of the client, "
+                            + std::to_string(protocol_version) + " of the engine: rebuild one");
+      if (engine_id != mmr.engine_id())
+        return make_error(errc::engine_restarted,
+                          "engine " + std::to_string(engine_id)
+                            + " is gone: this engine (" + std::to_string(mmr.engine_id())
+                            + ") started without adopting its segments; its sessions and blocks "
+                              "no longer exist");
+      auto creds = ticket.valid() && self->state.office ? self->state.office->redeem(ticket)
+                                                        : std::nullopt;
+      if (!creds)
+        return make_error(errc::access_denied, "re-attaching needs a ticket from the engine's "
+                                               "door " + self->state.door_path);
+      reclaim_exited(self->state, mmr);
+      auto reg = mmr.reattach(s, creds->pid);
+      if (!reg) {
+        if (creds->pidfd >= 0)
+          ::close(creds->pidfd);
+        return std::move(reg.error());
       }
+      if (creds->pidfd >= 0) { // the door's pidfd of the caller, who is the slot's process
+        close_pidfd(self->state, s.process);
+        self->state.pidfds[s.process] = creds->pidfd;
+      }
+      unbind_slot(self->state, s.process);
+      bind_slot(self, s.process);
       return std::move(*reg);
     },
     [self](door_atom) { return self->state.door_path; },

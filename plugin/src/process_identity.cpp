@@ -1,0 +1,42 @@
+#include "process_identity.hpp"
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace cafshm {
+
+std::optional<uint64_t> start_ticks_of(pid_t pid) {
+  if (pid <= 0)
+    return std::nullopt;
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string line;
+  if (!std::getline(in, line))
+    return std::nullopt;
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields count from
+  // the last ')'. After it: field 3 (state) is the first, field 22 (starttime) the 20th.
+  auto close = line.rfind(')');
+  if (close == std::string::npos)
+    return std::nullopt;
+  std::istringstream fields{line.substr(close + 1)};
+  std::string state;
+  fields >> state;
+  if (state.empty() || state == "Z" || state == "X")
+    return std::nullopt; // exited: a zombie counts as dead
+  std::string skip;
+  for (int field = 4; field < 22; ++field)
+    fields >> skip;
+  uint64_t ticks = 0;
+  if (!(fields >> ticks))
+    return std::nullopt;
+  return ticks;
+}
+
+int open_pidfd(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+} // namespace cafshm

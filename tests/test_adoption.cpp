@@ -1,0 +1,343 @@
+// Adoption of a dead engine's segments (memory_manager::create over segments whose engine died):
+// what a new engine keeps (processes that still run, with their blocks, grants, names, views and
+// bytes; the engine id, so old refs stay valid), what it reclaims (ended processes, zombies,
+// reused pids, unverified pids, the dead engine's own views and private blocks), and when it
+// refuses and starts fresh instead (another layout version, another geometry, an engine that
+// died in the middle of a change, corrupt admin memory), saying why in one line.
+// The dead engine runs in a forked child that ends without running any destructor, as a killed
+// engine leaves its segments.
+
+#include "test_names.hpp"
+
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "admin_layout.hpp"
+#include "memory_manager.hpp"
+#include "process_identity.hpp"
+
+using namespace cafshm;
+using cafshm_test::segment_guard;
+using cafshm_test::unique_name;
+
+namespace {
+
+engine_settings settings_named(const std::string& what) {
+  engine_settings s;
+  s.name = unique_name(what);
+  s.arena_bytes = 1 << 20;
+  s.min_block_bytes = 4096;
+  s.max_processes = 8;
+  return s;
+}
+
+std::span<const char> bytes_of(const std::string& text) {
+  return {text.data(), text.size()};
+}
+
+// What the dead engine handed out, passed from the child to the test through a pipe.
+struct dead_engine_state {
+  uint64_t engine_id = 0;
+  session alive;       // registered with this test process's pid
+  session ended;       // registered with a pid that no longer runs
+  session unverified;  // registered without a pid (as engine.unauthenticated_tcp does)
+  session zombie;      // registered with a process that is a zombie at adoption
+  block_ref kept;      // alive's, named "kept", written, mapped by alive
+  block_ref ended_block; // ended's, named "ended", shared with alive, mapped by alive
+  block_ref published; // alive's, named "published", given to the engine
+  block_ref hidden;    // an unnamed engine-held block (a private copy)
+  bool ok = false;
+};
+
+// Runs `work` as an engine in a forked child that then ends without destructors (its segments
+// stay; its lock goes with it); returns what `work` reported.
+dead_engine_state run_dead_engine(const engine_settings& s,
+                                  std::function<void(memory_manager&, dead_engine_state&)> work) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    dead_engine_state st;
+    auto mm = memory_manager::create(s);
+    if (mm) {
+      st.engine_id = (*mm)->engine_id();
+      work(**mm, st);
+      (*mm).release(); // never run the destructor: the engine dies with its segments in place
+    }
+    (void) !::write(fds[1], &st, sizeof(st));
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  dead_engine_state st;
+  auto n = ::read(fds[0], &st, sizeof(st));
+  ::close(fds[0]);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(n == static_cast<ssize_t>(sizeof(st)));
+  return st;
+}
+
+// A typical dead engine: the four processes and blocks of dead_engine_state.
+void typical_work(memory_manager& mm, dead_engine_state& st, pid_t alive_pid, pid_t ended_pid,
+                  pid_t zombie_pid) {
+  auto must = [&](bool x) { st.ok = st.ok && x; };
+  st.ok = true;
+  auto alive = mm.register_process("alive", alive_pid, 0);
+  auto ended = mm.register_process("ended", ended_pid, 0);
+  auto unverified = mm.register_process("unverified", 0, 0);
+  auto zombie = mm.register_process("zombie", zombie_pid, 0);
+  must(alive && ended && unverified && zombie);
+  if (!st.ok)
+    return;
+  st.alive = alive->session;
+  st.ended = ended->session;
+  st.unverified = unverified->session;
+  st.zombie = zombie->session;
+  auto kept = mm.allocate(st.alive, 10000);
+  must(kept && mm.write(st.alive, *kept, 0, bytes_of("kept bytes")) && mm.name(st.alive, *kept, "kept")
+       && mm.attach(st.alive, *kept, access_mode::read_write));
+  st.kept = *kept;
+  auto eb = mm.allocate(st.ended, 5000);
+  must(eb && mm.name(st.ended, *eb, "ended")
+       && mm.share(st.ended, *eb, st.alive.process, access_mode::read)
+       && mm.attach(st.alive, *eb, access_mode::read));
+  st.ended_block = *eb;
+  auto pub = mm.allocate(st.alive, 3000);
+  must(pub && mm.name(st.alive, *pub, "published"));
+  auto given = mm.transfer(st.alive, *pub, admin::engine_slot);
+  must(static_cast<bool>(given));
+  st.published = *given;
+  for (auto s : {st.unverified, st.zombie}) // blocks of processes that will not be kept
+    must(static_cast<bool>(mm.allocate(s, 4096)));
+  auto hidden = mm.allocate(mm.engine_session(), 8192);
+  must(static_cast<bool>(hidden));
+  mm.conceal(*hidden, true);
+  st.hidden = *hidden;
+  // the engine pins alive's block with a view of its own (as a transfer it sends does)
+  must(static_cast<bool>(mm.attach(mm.engine_session(), st.kept, access_mode::read)));
+  must(mm.check().empty());
+}
+
+// A child that blocks until `release` is closed, then exits (and stays a zombie until reaped).
+pid_t spawn_waiter(int& release) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[1]);
+    char c;
+    (void) !::read(fds[0], &c, 1);
+    ::_exit(0);
+  }
+  ::close(fds[0]);
+  release = fds[1];
+  return pid;
+}
+
+bool becomes_zombie(pid_t pid) {
+  for (int i = 0; i < 2000; ++i) { // up to 10 s
+    if (!start_ticks_of(pid))
+      return true;
+    ::poll(nullptr, 0, 5);
+  }
+  return false;
+}
+
+pid_t ended_pid() {
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0)
+    ::_exit(0);
+  ::waitpid(pid, nullptr, 0);
+  return pid;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+} // namespace
+
+TEST_CASE("adoption: processes that still run keep sessions, blocks, grants, names, views, bytes") {
+  auto s = settings_named("adopt");
+  segment_guard guard{s.name};
+  int release = -1;
+  pid_t zombie = spawn_waiter(release);
+  pid_t gone = ended_pid();
+  auto st = run_dead_engine(s, [&](memory_manager& mm, dead_engine_state& out) {
+    typical_work(mm, out, ::getppid(), gone, zombie);
+  });
+  REQUIRE(st.ok);
+  ::close(release); // the zombie's process ends now, and is not reaped until the end
+  REQUIRE(becomes_zombie(zombie));
+
+  auto created = memory_manager::create(s);
+  REQUIRE_MESSAGE(static_cast<bool>(created), cafshm_test::why(created));
+  auto& mm = **created;
+  CHECK(mm.adopted());
+  MESSAGE(mm.start_report());
+  CHECK(contains(mm.start_report(), "adopted the segments of a dead engine"));
+  CHECK(contains(mm.start_report(), "1 processes kept, 3 reclaimed"));
+  CHECK(contains(mm.start_report(), "1 private engine blocks freed"));
+  CHECK(mm.check() == "");
+  CHECK(mm.engine_id() == st.engine_id);
+  CHECK(mm.header().engine_pid == ::getpid());
+  CHECK(mm.header().adoptions == 1);
+  CHECK(mm.live_slots() == std::vector<uint32_t>{st.alive.process});
+
+  // No session is valid until its process re-attaches through the door's credentials.
+  CHECK(cafshm_test::errc_of(mm.allocate(st.alive, 10)) == errc::unknown_process);
+  CHECK(cafshm_test::errc_of(mm.reattach(st.alive, 1)) == errc::access_denied); // another pid
+  for (auto gone_session : {st.ended, st.unverified, st.zombie})
+    CHECK(cafshm_test::errc_of(mm.reattach(gone_session, ::getpid())) == errc::unknown_process);
+  auto back = mm.reattach(st.alive, ::getpid());
+  REQUIRE_OK(back);
+  CHECK(back->engine_id == st.engine_id);
+  CHECK(back->session == st.alive);
+  auto other = st.alive;
+  other.token ^= 1;
+  CHECK(cafshm_test::errc_of(mm.reattach(other, ::getpid())) == errc::access_denied);
+
+  // The old refs work: bytes, name, the open view (counted), the block given to the engine.
+  auto bytes = mm.read(st.alive, st.kept, 0, 10);
+  REQUIRE_OK(bytes);
+  CHECK(std::string(bytes->begin(), bytes->end()) == "kept bytes");
+  auto found = mm.lookup(st.alive, "kept");
+  REQUIRE_OK(found);
+  CHECK(*found == st.kept);
+  CHECK(cafshm_test::errc_of(mm.lookup(st.alive, "published")) == errc::ok);
+  CHECK_OK(mm.read(st.alive, st.published, 0, 16));
+  CHECK(cafshm_test::errc_of(mm.lookup(st.alive, "ended")) == errc::name_not_found);
+  CHECK(cafshm_test::errc_of(mm.read(st.alive, st.ended_block, 0, 1)) == errc::stale_block);
+  CHECK(cafshm_test::errc_of(mm.read(mm.engine_session(), st.hidden, 0, 1)) == errc::stale_block);
+  auto stats = mm.stats();
+  CHECK(stats.processes == 1);
+  CHECK(stats.blocks == 3); // kept, published, and the ended process's block, draining
+  CHECK(stats.draining_blocks == 1);
+  // alive's views: one of its own block (a transfer must wait for it), one of the drained block
+  CHECK(cafshm_test::errc_of(mm.transfer(st.alive, st.kept, admin::engine_slot)) == errc::block_in_use);
+  CHECK_OK(mm.detach(st.alive, st.kept));
+  CHECK_OK(mm.detach(st.alive, st.ended_block));
+  stats = mm.stats();
+  CHECK(stats.blocks == 2);
+  CHECK(stats.draining_blocks == 0);
+  CHECK_OK(mm.remove(st.alive, "published"));
+  CHECK_OK(mm.free(st.alive, st.kept));
+  CHECK_OK(mm.unregister(st.alive));
+  stats = mm.stats();
+  CHECK(stats.blocks == 0);
+  CHECK(stats.free_bytes == stats.arena_bytes);
+  CHECK(mm.check() == "");
+  ::waitpid(zombie, nullptr, 0);
+}
+
+TEST_CASE("adoption: a pid that now belongs to a later process is reclaimed (start time differs)") {
+  auto s = settings_named("adopt-reuse");
+  segment_guard guard{s.name};
+  auto st = run_dead_engine(s, [&](memory_manager& mm, dead_engine_state& out) {
+    typical_work(mm, out, ::getppid(), ended_pid(), ended_pid());
+  });
+  REQUIRE(st.ok);
+  { // our pid, recorded with another start time: as if we had got the pid of a dead process
+    auto seg = shm_segment::open(guard.admin(), true);
+    REQUIRE_OK(seg);
+    admin::admin_header h;
+    std::memcpy(&h, seg->data(), sizeof(h));
+    auto* procs = reinterpret_cast<admin::process_entry*>(seg->data() + h.process_offset);
+    procs[st.alive.process].start_ticks += 1;
+  }
+  auto created = memory_manager::create(s);
+  REQUIRE_OK(created);
+  auto& mm = **created;
+  CHECK(mm.adopted());
+  CHECK(contains(mm.start_report(), "0 processes kept, 4 reclaimed"));
+  CHECK(cafshm_test::errc_of(mm.reattach(st.alive, ::getpid())) == errc::unknown_process);
+  auto stats = mm.stats();
+  CHECK(stats.blocks == 1); // the block given to the engine stays, charged to nobody
+  CHECK(stats.processes == 0);
+  CHECK(mm.check() == "");
+}
+
+TEST_CASE("adoption refused: the reason in one line, a fresh engine, nothing old readable") {
+  auto s = settings_named("adopt-refuse");
+  segment_guard guard{s.name};
+  auto st = run_dead_engine(s, [&](memory_manager& mm, dead_engine_state& out) {
+    typical_work(mm, out, ::getppid(), ended_pid(), ended_pid());
+  });
+  REQUIRE(st.ok);
+  std::string expected;
+  auto change_admin = [&](std::function<void(std::byte*, admin::admin_header&)> f) {
+    auto seg = shm_segment::open(guard.admin(), true);
+    REQUIRE_OK(seg);
+    auto& h = *reinterpret_cast<admin::admin_header*>(seg->data());
+    f(seg->data(), h);
+  };
+  SUBCASE("another layout version") {
+    change_admin([](std::byte*, admin::admin_header& h) { h.layout_version = 2; });
+    expected = "layout version 2, this engine writes version 3";
+  }
+  SUBCASE("the dead engine was in the middle of a change") {
+    change_admin([](std::byte*, admin::admin_header& h) { h.changing = 1; });
+    expected = "died in the middle of a change to admin memory";
+  }
+  SUBCASE("flipped bytes in the block table") {
+    change_admin([&](std::byte* base, admin::admin_header& h) {
+      auto* blocks = reinterpret_cast<admin::block_entry*>(base + h.block_offset);
+      blocks[st.kept.block].size ^= 0x30000; // another number of pages
+    });
+    expected = "admin memory is inconsistent: block " + std::to_string(st.kept.block);
+  }
+  SUBCASE("flipped bytes in the allocator state") {
+    change_admin([](std::byte* base, admin::admin_header& h) {
+      auto* state = base + h.allocator_offset;
+      for (size_t i = 0; i < 64; ++i)
+        state[i] = std::byte{0xa5};
+    });
+    expected = "admin memory is inconsistent";
+  }
+  SUBCASE("flipped bytes in the header's section offsets") {
+    change_admin([](std::byte*, admin::admin_header& h) { h.grant_offset ^= 0xff00ff00ull; });
+    expected = "admin memory is inconsistent: a section lies outside the segment";
+  }
+  SUBCASE("a free list that points outside its table") {
+    change_admin([](std::byte*, admin::admin_header& h) { h.free_name_head = 12345; });
+    expected = "admin memory is inconsistent: name free list";
+  }
+  SUBCASE("another arena size in the configuration") {
+    s.arena_bytes = 2 << 20;
+    expected = "its geometry differs from this configuration";
+  }
+  auto created = memory_manager::create(s);
+  REQUIRE_OK(created);
+  auto& mm = **created;
+  CHECK_FALSE(mm.adopted());
+  MESSAGE(mm.start_report());
+  CHECK(contains(mm.start_report(), "not adopting the segments of a dead engine: "));
+  CHECK_MESSAGE(contains(mm.start_report(), expected), mm.start_report());
+  CHECK(mm.start_report().find('\n') == std::string::npos);
+  CHECK(mm.engine_id() != st.engine_id);
+  CHECK(mm.stats().blocks == 0);
+  CHECK(mm.stats().free_bytes == s.arena_bytes);
+  CHECK(cafshm_test::errc_of(mm.reattach(st.alive, ::getpid())) == errc::unknown_process);
+  auto p = mm.register_process("new", ::getpid(), 0);
+  REQUIRE_OK(p);
+  CHECK(cafshm_test::errc_of(mm.read(p->session, st.kept, 0, 1)) == errc::stale_block);
+  CHECK(cafshm_test::errc_of(mm.lookup(p->session, "kept")) == errc::name_not_found);
+  CHECK(cafshm_test::errc_of(mm.allocate(st.alive, 10)) == errc::unknown_process);
+  // fresh memory: the old bytes are gone
+  auto fresh = mm.allocate(p->session, 10000);
+  REQUIRE_OK(fresh);
+  auto bytes = mm.read(p->session, *fresh, 0, 10);
+  REQUIRE_OK(bytes);
+  CHECK(std::string(bytes->begin(), bytes->end()) == std::string(10, '\0'));
+  CHECK(mm.check() == "");
+}

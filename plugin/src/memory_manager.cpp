@@ -348,6 +348,10 @@ std::string memory_manager::adopt() {
       continue;
     if (still_runs(slot)) {
       ++kept;
+      // The engine.quotas rule that bounds it together with its user's other processes: from
+      // the ids the OS gives the process now, as the door gave them at registration.
+      if (auto ids = effective_ids_of(process(slot).pid))
+        quota_rules_[slot] = quotas_.rule_for(process_credentials{ids->first, ids->second});
     } else { // ended (a zombie too), its pid reused, or never verified: crash reclaim
       reclaim(slot);
       ++dropped;

@@ -35,6 +35,28 @@ std::optional<uint64_t> start_ticks_of(pid_t pid) {
   return ticks;
 }
 
+std::optional<std::pair<uid_t, gid_t>> effective_ids_of(pid_t pid) {
+  if (pid <= 0)
+    return std::nullopt;
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields{line};
+    std::string key;
+    uint64_t real = 0, effective = 0;
+    if (!(fields >> key >> real >> effective))
+      continue;
+    if (key == "Uid:")
+      uid = static_cast<uid_t>(effective);
+    else if (key == "Gid:")
+      gid = static_cast<gid_t>(effective);
+  }
+  if (!uid || !gid)
+    return std::nullopt;
+  return std::pair{*uid, *gid};
+}
+
 int open_pidfd(pid_t pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }

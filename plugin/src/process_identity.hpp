@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 
 #include <sys/types.h>
 
@@ -15,6 +16,10 @@ namespace cafshm {
 /// engine's pid namespace sees it); nullopt if no such process runs or it is a zombie (it
 /// has exited and only waits to be reaped).
 std::optional<uint64_t> start_ticks_of(pid_t pid);
+
+/// Effective uid and gid of process `pid` (the Uid: and Gid: lines of /proc/PID/status, as
+/// SO_PEERCRED reports them); nullopt if no such process runs.
+std::optional<std::pair<uid_t, gid_t>> effective_ids_of(pid_t pid);
 
 /// pidfd_open(2) of `pid` (-1 with errno on failure). Through syscall(): Debian 12's
 /// <sys/pidfd.h> lacks C linkage for C++.

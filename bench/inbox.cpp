@@ -43,16 +43,6 @@ struct caf_config : caf::actor_system_config {
   }
 };
 
-caf::expected<inbox_writer> open_peer(const std::string& name, uint32_t slot) {
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  for (;;) {
-    auto w = inbox_writer::open(name, slot);
-    if (w || std::chrono::steady_clock::now() > deadline)
-      return w;
-    std::this_thread::sleep_for(1ms);
-  }
-}
-
 idle_strategy idle_for(long spin_us) {
   return spin_us > 0 ? idle_strategy::spin_then_park(std::chrono::microseconds{spin_us})
                      : idle_strategy::park();
@@ -74,7 +64,7 @@ inbox_row measure(const options& opts, const std::string& variant, long spin_us,
     row.error = "the echo process did not start";
     return row;
   }
-  auto out = open_peer(inbox::segment_name(engine, 2), 1);
+  auto out = inbox_writer::open(inbox::segment_name(engine, 2), 1, 10s);
   if (!out) {
     row.error = cafshm::describe(out.error());
     return row;
@@ -119,7 +109,7 @@ inbox_row measure_caf(const options& opts, size_t rounds) {
     row.error = "the echo process did not start";
     return row;
   }
-  auto out = open_peer(inbox::segment_name(engine, 2), 1);
+  auto out = inbox_writer::open(inbox::segment_name(engine, 2), 1, 10s);
   if (!out) {
     row.error = cafshm::describe(out.error());
     return row;
@@ -178,7 +168,7 @@ int role_inbox_echo(const std::map<std::string, std::string>& args) {
   }
   std::printf("ready\n");
   std::fflush(stdout);
-  auto out = open_peer(get("--peer", ""), slot);
+  auto out = inbox_writer::open(get("--peer", ""), slot, 10s);
   if (!out) {
     std::fprintf(stderr, "inbox-echo: %s\n", cafshm::describe(out.error()).c_str());
     return 1;
@@ -209,7 +199,7 @@ int role_inbox_caf_echo(const std::map<std::string, std::string>& args) {
   }
   std::printf("ready\n");
   std::fflush(stdout);
-  auto out = open_peer(get("--peer"), slot);
+  auto out = inbox_writer::open(get("--peer"), slot, 10s);
   if (!out) {
     std::fprintf(stderr, "inbox-caf-echo: %s\n", cafshm::describe(out.error()).c_str());
     return 1;

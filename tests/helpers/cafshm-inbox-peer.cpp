@@ -56,16 +56,6 @@ std::span<const std::byte> bytes_of(const std::string& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
-caf::expected<inbox_writer> open_with_retry(const std::string& name, uint32_t slot) {
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  for (;;) {
-    auto w = inbox_writer::open(name, slot);
-    if (w || std::chrono::steady_clock::now() > deadline)
-      return w;
-    std::this_thread::sleep_for(1ms);
-  }
-}
-
 void jitter(std::mt19937& rng, unsigned max_us) {
   if (max_us == 0)
     return;
@@ -86,7 +76,7 @@ int run_send(int argc, char** argv) {
   auto size = std::stoul(option(argc, argv, "--size", "0"));
   auto wait = std::chrono::milliseconds{std::stol(option(argc, argv, "--wait-ms", "10000"))};
   auto stop = option(argc, argv, "--stop");
-  auto w = open_with_retry(option(argc, argv, "--inbox"), slot);
+  auto w = inbox_writer::open(option(argc, argv, "--inbox"), slot, 10s);
   if (!w)
     return fail(describe(w.error()));
   auto payload = [&](unsigned long i) {
@@ -124,7 +114,7 @@ int run_echo(int argc, char** argv) {
   if (!in)
     return fail(describe(in.error()));
   say("ready");
-  auto out = open_with_retry(option(argc, argv, "--peer"), slot);
+  auto out = inbox_writer::open(option(argc, argv, "--peer"), slot, 10s);
   if (!out)
     return fail(describe(out.error()));
   std::mt19937 rng{static_cast<unsigned>(::getpid())};
@@ -150,7 +140,7 @@ int run_caf_send(int argc, char** argv) {
   using frame_atom = caf::atom_constant<caf::atom("frame")>;
   auto slot = static_cast<uint32_t>(std::stoul(option(argc, argv, "--slot", "1")));
   auto count = static_cast<uint32_t>(std::stoul(option(argc, argv, "--count", "1")));
-  auto w = open_with_retry(option(argc, argv, "--inbox"), slot);
+  auto w = inbox_writer::open(option(argc, argv, "--inbox"), slot, 10s);
   if (!w)
     return fail(describe(w.error()));
   caf::actor_system_config cfg;

@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cstring>
+#include <thread>
 
 #include <unistd.h>
 
@@ -36,6 +37,18 @@ caf::error abandoned_error(const std::string& name) {
 }
 
 } // namespace
+
+caf::expected<inbox_writer> inbox_writer::open(const std::string& segment_name,
+                                               uint32_t sender_slot,
+                                               std::chrono::milliseconds wait) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    auto w = open(segment_name, sender_slot);
+    if (w || std::chrono::steady_clock::now() >= deadline)
+      return w;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 caf::expected<inbox_writer> inbox_writer::open(const std::string& segment_name,
                                                uint32_t sender_slot) {

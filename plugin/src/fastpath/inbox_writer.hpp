@@ -25,6 +25,10 @@ public:
   /// (errc::segment_error if it is missing, not an inbox, or of another layout version).
   /// `sender_slot` is this process's slot with the engine, carried in every record.
   static caf::expected<inbox_writer> open(const std::string& segment_name, uint32_t sender_slot);
+  /// The same, waiting up to `wait` for the receiving process to create its inbox (tried
+  /// every millisecond; the last error after `wait`).
+  static caf::expected<inbox_writer> open(const std::string& segment_name, uint32_t sender_slot,
+                                          std::chrono::milliseconds wait);
 
   inbox_writer(inbox_writer&&) noexcept = default;
   inbox_writer& operator=(inbox_writer&&) noexcept = default;

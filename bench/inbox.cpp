@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,27 +50,54 @@ idle_strategy idle_for(long spin_us) {
                      : idle_strategy::park();
 }
 
+// This process's inbox (slot 1), an echo process of `role` with its own inbox (slot 2), and a
+// writer into the echo's inbox; `error` says what failed.
+struct echo_pair {
+  std::optional<inbox> in;
+  std::unique_ptr<child> echo;
+  std::optional<inbox_writer> out;
+  std::string error;
+};
+
+echo_pair start_echo(const options& opts, const std::string& role,
+                     std::vector<std::string> extra_args) {
+  echo_pair p;
+  auto engine = unique_name("cafshm-bench-inbox");
+  auto in = inbox::create(engine, 1);
+  if (!in) {
+    p.error = cafshm::describe(in.error());
+    return p;
+  }
+  p.in.emplace(std::move(*in));
+  std::vector<std::string> argv{opts.self, "--role", role, "--engine", engine, "--slot", "2",
+                                "--peer", p.in->name()};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  p.echo = std::make_unique<child>(std::move(argv));
+  if (!p.echo->wait_for("ready", 10s)) {
+    p.error = "the echo process did not start";
+    return p;
+  }
+  auto out = inbox_writer::open(inbox::segment_name(engine, 2), 1, 10s);
+  if (!out) {
+    p.error = cafshm::describe(out.error());
+    return p;
+  }
+  p.out.emplace(std::move(*out));
+  return p;
+}
+
 inbox_row measure(const options& opts, const std::string& variant, long spin_us, size_t rounds) {
   inbox_row row;
   row.variant = variant;
   row.spin_us = spin_us;
-  auto engine = unique_name("cafshm-bench-inbox");
-  auto in = inbox::create(engine, 1);
-  if (!in) {
-    row.error = cafshm::describe(in.error());
+  auto p = start_echo(opts, "inbox-echo", {"--spin-us", std::to_string(spin_us)});
+  if (!p.error.empty()) {
+    row.error = p.error;
     return row;
   }
-  child echo{{opts.self, "--role", "inbox-echo", "--engine", engine, "--slot", "2", "--peer",
-              in->name(), "--spin-us", std::to_string(spin_us)}};
-  if (!echo.wait_for("ready", 10s)) {
-    row.error = "the echo process did not start";
-    return row;
-  }
-  auto out = inbox_writer::open(inbox::segment_name(engine, 2), 1, 10s);
-  if (!out) {
-    row.error = cafshm::describe(out.error());
-    return row;
-  }
+  auto& in = p.in;
+  auto& out = p.out;
+  auto& echo = *p.echo;
   auto idle = idle_for(spin_us);
   std::vector<std::byte> payload(record_size, std::byte{0x5a});
   std::vector<double> rtt;
@@ -97,23 +126,14 @@ inbox_row measure(const options& opts, const std::string& variant, long spin_us,
 inbox_row measure_caf(const options& opts, size_t rounds) {
   inbox_row row;
   row.variant = "CAF message, receiver thread, park at once";
-  auto engine = unique_name("cafshm-bench-inbox");
-  auto in = inbox::create(engine, 1);
-  if (!in) {
-    row.error = cafshm::describe(in.error());
+  auto p = start_echo(opts, "inbox-caf-echo", {});
+  if (!p.error.empty()) {
+    row.error = p.error;
     return row;
   }
-  child echo{{opts.self, "--role", "inbox-caf-echo", "--engine", engine, "--slot", "2", "--peer",
-              in->name()}};
-  if (!echo.wait_for("ready", 10s)) {
-    row.error = "the echo process did not start";
-    return row;
-  }
-  auto out = inbox_writer::open(inbox::segment_name(engine, 2), 1, 10s);
-  if (!out) {
-    row.error = cafshm::describe(out.error());
-    return row;
-  }
+  auto& in = p.in;
+  auto& out = p.out;
+  auto& echo = *p.echo;
   caf_config cfg;
   caf::actor_system sys{cfg};
   std::vector<double> rtt;

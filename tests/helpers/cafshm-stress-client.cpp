@@ -383,10 +383,16 @@ private:
       return;
     }
     auto moved = me_.transfer(*ref, *slot);
-    if (!moved) { // the receiver went away: the block is still ours
+    if (!moved) {
+      // A refused transfer leaves the block ours. One that met the engine's death may have
+      // landed before the engine died (an adopting engine keeps it): then the receiver owns
+      // the block, finds it by its name and frees it, and our free is refused.
+      auto code = code_of(moved.error());
+      bool outcome_unknown = code == errc::engine_unreachable || code == errc::engine_restarted;
       failed(moved.error(), "transfer", false);
       if (auto ok = me_.free(*ref); !ok)
-        failed(ok.error(), "free after a failed transfer", true);
+        failed(ok.error(), "free after a failed transfer (" + describe(moved.error()) + ")",
+               !outcome_unknown);
       return;
     }
     ++sent_;

@@ -222,14 +222,14 @@ TEST_CASE("every request type round-trips through the engine actor") {
   // detach as a raw request
   auto ref3 = bob.allocate(10);
   REQUIRE_OK(ref3);
-  auto lease = env.raw<view_lease>(attach_atom::value, bob.session(), *ref3,
-                                   static_cast<uint8_t>(access_mode::read));
+  auto lease = env.raw<view_lease>(map_atom::value, bob.session(), *ref3,
+                                   access_mode::read);
   REQUIRE_OK(lease);
   CHECK(lease->data_segment == env.guard.data());
   CHECK_FALSE(lease->writable);
   CHECK(lease->size == 10);
-  CHECK_OK(env.raw<done_atom>(detach_atom::value, bob.session(), *ref3));
-  CHECK_ERRC(env.raw<done_atom>(detach_atom::value, bob.session(), *ref3), errc::stale_block);
+  CHECK_OK(env.raw<done_atom>(unmap_atom::value, bob.session(), *ref3));
+  CHECK_ERRC(env.raw<done_atom>(unmap_atom::value, bob.session(), *ref3), errc::stale_block);
   // free
   REQUIRE_OK(bob.free(*ref3));
   // register and unregister as raw requests (the registering actor must stay alive meanwhile:
@@ -329,7 +329,7 @@ TEST_CASE("errors arrive through the client as cafshm errors with the right code
   SUBCASE("invalid_argument and unknown_process") {
     CHECK_ERRC(a.allocate(0), errc::invalid_argument);
     CHECK_ERRC(a.share(*ref, a.slot(), access_mode::read), errc::invalid_argument);
-    CHECK_ERRC(env.raw<view_lease>(attach_atom::value, a.session(), *ref, uint8_t{9}),
+    CHECK_ERRC(env.raw<view_lease>(map_atom::value, a.session(), *ref, static_cast<access_mode>(9)),
                errc::invalid_argument);
     session forged{a.slot(), a.session().token ^ 1};
     CHECK_ERRC(env.raw<block_ref>(allocate_atom::value, forged, uint64_t{10}),

@@ -385,7 +385,7 @@ caf::expected<void> client::copy(const block_ref& src, const block_ref& dst,
 }
 
 caf::expected<void> client::share(const block_ref& ref, uint32_t process, access_mode mode) {
-  return call_done(share_atom::value, reg_.session, ref, process, static_cast<uint8_t>(mode));
+  return call_done(share_atom::value, reg_.session, ref, process, mode);
 }
 
 caf::expected<void> client::revoke(const block_ref& ref, uint32_t process) {
@@ -416,7 +416,7 @@ caf::expected<void> client::unmap(block_view&& view) {
     link_->detach(reg_.session, ref); // while down: reported once re-attached
     return why;
   }
-  return call_done(detach_atom::value, reg_.session, ref);
+  return call_done(unmap_atom::value, reg_.session, ref);
 }
 
 caf::expected<void> client::name(const block_ref& ref, const std::string& name) {
@@ -467,13 +467,13 @@ caf::expected<void> client::export_block(const block_ref& ref) {
 }
 
 caf::expected<block_view> client::map(const block_ref& ref, access_mode mode) {
-  auto lease = call<view_lease>(attach_atom::value, reg_.session, ref,
-                                static_cast<uint8_t>(mode));
+  auto lease = call<view_lease>(map_atom::value, reg_.session, ref,
+                                mode);
   if (!lease)
     return lease.error();
   auto view = block_view::open(*lease, ref, link_, reg_.session);
   if (!view) // the engine counted a view that never opened: close it again
-    call_done(detach_atom::value, reg_.session, ref);
+    call_done(unmap_atom::value, reg_.session, ref);
   return view;
 }
 
@@ -520,7 +520,7 @@ async_result<done> client::free(caf::event_based_actor* self, const block_ref& r
 async_result<done> client::share(caf::event_based_actor* self, const block_ref& ref,
                                  uint32_t process, access_mode mode) {
   return ask_done(self, share_atom::value, reg_.session, ref, process,
-                  static_cast<uint8_t>(mode));
+                  mode);
 }
 
 async_result<block_ref> client::transfer(caf::event_based_actor* self, const block_ref& ref,
@@ -545,8 +545,8 @@ async_result<published_actor> client::find_actor(caf::event_based_actor* self,
 
 async_result<block_view> client::map(caf::event_based_actor* self, const block_ref& ref,
                                      access_mode mode) {
-  auto lease = ask<view_lease>(self, attach_atom::value, reg_.session, ref,
-                               static_cast<uint8_t>(mode));
+  auto lease = ask<view_lease>(self, map_atom::value, reg_.session, ref,
+                               mode);
   return async_result<block_view>{
     [lease = std::move(lease), ref, link = link_,
      s = reg_.session](auto on_value, auto on_error) mutable {
@@ -572,7 +572,7 @@ async_result<done> client::unmap(caf::event_based_actor* self, block_view&& view
       on_error(why);
     }};
   auto ref = closing.release();
-  return ask_done(self, detach_atom::value, reg_.session, ref);
+  return ask_done(self, unmap_atom::value, reg_.session, ref);
 }
 
 } // namespace cafshm

@@ -38,7 +38,7 @@ caf::error engine_link::unavailable() const {
 void engine_link::detach(const session& s, const block_ref& ref) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (status_ == status::up)
-    caf::anon_send(engine_, detach_atom::value, s, ref);
+    caf::anon_send(engine_, unmap_atom::value, s, ref);
   else if (status_ == status::down)
     pending_detaches_.emplace_back(s, ref);
 }
@@ -64,7 +64,7 @@ void engine_link::came_up(engine_actor engine) {
   engine_ = std::move(engine);
   status_ = status::up;
   for (auto& [s, ref] : pending_detaches_)
-    caf::anon_send(engine_, detach_atom::value, s, ref);
+    caf::anon_send(engine_, unmap_atom::value, s, ref);
   pending_detaches_.clear();
   notify_locked(engine_up_atom::value);
 }

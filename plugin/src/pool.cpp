@@ -518,7 +518,7 @@ caf::expected<void> pool::share_with(uint32_t process) {
   auto share = [&](const block_ref& ref, access_mode mode) {
     caf::error why;
     self->request(state_->engine, std::chrono::seconds(30), share_atom::value, state_->owner, ref,
-                  process, static_cast<uint8_t>(mode))
+                  process, mode)
       .receive([](done_atom) {}, [&](caf::error& e) { why = engine_error(std::move(e)); });
     return why;
   };

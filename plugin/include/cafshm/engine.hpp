@@ -33,8 +33,8 @@ using transfer_atom = caf::atom_constant<caf::atom("shm_xfer")>;
 using name_atom = caf::atom_constant<caf::atom("shm_name")>;
 using lookup_atom = caf::atom_constant<caf::atom("shm_lookup")>;
 using remove_atom = caf::atom_constant<caf::atom("shm_remove")>;
-using attach_atom = caf::atom_constant<caf::atom("shm_attach")>;
-using detach_atom = caf::atom_constant<caf::atom("shm_detach")>;
+using map_atom = caf::atom_constant<caf::atom("shm_map")>;
+using unmap_atom = caf::atom_constant<caf::atom("shm_unmap")>;
 using process_atom = caf::atom_constant<caf::atom("shm_proc")>;
 using stats_atom = caf::atom_constant<caf::atom("shm_stats")>;
 using done_atom = caf::atom_constant<caf::atom("shm_done")>;
@@ -59,7 +59,7 @@ using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 /// Version of the messages between processes and engines (the layouts of the types in
 /// protocol.hpp, engine_stats.hpp and remote.hpp). Register carries it; an engine refuses
 /// clients of another version instead of failing later on a message it cannot read.
-constexpr uint32_t protocol_version = 3;
+constexpr uint32_t protocol_version = 4;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
@@ -91,17 +91,17 @@ using engine_actor = caf::typed_actor<
   // source, destination, ranges
   caf::replies_to<copy_atom, session, block_ref, block_ref, std::vector<copy_range>>
     ::with<done_atom>,
-  // grantee slot, access_mode as uint8_t
-  caf::replies_to<share_atom, session, block_ref, uint32_t, uint8_t>::with<done_atom>,
+  // grantee slot, its access
+  caf::replies_to<share_atom, session, block_ref, uint32_t, access_mode>::with<done_atom>,
   caf::replies_to<revoke_atom, session, block_ref, uint32_t>::with<done_atom>,
   // new owner's slot
   caf::replies_to<transfer_atom, session, block_ref, uint32_t>::with<block_ref>,
   caf::replies_to<name_atom, session, block_ref, std::string>::with<done_atom>,
   caf::replies_to<lookup_atom, session, std::string>::with<block_ref>,
   caf::replies_to<remove_atom, session, std::string>::with<done_atom>,
-  // access_mode as uint8_t -> permission to map the block's pages
-  caf::replies_to<attach_atom, session, block_ref, uint8_t>::with<view_lease>,
-  caf::replies_to<detach_atom, session, block_ref>::with<done_atom>,
+  // the access wanted -> permission to map the block's pages
+  caf::replies_to<map_atom, session, block_ref, access_mode>::with<view_lease>,
+  caf::replies_to<unmap_atom, session, block_ref>::with<done_atom>,
   // process name -> slot of the first live process registered under it
   caf::replies_to<process_atom, session, std::string>::with<uint32_t>,
   // without a session: aggregate numbers only (no processes, pids, names or refs)

@@ -69,8 +69,16 @@ typename Inspector::result_type inspect(Inspector& f, copy_range& x) {
   return f(caf::meta::type_name("cafshm::copy_range"), x.src_offset, x.dst_offset, x.length);
 }
 
-/// Kinds of access; numeric values match admin::access.
+/// Kinds of access; numeric values match admin::access. Travels as its underlying byte (CAF
+/// serialises enums so), so a receiver checks is_valid() before trusting it.
 enum class access_mode : uint8_t { read = 1, read_write = 2 };
+
+constexpr bool is_valid(access_mode m) noexcept {
+  return m == access_mode::read || m == access_mode::read_write;
+}
+
+/// "read", "read_write", or "access_mode(N)" for a value no sender should use.
+std::string to_string(access_mode m);
 
 /// The engine's permission to map a block: which pages of which segment, and how.
 struct view_lease {

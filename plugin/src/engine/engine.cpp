@@ -240,8 +240,8 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     },
     [&mmr](copy_atom, const session& s, const block_ref& src, const block_ref& dst,
            const std::vector<copy_range>& ranges) { return done(mmr.copy(s, src, dst, ranges)); },
-    [&mmr](share_atom, const session& s, const block_ref& ref, uint32_t to, uint8_t mode) {
-      return done(mmr.share(s, ref, to, static_cast<access_mode>(mode)));
+    [&mmr](share_atom, const session& s, const block_ref& ref, uint32_t to, access_mode mode) {
+      return done(mmr.share(s, ref, to, mode));
     },
     [&mmr](revoke_atom, const session& s, const block_ref& ref, uint32_t from) {
       return done(mmr.revoke(s, ref, from));
@@ -257,14 +257,13 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     [&mmr](remove_atom, const session& s, const std::string& name) {
       return done(mmr.remove(s, name));
     },
-    [&mmr](attach_atom, const session& s, const block_ref& ref,
-           uint8_t mode) -> caf::result<view_lease> {
-      if (mode != static_cast<uint8_t>(access_mode::read)
-          && mode != static_cast<uint8_t>(access_mode::read_write))
+    [&mmr](map_atom, const session& s, const block_ref& ref,
+           access_mode mode) -> caf::result<view_lease> {
+      if (!is_valid(mode)) // any byte arrives on the wire
         return make_error(errc::invalid_argument, "unknown access mode");
-      return mmr.attach(s, ref, static_cast<access_mode>(mode));
+      return mmr.attach(s, ref, mode);
     },
-    [&mmr](detach_atom, const session& s, const block_ref& ref) {
+    [&mmr](unmap_atom, const session& s, const block_ref& ref) {
       return done(mmr.detach(s, ref));
     },
     [&mmr](process_atom, const session& s, const std::string& name) -> caf::result<uint32_t> {

@@ -821,11 +821,11 @@ TEST_CASE("cli: transmit stores a named block at another engine, a second time f
     CHECK(one_line(r.err));
   }
   auto after_b = stats_at(at_b);
-  CHECK(after_b["transfers_in"].u64() == 0);
+  CHECK(after_b["transmits_in"].u64() == 0);
   CHECK(after_b["blocks"].u64() == held["blocks"].u64());
   CHECK(after_b["free_bytes"].u64() == held["free_bytes"].u64());
   auto after_a = stats_at(at_a);
-  CHECK(after_a["transfers_out"].u64() == 0);
+  CHECK(after_a["transmits_out"].u64() == 0);
   CHECK(after_a["blocks"].u64() == 1); // the block is still A's
   REQUIRE(after_a["names"].items.size() == 1);
   CHECK(after_a["names"].items[0]["name"].text == "blk");

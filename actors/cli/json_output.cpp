@@ -97,7 +97,13 @@ void write_json(std::ostream& out, const engine_stats& s) {
   out << "],\"peers\":[";
   for (size_t i = 0; i < s.peers.size(); ++i)
     out << (i ? "," : "") << quote(s.peers[i]);
-  out << "],\"transfers_out\":" << s.transfers_out << ",\"transfers_in\":" << s.transfers_in
+  out << "],\"outgoing\":[";
+  for (size_t i = 0; i < s.outgoing.size(); ++i) {
+    const auto& t = s.outgoing[i];
+    out << (i ? "," : "") << "{\"peer\":" << quote(t.peer) << ",\"bytes\":" << t.bytes
+        << ",\"acked\":" << t.acked << "}";
+  }
+  out << "],\"transmits_out\":" << s.transmits_out << ",\"transmits_in\":" << s.transmits_in
       << ",\"cache\":{\"capacity_bytes\":" << s.cache_capacity << ",\"bytes\":" << s.cache_bytes
       << ",\"entries\":" << s.cache_entries << ",\"hits\":" << s.cache_hits
       << ",\"misses\":" << s.cache_misses << ",\"evictions\":" << s.cache_evictions

@@ -199,8 +199,8 @@ TEST_CASE("netns: a link cut mid-transfer fails the sender and both engines acco
   const auto& engine_a = files.engines[0];
   const auto& engine_b = files.engines[1];
   // Inside each namespace, engine.listen is its own loopback (ports cannot clash with the host);
-  // B accepts peers on its veth address. B aborts an incoming transfer whose sender has been
-  // silent for 2 x its request timeout; A fails a chunk that is not confirmed within its own.
+  // B accepts peers on its veth address. Each side ends the transmit when the other has been
+  // silent for its remote.stall_timeout.
   auto write = [&](const std::string& file, const std::string& text) {
     std::ofstream out{files.dir / file};
     out << text;
@@ -211,14 +211,14 @@ TEST_CASE("netns: a link cut mid-transfer fails the sender and both engines acco
                                     "  listen: {host: 127.0.0.1, port: 4242}\n"
                                     "client:\n  request_timeout: 2s\n"
                                     "remote:\n  cache: 0\n  unauthenticated_peers: true\n"
-                                    "  allow_dial: [10.200.0.0/16]\n"
+                                    "  allow_dial: [10.200.0.0/16]\n  stall_timeout: 2s\n"
                                     + (net.shaped() ? "  chunk: 1MiB\n  window: 2\n"
                                                     : "  chunk: 64KiB\n  window: 1\n"));
   auto config_b = write("b.yaml", "engine:\n  name: " + engine_b + "\n  arena: 512MiB\n"
                                     "  listen: {host: 127.0.0.1, port: 4242}\n"
                                     "client:\n  request_timeout: 1s\n"
                                     "remote:\n  cache: 0\n  unauthenticated_peers: true\n"
-                                    "  listen: {host: "
+                                    "  stall_timeout: 2s\n  listen: {host: "
                                     + net.address_b() + ", port: 4243}\n");
   // Declared after the guards: the daemons end before the namespaces and files go.
   command daemon_a{namespace_pair::in(net.a(), {cafshmd_bin, "--config", config_a})};

@@ -415,8 +415,8 @@ TEST_CASE("a destination refuses a taken name or a full quota at the offer, befo
 TEST_CASE("a transmit to a stopped destination fails after remote.stall_timeout, not before") {
   // The sender's request timeout is far below the stall timeout: only a destination that says
   // nothing at all for stall_timeout ends a transmit.
-  auto yaml = remote_yaml("64KiB", 1, "0") + "  stall_timeout: 1500ms\n"
-              + "client:\n  request_timeout: 1s\n";
+  auto yaml = remote_yaml("64KiB", 1, "0") + "  stall_timeout: 3s\n"
+              + "client:\n  request_timeout: 2s\n";
   daemon_process a{unique_name("cafshm-test-ra"), "512MiB", 0, yaml};
   daemon_process b{unique_name("cafshm-test-rb"), "512MiB", 0, yaml};
   REQUIRE(a.ready());

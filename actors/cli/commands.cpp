@@ -277,7 +277,7 @@ void rm(const settings& s, const std::string& name) {
 }
 
 void transmit(const settings& s, const std::string& name, const std::string& to,
-              const std::string& as) {
+              const std::string& as, bool json) {
   using namespace std::chrono_literals;
   with_client(s, [&](client& c) {
     auto ref = value_of(c.lookup(name));
@@ -298,6 +298,13 @@ void transmit(const settings& s, const std::string& name, const std::string& to,
       line.clear();
     }
     auto receipt = value_of(pending.get());
+    if (json) {
+      write_transmit_json(std::cout, name, to, as, receipt,
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+                            .count());
+      flush_stdout();
+      return;
+    }
     std::cout << "transmitted '" << name << "' to " << to << " as '" << as
               << "': " << receipt.bytes << " bytes, " << receipt.payload_bytes
               << " payload bytes sent, " << (receipt.cache_hit ? "cache hit" : "cache miss")

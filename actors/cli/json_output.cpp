@@ -110,4 +110,14 @@ void write_json(std::ostream& out, const engine_stats& s) {
       << ",\"bytes_saved\":" << s.cache_bytes_saved << "}}\n";
 }
 
+void write_transmit_json(std::ostream& out, const std::string& name, const std::string& to,
+                         const std::string& as, const transmit_receipt& r, double seconds) {
+  char timing[96];
+  std::snprintf(timing, sizeof timing, "\"seconds\":%.3f,\"bytes_per_second\":%.0f", seconds,
+                seconds > 0 ? static_cast<double>(r.payload_bytes) / seconds : 0.0);
+  out << "{\"name\":" << quote(name) << ",\"to\":" << quote(to) << ",\"as\":" << quote(as)
+      << ",\"bytes\":" << r.bytes << ",\"payload_bytes\":" << r.payload_bytes
+      << ",\"cache_hit\":" << (r.cache_hit ? "true" : "false") << "," << timing << "}\n";
+}
+
 } // namespace cafshm::cli

@@ -1,6 +1,7 @@
 #include "remote_link.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <iostream>
 #include <set>
@@ -44,6 +45,13 @@ void heard_from(engine_state& st, uint64_t id, outgoing_transmit* t = nullptr) {
     p->second.last_heard = now;
   if (t != nullptr)
     t->last_progress = now;
+}
+
+// An engine id as `cafshm stat` shows it (hexadecimal).
+std::string hex_id(uint64_t id) {
+  char text[17];
+  auto end = std::to_chars(text, text + sizeof text, id, 16).ptr;
+  return {text, end};
 }
 
 // "name (host:port)" for a configured peer, else the address it was linked by.
@@ -507,7 +515,7 @@ caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
                         + " peer engines");
   auto token = secure_token();
   auto node = handle.node();
-  std::string address = "engine " + std::to_string(peer_id) + " (dialed in)";
+  std::string address = "engine " + hex_id(peer_id) + " (dialed in)";
   if (!add_peer(self, peer_id, peer_link{handle, reverse_token, address, false, identity, {}}))
     return make_error(errc::access_denied, "engine id " + std::to_string(peer_id)
                                              + " is linked already with another identity");
@@ -522,7 +530,7 @@ caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
           if (host.empty() || p == st.peers.end() || p->second.handle != handle
               || p->second.address != address)
             return;
-          auto from = "engine " + std::to_string(peer_id) + " from " + host + ":"
+          auto from = "engine " + hex_id(peer_id) + " from " + host + ":"
                       + std::to_string(port) + " (dialed in)";
           st.peer_by_address.erase(address);
           st.peer_by_address[from] = peer_id;
@@ -883,10 +891,15 @@ void check_stalls(engine_pointer self) {
     if (now - last > limit)
       stalled.push_back(id);
   }
-  for (auto id : stalled)
+  for (auto id : stalled) {
+    auto p = st.peers.find(st.outgoing.at(id).peer);
     fail(self, id, make_error(errc::peer_failure,
-                              "the destination engine answered nothing for " + seconds
-                                + " s (remote.stall_timeout)"));
+                              "transmit to "
+                                + (p != st.peers.end() ? describe_peer(p->second)
+                                                       : std::string{"the peer"})
+                                + " stalled: the destination engine answered nothing for "
+                                + seconds + " s (remote.stall_timeout)"));
+  }
   for (auto i = st.incoming.begin(); i != st.incoming.end();) {
     auto last = i->second.last_activity;
     if (auto h = st.last_heard_from.find(i->first.first); h != st.last_heard_from.end())
@@ -929,8 +942,7 @@ void redial(engine_pointer self, uint64_t index) {
             c.dialing = false;
             if (id) {
               log_line(st, "peer " + name + " (" + address + ") linked"
-                             + (c.ever_linked ? " again" : "") + ", engine "
-                             + std::to_string(*id));
+                             + (c.ever_linked ? " again" : "") + ", engine " + hex_id(*id));
               c.ever_linked = true;
               c.engine_id = *id;
               c.backoff = st.config.remote.redial_min;

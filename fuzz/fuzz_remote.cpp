@@ -2,7 +2,7 @@
 // chunk, commit, abort, delivery, the content cache), as a peer engine would drive it. An engine
 // actor runs in this process (cafshm::module, engine role, remote.unauthenticated_peers); a
 // scoped actor plays one or more sending engines, links through the engine's peer gateway
-// (challenge, hello) and sends the gateway random transfer_offer / transfer_chunk / commit / abort messages:
+// (challenge, hello) and sends the gateway random transmit_offer / transmit_chunk / commit / abort messages:
 // malformed and duplicate offers, chunks of unknown transfers, chunks past the end, chunks whose
 // bytes do not match their checksum, wrong whole-block checksums, unknown target processes,
 // invalid names, cache fills, repeated content (cache hits).
@@ -188,10 +188,14 @@ world& the_world() {
 }
 
 struct offered {
-  transfer_offer offer;
+  transmit_offer offer;
   uint8_t seed = 0;        // the real content
   bool open = false;       // the engine is receiving it
   bool clean = true;       // every chunk sent so far carried the real content
+  // the receiver's in-order digest: bytes [0, verified) are in it and never rewritten; chunks
+  // beyond a gap wait in `ahead` (offset -> length), at most 1024 of them
+  uint64_t verified = 0;
+  std::map<uint64_t, uint64_t> ahead;
 };
 
 class harness {
@@ -300,13 +304,19 @@ private:
       transfers_.erase(key);
       return;
     }
+    if (r->cache_hit) { // an offer without a digest: the cache asks for it, nothing opened
+      if (of.hash != 0 || of.cache_fill)
+        violation("an offer with a digest was asked for one");
+      transfers_.erase(key);
+      return;
+    }
     o.open = true;
     transfers_[key] = o;
   }
 
   void send_chunk(uint64_t sender, uint64_t id, offered* t, uint64_t offset, uint64_t n,
                   bool garbage, bool bad_hash) {
-    transfer_chunk c;
+    transmit_chunk c;
     c.sender = sender;
     c.id = id;
     c.offset = offset;
@@ -316,14 +326,26 @@ private:
     auto r = w_.ask<done_atom>(chunk_atom::value, w_.token_of(sender), c);
     bool open = t != nullptr && t->open;
     bool fits = t != nullptr && offset <= t->offer.size && n <= t->offer.size - offset;
-    if (r && (!open || !fits || bad_hash))
-      violation("a chunk was accepted: unknown transfer, past the end or bad checksum");
-    if (!r && open && fits && !bad_hash)
+    bool rewrites = open && fits && !bad_hash && offset < t->verified;
+    bool too_far = open && fits && !bad_hash && !rewrites && offset > t->verified && n != 0
+                   && t->ahead.size() >= 1024;
+    if (r && (!open || !fits || bad_hash || rewrites || too_far))
+      violation("a chunk was accepted: unknown transfer, past the end, bad checksum, rewriting "
+                "verified bytes or too far ahead");
+    if (!r && open && fits && !bad_hash && !rewrites && !too_far)
       violation("a good chunk was refused: " + describe(r.error()));
-    if (open && !fits) // a chunk past the end aborts the transfer
+    if (open && (!fits || too_far)) // aborts the transfer
       t->open = false;
     if (r && garbage)
       t->clean = false;
+    if (r && offset == t->verified) {
+      t->verified += n;
+      for (auto a = t->ahead.begin(); a != t->ahead.end() && a->first <= t->verified;
+           a = t->ahead.erase(a))
+        t->verified = std::max(t->verified, a->first + a->second);
+    } else if (r && offset > t->verified && n != 0) {
+      t->ahead[offset] = std::max(t->ahead[offset], n);
+    }
   }
 
   void do_chunk() {
@@ -368,7 +390,9 @@ private:
   void do_commit() {
     uint64_t sender = 0, id = 0;
     auto* t = pick_transfer(sender, id);
-    auto r = w_.ask<transmit_receipt>(commit_atom::value, w_.token_of(sender), id);
+    // the whole-block checksum the offer announced (a clean sender's commit claims the same)
+    uint64_t claimed = t != nullptr ? t->offer.hash : 0;
+    auto r = w_.ask<transmit_receipt>(commit_atom::value, w_.token_of(sender), id, claimed);
     bool open = t != nullptr && t->open;
     if (r && !open)
       violation("commit of an unknown transfer accepted");
@@ -387,7 +411,7 @@ private:
   }
 
   // The delivered block holds exactly the offered bytes.
-  void check_delivered(const transmit_receipt& r, const transfer_offer& of, bool clean,
+  void check_delivered(const transmit_receipt& r, const transmit_offer& of, bool clean,
                        uint8_t seed) {
     if (r.hash != of.hash || r.bytes != of.size)
       violation("a receipt for other bytes than offered");
@@ -415,8 +439,8 @@ private:
       violation("check(): " + err);
     auto open = std::count_if(transfers_.begin(), transfers_.end(),
                               [](const auto& kv) { return kv.second.open; });
-    if (st.transfers_in != static_cast<uint32_t>(open))
-      violation("the engine receives " + std::to_string(st.transfers_in)
+    if (st.transmits_in != static_cast<uint32_t>(open))
+      violation("the engine receives " + std::to_string(st.transmits_in)
                 + " transfers, the model " + std::to_string(open));
   }
 
@@ -431,7 +455,7 @@ private:
     delivered_.clear();
     verify();
     auto st = w_.stats();
-    if (st.blocks != st.cache_entries || st.names != 0 || st.transfers_in != 0
+    if (st.blocks != st.cache_entries || st.names != 0 || st.transmits_in != 0
         || st.cache_bytes > st.cache_capacity)
       violation("blocks left after the input: " + std::to_string(st.blocks) + " blocks, "
                 + std::to_string(st.cache_entries) + " cached, " + std::to_string(st.names)

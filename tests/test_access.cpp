@@ -233,11 +233,12 @@ TEST_CASE("access: copies an engine holds for others (transfers in flight, cache
   auto link = test::link_fake_peer(self, *b_engine, 4242, link_error);
   REQUIRE_MESSAGE(link.token != 0, describe(link_error));
   auto token = link.token;
-  transfer_offer offer{4242, 1, partial, 0, 4096, {}, {}, 0, false};
+  // With a digest (B keeps a cache, which asks for one); never committed, so any will do.
+  transmit_offer offer{4242, 1, partial, 0x5ec2e7, 4096, {}, {}, 0, false};
   self->request(link.gateway, 10s, offer_atom::value, token, offer)
     .receive([](transmit_receipt&) {}, [](caf::error& e) { FAIL(describe(e)); });
   self->request(link.gateway, 10s, chunk_atom::value, token,
-                transfer_chunk{4242, 1, 0, XXH3_64bits("secret", 6), std::vector<char>{'s', 'e', 'c', 'r', 'e', 't'}})
+                transmit_chunk{4242, 1, 0, XXH3_64bits("secret", 6), std::vector<char>{'s', 'e', 'c', 'r', 'e', 't'}})
     .receive([](done_atom) {}, [](caf::error& e) { FAIL(describe(e)); });
   answer = thief.ask("brute " + engine + " " + std::to_string(partial) + " 256 4");
   CHECK(answer.find(" allowed=none ") != std::string::npos);

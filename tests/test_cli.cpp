@@ -780,13 +780,23 @@ TEST_CASE("cli: transmit stores a named block at another engine, a second time f
   CHECK(contains(second.out, " " + size + " bytes, 0 payload bytes sent, cache hit"));
   CHECK(run({"--engine", at_b, "get", "again"}).out == data);
 
+  // --json: the same facts as one object.
+  auto as_json = run({"--engine", at_a, "transmit", "blk", "--to", at_b, "--as", "third", "--json"});
+  REQUIRE_MESSAGE(as_json.code == 0, as_json.err);
+  auto object = json_parser::parse(as_json.out);
+  REQUIRE_MESSAGE(object.has_value(), "not JSON: " << as_json.out);
+  CHECK((*object)["bytes"].u64() == data.size());
+  CHECK((*object)["payload_bytes"].u64() == 0); // B's cache has it
+  CHECK((*object)["as"].text == "third");
+  REQUIRE(run({"--engine", at_b, "rm", "third"}).code == 0);
+
   // Without --as the copy keeps its name.
   auto same = run({"--engine", at_a, "transmit", "blk", "--to", at_b});
   REQUIRE_MESSAGE(same.code == 0, same.err);
   CHECK(contains(same.out, " as 'blk': "));
   CHECK(run({"--engine", at_b, "get", "blk"}).out == data);
   auto held = stats_at(at_b);
-  CHECK(held["cache"]["hits"].u64() == 2);
+  CHECK(held["cache"]["hits"].u64() == 3);
   CHECK(held["cache"]["misses"].u64() == 1);
   REQUIRE(held["names"].items.size() == 3);
   for (const auto& n : held["names"].items) {
@@ -821,11 +831,11 @@ TEST_CASE("cli: transmit stores a named block at another engine, a second time f
     CHECK(one_line(r.err));
   }
   auto after_b = stats_at(at_b);
-  CHECK(after_b["transfers_in"].u64() == 0);
+  CHECK(after_b["transmits_in"].u64() == 0);
   CHECK(after_b["blocks"].u64() == held["blocks"].u64());
   CHECK(after_b["free_bytes"].u64() == held["free_bytes"].u64());
   auto after_a = stats_at(at_a);
-  CHECK(after_a["transfers_out"].u64() == 0);
+  CHECK(after_a["transmits_out"].u64() == 0);
   CHECK(after_a["blocks"].u64() == 1); // the block is still A's
   REQUIRE(after_a["names"].items.size() == 1);
   CHECK(after_a["names"].items[0]["name"].text == "blk");

@@ -71,6 +71,9 @@ void check_same(const settings& a, const settings& b) {
   CHECK(a.remote.window_chunks == b.remote.window_chunks);
   CHECK(a.remote.cache_bytes == b.remote.cache_bytes);
   CHECK(a.remote.checksum_retries == b.remote.checksum_retries);
+  CHECK(a.remote.stall_timeout == b.remote.stall_timeout);
+  CHECK(a.remote.redial_min == b.remote.redial_min);
+  CHECK(a.remote.redial_max == b.remote.redial_max);
 }
 
 } // namespace
@@ -168,6 +171,9 @@ remote:
   window: 64
   cache: 0
   checksum_retries: 0
+  stall_timeout: 90s
+  redial_min: 50ms
+  redial_max: 2s
 )");
   CHECK(s.role == role::client);
   CHECK(s.engine.name == "my.seg_1-x");
@@ -194,6 +200,9 @@ remote:
   CHECK(s.remote.window_chunks == 64u);
   CHECK(s.remote.cache_bytes == 0u);
   CHECK(s.remote.checksum_retries == 0u);
+  CHECK(s.remote.stall_timeout == 90000ms);
+  CHECK(s.remote.redial_min == 50ms);
+  CHECK(s.remote.redial_max == 2000ms);
 }
 
 TEST_CASE("absent keys keep their defaults") {
@@ -384,6 +393,13 @@ TEST_CASE("out-of-range values are rejected at the key") {
   CHECK(window.line == 2);
   CHECK(window.column == 11);
   CHECK(error_of("remote: {window: 65}").key == "remote.window");
+  auto stall = error_of("remote:\n  stall_timeout: 10ms\n");
+  CHECK(stall.key == "remote.stall_timeout");
+  CHECK(stall.line == 2);
+  CHECK(contains(stall.reason, "100ms..60min"));
+  CHECK(error_of("remote: {stall_timeout: 61min}").key == "remote.stall_timeout");
+  CHECK(error_of("remote: {redial_min: 0}").key == "remote.redial_min");
+  CHECK(error_of("remote: {redial_min: 5s, redial_max: 1s}").key == "remote.redial_max");
 
   auto negative = error_of("remote:\n  cache: -1MiB\n");
   CHECK(negative.key == "remote.cache");

@@ -261,7 +261,7 @@ TEST_CASE("peer links: with remote.peer_key_file only holders of the key link, a
   auto st = watcher->stats();
   REQUIRE(st);
   CHECK(st->peers.empty());
-  CHECK(st->transfers_in == 0);
+  CHECK(st->transmits_in == 0);
   CHECK(st->free_bytes == before->free_bytes);
   // Control: the key is what counts. A holder of the key is a peer (so the key is a secret of
   // all engines alike), and engines with it link.
@@ -327,7 +327,7 @@ TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end 
   caf::scoped_actor x{*env.sys, true};
   caf::scoped_actor y{*env.sys, true};
   std::vector<char> data(4096, 'x');
-  transfer_offer o;
+  transmit_offer o;
   o.id = 5;
   o.size = data.size();
   o.hash = XXH3_64bits(data.data(), data.size());
@@ -352,23 +352,23 @@ TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end 
   auto open = env.ask<transmit_receipt>(x, offer_atom::value, tx, o);
   REQUIRE_MESSAGE(open, describe(open.error()));
   CHECK_FALSE(std::get<0>(*open).remote.valid());
-  CHECK(env.stats().transfers_in == 1);
+  CHECK(env.stats().transmits_in == 1);
   // y knows the id: its chunk, commit and abort reach nothing
-  transfer_chunk c{0, 5, 0, XXH3_64bits(data.data(), data.size()), data};
+  transmit_chunk c{0, 5, 0, XXH3_64bits(data.data(), data.size()), data};
   auto yc = env.ask<done_atom>(y, chunk_atom::value, ty, c);
   REQUIRE_FALSE(yc);
   CHECK(code_of(yc.error()) == errc::stale_block);
   y->send(env.gateway, abort_atom::value, ty, uint64_t{5});
-  auto ycommit = env.ask<transmit_receipt>(y, commit_atom::value, ty, uint64_t{5});
+  auto ycommit = env.ask<transmit_receipt>(y, commit_atom::value, ty, uint64_t{5}, o.hash);
   REQUIRE_FALSE(ycommit);
-  CHECK(env.stats().transfers_in == 1); // still open: y's abort came before its commit
+  CHECK(env.stats().transmits_in == 1); // still open: y's abort came before its commit
   // x finishes it
   REQUIRE(env.ask<done_atom>(x, chunk_atom::value, tx, c));
-  auto done = env.ask<transmit_receipt>(x, commit_atom::value, tx, uint64_t{5});
+  auto done = env.ask<transmit_receipt>(x, commit_atom::value, tx, uint64_t{5}, o.hash);
   REQUIRE_MESSAGE(done, describe(done.error()));
   CHECK(std::get<0>(*done).hash == o.hash);
   // a cache fill (what answers a remote read) that this engine never asked x for
-  transfer_offer fill = o;
+  transmit_offer fill = o;
   fill.id = 6;
   fill.cache_fill = true;
   fill.source = block_ref{0x1111, 3, 1, data.size()};
@@ -376,7 +376,7 @@ TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end 
   auto poisoned = env.ask<transmit_receipt>(x, offer_atom::value, tx, fill);
   REQUIRE_FALSE(poisoned);
   CHECK(code_of(poisoned.error()) == errc::access_denied);
-  CHECK(env.stats().transfers_in == 0);
+  CHECK(env.stats().transmits_in == 0);
   CHECK(env.mm->check() == "");
 }
 

@@ -240,7 +240,7 @@ TEST_CASE("fault injection: a peer engine killed mid-transmit, 8 rounds on eithe
     worker sender{{stress_bin(), "--engine", address_of(*a), "--prefix", "tx", "--transmit",
                    address_of(*b), "--size", std::to_string(size), "--as", name}};
     REQUIRE(sender.process->wait_for_line("transmitting ", 30s));
-    REQUIRE(eventually(*watch_b, 20s, [](const engine_stats& st) { return st.transfers_in == 1; }));
+    REQUIRE(eventually(*watch_b, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
     std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 30)); // random moment
     if (kill_receiver) {
       ++receiver_kills;

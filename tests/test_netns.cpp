@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <random>
@@ -86,7 +87,8 @@ public:
   // Why namespaces cannot be used here, or empty when they are ready.
   std::string skip_reason;
 
-  namespace_pair() {
+  // `rate`: tbf rate of A's uplink (tc syntax).
+  explicit namespace_pair(const std::string& rate = "200mbit") {
     auto pid = std::to_string(::getpid());
     a_ = "cafshm-test-" + pid + "-a";
     b_ = "cafshm-test-" + pid + "-b";
@@ -127,11 +129,10 @@ public:
         REQUIRE_MESSAGE(r.code == 0, "ip " << args[3] << " in " << ns << ": " << r.err);
       }
     }
-    // Slow A's side down so that the cut reliably falls in the middle of the transfer
-    // (200 Mbit/s: about 11 s for 256 MiB). Without tbf, chunks are made small instead.
+    // Slow A's side down (the cut test: 200 Mbit/s, about 11 s for 256 MiB, so that the cut
+    // reliably falls in the middle of the transfer; without tbf, chunks are made small).
     auto tc = run_command({"ip", "netns", "exec", a_, "tc", "qdisc", "add", "dev", "veth-a",
-                           "root", "tbf", "rate", "200mbit", "burst", "256kb", "latency",
-                           "500ms"},
+                           "root", "tbf", "rate", rate, "burst", "256kb", "latency", "500ms"},
                           30s);
     shaped_ = tc.code == 0;
     if (!shaped_)
@@ -198,8 +199,8 @@ TEST_CASE("netns: a link cut mid-transfer fails the sender and both engines acco
   const auto& engine_a = files.engines[0];
   const auto& engine_b = files.engines[1];
   // Inside each namespace, engine.listen is its own loopback (ports cannot clash with the host);
-  // B accepts peers on its veth address. B aborts an incoming transfer whose sender has been
-  // silent for 2 x its request timeout; A fails a chunk that is not confirmed within its own.
+  // B accepts peers on its veth address. Each side ends the transmit when the other has been
+  // silent for its remote.stall_timeout.
   auto write = [&](const std::string& file, const std::string& text) {
     std::ofstream out{files.dir / file};
     out << text;
@@ -210,14 +211,14 @@ TEST_CASE("netns: a link cut mid-transfer fails the sender and both engines acco
                                     "  listen: {host: 127.0.0.1, port: 4242}\n"
                                     "client:\n  request_timeout: 2s\n"
                                     "remote:\n  cache: 0\n  unauthenticated_peers: true\n"
-                                    "  allow_dial: [10.200.0.0/16]\n"
+                                    "  allow_dial: [10.200.0.0/16]\n  stall_timeout: 2s\n"
                                     + (net.shaped() ? "  chunk: 1MiB\n  window: 2\n"
                                                     : "  chunk: 64KiB\n  window: 1\n"));
   auto config_b = write("b.yaml", "engine:\n  name: " + engine_b + "\n  arena: 512MiB\n"
                                     "  listen: {host: 127.0.0.1, port: 4242}\n"
                                     "client:\n  request_timeout: 1s\n"
                                     "remote:\n  cache: 0\n  unauthenticated_peers: true\n"
-                                    "  listen: {host: "
+                                    "  stall_timeout: 2s\n  listen: {host: "
                                     + net.address_b() + ", port: 4243}\n");
   // Declared after the guards: the daemons end before the namespaces and files go.
   command daemon_a{namespace_pair::in(net.a(), {cafshmd_bin, "--config", config_a})};
@@ -254,7 +255,7 @@ TEST_CASE("netns: a link cut mid-transfer fails the sender and both engines acco
   REQUIRE(transmit.started());
   REQUIRE_MESSAGE(stat_until(net.b(), 60s,
                              [](const std::string& s) {
-                               return json_number(s, "transfers_in") == 1u;
+                               return json_number(s, "transmits_in") == 1u;
                              }),
                   "B never reported the incoming transfer; transmit: " << transmit.err());
   if (auto done = transmit.wait(0ms); done && *done == 0) {
@@ -279,12 +280,12 @@ TEST_CASE("netns: a link cut mid-transfer fails the sender and both engines acco
 
   // B freed the partial block: its accounting is back where it was.
   CHECK(stat_until(net.b(), 60s, [](const std::string& s) {
-    return json_number(s, "transfers_in") == 0u && json_number(s, "free_bytes") == arena_bytes
+    return json_number(s, "transmits_in") == 0u && json_number(s, "free_bytes") == arena_bytes
            && json_number(s, "blocks") == 0u && s.find("\"names\":[]") != std::string::npos;
   }));
   // A: no transfer left, the block still A's (engine-held, named, unpinned).
   CHECK(stat_until(net.a(), 30s, [](const std::string& s) {
-    return json_number(s, "transfers_out") == 0u && json_number(s, "blocks") == 1u
+    return json_number(s, "transmits_out") == 0u && json_number(s, "blocks") == 1u
            && json_number(s, "free_bytes") == arena_bytes - block_bytes
            && s.find("\"names\":[{\"name\":\"big\",\"size\":268435456,\"owner\":0,")
                 != std::string::npos;
@@ -296,4 +297,80 @@ TEST_CASE("netns: a link cut mid-transfer fails the sender and both engines acco
   CHECK(stat_until(net.a(), 30s, [](const std::string& s) {
     return json_number(s, "blocks") == 0u && json_number(s, "free_bytes") == arena_bytes;
   }));
+}
+
+TEST_CASE("netns: parallel transmits over a slow link outlast the request timeout and complete") {
+  // A's uplink runs at 40 Mbit/s (5 MB/s). Three transmits of 8 MiB, each with 4 chunks of
+  // 1 MiB in flight, queue 12 MiB on the link: about 2.5 s before the last queued chunk is
+  // answered, more than A's request timeout of 1 s. Nothing is late while bytes move: all
+  // three complete.
+  namespace_pair net{"40mbit"};
+  if (!net.skip_reason.empty()) {
+    MESSAGE("skipped: network namespaces cannot be made here: " << net.skip_reason);
+    return;
+  }
+  if (!net.shaped()) {
+    MESSAGE("skipped: no tbf traffic shaping here, so the link is not slow");
+    return;
+  }
+  files_guard files{fs::temp_directory_path() / unique_name("cafshm-test-netns"),
+                    {unique_name("cafshm-test-na"), unique_name("cafshm-test-nb")}};
+  fs::create_directories(files.dir);
+  auto write = [&](const std::string& file, const std::string& text) {
+    std::ofstream out{files.dir / file, std::ios::binary};
+    out << text;
+    REQUIRE(out.good());
+    return (files.dir / file).string();
+  };
+  auto config_a = write("a.yaml", "engine:\n  name: " + files.engines[0] + "\n  arena: 64MiB\n"
+                                    "  listen: {host: 127.0.0.1, port: 4242}\n"
+                                    "client:\n  request_timeout: 1s\n"
+                                    "remote:\n  cache: 0\n  unauthenticated_peers: true\n"
+                                    "  allow_dial: [10.200.0.0/16]\n  chunk: 1MiB\n  window: 4\n"
+                                    "  stall_timeout: 20s\n");
+  auto config_b = write("b.yaml", "engine:\n  name: " + files.engines[1] + "\n  arena: 64MiB\n"
+                                    "  listen: {host: 127.0.0.1, port: 4242}\n"
+                                    "client:\n  request_timeout: 1s\n"
+                                    "remote:\n  cache: 0\n  unauthenticated_peers: true\n"
+                                    "  listen: {host: "
+                                    + net.address_b() + ", port: 4243}\n");
+  command daemon_a{namespace_pair::in(net.a(), {cafshmd_bin, "--config", config_a})};
+  command daemon_b{namespace_pair::in(net.b(), {cafshmd_bin, "--config", config_b})};
+  REQUIRE_MESSAGE(daemon_a.wait_for_line("cafshmd listening on ", 20s), daemon_a.err());
+  REQUIRE_MESSAGE(daemon_b.wait_for_line("cafshmd peers on ", 20s), daemon_b.err());
+  constexpr size_t transmits = 3;
+  constexpr uint64_t each = 8 * MiB;
+  std::mt19937_64 rng{7};
+  for (size_t i = 0; i < transmits; ++i) {
+    std::string bytes(each, '\0');
+    for (size_t k = 0; k < each; k += 8) {
+      auto w = rng();
+      std::memcpy(bytes.data() + k, &w, 8);
+    }
+    auto file = write("p" + std::to_string(i) + ".bin", bytes);
+    auto put = run_command(namespace_pair::in(net.a(), {cafshm_bin, "--engine", "127.0.0.1:4242",
+                                                        "put", "p" + std::to_string(i), file}),
+                           60s);
+    REQUIRE_MESSAGE(put.code == 0, put.err);
+  }
+  std::vector<std::unique_ptr<command>> running;
+  for (size_t i = 0; i < transmits; ++i)
+    running.push_back(std::make_unique<command>(namespace_pair::in(
+      net.a(), {cafshm_bin, "--engine", "127.0.0.1:4242", "transmit", "p" + std::to_string(i),
+                "--to", net.address_b() + ":4243"})));
+  for (auto& t : running) {
+    auto code = t->wait(120s);
+    REQUIRE_MESSAGE(code.has_value(), t->text() << " still runs after 120 s");
+    CHECK_MESSAGE(*code == 0, t->text() << ": " << t->err());
+  }
+  // Each copy was verified against its whole-block checksum at B; all three are there.
+  for (size_t i = 0; i < transmits; ++i) {
+    auto got = run_command(namespace_pair::in(net.b(), {cafshm_bin, "--engine", "127.0.0.1:4242",
+                                                        "get", "p" + std::to_string(i), "-"}),
+                           60s);
+    REQUIRE_MESSAGE(got.code == 0, got.err);
+    std::ifstream in{files.dir / ("p" + std::to_string(i) + ".bin"), std::ios::binary};
+    std::string want{std::istreambuf_iterator<char>{in}, {}};
+    CHECK(got.out == want);
+  }
 }

@@ -2,6 +2,7 @@
 // remote reads, failures on both sides, a peer sending garbage.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -117,10 +118,10 @@ TEST_CASE("transmit moves identical bytes between engines: 1 byte, 4 MiB +-1, 25
   }
   CHECK(eventually(*sink, 2s, [&](const engine_stats& st) {
     return st.free_bytes == before_b->free_bytes && st.blocks == before_b->blocks
-           && st.transfers_in == 0;
+           && st.transmits_in == 0;
   }));
   CHECK(eventually(*sender, 2s, [](const engine_stats& st) {
-    return st.blocks == 0 && st.transfers_out == 0 && st.free_bytes == st.arena_bytes;
+    return st.blocks == 0 && st.transmits_out == 0 && st.free_bytes == st.arena_bytes;
   }));
 }
 
@@ -218,7 +219,7 @@ TEST_CASE("a destination without room refuses a transmit up front with out_of_me
   auto st = sink->stats();
   CHECK(st->blocks == 0);
   CHECK(st->free_bytes == st->arena_bytes);
-  CHECK(sender->stats()->transfers_out == 0);
+  CHECK(sender->stats()->transmits_out == 0);
   auto unknown = sender->transmit(ref, address_of(b), transmit_target{"nobody", "", {}});
   REQUIRE_FALSE(unknown);
   CHECK(code_of(unknown.error()) == errc::unknown_process);
@@ -239,16 +240,17 @@ TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on eith
     auto [ref, hash] = random_block(*sender, 256 << 20, 3);
     auto pending = std::async(std::launch::async,
                               [&] { return sender->transmit(ref, address_of(b)); });
-    REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transfers_in == 1; }));
+    REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
     b.kill_hard();
     REQUIRE(pending.wait_for(30s) == std::future_status::ready);
     auto r = pending.get();
     REQUIRE_FALSE(r);
     CHECK(code_of(r.error()) == errc::peer_failure);
     CHECK(eventually(*sender, 2s, [](const engine_stats& st) {
-      return st.transfers_out == 0 && st.blocks == 1 && st.peers.empty();
+      return st.transmits_out == 0 && st.blocks == 1 && st.peers.empty();
     }));
-    REQUIRE(sender->free(ref)); // the pin was released with the failure: the block frees at once
+    auto freed = sender->free(ref); // the pin was released with the failure: frees at once
+    REQUIRE_MESSAGE(freed, describe(freed.error()));
     auto st = sender->stats();
     CHECK(st->free_bytes == st->arena_bytes);
   }
@@ -266,10 +268,10 @@ TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on eith
     auto [ref, hash] = random_block(*sender, 256 << 20, 4);
     auto pending = std::async(std::launch::async,
                               [&] { return sender->transmit(ref, address_of(b), {}, 5s); });
-    REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transfers_in == 1; }));
+    REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
     a.kill_hard();
     CHECK(eventually(*watcher, 5s, [&](const engine_stats& st) {
-      return st.transfers_in == 0 && st.blocks == before->blocks
+      return st.transmits_in == 0 && st.blocks == before->blocks
              && st.free_bytes == before->free_bytes;
     }));
     REQUIRE(pending.wait_for(30s) == std::future_status::ready);
@@ -291,48 +293,216 @@ TEST_CASE("a peer sending garbage is detected: corrupted chunk, wrong block chec
   auto link = test::link_fake_peer(self, *engine, 4242, link_error);
   REQUIRE_MESSAGE(link.token != 0, describe(link_error));
   auto token = link.token; // the link token b issues to this fake peer
-  auto ask_offer = [&](transfer_offer o) {
+  auto ask_offer = [&](transmit_offer o) {
     caf::error err;
     self->request(link.gateway, 10s, offer_atom::value, token, o)
       .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };
-  auto ask_chunk = [&](transfer_chunk c) {
+  auto ask_chunk = [&](transmit_chunk c) {
     caf::error err;
     self->request(link.gateway, 10s, chunk_atom::value, token, c)
       .receive([](done_atom) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };
-  auto ask_commit = [&](uint64_t id) {
+  auto ask_commit = [&](uint64_t id, uint64_t hash) {
     caf::error err;
-    self->request(link.gateway, 10s, commit_atom::value, token, id)
+    self->request(link.gateway, 10s, commit_atom::value, token, id, hash)
       .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };
   std::vector<char> data(8192, 'x');
+  data[5000] = 'y';
   auto good_hash = XXH3_64bits(data.data(), data.size());
-  transfer_offer offer{4242, 1, data.size(), good_hash ^ 1, 4096, {}, {}, 0, false};
+  std::vector<char> first(data.begin(), data.begin() + 4096);
+  std::vector<char> second(data.begin() + 4096, data.end());
+  auto first_hash = XXH3_64bits(first.data(), first.size());
+  auto second_hash = XXH3_64bits(second.data(), second.size());
+  transmit_offer offer{4242, 1, data.size(), 0, 4096, {}, {}, 0, false};
   CHECK_FALSE(ask_offer(offer));
-  CHECK(watcher->stats()->transfers_in == 1);
-  std::vector<char> half(data.begin(), data.begin() + 4096);
-  auto half_hash = XXH3_64bits(half.data(), half.size());
+  CHECK(watcher->stats()->transmits_in == 1);
   // A chunk whose bytes do not match its checksum is refused (the sender may resend it).
-  auto bad = ask_chunk(transfer_chunk{4242, 1, 0, half_hash ^ 1, half});
+  auto bad = ask_chunk(transmit_chunk{4242, 1, 0, first_hash ^ 1, first});
   CHECK(code_of(bad) == errc::checksum_mismatch);
-  CHECK_FALSE(ask_chunk(transfer_chunk{4242, 1, 0, half_hash, half}));
-  CHECK_FALSE(ask_chunk(transfer_chunk{4242, 1, 4096, half_hash, half}));
-  // The whole block does not match the offered checksum: refused, the block is freed.
-  auto commit = ask_commit(1);
+  CHECK_FALSE(ask_chunk(transmit_chunk{4242, 1, 0, first_hash, first}));
+  CHECK_FALSE(ask_chunk(transmit_chunk{4242, 1, 4096, second_hash, second}));
+  // The commit's whole-block checksum does not match what arrived: refused, the block is freed.
+  auto commit = ask_commit(1, good_hash ^ 1);
   CHECK(code_of(commit) == errc::checksum_mismatch);
-  CHECK(watcher->stats()->transfers_in == 0);
+  CHECK(watcher->stats()->transmits_in == 0);
   // A chunk past the end aborts the transfer.
-  transfer_offer offer2{4242, 2, 4096, good_hash, 4096, {}, {}, 0, false};
+  transmit_offer offer2{4242, 2, 4096, 0, 4096, {}, {}, 0, false};
   CHECK_FALSE(ask_offer(offer2));
-  auto oob = ask_chunk(transfer_chunk{4242, 2, 2048, half_hash, half});
+  auto oob = ask_chunk(transmit_chunk{4242, 2, 2048, first_hash, first});
   CHECK(code_of(oob) == errc::out_of_range);
-  CHECK(code_of(ask_commit(2)) == errc::stale_block);
+  CHECK(code_of(ask_commit(2, good_hash)) == errc::stale_block);
+  // A commit before every byte arrived is refused.
+  transmit_offer offer3{4242, 3, data.size(), 0, 4096, {}, {}, 0, false};
+  CHECK_FALSE(ask_offer(offer3));
+  CHECK_FALSE(ask_chunk(transmit_chunk{4242, 3, 4096, second_hash, second}));
+  CHECK(code_of(ask_commit(3, good_hash)) == errc::invalid_argument);
+  CHECK(watcher->stats()->transmits_in == 0);
+  // Chunks out of order (the first resent after a checksum failure) still verify as a whole.
+  transmit_offer offer4{4242, 4, data.size(), 0, 4096, {"", "reordered", {}}, {}, 0, false};
+  CHECK_FALSE(ask_offer(offer4));
+  CHECK(code_of(ask_chunk(transmit_chunk{4242, 4, 0, first_hash ^ 1, first}))
+        == errc::checksum_mismatch);
+  CHECK_FALSE(ask_chunk(transmit_chunk{4242, 4, 4096, second_hash, second}));
+  CHECK_FALSE(ask_chunk(transmit_chunk{4242, 4, 0, first_hash, first}));
+  CHECK_FALSE(ask_commit(4, good_hash));
+  auto delivered = watcher->lookup("reordered");
+  REQUIRE(delivered);
+  CHECK(hash_in_place(*watcher, *delivered) == good_hash);
+  REQUIRE(watcher->remove("reordered"));
   auto after = watcher->stats();
   CHECK(after->blocks == before->blocks);
   CHECK(after->free_bytes == before->free_bytes);
-  CHECK(after->transfers_in == 0);
+  CHECK(after->transmits_in == 0);
+}
+
+TEST_CASE("a destination refuses a taken name or a full quota at the offer, before any payload") {
+  daemon_process b{unique_name("cafshm-test-rb"), "64MiB", 0, remote_yaml("1MiB", 2, "0")};
+  REQUIRE(b.ready());
+  client_system cs;
+  auto holder = client::connect(cs.sys, b.address(), "holder");
+  REQUIRE(holder);
+  auto small = client::connect(cs.sys, b.address(), "small", client_options{.quota_bytes = 1 << 20});
+  REQUIRE(small);
+  auto taken = holder->allocate(4096);
+  REQUIRE(taken);
+  REQUIRE(holder->name(*taken, "x"));
+  auto before = holder->stats();
+  REQUIRE(before);
+  auto engine = cs.sys.middleman().remote_actor<engine_actor>("127.0.0.1", b.port());
+  REQUIRE(engine);
+  caf::scoped_actor self{cs.sys, true};
+  caf::error link_error;
+  auto link = test::link_fake_peer(self, *engine, 4243, link_error);
+  REQUIRE_MESSAGE(link.token != 0, describe(link_error));
+  auto ask_offer = [&](transmit_offer o) {
+    caf::error err;
+    self->request(link.gateway, 10s, offer_atom::value, link.token, o)
+      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    return err;
+  };
+  // The offer alone is refused: no chunk was ever sent, nothing was allocated.
+  transmit_offer named{4243, 1, 8 << 20, 0, 1 << 20, {"", "x", {}}, {}, 0, false};
+  CHECK(code_of(ask_offer(named)) == errc::name_taken);
+  transmit_offer over_quota{4243, 2, 8 << 20, 0, 1 << 20, {"small", "", {}}, {}, 0, false};
+  CHECK(code_of(ask_offer(over_quota)) == errc::quota_exceeded);
+  auto after = holder->stats();
+  REQUIRE(after);
+  CHECK(after->transmits_in == 0);
+  CHECK(after->blocks == before->blocks);
+  CHECK(after->free_bytes == before->free_bytes);
+
+  // Through an engine: the transmit fails with the destination's reason.
+  daemon_process a{unique_name("cafshm-test-ra"), "64MiB", 0, remote_yaml("1MiB", 2, "0")};
+  REQUIRE(a.ready());
+  auto sender = client::connect(cs.sys, a.address(), "sender");
+  REQUIRE(sender);
+  auto [ref, hash] = random_block(*sender, 8 << 20, 9);
+  auto r = sender->transmit(ref, address_of(b), transmit_target{"", "x", {}});
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == errc::name_taken);
+  auto q = sender->transmit(ref, address_of(b), transmit_target{"small", "", {}});
+  REQUIRE_FALSE(q);
+  CHECK(code_of(q.error()) == errc::quota_exceeded);
+  CHECK(sender->stats()->transmits_out == 0);
+  REQUIRE(sender->free(ref));
+  REQUIRE(holder->remove("x"));
+}
+
+TEST_CASE("a transmit to a stopped destination fails after remote.stall_timeout, not before") {
+  // The sender's request timeout is far below the stall timeout: only a destination that says
+  // nothing at all for stall_timeout ends a transmit.
+  auto yaml = remote_yaml("64KiB", 1, "0") + "  stall_timeout: 3s\n"
+              + "client:\n  request_timeout: 2s\n";
+  daemon_process a{unique_name("cafshm-test-ra"), "512MiB", 0, yaml};
+  daemon_process b{unique_name("cafshm-test-rb"), "512MiB", 0, yaml};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs;
+  auto sender = client::connect(cs.sys, a.address(), "sender", client_options{.timeout = 5s});
+  auto watcher = client::connect(cs.sys, b.address(), "watcher", client_options{.timeout = 5s});
+  REQUIRE(sender);
+  REQUIRE(watcher);
+  auto before = watcher->stats();
+  auto [ref, hash] = random_block(*sender, 256 << 20, 5);
+  auto pending = std::async(std::launch::async,
+                            [&] { return sender->transmit(ref, address_of(b)); });
+  REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
+  b.process().kill(SIGSTOP);
+  REQUIRE(pending.wait_for(60s) == std::future_status::ready);
+  auto r = pending.get();
+  b.process().kill(SIGCONT);
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == errc::peer_failure);
+  CHECK_MESSAGE(describe(r.error()).find("remote.stall_timeout") != std::string::npos,
+                describe(r.error()));
+  CHECK(eventually(*sender, 5s, [](const engine_stats& st) {
+    return st.transmits_out == 0 && st.peers.size() == 1;
+  }));
+  // The destination, running again, drops the partial block (the sender's abort).
+  CHECK(eventually(*watcher, 10s, [&](const engine_stats& st) {
+    return st.transmits_in == 0 && st.blocks == before->blocks
+           && st.free_bytes == before->free_bytes;
+  }));
+  // The link itself is fine: the next transmit succeeds.
+  auto again = sender->transmit(ref, address_of(b));
+  REQUIRE_MESSAGE(again, describe(again.error()));
+  CHECK(again->hash == hash);
+  REQUIRE(watcher->stats());
+  REQUIRE(sender->free(ref));
+}
+
+TEST_CASE("a transmit ends promptly with engine_unreachable when its own engine is killed") {
+  daemon_process a{unique_name("cafshm-test-ra"), "512MiB", 0, remote_yaml("64KiB", 1, "0")};
+  daemon_process b{unique_name("cafshm-test-rb"), "512MiB", 0, remote_yaml("64KiB", 1, "0")};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs;
+  auto sender = client::connect(cs.sys, a.address(), "sender");
+  auto watcher = client::connect(cs.sys, b.address(), "watcher");
+  REQUIRE(sender);
+  REQUIRE(watcher);
+  auto [ref, hash] = random_block(*sender, 256 << 20, 6);
+  // The default limit of a transmit is 10 minutes; the engine's death must end it instead.
+  auto pending = std::async(std::launch::async,
+                            [&] { return sender->transmit(ref, address_of(b)); });
+  REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
+  a.kill_hard();
+  REQUIRE(pending.wait_for(30s) == std::future_status::ready);
+  auto r = pending.get();
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == errc::engine_unreachable);
+  CHECK(eventually(*watcher, 10s, [](const engine_stats& st) { return st.transmits_in == 0; }));
+}
+
+TEST_CASE("a remote read of a block larger than remote.cache, or without a cache, works") {
+  for (std::string cache : {"1MiB", "0"}) {
+    CAPTURE(cache);
+    two_engines e{"64MiB", remote_yaml("1MiB", 4, "0"), "64MiB",
+                  remote_yaml("1MiB", 4, cache), "owner", "reader"};
+    auto& owner = e.at_a;
+    auto& reader = e.at_b;
+    REQUIRE(reader->link("127.0.0.1", e.a.port()));
+    auto before = reader->stats();
+    auto [ref, hash] = random_block(*owner, (3 << 20) + 5, 11);
+    REQUIRE(owner->export_block(ref));
+    auto whole = reader->read(ref, 0, ref.size);
+    REQUIRE_MESSAGE(whole, describe(whole.error()));
+    CHECK(XXH3_64bits(whole->data(), whole->size()) == hash);
+    auto tail = reader->read(ref, ref.size - 7, 7);
+    REQUIRE(tail);
+    CHECK(std::equal(tail->begin(), tail->end(), whole->end() - 7));
+    // Nothing is kept: the fetched block was freed after each read.
+    auto after = reader->stats();
+    REQUIRE(after);
+    CHECK(after->cache_entries == 0);
+    CHECK(after->blocks == before->blocks);
+    CHECK(after->free_bytes == before->free_bytes);
+    CHECK(after->transmits_in == 0);
+    REQUIRE(owner->free(ref));
+  }
 }

@@ -273,7 +273,7 @@ TEST_CASE("tls: untrusted and certificate-less peers are refused, and nothing le
     CHECK(code_of(linked.error()) == errc::peer_failure);
     // The sender's accounting: no transfer left, its block unpinned and still its own.
     CHECK(eventually(from, 5s, [&](const engine_stats& st) {
-      return st.transfers_out == 0 && st.blocks == earlier->blocks + 1
+      return st.transmits_out == 0 && st.blocks == earlier->blocks + 1
              && st.peers == earlier->peers;
     }));
     REQUIRE(from.free(ref));
@@ -288,7 +288,7 @@ TEST_CASE("tls: untrusted and certificate-less peers are refused, and nothing le
     refused(*at_b, rogue.peer_port);
   }
   CHECK(eventually(*at_b, 5s, [&](const engine_stats& st) {
-    return st.transfers_in == 0 && st.transfers_out == 0 && st.blocks == before->blocks
+    return st.transmits_in == 0 && st.transmits_out == 0 && st.blocks == before->blocks
            && st.free_bytes == before->free_bytes && st.peers.size() == 1 && st.names == 0;
   }));
   // A refused handshake leaves errors in OpenSSL's per-thread queue; the link between the
@@ -340,7 +340,7 @@ TEST_CASE("tls: a link needs a proof made with the key of a certificate of the C
   auto st = watcher->stats();
   REQUIRE(st);
   CHECK(st->peers == before->peers);
-  CHECK(st->transfers_in == 0);
+  CHECK(st->transmits_in == 0);
   CHECK(st->free_bytes == before->free_bytes);
   // Control: with a certificate of the CA and its key the same handshake links (whoever holds
   // them is a peer engine), so the refusals above were the proofs'.

@@ -56,6 +56,8 @@ std::variant<invocation, early_exit> parse_arguments(int argc, const char* const
     ->type_name("HOST:PORT");
   transmit->add_option("--as", inv.as, "name of the copy at the destination (default NAME)")
     ->type_name("NAME2");
+  transmit->add_flag("--json", inv.json, "print one JSON object at the end (sizes, cache hit, "
+                                         "seconds, bytes per second)");
 
   try {
     app.parse(argc, argv);

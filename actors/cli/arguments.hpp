@@ -16,7 +16,7 @@ struct invocation {
   std::string config_file; // --config ("" = not given)
   std::string engine;      // --engine
   std::string timeout;     // --timeout
-  bool json = false;       // stat --json
+  bool json = false;       // stat --json, transmit --json
   std::string name;        // NAME of put, get, rm, transmit
   std::string file;        // FILE of put, get
   std::string to;          // transmit --to

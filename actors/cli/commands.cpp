@@ -136,16 +136,36 @@ private:
   clock::time_point last_;
 };
 
+// Whether the engine's label of a peer ("host:port", or "name (host:port)" for a configured
+// peer) is the destination `to` (an address or a configured peer's name).
+bool is_peer(const std::string& label, const std::string& to) {
+  return label == to || label.rfind(to + " (", 0) == 0
+         || label.find("(" + to + ")") != std::string::npos;
+}
+
 // Our transfer among the engine's outgoing ones: same destination and size, the newest if
-// several match (a peer given by name is listed under its address: size only).
-const transfer_progress* find_progress(const engine_stats& st, const std::string& to,
+// several match.
+const transmit_progress* find_progress(const engine_stats& st, const std::string& to,
                                        uint64_t size) {
-  bool by_address = to.find(':') != std::string::npos;
-  const transfer_progress* best = nullptr;
+  const transmit_progress* best = nullptr;
   for (const auto& t : st.outgoing)
-    if (t.bytes == size && (!by_address || t.peer == to) && (best == nullptr || t.id > best->id))
+    if (t.bytes == size && is_peer(t.peer, to) && (best == nullptr || t.id > best->id))
       best = &t;
   return best;
+}
+
+// "3.1 MiB of 64 MiB sent (4%), 12.5 MiB/s, 5 s left": the rate since the transmit started.
+std::string progress_text(const transmit_progress& t, std::chrono::steady_clock::duration took) {
+  auto percent = t.bytes == 0 ? 100 : t.acked * 100 / t.bytes;
+  auto text = human_size(t.acked) + " of " + human_size(t.bytes) + " sent ("
+              + std::to_string(percent) + "%)";
+  double seconds = std::chrono::duration<double>(took).count();
+  if (seconds <= 0 || t.acked == 0)
+    return text;
+  double rate = static_cast<double>(t.acked) / seconds;
+  auto left = static_cast<uint64_t>(static_cast<double>(t.bytes - t.acked) / rate + 0.5);
+  return text + ", " + human_size(static_cast<uint64_t>(rate)) + "/s, " + std::to_string(left)
+         + " s left";
 }
 
 void flush_stdout() {
@@ -257,11 +277,12 @@ void rm(const settings& s, const std::string& name) {
 }
 
 void transmit(const settings& s, const std::string& name, const std::string& to,
-              const std::string& as) {
+              const std::string& as, bool json) {
   using namespace std::chrono_literals;
   with_client(s, [&](client& c) {
     auto ref = value_of(c.lookup(name));
     // Blocks until the destination verified the copy; meanwhile, this thread shows progress.
+    auto started = std::chrono::steady_clock::now();
     auto pending = std::async(std::launch::async,
                               [&] { return c.transmit(ref, to, transmit_target{"", as, {}}); });
     if (pending.wait_for(1s) != std::future_status::ready) {
@@ -271,13 +292,19 @@ void transmit(const settings& s, const std::string& name, const std::string& to,
           continue;
         auto st = c.stats();
         if (const auto* t = st ? find_progress(*st, to, ref.size) : nullptr)
-          line.show("transmit '" + name + "': " + human_size(t->acked) + " of "
-                    + human_size(t->bytes) + " sent ("
-                    + std::to_string(t->bytes == 0 ? 100 : t->acked * 100 / t->bytes) + "%)");
+          line.show("transmit '" + name + "': "
+                    + progress_text(*t, std::chrono::steady_clock::now() - started));
       } while (pending.wait_for(250ms) != std::future_status::ready);
       line.clear();
     }
     auto receipt = value_of(pending.get());
+    if (json) {
+      write_transmit_json(std::cout, name, to, as, receipt,
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+                            .count());
+      flush_stdout();
+      return;
+    }
     std::cout << "transmitted '" << name << "' to " << to << " as '" << as
               << "': " << receipt.bytes << " bytes, " << receipt.payload_bytes
               << " payload bytes sent, " << (receipt.cache_hit ? "cache hit" : "cache miss")

@@ -38,8 +38,9 @@ void rm(const settings& s, const std::string& name);
 /// Sends the block called `name` to the engine at `to` ("host:port" of its peer listener, or a
 /// peer name configured at the local engine), where the engine holds it under `as`. Prints one
 /// line: sizes, payload bytes actually sent, whether the destination's cache had the content.
-/// Transfers that take longer than a second show their progress on stderr.
+/// Transfers that take longer than a second show their progress (bytes, rate, time left) on
+/// stderr. With `json`, the line is one JSON object (write_transmit_json).
 void transmit(const settings& s, const std::string& name, const std::string& to,
-              const std::string& as);
+              const std::string& as, bool json);
 
 } // namespace cafshm::cli

@@ -97,11 +97,27 @@ void write_json(std::ostream& out, const engine_stats& s) {
   out << "],\"peers\":[";
   for (size_t i = 0; i < s.peers.size(); ++i)
     out << (i ? "," : "") << quote(s.peers[i]);
-  out << "],\"transfers_out\":" << s.transfers_out << ",\"transfers_in\":" << s.transfers_in
+  out << "],\"outgoing\":[";
+  for (size_t i = 0; i < s.outgoing.size(); ++i) {
+    const auto& t = s.outgoing[i];
+    out << (i ? "," : "") << "{\"peer\":" << quote(t.peer) << ",\"bytes\":" << t.bytes
+        << ",\"acked\":" << t.acked << "}";
+  }
+  out << "],\"transmits_out\":" << s.transmits_out << ",\"transmits_in\":" << s.transmits_in
       << ",\"cache\":{\"capacity_bytes\":" << s.cache_capacity << ",\"bytes\":" << s.cache_bytes
       << ",\"entries\":" << s.cache_entries << ",\"hits\":" << s.cache_hits
       << ",\"misses\":" << s.cache_misses << ",\"evictions\":" << s.cache_evictions
       << ",\"bytes_saved\":" << s.cache_bytes_saved << "}}\n";
+}
+
+void write_transmit_json(std::ostream& out, const std::string& name, const std::string& to,
+                         const std::string& as, const transmit_receipt& r, double seconds) {
+  char timing[96];
+  std::snprintf(timing, sizeof timing, "\"seconds\":%.3f,\"bytes_per_second\":%.0f", seconds,
+                seconds > 0 ? static_cast<double>(r.payload_bytes) / seconds : 0.0);
+  out << "{\"name\":" << quote(name) << ",\"to\":" << quote(to) << ",\"as\":" << quote(as)
+      << ",\"bytes\":" << r.bytes << ",\"payload_bytes\":" << r.payload_bytes
+      << ",\"cache_hit\":" << (r.cache_hit ? "true" : "false") << "," << timing << "}\n";
 }
 
 } // namespace cafshm::cli

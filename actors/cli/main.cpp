@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     else if (inv.command == "ls")
       cli::ls(s);
     else if (inv.command == "transmit")
-      cli::transmit(s, inv.name, inv.to, inv.as.empty() ? inv.name : inv.as);
+      cli::transmit(s, inv.name, inv.to, inv.as.empty() ? inv.name : inv.as, inv.json);
     else
       cli::rm(s, inv.name);
   } catch (const std::exception& e) {

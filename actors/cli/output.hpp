@@ -6,11 +6,17 @@
 #include <string>
 
 #include "cafshm/engine_stats.hpp"
+#include "cafshm/remote.hpp"
 
 namespace cafshm::cli {
 
 /// Exactly one JSON object followed by a newline.
 void write_json(std::ostream& out, const engine_stats& s);
+
+/// What `transmit --json` prints at the end: one JSON object (name, destination, sizes, whether
+/// the cache had it, how long it took and the rate), followed by a newline.
+void write_transmit_json(std::ostream& out, const std::string& name, const std::string& to,
+                         const std::string& as, const transmit_receipt& r, double seconds);
 
 /// The `stat` report: sizes, free memory by block size, processes and names.
 void write_text(std::ostream& out, const engine_stats& s);

@@ -52,8 +52,14 @@ void write_text(std::ostream& out, const engine_stats& s) {
   row("grants") << s.grants << " of " << s.max_grants << "\n";
   row("names") << s.name_list.size() << " of " << s.max_names << "\n";
   row("requests") << s.requests << " (" << s.rejected << " rejected)\n";
-  row("peers") << s.peers.size() << " linked, transfers " << s.transfers_out << " out / "
-               << s.transfers_in << " in\n";
+  row("peers") << s.peers.size() << " linked, transmits " << s.transmits_out << " out / "
+               << s.transmits_in << " in\n";
+  for (const auto& p : s.peers)
+    out << std::string(15, ' ') << p << "\n";
+  for (const auto& t : s.outgoing)
+    row("transmit") << "to " << t.peer << ": " << human_size(t.acked) << " of "
+                    << human_size(t.bytes) << " sent ("
+                    << (t.bytes == 0 ? 100 : t.acked * 100 / t.bytes) << "%)\n";
   if (s.cache_capacity == 0)
     row("cache") << "off\n";
   else

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <future>
+#include <memory>
 #include <optional>
 
 #include <caf/actor_cast.hpp>
@@ -451,11 +453,47 @@ caf::expected<engine_stats> client::stats() {
   return call<engine_stats>(stats_atom::value, reg_.session);
 }
 
+namespace {
+
+// A request that may run for minutes, answered by `engine` or ended when the engine goes
+// down: CAF 0.17 never fails a request in flight to a process that died (only its timeout
+// would end it), so an actor of its own monitors the engine while it waits.
+template <class R, class... Ts>
+caf::expected<R> watched_request(caf::actor_system& sys, const engine_actor& engine,
+                                 std::chrono::milliseconds limit, Ts... xs) {
+  auto answer = std::make_shared<std::promise<caf::expected<R>>>();
+  auto result = answer->get_future();
+  sys.spawn<caf::hidden>([=](caf::event_based_actor* self) {
+    auto finish = [self, answer](caf::expected<R> x) {
+      answer->set_value(std::move(x));
+      self->quit();
+    };
+    self->set_down_handler([finish](caf::down_msg& dm) {
+      finish(make_error(errc::engine_unreachable,
+                        "the engine went down during the request ("
+                          + caf::to_string(dm.reason) + ")"));
+    });
+    self->monitor(engine);
+    self->request(engine, limit, xs...)
+      .then([finish](R& r) { finish(std::move(r)); },
+            [finish](caf::error& e) { finish(engine_error(std::move(e))); });
+  });
+  return result.get();
+}
+
+} // namespace
+
 caf::expected<transmit_receipt> client::transmit(const block_ref& ref, const std::string& peer,
                                                  transmit_target target,
                                                  std::chrono::milliseconds limit) {
-  return call_within<transmit_receipt>(limit, transmit_atom::value, reg_.session, ref, peer,
-                                       std::move(target));
+  if (sys_ == nullptr)
+    return make_error(errc::unknown_process, "client is closed");
+  if (auto why = check_may_block(*sys_, "cafshm::client call"))
+    return why;
+  if (auto why = link_->unavailable())
+    return why;
+  return watched_request<transmit_receipt>(*sys_, link_->engine(), limit, transmit_atom::value,
+                                           reg_.session, ref, peer, std::move(target));
 }
 
 caf::expected<uint64_t> client::link(const std::string& host, uint16_t port) {

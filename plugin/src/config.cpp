@@ -376,6 +376,14 @@ check_result check_remote(const remote_settings& r) {
   if (r.chunk_bytes < 64 * kib || r.chunk_bytes > 256 * mib)
     return problem{"remote.chunk", "must be in 64KiB..256MiB, got " + format_size(r.chunk_bytes)};
   if (auto p = check_range("remote.window", r.window_chunks, 1, 64)) return p;
+  if (r.stall_timeout < std::chrono::milliseconds{100} || r.stall_timeout > std::chrono::hours{1})
+    return problem{"remote.stall_timeout", "must be in 100ms..60min, got "
+                                             + std::to_string(r.stall_timeout.count()) + "ms"};
+  if (r.redial_min.count() <= 0)
+    return problem{"remote.redial_min", "must be greater than 0"};
+  if (r.redial_max < r.redial_min || r.redial_max > std::chrono::hours{1})
+    return problem{"remote.redial_max", "must be in remote.redial_min..60min, got "
+                                          + std::to_string(r.redial_max.count()) + "ms"};
   std::unordered_map<std::string_view, size_t> first_by_name;
   for (size_t i = 0; i < r.peers.size(); ++i) {
     if (auto p = check_peer(r.peers, i, first_by_name)) return p;
@@ -738,6 +746,12 @@ constexpr field<remote_settings> remote_fields[] = {
     {"cache", [](const entry& v, remote_settings& out) { out.cache_bytes = read_size(v); }},
     {"checksum_retries",
      [](const entry& v, remote_settings& out) { out.checksum_retries = read_u32(v); }},
+    {"stall_timeout",
+     [](const entry& v, remote_settings& out) { out.stall_timeout = read_duration(v); }},
+    {"redial_min",
+     [](const entry& v, remote_settings& out) { out.redial_min = read_duration(v); }},
+    {"redial_max",
+     [](const entry& v, remote_settings& out) { out.redial_max = read_duration(v); }},
     {"peer_key_file",
      [](const entry& v, remote_settings& out) { out.peer_key_file = read_text(v); }},
     {"unauthenticated_peers",

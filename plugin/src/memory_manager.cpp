@@ -1077,6 +1077,35 @@ caf::expected<void> memory_manager::name(const session& s, const block_ref& ref,
   return {};
 }
 
+caf::expected<void> memory_manager::can_receive(uint32_t to, uint64_t size,
+                                                std::string_view name) const {
+  if (!name.empty()) {
+    if (!valid_name(name))
+      return make_error(errc::invalid_argument,
+                        "a name has 1 to " + std::to_string(admin::max_name_length) + " bytes");
+    if (names_.count(std::string{name}) != 0)
+      return make_error(errc::name_taken, "name " + quote_bounded(name) + " is taken");
+    if (header().free_name_head == no_index)
+      return make_error(errc::capacity_exceeded,
+                        "name table full (" + std::to_string(settings_.max_names)
+                          + " names); raise engine.max_names");
+  }
+  if (to == admin::engine_slot)
+    return {};
+  if (!is_live(to))
+    return make_error(errc::unknown_process, "process " + std::to_string(to) + " is not registered");
+  uint64_t bytes = allocator_.occupied_bytes(size);
+  const auto& dest = process(to);
+  if (dest.quota_bytes != 0 && dest.bytes_in_use + bytes > dest.quota_bytes)
+    return make_error(errc::quota_exceeded, "process " + std::to_string(to) + " cannot take "
+                                              + std::to_string(bytes)
+                                              + " more bytes within its quota");
+  if (auto why = shared_quota_problem(to, bytes))
+    return make_error(errc::quota_exceeded, "process " + std::to_string(to) + " taking "
+                                              + std::to_string(bytes) + " bytes " + *why);
+  return {};
+}
+
 caf::expected<block_ref> memory_manager::lookup(const session& s, std::string_view name) {
   auto p = resolve(s);
   if (!p)

@@ -125,6 +125,11 @@ public:
   void conceal(const block_ref& ref, bool on);
   /// The bytes of a live block, for the engine's own copying (chunks, cache). Engine use only.
   caf::expected<std::span<std::byte>> engine_bytes(const block_ref& ref);
+  /// Whether a block of `size` bytes could be handed to `process` (the engine slot: kept by the
+  /// engine) under `name` (empty: no name) without exceeding its quotas or finding the name
+  /// taken: what a transmit checks at its destination before any payload moves. Changes
+  /// nothing; the same checks run again on delivery. Engine use only.
+  caf::expected<void> can_receive(uint32_t process, uint64_t size, std::string_view name) const;
   /// Slot of the live process registered under `name` (names are unique per engine).
   caf::expected<uint32_t> find_process(const session& s, std::string_view name);
 

@@ -74,11 +74,11 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<named_block>("cafshm::named_block");
   cfg.add_message_type<capacity_use>("cafshm::capacity_use");
   cfg.add_message_type<engine_stats>("cafshm::engine_stats");
-  cfg.add_message_type<transfer_progress>("cafshm::transfer_progress");
+  cfg.add_message_type<transmit_progress>("cafshm::transmit_progress");
   cfg.add_message_type<transmit_target>("cafshm::transmit_target");
   cfg.add_message_type<transmit_receipt>("cafshm::transmit_receipt");
-  cfg.add_message_type<transfer_offer>("cafshm::transfer_offer");
-  cfg.add_message_type<transfer_chunk>("cafshm::transfer_chunk");
+  cfg.add_message_type<transmit_offer>("cafshm::transmit_offer");
+  cfg.add_message_type<transmit_chunk>("cafshm::transmit_chunk");
   cfg.add_message_type<peer_proof>("cafshm::peer_proof");
   cfg.add_message_type<std::vector<std::string>>("std::vector<std::string>");
   cfg.add_message_type<std::vector<char>>("std::vector<char>");
@@ -180,9 +180,6 @@ void module::start() {
   door_ = std::move(*door);
   engine_ = spawn_engine(system_, memory_, settings_, connector, office_, door_->path(),
                          std::move(*peers));
-  for (const auto& peer : settings_.remote.peers) // linked in the background; transmit retries
-    caf::anon_send(engine_, link_atom::value, memory_->engine_session(), peer.address.host,
-                   peer.address.port);
   system_.registry().put(engine_registry_key, caf::actor_cast<caf::strong_actor_ptr>(engine_));
 }
 

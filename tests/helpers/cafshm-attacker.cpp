@@ -227,15 +227,15 @@ std::optional<std::string> slurp(const std::string& path) {
 // forges receipts.
 caf::behavior impostor(caf::event_based_actor*, std::shared_ptr<impostor_counts> n) {
   return {
-    [n](offer_atom, uint64_t, transfer_offer& o) {
+    [n](offer_atom, uint64_t, transmit_offer& o) {
       ++n->offers;
       return transmit_receipt{block_ref{o.sender, 1, 1, o.size}, o.size, 0, o.hash, true};
     },
-    [n](chunk_atom, uint64_t, transfer_chunk&) {
+    [n](chunk_atom, uint64_t, transmit_chunk&) {
       ++n->chunks;
       return done_atom::value;
     },
-    [n](commit_atom, uint64_t, uint64_t) {
+    [n](commit_atom, uint64_t, uint64_t, uint64_t) {
       ++n->commits;
       return transmit_receipt{block_ref{1, 1, 1, 1}, 1, 0, 0, false};
     },
@@ -371,7 +371,7 @@ int unregistered(caf::actor_system& sys, const endpoint& ep) {
       answer = "peerlink " + peer_link_as(sys, gateway, fake, id, in, token);
     } else if (cmd == "offer") {
       std::vector<char> data(4096, 'o');
-      transfer_offer o;
+      transmit_offer o;
       o.id = token ^ 0x5a5a;
       o.size = data.size();
       o.hash = XXH3_64bits(data.data(), data.size());

@@ -107,15 +107,15 @@ inline bool same_usage(const engine_stats& a, const engine_stats& b) {
          && a.names == b.names && a.free_bytes == b.free_bytes
          && a.largest_free_block == b.largest_free_block
          && a.free_bytes_by_order == b.free_bytes_by_order && a.draining_blocks == 0
-         && a.transfers_in == b.transfers_in && a.transfers_out == b.transfers_out;
+         && a.transmits_in == b.transmits_in && a.transmits_out == b.transmits_out;
 }
 
 inline std::string usage(const engine_stats& s) {
   std::ostringstream out;
   out << "processes " << s.processes << ", blocks " << s.blocks << ", grants " << s.grants
       << ", names " << s.names << ", free " << s.free_bytes << " of " << s.arena_bytes
-      << ", draining " << s.draining_blocks << ", transfers in/out " << s.transfers_in << "/"
-      << s.transfers_out;
+      << ", draining " << s.draining_blocks << ", transfers in/out " << s.transmits_in << "/"
+      << s.transmits_out;
   return out.str();
 }
 

@@ -136,7 +136,9 @@ constexpr size_t link_nonce_bytes = 32;
 /// plugin/src/engine/peer_auth.hpp): it cannot be replayed toward another engine or in another
 /// handshake. Every later message carries the token the receiving engine issued; the receiver
 /// takes the sender's engine id from the token, never from the message. offer -> receipt
-/// (cache_hit) or an empty receipt (send the chunks); chunk -> done; commit(id) -> receipt;
+/// (cache_hit) or an empty receipt: send the chunks, or, with cache_hit set, offer again with
+/// the block's digest (the destination keeps a cache and looks the content up by it); chunk ->
+/// done; commit(id, XXH3-64 of the block, from the same pass as the chunks) -> receipt;
 /// abort(id); version(ref) -> version of an exported block; pull(ref) -> version sent to the
 /// requester as a cache fill.
 using peer_actor = caf::typed_actor<
@@ -145,9 +147,9 @@ using peer_actor = caf::typed_actor<
     ::with<uint64_t, std::vector<char>, peer_proof>,
   caf::replies_to<hello_atom, uint64_t, uint64_t, caf::actor, std::vector<char>, peer_proof>
     ::with<uint64_t, uint64_t>,
-  caf::replies_to<offer_atom, uint64_t, transfer_offer>::with<transmit_receipt>,
-  caf::replies_to<chunk_atom, uint64_t, transfer_chunk>::with<done_atom>,
-  caf::replies_to<commit_atom, uint64_t, uint64_t>::with<transmit_receipt>,
+  caf::replies_to<offer_atom, uint64_t, transmit_offer>::with<transmit_receipt>,
+  caf::replies_to<chunk_atom, uint64_t, transmit_chunk>::with<done_atom>,
+  caf::replies_to<commit_atom, uint64_t, uint64_t, uint64_t>::with<transmit_receipt>,
   caf::reacts_to<abort_atom, uint64_t, uint64_t>,
   caf::replies_to<version_atom, uint64_t, block_ref>::with<uint64_t>,
   caf::replies_to<pull_atom, uint64_t, block_ref>::with<uint64_t>>;

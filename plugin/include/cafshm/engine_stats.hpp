@@ -46,7 +46,7 @@ typename Inspector::result_type inspect(Inspector& f, named_block& x) {
 }
 
 /// Progress of one transmit this engine is sending.
-struct transfer_progress {
+struct transmit_progress {
   uint64_t id = 0;
   std::string peer;       // "host:port" of the destination engine
   uint64_t bytes = 0;     // size of the block
@@ -54,8 +54,8 @@ struct transfer_progress {
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, transfer_progress& x) {
-  return f(caf::meta::type_name("cafshm::transfer_progress"), x.id, x.peer, x.bytes, x.acked);
+typename Inspector::result_type inspect(Inspector& f, transmit_progress& x) {
+  return f(caf::meta::type_name("cafshm::transmit_progress"), x.id, x.peer, x.bytes, x.acked);
 }
 
 /// One bounded resource of an engine: how much is in use, the most that was in use at once since
@@ -102,9 +102,9 @@ struct engine_stats {
   std::vector<named_block> name_list;
   // Remote side: linked peer engines ("host:port"), transfers, the content cache.
   std::vector<std::string> peers;
-  uint32_t transfers_out = 0;       // transmits in progress
-  std::vector<transfer_progress> outgoing;
-  uint32_t transfers_in = 0;
+  uint32_t transmits_out = 0;       // transmits in progress
+  std::vector<transmit_progress> outgoing;
+  uint32_t transmits_in = 0;
   uint64_t cache_capacity = 0;
   uint64_t cache_bytes = 0;
   uint32_t cache_entries = 0;
@@ -128,7 +128,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.used_bytes, x.requested_bytes, x.largest_free_block, x.free_bytes_by_order,
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
            x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.capacities, x.process_list,
-           x.name_list, x.peers, x.transfers_out, x.outgoing, x.transfers_in, x.cache_capacity,
+           x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
            x.cache_bytes_saved);
 }

@@ -41,7 +41,7 @@ typename Inspector::result_type inspect(Inspector& f, transmit_receipt& x) {
 }
 
 /// A sender's announcement of a block, before any payload moves.
-struct transfer_offer {
+struct transmit_offer {
   uint64_t sender = 0;      // engine id of the sender
   uint64_t id = 0;          // transfer id, unique per sender
   uint64_t size = 0;        // bytes of the block
@@ -54,13 +54,13 @@ struct transfer_offer {
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, transfer_offer& x) {
-  return f(caf::meta::type_name("cafshm::transfer_offer"), x.sender, x.id, x.size, x.hash,
+typename Inspector::result_type inspect(Inspector& f, transmit_offer& x) {
+  return f(caf::meta::type_name("cafshm::transmit_offer"), x.sender, x.id, x.size, x.hash,
            x.chunk_bytes, x.target, x.source, x.source_version, x.cache_fill);
 }
 
 /// One chunk of a transfer.
-struct transfer_chunk {
+struct transmit_chunk {
   uint64_t sender = 0;
   uint64_t id = 0;
   uint64_t offset = 0;
@@ -69,8 +69,8 @@ struct transfer_chunk {
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, transfer_chunk& x) {
-  return f(caf::meta::type_name("cafshm::transfer_chunk"), x.sender, x.id, x.offset, x.hash,
+typename Inspector::result_type inspect(Inspector& f, transmit_chunk& x) {
+  return f(caf::meta::type_name("cafshm::transmit_chunk"), x.sender, x.id, x.offset, x.hash,
            x.data);
 }
 

@@ -110,10 +110,19 @@ struct remote_settings {
   // matching one of these patterns: a host name or address ("db1", "10.0.0.7"), a glob over
   // host names ("*.cluster.local"), or an address range ("10.0.0.0/8", "fd00::/8").
   std::vector<std::string> allow_dial;
-  uint64_t chunk_bytes = 4ull << 20;
+  uint64_t chunk_bytes = 1ull << 20;
   uint32_t window_chunks = 4;
-  uint64_t cache_bytes = 256ull << 20;
+  uint64_t cache_bytes = 0;
   uint32_t checksum_retries = 2;
+  // A transmit fails when it waited this long for its destination without any answer from
+  // that engine (to this transmit or to any other it carries); a receiving engine drops an
+  // incoming transmit whose sender has been silent this long. A slow link never fails a
+  // transmit while bytes keep moving.
+  std::chrono::milliseconds stall_timeout{30000};
+  // Pause before re-dialing a peer of `peers` that is not linked; doubles after each failed
+  // attempt up to `redial_max`.
+  std::chrono::milliseconds redial_min{200};
+  std::chrono::milliseconds redial_max{10000};
 };
 
 struct settings {

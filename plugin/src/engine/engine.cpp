@@ -147,6 +147,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
   });
   if (liveness_interval.count() > 0)
     self->delayed_send(self, liveness_interval, liveness_atom::value);
+  remote::keep_linked(self);
   auto& mmr = *self->state.mm;
   if (mmr.adopted())
     watch_adopted(self->state, mmr);
@@ -328,22 +329,22 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       return remote::hello(self, peer, reverse_token, std::move(gateway), std::move(identity));
     },
     [self](forward_atom, uint64_t key, offer_atom, uint64_t token,
-           transfer_offer& o) -> caf::result<transmit_receipt> {
+           transmit_offer& o) -> caf::result<transmit_receipt> {
       if (key != self->state.gateway_key)
         return not_from_gateway();
       return remote::offer(self, token, o);
     },
     [self](forward_atom, uint64_t key, chunk_atom, uint64_t token,
-           transfer_chunk& c) -> caf::result<done_atom> {
+           transmit_chunk& c) -> caf::result<done_atom> {
       if (key != self->state.gateway_key)
         return not_from_gateway();
       return remote::chunk(self, token, c);
     },
-    [self](forward_atom, uint64_t key, commit_atom, uint64_t token,
-           uint64_t id) -> caf::result<transmit_receipt> {
+    [self](forward_atom, uint64_t key, commit_atom, uint64_t token, uint64_t id,
+           uint64_t hash) -> caf::result<transmit_receipt> {
       if (key != self->state.gateway_key)
         return not_from_gateway();
-      return remote::commit(self, token, id);
+      return remote::commit(self, token, id, hash);
     },
     [self](forward_atom, uint64_t key, abort_atom, uint64_t token, uint64_t id) {
       if (key == self->state.gateway_key)
@@ -361,10 +362,12 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
         return not_from_gateway();
       return remote::pull(self, token, ref);
     },
+    [self](redial_atom, uint64_t index) { remote::redial(self, index); },
     [self, &mmr](liveness_atom) {
       reclaim_exited(self->state, mmr);
-      // A sender silent for twice the request timeout is gone even if no down message said so.
-      remote::expire_idle(self, self->state.config.client.request_timeout * 2);
+      // A peer silent for remote.stall_timeout ends its transmits even if no down message
+      // said it is gone.
+      remote::check_stalls(self);
       self->delayed_send(self, self->state.config.engine.liveness_interval,
                          liveness_atom::value);
     },

@@ -30,6 +30,7 @@
 #include "cafshm/settings.hpp"
 #include "peer_auth.hpp"
 #include "ticket_office.hpp"
+#include "xxh3_stream.hpp"
 
 namespace cafshm {
 
@@ -39,16 +40,19 @@ using liveness_atom = caf::atom_constant<caf::atom("shm_alive")>;
 // sender of a CAF message proves nothing (CAF 0.17's BASP lets a remote node name any local
 // actor as the sender of a routed message), a key nobody outside the process knows does.
 using forward_atom = caf::atom_constant<caf::atom("shm_fwd")>;
+// Dial the configured peer remote.peers[index] again if it is not linked.
+using redial_atom = caf::atom_constant<caf::atom("shm_redial")>;
 // clang-format off
 using engine_impl = engine_actor::extend<
   caf::reacts_to<liveness_atom>,
+  caf::reacts_to<redial_atom, uint64_t>,
   // key, hello, dialer id, link token toward the dialer, the dialer's gateway, who proved it
   caf::replies_to<forward_atom, uint64_t, hello_atom, uint64_t, uint64_t, caf::actor, std::string>
     ::with<uint64_t, uint64_t>,
-  caf::replies_to<forward_atom, uint64_t, offer_atom, uint64_t, transfer_offer>
+  caf::replies_to<forward_atom, uint64_t, offer_atom, uint64_t, transmit_offer>
     ::with<transmit_receipt>,
-  caf::replies_to<forward_atom, uint64_t, chunk_atom, uint64_t, transfer_chunk>::with<done_atom>,
-  caf::replies_to<forward_atom, uint64_t, commit_atom, uint64_t, uint64_t>
+  caf::replies_to<forward_atom, uint64_t, chunk_atom, uint64_t, transmit_chunk>::with<done_atom>,
+  caf::replies_to<forward_atom, uint64_t, commit_atom, uint64_t, uint64_t, uint64_t>
     ::with<transmit_receipt>,
   caf::reacts_to<forward_atom, uint64_t, abort_atom, uint64_t, uint64_t>,
   caf::replies_to<forward_atom, uint64_t, version_atom, uint64_t, block_ref>::with<uint64_t>,
@@ -63,6 +67,18 @@ struct peer_link {
   bool dialed = false; // this engine dialed the peer; a link the peer opened never replaces a
                        // dialed one
   std::string identity; // who proved the peer's engine id (peer_authenticator::verify)
+  std::string name;     // the name in remote.peers, if it is a configured peer
+  // latest answer of any kind from this peer: a transmit waiting for it stalls only when
+  // the peer said nothing at all for remote.stall_timeout
+  std::chrono::steady_clock::time_point last_heard = std::chrono::steady_clock::now();
+};
+
+/// A configured peer (remote.peers) that the engine keeps linked: redialed with back-off.
+struct configured_peer_state {
+  uint64_t engine_id = 0;            // while linked
+  std::chrono::milliseconds backoff{0};
+  bool dialing = false;
+  bool ever_linked = false;
 };
 
 /// Inbound peer links this engine accepts at most at once (one per peer engine id; a second
@@ -75,16 +91,22 @@ constexpr size_t max_tokens_per_peer = 4;
 
 /// A block this engine is sending. The block is pinned by a view of the engine's own session,
 /// so its memory stays valid (even if its owner frees it or dies) until the transfer ends.
-struct outgoing_transfer {
+struct outgoing_transmit {
   uint64_t peer = 0;          // engine id of the destination
   block_ref ref;
   std::span<const std::byte> bytes;
-  transfer_offer offer;
+  transmit_offer offer;
   uint64_t next_offset = 0;   // first byte not yet sent
+  // the block's digest, fed with each chunk as it is first sent (in order); unused when the
+  // offer carried the digest (a destination with a cache asked for it up front)
+  xxh3_stream digest;
+  uint64_t digested = 0;      // bytes fed to `digest`
   uint64_t acked = 0;         // bytes confirmed by the destination
   uint32_t in_flight = 0;     // chunks sent and not yet confirmed (<= remote.window_chunks)
   uint32_t retries_left = 0;  // chunk resends allowed after checksum mismatches
   uint64_t payload_bytes = 0;
+  // latest answer from the destination to this transmit (offer, chunk or commit)
+  std::chrono::steady_clock::time_point last_progress = std::chrono::steady_clock::now();
   // who waits for the end: a local transmit or a peer's pull
   caf::typed_response_promise<transmit_receipt> receipt;
   caf::typed_response_promise<uint64_t> pulled;
@@ -92,12 +114,18 @@ struct outgoing_transfer {
 };
 
 /// A block this engine is receiving, held by the engine until verified and delivered.
-struct incoming_transfer {
-  transfer_offer offer;
+struct incoming_transmit {
+  transmit_offer offer;
   block_ref block;
   std::span<std::byte> bytes;
   caf::actor_addr from;       // the sending engine (monitored)
   uint32_t destination = 0;   // slot of target.process, or the engine slot
+  // digest of the bytes [0, verified), fed as chunks arrive in order; chunks that arrived
+  // ahead of a gap (after a resend) wait in `ahead` (offset -> length) and are fed from the
+  // block once the gap is filled
+  xxh3_stream digest;
+  uint64_t verified = 0;
+  std::map<uint64_t, uint64_t> ahead;
   std::chrono::steady_clock::time_point last_activity; // offer or latest chunk
 };
 
@@ -124,8 +152,14 @@ struct engine_state {
   // remote reads waiting for their cache fill: (engine id, block index, generation); a cache
   // fill offer is accepted only for one of these, from that engine's link
   std::multiset<std::tuple<uint64_t, uint32_t, uint32_t>> pending_pulls;
-  std::map<uint64_t, outgoing_transfer> outgoing;          // by transfer id
-  std::map<std::pair<uint64_t, uint64_t>, incoming_transfer> incoming; // by (sender, id)
+  // blocks fetched for remote reads that the cache does not keep (larger than remote.cache,
+  // or no cache), by the same key: each serves the read that pulled it and is then freed
+  std::multimap<std::tuple<uint64_t, uint32_t, uint32_t>, block_ref> fetched;
+  std::map<uint64_t, outgoing_transmit> outgoing;          // by transfer id
+  std::map<std::pair<uint64_t, uint64_t>, incoming_transmit> incoming; // by (sender, id)
+  // latest peer message of any kind per sending engine id (incoming transmits stall by it)
+  std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> last_heard_from;
+  std::vector<configured_peer_state> configured; // one per remote.peers entry
   std::unique_ptr<block_cache> cache;
   std::unique_ptr<actor_directory> directory; // actors published by name
   static inline const char* name = "cafshm.engine";

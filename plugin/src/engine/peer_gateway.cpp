@@ -104,17 +104,17 @@ peer_actor::behavior_type gateway_behavior(gateway_impl self, engine_impl engine
       return self->delegate(st.engine, forward_atom::value, st.key, hello_atom::value, dialer,
                             reverse_token, std::move(dialer_gateway), std::move(*who));
     },
-    [self](offer_atom, uint64_t token, transfer_offer& o) {
+    [self](offer_atom, uint64_t token, transmit_offer& o) {
       return self->delegate(self->state.engine, forward_atom::value, self->state.key,
                             offer_atom::value, token, std::move(o));
     },
-    [self](chunk_atom, uint64_t token, transfer_chunk& c) {
+    [self](chunk_atom, uint64_t token, transmit_chunk& c) {
       return self->delegate(self->state.engine, forward_atom::value, self->state.key,
                             chunk_atom::value, token, std::move(c));
     },
-    [self](commit_atom, uint64_t token, uint64_t id) {
+    [self](commit_atom, uint64_t token, uint64_t id, uint64_t hash) {
       return self->delegate(self->state.engine, forward_atom::value, self->state.key,
-                            commit_atom::value, token, id);
+                            commit_atom::value, token, id, hash);
     },
     [self](abort_atom, uint64_t token, uint64_t id) {
       self->send(self->state.engine, forward_atom::value, self->state.key, abort_atom::value,

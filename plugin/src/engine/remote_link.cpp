@@ -1,7 +1,9 @@
 #include "remote_link.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
+#include <iostream>
 #include <set>
 
 #include <caf/actor_cast.hpp>
@@ -20,8 +22,50 @@ namespace cafshm::remote {
 
 namespace {
 
+using clock = std::chrono::steady_clock;
+
+// Handshake and small requests: the client's request timeout.
 std::chrono::milliseconds timeout(const engine_state& st) {
   return st.config.client.request_timeout;
+}
+
+// Requests of a transmit (offer, chunk, commit) wait without a limit of their own: queued
+// behind other transmits on a slow link they may take long. A transmit ends when its peer goes
+// down or says nothing at all for remote.stall_timeout (check_stalls).
+constexpr caf::infinite_t no_request_timeout = caf::infinite;
+
+void log_line(const engine_state& st, const std::string& text) {
+  std::cerr << "cafshm engine '" << st.config.engine.name << "': " << text << std::endl;
+}
+
+// Notes an answer from peer `id` (and, if `t` is given, progress of that transmit).
+void heard_from(engine_state& st, uint64_t id, outgoing_transmit* t = nullptr) {
+  auto now = clock::now();
+  if (auto p = st.peers.find(id); p != st.peers.end())
+    p->second.last_heard = now;
+  if (t != nullptr)
+    t->last_progress = now;
+}
+
+// An engine id as `cafshm stat` shows it (hexadecimal).
+std::string hex_id(uint64_t id) {
+  char text[17];
+  auto end = std::to_chars(text, text + sizeof text, id, 16).ptr;
+  return {text, end};
+}
+
+// "name (host:port)" for a configured peer, else the address it was linked by.
+std::string describe_peer(const peer_link& p) {
+  return p.name.empty() ? p.address : p.name + " (" + p.address + ")";
+}
+
+// Chunks a receiver holds ahead of a gap at most (a sender keeps remote.window_chunks <= 64 in
+// flight, so only a misbehaving one gets near).
+constexpr size_t max_chunks_ahead = 1024;
+
+// What remote reads and their pulls are matched by: (engine id, block index, generation).
+std::tuple<uint64_t, uint32_t, uint32_t> fetch_key(const block_ref& r) {
+  return {r.engine, r.block, r.generation};
 }
 
 bool in_bounds(uint64_t offset, uint64_t length, uint64_t size) {
@@ -53,6 +97,13 @@ bool add_peer(engine_pointer self, uint64_t id, peer_link link) {
     st.peers.erase(i);
   }
   self->monitor(link.handle);
+  for (size_t i = 0; i < st.config.remote.peers.size(); ++i) {
+    const auto& p = st.config.remote.peers[i];
+    if (link.dialed && link.address == p.address.host + ":" + std::to_string(p.address.port)) {
+      link.name = p.name;
+      st.configured[i].engine_id = id;
+    }
+  }
   st.peer_by_address[link.address] = id;
   st.peers.emplace(id, std::move(link));
   return true;
@@ -162,7 +213,7 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F f) {
                             return;
                           }
                           issue_token(self->state, id, reverse);
-                          if (!add_peer(self, id, peer_link{gw, token, address, true, who})) {
+                          if (!add_peer(self, id, peer_link{gw, token, address, true, who, {}})) {
                             f(make_error(errc::access_denied,
                                          "engine id " + std::to_string(id) + " at " + address
                                            + " is linked already with another identity"));
@@ -211,12 +262,12 @@ void with_peer(engine_pointer self, const std::string& spec, F f) {
   connect(self, ep->host, ep->port, f);
 }
 
-outgoing_transfer* find_out(engine_pointer self, uint64_t id) {
+outgoing_transmit* find_out(engine_pointer self, uint64_t id) {
   auto i = self->state.outgoing.find(id);
   return i == self->state.outgoing.end() ? nullptr : &i->second;
 }
 
-void unpin(engine_state& st, const outgoing_transfer& t) {
+void unpin(engine_state& st, const outgoing_transmit& t) {
   st.mm->detach(st.mm->engine_session(), t.ref);
 }
 
@@ -230,7 +281,8 @@ void fail(engine_pointer self, uint64_t id, caf::error err) {
     self->send(p->second.handle, abort_atom::value, p->second.token, id);
   if (err.category() != error_category) // CAF's own, e.g. a request to a cut-off peer timed out
     err = make_error(errc::peer_failure,
-                     "transfer to " + (p != st.peers.end() ? p->second.address : "the peer")
+                     "transfer to " + (p != st.peers.end() ? describe_peer(p->second)
+                                                           : std::string{"the peer"})
                        + " failed: " + describe(err));
   unpin(st, *t);
   if (t->is_pull)
@@ -254,6 +306,7 @@ void finish(engine_pointer self, uint64_t id, transmit_receipt receipt) {
 }
 
 void pump(engine_pointer self, uint64_t id);
+void send_offer(engine_pointer self, uint64_t id);
 
 void send_chunk(engine_pointer self, uint64_t id, uint64_t offset) {
   auto* t = find_out(self, id);
@@ -264,15 +317,20 @@ void send_chunk(engine_pointer self, uint64_t id, uint64_t offset) {
   }
   uint64_t n = std::min<uint64_t>(t->offer.chunk_bytes, t->bytes.size() - offset);
   auto* first = reinterpret_cast<const char*>(t->bytes.data()) + offset;
-  transfer_chunk c{t->offer.sender, id, offset, 0, std::vector<char>(first, first + n)};
+  transmit_chunk c{t->offer.sender, id, offset, 0, std::vector<char>(first, first + n)};
   c.hash = XXH3_64bits(c.data.data(), c.data.size());
+  if (t->offer.hash == 0 && offset == t->digested) { // first send of the next chunk in order
+    t->digest.update(std::as_bytes(std::span{c.data}));
+    t->digested += n;
+  }
   ++t->in_flight;
   t->payload_bytes += n;
-  self->request(peer->second.handle, timeout(self->state), chunk_atom::value,
+  self->request(peer->second.handle, no_request_timeout, chunk_atom::value,
                 peer->second.token, std::move(c))
     .then(
       [self, id, n](done_atom) {
         if (auto* t = find_out(self, id)) {
+          heard_from(self->state, t->peer, t);
           --t->in_flight;
           t->acked += n;
           pump(self, id);
@@ -282,6 +340,7 @@ void send_chunk(engine_pointer self, uint64_t id, uint64_t offset) {
         auto* t = find_out(self, id);
         if (t == nullptr)
           return;
+        heard_from(self->state, t->peer, t);
         --t->in_flight;
         if (code_of(e) == errc::checksum_mismatch && t->retries_left > 0) {
           --t->retries_left;
@@ -292,15 +351,16 @@ void send_chunk(engine_pointer self, uint64_t id, uint64_t offset) {
       });
 }
 
-void commit_transfer(engine_pointer self, uint64_t id) {
+void commit_transmit(engine_pointer self, uint64_t id) {
   auto* t = find_out(self, id);
   auto peer = self->state.peers.find(t->peer);
   if (peer == self->state.peers.end()) {
     fail(self, id, make_error(errc::peer_failure, "the destination engine went down"));
     return;
   }
-  self->request(peer->second.handle, timeout(self->state), commit_atom::value,
-                peer->second.token, id)
+  auto hash = t->offer.hash != 0 ? t->offer.hash : t->digest.digest();
+  self->request(peer->second.handle, no_request_timeout, commit_atom::value,
+                peer->second.token, id, hash)
     .then([self, id](transmit_receipt& r) { finish(self, id, std::move(r)); },
           [self, id](caf::error& e) { fail(self, id, std::move(e)); });
 }
@@ -319,11 +379,11 @@ void pump(engine_pointer self, uint64_t id) {
       return;
   }
   if (t->in_flight == 0 && t->acked == size)
-    commit_transfer(self, id);
+    commit_transmit(self, id);
 }
 
 // Pins `ref`, offers it to `peer` and runs the transfer; the promise in `t` ends it.
-void start(engine_pointer self, uint64_t peer, const block_ref& ref, outgoing_transfer t) {
+void start(engine_pointer self, uint64_t peer, const block_ref& ref, outgoing_transmit t) {
   auto& st = self->state;
   auto& mm = *st.mm;
   auto pin = mm.attach(mm.engine_session(), ref, access_mode::read);
@@ -348,26 +408,43 @@ void start(engine_pointer self, uint64_t peer, const block_ref& ref, outgoing_tr
   t.offer.sender = mm.engine_id();
   t.offer.id = id;
   t.offer.size = ref.size;
-  t.offer.hash = hash_of(t.bytes);
+  t.offer.hash = 0; // computed with the chunks, unless the destination asks for it up front
   t.offer.chunk_bytes = st.config.remote.chunk_bytes;
   t.offer.source = ref;
-  auto handle = st.peers.at(peer).handle;
-  auto token = st.peers.at(peer).token;
-  auto offer = t.offer;
   st.outgoing.emplace(id, std::move(t));
-  self->request(handle, timeout(st), offer_atom::value, token, std::move(offer))
+  send_offer(self, id);
+}
+
+void send_offer(engine_pointer self, uint64_t id) {
+  auto* t = find_out(self, id);
+  auto peer = self->state.peers.find(t->peer);
+  if (peer == self->state.peers.end()) {
+    fail(self, id, make_error(errc::peer_failure, "the destination engine went down"));
+    return;
+  }
+  self->request(peer->second.handle, no_request_timeout, offer_atom::value, peer->second.token,
+                t->offer)
     .then(
       [self, id](transmit_receipt& r) {
-        if (r.remote.valid()) // the destination had the content: no payload
+        auto* t = find_out(self, id);
+        if (t == nullptr)
+          return;
+        heard_from(self->state, t->peer, t);
+        if (r.remote.valid()) { // the destination had the content: no payload
           finish(self, id, std::move(r));
-        else
+        } else if (r.cache_hit && t->offer.hash == 0) {
+          // The destination keeps a cache and looks the content up by its digest.
+          t->offer.hash = hash_of(t->bytes);
+          send_offer(self, id);
+        } else {
           pump(self, id);
+        }
       },
       [self, id](caf::error& e) { fail(self, id, std::move(e)); });
 }
 
 // Names the block, hands it to its destination process and tells the target actor.
-caf::expected<block_ref> deliver(engine_state& st, const incoming_transfer& in) {
+caf::expected<block_ref> deliver(engine_state& st, const incoming_transmit& in) {
   auto& mm = *st.mm;
   auto engine = mm.engine_session();
   const auto& target = in.offer.target;
@@ -438,11 +515,28 @@ caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
                         + " peer engines");
   auto token = secure_token();
   auto node = handle.node();
-  if (!add_peer(self, peer_id,
-                peer_link{handle, reverse_token, "node " + to_string(node), false, identity}))
+  std::string address = "engine " + hex_id(peer_id) + " (dialed in)";
+  if (!add_peer(self, peer_id, peer_link{handle, reverse_token, address, false, identity, {}}))
     return make_error(errc::access_denied, "engine id " + std::to_string(peer_id)
                                              + " is linked already with another identity");
   issue_token(st, peer_id, token);
+  if (st.connector) // where the peer's connection comes from, for stats and logs
+    self->request(st.connector, timeout(st), caf::get_atom::value, node)
+      .then(
+        [self, peer_id, handle, address](const caf::node_id&, const std::string& host,
+                                         uint16_t port) {
+          auto& st = self->state;
+          auto p = st.peers.find(peer_id);
+          if (host.empty() || p == st.peers.end() || p->second.handle != handle
+              || p->second.address != address)
+            return;
+          auto from = "engine " + hex_id(peer_id) + " from " + host + ":"
+                      + std::to_string(port) + " (dialed in)";
+          st.peer_by_address.erase(address);
+          st.peer_by_address[from] = peer_id;
+          p->second.address = std::move(from);
+        },
+        [](caf::error&) {});
   return {st.mm->engine_id(), token};
 }
 
@@ -463,7 +557,7 @@ caf::result<transmit_receipt> transmit(engine_pointer self, const session& s,
       rp.deliver(std::move(ok.error())); // freed while we linked
       return;
     }
-    outgoing_transfer t;
+    outgoing_transmit t;
     t.offer.target = std::move(target);
     t.receipt = rp;
     start(self, *id, ref, std::move(t));
@@ -488,7 +582,7 @@ caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref&
   if (st.peers.count(*requester) == 0)
     return make_error(errc::peer_failure, "pull from an engine that is not linked");
   auto rp = self->make_response_promise<uint64_t>();
-  outgoing_transfer t;
+  outgoing_transmit t;
   t.is_pull = true;
   t.pulled = rp;
   t.offer.cache_fill = true;
@@ -499,7 +593,7 @@ caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref&
 
 // -- receiving ----------------------------------------------------------------------------------
 
-caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transfer_offer& o) {
+caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transmit_offer& o) {
   auto& st = self->state;
   auto& mm = *st.mm;
   auto engine = mm.engine_session();
@@ -507,21 +601,19 @@ caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transfe
   if (!from)
     return std::move(from.error());
   o.sender = *from; // who sends is what the link says, not what the offer claims
+  st.last_heard_from[o.sender] = clock::now();
   auto key = std::make_pair(o.sender, o.id);
   if (o.size == 0 || o.chunk_bytes == 0 || st.incoming.count(key) != 0)
     return make_error(errc::invalid_argument, "malformed or duplicate transfer offer");
   if (o.cache_fill) {
     // Only the answer to a pull of this engine, from the engine that owns the block.
-    auto pending = st.pending_pulls.find({o.source.engine, o.source.block, o.source.generation});
+    auto pending = st.pending_pulls.find(fetch_key(o.source));
     if (o.source.engine != *from || pending == st.pending_pulls.end()
         || o.size != o.source.size)
       return make_error(errc::access_denied, "a cache fill nobody asked this engine for");
-    if (!st.cache || st.cache->capacity() < o.size)
-      return make_error(errc::invalid_argument,
-                        "remote reads need remote.cache >= the block size");
     st.pending_pulls.erase(pending);
   }
-  incoming_transfer in;
+  incoming_transmit in;
   in.destination = admin::engine_slot;
   if (!o.cache_fill && !o.target.process.empty()) {
     auto slot = mm.find_process(engine, o.target.process);
@@ -529,6 +621,11 @@ caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transfe
       return std::move(slot.error());
     in.destination = *slot;
   }
+  if (!o.cache_fill) // name, quota: refused here, before any payload moves
+    if (auto ok = mm.can_receive(in.destination, o.size, o.target.name); !ok)
+      return std::move(ok.error());
+  if (!o.cache_fill && st.cache && o.hash == 0) // the cache needs the digest to look it up
+    return transmit_receipt{{}, 0, 0, 0, true};
   if (!o.cache_fill && st.cache) {
     if (const auto* hit = st.cache->find(o.hash, o.size)) {
       auto block = mm.allocate(engine, o.size);
@@ -565,11 +662,12 @@ caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transfe
   return transmit_receipt{}; // no receipt yet: send the chunks
 }
 
-caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transfer_chunk& c) {
+caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transmit_chunk& c) {
   auto& st = self->state;
   auto from = peer_of(st, token);
   if (!from)
     return std::move(from.error());
+  st.last_heard_from[*from] = clock::now();
   auto i = st.incoming.find({*from, c.id});
   if (i == st.incoming.end())
     return make_error(errc::stale_block, "chunk of an unknown transfer");
@@ -582,13 +680,38 @@ caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transfer_chunk
   if (XXH3_64bits(c.data.data(), c.data.size()) != c.hash)
     return make_error(errc::checksum_mismatch,
                       "chunk at offset " + std::to_string(c.offset) + " failed its checksum");
+  if (c.offset < in.verified) // those bytes are in the digest already: never rewritten
+    return make_error(errc::invalid_argument,
+                      "chunk at offset " + std::to_string(c.offset) + " rewrites verified bytes");
   if (!c.data.empty()) // an empty chunk's data() is null: memcpy(p, nullptr, 0) is UB
     std::memcpy(in.bytes.data() + c.offset, c.data.data(), c.data.size());
   in.last_activity = std::chrono::steady_clock::now();
+  if (c.offset == in.verified) {
+    in.digest.update(std::as_bytes(std::span{c.data}));
+    in.verified += c.data.size();
+    // chunks that arrived ahead of this one (it was resent): fed from the block now
+    for (auto a = in.ahead.begin(); a != in.ahead.end() && a->first <= in.verified;
+         a = in.ahead.erase(a)) {
+      auto end = a->first + a->second;
+      if (end > in.verified) {
+        in.digest.update(in.bytes.subspan(in.verified, end - in.verified));
+        in.verified = end;
+      }
+    }
+  } else if (c.offset > in.verified && !c.data.empty()) {
+    if (in.ahead.size() >= max_chunks_ahead) {
+      st.mm->free(st.mm->engine_session(), in.block);
+      st.incoming.erase(i);
+      return make_error(errc::invalid_argument, "more than " + std::to_string(max_chunks_ahead)
+                                                  + " chunks ahead of a gap; transfer aborted");
+    }
+    in.ahead[c.offset] = std::max(in.ahead[c.offset], uint64_t{c.data.size()});
+  }
   return done_atom::value;
 }
 
-caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64_t id) {
+caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64_t id,
+                                     uint64_t claimed) {
   auto& st = self->state;
   auto& mm = *st.mm;
   auto from = peer_of(st, token);
@@ -599,13 +722,22 @@ caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64
     return make_error(errc::stale_block, "commit of an unknown transfer");
   auto in = std::move(i->second);
   st.incoming.erase(i);
-  auto hash = hash_of(in.bytes);
-  if (hash != in.offer.hash) {
+  if (in.verified != in.bytes.size()) {
+    mm.free(mm.engine_session(), in.block);
+    return make_error(errc::invalid_argument,
+                      "commit after " + std::to_string(in.verified) + " of "
+                        + std::to_string(in.bytes.size()) + " bytes; transfer aborted");
+  }
+  auto hash = in.digest.digest(); // fed as the chunks arrived: the block is not read again
+  if (hash != claimed || (in.offer.hash != 0 && hash != in.offer.hash)) {
     mm.free(mm.engine_session(), in.block);
     return make_error(errc::checksum_mismatch, "the received block does not match its checksum");
   }
   if (in.offer.cache_fill) {
-    free_blocks(st, st.cache->insert({in.block, hash, in.offer.source, in.offer.source_version}));
+    if (st.cache && st.cache->capacity() >= in.bytes.size())
+      free_blocks(st, st.cache->insert({in.block, hash, in.offer.source, in.offer.source_version}));
+    else // read once by the remote read that pulled it, then freed
+      st.fetched.emplace(fetch_key(in.offer.source), in.block);
     return transmit_receipt{in.block, in.bytes.size(), 0, hash, false};
   }
   remember(st, in.block, in.bytes, hash);
@@ -640,13 +772,23 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
     return make_error(errc::stale_block, to_string(ref) + " belongs to no linked engine");
   if (!in_bounds(offset, length, ref.size))
     return make_error(errc::out_of_range, "read beyond the end of " + to_string(ref));
-  if (!st.cache)
-    return make_error(errc::invalid_argument, "remote reads need remote.cache > 0");
   auto rp = self->make_response_promise<std::vector<char>>();
   auto handle = peer->second.handle;
   auto token = peer->second.token;
-  auto serve = [self, rp, ref, offset, length](uint64_t version, bool fetched) mutable {
+  auto key = fetch_key(ref);
+  // Serves the read from the cache, or from the block its pull fetched past the cache (a block
+  // larger than remote.cache, or no cache at all), which is freed right after.
+  auto serve = [self, rp, ref, offset, length, key](uint64_t version, bool fetched) mutable {
     auto& st = self->state;
+    if (fetched)
+      if (auto f = st.fetched.find(key); f != st.fetched.end()) {
+        rp.deliver(copy_range(st, f->second, offset, length));
+        st.mm->free(st.mm->engine_session(), f->second);
+        st.fetched.erase(f);
+        return true;
+      }
+    if (!st.cache)
+      return false;
     std::vector<block_ref> stale;
     const auto* hit = st.cache->find_source(ref, version, stale);
     free_blocks(st, stale);
@@ -664,8 +806,9 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
       [self, rp, ref, handle, token, serve](uint64_t v) mutable {
         if (serve(v, false))
           return;
-        ++self->state.cache->counters().misses;
-        auto key = std::make_tuple(ref.engine, ref.block, ref.generation);
+        if (self->state.cache)
+          ++self->state.cache->counters().misses;
+        auto key = fetch_key(ref);
         self->state.pending_pulls.insert(key); // consumed by the cache fill offer
         self->request(handle, timeout(self->state) * 4, pull_atom::value, token, ref)
           .then(
@@ -674,9 +817,13 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
                 rp.deliver(make_error(errc::peer_failure, "the fetched block did not stay cached"));
             },
             [self, rp, key](caf::error& e) mutable {
-              if (auto i = self->state.pending_pulls.find(key);
-                  i != self->state.pending_pulls.end())
-                self->state.pending_pulls.erase(i);
+              auto& st = self->state;
+              if (auto i = st.pending_pulls.find(key); i != st.pending_pulls.end())
+                st.pending_pulls.erase(i);
+              if (auto f = st.fetched.find(key); f != st.fetched.end()) {
+                st.mm->free(st.mm->engine_session(), f->second);
+                st.fetched.erase(f);
+              }
               rp.deliver(std::move(e));
             });
       },
@@ -696,6 +843,13 @@ bool peer_down(engine_pointer self, const caf::actor_addr& source) {
     }
     was_peer = true;
     auto id = i->first;
+    log_line(st, "peer " + describe_peer(i->second) + " went down");
+    for (size_t k = 0; k < st.configured.size(); ++k)
+      if (st.configured[k].engine_id == id) {
+        st.configured[k].engine_id = 0;
+        st.configured[k].backoff = st.config.remote.redial_min;
+        self->delayed_send(self, st.config.remote.redial_min, redial_atom::value, uint64_t{k});
+      }
     if (auto t = st.token_of_peer.find(id); t != st.token_of_peer.end()) {
       for (auto token : t->second)
         st.issued_tokens.erase(token);
@@ -721,11 +875,36 @@ bool peer_down(engine_pointer self, const caf::actor_addr& source) {
   return was_peer;
 }
 
-void expire_idle(engine_pointer self, std::chrono::milliseconds idle) {
+void check_stalls(engine_pointer self) {
   auto& st = self->state;
-  auto now = std::chrono::steady_clock::now();
+  auto now = clock::now();
+  auto limit = st.config.remote.stall_timeout;
+  auto seconds = std::to_string(limit.count() / 1000.0);
+  seconds.erase(seconds.find_last_not_of('0') + 1);
+  if (seconds.back() == '.')
+    seconds.pop_back();
+  std::vector<uint64_t> stalled;
+  for (const auto& [id, t] : st.outgoing) {
+    auto last = t.last_progress;
+    if (auto p = st.peers.find(t.peer); p != st.peers.end())
+      last = std::max(last, p->second.last_heard);
+    if (now - last > limit)
+      stalled.push_back(id);
+  }
+  for (auto id : stalled) {
+    auto p = st.peers.find(st.outgoing.at(id).peer);
+    fail(self, id, make_error(errc::peer_failure,
+                              "transmit to "
+                                + (p != st.peers.end() ? describe_peer(p->second)
+                                                       : std::string{"the peer"})
+                                + " stalled: the destination engine answered nothing for "
+                                + seconds + " s (remote.stall_timeout)"));
+  }
   for (auto i = st.incoming.begin(); i != st.incoming.end();) {
-    if (now - i->second.last_activity > idle) {
+    auto last = i->second.last_activity;
+    if (auto h = st.last_heard_from.find(i->first.first); h != st.last_heard_from.end())
+      last = std::max(last, h->second);
+    if (now - last > limit) {
       st.mm->free(st.mm->engine_session(), i->second.block);
       i = st.incoming.erase(i);
     } else {
@@ -734,17 +913,62 @@ void expire_idle(engine_pointer self, std::chrono::milliseconds idle) {
   }
 }
 
+// -- configured peers ---------------------------------------------------------------------------
+
+void keep_linked(engine_pointer self) {
+  auto& st = self->state;
+  st.configured.assign(st.config.remote.peers.size(), configured_peer_state{});
+  for (size_t i = 0; i < st.configured.size(); ++i) {
+    st.configured[i].backoff = st.config.remote.redial_min;
+    redial(self, i);
+  }
+}
+
+void redial(engine_pointer self, uint64_t index) {
+  auto& st = self->state;
+  if (index >= st.configured.size())
+    return;
+  auto& c = st.configured[index];
+  if (c.dialing || (c.engine_id != 0 && st.peers.count(c.engine_id) != 0))
+    return;
+  c.dialing = true;
+  const auto& peer = st.config.remote.peers[index];
+  auto address = peer.address.host + ":" + std::to_string(peer.address.port);
+  connect(self, peer.address.host, peer.address.port,
+          [self, index, address](caf::expected<uint64_t> id) {
+            auto& st = self->state;
+            auto& c = st.configured[index];
+            const auto& name = st.config.remote.peers[index].name;
+            c.dialing = false;
+            if (id) {
+              log_line(st, "peer " + name + " (" + address + ") linked"
+                             + (c.ever_linked ? " again" : "") + ", engine " + hex_id(*id));
+              c.ever_linked = true;
+              c.engine_id = *id;
+              c.backoff = st.config.remote.redial_min;
+              return;
+            }
+            if (c.backoff == st.config.remote.redial_min) // the first failure in a row
+              log_line(st, "peer " + name + " (" + address + ") not linked: "
+                             + describe(id.error()) + "; dialing again with back-off up to "
+                             + std::to_string(st.config.remote.redial_max.count()) + " ms");
+            self->delayed_send(self, c.backoff, redial_atom::value, index);
+            c.backoff = std::min(c.backoff * 2, st.config.remote.redial_max);
+          });
+}
+
 void fill_stats(const engine_state& st, engine_stats& stats) {
   for (const auto& [id, p] : st.peers)
-    stats.peers.push_back(p.address);
+    stats.peers.push_back(describe_peer(p));
   std::sort(stats.peers.begin(), stats.peers.end());
-  stats.transfers_out = static_cast<uint32_t>(st.outgoing.size());
+  stats.transmits_out = static_cast<uint32_t>(st.outgoing.size());
   for (const auto& [id, t] : st.outgoing) {
     auto p = st.peers.find(t.peer);
     stats.outgoing.push_back(
-      {id, p == st.peers.end() ? std::string{} : p->second.address, t.bytes.size(), t.acked});
+      {id, p == st.peers.end() ? std::string{} : describe_peer(p->second), t.bytes.size(),
+       t.acked});
   }
-  stats.transfers_in = static_cast<uint32_t>(st.incoming.size());
+  stats.transmits_in = static_cast<uint32_t>(st.incoming.size());
   if (!st.cache)
     return;
   stats.cache_capacity = st.cache->capacity();

@@ -2,16 +2,21 @@
 // dial_policy.hpp allows, proving and checking engine ids with peer_auth.hpp), transmit (chunked, windowed,
 // checksummed), receiving, the content cache and remote reads. Handlers of the engine actor.
 //
-// A transmit: the sender pins the block (a view of its own session) and offers (size, XXH3 of
-// the whole block). The receiver either has that content in its cache (copies it locally and
-// answers with a receipt: no payload moves) or allocates the destination block up front
-// (out_of_memory refuses the transfer before any payload) and asks for the chunks. The sender
-// keeps at most remote.window_chunks chunks of remote.chunk_bytes in flight, each with its own
-// XXH3; a chunk that fails its checksum is resent up to remote.checksum_retries times. After the
-// last chunk the sender commits; the receiver verifies the whole block, hands it to the target
-// process (and name), tells target.deliver_to, and answers with the receipt. A peer that goes
-// down fails every transfer with it on both sides; partial blocks are freed, nothing partial is
-// ever delivered.
+// A transmit: the sender pins the block (a view of its own session) and offers its size. The
+// receiver checks the destination (target process, its quota, the name) and allocates the block
+// up front, so that out_of_memory, quota_exceeded or name_taken refuse the transmit before any
+// payload moves, and asks for the chunks. A receiver with a cache asks first for the block's
+// XXH3 (the sender then hashes the block once more, up front) and, holding that content,
+// copies it locally and answers with a receipt: no payload moves. The sender keeps at most
+// remote.window_chunks chunks of remote.chunk_bytes in flight, each with its own XXH3, and feeds
+// each chunk, as it first sends it, into a streaming XXH3 of the block: one hashing pass. A
+// chunk that fails its checksum is resent up to remote.checksum_retries times. After the last
+// chunk the sender commits with the block's XXH3; the receiver, which fed its own streaming
+// XXH3 as the chunks arrived (never re-reading the block), compares, hands the block to the
+// target process (and name), tells target.deliver_to, and answers with the receipt. Requests of
+// a transmit have no timeout of their own: a peer that goes down, or says nothing at all for
+// remote.stall_timeout, fails every transmit with it on both sides; partial blocks are freed,
+// nothing partial is ever delivered.
 #pragma once
 
 #include <cstdint>
@@ -36,9 +41,10 @@ caf::result<transmit_receipt> transmit(engine_pointer self, const session& s,
                                        transmit_target target);
 // The peer messages below carry the link token this engine issued at hello; the sending
 // engine's id is taken from it (a message without a valid token is refused, access_denied).
-caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transfer_offer& o);
-caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transfer_chunk& c);
-caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64_t id);
+caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transmit_offer& o);
+caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transmit_chunk& c);
+caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64_t id,
+                                     uint64_t hash);
 void abort(engine_pointer self, uint64_t token, uint64_t id);
 caf::result<uint64_t> version(engine_pointer self, uint64_t token, const block_ref& ref);
 caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref& ref);
@@ -52,9 +58,16 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
 /// was a peer.
 bool peer_down(engine_pointer self, const caf::actor_addr& source);
 
-/// Aborts incoming transfers whose sender has been silent for longer than `idle` (a cut link
-/// that no down message reports): their partial blocks are freed.
-void expire_idle(engine_pointer self, std::chrono::milliseconds idle);
+/// Fails outgoing transmits whose destination answered nothing at all (to any transmit) for
+/// remote.stall_timeout, and drops incoming ones whose sender has been silent that long (a
+/// stopped process or a cut link that no down message reports): partial blocks are freed.
+void check_stalls(engine_pointer self);
+
+/// Dials every peer of remote.peers, and keeps dialing each one that is not linked (after
+/// remote.redial_min, doubling up to remote.redial_max); logs when a peer links or goes down.
+void keep_linked(engine_pointer self);
+/// One dial of remote.peers[index], unless it is linked or being dialed.
+void redial(engine_pointer self, uint64_t index);
 
 /// Adds the remote side's numbers.
 void fill_stats(const engine_state& st, engine_stats& stats);

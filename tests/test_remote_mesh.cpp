@@ -1,0 +1,163 @@
+// Engines that list each other in remote.peers, started at the same moment: each dials the
+// others before some of them listen, and must keep dialing until every pair is linked; a peer
+// that is killed and started again is linked again. Peers appear by name and address in stats,
+// and the engines log when a peer links or goes down.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cafshm/client.hpp"
+#include "memory_manager.hpp"
+#include "shm_segment.hpp"
+#include "support/client_system.hpp"
+#include "support/command.hpp"
+#include "support/daemon_process.hpp"
+#include "support/free_port.hpp"
+
+using namespace cafshm;
+using namespace std::chrono_literals;
+using test::client_system;
+using test::command;
+using test::unique_name;
+namespace fs = std::filesystem;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+// Six engines: 15 pairs, each dialed from both ends, on a 2-core CI machine alongside another
+// test. (16 engines, 120 pairs, are the scale bench's business: bench/scale.cpp.)
+constexpr size_t engine_count = 6;
+
+// Removes the engines' configuration files and shared memory (also of killed ones).
+struct mesh_files {
+  fs::path dir;
+  std::vector<std::string> engines;
+  ~mesh_files() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    for (const auto& e : engines) {
+      shm_segment::remove(memory_manager::data_segment_name(e));
+      shm_segment::remove(memory_manager::admin_segment_name(e));
+      fs::remove("/dev/shm/" + e + ".sock", ec);
+    }
+  }
+};
+
+std::string peer_label(size_t i) {
+  return "e" + std::to_string(i);
+}
+
+// Pumps `c`'s output until its stderr holds `text` or `limit` passes.
+bool logged(command& c, const std::string& text, std::chrono::milliseconds limit) {
+  auto deadline = steady::now() + limit;
+  while (c.err().find(text) == std::string::npos) {
+    if (steady::now() >= deadline)
+      return false;
+    c.wait(100ms);
+  }
+  return true;
+}
+
+// Whether `st` lists every other engine of the mesh by name and address.
+bool all_peers_named(const engine_stats& st, size_t self, const std::vector<uint16_t>& ports) {
+  if (st.peers.size() != ports.size() - 1)
+    return false;
+  for (size_t j = 0; j < ports.size(); ++j) {
+    if (j == self)
+      continue;
+    auto want = peer_label(j) + " (127.0.0.1:" + std::to_string(ports[j]) + ")";
+    if (std::find(st.peers.begin(), st.peers.end(), want) == st.peers.end())
+      return false;
+  }
+  return true;
+}
+
+} // namespace
+
+TEST_CASE("a full mesh of engines started at once links every pair, and heals after a restart") {
+  mesh_files files{fs::temp_directory_path() / unique_name("cafshm-test-mesh"), {}};
+  fs::create_directories(files.dir);
+  std::vector<uint16_t> ports;
+  for (size_t i = 0; i < engine_count; ++i) {
+    files.engines.push_back(unique_name("cafshm-test-mesh"));
+    ports.push_back(test::free_port());
+    REQUIRE(ports.back() != 0);
+  }
+  std::vector<std::string> configs;
+  for (size_t i = 0; i < engine_count; ++i) {
+    std::string yaml = "engine:\n  name: " + files.engines[i]
+                       + "\n  arena: 16MiB\n  listen: {host: 127.0.0.1, port: "
+                       + std::to_string(ports[i])
+                       + "}\nremote:\n  unauthenticated_peers: true\n  redial_min: 50ms\n"
+                         "  redial_max: 1s\n  peers:\n";
+    for (size_t j = 0; j < engine_count; ++j)
+      if (j != i)
+        yaml += "    - {name: " + peer_label(j) + ", host: 127.0.0.1, port: "
+                + std::to_string(ports[j]) + "}\n";
+    configs.push_back((files.dir / (peer_label(i) + ".yaml")).string());
+    std::ofstream out{configs.back()};
+    out << yaml;
+    REQUIRE(out.good());
+  }
+  auto start = [&](size_t i) {
+    return std::make_unique<command>(std::vector<std::string>{
+      std::string{CAFSHM_BIN_DIR} + "/cafshmd", "--config", configs[i]});
+  };
+  // All started before any is waited for: the first ones dial engines that do not listen yet.
+  std::vector<std::unique_ptr<command>> daemons;
+  for (size_t i = 0; i < engine_count; ++i)
+    daemons.push_back(start(i));
+  for (auto& d : daemons)
+    REQUIRE_MESSAGE(d->wait_for_line("cafshmd listening on ", 20s),
+                    d->text() << ": " << d->err()); // a port taken meanwhile fails here
+  client_system cs;
+  // Six engines handshaking on two cores shared with another test: more than 5 s may pass.
+  client_options patient{.timeout = 20s};
+  std::vector<std::optional<client>> clients(engine_count);
+  for (size_t i = 0; i < engine_count; ++i) {
+    auto c = client::connect(cs.sys, endpoint{"127.0.0.1", ports[i]}, "watcher", patient);
+    REQUIRE_MESSAGE(c, describe(c.error()));
+    clients[i].emplace(std::move(*c));
+  }
+  for (size_t i = 0; i < engine_count; ++i) {
+    CAPTURE(i);
+    CHECK(test::eventually(*clients[i], 30s, [&](const engine_stats& st) {
+      return all_peers_named(st, i, ports);
+    }));
+    CHECK(logged(*daemons[i], "peer " + peer_label((i + 1) % engine_count) + " (127.0.0.1:"
+                                + std::to_string(ports[(i + 1) % engine_count]) + ") linked",
+                 5s));
+  }
+
+  // Engine 0 is killed: the others log it and drop it; started again, it is linked again.
+  clients[0].reset();
+  daemons[0]->kill(SIGKILL);
+  daemons[0]->wait(20s);
+  for (size_t i = 1; i < engine_count; ++i) {
+    CAPTURE(i);
+    CHECK(logged(*daemons[i], "peer e0 (127.0.0.1:" + std::to_string(ports[0]) + ") went down",
+                 10s));
+  }
+  daemons[0] = start(0);
+  REQUIRE_MESSAGE(daemons[0]->wait_for_line("cafshmd listening on ", 20s), daemons[0]->err());
+  auto c0 = client::connect(cs.sys, endpoint{"127.0.0.1", ports[0]}, "watcher-again", patient);
+  daemons[0]->wait(100ms);
+  REQUIRE_MESSAGE(c0, describe(c0.error()) << "; engine e0 said: " << daemons[0]->err());
+  clients[0].emplace(std::move(*c0));
+  for (size_t i = 0; i < engine_count; ++i) {
+    CAPTURE(i);
+    CHECK(test::eventually(*clients[i], 30s, [&](const engine_stats& st) {
+      return all_peers_named(st, i, ports);
+    }));
+  }
+  CHECK(logged(*daemons[1], "peer e0 (127.0.0.1:" + std::to_string(ports[0]) + ") linked again",
+               5s));
+  clients.clear(); // unregister before the engines stop
+}

@@ -59,7 +59,7 @@ using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 /// Version of the messages between processes and engines (the layouts of the types in
 /// protocol.hpp, engine_stats.hpp and remote.hpp). Register carries it; an engine refuses
 /// clients of another version instead of failing later on a message it cannot read.
-constexpr uint32_t protocol_version = 4;
+constexpr uint32_t protocol_version = 5;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");

@@ -21,6 +21,7 @@
 #include "cafshm/pool.hpp"
 #include "memory_manager.hpp"
 #include "peer_auth.hpp"
+#include "request_relay.hpp"
 #include "ticket_office.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/remote.hpp"
@@ -172,8 +173,20 @@ void module::start() {
     return;
   }
   door_ = std::move(*door);
+  if (settings_.local.transport == local_transport::shm) {
+    auto relay = request_relay::create(system_, settings_);
+    if (!relay) {
+      failure_ = std::move(relay.error());
+      door_.reset();
+      memory_.reset();
+      return;
+    }
+    relay_ = std::move(*relay);
+  }
   engine_ = spawn_engine(system_, memory_, settings_, connector, office_, door_->path(),
-                         std::move(*peers));
+                         std::move(*peers), relay_);
+  if (relay_)
+    relay_->start(caf::actor_cast<caf::actor>(engine_));
   for (const auto& peer : settings_.remote.peers) // linked in the background; transmit retries
     caf::anon_send(engine_, link_atom::value, memory_->engine_session(), peer.address.host,
                    peer.address.port);
@@ -184,6 +197,8 @@ void module::stop() {
   if (!engine_)
     return;
   system_.registry().erase(engine_registry_key);
+  if (relay_)
+    relay_->stop(); // no more requests through the inbox; the engine state holds the rest
   { // wait until the engine has terminated, so that its state releases the memory manager
     caf::scoped_actor self{system_, true};
     self->monitor(engine_);
@@ -192,6 +207,7 @@ void module::stop() {
                   caf::after(std::chrono::seconds(5)) >> [] {});
   }
   engine_ = nullptr;
+  relay_.reset(); // removes the request inbox
   door_.reset(); // removes the socket
   memory_->log_capacities("stopped; high-water marks");
   memory_.reset(); // last reference: removes both segments

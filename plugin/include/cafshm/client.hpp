@@ -48,6 +48,9 @@ namespace cafshm {
 namespace detail {
 class engine_link;
 }
+namespace fastpath {
+class request_channel;
+}
 
 /// What an observer of client::on_engine_state() receives, each with the client's slot
 /// (uint32_t): the engine went away, the client re-attached, or its session is lost for good
@@ -113,6 +116,12 @@ public:
   /// The engine this client is attached to now (another one after an adopting restart).
   engine_actor engine() const;
   std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+  /// How blocking requests travel: shm (the engine's request inbox, for a client of an engine
+  /// in another process on this machine when both have local.transport: shm and the client
+  /// registered through the engine's door) or basp (CAF requests, as for an engine in this
+  /// process or on another machine). Publishing actors, transmit, close and the async forms
+  /// always use CAF requests.
+  local_transport transport() const noexcept;
   caf::actor_system& system() const noexcept { return *sys_; }
 
   caf::expected<block_ref> allocate(uint64_t size);
@@ -200,6 +209,9 @@ private:
 
   template <class R, class... Ts>
   caf::expected<R> call(Ts&&... xs);
+  /// call() over BASP even when the fast path is there.
+  template <class R, class... Ts>
+  caf::expected<R> call_basp(Ts&&... xs);
   template <class R, class... Ts>
   caf::expected<R> call_within(std::chrono::milliseconds limit, Ts&&... xs);
   template <class... Ts>
@@ -215,6 +227,7 @@ private:
                       // and re-attaches after an adopting restart
   registration reg_;
   std::chrono::milliseconds timeout_{5000};
+  std::shared_ptr<fastpath::request_channel> channel_; // the fast path, or none (BASP)
 };
 
 /// Maps CAF's own request failures (timeout, broken link) to errc::engine_unreachable.

@@ -29,6 +29,7 @@
 #include "memory_manager.hpp"
 #include "cafshm/settings.hpp"
 #include "peer_auth.hpp"
+#include "request_relay.hpp"
 #include "ticket_office.hpp"
 
 namespace cafshm {
@@ -128,6 +129,7 @@ struct engine_state {
   std::map<std::pair<uint64_t, uint64_t>, incoming_transfer> incoming; // by (sender, id)
   std::unique_ptr<block_cache> cache;
   std::unique_ptr<actor_directory> directory; // actors published by name
+  std::shared_ptr<request_relay> relay; // the request inbox, or none (local.transport: basp)
   static inline const char* name = "cafshm.engine";
 
   engine_state() = default;

@@ -1,5 +1,7 @@
 // A hostile (or just buggy) process for tests/test_access.cpp. Registers with a cafshmd as
-// "attacker" (or --name NAME), prints "ready SLOT ENGINE_ID", then answers one line per command
+// "attacker" (or --name NAME), requests over --transport shm|basp (default shm), prints
+// "ready SLOT ENGINE_ID TRANSPORT" (the transport its requests really take), then answers one
+// line per command
 // on stdin:
 //   probe E B G S      tries every request on the ref {E, B, G, S}: read, map read, map
 //                      read_write, write, copy out of it, free, share with itself, transfer to

@@ -239,7 +239,9 @@ caf::expected<client> client::connect_at(caf::actor_system& sys, engine_actor en
   ctx->link = std::make_shared<detail::engine_link>(engine, reg->session.process);
   // The fast path: for an engine in another process of this machine that offers its inbox.
   std::shared_ptr<fastpath::request_channel> channel;
-  auto transport = local != nullptr ? local->config().local.transport : local_transport::shm;
+  auto transport = opts.transport ? *opts.transport
+                   : local != nullptr ? local->config().local.transport
+                                      : local_transport::shm;
   if (!in_process && vouched && transport == local_transport::shm && !reg->inbox_engine.empty()) {
     auto opened = fastpath::request_channel::open(sys, *reg);
     if (!opened) {

@@ -69,6 +69,9 @@ struct client_options {
   /// ... instead (the base cut so that the whole stays within 31 bytes); the chosen name is
   /// the one stats() lists for slot().
   bool unique_name = false;
+  /// How blocking requests travel to an engine in another local process; none: local.transport
+  /// of the module's settings (shm when the module is not loaded). See transport().
+  std::optional<local_transport> transport;
 };
 
 class client {

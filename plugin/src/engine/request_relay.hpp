@@ -84,6 +84,7 @@ private:
   std::unordered_map<uint64_t, waiting_reply> waiting_;  // by CAF request id
   std::unordered_map<uint32_t, fastpath::inbox_writer> replies_; // reply inboxes, by slot
   // -- the thread
+  caf::execution_unit* unit_ = nullptr; // the thread's own (run())
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

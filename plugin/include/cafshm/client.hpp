@@ -14,7 +14,9 @@
 // A client closed while the engine is down cannot unregister: an adopting engine keeps its slot
 // until its process ends.
 //
-// The blocking calls wait on a scoped actor: from inside an actor's message handler they block
+// The blocking calls to an engine in another process of this machine go through shared-memory
+// inboxes when both sides have local.transport: shm (see transport(), docs/fastpath.md); the
+// others wait on a scoped actor. Either way, from inside an actor's message handler they block
 // that scheduler thread. On the only thread of the scheduler (scheduler.max-threads=1) nothing
 // else could run meanwhile, so there they fail at once with errc::would_deadlock; event-based
 // actors use the async forms taking `self` (allocate(self, ...), map(self, ...), ...), which

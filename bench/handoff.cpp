@@ -885,14 +885,32 @@ std::vector<alloc_rate> alloc_rates_at(caf::actor_system& sys, const endpoint& e
   {
     const int n = 300, warm = 20;
     std::vector<double> us;
+    // The blocking call over both local transports, interleaved so that both see the same load:
+    // `me` as configured (shm: the engine's request inbox), a second client over BASP.
+    client_options over_basp;
+    over_basp.transport = local_transport::basp;
+    auto b = client::connect(sys, ep, "bench-alloc-basp", over_basp);
+    std::vector<double> basp_us;
     for (int i = 0; i < n; ++i) {
       auto t0 = clock_type::now();
       if (!me.find_process("bench-alloc"))
         break;
-      if (i >= warm)
-        us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+      auto t1 = clock_type::now();
+      if (b && !b->find_process("bench-alloc"))
+        break;
+      if (i >= warm) {
+        us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        if (b)
+          basp_us.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t1).count());
+      }
     }
-    rtts.push_back({label + ", client::find_process", summarize(us)});
+    rtts.push_back({label + ", client::find_process over "
+                      + (me.transport() == local_transport::shm ? "the fast path (shm)" : "BASP"),
+                    summarize(us)});
+    if (b)
+      rtts.push_back({label + ", client::find_process over BASP (scoped_actor per call)",
+                      summarize(basp_us)});
+    b = caf::error{}; // unregisters
     us.clear();
     {
       caf::scoped_actor self{sys, true};

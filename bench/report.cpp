@@ -609,10 +609,13 @@ void write_outputs(const report& r) {
       md << (i ? "; " : "") << r.alloc.request_rtts[i].engine << " " << lat(r.alloc.request_rtts[i].us);
     md << ". cafshmd uses its built-in scheduler settings (its YAML has no scheduler keys); "
           "\"engine with …\" is the same engine and module hosted by the benchmark with the "
-          "hand-off row's scheduler. `client::find_process` is a blocking call that makes a new "
-          "`scoped_actor` per request; \"one reused scoped_actor\" sends the same request from one "
-          "long-lived `scoped_actor`; \"event-based actor\" from an event-based actor "
-          "(`client::request(self, ...)`), the next request in the response handler.\n\n";
+          "hand-off row's scheduler. `client::find_process` is a blocking call: \"over the fast "
+          "path (shm)\" through the engine's request inbox and the client's reply inbox, \"over "
+          "BASP\" a CAF request from a new `scoped_actor` per call (a second client with "
+          "`local.transport: basp`, its calls interleaved with the first's); \"one reused "
+          "scoped_actor\" sends the same request over BASP from one long-lived `scoped_actor`; "
+          "\"event-based actor\" from an event-based actor (`client::request(self, ...)`, over "
+          "BASP), the next request in the response handler.\n\n";
     md << "| allocator | allocate+free pairs/s, median (min–max) | ÷ tlsf direct | |\n|---|---:|---:|---|\n";
     for (const auto& a : r.alloc.rates)
       md << "| " << a.name << " | " << big(a.pairs_per_s.median) << " (" << big(a.pairs_per_s.min)

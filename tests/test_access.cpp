@@ -48,19 +48,26 @@ std::string attacker_bin() {
   return std::string{CAFSHM_BIN_DIR} + "/cafshm-attacker";
 }
 
+std::string transport_name(local_transport t) {
+  return t == local_transport::shm ? "shm" : "basp";
+}
+
 // A cafshm-attacker process: one command line in, one answer line out.
 struct attacker {
   child_process process;
   uint32_t slot = 0;
   uint64_t engine_id = 0;
 
-  explicit attacker(const daemon_process& d, const std::string& name = "attacker")
+  explicit attacker(const daemon_process& d, local_transport transport,
+                    const std::string& name = "attacker")
     : process({attacker_bin(), "--engine", "127.0.0.1:" + std::to_string(d.port()), "--name",
-               name}) {
+               name, "--transport", transport_name(transport)}) {
     auto ready = process.wait_for_line("ready ", 30s);
     REQUIRE(ready);
     std::istringstream in{*ready};
-    in >> slot >> engine_id;
+    std::string used;
+    in >> slot >> engine_id >> used;
+    CHECK(used == transport_name(transport)); // its requests take the path under test
   }
 
   std::string ask(const std::string& command) {
@@ -91,13 +98,14 @@ std::string stale_everything() {
 
 } // namespace
 
-TEST_CASE("access: an attacker process never gets at a victim's block without a grant") {
+void attacker_never_gets_in(local_transport transport) {
   // 256 blocks, so that every index can be tried with several generations.
   daemon_process d{test::unique_name("cafshm-test-acc"), "16MiB", 0, "  max_blocks: 256\n"};
   REQUIRE(d.ready());
-  client_system cs;
+  client_system cs{transport};
   auto victim = client::connect(cs.sys, d.address(), "victim");
   REQUIRE(victim);
+  CHECK(victim->transport() == transport);
   // Churn, so that generations 0..3 exist at many indexes, then the secret.
   for (int round = 0; round < 3; ++round) {
     std::vector<block_ref> refs;
@@ -122,7 +130,7 @@ TEST_CASE("access: an attacker process never gets at a victim's block without a 
     std::memset(v->data(), 'b', v->size());
     REQUIRE(victim->unmap(std::move(*v)));
   }
-  attacker a{d};
+  attacker a{d, transport};
   CHECK(a.engine_id == victim->info().engine_id);
   auto engine = std::to_string(a.engine_id);
 
@@ -147,6 +155,8 @@ TEST_CASE("access: an attacker process never gets at a victim's block without a 
   SUBCASE("forged sessions of the victim's slot: refused, the victim keeps working") {
     auto answer = a.ask("sessions " + std::to_string(victim->slot()) + " 300");
     CHECK(answer == "sessions tried=900 accepted=0");
+    if (transport == local_transport::shm) // straight into the engine's request inbox too
+      CHECK(a.ask("forge " + std::to_string(victim->slot()) + " 100") == "forge sent=700");
     auto back = victim->read(*secret, 0, 5);
     REQUIRE(back);
     CHECK(std::string(back->begin(), back->end()) == "sssss");
@@ -194,7 +204,15 @@ TEST_CASE("access: an attacker process never gets at a victim's block without a 
   CHECK(st->names == 0);
 }
 
-TEST_CASE("access: copies an engine holds for others (transfers in flight, cache) stay hidden") {
+TEST_CASE("access: an attacker process never gets at a victim's block without a grant [shm]") {
+  attacker_never_gets_in(local_transport::shm);
+}
+
+TEST_CASE("access: an attacker process never gets at a victim's block without a grant [basp]") {
+  attacker_never_gets_in(local_transport::basp);
+}
+
+void held_copies_stay_hidden(local_transport transport) {
   // B keeps a cached copy of every block it receives, and holds blocks being received; both
   // are held by the engine, whose published blocks every process may read: these must not be.
   daemon_process a{test::unique_name("cafshm-test-acc"), "16MiB", 0, "remote:\n  cache: 0\n"};
@@ -202,12 +220,12 @@ TEST_CASE("access: copies an engine holds for others (transfers in flight, cache
                    "  max_blocks: 256\nremote:\n  cache: 8MiB\n"};
   REQUIRE(a.ready());
   REQUIRE(b.ready());
-  client_system cs;
+  client_system cs{transport};
   auto sender = client::connect(cs.sys, a.address(), "sender");
   auto sink = client::connect(cs.sys, b.address(), "sink");
   REQUIRE(sender);
   REQUIRE(sink);
-  attacker thief{b};
+  attacker thief{b, transport};
   auto engine = std::to_string(thief.engine_id);
   constexpr uint64_t size = 20000;
   auto ref = sender->allocate(size);
@@ -255,13 +273,21 @@ TEST_CASE("access: copies an engine holds for others (transfers in flight, cache
   REQUIRE(sender->free(*ref));
 }
 
-TEST_CASE("scrubbing: what one process wrote is zeros for the next owner, in every way it ends") {
+TEST_CASE("access: copies an engine holds for others (transfers in flight, cache) stay hidden [shm]") {
+  held_copies_stay_hidden(local_transport::shm);
+}
+
+TEST_CASE("access: copies an engine holds for others (transfers in flight, cache) stay hidden [basp]") {
+  held_copies_stay_hidden(local_transport::basp);
+}
+
+void scrubbed_for_next_owner(local_transport transport) {
   for (const char* scrub : {"on-free", "on-allocate"}) {
     CAPTURE(scrub);
     daemon_process d{test::unique_name("cafshm-test-acc"), "16MiB", 0,
                      std::string{"  scrub: "} + scrub + "\n"};
     REQUIRE(d.ready());
-    client_system cs;
+    client_system cs{transport};
     auto victim = client::connect(cs.sys, d.address(), "victim");
     REQUIRE(victim);
     // Blocks written by request and through views, then freed; one freed while its view is
@@ -293,11 +319,19 @@ TEST_CASE("scrubbing: what one process wrote is zeros for the next owner, in eve
     REQUIRE(eventually(*victim, 10s, [](const engine_stats& st) {
       return st.processes == 1 && st.free_bytes == st.arena_bytes;
     }));
-    attacker a{d};
+    attacker a{d, transport};
     // (but for the attacker's own 8 KiB scratch block)
     CHECK(a.ask("fill") == "fill nonzero=0 bytes=" + std::to_string((16 << 20) - 8192));
     CHECK(a.ask("fresh 12345") == "fresh nonzero=0");
   }
+}
+
+TEST_CASE("scrubbing: what one process wrote is zeros for the next owner, in every way it ends [shm]") {
+  scrubbed_for_next_owner(local_transport::shm);
+}
+
+TEST_CASE("scrubbing: what one process wrote is zeros for the next owner, in every way it ends [basp]") {
+  scrubbed_for_next_owner(local_transport::basp);
 }
 
 namespace {
@@ -507,20 +541,19 @@ TEST_CASE("squatting: segments of another user are neither adopted nor removed, 
   CHECK((*started)->header().engine_pid == ::getpid());
 }
 
-TEST_CASE("limits through cafshmd: quota asked by the client, a name squatted first, a copy "
-          "flood") {
+void limits_through_cafshmd(local_transport transport) {
   daemon_process d{cafshm_test::unique_name("limits"), "64MiB", 0,
                    "  default_quota: 32MiB\n  max_copy_ranges: 1024\n"};
-  client_system cs;
+  client_system cs{transport};
   SUBCASE("a client asking for 2^62 bytes of quota is refused, a smaller quota is kept") {
-    attacker a{d};
+    attacker a{d, transport};
     CHECK(a.ask("quota 4611686018427387904") == "quota quota_exceeded 0");
     CHECK(a.ask("quota 0") == "quota ok 33554432");
     CHECK(a.ask("quota 65536") == "quota ok 65536");
   }
   SUBCASE("an attacker registered first as \"consumer\": the real consumer is refused, "
           "find_process finds the only one") {
-    attacker a{d, "consumer"};
+    attacker a{d, transport, "consumer"};
     auto consumer = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "consumer");
     REQUIRE_FALSE(consumer);
     CHECK(code_of(consumer.error()) == errc::process_name_taken);
@@ -534,7 +567,7 @@ TEST_CASE("limits through cafshmd: quota asked by the client, a name squatted fi
     CHECK(*producer->find_process("consumer-2") == second->slot());
   }
   SUBCASE("8000 ranges of 16 MiB in one copy are refused at once; another client is served") {
-    attacker a{d};
+    attacker a{d, transport};
     auto victim = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "victim");
     REQUIRE_OK(victim);
     CHECK(a.ask("copyflood 8000 16777216") == "copyflood request_too_large");
@@ -542,4 +575,12 @@ TEST_CASE("limits through cafshmd: quota asked by the client, a name squatted fi
     CHECK(a.ask("copyflood 1024 4096") == "copyflood ok");
     CHECK_OK(victim->stats());
   }
+}
+
+TEST_CASE("limits through cafshmd: quota asked by the client, a name squatted first, a copy flood [shm]") {
+  limits_through_cafshmd(local_transport::shm);
+}
+
+TEST_CASE("limits through cafshmd: quota asked by the client, a name squatted first, a copy flood [basp]") {
+  limits_through_cafshmd(local_transport::basp);
 }

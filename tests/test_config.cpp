@@ -74,6 +74,9 @@ void check_same(const settings& a, const settings& b) {
   CHECK(a.remote.stall_timeout == b.remote.stall_timeout);
   CHECK(a.remote.redial_min == b.remote.redial_min);
   CHECK(a.remote.redial_max == b.remote.redial_max);
+  CHECK(a.local.transport == b.local.transport);
+  CHECK(a.local.request_inbox_bytes == b.local.request_inbox_bytes);
+  CHECK(a.local.reply_inbox_bytes == b.local.reply_inbox_bytes);
 }
 
 } // namespace
@@ -371,6 +374,21 @@ TEST_CASE("wrong types are rejected at the value") {
   auto complex_key = error_of("engine:\n  ? [a]\n  : 1\n");
   CHECK(complex_key.key == "engine");
   CHECK(complex_key.line == 2);
+}
+
+TEST_CASE("local: transport shm or basp, inbox sizes a power of two in 4KiB..16MiB") {
+  auto s = settings_of("local:\n  transport: basp\n  request_inbox: 4KiB\n  reply_inbox: 16MiB\n");
+  CHECK(s.local.transport == local_transport::basp);
+  CHECK(s.local.request_inbox_bytes == 4096);
+  CHECK(s.local.reply_inbox_bytes == 16ull << 20);
+  auto transport = error_of("local:\n  transport: tcp\n");
+  CHECK(transport.key == "local.transport");
+  CHECK(transport.line == 2);
+  CHECK(contains(transport.reason, "shm"));
+  CHECK(contains(error_of("local: {request_inbox: 6KiB}").reason, "power of two"));
+  CHECK(error_of("local: {request_inbox: 2KiB}").key == "local.request_inbox");
+  CHECK(error_of("local: {reply_inbox: 32MiB}").key == "local.reply_inbox");
+  CHECK(error_of("local: {transports: shm}").key == "local.transports");
 }
 
 TEST_CASE("out-of-range values are rejected at the key") {

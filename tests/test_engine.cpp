@@ -284,7 +284,10 @@ TEST_CASE("every request type round-trips through the engine actor") {
 TEST_CASE("errors arrive through the client as cafshm errors with the right code") {
   system_env env;
   auto a = env.connect("a");
-  auto b = env.connect("b", client_options{8 * kib, 5000ms});
+  client_options small_quota;
+  small_quota.quota_bytes = 8 * kib;
+  small_quota.timeout = 5000ms;
+  auto b = env.connect("b", small_quota);
   auto ref = a.allocate(100);
   REQUIRE_OK(ref);
   SUBCASE("stale_block") {

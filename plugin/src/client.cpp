@@ -18,6 +18,7 @@
 #include "admin_layout.hpp"
 #include "door_protocol.hpp"
 #include "engine_link.hpp"
+#include "fastpath/request_channel.hpp"
 #include "cafshm/module.hpp"
 #include "scheduler_thread.hpp"
 
@@ -214,12 +215,14 @@ caf::expected<client> client::connect_at(caf::actor_system& sys, engine_actor en
   caf::expected<registration> reg{caf::error{}};
   // Without unique_name one attempt; with it, until a free name (bounded by the process table,
   // which the engine caps at 65535 slots).
+  bool vouched = false; // registered with a ticket of the engine's door: a local process
   for (uint32_t n = 1; n <= 65536; ++n) {
     auto ticket = fetch_ticket();
     if (!ticket) {
       reg = ticket.error();
       break;
     }
+    vouched = ticket->valid();
     self->request(k, opts.timeout + opts.timeout, register_atom::value, candidate_name(name, n),
                   opts.quota_bytes, *ticket)
       .receive([&](registration& r) { reg = std::move(r); },
@@ -236,8 +239,26 @@ caf::expected<client> client::connect_at(caf::actor_system& sys, engine_actor en
   }
   ctx->reg = *reg;
   ctx->link = std::make_shared<detail::engine_link>(engine, reg->session.process);
+  // The fast path: for an engine in another process of this machine that offers its inbox.
+  std::shared_ptr<fastpath::request_channel> channel;
+  auto transport = opts.transport ? *opts.transport
+                   : local != nullptr ? local->config().local.transport
+                                      : local_transport::shm;
+  if (!in_process && vouched && transport == local_transport::shm && !reg->inbox_engine.empty()) {
+    auto opened = fastpath::request_channel::open(sys, *reg);
+    if (!opened) {
+      self->send_exit(k, caf::exit_reason::user_shutdown);
+      return make_error(code_of(opened.error()),
+                        "cannot set up the fast path to the engine (local.transport: basp "
+                        "avoids it): " + describe(opened.error()));
+    }
+    channel = std::move(*opened);
+    ctx->link->set_channel(channel);
+  }
   caf::anon_send(k, watch_atom::value); // after ctx is complete: the message orders the writes
-  return client{sys, ctx->link, std::move(k), std::move(*reg), opts.timeout};
+  client result{sys, ctx->link, std::move(k), std::move(*reg), opts.timeout};
+  result.channel_ = std::move(channel);
+  return result;
 }
 
 caf::expected<client> client::connect(caf::actor_system& sys, std::string name,
@@ -290,7 +311,12 @@ client::client(caf::actor_system& sys, std::shared_ptr<detail::engine_link> link
 
 client::client(client&& other) noexcept
   : sys_(std::exchange(other.sys_, nullptr)), link_(std::move(other.link_)),
-    keeper_(std::move(other.keeper_)), reg_(std::move(other.reg_)), timeout_(other.timeout_) {
+    keeper_(std::move(other.keeper_)), reg_(std::move(other.reg_)), timeout_(other.timeout_),
+    channel_(std::move(other.channel_)) {
+}
+
+local_transport client::transport() const noexcept {
+  return channel_ ? local_transport::shm : local_transport::basp;
 }
 
 engine_actor client::engine() const {
@@ -314,6 +340,7 @@ client& client::operator=(client&& other) noexcept {
     keeper_ = std::move(other.keeper_);
     reg_ = std::move(other.reg_);
     timeout_ = other.timeout_;
+    channel_ = std::move(other.channel_);
   }
   return *this;
 }
@@ -327,14 +354,60 @@ caf::expected<void> client::close() {
     return {};
   // The keeper ends here in every case: CAF keeps actors known to a remote node in its
   // registry, and one still running when the actor system goes away crashes its destructor.
-  auto result = call_done(unregister_atom::value, reg_.session);
+  // Over BASP: unregistering removes the reply inbox before the engine answers.
+  auto r = call_basp<done_atom>(unregister_atom::value, reg_.session);
   caf::anon_send_exit(keeper_, caf::exit_reason::user_shutdown);
+  if (link_)
+    link_->set_channel(nullptr);
+  channel_.reset(); // removes the reply inbox (the engine did already if it reclaimed the slot)
   sys_ = nullptr;
-  return result;
+  if (!r)
+    return r.error();
+  return {};
 }
+
+namespace {
+
+// The engine's answer to a request of result R, as the fast path brings it.
+template <class R>
+caf::expected<R> unpack(caf::message& answer) {
+  if constexpr (std::is_same_v<R, done_atom>) {
+    if (answer.match_elements<caf::atom_value>()
+        && answer.get_as<caf::atom_value>(0) == done_atom::value)
+      return done_atom::value;
+  } else {
+    if (answer.match_elements<R>())
+      return std::move(answer.get_mutable_as<R>(0));
+  }
+  if (answer.match_elements<caf::error>())
+    return engine_error(std::move(answer.get_mutable_as<caf::error>(0)));
+  return make_error(errc::engine_unreachable, "the engine answered with an unexpected message");
+}
+
+} // namespace
 
 template <class R, class... Ts>
 caf::expected<R> client::call(Ts&&... xs) {
+  if (!channel_)
+    return call_within<R>(timeout_, std::forward<Ts>(xs)...);
+  if (sys_ == nullptr)
+    return make_error(errc::unknown_process, "client is closed");
+  if (auto why = check_may_block(*sys_, "cafshm::client call"))
+    return why;
+  if (auto why = link_->unavailable()) // down: fail at once; gone: for good
+    return why;
+  auto request = caf::make_message(xs...);
+  auto answer = channel_->call(request, std::chrono::steady_clock::now() + timeout_);
+  if (!answer) {
+    if (code_of(answer.error()) == errc::request_too_large) // too big for a record: BASP
+      return call_within<R>(timeout_, std::forward<Ts>(xs)...);
+    return answer.error();
+  }
+  return unpack<R>(*answer);
+}
+
+template <class R, class... Ts>
+caf::expected<R> client::call_basp(Ts&&... xs) {
   return call_within<R>(timeout_, std::forward<Ts>(xs)...);
 }
 
@@ -438,15 +511,21 @@ caf::expected<uint32_t> client::find_process(const std::string& name) {
 }
 
 caf::expected<void> client::publish(const caf::actor& actor, const std::string& name) {
-  return call_done(publish_atom::value, reg_.session, name, actor);
+  auto r = call_basp<done_atom>(publish_atom::value, reg_.session, name, actor);
+  if (!r)
+    return r.error();
+  return {};
 }
 
 caf::expected<void> client::unpublish(const std::string& name) {
-  return call_done(unpublish_atom::value, reg_.session, name);
+  auto r = call_basp<done_atom>(unpublish_atom::value, reg_.session, name);
+  if (!r)
+    return r.error();
+  return {};
 }
 
 caf::expected<published_actor> client::find_actor(const std::string& name) {
-  return call<published_actor>(find_actor_atom::value, reg_.session, name);
+  return call_basp<published_actor>(find_actor_atom::value, reg_.session, name);
 }
 
 caf::expected<engine_stats> client::stats() {

@@ -303,6 +303,18 @@ check_result check_client(const client_settings& c) {
   return std::nullopt;
 }
 
+check_result check_inbox_size(const char* key, uint64_t bytes) {
+  if (bytes < (4u << 10) || bytes > (16u << 20) || (bytes & (bytes - 1)) != 0)
+    return problem{key, "must be a power of two from 4KiB to 16MiB, not " + std::to_string(bytes)
+                          + " bytes"};
+  return std::nullopt;
+}
+
+check_result check_local(const local_settings& l) {
+  if (auto p = check_inbox_size("local.request_inbox", l.request_inbox_bytes)) return p;
+  return check_inbox_size("local.reply_inbox", l.reply_inbox_bytes);
+}
+
 // `first_by_name`: peer name -> index of its first occurrence, filled by the caller's loop.
 check_result check_peer(const std::vector<remote_peer>& peers, size_t i,
                         std::unordered_map<std::string_view, size_t>& first_by_name) {
@@ -403,6 +415,7 @@ uint64_t system_page_bytes() {
 check_result check_settings(const settings& s, uint64_t page_bytes = system_page_bytes()) {
   if (auto p = check_engine(s.engine, page_bytes)) return p;
   if (auto p = check_client(s.client)) return p;
+  if (auto p = check_local(s.local)) return p;
   if (s.remote.listen.port != 0 && s.remote.listen == s.engine.listen)
     return problem{"remote.listen.port", "is engine.listen (" + s.engine.listen.host + ":" +
                                              std::to_string(s.engine.listen.port) +
@@ -759,6 +772,20 @@ constexpr field<remote_settings> remote_fields[] = {
     {"allow_dial", [](const entry& v, remote_settings& out) { out.allow_dial = read_names(v); }},
 };
 
+constexpr choice<local_transport> local_transports[] = {
+    {"shm", local_transport::shm},
+    {"basp", local_transport::basp},
+};
+
+constexpr field<local_settings> local_fields[] = {
+    {"transport",
+     [](const entry& v, local_settings& out) { out.transport = read_choice(v, local_transports); }},
+    {"request_inbox",
+     [](const entry& v, local_settings& out) { out.request_inbox_bytes = read_size(v); }},
+    {"reply_inbox",
+     [](const entry& v, local_settings& out) { out.reply_inbox_bytes = read_size(v); }},
+};
+
 constexpr field<settings> top_fields[] = {
     {"role", [](const entry& v, settings& out) { out.role = read_choice(v, roles); }},
     {"engine",
@@ -767,6 +794,8 @@ constexpr field<settings> top_fields[] = {
      [](const entry& v, settings& out) { read_mapping(v, client_fields, out.client); }},
     {"remote",
      [](const entry& v, settings& out) { read_mapping(v, remote_fields, out.remote); }},
+    {"local",
+     [](const entry& v, settings& out) { read_mapping(v, local_fields, out.local); }},
 };
 
 // ---------------------------------------------------------------------------------------------

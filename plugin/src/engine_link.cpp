@@ -4,6 +4,7 @@
 
 #include "cafshm/client.hpp"
 #include "cafshm/error.hpp"
+#include "fastpath/request_channel.hpp"
 
 namespace cafshm::detail {
 
@@ -54,6 +55,8 @@ void engine_link::went_down(const caf::actor_addr& from) {
   if (status_ != status::up || engine_.address() != from)
     return;
   status_ = status::down;
+  if (channel_)
+    channel_->engine_down();
   notify_locked(engine_down_atom::value);
 }
 
@@ -62,6 +65,8 @@ void engine_link::came_up(engine_actor engine) {
   if (status_ == status::gone)
     return;
   engine_ = std::move(engine);
+  if (channel_)
+    channel_->engine_up();
   status_ = status::up;
   for (auto& [s, ref] : pending_detaches_)
     caf::anon_send(engine_, unmap_atom::value, s, ref);
@@ -74,6 +79,8 @@ void engine_link::lost(caf::error why) {
   if (status_ == status::gone)
     return;
   status_ = status::gone;
+  if (channel_)
+    channel_->engine_down();
   lost_ = std::move(why);
   pending_detaches_.clear();
   notify_locked(engine_gone_atom::value);
@@ -82,6 +89,15 @@ void engine_link::lost(caf::error why) {
 void engine_link::add_observer(caf::actor observer) {
   std::lock_guard<std::mutex> guard{mtx_};
   observers_.push_back(std::move(observer));
+}
+
+} // namespace cafshm::detail
+
+namespace cafshm::detail {
+
+void engine_link::set_channel(std::shared_ptr<fastpath::request_channel> channel) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  channel_ = std::move(channel);
 }
 
 } // namespace cafshm::detail

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -21,6 +22,10 @@
 #include "cafshm/block_ref.hpp"
 #include "cafshm/engine.hpp"
 #include "cafshm/protocol.hpp"
+
+namespace cafshm::fastpath {
+class request_channel;
+}
 
 namespace cafshm::detail {
 
@@ -51,6 +56,10 @@ public:
   /// change from now on.
   void add_observer(caf::actor observer);
 
+  /// The client's fast path (or none): told when the engine goes down (its waiting calls fail
+  /// at once) and comes back (it re-opens the engine's request inbox).
+  void set_channel(std::shared_ptr<fastpath::request_channel> channel);
+
 private:
   template <class Atom>
   void notify_locked(Atom atom);
@@ -62,6 +71,7 @@ private:
   caf::error lost_;
   std::vector<std::pair<session, block_ref>> pending_detaches_;
   std::vector<caf::actor> observers_;
+  std::shared_ptr<fastpath::request_channel> channel_;
 };
 
 } // namespace cafshm::detail

@@ -626,8 +626,13 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   while (tokens_[slot] == 0);
   ++header_mut().live_processes;
   note_usage();
-  return registration{{slot, tokens_[slot]}, header().engine_id, data_.name(), admin_.name(),
-                      settings_.min_block_bytes};
+  registration reg;
+  reg.session = {slot, tokens_[slot]};
+  reg.engine_id = header().engine_id;
+  reg.data_segment = data_.name();
+  reg.admin_segment = admin_.name();
+  reg.min_block_bytes = settings_.min_block_bytes;
+  return reg;
 }
 
 caf::expected<registration> memory_manager::reattach(const session& s, int32_t pid) {
@@ -648,8 +653,13 @@ caf::expected<registration> memory_manager::reattach(const session& s, int32_t p
     return deny(s, errc::access_denied,
                 "slot " + std::to_string(s.process) + " is attached with another session");
   tokens_[s.process] = s.token;
-  return registration{s, header().engine_id, data_.name(), admin_.name(),
-                      settings_.min_block_bytes};
+  registration reg;
+  reg.session = s;
+  reg.engine_id = header().engine_id;
+  reg.data_segment = data_.name();
+  reg.admin_segment = admin_.name();
+  reg.min_block_bytes = settings_.min_block_bytes;
+  return reg;
 }
 
 caf::expected<void> memory_manager::unregister(const session& s) {

@@ -26,6 +26,7 @@
 #include "cafshm/pool.hpp"
 #include "memory_manager.hpp"
 #include "peer_auth.hpp"
+#include "request_relay.hpp"
 #include "ticket_office.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/remote.hpp"
@@ -178,8 +179,20 @@ void module::start() {
     return;
   }
   door_ = std::move(*door);
+  if (settings_.local.transport == local_transport::shm) {
+    auto relay = request_relay::create(system_, settings_);
+    if (!relay) {
+      failure_ = std::move(relay.error());
+      door_.reset();
+      memory_.reset();
+      return;
+    }
+    relay_ = std::move(*relay);
+  }
   engine_ = spawn_engine(system_, memory_, settings_, connector, office_, door_->path(),
-                         std::move(*peers));
+                         std::move(*peers), relay_);
+  if (relay_)
+    relay_->start(caf::actor_cast<caf::actor>(engine_));
   system_.registry().put(engine_registry_key, caf::actor_cast<caf::strong_actor_ptr>(engine_));
 }
 
@@ -187,6 +200,8 @@ void module::stop() {
   if (!engine_)
     return;
   system_.registry().erase(engine_registry_key);
+  if (relay_)
+    relay_->stop(); // no more requests through the inbox; the engine state holds the rest
   { // wait until the engine has terminated, so that its state releases the memory manager
     caf::scoped_actor self{system_, true};
     self->monitor(engine_);
@@ -195,6 +210,7 @@ void module::stop() {
                   caf::after(std::chrono::seconds(5)) >> [] {});
   }
   engine_ = nullptr;
+  relay_.reset(); // removes the request inbox
   door_.reset(); // removes the socket
   memory_->log_capacities("stopped; high-water marks");
   memory_.reset(); // last reference: removes both segments

@@ -1,5 +1,7 @@
 // A hostile (or just buggy) process for tests/test_access.cpp. Registers with a cafshmd as
-// "attacker" (or --name NAME), prints "ready SLOT ENGINE_ID", then answers one line per command
+// "attacker" (or --name NAME), requests over --transport shm|basp (default shm), prints
+// "ready SLOT ENGINE_ID TRANSPORT" (the transport its requests really take), then answers one
+// line per command
 // on stdin:
 //   probe E B G S      tries every request on the ref {E, B, G, S}: read, map read, map
 //                      read_write, write, copy out of it, free, share with itself, transfer to
@@ -19,6 +21,12 @@
 //                      L bytes within it: "copyflood C" (C = "ok" or the errc)
 //   quota Q            registers a second process asking for a quota of Q bytes:
 //                      "quota C QUOTA" (QUOTA = the quota the engine lists for it, or 0)
+//   forge SLOT N       N rounds of hostile records written straight into the engine's request
+//                      inbox: random bytes, a bare header, a header with garbage, a register
+//                      message, an unregister and an allocate with the session {SLOT, random
+//                      token} in a record claiming SLOT as its sender, and an allocate naming
+//                      SLOT's session in a record of the attacker's own slot; answers
+//                      "forge sent=M" (M records the inbox took)
 //   reattach H:P       over a new connection to the engine at H:P, allocates and frees a block
 //                      with this process's session: "reattach ok" or "reattach <errc>"
 // With --no-register it does not register (prints "ready unregistered") and talks to the
@@ -68,6 +76,11 @@
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 #include "peer_auth.hpp"
+#include "admin_layout.hpp"
+#include "fastpath/inbox.hpp"
+#include "fastpath/inbox_writer.hpp"
+#include "fastpath/request_record.hpp"
+#include <caf/binary_serializer.hpp>
 
 using namespace cafshm;
 using namespace std::chrono_literals;
@@ -161,6 +174,51 @@ std::string sessions(caf::actor_system& sys, client& me, uint32_t slot, int n) {
 }
 
 // Takes every free byte of the arena (blocks of halving sizes) and counts bytes not zero.
+// One record of (header, message) into `out`; whether the inbox took it.
+bool send_request(fastpath::inbox_writer& out, caf::actor_system& sys, uint64_t id,
+                  caf::message msg) {
+  std::vector<char> buf(fastpath::request_header_bytes, 0);
+  fastpath::store_u64(reinterpret_cast<std::byte*>(buf.data()), id);
+  caf::binary_serializer sink{sys, buf};
+  if (sink(msg))
+    return false;
+  return static_cast<bool>(out.send({reinterpret_cast<const std::byte*>(buf.data()), buf.size()},
+                                    1s));
+}
+
+std::string forge(caf::actor_system& sys, client& me, uint32_t slot, int n) {
+  auto name = fastpath::inbox::segment_name(me.info().inbox_engine, admin::engine_slot);
+  auto as_victim = fastpath::inbox_writer::open(name, slot);
+  auto as_me = fastpath::inbox_writer::open(name, me.slot());
+  if (!as_victim || !as_me)
+    return "forge no-inbox";
+  std::mt19937_64 rng{std::random_device{}()};
+  int sent = 0;
+  auto bytes = [&](size_t len) {
+    std::vector<std::byte> v(len);
+    for (auto& b : v)
+      b = static_cast<std::byte>(rng());
+    return v;
+  };
+  for (int i = 0; i < n; ++i) {
+    sent += static_cast<bool>(as_victim->send(bytes(rng() % 200), 1s));
+    sent += static_cast<bool>(as_victim->send(bytes(fastpath::request_header_bytes), 1s));
+    auto garbage = bytes(fastpath::request_header_bytes + 1 + rng() % 64);
+    sent += static_cast<bool>(as_victim->send(garbage, 1s));
+    session forged{slot, rng()};
+    sent += send_request(*as_victim, sys, rng() | 1,
+                         caf::make_message(register_atom::value, std::string{"x"}, uint64_t{0},
+                                           door_ticket{rng(), rng()}, protocol_version));
+    sent += send_request(*as_victim, sys, rng() | 1,
+                         caf::make_message(unregister_atom::value, forged));
+    sent += send_request(*as_victim, sys, rng() | 1,
+                         caf::make_message(allocate_atom::value, forged, uint64_t{4096}));
+    sent += send_request(*as_me, sys, rng() | 1,
+                         caf::make_message(allocate_atom::value, forged, uint64_t{4096}));
+  }
+  return "forge sent=" + std::to_string(sent);
+}
+
 std::string fill(client& me, uint64_t arena) {
   std::vector<block_ref> taken;
   uint64_t nonzero = 0, bytes = 0;
@@ -436,6 +494,17 @@ std::string ask_quota(caf::actor_system& sys, client& me, uint64_t quota) {
 }
 
 int main(int argc, char** argv) {
+  // "--transport shm|basp" anywhere: how its requests travel (local.transport).
+  auto transport = local_transport::shm;
+  std::vector<char*> args{argv, argv + argc};
+  for (size_t i = 1; i + 1 < args.size(); ++i)
+    if (std::string{args[i]} == "--transport") {
+      transport = std::string{args[i + 1]} == "basp" ? local_transport::basp : local_transport::shm;
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      break;
+    }
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   auto ep = argc < 3 || std::string{argv[1]} != "--engine" ? std::nullopt
                                                             : parse_endpoint(argv[2]);
   std::string name = "attacker";
@@ -451,6 +520,7 @@ int main(int argc, char** argv) {
   cfg.load<cafshm::module>();
   settings s;
   s.role = role::client;
+  s.local.transport = transport;
   module::configure(cfg, s);
   caf::actor_system sys{cfg};
   if (no_register)
@@ -466,7 +536,8 @@ int main(int argc, char** argv) {
     std::cerr << "attacker: " << describe(scratch.error()) << "\n";
     return 1;
   }
-  std::cout << "ready " << me->slot() << " " << me->info().engine_id << std::endl;
+  std::cout << "ready " << me->slot() << " " << me->info().engine_id << " "
+            << (me->transport() == local_transport::shm ? "shm" : "basp") << std::endl;
   std::string line;
   while (std::getline(std::cin, line)) {
     std::istringstream in{line};
@@ -485,6 +556,11 @@ int main(int argc, char** argv) {
       int n = 0;
       in >> slot >> n;
       answer = sessions(sys, *me, slot, n);
+    } else if (cmd == "forge") {
+      uint32_t slot = 0;
+      int n = 0;
+      in >> slot >> n;
+      answer = forge(sys, *me, slot, n);
     } else if (cmd == "hash") {
       auto view = me->map(read_ref(in), access_mode::read);
       if (view) {

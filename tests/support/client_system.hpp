@@ -13,19 +13,24 @@
 
 namespace cafshm::test {
 
-inline caf::actor_system_config& client_config(caf::actor_system_config& cfg) {
+inline caf::actor_system_config& client_config(caf::actor_system_config& cfg,
+                                               local_transport transport = local_transport::shm) {
   cfg.load<caf::io::middleman>();
   cfg.load<cafshm::module>();
   cfg.set("middleman.attach-utility-actors", true); // see client::connect
   settings s;
   s.role = role::client;
+  s.local.transport = transport;
   module::configure(cfg, s);
   return cfg;
 }
 
 struct client_system {
+  explicit client_system(local_transport transport = local_transport::shm)
+    : sys{client_config(cfg, transport)} {
+  }
   caf::actor_system_config cfg;
-  caf::actor_system sys{client_config(cfg)};
+  caf::actor_system sys;
 };
 
 /// Polls the engine's statistics until `pred` holds or `deadline` passes.

@@ -81,6 +81,7 @@ public:
     shm_segment::remove(memory_manager::data_segment_name(name_));
     shm_segment::remove(memory_manager::admin_segment_name(name_));
     ::unlink(("/dev/shm/" + name_ + ".sock").c_str()); // the door of a daemon that was killed
+    ::unlink(("/dev/shm/" + name_ + ".inbox-0").c_str()); // its request inbox
   }
 
   /// (Re)starts the daemon on `port` (0 = any); true once it printed its listening line.

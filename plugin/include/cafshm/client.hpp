@@ -14,7 +14,9 @@
 // A client closed while the engine is down cannot unregister: an adopting engine keeps its slot
 // until its process ends.
 //
-// The blocking calls wait on a scoped actor: from inside an actor's message handler they block
+// The blocking calls to an engine in another process of this machine go through shared-memory
+// inboxes when both sides have local.transport: shm (see transport(), docs/fastpath.md); the
+// others wait on a scoped actor. Either way, from inside an actor's message handler they block
 // that scheduler thread. On the only thread of the scheduler (scheduler.max-threads=1) nothing
 // else could run meanwhile, so there they fail at once with errc::would_deadlock; event-based
 // actors use the async forms taking `self` (allocate(self, ...), map(self, ...), ...), which
@@ -48,6 +50,9 @@ namespace cafshm {
 namespace detail {
 class engine_link;
 }
+namespace fastpath {
+class request_channel;
+}
 
 /// What an observer of client::on_engine_state() receives, each with the client's slot
 /// (uint32_t): the engine went away, the client re-attached, or its session is lost for good
@@ -66,6 +71,9 @@ struct client_options {
   /// ... instead (the base cut so that the whole stays within 31 bytes); the chosen name is
   /// the one stats() lists for slot().
   bool unique_name = false;
+  /// How blocking requests travel to an engine in another local process; none: local.transport
+  /// of the module's settings (shm when the module is not loaded). See transport().
+  std::optional<local_transport> transport;
 };
 
 class client {
@@ -113,6 +121,12 @@ public:
   /// The engine this client is attached to now (another one after an adopting restart).
   engine_actor engine() const;
   std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+  /// How blocking requests travel: shm (the engine's request inbox, for a client of an engine
+  /// in another process on this machine when both have local.transport: shm and the client
+  /// registered through the engine's door) or basp (CAF requests, as for an engine in this
+  /// process or on another machine). Publishing actors, transmit, close and the async forms
+  /// always use CAF requests.
+  local_transport transport() const noexcept;
   caf::actor_system& system() const noexcept { return *sys_; }
 
   caf::expected<block_ref> allocate(uint64_t size);
@@ -200,6 +214,9 @@ private:
 
   template <class R, class... Ts>
   caf::expected<R> call(Ts&&... xs);
+  /// call() over BASP even when the fast path is there.
+  template <class R, class... Ts>
+  caf::expected<R> call_basp(Ts&&... xs);
   template <class R, class... Ts>
   caf::expected<R> call_within(std::chrono::milliseconds limit, Ts&&... xs);
   template <class... Ts>
@@ -215,6 +232,7 @@ private:
                       // and re-attaches after an adopting restart
   registration reg_;
   std::chrono::milliseconds timeout_{5000};
+  std::shared_ptr<fastpath::request_channel> channel_; // the fast path, or none (BASP)
 };
 
 /// Maps CAF's own request failures (timeout, broken link) to errc::engine_unreachable.

@@ -157,6 +157,7 @@ using peer_actor = caf::typed_actor<
 
 class memory_manager;
 class peer_authenticator;
+class request_relay;
 class ticket_office;
 struct settings;
 
@@ -167,9 +168,11 @@ struct settings;
 /// Registrations are accepted with tickets of `office` (the local door's, or issued in this
 /// process by cafshm::module for its own clients). Peer engines prove their engine ids to
 /// `peers` (made from config.remote) and talk to the engine's peer gateway only.
+/// With a `relay`, registrations tell local processes its request inbox (the fast path).
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
                           const settings& config, caf::io::middleman_actor connector,
                           std::shared_ptr<ticket_office> office, std::string door_path,
-                          std::shared_ptr<const peer_authenticator> peers);
+                          std::shared_ptr<const peer_authenticator> peers,
+                          std::shared_ptr<request_relay> relay = nullptr);
 
 } // namespace cafshm

@@ -97,6 +97,12 @@ struct engine_stats {
   uint32_t max_names = 0;
   uint64_t requests = 0;
   uint64_t rejected = 0;
+  // The request inbox (local fast path): requests handed to the engine, records refused
+  // (not a request message, a request the inbox does not carry, a session of another slot
+  // than the record's sender), answers that could not be written to a reply inbox.
+  uint64_t inbox_requests = 0;
+  uint64_t inbox_refused = 0;
+  uint64_t inbox_replies_lost = 0;
   std::vector<capacity_use> capacities; // arena bytes, blocks, grants, names, processes
   std::vector<process_stats> process_list; // engine (slot 0) first
   std::vector<named_block> name_list;
@@ -127,7 +133,8 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.admin_segment, x.arena_bytes, x.admin_bytes, x.min_block_bytes, x.free_bytes,
            x.used_bytes, x.requested_bytes, x.largest_free_block, x.free_bytes_by_order,
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
-           x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.capacities, x.process_list,
+           x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.inbox_requests,
+           x.inbox_refused, x.inbox_replies_lost, x.capacities, x.process_list,
            x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
            x.cache_bytes_saved);

@@ -35,6 +35,7 @@ namespace cafshm {
 class memory_manager;
 class ticket_office;
 class local_door;
+class request_relay;
 
 class module : public caf::actor_system::module {
 public:
@@ -88,6 +89,7 @@ private:
   std::shared_ptr<memory_manager> memory_;
   std::shared_ptr<ticket_office> office_;
   std::unique_ptr<local_door> door_;
+  std::shared_ptr<request_relay> relay_; // the engine's request inbox (local.transport: shm)
   engine_actor engine_;
 };
 

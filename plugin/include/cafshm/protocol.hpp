@@ -48,12 +48,19 @@ struct registration {
   std::string data_segment;   // shared-memory object of the arena
   std::string admin_segment;  // shared-memory object of admin memory
   uint64_t min_block_bytes = 0;
+  // The local fast path (docs/fastpath.md): the engine reads requests from the inbox of slot 0
+  // of `inbox_engine` and answers into the inbox of the process's slot; empty: no fast path.
+  std::string inbox_engine;
+  uint32_t inbox_permissions = 0600; // mode (and group, ~0 = none) for the reply inbox, so
+  uint32_t inbox_group = ~0u;        // that the engine's user may write to it
+  uint64_t reply_inbox_bytes = 0;    // ring size for the reply inbox
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, registration& x) {
   return f(caf::meta::type_name("cafshm::registration"), x.session, x.engine_id,
-           x.data_segment, x.admin_segment, x.min_block_bytes);
+           x.data_segment, x.admin_segment, x.min_block_bytes, x.inbox_engine,
+           x.inbox_permissions, x.inbox_group, x.reply_inbox_bytes);
 }
 
 /// One range of a copy request: length bytes from src_offset in the source block to

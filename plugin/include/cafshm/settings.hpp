@@ -75,6 +75,20 @@ struct client_settings {
   std::chrono::milliseconds request_timeout{5000};
 };
 
+/// How a process talks to an engine in another process of the same machine.
+enum class local_transport : uint8_t {
+  shm,  // requests through the engine's shared-memory request inbox, replies through the
+        // process's own inbox (docs/fastpath.md); a remote engine is always reached over BASP
+  basp, // CAF requests over the io middleman (TCP loopback)
+};
+
+struct local_settings {
+  local_transport transport = local_transport::shm;
+  uint64_t request_inbox_bytes = 1ull << 20; // the engine's request inbox (power of two,
+                                             // 4 KiB .. 16 MiB)
+  uint64_t reply_inbox_bytes = 256ull << 10; // each client's reply inbox (same bounds)
+};
+
 struct remote_peer {
   std::string name;
   endpoint address;
@@ -130,6 +144,7 @@ struct settings {
   engine_settings engine;
   client_settings client;
   remote_settings remote;
+  local_settings local;
 };
 
 } // namespace cafshm

@@ -25,6 +25,7 @@
 #include "peer_gateway.hpp"
 #include "process_identity.hpp"
 #include "remote_link.hpp"
+#include "unix_identity.hpp"
 
 namespace cafshm {
 
@@ -113,12 +114,36 @@ void reclaim_exited(engine_state& st, memory_manager& mmr) {
   }
 }
 
+// Tells a local process (one the door vouched for) the fast path's inboxes.
+void offer_inbox(const engine_state& st, registration& reg) {
+  if (!st.relay)
+    return;
+  const auto& cfg = st.relay->config();
+  reg.inbox_engine = cfg.engine.name;
+  reg.inbox_permissions = cfg.engine.permissions;
+  if (!cfg.engine.group.empty())
+    if (auto gid = group_id_of(cfg.engine.group))
+      reg.inbox_group = *gid;
+  reg.reply_inbox_bytes = cfg.local.reply_inbox_bytes;
+}
+
+void fill_inbox_stats(const engine_state& st, engine_stats& out) {
+  if (!st.relay)
+    return;
+  const auto& c = st.relay->stats();
+  out.inbox_requests = c.requests.load(std::memory_order_relaxed);
+  out.inbox_refused = c.refused.load(std::memory_order_relaxed);
+  out.inbox_replies_lost = c.replies_lost.load(std::memory_order_relaxed);
+}
+
 engine_impl::behavior_type engine_behavior(engine_pointer self,
                                            std::shared_ptr<memory_manager> mm, settings config,
                                            caf::io::middleman_actor connector,
                                            std::shared_ptr<ticket_office> office,
                                            std::string door_path,
-                                           std::shared_ptr<const peer_authenticator> peers) {
+                                           std::shared_ptr<const peer_authenticator> peers,
+                                           std::shared_ptr<request_relay> relay) {
+  self->state.relay = std::move(relay);
   self->state.office = std::move(office);
   self->state.door_path = std::move(door_path);
   self->state.mm = std::move(mm);
@@ -184,6 +209,8 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       if (creds && creds->pidfd >= 0)
         self->state.pidfds[reg->session.process] = creds->pidfd;
       bind_slot(self, reg->session.process);
+      if (creds)
+        offer_inbox(self->state, *reg);
       return std::move(*reg);
     },
     [self, &mmr](reattach_atom, const session& s, uint64_t engine_id, const door_ticket& ticket,
@@ -216,6 +243,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       }
       unbind_slot(self->state, s.process);
       bind_slot(self, s.process);
+      offer_inbox(self->state, *reg);
       return std::move(*reg);
     },
     [self](door_atom) { return self->state.door_path; },
@@ -297,6 +325,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     [self, &mmr](stats_atom) {
       auto st = mmr.stats();
       remote::fill_stats(self->state, st);
+      fill_inbox_stats(self->state, st);
       st.process_list.clear(); // who runs what is for registered processes only
       st.name_list.clear();
       st.peers.clear();
@@ -308,6 +337,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
         return std::move(ok.error());
       auto st = mmr.stats();
       remote::fill_stats(self->state, st);
+      fill_inbox_stats(self->state, st);
       return st;
     },
     [self](transmit_atom, const session& s, const block_ref& ref, const std::string& peer,
@@ -379,9 +409,11 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
                           const settings& config, caf::io::middleman_actor connector,
                           std::shared_ptr<ticket_office> office, std::string door_path,
-                          std::shared_ptr<const peer_authenticator> peers) {
+                          std::shared_ptr<const peer_authenticator> peers,
+                          std::shared_ptr<request_relay> relay) {
   auto impl = sys.spawn<caf::hidden>(engine_behavior, std::move(mm), config, std::move(connector),
-                                     std::move(office), std::move(door_path), std::move(peers));
+                                     std::move(office), std::move(door_path), std::move(peers),
+                                     std::move(relay));
   return caf::actor_cast<engine_actor>(impl);
 }
 

@@ -29,6 +29,7 @@
 #include "memory_manager.hpp"
 #include "cafshm/settings.hpp"
 #include "peer_auth.hpp"
+#include "request_relay.hpp"
 #include "ticket_office.hpp"
 #include "xxh3_stream.hpp"
 
@@ -162,6 +163,7 @@ struct engine_state {
   std::vector<configured_peer_state> configured; // one per remote.peers entry
   std::unique_ptr<block_cache> cache;
   std::unique_ptr<actor_directory> directory; // actors published by name
+  std::shared_ptr<request_relay> relay; // the request inbox, or none (local.transport: basp)
   static inline const char* name = "cafshm.engine";
 
   engine_state() = default;

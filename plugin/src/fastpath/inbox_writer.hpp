@@ -44,6 +44,9 @@ public:
   uint64_t max_payload() const noexcept { return fastpath::max_payload(capacity_); }
   uint64_t capacity() const noexcept { return capacity_; }
   const std::string& name() const noexcept { return segment_.name(); }
+  /// The `instance` its creator wrote into the object (as read now; tells this object from a
+  /// later one of the same name).
+  uint64_t instance() const noexcept { return __atomic_load_n(&control_->instance, __ATOMIC_RELAXED); }
 
   /// Longest single futex wait for space (the safety net for a lost wake-up).
   void park_timeout(std::chrono::milliseconds t) noexcept { park_timeout_ = t; }

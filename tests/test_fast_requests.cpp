@@ -1,0 +1,299 @@
+// Engine requests over the local fast path: a client of cafshmd on this machine sends its
+// blocking requests through the engine's request inbox and gets the answers through its own
+// reply inbox. The engine keeps every check; hostile records are counted and dropped; a full
+// inbox pushes back; a waiting call fails at once when the engine dies.
+#include "test_names.hpp"
+
+#include <csignal>
+#include <future>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+
+#include "admin_layout.hpp"
+#include "cafshm/client.hpp"
+#include "fastpath/inbox.hpp"
+#include "fastpath/inbox_layout.hpp"
+#include "shm_segment.hpp"
+#include "support/client_system.hpp"
+#include "support/daemon_process.hpp"
+
+using namespace cafshm;
+using namespace std::chrono_literals;
+using test::child_process;
+using test::client_system;
+using test::daemon_process;
+using test::eventually;
+
+namespace {
+
+std::string bin(const char* program) {
+  return std::string{CAFSHM_BIN_DIR} + "/" + program;
+}
+
+std::string request_inbox_of(const daemon_process& d) {
+  return fastpath::inbox::segment_name(d.name(), admin::engine_slot);
+}
+
+// The tail of the engine's request inbox as its control block says now (how many bytes
+// requests have claimed so far).
+uint64_t claimed_bytes(const std::string& inbox_name) {
+  auto seg = shm_segment::open(inbox_name, false, 0, fastpath::ring_offset);
+  REQUIRE(seg);
+  auto* control = reinterpret_cast<const fastpath::inbox_control*>(seg->data());
+  return control->tail.load(std::memory_order_acquire);
+}
+
+bool segment_exists(const std::string& name) {
+  return shm_segment::exists(name);
+}
+
+} // namespace
+
+TEST_CASE("fast path: a client of cafshmd on this host sends its requests through the engine's "
+          "inbox, with every answer intact, also from many threads at once") {
+  daemon_process d{test::unique_name("cafshm-test-fast")};
+  REQUIRE(d.ready());
+  CHECK(segment_exists(request_inbox_of(d)));
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "fast");
+  REQUIRE(c);
+  CHECK(c->transport() == local_transport::shm);
+  CHECK(c->info().inbox_engine == d.name());
+  auto reply_inbox = fastpath::inbox::segment_name(d.name(), c->slot());
+  CHECK(segment_exists(reply_inbox));
+  auto before = c->stats();
+  REQUIRE(before);
+
+  auto ref = c->allocate(10000);
+  REQUIRE(ref);
+  CHECK(ref->size == 10000);
+  REQUIRE(c->write(*ref, 3, std::string{"hello"}));
+  auto back = c->read(*ref, 3, 5);
+  REQUIRE(back);
+  CHECK(std::string(back->begin(), back->end()) == "hello");
+  {
+    auto v = c->map(*ref, access_mode::read_write);
+    REQUIRE(v);
+    CHECK(std::string(reinterpret_cast<const char*>(v->data()) + 3, 5) == "hello");
+    REQUIRE(c->unmap(std::move(*v)));
+  }
+  REQUIRE(c->name(*ref, "greeting"));
+  auto found = c->lookup("greeting");
+  REQUIRE(found);
+  CHECK(*found == *ref);
+  auto me = c->find_process("fast");
+  REQUIRE(me);
+  CHECK(*me == c->slot());
+  // The engine's refusals arrive as the same errors as over BASP.
+  auto none = c->lookup("nothing");
+  REQUIRE(!none);
+  CHECK(code_of(none.error()) == errc::name_not_found);
+  auto huge = c->allocate(1ull << 40);
+  REQUIRE(!huge);
+  CHECK(code_of(huge.error()) != errc::engine_unreachable); // the engine's own refusal
+  // An answer larger than a reply inbox record (256 KiB inbox) takes BASP, complete.
+  auto big = c->allocate(1 << 20);
+  REQUIRE(big);
+  std::string pattern(1 << 20, 'x');
+  for (size_t i = 0; i < pattern.size(); ++i)
+    pattern[i] = static_cast<char>('a' + i % 23);
+  REQUIRE(c->write(*big, 0, pattern));
+  auto whole = c->read(*big, 0, 1 << 20);
+  REQUIRE(whole);
+  CHECK(std::string(whole->begin(), whole->end()) == pattern);
+
+  // 8 threads, 200 requests each, each checking that it got its own answers.
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        uint64_t size = 4096 + static_cast<uint64_t>(t) * 1000 + static_cast<uint64_t>(i);
+        auto r = c->allocate(size);
+        if (!r || r->size != size) {
+          ++wrong;
+          continue;
+        }
+        auto text = std::to_string(t) + ":" + std::to_string(i);
+        auto w = c->write(*r, 0, text);
+        auto got = c->read(*r, 0, text.size());
+        if (!w || !got || std::string(got->begin(), got->end()) != text)
+          ++wrong;
+        if (!c->free(*r))
+          ++wrong;
+      }
+    });
+  for (auto& th : threads)
+    th.join();
+  CHECK(wrong == 0);
+  auto after = c->stats();
+  REQUIRE(after);
+  CHECK(after->blocks == 2);
+  // Every request since `before` went through the inbox but the 1 MiB write (too large for a
+  // record; the 1 MiB read went there too and was asked again over BASP): 12 + 1600 + stats.
+  CHECK(after->inbox_requests == before->inbox_requests + 12 + 8 * 200 + 1);
+  CHECK(after->inbox_refused == 0);
+  CHECK(after->inbox_replies_lost == 0);
+  REQUIRE(c->close());
+  CHECK(!segment_exists(reply_inbox));
+}
+
+TEST_CASE("fast path: local.transport basp on either side keeps every request on BASP") {
+  SUBCASE("the client says basp") {
+    daemon_process d{test::unique_name("cafshm-test-fast")};
+    REQUIRE(d.ready());
+    client_system cs{local_transport::basp};
+    auto c = client::connect(cs.sys, d.address(), "basp");
+    REQUIRE(c);
+    CHECK(c->transport() == local_transport::basp);
+    CHECK(!segment_exists(fastpath::inbox::segment_name(d.name(), c->slot())));
+    REQUIRE(c->allocate(4096));
+    auto st = c->stats();
+    REQUIRE(st);
+    CHECK(st->inbox_requests == 0);
+  }
+  SUBCASE("the engine says basp: it makes no inbox and offers none") {
+    daemon_process d{test::unique_name("cafshm-test-fast"), "64MiB", 0,
+                     "local:\n  transport: basp\n"};
+    REQUIRE(d.ready());
+    CHECK(!segment_exists(request_inbox_of(d)));
+    client_system cs;
+    auto c = client::connect(cs.sys, d.address(), "basp");
+    REQUIRE(c);
+    CHECK(c->info().inbox_engine.empty());
+    CHECK(c->transport() == local_transport::basp);
+    REQUIRE(c->allocate(4096));
+  }
+}
+
+TEST_CASE("fast path: forged and malformed records to the engine's inbox are counted and "
+          "dropped; the engine and its clients go on") {
+  daemon_process d{test::unique_name("cafshm-test-fast")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto victim = client::connect(cs.sys, d.address(), "victim");
+  REQUIRE(victim);
+  REQUIRE(victim->transport() == local_transport::shm);
+  auto secret = victim->allocate(4096);
+  REQUIRE(secret);
+  REQUIRE(victim->write(*secret, 0, std::string{"secret"}));
+  child_process attacker{{bin("cafshm-attacker"), "--engine",
+                          "127.0.0.1:" + std::to_string(d.port()), "--name", "attacker"}};
+  auto ready = attacker.wait_for_line("ready ", 30s);
+  REQUIRE(ready);
+  auto before = victim->stats();
+  REQUIRE(before);
+  REQUIRE(attacker.write_stdin("forge " + std::to_string(victim->slot()) + " 40\n"));
+  auto answer = attacker.read_line(60s);
+  REQUIRE(answer);
+  CHECK(*answer == "forge sent=280");
+  // 5 of the 7 records of a round never reach the engine (no message, not a request the inbox
+  // carries, a session of another slot than the record's); the 2 that do are refused by its
+  // session check, and their answers go to the victim's inbox under ids it never chose.
+  CHECK(eventually(*victim, 20s, [&](const engine_stats& st) {
+    return st.inbox_refused == before->inbox_refused + 200
+           && st.rejected >= before->rejected + 80;
+  }));
+  auto st = victim->stats();
+  REQUIRE(st);
+  CHECK(st->processes == 2);
+  CHECK(st->blocks == 2); // the secret and the attacker's scratch block: no forged allocation
+  auto back = victim->read(*secret, 0, 6);
+  REQUIRE(back);
+  CHECK(std::string(back->begin(), back->end()) == "secret");
+  CHECK(d.ready());
+}
+
+TEST_CASE("fast path: a client killed in the middle of a request record leaves the engine "
+          "serving everyone else") {
+  daemon_process d{test::unique_name("cafshm-test-fast")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "survivor");
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  for (const char* point : {"after_mark", "after_claim"}) {
+    CAPTURE(point);
+    child_process writer{{bin("cafshm-inbox-peer"), "--mode", "send", "--inbox",
+                          request_inbox_of(d), "--slot", "7", "--count", "3", "--stop", point}};
+    REQUIRE(writer.wait_for_line("stopped", 30s));
+    writer.kill(SIGKILL);
+    writer.wait(20s);
+    // The engine skips the dead writer's record and answers requests behind it.
+    auto r = c->allocate(4096);
+    REQUIRE(r);
+    REQUIRE(c->free(*r));
+  }
+  auto st = c->stats();
+  REQUIRE(st);
+  CHECK(st->inbox_refused == 6); // the writer's complete records are no requests
+}
+
+TEST_CASE("fast path: a full request inbox makes requests wait and then fail with inbox_full; "
+          "nothing is lost once the engine reads again") {
+  daemon_process d{test::unique_name("cafshm-test-fast"), "64MiB", 0,
+                   "local:\n  request_inbox: 4KiB\n"};
+  REQUIRE(d.ready());
+  client_system cs;
+  client_options opts;
+  opts.timeout = 100ms;
+  auto c = client::connect(cs.sys, d.address(), "pusher", opts);
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  d.process().kill(SIGSTOP); // the engine reads nothing now
+  std::optional<caf::error> full;
+  int unanswered = 0;
+  for (int i = 0; i < 200 && !full; ++i) {
+    auto r = c->find_process("pusher");
+    REQUIRE(!r);
+    if (code_of(r.error()) == errc::inbox_full)
+      full = r.error();
+    else if (code_of(r.error()) == errc::engine_unreachable)
+      ++unanswered; // in the inbox, unanswered within the timeout
+    else
+      FAIL("unexpected error " << describe(r.error()));
+  }
+  d.process().kill(SIGCONT);
+  REQUIRE(full);
+  CHECK(unanswered > 0);
+  // The engine reads the requests that waited (their callers gave up) and serves new ones.
+  auto st = c->stats();
+  for (auto end = std::chrono::steady_clock::now() + 20s;
+       !st && std::chrono::steady_clock::now() < end;)
+    st = c->stats();
+  REQUIRE(st);
+  CHECK(eventually(*c, 20s, [&](const engine_stats& s) {
+    return s.inbox_requests >= static_cast<uint64_t>(unanswered);
+  }));
+  CHECK(c->find_process("pusher"));
+}
+
+TEST_CASE("fast path: a blocking call waiting for its answer fails at once when the engine is "
+          "killed") {
+  daemon_process d{test::unique_name("cafshm-test-fast")};
+  REQUIRE(d.ready());
+  client_system cs;
+  client_options opts;
+  opts.timeout = 120s; // far beyond the test's own deadline: only the engine's death ends it
+  auto c = client::connect(cs.sys, d.address(), "waiter", opts);
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto inbox = request_inbox_of(d);
+  auto claimed = claimed_bytes(inbox);
+  d.process().kill(SIGSTOP);
+  auto call = std::async(std::launch::async, [&] { return c->find_process("waiter"); });
+  // The request is in the inbox: the call waits for its answer now.
+  for (auto end = std::chrono::steady_clock::now() + 20s;
+       claimed_bytes(inbox) == claimed && std::chrono::steady_clock::now() < end;)
+    std::this_thread::yield();
+  REQUIRE(claimed_bytes(inbox) != claimed);
+  d.kill_hard();
+  REQUIRE(call.wait_for(30s) == std::future_status::ready);
+  auto r = call.get();
+  REQUIRE(!r);
+  CHECK(code_of(r.error()) == errc::engine_unreachable);
+}

@@ -627,7 +627,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   ++header_mut().live_processes;
   note_usage();
   return registration{{slot, tokens_[slot]}, header().engine_id, data_.name(), admin_.name(),
-                      settings_.min_block_bytes};
+                      settings_.min_block_bytes, {}, 0}; // the engine adds its address
 }
 
 caf::expected<registration> memory_manager::reattach(const session& s, int32_t pid) {
@@ -649,7 +649,7 @@ caf::expected<registration> memory_manager::reattach(const session& s, int32_t p
                 "slot " + std::to_string(s.process) + " is attached with another session");
   tokens_[s.process] = s.token;
   return registration{s, header().engine_id, data_.name(), admin_.name(),
-                      settings_.min_block_bytes};
+                      settings_.min_block_bytes, {}, 0}; // the engine adds its address
 }
 
 caf::expected<void> memory_manager::unregister(const session& s) {

@@ -18,6 +18,7 @@
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
 #include "door.hpp"
+#include "listen_address.hpp"
 #include "cafshm/pool.hpp"
 #include "memory_manager.hpp"
 #include "peer_auth.hpp"
@@ -172,8 +173,9 @@ void module::start() {
     return;
   }
   door_ = std::move(*door);
+  listen_ = std::make_shared<listen_address>();
   engine_ = spawn_engine(system_, memory_, settings_, connector, office_, door_->path(),
-                         std::move(*peers));
+                         std::move(*peers), listen_);
   for (const auto& peer : settings_.remote.peers) // linked in the background; transmit retries
     caf::anon_send(engine_, link_atom::value, memory_->engine_session(), peer.address.host,
                    peer.address.port);
@@ -230,6 +232,16 @@ std::string module::start_report() const {
 
 std::string module::door_path() const {
   return door_ ? door_->path() : std::string{};
+}
+
+void module::listening_on(endpoint where) {
+  if (!listen_)
+    return;
+  if (where.host.empty() || where.host == "0.0.0.0")
+    where.host = "127.0.0.1";
+  else if (where.host == "::")
+    where.host = "::1";
+  listen_->set(std::move(where));
 }
 
 caf::expected<engine_actor> local_engine(caf::actor_system& sys) {

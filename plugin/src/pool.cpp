@@ -18,6 +18,7 @@
 
 #include "cafshm/block_view.hpp"
 #include "cafshm/client.hpp"
+#include "engine_link.hpp"
 #include "scheduler_thread.hpp"
 
 namespace cafshm {
@@ -71,7 +72,7 @@ uint64_t random_pool_id() {
 // sealed for, or null while only loaned).
 struct pool::state {
   caf::actor_system* sys = nullptr;
-  engine_actor engine;
+  std::shared_ptr<detail::engine_link> link; // the client's: the engine now, across restarts
   session owner;
   uint64_t id = 0;
   uint64_t block_bytes = 0;
@@ -117,11 +118,12 @@ struct pool::state {
     cv.notify_one();
   }
 
-  // Unmaps (the engine learns asynchronously) and frees every block, in this order per block.
+  // Unmaps (the engine learns asynchronously) and frees every block, in this order per block
+  // (while the engine is down: once the client re-attached).
   void discard() {
     views.clear();
     for (auto& ref : refs)
-      caf::anon_send(engine, free_atom::value, owner, ref);
+      link->free(owner, ref);
     refs.clear();
     if (returns)
       caf::anon_send_exit(returns, caf::exit_reason::user_shutdown);
@@ -182,7 +184,7 @@ caf::error check_options(const pool_options& opts) {
 std::shared_ptr<pool::state> new_state(client& c, const pool_options& opts) {
   auto st = std::make_shared<pool::state>();
   st->sys = &c.system();
-  st->engine = c.engine();
+  st->link = detail::link_of(c);
   st->owner = c.session();
   st->id = random_pool_id();
   st->block_bytes = opts.block_bytes;
@@ -400,11 +402,20 @@ caf::expected<void> pool::share_with(uint32_t process) {
   if (auto why = check_may_block(*state_->sys, "pool::share_with"))
     return why;
   caf::scoped_actor self{*state_->sys, true};
+  auto& link = *state_->link;
   for (auto& ref : state_->refs) {
+    if (auto why = link.unavailable())
+      return why;
     caf::error why;
-    self->request(state_->engine, std::chrono::seconds(30), share_atom::value, state_->owner, ref,
-                  process, static_cast<uint8_t>(access_mode::read))
-      .receive([](done_atom) {}, [&](caf::error& e) { why = engine_error(std::move(e)); });
+    auto engine = link.engine();
+    auto answer = self->request(engine, std::chrono::seconds(30), share_atom::value,
+                                state_->owner, ref, process,
+                                static_cast<uint8_t>(access_mode::read));
+    auto ticket = link.awaiting(self->address(), answer.id(), engine.address());
+    if (!ticket)
+      return ticket.error();
+    answer.receive([](done_atom) {}, [&](caf::error& e) { why = engine_error(std::move(e)); });
+    link.answered(*ticket);
     if (why)
       return why;
   }

@@ -59,7 +59,7 @@ using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 /// Version of the messages between processes and engines (the layouts of the types in
 /// protocol.hpp, engine_stats.hpp and remote.hpp). Register carries it; an engine refuses
 /// clients of another version instead of failing later on a message it cannot read.
-constexpr uint32_t protocol_version = 3;
+constexpr uint32_t protocol_version = 4;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
@@ -154,6 +154,7 @@ using peer_actor = caf::typed_actor<
 // clang-format on
 
 class memory_manager;
+class listen_address;
 class peer_authenticator;
 class ticket_office;
 struct settings;
@@ -165,9 +166,11 @@ struct settings;
 /// Registrations are accepted with tickets of `office` (the local door's, or issued in this
 /// process by cafshm::module for its own clients). Peer engines prove their engine ids to
 /// `peers` (made from config.remote) and talk to the engine's peer gateway only.
+/// Registrations tell clients the address in `listen` (where the engine is published), if any.
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
                           const settings& config, caf::io::middleman_actor connector,
                           std::shared_ptr<ticket_office> office, std::string door_path,
-                          std::shared_ptr<const peer_authenticator> peers);
+                          std::shared_ptr<const peer_authenticator> peers,
+                          std::shared_ptr<const listen_address> listen = nullptr);
 
 } // namespace cafshm

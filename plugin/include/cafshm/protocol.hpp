@@ -48,12 +48,17 @@ struct registration {
   std::string data_segment;   // shared-memory object of the arena
   std::string admin_segment;  // shared-memory object of admin memory
   uint64_t min_block_bytes = 0;
+  // Where the engine is published for clients (cafshmd's listening address), so that a client
+  // given only the engine's actor handle can reconnect there after a restart; port 0: unknown
+  // (an engine nobody announced, e.g. one that only its own process uses).
+  std::string listen_host;
+  uint16_t listen_port = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, registration& x) {
   return f(caf::meta::type_name("cafshm::registration"), x.session, x.engine_id,
-           x.data_segment, x.admin_segment, x.min_block_bytes);
+           x.data_segment, x.admin_segment, x.min_block_bytes, x.listen_host, x.listen_port);
 }
 
 /// One range of a copy request: length bytes from src_offset in the source block to

@@ -18,7 +18,7 @@
 #include "bench.hpp"
 #include "tlsf_allocator.hpp"
 #include "memory_manager.hpp"
-#include "proc.hpp"
+#include "processes.hpp"
 
 namespace bench {
 

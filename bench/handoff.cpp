@@ -41,7 +41,7 @@
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 #include "cafshm/pool.hpp"
-#include "proc.hpp"
+#include "processes.hpp"
 
 namespace bench {
 
@@ -557,12 +557,12 @@ struct session {
   caf::actor_system sys;
   std::optional<client> me;
   std::unique_ptr<cafshm::pool_reader> reader; // the peer's library pools
-  std::unique_ptr<child> peer_proc;
+  std::unique_ptr<child_process> peer_proc;
   caf::actor peer;
   uint32_t peer_slot = 0;
   std::string error;
 
-  session(const options& opts, const engine_daemon& d, const sched& s, const std::string& name)
+  session(const options& opts, const daemon_process& d, const sched& s, const std::string& name)
     : sys(configured(cfg, s)) {
     auto c = client::connect(sys, endpoint{"127.0.0.1", d.port()}, name);
     if (!c) {
@@ -571,10 +571,10 @@ struct session {
     }
     me.emplace(std::move(*c));
     reader = std::make_unique<cafshm::pool_reader>(*me);
-    peer_proc = std::make_unique<child>(std::vector<std::string>{
-      opts.self, "--role", "peer", "--engine", d.address(), "--name", name + "-peer", "--policy",
+    peer_proc = std::make_unique<child_process>(std::vector<std::string>{
+      opts.self, "--role", "peer", "--engine", d.address_text(), "--name", name + "-peer", "--policy",
       s.policy, "--threads", std::to_string(s.threads)});
-    auto ready = peer_proc->wait_for("ready ", std::chrono::seconds(30));
+    auto ready = peer_proc->wait_for_line("ready ", std::chrono::seconds(30));
     if (!ready) {
       error = "the peer did not start";
       return;
@@ -685,7 +685,7 @@ handoff_report run_handoff(const options& opts) {
   handoff_report rep;
   // Room for the pools of every size at once: one block per side (hand-made) and two per side
   // (library), 6 × 81 MiB, and a 64 MiB block of the no-pool path.
-  engine_daemon d{opts.bin_dir, unique_name("cafshm-bench-h"), "768MiB"};
+  daemon_process d{unique_name("cafshm-bench-h"), engine_options(opts.bin_dir, "768MiB")};
   if (!d.ready()) {
     rep.error = "cafshmd did not start";
     return rep;
@@ -1038,7 +1038,7 @@ std::vector<alloc_rate> engine_alloc_rates(const options& opts, const sched& s, 
   caf::actor_system_config cfg;
   caf::actor_system sys{configured(cfg, s)};
   {
-    engine_daemon d{opts.bin_dir, unique_name("cafshm-bench-a"), "256MiB"};
+    daemon_process d{unique_name("cafshm-bench-a"), engine_options(opts.bin_dir, "256MiB")};
     if (d.ready()) {
       auto r = alloc_rates_at(sys, endpoint{"127.0.0.1", d.port()}, "cafshmd", w, runs, seconds,
                               rtts);
@@ -1047,9 +1047,9 @@ std::vector<alloc_rate> engine_alloc_rates(const options& opts, const sched& s, 
   }
   {
     auto name = unique_name("cafshm-bench-eh");
-    child host{{opts.self, "--role", "engine-host", "--name", name, "--policy", s.policy,
+    child_process host{{opts.self, "--role", "engine-host", "--name", name, "--policy", s.policy,
                 "--threads", std::to_string(s.threads)}};
-    if (auto rest = host.wait_for("cafshmd listening on ", std::chrono::seconds(30))) {
+    if (auto rest = host.wait_for_line("cafshmd listening on ", std::chrono::seconds(30))) {
       auto port = static_cast<uint16_t>(std::stoi(rest->substr(rest->rfind(':') + 1)));
       auto r = alloc_rates_at(sys, endpoint{"127.0.0.1", port}, "engine with " + s.text(), w,
                               runs, seconds, rtts);

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "bench.hpp"
-#include "proc.hpp"
+#include "processes.hpp"
 
 #ifdef CAFSHM_BENCH_ICEORYX
 #include <iceoryx_hoofs/log/logmanager.hpp>
@@ -249,14 +249,14 @@ iceoryx_report run_iceoryx(const options& opts, const std::vector<uint64_t>& siz
     out << roudi_config(sizes);
   }
   {
-    child roudi{{"/usr/bin/iox-roudi", "-c", config.string(), "-m", "off", "-l", "warning"}};
+    child_process roudi{{"/usr/bin/iox-roudi", "-c", config.string(), "-m", "off", "-l", "warning"}};
     int rounds = opts.quick ? 3 : 10;
     int iters = opts.quick ? 80 : 300;
     for (bool waitset : {false, true}) {
       std::cerr << "bench: handoff: iceoryx " << (waitset ? "WaitSet" : "polling") << "\n";
       std::string ws = waitset ? "1" : "0";
-      child pong{{opts.self, "--role", "iox-pong", "--waitset", ws}};
-      child ping{{opts.self, "--role", "iox-ping", "--waitset", ws, "--sizes", join_sizes(sizes),
+      child_process pong{{opts.self, "--role", "iox-pong", "--waitset", ws}};
+      child_process ping{{opts.self, "--role", "iox-ping", "--waitset", ws, "--sizes", join_sizes(sizes),
                   "--rounds", std::to_string(rounds), "--iters", std::to_string(iters)}};
       std::vector<std::vector<double>> samples(sizes.size());
       bool done = false;

@@ -24,7 +24,7 @@
 #include "fastpath/inbox.hpp"
 #include "fastpath/inbox_delivery.hpp"
 #include "fastpath/inbox_writer.hpp"
-#include "proc.hpp"
+#include "processes.hpp"
 
 namespace bench {
 
@@ -54,7 +54,7 @@ idle_strategy idle_for(long spin_us) {
 // writer into the echo's inbox; `error` says what failed.
 struct echo_pair {
   std::optional<inbox> in;
-  std::unique_ptr<child> echo;
+  std::unique_ptr<child_process> echo;
   std::optional<inbox_writer> out;
   std::string error;
 };
@@ -72,8 +72,8 @@ echo_pair start_echo(const options& opts, const std::string& role,
   std::vector<std::string> argv{opts.self, "--role", role, "--engine", engine, "--slot", "2",
                                 "--peer", p.in->name()};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  p.echo = std::make_unique<child>(std::move(argv));
-  if (!p.echo->wait_for("ready", 10s)) {
+  p.echo = std::make_unique<child_process>(std::move(argv));
+  if (!p.echo->wait_for_line("ready", 10s)) {
     p.error = "the echo process did not start";
     return p;
   }

@@ -5,6 +5,7 @@
 //                [--bin-dir DIR] [--policy stealing|sharing --threads N]
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -14,7 +15,7 @@
 #include <unistd.h>
 
 #include "bench.hpp"
-#include "proc.hpp"
+#include "memory_probe.hpp"
 
 #ifndef CAFSHM_BIN_DIR
 #define CAFSHM_BIN_DIR "."
@@ -164,6 +165,9 @@ std::string self_path() {
 
 int main(int argc, char** argv) {
   using namespace bench;
+  // A helper process that died must not take the benchmark with it when it writes to the
+  // helper's stdin.
+  ::signal(SIGPIPE, SIG_IGN);
   std::map<std::string, std::string> args;
   std::string role;
   bool quick = false;

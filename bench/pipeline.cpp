@@ -5,13 +5,13 @@
 #include <iostream>
 
 #include "bench.hpp"
-#include "proc.hpp"
+#include "processes.hpp"
 
 namespace bench {
 
 std::vector<pipeline_row> run_pipeline(const options& opts) {
   std::vector<pipeline_row> rows;
-  engine_daemon d{opts.bin_dir, unique_name("cafshm-bench-p"), "1GiB"};
+  daemon_process d{unique_name("cafshm-bench-p"), engine_options(opts.bin_dir, "1GiB")};
   // Frames per run: the caf transport is several times slower, so it gets fewer.
   struct frame {
     uint32_t w, h, shm_quick, shm_full, caf_quick, caf_full;
@@ -39,10 +39,10 @@ std::vector<pipeline_row> run_pipeline(const options& opts) {
       }
       std::vector<double> fps, gbps;
       for (int r = 0; r < runs; ++r) {
-        child p{{opts.bin_dir + "/cafshm-pipeline", "--transport", transport, "--frames",
+        child_process p{{opts.bin_dir + "/cafshm-pipeline", "--transport", transport, "--frames",
                  std::to_string(row.frames), "--width", std::to_string(f.w), "--height",
-                 std::to_string(f.h), "--engine", d.address(), "--deadline", "120"}};
-        auto rest = p.wait_for("pipeline transport=", std::chrono::seconds(150));
+                 std::to_string(f.h), "--engine", d.address_text(), "--deadline", "120"}};
+        auto rest = p.wait_for_line("pipeline transport=", std::chrono::seconds(150));
         auto st = p.wait(std::chrono::seconds(30));
         if (!rest) {
           row.error = "no result line (exit status " + (st ? std::to_string(*st) : "?") + ")";

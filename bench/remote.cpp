@@ -26,7 +26,8 @@
 #include "cafshm/client.hpp"
 #include "cafshm/module.hpp"
 #include "cafshm/settings.hpp"
-#include "proc.hpp"
+#include "memory_probe.hpp"
+#include "processes.hpp"
 
 namespace bench {
 
@@ -412,7 +413,7 @@ struct xmit_run {
 };
 
 // One size through a running pair of daemons and an xmit helper.
-xmit_run run_xmit(engine_daemon& a, engine_daemon& b, child& x, uint64_t size, int reps, int warmup) {
+xmit_run run_xmit(daemon_process& a, daemon_process& b, child_process& x, uint64_t size, int reps, int warmup) {
   xmit_run out;
   reset_peak_rss(a.pid());
   reset_peak_rss(b.pid());
@@ -452,13 +453,13 @@ struct pair_run {
 pair_run run_pair(const options& opts, const std::string& kind, uint64_t size, int reps,
                   int warmup, uint64_t chunk, uint32_t window) {
   pair_run out;
-  child sink{{opts.self, "--role", kind + "-sink"}};
-  auto ready = sink.wait_for("ready ", std::chrono::seconds(30));
+  child_process sink{{opts.self, "--role", kind + "-sink"}};
+  auto ready = sink.wait_for_line("ready ", std::chrono::seconds(30));
   if (!ready) {
     out.error = kind + " sink did not start";
     return out;
   }
-  child source{{opts.self, "--role", kind + "-source", "--port", *ready, "--size",
+  child_process source{{opts.self, "--role", kind + "-source", "--port", *ready, "--size",
                 std::to_string(size), "--reps", std::to_string(reps), "--warmup",
                 std::to_string(warmup), "--chunk", std::to_string(chunk), "--window",
                 std::to_string(window)}};
@@ -468,11 +469,11 @@ pair_run run_pair(const options& opts, const std::string& kind, uint64_t size, i
     return out;
   }
   out.gbps = gbps_of(parse_times(result->substr(10)), size);
-  if (auto rss = source.wait_for("rss ", std::chrono::seconds(30)))
+  if (auto rss = source.wait_for_line("rss ", std::chrono::seconds(30)))
     out.source = parse_rss(*rss);
   source.wait(std::chrono::seconds(30));
   sink.close_stdin();
-  if (auto rss = sink.wait_for("rss ", std::chrono::seconds(30)))
+  if (auto rss = sink.wait_for_line("rss ", std::chrono::seconds(30)))
     out.sink = parse_rss(*rss);
   sink.wait(std::chrono::seconds(30));
   return out;
@@ -489,14 +490,16 @@ remote_report run_remote(const options& opts) {
   std::vector<int> reps = opts.quick ? std::vector<int>{5, 3, 2} : std::vector<int>{15, 9, 5};
   const std::string arena = opts.quick ? "512MiB" : "2GiB";
   {
-    engine_daemon a{opts.bin_dir, unique_name("cafshm-bench-ra"), arena, remote_yaml(rep.chunk, rep.window)};
-    engine_daemon b{opts.bin_dir, unique_name("cafshm-bench-rb"), arena, remote_yaml(rep.chunk, rep.window)};
+    daemon_process a{unique_name("cafshm-bench-ra"),
+                     engine_options(opts.bin_dir, arena, remote_yaml(rep.chunk, rep.window))};
+    daemon_process b{unique_name("cafshm-bench-rb"),
+                     engine_options(opts.bin_dir, arena, remote_yaml(rep.chunk, rep.window))};
     if (!a.ready() || !b.ready()) {
       rep.error = "cafshmd did not start";
       return rep;
     }
-    child x{{opts.self, "--role", "xmit", "--engine-a", a.address(), "--engine-b", b.address()}};
-    if (!x.wait_for("ready", std::chrono::seconds(30))) {
+    child_process x{{opts.self, "--role", "xmit", "--engine-a", a.address_text(), "--engine-b", b.address_text()}};
+    if (!x.wait_for_line("ready", std::chrono::seconds(30))) {
       rep.error = "the xmit helper did not start";
       return rep;
     }
@@ -556,17 +559,17 @@ remote_report run_remote(const options& opts) {
     row.chunk = chunk;
     row.window = window;
     row.cache = cache;
-    engine_daemon a{opts.bin_dir, unique_name("cafshm-bench-sa"), "512MiB",
-                    remote_yaml(chunk, window, cache)};
-    engine_daemon b{opts.bin_dir, unique_name("cafshm-bench-sb"), "512MiB",
-                    remote_yaml(chunk, window, cache)};
+    daemon_process a{unique_name("cafshm-bench-sa"),
+                     engine_options(opts.bin_dir, "512MiB", remote_yaml(chunk, window, cache))};
+    daemon_process b{unique_name("cafshm-bench-sb"),
+                     engine_options(opts.bin_dir, "512MiB", remote_yaml(chunk, window, cache))};
     if (!a.ready() || !b.ready()) {
       row.error = "cafshmd did not start";
       rep.sweep.push_back(row);
       continue;
     }
-    child x{{opts.self, "--role", "xmit", "--engine-a", a.address(), "--engine-b", b.address()}};
-    if (!x.wait_for("ready", std::chrono::seconds(30))) {
+    child_process x{{opts.self, "--role", "xmit", "--engine-a", a.address_text(), "--engine-b", b.address_text()}};
+    if (!x.wait_for_line("ready", std::chrono::seconds(30))) {
       row.error = "the xmit helper did not start";
       rep.sweep.push_back(row);
       continue;

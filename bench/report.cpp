@@ -178,7 +178,18 @@ void write_outputs(const report& r) {
   namespace fs = std::filesystem;
   fs::create_directories(r.opts.out_dir);
   const auto dir = fs::path{r.opts.out_dir};
-  const std::string mode = r.opts.quick ? "quick" : "full";
+  // A run of some rows only says which, and shows only their sections and targets: its mode is
+  // "partial" (quick or not), else "quick" or "full".
+  const auto& o = r.opts;
+  std::string rows_text;
+  bool all_rows = true;
+  for (const char* row : {"handoff", "pipeline", "alloc", "remote", "scale", "inbox"}) {
+    if (o.has(row))
+      rows_text += (rows_text.empty() ? "" : ",") + std::string{row};
+    else
+      all_rows = false;
+  }
+  const std::string mode = !all_rows ? "partial" : o.quick ? "quick" : "full";
   const std::string date = now_text();
   const auto& h = r.handoff;
   const auto* h64 = handoff_at(h, 64);
@@ -215,7 +226,8 @@ void write_outputs(const report& r) {
     std::ofstream out{dir / "latest.json"};
     json j{out};
     j.open();
-    j.kv("mode", mode).kv("date", date).kv("total_seconds", r.total_seconds);
+    j.kv("mode", mode).kv("quick", o.quick).kv("rows", rows_text);
+    j.kv("date", date).kv("total_seconds", r.total_seconds);
     j.open("machine");
     for (const auto& [k, v] : r.machine)
       j.kv(k, v);
@@ -480,18 +492,8 @@ void write_outputs(const report& r) {
 
   // -- Markdown --------------------------------------------------------------------------------------
   std::ofstream md{dir / "latest.md"};
-  // A run of some rows only says which, and shows only their sections and targets.
-  const auto& o = r.opts;
-  std::string rows_text;
-  bool all_rows = true;
-  for (const char* row : {"handoff", "pipeline", "alloc", "remote", "scale", "inbox"}) {
-    if (o.has(row))
-      rows_text += (rows_text.empty() ? "" : ",") + std::string{row};
-    else
-      all_rows = false;
-  }
-  md << "# cafshm benchmarks (" << mode << " run" << (all_rows ? "" : ", rows " + rows_text)
-     << ")\n\n";
+  md << "# cafshm benchmarks (" << mode << " run"
+     << (all_rows ? "" : std::string{o.quick ? ", quick" : ""} + ", rows " + rows_text) << ")\n\n";
   md << "Written by `scripts/bench.sh" << (r.opts.quick ? " --quick" : "")
      << (all_rows ? "" : " --rows " + rows_text) << "` on " << date
      << " in " << static_cast<int>(r.total_seconds)

@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "bench.hpp"
-#include "proc.hpp"
+#include "processes.hpp"
 
 namespace bench {
 
@@ -49,7 +49,7 @@ scale_report run_scale(const options& opts, const sched& s) {
   scale_report rep;
   rep.size = 4096;
   rep.seconds = opts.quick ? 1.0 : 4.0;
-  engine_daemon d{opts.bin_dir, unique_name("cafshm-bench-s"), "512MiB"};
+  daemon_process d{unique_name("cafshm-bench-s"), engine_options(opts.bin_dir, "512MiB")};
   if (!d.ready()) {
     rep.error = "cafshmd did not start";
     return rep;
@@ -59,15 +59,15 @@ scale_report run_scale(const options& opts, const sched& s) {
     std::cerr << "bench: scale: " << n << " clients\n";
     scale_row row;
     row.clients = n;
-    std::vector<std::unique_ptr<child>> procs;
+    std::vector<std::unique_ptr<child_process>> procs;
     std::vector<std::pair<std::string, std::string>> addr; // port, slot
     for (int i = 0; i < n; ++i)
-      procs.push_back(std::make_unique<child>(std::vector<std::string>{
-        opts.self, "--role", "peer", "--engine", d.address(), "--name",
+      procs.push_back(std::make_unique<child_process>(std::vector<std::string>{
+        opts.self, "--role", "peer", "--engine", d.address_text(), "--name",
         "scale-" + std::to_string(n) + "-" + std::to_string(i), "--policy", s.policy,
         "--threads", std::to_string(s.threads)}));
     for (auto& p : procs) {
-      auto ready = p->wait_for("ready ", wait);
+      auto ready = p->wait_for_line("ready ", wait);
       if (!ready) {
         row.error = "a client did not start";
         break;
@@ -82,26 +82,26 @@ scale_report run_scale(const options& opts, const sched& s) {
       continue;
     }
     // odd processes drive, each paired with the even one before it
-    std::vector<child*> pingers;
+    std::vector<child_process*> pingers;
     for (int i = 1; i < n; i += 2) {
       procs[i]->write_line("pair " + addr[i - 1].first + " " + addr[i - 1].second);
-      if (!procs[i]->wait_for("paired", wait))
+      if (!procs[i]->wait_for_line("paired", wait))
         row.error = "pairing failed";
       pingers.push_back(procs[i].get());
     }
-    auto phase = [&](std::vector<child*> who, const std::string& prepare, stat& rtt) {
+    auto phase = [&](std::vector<child_process*> who, const std::string& prepare, stat& rtt) {
       double rate = 0;
       for (auto* p : who)
         p->write_line(prepare);
       for (auto* p : who)
-        if (!p->wait_for("prepared", wait))
+        if (!p->wait_for_line("prepared", wait))
           row.error = "prepare failed: " + prepare;
       for (auto* p : who)
         p->write_line("run " + std::to_string(rep.seconds));
       std::vector<double> all;
       std::vector<double> per;
       for (auto* p : who) {
-        auto rest = p->wait_for("result ", std::chrono::seconds(120));
+        auto rest = p->wait_for_line("result ", std::chrono::seconds(120));
         if (!rest) {
           row.error = "no result: " + prepare;
           continue;
@@ -114,7 +114,7 @@ scale_report run_scale(const options& opts, const sched& s) {
           per.push_back(r.n / r.seconds);
         }
         if (prepare.rfind("prepare alloc", 0) != 0) {
-          if (auto samples = p->wait_for("samples", wait)) {
+          if (auto samples = p->wait_for_line("samples", wait)) {
             std::istringstream in{*samples};
             double x;
             while (in >> x)
@@ -124,14 +124,14 @@ scale_report run_scale(const options& opts, const sched& s) {
       }
       for (auto* p : who) {
         p->write_line("release");
-        p->wait_for("released", wait);
+        p->wait_for_line("released", wait);
       }
       rtt = prepare.rfind("prepare alloc", 0) == 0 ? summarize(per) : summarize(all);
       return rate;
     };
     row.pool_rate = phase(pingers, "prepare touch " + std::to_string(rep.size), row.pool_rtt);
     row.engine_rate = phase(pingers, "prepare engine " + std::to_string(rep.size), row.engine_rtt);
-    std::vector<child*> everyone;
+    std::vector<child_process*> everyone;
     for (auto& p : procs)
       everyone.push_back(p.get());
     row.alloc_rate = phase(everyone, "prepare alloc 0", row.alloc_per_client);

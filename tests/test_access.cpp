@@ -32,7 +32,7 @@
 #include "cafshm/config.hpp"
 #include "memory_manager.hpp"
 #include "support/client_system.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 #include "support/fake_peer.hpp"
 
 using namespace cafshm;
@@ -376,7 +376,7 @@ std::optional<std::pair<std::string, gid_t>> other_group() {
 TEST_CASE("segment permissions: 0600 by default, engine.permissions, owned by the engine's user") {
   for (uint32_t mode : {0600u, 0640u}) {
     engine_settings s;
-    s.name = cafshm_test::unique_name("perm");
+    s.name = cafshm::test::unique_name("cafshm-test-perm");
     s.arena_bytes = 1 << 20;
     s.permissions = mode;
     cafshm_test::segment_guard guard{s.name};
@@ -402,7 +402,7 @@ TEST_CASE("engine.group: both segments get the group and group rw, only its memb
     return;
   }
   engine_settings s;
-  s.name = cafshm_test::unique_name("group");
+  s.name = cafshm::test::unique_name("cafshm-test-group");
   s.arena_bytes = 1 << 20;
   s.group = group->first;
   cafshm_test::segment_guard guard{s.name};
@@ -434,7 +434,7 @@ TEST_CASE("engine.group: an unknown group is a configuration error, in YAML and 
   CHECK(err.line == 2);
   CHECK(err.reason.find("no-such-group-cafshm") != std::string::npos);
   engine_settings s;
-  s.name = cafshm_test::unique_name("group");
+  s.name = cafshm::test::unique_name("cafshm-test-group");
   s.group = "no-such-group-cafshm";
   cafshm_test::segment_guard guard{s.name};
   auto mm = memory_manager::create(s);
@@ -512,7 +512,7 @@ TEST_CASE("squatting: segments of another user are neither adopted nor removed, 
     return;
   }
   engine_settings s;
-  s.name = cafshm_test::unique_name("squat");
+  s.name = cafshm::test::unique_name("cafshm-test-squat");
   s.arena_bytes = 1 << 20;
   cafshm_test::segment_guard guard{s.name};
   SUBCASE("a pre-created admin segment with pid 1 as its engine") {
@@ -542,7 +542,7 @@ TEST_CASE("squatting: segments of another user are neither adopted nor removed, 
 }
 
 void limits_through_cafshmd(local_transport transport) {
-  daemon_process d{cafshm_test::unique_name("limits"), "64MiB", 0,
+  daemon_process d{cafshm::test::unique_name("cafshm-test-limits"), "64MiB", 0,
                    "  default_quota: 32MiB\n  max_copy_ranges: 1024\n"};
   client_system cs{transport};
   SUBCASE("a client asking for 2^62 bytes of quota is refused, a smaller quota is kept") {

@@ -30,7 +30,7 @@ namespace {
 
 engine_settings settings_named(const std::string& what) {
   engine_settings s;
-  s.name = unique_name(what);
+  s.name = unique_name("cafshm-test-" + what);
   s.arena_bytes = 1 << 20;
   s.min_block_bytes = 4096;
   s.max_processes = 8;
@@ -339,5 +339,45 @@ TEST_CASE("adoption refused: the reason in one line, a fresh engine, nothing old
   auto bytes = mm.read(p->session, *fresh, 0, 10);
   REQUIRE_OK(bytes);
   CHECK(std::string(bytes->begin(), bytes->end()) == std::string(10, '\0'));
+  CHECK(mm.check() == "");
+}
+
+TEST_CASE("adoption: kept processes answer to their user's engine.quotas rule together again") {
+  auto me = own_credentials();
+  auto s = settings_named("adopt-quota");
+  s.quotas = {{std::to_string(me.uid), "", 64 * 1024}}; // this user's processes: 64 KiB together
+  segment_guard guard{s.name};
+  // Two processes of this user (both the test process, as the door would have vouched for
+  // it); a holds 32 KiB of the rule's 64 when the engine dies.
+  auto st = run_dead_engine(s, [&](memory_manager& mm, dead_engine_state& out) {
+    auto ra = mm.register_process("a", ::getppid(), 0, me);
+    auto rb = mm.register_process("b", ::getppid(), 0, me);
+    out.ok = ra && rb && mm.allocate(ra->session, 32 * 1024);
+    if (out.ok) {
+      out.alive = ra->session;
+      out.ended = rb->session; // not ended: the second process of the user, kept as well
+    }
+  });
+  REQUIRE(st.ok);
+  auto a = st.alive;
+  auto b = st.ended;
+  auto created = memory_manager::create(s);
+  REQUIRE_OK(created);
+  auto& mm = **created;
+  REQUIRE(mm.adopted());
+  CHECK(contains(mm.start_report(), "2 processes kept, 0 reclaimed"));
+  REQUIRE_OK(mm.reattach(a, ::getpid()));
+  REQUIRE_OK(mm.reattach(b, ::getpid()));
+  // Each alone is within its own 64 KiB; together with a's 32 KiB, 48 more exceed the rule.
+  CHECK_ERRC(mm.allocate(b, 48 * 1024), errc::quota_exceeded);
+  auto fits = mm.allocate(b, 32 * 1024);
+  REQUIRE_OK(fits);
+  CHECK_ERRC(mm.allocate(a, 4096), errc::quota_exceeded);
+  // A process of the same user registering after the adoption counts with the kept ones.
+  auto c = mm.register_process("c", ::getpid(), 0, me);
+  REQUIRE_OK(c);
+  CHECK_ERRC(mm.allocate(c->session, 4096), errc::quota_exceeded);
+  CHECK_OK(mm.free(b, *fits));
+  CHECK_OK(mm.allocate(c->session, 4096));
   CHECK(mm.check() == "");
 }

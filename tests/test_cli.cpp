@@ -30,6 +30,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testing/unique_name.hpp"
+
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
@@ -202,8 +204,7 @@ std::vector<std::string> words(const std::string& text) {
 
 // "cafshm-test-cli-<pid>-<n>": unique per test process and daemon, so `ctest -j2` never collides.
 std::string unique_name() {
-  static std::atomic<int> counter{0};
-  return "cafshm-test-cli-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+  return cafshm::test::unique_name("cafshm-test-cli");
 }
 
 // A scratch directory and the engine's shared-memory objects, removed on destruction.
@@ -730,7 +731,7 @@ TEST_CASE("cli: --timeout 1ms ends every run, even when the connection is still 
 
 // -- transmit between two engines ---------------------------------------------------------------
 
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 
 namespace {
 

@@ -35,9 +35,9 @@
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 #include "memory_manager.hpp"
-#include "support/child_process.hpp"
+#include "testing/child_process.hpp"
 #include "support/client_system.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 #include "support/peer_key.hpp"
 #include "support/tcp_proxy.hpp"
 

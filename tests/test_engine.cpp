@@ -44,7 +44,7 @@ constexpr uint64_t mib = kib * 1024;
 
 /// An actor system with cafshm loaded in engine role under a unique name (1 MiB arena).
 struct system_env {
-  std::string name = unique_name("eng");
+  std::string name = unique_name("cafshm-test-eng");
   segment_guard guard{name};
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;

@@ -32,7 +32,7 @@
 #include "cafshm/error.hpp"
 #include "support/admin_snapshot.hpp"
 #include "support/client_system.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 #include "support/stress_worker.hpp"
 
 using namespace cafshm;

@@ -19,7 +19,9 @@
 #include "fastpath/inbox_layout.hpp"
 #include "shm_segment.hpp"
 #include "support/client_system.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/child_process.hpp"
+#include "testing/daemon_process.hpp"
+#include "testing/unique_name.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;

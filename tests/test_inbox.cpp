@@ -18,7 +18,7 @@
 
 #include "fastpath/inbox.hpp"
 #include "fastpath/inbox_writer.hpp"
-#include "support/child_process.hpp"
+#include "testing/child_process.hpp"
 #include "test_names.hpp"
 
 using namespace cafshm;
@@ -79,7 +79,7 @@ bool receive_until(inbox& in, Handler&& handler, Done done,
 } // namespace
 
 TEST_CASE("records come out with their sender, sequence and bytes, also across the ring's end") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1}};
   auto in = inbox::create(engine, 1, small_inbox());
   REQUIRE_OK(in);
@@ -107,7 +107,7 @@ TEST_CASE("records come out with their sender, sequence and bytes, also across t
 }
 
 TEST_CASE("bad sizes and objects are refused with their own codes") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1, 2}};
   CHECK_ERRC(inbox::create(engine, 1, small_inbox(5000)), errc::invalid_argument);
   CHECK_ERRC(inbox::create(engine, 1, small_inbox(1024)), errc::invalid_argument);
@@ -128,7 +128,7 @@ TEST_CASE("bad sizes and objects are refused with their own codes") {
 }
 
 TEST_CASE("a full inbox refuses with inbox_full, loses nothing, and takes records again once read") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1}};
   auto in = inbox::create(engine, 1, small_inbox());
   REQUIRE_OK(in);
@@ -159,7 +159,7 @@ TEST_CASE("a full inbox refuses with inbox_full, loses nothing, and takes record
 }
 
 TEST_CASE("a sender blocked on a full inbox is woken when the reader frees space") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1}};
   auto in = inbox::create(engine, 1, small_inbox());
   REQUIRE_OK(in);
@@ -183,7 +183,7 @@ TEST_CASE("a sender blocked on a full inbox is woken when the reader frees space
 }
 
 TEST_CASE("records of concurrent sender processes arrive complete and in each sender's order") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1}};
   auto in = inbox::create(engine, 1, small_inbox(8192));
   REQUIRE_OK(in);
@@ -215,7 +215,7 @@ TEST_CASE("records of concurrent sender processes arrive complete and in each se
 }
 
 TEST_CASE("no wake-up is lost: parked ping-pong with random delays and no futex timeout") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1, 2}};
   auto in = inbox::create(engine, 1, small_inbox());
   REQUIRE_OK(in);
@@ -251,7 +251,7 @@ TEST_CASE("no wake-up is lost: parked ping-pong with random delays and no futex 
 }
 
 TEST_CASE("a sender killed after marking its claim: the reader skips the record once the pid is gone") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1}};
   auto options = small_inbox();
   options.reader.abandon_after = std::chrono::hours{1}; // only the dead pid may end the wait
@@ -277,7 +277,7 @@ TEST_CASE("a sender killed after marking its claim: the reader skips the record 
 }
 
 TEST_CASE("a sender killed between claim and mark: the reader skips it after the bound") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1}};
   auto options = small_inbox();
   options.reader.abandon_after = 500ms; // the claim names no pid: only the bound ends the wait
@@ -302,7 +302,7 @@ TEST_CASE("a sender killed between claim and mark: the reader skips it after the
 }
 
 TEST_CASE("a stalled sender whose record the reader gave up on gets record_abandoned") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1}};
   auto options = small_inbox();
   options.reader.abandon_after = 1ms;
@@ -334,7 +334,7 @@ TEST_CASE("a stalled sender whose record the reader gave up on gets record_aband
 }
 
 TEST_CASE("garbage in the segment never makes the reader crash, read out of bounds or stall") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1}};
   auto options = small_inbox();
   options.reader.abandon_after = 0ms; // give up on any claim at once
@@ -383,7 +383,7 @@ TEST_CASE("garbage in the segment never makes the reader crash, read out of boun
 }
 
 TEST_CASE("the inbox of a killed process stays until the engine removes it; a new holder replaces it") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1, 3}};
   auto in = inbox::create(engine, 1, small_inbox());
   REQUIRE_OK(in);
@@ -413,7 +413,7 @@ TEST_CASE("the inbox of a killed process stays until the engine removes it; a ne
 }
 
 TEST_CASE("an earlier holder's inbox going away leaves the new holder's inbox of the slot alone") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {5}};
   auto name = inbox::segment_name(engine, 5);
   std::optional<inbox> earlier;
@@ -436,7 +436,7 @@ TEST_CASE("an earlier holder's inbox going away leaves the new holder's inbox of
 
 TEST_CASE("the engine removes a process's inbox when it reclaims the process's slot") {
   engine_settings settings;
-  settings.name = unique_name("inbox-mm");
+  settings.name = unique_name("cafshm-test-inbox-mm");
   settings.arena_bytes = 1 << 20;
   cafshm_test::segment_guard engine_guard{settings.name};
   auto mm = memory_manager::create(settings);
@@ -453,7 +453,7 @@ TEST_CASE("the engine removes a process's inbox when it reclaims the process's s
 }
 
 TEST_CASE("interrupt() ends a receive that would wait for an hour, from another thread") {
-  auto engine = unique_name("inbox");
+  auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1}};
   auto in = inbox::create(engine, 1, small_inbox());
   REQUIRE_OK(in);

@@ -15,7 +15,7 @@
 #include "cafshm/block_ref.hpp"
 #include "cafshm/module.hpp"
 #include "fastpath/inbox_delivery.hpp"
-#include "support/child_process.hpp"
+#include "testing/child_process.hpp"
 #include "test_names.hpp"
 
 using namespace cafshm;
@@ -41,7 +41,7 @@ struct inbox_guard {
 } // namespace
 
 TEST_CASE("messages of another process arrive through the inbox at a local actor, in order") {
-  auto engine = unique_name("inbox-caf");
+  auto engine = unique_name("cafshm-test-inbox-caf");
   inbox_guard guard{engine, 1};
   caf::actor_system_config cfg;
   add_message_types(cfg);

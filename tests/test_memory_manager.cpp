@@ -37,7 +37,7 @@ constexpr uint64_t gib = mib * 1024;
 
 engine_settings small_settings() {
   engine_settings s;
-  s.name = unique_name("mm");
+  s.name = unique_name("cafshm-test-mm");
   s.arena_bytes = 1 * mib;
   s.min_block_bytes = 4 * kib;
   return s;

@@ -76,7 +76,7 @@ bool no_segments(const std::string& name) {
 struct temp_file {
   std::filesystem::path path;
   explicit temp_file(const std::string& text) {
-    path = std::filesystem::temp_directory_path() / (unique_name("yaml") + ".yaml");
+    path = std::filesystem::temp_directory_path() / (unique_name("cafshm-test-yaml") + ".yaml");
     std::ofstream out{path};
     out << text;
   }
@@ -113,7 +113,7 @@ caf::error engine_error_of(std::function<void(caf::actor_system_config&)> setup,
 } // namespace
 
 TEST_CASE("the module loads, serves clients, and the system shuts down without hanging") {
-  auto name = unique_name("mod");
+  auto name = unique_name("cafshm-test-mod");
   segment_guard guard{name};
   run_with_deadline(
     [&] {
@@ -148,7 +148,7 @@ TEST_CASE("the module loads, serves clients, and the system shuts down without h
 }
 
 TEST_CASE("segments exist while the system lives and are gone after it is destroyed") {
-  auto name = unique_name("mod");
+  auto name = unique_name("cafshm-test-mod");
   segment_guard guard{name};
   CHECK(no_segments(name));
   run_with_deadline(
@@ -174,8 +174,8 @@ TEST_CASE("segments exist while the system lives and are gone after it is destro
 }
 
 TEST_CASE("two systems in one process cannot run engines of the same name") {
-  auto name = unique_name("mod");
-  auto other = unique_name("mod");
+  auto name = unique_name("cafshm-test-mod");
+  auto other = unique_name("cafshm-test-mod");
   segment_guard guard{name};
   segment_guard guard2{other};
   run_with_deadline(
@@ -220,7 +220,7 @@ TEST_CASE("two systems in one process cannot run engines of the same name") {
 }
 
 TEST_CASE("invalid settings through configure(): config_error naming the problem, clean shutdown") {
-  auto name = unique_name("mod");
+  auto name = unique_name("cafshm-test-mod");
   segment_guard guard{name};
   auto err = engine_error_of(
     [&](caf::actor_system_config& cfg) {
@@ -239,7 +239,7 @@ TEST_CASE("invalid settings through configure(): config_error naming the problem
 }
 
 TEST_CASE("a YAML file with an error: config_error naming file and key, clean shutdown") {
-  auto name = unique_name("mod");
+  auto name = unique_name("cafshm-test-mod");
   segment_guard guard{name};
   temp_file yaml{"engine:\n  name: " + name + "\n  arena: 1MiB\n  arnea: 2MiB\n"};
   auto err = engine_error_of(
@@ -254,7 +254,7 @@ TEST_CASE("a YAML file with an error: config_error naming file and key, clean sh
 }
 
 TEST_CASE("a YAML file with a bad value or bad syntax, or a missing file: config_error") {
-  auto name = unique_name("mod");
+  auto name = unique_name("cafshm-test-mod");
   segment_guard guard{name};
   SUBCASE("min_block larger than the arena") {
     temp_file yaml{"engine:\n  name: " + name + "\n  arena: 64KiB\n  min_block: 1MiB\n"};
@@ -275,7 +275,7 @@ TEST_CASE("a YAML file with a bad value or bad syntax, or a missing file: config
     CHECK(describe(err).find(yaml.path.string()) != std::string::npos);
   }
   SUBCASE("missing file") {
-    auto missing = (std::filesystem::temp_directory_path() / (unique_name("none") + ".yaml"))
+    auto missing = (std::filesystem::temp_directory_path() / (unique_name("cafshm-test-none") + ".yaml"))
                      .string();
     auto err = engine_error_of(
       [&](caf::actor_system_config& cfg) { module::configure(cfg, missing); }, {name});
@@ -287,7 +287,7 @@ TEST_CASE("a YAML file with a bad value or bad syntax, or a missing file: config
 }
 
 TEST_CASE("a valid YAML file configures the engine") {
-  auto name = unique_name("mod");
+  auto name = unique_name("cafshm-test-mod");
   segment_guard guard{name};
   temp_file yaml{"engine:\n  name: " + name + "\n  arena: 2MiB\n  max_names: 7\n"};
   run_with_deadline(
@@ -314,7 +314,7 @@ TEST_CASE("a valid YAML file configures the engine") {
 }
 
 TEST_CASE("client role: no local engine, no segments, clean shutdown") {
-  auto name = unique_name("mod");
+  auto name = unique_name("cafshm-test-mod");
   segment_guard guard{name};
   auto err = engine_error_of(
     [&](caf::actor_system_config& cfg) {

@@ -20,7 +20,7 @@
 #include "cafshm/module.hpp"
 #include "helpers/test_peer_protocol.hpp"
 #include "support/client_system.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;

@@ -1,9 +1,8 @@
-// Helpers shared by the tests: unique engine names (so that `ctest -j2` never collides), an RAII
-// guard that removes an engine's segments even when a test fails, readable doctest output for
+// Helpers shared by the tests: unique engine names (testing/unique_name.hpp), an RAII guard
+// that removes an engine's segments even when a test fails, readable doctest output for
 // cafshm::errc, and waiting on a condition with a deadline.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -15,6 +14,7 @@
 #include "cafshm/error.hpp"
 #include "memory_manager.hpp"
 #include "shm_segment.hpp"
+#include "testing/unique_name.hpp"
 
 namespace doctest {
 template <>
@@ -25,12 +25,7 @@ struct StringMaker<cafshm::errc> {
 
 namespace cafshm_test {
 
-/// "cafshm-test-<what>-<pid>-<n>": unique per process and call.
-inline std::string unique_name(const std::string& what) {
-  static std::atomic<unsigned> counter{0};
-  return "cafshm-test-" + what + "-" + std::to_string(::getpid()) + "-"
-         + std::to_string(counter.fetch_add(1));
-}
+using cafshm::test::unique_name; // "<prefix>-<pid>-<n>"
 
 /// Removes both segments of engine `name` when it goes out of scope (declare it before whatever
 /// creates the segments, so that it runs last).

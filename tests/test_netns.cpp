@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "support/command.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 
 using namespace std::chrono_literals;
 using cafshm::test::command;

@@ -17,9 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "support/child_process.hpp"
+#include "testing/child_process.hpp"
 #include "support/client_system.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;

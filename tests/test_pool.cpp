@@ -46,7 +46,7 @@ struct engine_system {
   std::unique_ptr<caf::actor_system> sys;
 
   explicit engine_system(const std::string& what, bool one_thread = false)
-    : name(unique_name(what)), guard(name) {
+    : name(unique_name("cafshm-test-" + what)), guard(name) {
     cfg.load<cafshm::module>();
     if (one_thread) {
       cfg.set("scheduler.policy", caf::atom("sharing"));

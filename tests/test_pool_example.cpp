@@ -13,7 +13,7 @@
 
 #include "cafshm/client.hpp"
 #include "support/client_system.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 
 using namespace cafshm;
 using namespace std::chrono_literals;

@@ -20,7 +20,7 @@
 #include "cafshm/client.hpp"
 #include "cafshm/module.hpp"
 #include "support/client_system.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 #include "support/fake_peer.hpp"
 
 using namespace cafshm;

@@ -18,7 +18,9 @@
 #include "shm_segment.hpp"
 #include "support/client_system.hpp"
 #include "support/command.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/child_process.hpp"
+#include "testing/daemon_process.hpp"
+#include "testing/unique_name.hpp"
 #include "support/free_port.hpp"
 
 using namespace cafshm;

@@ -26,10 +26,10 @@
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
-#include "support/child_process.hpp"
+#include "testing/child_process.hpp"
 #include "support/client_system.hpp"
 #include "support/command.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 #include "support/free_port.hpp"
 
 using namespace cafshm;

@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
   if (!actual)
     return fail("cannot listen on " + listen.host + ":" + std::to_string(listen.port) + ": "
                 + sys->render(actual.error()));
+  cafshm::module::of(*sys)->listening_on({listen.host, *actual}); // clients reconnect there
   caf::actor gateway;
   {
     caf::scoped_actor self{*sys, true};

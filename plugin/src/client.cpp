@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <future>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <vector>
 
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
@@ -37,6 +40,7 @@ constexpr std::chrono::milliseconds max_backoff{1000};
 struct keeper_context {
   engine_actor engine; // the engine registered with
   std::optional<endpoint> address; // where to reconnect; none: no reconnection
+  std::string door_path; // of the engine attached to ("" for an engine in this process)
   std::chrono::milliseconds timeout{0};
   std::shared_ptr<detail::engine_link> link;
   registration reg;
@@ -45,6 +49,69 @@ struct keeper_context {
 };
 
 using keeper_pointer = caf::event_based_actor*;
+
+// Sessions of this process's clients closed while their engine was down, by engine id. An
+// engine that adopts the segments keeps a slot as long as its process lives; the next keeper
+// of this process that (re-)attaches to that engine takes each such session back and
+// unregisters it (see bury).
+class closed_while_down {
+public:
+  static closed_while_down& instance() {
+    static closed_while_down x;
+    return x;
+  }
+
+  void add(uint64_t engine_id, const session& s) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    sessions_.emplace(engine_id, s);
+  }
+
+  std::vector<session> take(uint64_t engine_id) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::vector<session> result;
+    auto range = sessions_.equal_range(engine_id);
+    for (auto i = range.first; i != range.second; ++i)
+      result.push_back(i->second);
+    sessions_.erase(range.first, range.second);
+    return result;
+  }
+
+private:
+  std::mutex mtx_;
+  std::multimap<uint64_t, session> sessions_;
+};
+
+// Takes back and unregisters the sessions this process closed while the engine was down: a
+// ticket of the engine's door for each (the engine checks that the slot is this process's),
+// re-attach, unregister. One that is gone already (reclaimed, or an engine that started fresh)
+// is done with; one the engine cannot take now waits for the next attach.
+void bury(keeper_pointer self, const std::shared_ptr<keeper_context>& ctx) {
+  if (ctx->door_path.empty())
+    return;
+  for (auto& s : closed_while_down::instance().take(ctx->reg.engine_id)) {
+    auto ticket = door::ask(ctx->door_path, ctx->timeout);
+    if (!ticket) {
+      closed_while_down::instance().add(ctx->reg.engine_id, s);
+      continue;
+    }
+    auto engine = ctx->link->engine();
+    self->request(engine, ctx->timeout, reattach_atom::value, s, ctx->reg.engine_id, *ticket,
+                  protocol_version)
+      .then(
+        [self, ctx, engine, s](registration&) {
+          self->request(engine, ctx->timeout, unregister_atom::value, s)
+            .then([](done_atom) {},
+                  [ctx, s](caf::error& e) {
+                    if (code_of(engine_error(e)) == errc::engine_unreachable)
+                      closed_while_down::instance().add(ctx->reg.engine_id, s);
+                  });
+        },
+        [ctx, s](caf::error& e) {
+          if (code_of(engine_error(e)) == errc::engine_unreachable)
+            closed_while_down::instance().add(ctx->reg.engine_id, s);
+        });
+  }
+}
 
 void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx);
 
@@ -79,16 +146,20 @@ void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
               self->request(engine, ctx->timeout, reattach_atom::value, ctx->reg.session,
                             ctx->reg.engine_id, *ticket, protocol_version)
                 .then(
-                  [self, ctx, engine](registration&) {
+                  [self, ctx, engine, path](registration&) {
                     ctx->reconnecting = false;
                     ctx->backoff = first_backoff;
+                    ctx->door_path = path;
                     self->monitor(engine);
                     ctx->link->came_up(engine);
+                    bury(self, ctx);
                   },
                   [self, ctx](caf::error& e) {
                     auto code = code_of(e);
                     if (code == errc::engine_restarted || code == errc::unknown_process) {
                       ctx->reconnecting = false;
+                      if (code == errc::engine_restarted) // their slots are gone with it
+                        closed_while_down::instance().take(ctx->reg.engine_id);
                       ctx->link->lost(std::move(e));
                       return;
                     }
@@ -124,7 +195,10 @@ caf::behavior keeper(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
               [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },
-    [self, ctx](watch_atom) { self->monitor(ctx->engine); },
+    [self, ctx](watch_atom) {
+      self->monitor(ctx->engine);
+      bury(self, ctx);
+    },
     [self, ctx](reconnect_atom) {
       if (ctx->link && ctx->link->state() == detail::engine_link::status::down)
         reconnect(self, ctx);
@@ -238,6 +312,11 @@ caf::expected<client> client::connect_at(caf::actor_system& sys, engine_actor en
     return reg.error();
   }
   ctx->reg = *reg;
+  ctx->door_path = path;
+  // A handle of an engine in another process without an address: where the engine says it
+  // is published, if it says so. (An engine in this process ends only with it.)
+  if (!ctx->address && !in_process && reg->listen_port != 0)
+    ctx->address = endpoint{reg->listen_host, reg->listen_port};
   ctx->link = std::make_shared<detail::engine_link>(engine, reg->session.process);
   // The fast path: for an engine in another process of this machine that offers its inbox.
   std::shared_ptr<fastpath::request_channel> channel;
@@ -303,6 +382,10 @@ caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& en
   return connect_at(sys, std::move(handle), engine, std::move(name), opts);
 }
 
+std::shared_ptr<detail::engine_link> detail::link_of(const client& c) {
+  return c.link_;
+}
+
 client::client(caf::actor_system& sys, std::shared_ptr<detail::engine_link> link,
                caf::actor keeper, registration reg, std::chrono::milliseconds timeout)
   : sys_(&sys), link_(std::move(link)), keeper_(std::move(keeper)), reg_(std::move(reg)),
@@ -356,6 +439,8 @@ caf::expected<void> client::close() {
   // registry, and one still running when the actor system goes away crashes its destructor.
   // Over BASP: unregistering removes the reply inbox before the engine answers.
   auto r = call_basp<done_atom>(unregister_atom::value, reg_.session);
+  if (!r && link_->state() == detail::engine_link::status::down)
+    closed_while_down::instance().add(reg_.engine_id, reg_.session);
   caf::anon_send_exit(keeper_, caf::exit_reason::user_shutdown);
   if (link_)
     link_->set_channel(nullptr);
@@ -421,9 +506,15 @@ caf::expected<R> client::call_within(std::chrono::milliseconds limit, Ts&&... xs
     return why;
   caf::scoped_actor self{*sys_, true};
   caf::expected<R> result{caf::error{}};
-  self->request(link_->engine(), limit, std::forward<Ts>(xs)...)
-    .receive([&](R& r) { result = std::move(r); },
-             [&](caf::error& e) { result = engine_error(std::move(e)); });
+  auto engine = link_->engine();
+  auto answer = self->request(engine, limit, std::forward<Ts>(xs)...);
+  // Should the engine go down first, the link answers for it at once.
+  auto ticket = link_->awaiting(self->address(), answer.id(), engine.address());
+  if (!ticket)
+    return ticket.error();
+  answer.receive([&](R& r) { result = std::move(r); },
+                 [&](caf::error& e) { result = engine_error(std::move(e)); });
+  link_->answered(*ticket);
   return result;
 }
 
@@ -602,12 +693,23 @@ async_result<R> client::ask(caf::event_based_actor* self, Ts... xs) const {
                           xs...](auto on_value, auto on_error) {
     if (auto why = link->unavailable())
       return on_error(why);
-    self->request(link->engine(), limit, xs...)
-      .then([on_value](R& r) { on_value(std::move(r)); },
-            [on_error](caf::error& e) {
-              auto why = engine_error(std::move(e));
-              on_error(why);
-            });
+    auto engine = link->engine();
+    auto answer = self->request(engine, limit, xs...);
+    auto ticket = link->awaiting(self->address(), answer.id(), engine.address());
+    if (!ticket) {
+      auto why = ticket.error();
+      return on_error(why);
+    }
+    answer.then(
+      [link, t = *ticket, on_value](R& r) {
+        link->answered(t);
+        on_value(std::move(r));
+      },
+      [link, t = *ticket, on_error](caf::error& e) {
+        link->answered(t);
+        auto why = engine_error(std::move(e));
+        on_error(why);
+      });
   }};
 }
 
@@ -617,12 +719,23 @@ async_result<done> client::ask_done(caf::event_based_actor* self, Ts... xs) cons
                              xs...](auto on_value, auto on_error) {
     if (auto why = link->unavailable())
       return on_error(why);
-    self->request(link->engine(), limit, xs...)
-      .then([on_value](done_atom) { on_value(done{}); },
-            [on_error](caf::error& e) {
-              auto why = engine_error(std::move(e));
-              on_error(why);
-            });
+    auto engine = link->engine();
+    auto answer = self->request(engine, limit, xs...);
+    auto ticket = link->awaiting(self->address(), answer.id(), engine.address());
+    if (!ticket) {
+      auto why = ticket.error();
+      return on_error(why);
+    }
+    answer.then(
+      [link, t = *ticket, on_value](done_atom) {
+        link->answered(t);
+        on_value(done{});
+      },
+      [link, t = *ticket, on_error](caf::error& e) {
+        link->answered(t);
+        auto why = engine_error(std::move(e));
+        on_error(why);
+      });
   }};
 }
 

@@ -23,6 +23,7 @@
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
 #include "door.hpp"
+#include "listen_address.hpp"
 #include "cafshm/pool.hpp"
 #include "memory_manager.hpp"
 #include "peer_auth.hpp"
@@ -189,8 +190,9 @@ void module::start() {
     }
     relay_ = std::move(*relay);
   }
+  listen_ = std::make_shared<listen_address>();
   engine_ = spawn_engine(system_, memory_, settings_, connector, office_, door_->path(),
-                         std::move(*peers), relay_);
+                         std::move(*peers), relay_, listen_);
   if (relay_)
     relay_->start(caf::actor_cast<caf::actor>(engine_));
   system_.registry().put(engine_registry_key, caf::actor_cast<caf::strong_actor_ptr>(engine_));
@@ -249,6 +251,16 @@ std::string module::start_report() const {
 
 std::string module::door_path() const {
   return door_ ? door_->path() : std::string{};
+}
+
+void module::listening_on(endpoint where) {
+  if (!listen_)
+    return;
+  if (where.host.empty() || where.host == "0.0.0.0")
+    where.host = "127.0.0.1";
+  else if (where.host == "::")
+    where.host = "::1";
+  listen_->set(std::move(where));
 }
 
 caf::expected<engine_actor> local_engine(caf::actor_system& sys) {

@@ -18,6 +18,7 @@
 
 #include "cafshm/block_view.hpp"
 #include "cafshm/client.hpp"
+#include "engine_link.hpp"
 #include "pool_return_board.hpp"
 #include "scheduler_thread.hpp"
 
@@ -73,7 +74,7 @@ uint64_t random_pool_id() {
 // `holder[index]`). Releases on the board are collected when the free list runs empty.
 struct pool::state {
   caf::actor_system* sys = nullptr;
-  engine_actor engine;
+  std::shared_ptr<detail::engine_link> link; // the client's: the engine now, across restarts
   session owner;
   uint64_t id = 0;
   uint64_t block_bytes = 0;
@@ -150,16 +151,16 @@ struct pool::state {
   }
 
   // Unmaps (the engine learns asynchronously) and frees every block and the board, in this
-  // order per block.
+  // order per block (while the engine is down: once the client re-attached).
   void discard() {
     views.clear();
     for (auto& ref : refs)
-      caf::anon_send(engine, free_atom::value, owner, ref);
+      link->free(owner, ref);
     refs.clear();
     board = pool_return_board{};
     board_view = block_view{};
     if (board_ref.valid())
-      caf::anon_send(engine, free_atom::value, owner, board_ref);
+      link->free(owner, board_ref);
     board_ref = block_ref{};
     if (returns)
       caf::anon_send_exit(returns, caf::exit_reason::user_shutdown);
@@ -226,7 +227,7 @@ caf::error check_options(const pool_options& opts) {
 std::shared_ptr<pool::state> new_state(client& c, const pool_options& opts) {
   auto st = std::make_shared<pool::state>();
   st->sys = &c.system();
-  st->engine = c.engine();
+  st->link = detail::link_of(c);
   st->owner = c.session();
   st->id = random_pool_id();
   st->block_bytes = opts.block_bytes;
@@ -515,11 +516,19 @@ caf::expected<void> pool::share_with(uint32_t process) {
   if (auto why = check_may_block(*state_->sys, "pool::share_with"))
     return why;
   caf::scoped_actor self{*state_->sys, true};
-  auto share = [&](const block_ref& ref, access_mode mode) {
+  auto& link = *state_->link; // the engine now, also after an adopting restart
+  auto share = [&](const block_ref& ref, access_mode mode) -> caf::error {
+    if (auto why = link.unavailable())
+      return why;
     caf::error why;
-    self->request(state_->engine, std::chrono::seconds(30), share_atom::value, state_->owner, ref,
-                  process, mode)
-      .receive([](done_atom) {}, [&](caf::error& e) { why = engine_error(std::move(e)); });
+    auto engine = link.engine();
+    auto answer = self->request(engine, std::chrono::seconds(30), share_atom::value,
+                                state_->owner, ref, process, mode);
+    auto ticket = link.awaiting(self->address(), answer.id(), engine.address());
+    if (!ticket)
+      return ticket.error();
+    answer.receive([](done_atom) {}, [&](caf::error& e) { why = engine_error(std::move(e)); });
+    link.answered(*ticket);
     return why;
   };
   if (auto why = share(state_->board_ref, access_mode::read_write))

@@ -36,8 +36,8 @@
 #include <caf/io/middleman.hpp>
 
 #include "../support/admin_snapshot.hpp"
-#include "../support/child_process.hpp"
-#include "../support/daemon_announcement.hpp"
+#include "testing/child_process.hpp"
+#include "testing/daemon_announcement.hpp"
 #include "../support/program_options.hpp"
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"

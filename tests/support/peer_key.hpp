@@ -8,7 +8,7 @@
 
 #include <sys/stat.h>
 
-#include "support/daemon_process.hpp"
+#include "testing/daemon_process.hpp"
 
 namespace cafshm::test {
 

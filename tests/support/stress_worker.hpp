@@ -13,8 +13,8 @@
 #include "cafshm/engine_stats.hpp"
 #include "memory_manager.hpp"
 #include "shm_segment.hpp"
-#include "support/child_process.hpp"
-#include "support/daemon_process.hpp"
+#include "testing/child_process.hpp"
+#include "testing/daemon_process.hpp"
 
 namespace cafshm::test {
 

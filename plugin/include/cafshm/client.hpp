@@ -9,10 +9,19 @@
 // the segments; block refs from before stay valid, and requests work again without any call of
 // the application. An engine that started fresh instead answers errc::engine_restarted, which
 // every request of this client then fails with, for good. Requests already on their way when
-// the engine died end with their timeout. on_engine_state() tells an actor about each change.
+// the engine went down fail at once with errc::engine_unreachable as soon as the client sees it
+// go (a few ms for a killed cafshmd); only the request(self, ...) escape hatch below ends by
+// its timeout. on_engine_state() tells an actor about each change.
+// A client connected with an engine's actor handle rides through the same way when the engine
+// is in another process that told its address at registration (cafshmd does): it reconnects
+// there. A handle of an engine without an address (one that nobody published through
+// module::listening_on) gives a client that stays down once its engine is gone; an engine in
+// this very process ends only with it.
 // Reconnecting connects with a timeout: set "middleman.attach-utility-actors" (see connect).
-// A client closed while the engine is down cannot unregister: an adopting engine keeps its slot
-// until its process ends.
+// A client closed while the engine is down cannot unregister then: an adopting engine keeps its
+// slot while this process runs, until another client of this process attaches to that engine
+// (re-attaching after the restart, or connecting anew), which unregisters it. A process whose
+// last client was closed that way keeps the slot (and what it held) until it ends.
 //
 // The blocking calls to an engine in another process of this machine go through shared-memory
 // inboxes when both sides have local.transport: shm (see transport(), docs/fastpath.md); the
@@ -47,9 +56,12 @@
 
 namespace cafshm {
 
+class client;
+
 namespace detail {
 class engine_link;
-}
+std::shared_ptr<engine_link> link_of(const client& c);
+} // namespace detail
 namespace fastpath {
 class request_channel;
 }
@@ -102,8 +114,9 @@ public:
   ~client();
 
   /// Unregisters now: the engine reclaims every block, grant and name of this process. While
-  /// the engine is down: fails with errc::engine_unreachable, and an engine that adopts the
-  /// segments keeps this process's slot until the process ends.
+  /// the engine is down: fails with errc::engine_unreachable; the next client of this process
+  /// that attaches to the engine that adopted the segments unregisters the slot then (see the
+  /// top of this file).
   caf::expected<void> close();
 
   /// From now on `observer` receives (engine_down_atom, slot), (engine_up_atom, slot) and
@@ -196,13 +209,16 @@ public:
 
   /// Any other request: `c.request(self, allocate_atom::value, size)` sends
   /// (atom, session, args...) to the engine with the client's timeout and returns the response
-  /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`.
+  /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`. Unlike the calls
+  /// above, one whose engine dies before answering ends only by the timeout.
   template <class Self, class Atom, class... Ts>
   auto request(Self* self, Atom atom, Ts&&... xs) const {
     return self->request(engine(), timeout_, atom, reg_.session, std::forward<Ts>(xs)...);
   }
 
 private:
+  friend std::shared_ptr<detail::engine_link> detail::link_of(const client& c);
+
   client(caf::actor_system& sys, std::shared_ptr<detail::engine_link> link, caf::actor keeper,
          registration reg, std::chrono::milliseconds timeout);
 

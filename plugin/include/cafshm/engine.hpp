@@ -156,6 +156,7 @@ using peer_actor = caf::typed_actor<
 // clang-format on
 
 class memory_manager;
+class listen_address;
 class peer_authenticator;
 class request_relay;
 class ticket_office;
@@ -169,10 +170,12 @@ struct settings;
 /// process by cafshm::module for its own clients). Peer engines prove their engine ids to
 /// `peers` (made from config.remote) and talk to the engine's peer gateway only.
 /// With a `relay`, registrations tell local processes its request inbox (the fast path).
+/// Registrations tell clients the address in `listen` (where the engine is published), if any.
 engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager> mm,
                           const settings& config, caf::io::middleman_actor connector,
                           std::shared_ptr<ticket_office> office, std::string door_path,
                           std::shared_ptr<const peer_authenticator> peers,
-                          std::shared_ptr<request_relay> relay = nullptr);
+                          std::shared_ptr<request_relay> relay = nullptr,
+                          std::shared_ptr<const listen_address> listen = nullptr);
 
 } // namespace cafshm

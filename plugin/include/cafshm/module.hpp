@@ -77,6 +77,12 @@ public:
   /// Path of the engine's local door (engine role; empty otherwise).
   std::string door_path() const;
 
+  /// Tells the engine where the program published it for clients (as cafshmd does once it
+  /// listens): registrations carry the address, so that a client given only the engine's actor
+  /// handle reconnects there after the engine restarts. A wildcard host (0.0.0.0, ::, empty)
+  /// is told as the loopback address of its family.
+  void listening_on(endpoint where);
+
   /// In engine role, what the engine found at start, in one line: "" (nothing of an earlier
   /// engine), "adopted the segments of a dead engine (...)", or "not adopting the segments of
   /// a dead engine: <why>; started fresh (...)".
@@ -88,6 +94,7 @@ private:
   caf::error failure_; // why start() could not provide an engine
   std::shared_ptr<memory_manager> memory_;
   std::shared_ptr<ticket_office> office_;
+  std::shared_ptr<listen_address> listen_;
   std::unique_ptr<local_door> door_;
   std::shared_ptr<request_relay> relay_; // the engine's request inbox (local.transport: shm)
   engine_actor engine_;

@@ -54,13 +54,18 @@ struct registration {
   uint32_t inbox_permissions = 0600; // mode (and group, ~0 = none) for the reply inbox, so
   uint32_t inbox_group = ~0u;        // that the engine's user may write to it
   uint64_t reply_inbox_bytes = 0;    // ring size for the reply inbox
+  // Where the engine is published for clients (cafshmd's listening address), so that a client
+  // given only the engine's actor handle can reconnect there after a restart; port 0: unknown
+  // (an engine nobody announced, e.g. one that only its own process uses).
+  std::string listen_host;
+  uint16_t listen_port = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, registration& x) {
   return f(caf::meta::type_name("cafshm::registration"), x.session, x.engine_id,
            x.data_segment, x.admin_segment, x.min_block_bytes, x.inbox_engine,
-           x.inbox_permissions, x.inbox_group, x.reply_inbox_bytes);
+           x.inbox_permissions, x.inbox_group, x.reply_inbox_bytes, x.listen_host, x.listen_port);
 }
 
 /// One range of a copy request: length bytes from src_offset in the source block to

@@ -114,6 +114,15 @@ void reclaim_exited(engine_state& st, memory_manager& mmr) {
   }
 }
 
+// Where clients reach this engine, for a client given only its handle to reconnect.
+void tell_address(const engine_state& st, registration& reg) {
+  if (!st.listen)
+    return;
+  auto where = st.listen->get();
+  reg.listen_host = std::move(where.host);
+  reg.listen_port = where.port;
+}
+
 // Tells a local process (one the door vouched for) the fast path's inboxes.
 void offer_inbox(const engine_state& st, registration& reg) {
   if (!st.relay)
@@ -142,9 +151,11 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
                                            std::shared_ptr<ticket_office> office,
                                            std::string door_path,
                                            std::shared_ptr<const peer_authenticator> peers,
-                                           std::shared_ptr<request_relay> relay) {
+                                           std::shared_ptr<request_relay> relay,
+                                           std::shared_ptr<const listen_address> listen) {
   self->state.relay = std::move(relay);
   self->state.office = std::move(office);
+  self->state.listen = std::move(listen);
   self->state.door_path = std::move(door_path);
   self->state.mm = std::move(mm);
   self->state.config = std::move(config);
@@ -211,6 +222,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       bind_slot(self, reg->session.process);
       if (creds)
         offer_inbox(self->state, *reg);
+      tell_address(self->state, *reg);
       return std::move(*reg);
     },
     [self, &mmr](reattach_atom, const session& s, uint64_t engine_id, const door_ticket& ticket,
@@ -244,6 +256,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       unbind_slot(self->state, s.process);
       bind_slot(self, s.process);
       offer_inbox(self->state, *reg);
+      tell_address(self->state, *reg);
       return std::move(*reg);
     },
     [self](door_atom) { return self->state.door_path; },
@@ -410,10 +423,11 @@ engine_actor spawn_engine(caf::actor_system& sys, std::shared_ptr<memory_manager
                           const settings& config, caf::io::middleman_actor connector,
                           std::shared_ptr<ticket_office> office, std::string door_path,
                           std::shared_ptr<const peer_authenticator> peers,
-                          std::shared_ptr<request_relay> relay) {
+                          std::shared_ptr<request_relay> relay,
+                          std::shared_ptr<const listen_address> listen) {
   auto impl = sys.spawn<caf::hidden>(engine_behavior, std::move(mm), config, std::move(connector),
                                      std::move(office), std::move(door_path), std::move(peers),
-                                     std::move(relay));
+                                     std::move(relay), std::move(listen));
   return caf::actor_cast<engine_actor>(impl);
 }
 

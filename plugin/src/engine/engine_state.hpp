@@ -23,6 +23,8 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include "listen_address.hpp"
+
 #include "actor_directory.hpp"
 #include "block_cache.hpp"
 #include "cafshm/engine.hpp"
@@ -141,6 +143,7 @@ struct engine_state {
   std::unordered_map<uint32_t, int> pidfds;
   std::shared_ptr<ticket_office> office;
   std::string door_path;
+  std::shared_ptr<const listen_address> listen; // told to registering clients; may be null
   // remote side
   std::shared_ptr<const peer_authenticator> auth;
   peer_actor gateway;        // spawned by the engine, linked to it

@@ -34,8 +34,8 @@ bool relayed_kind(caf::atom_value a) {
   static constexpr caf::atom_value kinds[] = {
     allocate_atom::value, free_atom::value,    write_atom::value,   read_atom::value,
     copy_atom::value,     share_atom::value,   revoke_atom::value,  transfer_atom::value,
-    name_atom::value,     lookup_atom::value,  remove_atom::value,  attach_atom::value,
-    detach_atom::value,   process_atom::value, stats_atom::value,   link_atom::value,
+    name_atom::value,     lookup_atom::value,  remove_atom::value,  map_atom::value,
+    unmap_atom::value,   process_atom::value, stats_atom::value,   link_atom::value,
   };
   return std::find(std::begin(kinds), std::end(kinds), a) != std::end(kinds);
 }

@@ -1,0 +1,55 @@
+// A child process of a test or a benchmark: fork/exec with stdout and stdin on pipes, line
+// reading with a deadline, and a destructor that kills and reaps it, so that a failing test
+// never leaves it behind. Its stderr stays the parent's.
+#pragma once
+
+#include <chrono>
+#include <csignal> // the signals kill() sends
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace cafshm::test {
+
+class child_process {
+public:
+  /// Starts argv[0] (a path) with the given arguments. Its stdin is a pipe that stays open
+  /// until close_stdin() or destruction. Should the parent die without cleaning up, the child
+  /// gets SIGTERM (cafshmd then removes its segments).
+  explicit child_process(std::vector<std::string> argv);
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+  ~child_process(); // SIGKILL if still running, reap
+
+  pid_t pid() const noexcept { return pid_; }
+  /// Whether it still runs (reaps it if it has ended).
+  bool running() const;
+
+  /// Next line of its stdout, or nullopt at EOF or when `timeout` passes.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout);
+  /// Reads lines until one starts with `prefix`; returns the rest of that line.
+  std::optional<std::string> wait_for_line(const std::string& prefix,
+                                           std::chrono::milliseconds timeout);
+
+  /// Writes `text` to its stdin; false if stdin is closed or the write failed (a parent that
+  /// may outlive its children's stdin ignores SIGPIPE).
+  bool write_stdin(const std::string& text);
+  /// write_stdin(line + "\n").
+  bool write_line(const std::string& line);
+  void close_stdin();
+
+  void kill(int sig);
+  /// Waits for the end; its wait status, or nullopt after `timeout`.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+
+private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  int in_ = -1;
+  std::string buffer_;
+  mutable std::optional<int> status_; // set once reaped
+};
+
+} // namespace cafshm::test

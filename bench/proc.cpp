@@ -169,6 +169,8 @@ engine_daemon::~engine_daemon() {
   // Names as memory_manager::data_segment_name / admin_segment_name make them.
   ::shm_unlink(("/" + name_ + ".data").c_str());
   ::shm_unlink(("/" + name_ + ".admin").c_str());
+  for (int i = 1; i < 64; ++i) // data segments an arena that grows added (admin::max_segments)
+    ::shm_unlink(("/" + name_ + ".data." + std::to_string(i)).c_str());
 }
 
 std::string unique_name(const std::string& prefix) {

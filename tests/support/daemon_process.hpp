@@ -78,8 +78,7 @@ public:
   ~daemon_process() {
     stop();
     std::filesystem::remove(config_);
-    shm_segment::remove(memory_manager::data_segment_name(name_));
-    shm_segment::remove(memory_manager::admin_segment_name(name_));
+    memory_manager::remove_segments(name_);
     ::unlink(("/dev/shm/" + name_ + ".sock").c_str()); // the door of a daemon that was killed
   }
 

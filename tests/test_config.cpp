@@ -265,8 +265,8 @@ TEST_CASE("load_config reports positions in the file it read") {
   REQUIRE(std::holds_alternative<config_error>(result));
   auto err = std::get<config_error>(result);
   CHECK(err.to_string() == path + ":3:3: engine.window: unknown key 'window' (valid keys: name, "
-                                  "arena, min_block, max_processes, max_blocks, max_grants, "
-                                  "max_names, default_quota, quotas, max_copy_ranges, "
+                                  "arena, max_arena, min_block, max_processes, max_blocks, "
+                                  "max_grants, max_names, default_quota, quotas, max_copy_ranges, "
                                   "max_copy_bytes, scrub, permissions, group, listen, "
                                   "liveness_interval, socket, allow_users, allow_groups, "
                                   "unauthenticated_tcp)");

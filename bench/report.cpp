@@ -765,9 +765,10 @@ void write_outputs(const report& r) {
     md << "\n## 7. An arena that grows\n\n"
           "An engine with `engine.arena: "
        << human_size(g.arena) << "` and `engine.max_arena: " << human_size(g.max_arena)
-       << "` (default capacities otherwise). In-process: a `memory_manager`, timed around the "
-          "request that adds a data segment (`shm_open`, `posix_fallocate` of the whole segment, "
-          "`mmap`) and the free that removes it (`munmap`, `shm_unlink`). Through cafshmd: a "
+       << "` (default capacities otherwise, scrub on_free). In-process: a `memory_manager`, timed "
+          "around the request that adds a data segment (`shm_open`, `posix_fallocate` of the whole "
+          "segment, `mmap`) and the free that removes it (`munmap`, `shm_unlink`; a block whose "
+          "free removes its segment is not scrubbed). Through cafshmd: a "
           "client allocates the large block, maps it, writes its first and last byte, reads them "
           "back through the engine, frees it. Then the pipeline example at 3840×2160 through the "
           "same cafshmd. /dev/shm had "
@@ -784,7 +785,7 @@ void write_outputs(const report& r) {
     line("in-process: its free, removes the segment", g.remove_big_ms, "ms");
     line("in-process: allocate 4KiB past a full arena, adds a segment of " + human_size(g.arena),
          g.add_step_ms, "ms");
-    line("in-process: free that removes that segment", g.remove_step_ms, "ms");
+    line("in-process: free of that 4KiB block, removes the segment", g.remove_step_ms, "ms");
     line("in-process: allocate+free of 4KiB that fits (no segment)", g.plain_alloc_us, "µs");
     line("cafshmd: client::allocate " + human_size(g.big_block) + " (adds the segment)",
          g.engine_big_alloc_ms, "ms");
@@ -795,8 +796,8 @@ void write_outputs(const report& r) {
        << " after its free. Pipeline, " << g.frames << " frames of 3840×2160 RGB: "
        << num(g.fps.median) << " fps (" << num(g.fps.min) << "–" << num(g.fps.max) << ", "
        << g.fps.n << " runs); the engine added " << g.segments_added
-       << " data segments over the row, peak arena use " << human_size(g.peak_arena / mib_bytes * mib_bytes)
-       << " (rounded down to MiB).\n\n";
+       << " data segments over the whole row (high-water mark of used arena bytes: "
+       << human_size(g.peak_arena / mib_bytes * mib_bytes) << ", rounded down to MiB).\n\n";
     md << "Admin memory at default capacities for this ceiling: " << g.admin_bytes << " B = "
        << num(100.0 * static_cast<double>(g.admin_bytes) / static_cast<double>(g.max_arena))
        << " % of " << human_size(g.max_arena) << " (target ≤ 0.5 %).\n";

@@ -140,12 +140,19 @@ TEST_CASE("a request larger than the initial arena gets a segment of its own siz
   REQUIRE(st.data_segments.size() == 2);
   CHECK(st.segment_bytes[1] == 5 * mib + 4 * kib);
   CHECK(e.segment_of(p, big) == st.data_segments[1]);
+  CHECK_OK(e->write(p, big, 5 * mib - 3, bytes_of("old")));
   CHECK_OK(e->free(p, big)); // empty, and the initial arena is all free: removed
   st = e->stats();
   CHECK(st.data_segments.size() == 1);
   CHECK(st.arena_bytes == 1 * mib);
   CHECK(st.segments_removed == 1);
   CHECK_FALSE(segment_exists(e, 1));
+  // the block was not scrubbed (its pages left with the segment): a new segment reads zeros
+  auto again = e.alloc(p, 5 * mib + 1);
+  auto bytes = e->read(p, again, 5 * mib - 3, 3);
+  REQUIRE_OK(bytes);
+  CHECK(std::all_of(bytes->begin(), bytes->end(), [](char c) { return c == 0; }));
+  CHECK_OK(e->free(p, again));
 }
 
 TEST_CASE("out_of_memory at the ceiling names requested, free, largest free and the ceiling") {

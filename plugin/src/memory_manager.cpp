@@ -977,12 +977,16 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
     drop_grant(index, b.grant_head);
   uint64_t bytes = allocator_.occupied_bytes(b.size);
   process(b.charged_to).bytes_in_use -= bytes;
-  if (settings_.scrub == scrub_policy::on_free)
-    std::memset(payload(b), 0, bytes);
+  auto seg = segment_of(b.page);
+  auto* at = payload(b);
   allocator_.free(uint64_t{b.page} << allocator_.page_shift());
   auto& h = header_mut();
   if (h.live_segments > 1)
     remove_empty_segments();
+  // A segment removed with the block took its pages out of every process's reach (no view of
+  // it is open, its object is unlinked): nothing to scrub there.
+  if (settings_.scrub == scrub_policy::on_free && (seg == 0 || segment(seg).pages != 0))
+    std::memset(at, 0, bytes);
   h.used_bytes -= bytes;
   --h.live_blocks;
   b.state = block_state::free;

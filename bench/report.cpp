@@ -562,6 +562,18 @@ void write_outputs(const report& r) {
     md << "| allocator allocate+free ≥ 10 M pairs/s | " << big(direct_rate) << " | " << mark(direct_rate >= 10e6) << " |\n";
     md << "| fragmentation no worse than Boost, no more failures, occupied ÷ requested ≤ 1.02 (≥ 64 KiB) | see §3 | " << mark(frag_ok) << " |\n";
   }
+  if (o.has("growth") && r.growth.max_arena != 0) {
+    const auto& g = r.growth;
+    double share = static_cast<double>(g.admin_bytes) / static_cast<double>(g.max_arena);
+    md << "| admin memory ≤ 0.5 % of the maximum arena (" << human_size(g.max_arena)
+       << ") at default capacities | " << num(100 * share) << " % | " << mark(share <= 0.005)
+       << " |\n";
+    bool served = g.error.empty() && g.big_block == gib_bytes && g.big_bytes_ok;
+    md << "| a 64 MiB arena with max_arena 4 GiB serves a 1 GiB block and 4K frames | "
+       << (served ? "served, " : "not served, ") << "time to add the segment "
+       << num(g.engine_big_alloc_ms.median) << " ms (through cafshmd) | " << mark(served)
+       << " |\n";
+  }
   md << "\n";
 
   // 1

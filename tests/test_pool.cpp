@@ -1,17 +1,22 @@
 // Tests of cafshm::pool and cafshm::pool_reader (plugin/src/pool.cpp) in one process with an
 // in-process engine and two registered clients (sender and reader): back-pressure checked by
 // content, blocks coming back when their holder goes down, readers dropping the mappings of a
-// closed pool, the async forms under a one-thread scheduler, and the would_deadlock error of a
-// blocking call on the only scheduler thread.
+// closed pool, the async forms under a one-thread scheduler, the would_deadlock error of a
+// blocking call on the only scheduler thread, and returns through the pool's return board
+// (no lost wake-up, forged values ignored, the message path without a board).
 
 #include "test_names.hpp"
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -247,4 +252,137 @@ TEST_CASE("one scheduler thread: blocking calls fail at once, the async forms wo
   auto a = async.get_future();
   REQUIRE(a.wait_for(10s) == std::future_status::ready);
   CHECK(a.get() == "loaned");
+}
+
+TEST_CASE("a release marks the block on the return board: it is free again at once") {
+  engine_system e{"pool-board"};
+  auto sender = client::connect(*e.sys, "sender");
+  auto receiver = client::connect(*e.sys, "receiver");
+  REQUIRE_OK(sender);
+  REQUIRE_OK(receiver);
+  auto p = pool::create(*sender, {2, 4096, {receiver->slot()}});
+  REQUIRE_OK(p);
+  pool_reader reader{*receiver};
+  caf::scoped_actor self{*e.sys};
+  for (uint32_t n = 1; n <= 20; ++n) {
+    auto l = p->try_loan();
+    REQUIRE(l);
+    fill(l->bytes(), n);
+    auto f = p->seal(std::move(*l), 4096, self);
+    // Without the return actor's handle the release cannot send a message: only the board
+    // can give the block back.
+    f.owner = nullptr;
+    auto v = reader.open(f);
+    REQUIRE_OK(v);
+    CHECK(holds(v->bytes(), n));
+    CHECK(p->available() == 1);
+    v->release();
+    CHECK(p->available() == 2);
+  }
+}
+
+TEST_CASE("a pool waiting for a block wakes when a reader releases it on the board") {
+  engine_system e{"pool-board-wake"};
+  auto sender = client::connect(*e.sys, "sender");
+  auto receiver = client::connect(*e.sys, "receiver");
+  REQUIRE_OK(sender);
+  REQUIRE_OK(receiver);
+  auto p = pool::create(*sender, {1, 4096, {receiver->slot()}});
+  REQUIRE_OK(p);
+  pool_reader reader{*receiver};
+  // A reader thread releases each frame after a varying number of yields, so that releases
+  // land before, during and after the sender's announcement that it waits.
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<pool_frame> frames;
+  constexpr uint32_t rounds = 2000;
+  uint32_t bad = 0;
+  std::thread reading{[&] {
+    for (uint32_t n = 1; n <= rounds; ++n) {
+      std::unique_lock<std::mutex> guard{m};
+      cv.wait(guard, [&] { return !frames.empty(); });
+      auto f = frames.front();
+      frames.pop_front();
+      guard.unlock();
+      auto v = reader.open(f);
+      if (!v || !holds(v->bytes(), n))
+        ++bad;
+      for (uint32_t i = 0; i < n % 7; ++i)
+        std::this_thread::yield();
+    } // v released here, after the yields
+  }};
+  uint32_t timed_out = 0;
+  for (uint32_t n = 1; n <= rounds; ++n) {
+    auto l = p->get_loan(10s);
+    if (!l) {
+      ++timed_out;
+      break;
+    }
+    fill(l->bytes(), n);
+    auto f = p->seal(std::move(*l), 4096, caf::actor{});
+    std::lock_guard<std::mutex> guard{m};
+    frames.push_back(f);
+    cv.notify_one();
+  }
+  if (timed_out > 0) { // let the reader thread end
+    std::lock_guard<std::mutex> guard{m};
+    for (uint32_t i = 0; i < rounds; ++i)
+      frames.push_back(pool_frame{});
+    cv.notify_one();
+  }
+  reading.join();
+  CHECK(timed_out == 0);
+  CHECK(bad == 0);
+}
+
+TEST_CASE("stale or forged values on the return board give nothing back") {
+  engine_system e{"pool-board-forged"};
+  auto sender = client::connect(*e.sys, "sender");
+  auto receiver = client::connect(*e.sys, "receiver");
+  REQUIRE_OK(sender);
+  REQUIRE_OK(receiver);
+  auto p = pool::create(*sender, {2, 4096, {receiver->slot()}});
+  REQUIRE_OK(p);
+  caf::scoped_actor self{*e.sys};
+  auto l = p->try_loan();
+  REQUIRE(l);
+  auto f = p->seal(std::move(*l), 4096, self);
+  // A reader writes the board directly (its layout: 64-byte header, then one 8-byte released
+  // sequence per block).
+  auto board = receiver->map(f.board, access_mode::read_write);
+  REQUIRE_OK(board);
+  auto* released = reinterpret_cast<std::atomic<uint64_t>*>(board->data() + 64) + f.index;
+  for (uint64_t forged : {f.sequence - 1, f.sequence + 1, uint64_t{0}, ~uint64_t{0}}) {
+    released->store(forged);
+    CHECK(p->available() == 1);
+  }
+  // Nor can a reader reach past the board: the pool only reads its own copy of the count.
+  auto* count = reinterpret_cast<std::atomic<uint32_t>*>(board->data() + 16);
+  count->store(1u << 30);
+  CHECK(p->available() == 1);
+  released->store(f.sequence);
+  CHECK(p->available() == 2);
+  CHECK(receiver->unmap(std::move(*board)));
+}
+
+TEST_CASE("a frame without a return board gives its block back by message") {
+  engine_system e{"pool-no-board"};
+  auto sender = client::connect(*e.sys, "sender");
+  auto receiver = client::connect(*e.sys, "receiver");
+  REQUIRE_OK(sender);
+  REQUIRE_OK(receiver);
+  auto p = pool::create(*sender, {2, 4096, {receiver->slot()}});
+  REQUIRE_OK(p);
+  pool_reader reader{*receiver};
+  caf::scoped_actor self{*e.sys};
+  auto l = p->try_loan();
+  REQUIRE(l);
+  fill(l->bytes(), 3);
+  auto f = p->seal(std::move(*l), 4096, self);
+  f.board = block_ref{};
+  auto v = reader.open(f);
+  REQUIRE_OK(v);
+  CHECK(holds(v->bytes(), 3));
+  v->release();
+  CHECK(wait_until([&] { return p->available() == 2; }));
 }

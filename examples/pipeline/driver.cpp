@@ -1,6 +1,7 @@
 #include "driver.hpp"
 
 #include <cerrno>
+#include <algorithm>
 #include <charconv>
 #include <cinttypes>
 #include <cstdio>
@@ -118,7 +119,7 @@ private:
       error_ = std::string{"poll: "} + std::strerror(errno);
       return false;
     }
-    std::string failures; // every stage seen failing in this round; killed ones first
+    std::string failures; // every stage seen failing; killed ones first
     for (size_t i = 0; i < fds.size(); ++i) {
       if (fds[i].revents == 0)
         continue;
@@ -129,21 +130,52 @@ private:
           s->eof = true;
         s->lines.insert(s->lines.end(), lines.begin(), lines.end());
       } else if (s->child->reap() && !s->child->succeeded()) {
-        auto what = std::string{"the "} + s->child->name() + " " + s->child->status_text();
-        bool killed = s->child->status_text().starts_with("was killed");
-        if (failures.empty())
-          failures = what;
-        else if (killed) // the likely cause of the others' failures goes first
-          failures = what + "; " + failures;
-        else
-          failures += "; " + what;
+        add_failure(failures, *s->child);
       }
     }
     if (!failures.empty()) {
+      settle(failures);
       error_ = failures;
       return false;
     }
     return true;
+  }
+
+  // Adds `c`'s end to `failures`: a killed stage, the likely cause of the others' failures,
+  // goes first.
+  static void add_failure(std::string& failures, const child_process& c) {
+    auto what = std::string{"the "} + c.name() + " " + c.status_text();
+    if (failures.empty())
+      failures = what;
+    else if (c.status_text().starts_with("was killed"))
+      failures = what + "; " + failures;
+    else
+      failures += "; " + what;
+  }
+
+  // After a first failure, the other stages end soon (their peer is gone). Waits for them up
+  // to settle_time, so that a stage that was killed is named even if a stage it took down was
+  // reaped first (a killed process's sockets close before its exit can be waited for).
+  void settle(std::string& failures) {
+    constexpr auto settle_time = std::chrono::seconds(2);
+    auto until = std::min(deadline_, clock::now() + settle_time);
+    for (;;) {
+      std::vector<pollfd> fds;
+      std::vector<stage*> owners;
+      for (auto& s : stages_)
+        if (!s.child->exited()) {
+          fds.push_back({s.child->exit_fd(), POLLIN, 0});
+          owners.push_back(&s);
+        }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now());
+      if (fds.empty() || left.count() <= 0)
+        return;
+      if (::poll(fds.data(), fds.size(), static_cast<int>(left.count())) < 0 && errno != EINTR)
+        return;
+      for (size_t i = 0; i < fds.size(); ++i)
+        if (fds[i].revents != 0 && owners[i]->child->reap() && !owners[i]->child->succeeded())
+          add_failure(failures, *owners[i]->child);
+    }
   }
 
   clock::time_point deadline_;

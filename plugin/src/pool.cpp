@@ -18,6 +18,7 @@
 
 #include "cafshm/block_view.hpp"
 #include "cafshm/client.hpp"
+#include "pool_return_board.hpp"
 #include "scheduler_thread.hpp"
 
 namespace cafshm {
@@ -25,7 +26,8 @@ namespace cafshm {
 namespace {
 
 // The return actor's messages. return: (pool id, index, sequence) from a reader, possibly in
-// another process; hold and loan only come from the pool's own process.
+// another process: a release by a reader without the board, or a wake-up after a release on
+// the board while the pool waited; hold and loan only come from the pool's own process.
 using pool_return_atom = caf::atom_constant<caf::atom("shm_pret")>;
 using pool_hold_atom = caf::atom_constant<caf::atom("shm_phold")>;
 using pool_loan_atom = caf::atom_constant<caf::atom("shm_ploan")>;
@@ -67,8 +69,8 @@ uint64_t random_pool_id() {
 // -- pool state ---------------------------------------------------------------------------------
 
 // Shared by the pool object, its loans and (weakly) its return actor. Invariant: every index is
-// either in `free` or out (`sequence[index]` names the loan; `holder[index]` is the actor it was
-// sealed for, or null while only loaned).
+// either in `free` or out (`sequence[index]` names the loan; `sealed[index]` once it went to
+// `holder[index]`). Releases on the board are collected when the free list runs empty.
 struct pool::state {
   caf::actor_system* sys = nullptr;
   engine_actor engine;
@@ -78,32 +80,62 @@ struct pool::state {
   std::vector<block_ref> refs;
   std::vector<block_view> views; // read-write, pre-faulted
   caf::actor returns;            // the return actor
+  block_ref board_ref;           // the return board's block, shared read-write with readers
+  block_view board_view;         // the pool's mapping of it
+  pool_return_board board;
 
   mutable std::mutex mtx;
   std::condition_variable cv;
   std::vector<uint32_t> free;          // indices ready to loan
   std::vector<bool> out;               // by index: loaned or sealed
+  std::vector<bool> sealed;            // by index: out in a frame (only these come back by board)
   std::vector<uint64_t> sequence;      // by index: number of the current loan
   std::vector<caf::actor_addr> holder; // by index: who holds the sealed frame
+  std::set<caf::actor_addr> watched;   // holders the return actor monitors
   uint64_t next_sequence = 1;
   std::deque<caf::response_promise> waiting; // async loans waiting for a block
+  uint32_t blocked = 0;                      // threads in get_loan waiting for a block
 
-  // Takes a free index (mtx held), or no_index.
+  // Takes a free index (mtx held), collecting releases from the board when none is free; or
+  // no_index.
   static constexpr uint32_t no_index = UINT32_MAX;
   uint32_t take_locked() {
+    if (free.empty())
+      collect_locked();
     if (free.empty())
       return no_index;
     auto i = free.back();
     free.pop_back();
     out[i] = true;
+    sealed[i] = false;
     sequence[i] = next_sequence++;
     holder[i] = caf::actor_addr{};
+    return i;
+  }
+
+  // Gives back every sealed block whose current frame a reader marked released (mtx held).
+  void collect_locked() {
+    for (uint32_t i = 0; i < out.size(); ++i)
+      if (out[i] && sealed[i] && board.released(i) == sequence[i])
+        give_back_locked(i);
+  }
+
+  // Takes a free index, or announces on the board that the pool waits and collects once more,
+  // so that a release racing with the announcement is seen here or wakes the return actor.
+  uint32_t take_or_want_locked() {
+    if (auto i = take_locked(); i != no_index)
+      return i;
+    board.want();
+    auto i = take_locked();
+    if (i != no_index && waiting.empty() && blocked == 0)
+      board.unwant();
     return i;
   }
 
   // Puts index `i` back (mtx held): to the first async waiter, else to the free list.
   void give_back_locked(uint32_t i) {
     out[i] = false;
+    sealed[i] = false;
     holder[i] = caf::actor_addr{};
     if (!waiting.empty()) {
       auto rp = std::move(waiting.front());
@@ -117,12 +149,18 @@ struct pool::state {
     cv.notify_one();
   }
 
-  // Unmaps (the engine learns asynchronously) and frees every block, in this order per block.
+  // Unmaps (the engine learns asynchronously) and frees every block and the board, in this
+  // order per block.
   void discard() {
     views.clear();
     for (auto& ref : refs)
       caf::anon_send(engine, free_atom::value, owner, ref);
     refs.clear();
+    board = pool_return_board{};
+    board_view = block_view{};
+    if (board_ref.valid())
+      caf::anon_send(engine, free_atom::value, owner, board_ref);
+    board_ref = block_ref{};
     if (returns)
       caf::anon_send_exit(returns, caf::exit_reason::user_shutdown);
     returns = nullptr;
@@ -132,14 +170,13 @@ struct pool::state {
 namespace {
 
 caf::behavior return_actor(caf::event_based_actor* self, std::weak_ptr<pool::state> weak) {
-  auto watched = std::make_shared<std::set<caf::actor_addr>>();
   // A holder that went down returns every block it still held.
-  self->set_down_handler([weak, watched](caf::down_msg& dm) {
-    watched->erase(dm.source);
+  self->set_down_handler([weak](caf::down_msg& dm) {
     auto st = weak.lock();
     if (!st)
       return;
     std::lock_guard<std::mutex> guard{st->mtx};
+    st->watched.erase(dm.source);
     for (uint32_t i = 0; i < st->out.size(); ++i)
       if (st->out[i] && st->holder[i] == dm.source)
         st->give_back_locked(i);
@@ -154,9 +191,16 @@ caf::behavior return_actor(caf::event_based_actor* self, std::weak_ptr<pool::sta
       // names an older loan: ignore it, the block may be out again.
       if (index < st->out.size() && st->out[index] && st->sequence[index] == seq)
         st->give_back_locked(index);
+      // A wake-up: hand what the board holds to the waiters, and keep waiting if that was not
+      // enough.
+      st->collect_locked();
+      if (!st->waiting.empty() || st->blocked > 0) {
+        st->board.want();
+        st->collect_locked();
+      }
     },
-    [self, watched](pool_hold_atom, const caf::actor_addr& holder) {
-      if (holder && watched->insert(holder).second)
+    [self](pool_hold_atom, const caf::actor_addr& holder) {
+      if (holder)
         self->monitor(holder);
     },
     [self, weak](pool_loan_atom) -> caf::result<uint32_t> {
@@ -164,7 +208,7 @@ caf::behavior return_actor(caf::event_based_actor* self, std::weak_ptr<pool::sta
       if (!st)
         return make_error(errc::pool_exhausted, "the pool is closed");
       std::lock_guard<std::mutex> guard{st->mtx};
-      if (auto i = st->take_locked(); i != pool::state::no_index)
+      if (auto i = st->take_or_want_locked(); i != pool::state::no_index)
         return i;
       auto rp = self->make_response_promise();
       st->waiting.push_back(rp);
@@ -189,10 +233,26 @@ std::shared_ptr<pool::state> new_state(client& c, const pool_options& opts) {
   return st;
 }
 
+// The size of the return board's block for a pool of `count` blocks.
+uint64_t board_bytes(const pool_options& opts) {
+  return pool_return_board::bytes_for(opts.count);
+}
+
+// Keeps the board's mapping and writes its header (before it is shared with any reader).
+caf::error keep_board(pool::state& st, block_ref ref, block_view view, uint32_t count) {
+  st.board_ref = ref;
+  st.board = pool_return_board::format(view.bytes(), st.id, count);
+  st.board_view = std::move(view);
+  if (!st.board)
+    return make_error(errc::invalid_argument, "the return board's block is too small");
+  return {};
+}
+
 // Makes the pool ready to loan: all blocks free, return actor running.
 void open_for_loans(const std::shared_ptr<pool::state>& st) {
   auto n = static_cast<uint32_t>(st->refs.size());
   st->out.assign(n, false);
+  st->sealed.assign(n, false);
   st->sequence.assign(n, 0);
   st->holder.assign(n, caf::actor_addr{});
   for (uint32_t i = n; i > 0; --i)
@@ -210,6 +270,24 @@ caf::expected<pool> pool::create(client& c, pool_options opts) {
   if (auto why = check_may_block(c.system(), "pool::create"))
     return why;
   auto st = new_state(c, opts);
+  auto board = c.allocate(board_bytes(opts));
+  if (!board)
+    return board.error();
+  st->board_ref = *board;
+  auto board_view = c.map(*board, access_mode::read_write);
+  if (!board_view) {
+    st->discard();
+    return board_view.error();
+  }
+  if (auto why = keep_board(*st, *board, std::move(*board_view), opts.count)) {
+    st->discard();
+    return why;
+  }
+  for (auto reader : opts.readers)
+    if (auto r = c.share(*board, reader, access_mode::read_write); !r) {
+      st->discard();
+      return r.error();
+    }
   for (uint32_t i = 0; i < opts.count; ++i) {
     auto ref = c.allocate(opts.block_bytes);
     if (!ref) {
@@ -248,6 +326,25 @@ struct pool_builder : std::enable_shared_from_this<pool_builder> {
     on_error(why);
   }
 
+  // The board first: allocated, mapped, formatted and shared read-write with each reader.
+  void start() {
+    auto me = shared_from_this();
+    c->allocate(self, board_bytes(opts)).then(
+      [me](block_ref&& ref) {
+        me->st->board_ref = ref;
+        me->c->map(me->self, ref, access_mode::read_write)
+          .then([me, ref](block_view&& view) {
+                  if (auto why = keep_board(*me->st, ref, std::move(view), me->opts.count)) {
+                    me->fail(why);
+                    return;
+                  }
+                  me->share(ref, 0, access_mode::read_write);
+                },
+                [me](caf::error& e) { me->fail(e); });
+      },
+      [me](caf::error& e) { me->fail(e); });
+  }
+
   void next() {
     if (st->refs.size() == opts.count) {
       open_for_loans(st);
@@ -262,21 +359,21 @@ struct pool_builder : std::enable_shared_from_this<pool_builder> {
           .then([me, ref](block_view&& view) {
                   prefault_for_writing(view);
                   me->st->views.push_back(std::move(view));
-                  me->share(ref, 0);
+                  me->share(ref, 0, access_mode::read);
                 },
                 [me](caf::error& e) { me->fail(e); });
       },
       [me](caf::error& e) { me->fail(e); });
   }
 
-  void share(block_ref ref, size_t reader) {
+  void share(block_ref ref, size_t reader, access_mode mode) {
     if (reader == opts.readers.size()) {
       next();
       return;
     }
     auto me = shared_from_this();
-    c->share(self, ref, opts.readers[reader], access_mode::read)
-      .then([me, ref, reader](done&&) { me->share(ref, reader + 1); },
+    c->share(self, ref, opts.readers[reader], mode)
+      .then([me, ref, reader, mode](done&&) { me->share(ref, reader + 1, mode); },
             [me](caf::error& e) { me->fail(e); });
   }
 };
@@ -294,7 +391,7 @@ async_result<pool> pool::create(caf::event_based_actor* self, client& c, pool_op
     b->st = new_state(c, opts);
     b->on_value = std::move(on_value);
     b->on_error = std::move(on_error);
-    b->next();
+    b->start();
   }};
 }
 
@@ -347,10 +444,24 @@ caf::expected<pool::loan> pool::get_loan(std::chrono::milliseconds wait) {
   if (auto why = check_may_block(*state_->sys, "pool::get_loan"))
     return why;
   guard.lock();
-  if (!state_->cv.wait_for(guard, wait, [&] { return !state_->free.empty(); }))
-    return make_error(errc::pool_exhausted, "no block of the pool came back within "
-                                              + std::to_string(wait.count()) + " ms");
-  return loan{state_, state_->take_locked()};
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  ++state_->blocked;
+  for (;;) {
+    if (auto i = state_->take_or_want_locked(); i != state::no_index) {
+      --state_->blocked;
+      if (state_->blocked == 0 && state_->waiting.empty())
+        state_->board.unwant();
+      return loan{state_, i};
+    }
+    if (state_->cv.wait_until(guard, deadline) == std::cv_status::timeout
+        && state_->free.empty()) {
+      --state_->blocked;
+      if (state_->blocked == 0 && state_->waiting.empty())
+        state_->board.unwant();
+      return make_error(errc::pool_exhausted, "no block of the pool came back within "
+                                                + std::to_string(wait.count()) + " ms");
+    }
+  }
 }
 
 async_result<pool::loan> pool::get_loan(caf::event_based_actor* self) {
@@ -384,12 +495,16 @@ pool_frame pool::seal(loan&& l, uint64_t length, const caf::actor& holder) {
   f.index = l.index_;
   f.length = std::min<uint64_t>(length, st->block_bytes);
   f.owner = st->returns;
+  f.board = st->board_ref;
+  bool watch = false;
   {
     std::lock_guard<std::mutex> guard{st->mtx};
     f.sequence = st->sequence[l.index_];
     st->holder[l.index_] = holder.address();
+    st->sealed[l.index_] = true;
+    watch = holder && st->watched.insert(holder.address()).second;
   }
-  if (holder)
+  if (watch) // the return actor monitors each holder once
     caf::anon_send(st->returns, pool_hold_atom::value, holder.address());
   return f;
 }
@@ -400,14 +515,18 @@ caf::expected<void> pool::share_with(uint32_t process) {
   if (auto why = check_may_block(*state_->sys, "pool::share_with"))
     return why;
   caf::scoped_actor self{*state_->sys, true};
-  for (auto& ref : state_->refs) {
+  auto share = [&](const block_ref& ref, access_mode mode) {
     caf::error why;
     self->request(state_->engine, std::chrono::seconds(30), share_atom::value, state_->owner, ref,
-                  process, static_cast<uint8_t>(access_mode::read))
+                  process, static_cast<uint8_t>(mode))
       .receive([](done_atom) {}, [&](caf::error& e) { why = engine_error(std::move(e)); });
-    if (why)
+    return why;
+  };
+  if (auto why = share(state_->board_ref, access_mode::read_write))
+    return why;
+  for (auto& ref : state_->refs)
+    if (auto why = share(ref, access_mode::read))
       return why;
-  }
   return {};
 }
 
@@ -423,6 +542,7 @@ uint32_t pool::available() const {
   if (!state_)
     return 0;
   std::lock_guard<std::mutex> guard{state_->mtx};
+  state_->collect_locked();
   return static_cast<uint32_t>(state_->free.size());
 }
 
@@ -470,8 +590,16 @@ std::span<std::byte> pool::loan::bytes() const noexcept {
 
 // -- receiving side -----------------------------------------------------------------------------
 
+// A reader's mapping of a pool's return board (empty board: the header did not match, and
+// releases go by message).
+struct board_mapping {
+  block_view view;
+  pool_return_board board;
+};
+
 struct frame_view::mapping {
   block_view view;
+  std::shared_ptr<board_mapping> board; // null: this reader has no board of the pool
 };
 
 frame_view::frame_view(frame_view&& other) noexcept
@@ -501,8 +629,14 @@ std::span<const std::byte> frame_view::bytes() const noexcept {
 void frame_view::release() {
   if (!mapping_)
     return;
-  mapping_.reset();
-  if (frame_.owner)
+  auto m = std::move(mapping_);
+  // On the board the release costs two atomic operations; a message goes only to wake a pool
+  // that waits for a block, or when there is no board.
+  bool send = true;
+  if (m->board && m->board->board)
+    send = m->board->board.release(frame_.index, frame_.sequence);
+  m.reset();
+  if (send && frame_.owner)
     caf::anon_send(frame_.owner, pool_return_atom::value, frame_.pool, frame_.index,
                    frame_.sequence);
 }
@@ -513,8 +647,33 @@ struct pool_reader::state {
   client* c = nullptr;
   mutable std::mutex mtx;
   std::map<std::pair<uint64_t, uint32_t>, std::shared_ptr<const frame_view::mapping>> mappings;
+  std::map<uint64_t, std::shared_ptr<board_mapping>> boards; // by pool id
   std::set<uint64_t> watched;
   caf::actor watcher;
+
+  // The board of the frame's pool if this reader has mapped it already (or knows it has none).
+  std::optional<std::shared_ptr<board_mapping>> board_of(const pool_frame& f) const {
+    if (!f.board.valid())
+      return std::shared_ptr<board_mapping>{};
+    std::lock_guard<std::mutex> guard{mtx};
+    auto i = boards.find(f.pool);
+    if (i == boards.end() || (i->second && !(i->second->view.ref() == f.board)))
+      return std::nullopt;
+    return i->second;
+  }
+
+  // Keeps the reader's mapping of the frame's board; a failed map leaves the pool without one.
+  std::shared_ptr<board_mapping> keep_board(const pool_frame& f, caf::expected<block_view> v) {
+    std::shared_ptr<board_mapping> b;
+    if (v) {
+      b = std::make_shared<board_mapping>();
+      b->board = pool_return_board::attach(v->bytes(), f.pool);
+      b->view = std::move(*v);
+    }
+    std::lock_guard<std::mutex> guard{mtx};
+    boards[f.pool] = b;
+    return b;
+  }
 
   std::shared_ptr<const frame_view::mapping> find(const pool_frame& f) const {
     std::lock_guard<std::mutex> guard{mtx};
@@ -524,9 +683,11 @@ struct pool_reader::state {
     return i->second;
   }
 
-  std::shared_ptr<const frame_view::mapping> keep(const pool_frame& f, block_view&& v) {
+  std::shared_ptr<const frame_view::mapping> keep(const pool_frame& f, block_view&& v,
+                                                  std::shared_ptr<board_mapping> board) {
     prefault_for_reading(v);
-    auto m = std::make_shared<frame_view::mapping>(frame_view::mapping{std::move(v)});
+    auto m = std::make_shared<frame_view::mapping>(
+      frame_view::mapping{std::move(v), std::move(board)});
     std::lock_guard<std::mutex> guard{mtx};
     mappings[{f.pool, f.index}] = m;
     if (watched.insert(f.pool).second && f.owner)
@@ -543,10 +704,15 @@ caf::behavior reader_watcher(caf::event_based_actor* self, std::weak_ptr<pool_re
     auto st = weak.lock();
     auto range = pools->equal_range(dm.source);
     std::vector<std::shared_ptr<const frame_view::mapping>> dropped; // unmapped outside the lock
+    std::vector<std::shared_ptr<board_mapping>> dropped_boards;
     if (st) {
       std::lock_guard<std::mutex> guard{st->mtx};
       for (auto i = range.first; i != range.second; ++i) {
         st->watched.erase(i->second);
+        if (auto b = st->boards.find(i->second); b != st->boards.end()) {
+          dropped_boards.push_back(std::move(b->second));
+          st->boards.erase(b);
+        }
         for (auto j = st->mappings.begin(); j != st->mappings.end();) {
           if (j->first.first == i->second) {
             dropped.push_back(std::move(j->second));
@@ -586,10 +752,13 @@ pool_reader::~pool_reader() {
 caf::expected<frame_view> pool_reader::open(const pool_frame& f) {
   if (auto m = state_->find(f))
     return frame_view{std::move(m), f};
+  auto board = state_->board_of(f);
+  if (!board)
+    board = state_->keep_board(f, state_->c->map(f.board, access_mode::read_write));
   auto view = state_->c->map(f.ref, access_mode::read);
   if (!view)
     return view.error();
-  return frame_view{state_->keep(f, std::move(*view)), f};
+  return frame_view{state_->keep(f, std::move(*view), std::move(*board)), f};
 }
 
 async_result<frame_view> pool_reader::open(caf::event_based_actor* self, const pool_frame& f) {
@@ -599,11 +768,20 @@ async_result<frame_view> pool_reader::open(caf::event_based_actor* self, const p
       on_value(frame_view{std::move(m), f});
       return;
     }
-    st->c->map(self, f.ref, access_mode::read)
-      .then([st, f, on_value](block_view&& v) {
-              on_value(frame_view{st->keep(f, std::move(v)), f});
-            },
-            on_error);
+    auto map_block = [self, st, f, on_value, on_error](std::shared_ptr<board_mapping> board) {
+      st->c->map(self, f.ref, access_mode::read)
+        .then([st, f, on_value, board](block_view&& v) {
+                on_value(frame_view{st->keep(f, std::move(v), board), f});
+              },
+              on_error);
+    };
+    if (auto board = st->board_of(f)) {
+      map_block(std::move(*board));
+      return;
+    }
+    st->c->map(self, f.board, access_mode::read_write)
+      .then([st, f, map_block](block_view&& v) { map_block(st->keep_board(f, std::move(v))); },
+            [st, f, map_block](caf::error& e) { map_block(st->keep_board(f, std::move(e))); });
   }};
 }
 

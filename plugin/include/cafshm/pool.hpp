@@ -5,7 +5,8 @@
 // free block's writable bytes without asking the engine; seal() turns the loan into a
 // pool_frame, an ordinary CAF value that goes to the reader in any message. The block comes back
 // to the pool when the reader releases its frame_view, or when the actor holding the frame goes
-// down. A block is loaned again only after it came back, so a reader never sees its block
+// down. A release marks the block on the pool's return board, a small block shared read-write
+// with the readers; it sends a message only when the pool waits for a block. A block is loaned again only after it came back, so a reader never sees its block
 // rewritten while it holds it, and a slow reader makes the sender wait (credit-based
 // back-pressure) instead of losing frames.
 //
@@ -45,13 +46,15 @@ struct pool_frame {
   uint64_t length = 0;  // bytes the sender wrote, from the start of the block
   uint64_t sequence = 0; // number of this loan of the block (a late release of an older one
                          // cannot give the block back while it is out again)
-  caf::actor owner;     // the pool's return actor: release sends the block back to it
+  caf::actor owner;     // the pool's return actor: it watches holders and takes wake-ups
+  block_ref board;      // the pool's return board (shared read-write with its readers):
+                        // release marks the block there, without a message
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, pool_frame& x) {
   return f(caf::meta::type_name("cafshm::pool_frame"), x.ref, x.pool, x.index, x.length,
-           x.sequence, x.owner);
+           x.sequence, x.owner, x.board);
 }
 
 struct pool_options {

@@ -304,7 +304,8 @@ std::string memory_manager::adoption_refusal(std::span<std::byte> admin, uint64_
       || admin.size() != o.total)
     return "its geometry differs from this configuration (arena "
            + std::to_string(h.initial_arena_bytes) + " bytes growing up to "
-           + std::to_string(h.max_arena_bytes) + ", 2^" + std::to_string(h.min_order) + "-byte pages, tables "
+           + std::to_string(h.max_arena_bytes) + ", 2^" + std::to_string(h.min_order)
+           + "-byte pages, tables "
            + std::to_string(h.max_processes) + "/" + std::to_string(h.max_blocks) + "/"
            + std::to_string(h.max_grants) + "/" + std::to_string(h.max_names)
            + " processes/blocks/grants/names)";
@@ -539,7 +540,8 @@ uint32_t memory_manager::segment_of(uint32_t page) const noexcept {
 
 std::byte* memory_manager::payload(const admin::block_entry& b) const noexcept {
   auto i = segment_of(b.page);
-  return segments_[i].data() + (uint64_t{b.page - segment(i).first_page} << allocator_.page_shift());
+  uint64_t offset = uint64_t{b.page - segment(i).first_page} << allocator_.page_shift();
+  return segments_[i].data() + offset;
 }
 
 // -- the arena grows and shrinks ----------------------------------------------------------------
@@ -554,8 +556,8 @@ std::string memory_manager::grow(uint64_t size) {
   // At least the initial size, and large enough that the table's segments reach the ceiling.
   uint64_t page = allocator_.page_bytes();
   uint64_t share = (h.max_arena_bytes - h.initial_arena_bytes) / (admin::max_segments - 1);
-  uint64_t bytes = std::min(std::max({need, h.initial_arena_bytes, (share + page - 1) / page * page}),
-                            room);
+  uint64_t share_rounded = (share + page - 1) / page * page;
+  uint64_t bytes = std::min(std::max({need, h.initial_arena_bytes, share_rounded}), room);
   auto pages = static_cast<uint32_t>(bytes >> allocator_.page_shift());
   uint32_t index = 1;
   while (index < admin::max_segments && segment(index).pages != 0)

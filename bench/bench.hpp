@@ -15,7 +15,8 @@ namespace bench {
 
 struct options {
   bool quick = false;
-  std::vector<std::string> rows{"handoff", "pipeline", "alloc", "remote", "scale", "inbox"};
+  std::vector<std::string> rows{"handoff", "pipeline", "alloc", "remote", "scale", "inbox",
+                                "growth"};
   std::string out_dir;    // bench/results
   std::string bin_dir;    // cafshmd, cafshm-pipeline
   std::string self;       // this program (for helper roles)
@@ -216,6 +217,36 @@ struct inbox_report {
 };
 inbox_report run_inbox(const options& opts);
 
+// -- row 7: an arena that grows ------------------------------------------------------------
+
+struct growth_report {
+  uint64_t arena = 0;          // engine.arena
+  uint64_t max_arena = 0;      // engine.max_arena
+  uint64_t big_block = 0;      // the large block asked for (1 GiB unless /dev/shm is too small)
+  uint64_t shm_free = 0;       // free bytes of /dev/shm before the row
+  std::string scaled_note;     // why big_block is smaller than 1 GiB, if it is
+  uint64_t admin_bytes = 0;    // admin memory for arena/max_arena at default capacities
+  // In-process (memory_manager, no messages): one allocation that adds a segment, in ms.
+  stat add_big_ms;             // a segment of big_block bytes for a block of that size
+  stat remove_big_ms;          // the free that removes it again
+  stat add_step_ms;            // a segment of `arena` bytes for a 4 KiB block (arena full)
+  stat remove_step_ms;         // the free that lets it go
+  stat plain_alloc_us;         // allocate+free of 4 KiB that fits (no segment added), µs
+  // Through cafshmd (64 MiB arena, max_arena 4 GiB): the large block.
+  stat engine_big_alloc_ms;    // client::allocate round trip, the segment added on the way
+  stat engine_map_ms;          // client::map of it
+  bool big_bytes_ok = false;   // first and last byte written through the view, read back
+  uint32_t segments_with_big = 0; // data segments while it lived
+  uint32_t segments_after = 0; // after its free
+  // The pipeline example at 3840x2160 through the same cafshmd.
+  uint32_t frames = 0;
+  stat fps;
+  uint64_t peak_arena = 0;     // high-water mark of used arena bytes after the pipeline
+  uint32_t segments_added = 0; // during the whole row (engine statistics)
+  std::string error;
+};
+growth_report run_growth(const options& opts);
+
 // -- machine --------------------------------------------------------------------------------
 
 std::map<std::string, std::string> machine_description();
@@ -232,6 +263,7 @@ struct report {
   remote_report remote;
   scale_report scale;
   inbox_report inbox;
+  growth_report growth;
 };
 void write_outputs(const report& r);
 

@@ -1,7 +1,7 @@
 // cafshm-bench: runs every benchmark row and writes bench/results/latest.{md,json} plus
 // the data files of the plots. Started with --role NAME it is one of the helper processes.
 //
-//   cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox] [--out DIR]
+//   cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox,growth] [--out DIR]
 //                [--bin-dir DIR] [--policy stealing|sharing --threads N]
 #include <algorithm>
 #include <cmath>
@@ -146,7 +146,7 @@ std::map<std::string, std::string> machine_description() {
 namespace {
 
 int usage() {
-  std::cerr << "usage: cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox]\n"
+  std::cerr << "usage: cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox,growth]\n"
                "                    [--out DIR] [--bin-dir DIR] [--policy stealing|sharing "
                "--threads N]\n";
   return 2;
@@ -262,6 +262,10 @@ int main(int argc, char** argv) {
   if (opts.has("inbox")) {
     rep.inbox = run_inbox(opts);
     lap("inbox");
+  }
+  if (opts.has("growth")) {
+    rep.growth = run_growth(opts);
+    lap("growth");
   }
   rep.total_seconds = seconds_since(t0);
   {

@@ -16,8 +16,11 @@
 //     allocated block is zero everywhere (scrubbing) unless scrubbing is off;
 //   - the engine's statistics equal the model: bytes and blocks per process, blocks (live and
 //     draining), used bytes, names, processes.
+// Half of the inputs run an arena that may grow to four times its initial size: allocations that
+// no free block fits add data segments (an allocation is refused only when nothing fits and the
+// arena cannot grow for it), blocks and views lie in any segment, empty segments go again.
 // At the end every process unregisters and the engine's own blocks are freed: the arena must be
-// entirely free and every table empty.
+// entirely free (back to its initial segment) and every table empty.
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -42,6 +45,7 @@ namespace {
 
 constexpr uint64_t page = 4096;
 constexpr uint64_t arena_bytes = 256 * 1024;
+constexpr uint64_t max_arena_bytes = 4 * arena_bytes; // when the input's config lets it grow
 constexpr uint32_t max_processes = 5; // the engine and up to four processes
 constexpr uint32_t max_blocks = 24;
 constexpr uint32_t max_grants = 12;
@@ -67,7 +71,8 @@ struct block {
   uint32_t owner = 0;
   uint32_t payer = 0;  // slot whose quota the block counts against
   uint64_t bytes = 0;
-  uint64_t offset = 0; // in the arena
+  uint32_t segment = 0; // data segment (table index) and offset in it
+  uint64_t offset = 0;
   std::map<uint32_t, access> grants;
   std::vector<char> content; // the block's first ref.size bytes
   std::string name;
@@ -77,6 +82,7 @@ struct view {
   uint32_t slot;
   uint32_t index;
   bool writable;
+  uint32_t segment;
   uint64_t offset;
   uint64_t size;
 };
@@ -93,7 +99,8 @@ std::string str(const block_ref& r) {
 class harness {
 public:
   harness(input& in, memory_manager& mm, scrub_policy scrub, uint64_t default_quota)
-    : in_(in), mm_(mm), scrub_(scrub), default_quota_(default_quota) {
+    : in_(in), mm_(mm), scrub_(scrub), default_quota_(default_quota),
+      ceiling_(mm.header().max_arena_bytes) {
     mm_.set_log([this](const std::string& line) { log_.push_back(line); });
   }
 
@@ -303,9 +310,9 @@ private:
       case 0: return 0;
       case 1: return 1 + in_.below(page);
       case 2: return page * (1 + in_.below(8));
-      case 3: return 1 + in_.below(arena_bytes);
-      case 4: return arena_bytes;
-      case 5: return arena_bytes + 1;
+      case 3: return 1 + in_.below(in_.flag() ? arena_bytes : ceiling_);
+      case 4: return in_.flag() ? arena_bytes : ceiling_;
+      case 5: return (in_.flag() ? arena_bytes : ceiling_) + 1;
       case 6: return in_.u64();
       default: return 1 + in_.below(300);
     }
@@ -325,8 +332,19 @@ private:
     }
   }
 
+  // The data segment (table index) and offset of `bytes` bytes at `p`, if one segment holds them.
+  std::optional<std::pair<uint32_t, uint64_t>> locate(const std::byte* p, uint64_t bytes) const {
+    for (uint32_t i = 0; i < admin::max_segments; ++i) {
+      const auto& seg = mm_.data_segment(i);
+      if (seg && p >= seg.data() && p < seg.data() + seg.size()
+          && bytes <= seg.size() - static_cast<uint64_t>(p - seg.data()))
+        return std::pair{i, static_cast<uint64_t>(p - seg.data())};
+    }
+    return std::nullopt;
+  }
+
   uint64_t size_hint(const block_ref& r) {
-    return r.size > arena_bytes ? page : r.size;
+    return r.size > ceiling_ ? page : r.size;
   }
 
   std::vector<char> pattern(uint64_t n) {
@@ -427,22 +445,29 @@ private:
     auto s = pick_session();
     auto size = pick_size();
     auto who = requester(s);
-    auto largest = mm_.stats().largest_free_block;
+    auto before = mm_.stats();
+    auto largest = before.largest_free_block;
     auto r = mm_.allocate(s, size);
-    bool permitted = who && size > 0 && size <= arena_bytes && quota_ok(*who, block_bytes(size));
+    bool permitted = who && size > 0 && size <= ceiling_ && quota_ok(*who, block_bytes(size));
     if (!r) {
-      if (permitted && blocks_.size() + draining_.size() < max_blocks
-          && largest >= block_bytes(size))
-        violation("allocate of " + std::to_string(size) + " refused with a free block of "
-                  + std::to_string(largest) + " bytes: " + describe(r.error()));
-      auto code = static_cast<errc>(r.error().code());
       auto text = describe(r.error());
+      bool room = permitted && blocks_.size() + draining_.size() < max_blocks;
+      if (room && largest >= block_bytes(size))
+        violation("allocate of " + std::to_string(size) + " refused with a free block of "
+                  + std::to_string(largest) + " bytes: " + text);
+      // The arena grows unless the ceiling (or the segments in use) leave no room for it.
+      if (room && block_bytes(size) <= ceiling_ - before.arena_bytes
+          && text.find("leave no room") == std::string::npos)
+        violation("allocate of " + std::to_string(size) + " refused with room to grow from "
+                  + std::to_string(before.arena_bytes) + " bytes: " + text);
+      auto code = static_cast<errc>(r.error().code());
       if (code == errc::capacity_exceeded && text.find("engine.max_blocks") == std::string::npos)
         violation("a full block table does not name engine.max_blocks: " + text);
       if (code == errc::out_of_memory
-          && (text.find("engine.arena") == std::string::npos
-              || text.find("largest free block " + std::to_string(largest)) == std::string::npos))
-        violation("out of memory without the numbers and engine.arena: " + text);
+          && (text.find("engine.max_arena") == std::string::npos
+              || text.find("ceiling " + std::to_string(ceiling_)) == std::string::npos
+              || text.find("largest free block ") == std::string::npos))
+        violation("out of memory without the numbers and engine.max_arena: " + text);
       return;
     }
     if (!permitted)
@@ -459,12 +484,17 @@ private:
     auto bytes = mm_.engine_bytes(*r);
     if (!bytes)
       violation("engine_bytes refused a new block");
-    auto* base = mm_.arena().data();
-    b.offset = static_cast<uint64_t>(bytes->data() - base);
-    if (b.offset % page != 0 || b.offset + b.bytes > arena_bytes)
-      violation("block at a misaligned or out-of-arena offset");
+    auto where = locate(bytes->data(), b.bytes);
+    if (!where)
+      violation("block outside every data segment");
+    b.segment = where->first;
+    b.offset = where->second;
+    auto* base = mm_.data_segment(b.segment).data();
+    if (b.offset % page != 0)
+      violation("block at a misaligned offset");
     for (const auto& [i, other] : blocks_)
-      if (b.offset < other.offset + other.bytes && other.offset < b.offset + b.bytes)
+      if (b.segment == other.segment && b.offset < other.offset + other.bytes
+          && other.offset < b.offset + b.bytes)
         violation("new block overlaps block " + std::to_string(i));
     if (scrub_ != scrub_policy::off) {
       for (uint64_t i = 0; i < b.bytes; ++i)
@@ -498,7 +528,7 @@ private:
     auto s = pick_session();
     auto ref = pick_ref();
     auto [offset, length] = pick_range(size_hint(ref));
-    length = std::min<uint64_t>(length, arena_bytes + 1);
+    length = std::min<uint64_t>(length, ceiling_ + 1);
     auto data = pattern(length);
     auto who = requester(s);
     auto* b = live_block(ref);
@@ -710,9 +740,9 @@ private:
     if (!r)
       return;
     if (r->offset != b->offset || r->size != ref.size || r->writable != (mode == access_mode::read_write)
-        || r->data_segment != mm_.arena().name())
+        || r->data_segment != mm_.data_segment(b->segment).name())
       violation("attach returned a bad lease for " + str(ref));
-    views_.push_back({*who, ref.block, r->writable, r->offset, r->size});
+    views_.push_back({*who, ref.block, r->writable, b->segment, r->offset, r->size});
   }
 
   void do_detach() {
@@ -758,9 +788,9 @@ private:
     if (n == 0)
       return;
     auto data = pattern(n);
-    std::memcpy(mm_.arena().data() + v.offset + off, data.data(), n);
+    std::memcpy(mm_.data_segment(v.segment).data() + v.offset + off, data.data(), n);
     auto i = blocks_.find(v.index);
-    if (i == blocks_.end() || i->second.offset != v.offset)
+    if (i == blocks_.end() || i->second.offset != v.offset || i->second.segment != v.segment)
       return; // a draining block: nobody else can see it
     auto& content = i->second.content;
     for (uint64_t k = 0; k < n && off + k < content.size(); ++k)
@@ -841,7 +871,8 @@ private:
       used += d.bytes;
     auto live = std::count_if(procs_.begin(), procs_.end(), [](auto& p) { return p.live; });
     if (st.blocks != blocks_.size() + draining_.size() || st.used_bytes != used
-        || st.free_bytes != arena_bytes - used || st.names != names_.size()
+        || st.free_bytes != st.arena_bytes - used || st.arena_bytes > ceiling_
+        || st.names != names_.size()
         || st.processes != static_cast<uint32_t>(live)
         || st.draining_blocks != draining_.size())
       violation("statistics differ from the model " + when + ": blocks "
@@ -896,8 +927,9 @@ private:
     }
     verify("at the end");
     auto st = mm_.stats();
-    if (st.free_bytes != arena_bytes || st.blocks != 0 || st.grants != 0 || st.names != 0
-        || st.processes != 0 || st.largest_free_block != arena_bytes)
+    if (st.free_bytes != arena_bytes || st.arena_bytes != arena_bytes || st.blocks != 0
+        || st.grants != 0 || st.names != 0 || st.processes != 0
+        || st.largest_free_block != arena_bytes || st.data_segments.size() != 1)
       violation("memory or table entries leaked at the end");
   }
 
@@ -906,6 +938,7 @@ private:
   std::vector<std::string> log_; // lines the memory manager logged
   scrub_policy scrub_;
   uint64_t default_quota_;
+  uint64_t ceiling_; // engine.max_arena
   int last_op_ = -1;
   std::vector<process> procs_;
   std::map<uint32_t, block> blocks_;       // live blocks by index
@@ -934,6 +967,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   engine_settings s;
   s.name = "cafshm-fuzz-mm-" + std::to_string(::getpid());
   s.arena_bytes = arena_bytes;
+  s.max_arena_bytes = (config & 8) != 0 ? max_arena_bytes : 0;
   s.min_block_bytes = page;
   s.max_processes = max_processes;
   s.max_blocks = max_blocks;

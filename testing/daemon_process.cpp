@@ -77,8 +77,7 @@ daemon_process::~daemon_process() {
   stop();
   std::error_code ec;
   std::filesystem::remove(config_, ec);
-  shm_segment::remove(memory_manager::data_segment_name(name_));
-  shm_segment::remove(memory_manager::admin_segment_name(name_));
+  memory_manager::remove_segments(name_); // added data segments of a grown arena too
   ::unlink(("/dev/shm/" + name_ + ".sock").c_str()); // the door of a daemon that was killed
   ::unlink(("/dev/shm/" + name_ + ".inbox-0").c_str()); // its request inbox
 }

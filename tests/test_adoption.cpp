@@ -283,7 +283,7 @@ TEST_CASE("adoption refused: the reason in one line, a fresh engine, nothing old
   };
   SUBCASE("another layout version") {
     change_admin([](std::byte*, admin::admin_header& h) { h.layout_version = 2; });
-    expected = "layout version 2, this engine writes version 3";
+    expected = "layout version 2, this engine writes version " + std::to_string(admin::layout_version);
   }
   SUBCASE("the dead engine was in the middle of a change") {
     change_admin([](std::byte*, admin::admin_header& h) { h.changing = 1; });
@@ -380,4 +380,110 @@ TEST_CASE("adoption: kept processes answer to their user's engine.quotas rule to
   CHECK_OK(mm.free(b, *fits));
   CHECK_OK(mm.allocate(c->session, 4096));
   CHECK(mm.check() == "");
+}
+
+// The dead engine's arena had grown: the adopting engine reopens every added data segment (the
+// table in admin memory names them), checks them with the rest, and the blocks in them keep
+// their bytes; a process that ended loses its blocks there, and a segment left empty goes.
+TEST_CASE("adoption after growth: every added data segment is reopened and checked") {
+  auto s = settings_named("adopt-grown");
+  s.max_arena_bytes = 8 << 20;
+  segment_guard guard{s.name};
+  pid_t gone = ended_pid();
+  struct grown_state {
+    session alive;
+    block_ref in_segment[4]; // alive's block in segment 0, 1, 2, and the ended process's in 3
+    uint32_t segments = 0;
+    bool ok = false;
+  };
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  run_dead_engine(s, [&](memory_manager& mm, dead_engine_state&) {
+    grown_state out;
+    auto alive = mm.register_process("alive", ::getppid(), 0);
+    auto ended = mm.register_process("ended", gone, 0);
+    out.ok = alive && ended;
+    for (int i = 0; i < 4 && out.ok; ++i) { // 600 KiB each: one per 1 MiB segment
+      auto who = i < 3 ? alive->session : ended->session;
+      auto ref = mm.allocate(who, 600 << 10);
+      auto text = "segment " + std::to_string(i);
+      out.ok = ref && mm.write(who, *ref, (600 << 10) - text.size(), bytes_of(text));
+      if (out.ok)
+        out.in_segment[i] = *ref;
+    }
+    if (out.ok)
+      out.alive = alive->session;
+    out.segments = mm.live_segments();
+    out.ok = out.ok && mm.check().empty();
+    (void) !::write(fds[1], &out, sizeof(out));
+  });
+  ::close(fds[1]);
+  grown_state st;
+  REQUIRE(::read(fds[0], &st, sizeof(st)) == static_cast<ssize_t>(sizeof(st)));
+  ::close(fds[0]);
+  REQUIRE(st.ok);
+  REQUIRE(st.segments == 4);
+  for (uint32_t i = 1; i < 4; ++i)
+    REQUIRE(shm_segment::exists(memory_manager::added_segment_name(s.name, i)));
+
+  SUBCASE("all segments there: adopted") {
+    auto created = memory_manager::create(s);
+    REQUIRE_OK(created);
+    auto& mm = **created;
+    CHECK(mm.adopted());
+    MESSAGE(mm.start_report());
+    CHECK(mm.check() == "");
+    // the ended process's block was reclaimed: its segment (3) is empty and goes
+    CHECK(mm.live_segments() == 3);
+    CHECK_FALSE(shm_segment::exists(memory_manager::added_segment_name(s.name, 3)));
+    REQUIRE_OK(mm.reattach(st.alive, ::getpid()));
+    for (int i = 0; i < 3; ++i) {
+      auto text = "segment " + std::to_string(i);
+      auto bytes = mm.read(st.alive, st.in_segment[i], (600 << 10) - text.size(), text.size());
+      REQUIRE_OK(bytes);
+      CHECK(std::string(bytes->begin(), bytes->end()) == text);
+      auto lease = mm.attach(st.alive, st.in_segment[i], access_mode::read);
+      REQUIRE_OK(lease);
+      CHECK(lease->data_segment == (i == 0 ? guard.data()
+                                           : memory_manager::added_segment_name(s.name, i)));
+      auto mapped = shm_segment::open(lease->data_segment, false, lease->offset, 600 << 10);
+      REQUIRE_OK(mapped);
+      CHECK(std::string(reinterpret_cast<const char*>(mapped->data()) + (600 << 10) - text.size(),
+                        text.size())
+            == text);
+      CHECK_OK(mm.detach(st.alive, st.in_segment[i]));
+    }
+    // and it grows further from there
+    auto more = mm.allocate(st.alive, 600 << 10);
+    REQUIRE_OK(more);
+    CHECK(mm.live_segments() == 4);
+    for (int i = 0; i < 3; ++i)
+      CHECK_OK(mm.free(st.alive, st.in_segment[i]));
+    CHECK_OK(mm.free(st.alive, *more));
+    CHECK(mm.live_segments() == 1);
+    CHECK(mm.check() == "");
+  }
+  SUBCASE("an added segment is missing: refused, started fresh, nothing left over") {
+    shm_segment::remove(memory_manager::added_segment_name(s.name, 2));
+    auto created = memory_manager::create(s);
+    REQUIRE_OK(created);
+    auto& mm = **created;
+    CHECK_FALSE(mm.adopted());
+    MESSAGE(mm.start_report());
+    CHECK(contains(mm.start_report(), "data segment '"
+                                        + memory_manager::added_segment_name(s.name, 2)
+                                        + "' of its arena is missing"));
+    CHECK(mm.live_segments() == 1);
+    for (uint32_t i = 1; i < admin::max_segments; ++i)
+      CHECK_FALSE(shm_segment::exists(memory_manager::added_segment_name(s.name, i)));
+    CHECK(mm.check() == "");
+  }
+  SUBCASE("another ceiling in the configuration: refused") {
+    s.max_arena_bytes = 16 << 20;
+    auto created = memory_manager::create(s);
+    REQUIRE_OK(created);
+    CHECK_FALSE((*created)->adopted());
+    CHECK(contains((*created)->start_report(), "its geometry differs"));
+    CHECK_FALSE(shm_segment::exists(memory_manager::added_segment_name(s.name, 1)));
+  }
 }

@@ -622,7 +622,7 @@ TEST_CASE("cli: stat --json is one JSON object with every documented key") {
   // every capacity with its use, high-water mark, limit and the setting that raises it
   REQUIRE(s["capacities"].kind == json::array);
   REQUIRE(s["capacities"].items.size() == 5);
-  const char* settings[] = {"engine.arena", "engine.max_blocks", "engine.max_grants",
+  const char* settings[] = {"engine.max_arena", "engine.max_blocks", "engine.max_grants",
                             "engine.max_names", "engine.max_processes"};
   for (size_t i = 0; i < 5; ++i) {
     const auto& c = s["capacities"].items[i];
@@ -631,6 +631,11 @@ TEST_CASE("cli: stat --json is one JSON object with every documented key") {
     CHECK(c["peak"].u64() <= c["capacity"].u64());
   }
   CHECK(s["capacities"].items[0]["capacity"].u64() == 256 * MiB);
+  // the arena's data segments, its initial size and its ceiling (engine.max_arena: arena)
+  CHECK(s["max_arena_bytes"].u64() == 256 * MiB);
+  CHECK(s["initial_arena_bytes"].u64() == 256 * MiB);
+  REQUIRE(s["data_segments"].items.size() == 1);
+  CHECK(s["data_segments"].items[0]["bytes"].u64() == 256 * MiB);
   CHECK(s["capacities"].items[0]["used"].u64() == 4096); // the 7-byte block: one min_block
   CHECK(s["capacities"].items[1]["peak"].u64() >= 1);
 
@@ -638,6 +643,7 @@ TEST_CASE("cli: stat --json is one JSON object with every documented key") {
   CHECK(text.code == 0);
   CHECK(contains(text.out, "256 MiB"));
   CHECK(contains(text.out, "fragmentation"));
+  CHECK(contains(text.out, "ceiling 256 MiB"));
   CHECK(contains(text.out, "cafshm-cli"));
   CHECK(contains(text.out, "high-water mark"));
   for (auto setting : settings)

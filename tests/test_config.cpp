@@ -46,6 +46,7 @@ void check_same(const settings& a, const settings& b) {
   CHECK(a.role == b.role);
   CHECK(a.engine.name == b.engine.name);
   CHECK(a.engine.arena_bytes == b.engine.arena_bytes);
+  CHECK(a.engine.max_arena_bytes == b.engine.max_arena_bytes);
   CHECK(a.engine.min_block_bytes == b.engine.min_block_bytes);
   CHECK(a.engine.max_processes == b.engine.max_processes);
   CHECK(a.engine.max_blocks == b.engine.max_blocks);
@@ -276,8 +277,8 @@ TEST_CASE("load_config reports positions in the file it read") {
   REQUIRE(std::holds_alternative<config_error>(result));
   auto err = std::get<config_error>(result);
   CHECK(err.to_string() == path + ":3:3: engine.window: unknown key 'window' (valid keys: name, "
-                                  "arena, min_block, max_processes, max_blocks, max_grants, "
-                                  "max_names, default_quota, quotas, max_copy_ranges, "
+                                  "arena, max_arena, min_block, max_processes, max_blocks, "
+                                  "max_grants, max_names, default_quota, quotas, max_copy_ranges, "
                                   "max_copy_bytes, scrub, permissions, group, listen, "
                                   "liveness_interval, socket, allow_users, allow_groups, "
                                   "unauthenticated_tcp)");
@@ -495,6 +496,22 @@ TEST_CASE("impossible combinations are reported at the responsible key") {
   CHECK(huge.key == "engine.arena");
   CHECK(contains(huge.reason, "1TiB"));
   CHECK(settings_of("engine: {arena: 1TiB}").engine.arena_bytes == 1ull << 40);
+
+  // the ceiling of an arena that grows: at least arena, a multiple of min_block, at most 1TiB
+  auto grows = settings_of("engine: {arena: 64MiB, max_arena: 4GiB}").engine;
+  CHECK(grows.max_arena_bytes == 4ull << 30);
+  CHECK(grows.arena_ceiling() == 4ull << 30);
+  CHECK(settings_of("engine: {arena: 64MiB}").engine.arena_ceiling() == 64ull << 20);
+  auto below = error_of("engine:\n  arena: 64MiB\n  max_arena: 32MiB\n");
+  CHECK(below.key == "engine.max_arena");
+  CHECK(below.line == 3);
+  CHECK(below.column == 14);
+  CHECK(contains(below.reason, "at least arena (64MiB)"));
+  auto odd = error_of("engine:\n  max_arena: 100001KiB\n");
+  CHECK(odd.key == "engine.max_arena");
+  CHECK(contains(odd.reason, "multiple of min_block"));
+  CHECK(error_of("engine: {max_arena: 2TiB}").key == "engine.max_arena");
+  CHECK(error_of("engine: {max_arena: lots}").key == "engine.max_arena");
 }
 
 TEST_CASE("validate works on settings filled in code") {

@@ -292,3 +292,78 @@ TEST_CASE("engine restart: corrupted admin memory is not adopted; the reason, a 
   CHECK(WEXITSTATUS(*stopped) == 0);
   CHECK_FALSE(segments_exist(d.name()));
 }
+
+// An engine whose arena had grown is killed: the restarted engine reopens every data segment it
+// added (named in the segment table of admin memory), the client's views of blocks in them keep
+// working while it is down and after, its bytes are kept, and the segments go once emptied.
+TEST_CASE("engine restart after growth: every added data segment is adopted with its blocks") {
+  // arena 16 MiB growing to 64 MiB (the arena argument is the rest of that line of the config)
+  daemon_process d{unique_name("cafshm-test-restart-grown"), "16MiB\n  max_arena: 64MiB"};
+  REQUIRE(d.ready());
+  auto port = d.port();
+  client_system cs;
+  client_options opts;
+  opts.timeout = 2s;
+  auto c = client::connect(cs.sys, d.address(), "grown", opts);
+  REQUIRE(c);
+  std::vector<block_ref> blocks;
+  std::vector<block_view> views;
+  std::vector<uint64_t> hashes;
+  std::mt19937_64 rng{seed()};
+  for (int i = 0; i < 3; ++i) { // 10 MiB each: one per segment
+    auto b = c->allocate(10 << 20);
+    REQUIRE(b);
+    auto v = c->map(*b, access_mode::read_write);
+    REQUIRE(v);
+    for (size_t k = 0; k < v->size(); k += 4096)
+      v->data()[k] = static_cast<std::byte>(rng());
+    blocks.push_back(*b);
+    views.push_back(std::move(*v));
+  }
+  auto st = c->stats();
+  REQUIRE(st);
+  REQUIRE(st->data_segments.size() == 3);
+  CHECK(st->arena_bytes == 48 << 20);
+  CHECK(st->max_arena_bytes == 64 << 20);
+  d.kill_hard();
+  REQUIRE(within(10s, [&] { return !c->engine_up(); }));
+  for (auto& v : views) { // written while the engine is down
+    for (size_t k = 1; k < v.size(); k += 4096)
+      v.data()[k] = static_cast<std::byte>(rng());
+    hashes.push_back(XXH3_64bits(v.data(), v.size()));
+  }
+  REQUIRE(d.start(port));
+  MESSAGE(d.start_report());
+  REQUIRE(contains(d.start_report(), "adopted the segments of a dead engine"));
+  REQUIRE(within(20s, [&] { return c->engine_up(); }));
+  CHECK(check_admin_memory(d.name()) == "");
+  st = c->stats();
+  REQUIRE(st);
+  CHECK(st->data_segments.size() == 3);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    auto bytes = c->read(blocks[i], 0, blocks[i].size);
+    REQUIRE(bytes);
+    CHECK(XXH3_64bits(bytes->data(), bytes->size()) == hashes[i]);
+  }
+  // it grows further after the adoption, and shrinks again
+  auto more = c->allocate(10 << 20);
+  REQUIRE(more);
+  CHECK(c->stats()->data_segments.size() == 4);
+  REQUIRE(c->free(*more));
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    REQUIRE(c->unmap(std::move(views[i])));
+    REQUIRE(c->free(blocks[i]));
+  }
+  st = c->stats();
+  REQUIRE(st);
+  CHECK(st->data_segments.size() == 1);
+  CHECK(st->arena_bytes == 16 << 20);
+  CHECK(check_admin_memory(d.name()) == "");
+  REQUIRE(c->close());
+  auto stopped = d.stop();
+  REQUIRE(stopped);
+  CHECK(WEXITSTATUS(*stopped) == 0);
+  CHECK_FALSE(segments_exist(d.name()));
+  for (uint32_t i = 1; i < admin::max_segments; ++i)
+    CHECK_FALSE(shm_segment::exists(memory_manager::added_segment_name(d.name(), i)));
+}

@@ -235,23 +235,29 @@ TEST_CASE("admin memory: header fields and non-overlapping sections") {
   CHECK(h.allocator_bytes == tlsf_allocator::state_bytes(256));
   uint64_t ends[] = {
     h.allocator_offset + h.allocator_bytes,
+    h.segment_offset + uint64_t{h.max_segments} * sizeof(admin::segment_entry),
     h.process_offset + uint64_t{h.max_processes} * sizeof(admin::process_entry),
     h.block_offset + uint64_t{h.max_blocks} * sizeof(admin::block_entry),
     h.grant_offset + uint64_t{h.max_grants} * sizeof(admin::grant_entry),
     h.name_offset + uint64_t{h.max_names} * sizeof(admin::name_entry),
   };
-  uint64_t starts[] = {h.allocator_offset, h.process_offset, h.block_offset, h.grant_offset,
-                       h.name_offset};
-  for (int i = 0; i < 5; ++i) {
+  uint64_t starts[] = {h.allocator_offset, h.segment_offset, h.process_offset, h.block_offset,
+                       h.grant_offset, h.name_offset};
+  for (int i = 0; i < 6; ++i) {
     CAPTURE(i);
     CHECK(starts[i] % 64 == 0);
     CHECK(ends[i] <= h.total_bytes);
-    if (i + 1 < 5)
+    if (i + 1 < 6)
       CHECK(ends[i] <= starts[i + 1]);
   }
   CHECK(h.total_bytes == memory_manager::admin_bytes(e.settings));
   CHECK(h.total_bytes == e->admin_memory().size());
   CHECK(e->arena().size() == h.arena_bytes);
+  // one data segment, the arena does not grow unless engine.max_arena says so
+  CHECK(h.live_segments == 1);
+  CHECK(h.max_segments == admin::max_segments);
+  CHECK(h.initial_arena_bytes == 1 * mib);
+  CHECK(h.max_arena_bytes == 1 * mib);
   // the engine holds slot 0
   const auto& engine = e.process(admin::engine_slot);
   CHECK(engine.state == admin::process_state::live);
@@ -286,6 +292,18 @@ TEST_CASE("admin memory is at most 0.5% of the arena at default settings") {
   more.max_blocks *= 2;
   CHECK(memory_manager::admin_bytes(more)
         >= admin + uint64_t{defaults.max_blocks} * sizeof(admin::block_entry));
+}
+
+TEST_CASE("admin memory is at most 0.5% of the maximum arena of an arena that grows") {
+  engine_settings s; // default capacities
+  s.max_arena_bytes = 4 * gib;
+  auto admin = memory_manager::admin_bytes(s);
+  MESSAGE("admin memory for a 64 MiB arena growing to 4 GiB: " << admin << " bytes");
+  CHECK(admin * 200 <= s.max_arena_bytes);
+  // the allocator's index covers the ceiling: 8 bytes per page of it
+  CHECK(admin >= (4 * gib >> 12) * 8);
+  s.max_arena_bytes = 1ull << 40; // the largest ceiling
+  CHECK(memory_manager::admin_bytes(s) * 200 <= s.max_arena_bytes);
 }
 
 // -- errors, one test per code ------------------------------------------------------------------
@@ -561,11 +579,11 @@ TEST_CASE("capacities: high-water marks, one warning past 80 %, errors naming th
   CHECK_ERRC(no_slot, errc::capacity_exceeded);
   CHECK(why(no_slot).find("engine.max_processes") != std::string::npos);
   // arena bytes: past 80 % of 1 MiB warns; what does not fit fails with the numbers
-  CHECK(warnings_for("engine.arena") == 0);
+  CHECK(warnings_for("engine.max_arena") == 0);
   for (int i = 0; i < 5; ++i)
     CHECK_OK(e->free(p, blocks[i]));
   auto most = e.alloc(p, 900 * kib);
-  CHECK(warnings_for("engine.arena") == 1);
+  CHECK(warnings_for("engine.max_arena") == 1);
   auto too_big = e->allocate(p, 200 * kib);
   CHECK_ERRC(too_big, errc::out_of_memory);
   auto text = why(too_big);
@@ -575,7 +593,8 @@ TEST_CASE("capacities: high-water marks, one warning past 80 %, errors naming th
   CHECK(text.find("free " + std::to_string(st.free_bytes)) != std::string::npos);
   CHECK(text.find("largest free block " + std::to_string(st.largest_free_block))
         != std::string::npos);
-  CHECK(text.find("engine.arena") != std::string::npos);
+  CHECK(text.find("ceiling " + std::to_string(1 * mib)) != std::string::npos);
+  CHECK(text.find("engine.max_arena") != std::string::npos);
   CHECK(capacity("arena bytes").peak == st.used_bytes);
   CHECK_OK(e->free(p, most));
   CHECK(capacity("arena bytes").peak > capacity("arena bytes").used);

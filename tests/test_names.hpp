@@ -27,7 +27,7 @@ namespace cafshm_test {
 
 using cafshm::test::unique_name; // "<prefix>-<pid>-<n>"
 
-/// Removes both segments of engine `name` when it goes out of scope (declare it before whatever
+/// Removes every segment of engine `name` when it goes out of scope (declare it before whatever
 /// creates the segments, so that it runs last).
 struct segment_guard {
   std::string name;
@@ -36,8 +36,7 @@ struct segment_guard {
   segment_guard(const segment_guard&) = delete;
   segment_guard& operator=(const segment_guard&) = delete;
   ~segment_guard() {
-    cafshm::shm_segment::remove(cafshm::memory_manager::data_segment_name(name));
-    cafshm::shm_segment::remove(cafshm::memory_manager::admin_segment_name(name));
+    cafshm::memory_manager::remove_segments(name); // the added data segments too
   }
   std::string data() const {
     return cafshm::memory_manager::data_segment_name(name);

@@ -57,6 +57,9 @@ TEST_CASE("test and fuzz segment names carry the pid of their process") {
   CHECK(test_segment_owner("cafshm-fuzz-mm-1234.admin") == pid_t{1234});
   CHECK(test_segment_owner("cafshm-test-inbox-1234-7.inbox-3") == pid_t{1234});
   // Anything else is not a test's: the demo's engine, other engines, other programs.
+  CHECK(test_segment_owner("cafshm-test-mm-1234-7.data.12") == pid_t{1234}); // added segments
+  CHECK(test_segment_owner("cafshm-fuzz-mm-1234.data.3") == pid_t{1234});
+  CHECK_FALSE(test_segment_owner("cafshm-test-mm-1234-7.data.x"));
   CHECK_FALSE(test_segment_owner("cafshm-pipeline.data"));
   CHECK_FALSE(test_segment_owner("cafshm-two-node-a.admin"));
   CHECK_FALSE(test_segment_owner("cafshm-soak-1234.data"));
@@ -70,11 +73,13 @@ TEST_CASE("the sweep removes the segments of dead test processes, and only those
   auto alive = std::to_string(::getpid());
   segment stale_test{"cafshm-test-stale-" + dead + "-1.data"};
   segment stale_fuzz{"cafshm-fuzz-stale-" + dead + ".admin"};
+  segment stale_added{"cafshm-test-stale-" + dead + "-1.data.5"}; // a data segment an arena added
   segment live_test{"cafshm-test-stale-" + alive + "-1.data"};
   segment other{"cafshm-stale-other-" + dead + ".data"};
 
-  CHECK(remove_stale_test_segments() >= 2);
+  CHECK(remove_stale_test_segments() >= 3);
   CHECK_FALSE(exists(stale_test.name));
+  CHECK_FALSE(exists(stale_added.name));
   CHECK_FALSE(exists(stale_fuzz.name));
   CHECK(exists(live_test.name));
   CHECK(exists(other.name));

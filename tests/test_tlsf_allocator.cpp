@@ -339,3 +339,54 @@ TEST_CASE("check() detects corrupted state") {
     restore();
   }
 }
+
+TEST_CASE("ranges added in a hole: never merged with each other, taken out again when free") {
+  state_buffer st{100};
+  auto a = tlsf_allocator::create(st.span(), page_shift, 100, 40); // hole [40, 100)
+  // a range needs a hole page before it, and one after it unless it ends the page space
+  CHECK_FALSE(a.add_range(40, 10)); // no hole page between it and [0, 40)
+  CHECK_FALSE(a.add_range(42, 10)); // the hole does not start at page 41
+  CHECK_FALSE(a.add_range(41, 60)); // beyond the page space
+  CHECK(a.check() == "");
+  REQUIRE(a.add_range(41, 20)); // [41, 61), holes [40, 41) and [61, 100)
+  CHECK(a.check() == "");
+  CHECK(a.arena_bytes() == 60 * 4 * kib);
+  CHECK(a.free_bytes() == 60 * 4 * kib);
+  CHECK(a.tiles_range(0, 40));
+  CHECK(a.tiles_range(41, 20));
+  CHECK_FALSE(a.tiles_range(40, 21)); // starts in a hole
+  CHECK(a.range_free(41, 20));
+  REQUIRE(a.add_range(62, 38)); // up to the end of the page space: no hole page after it
+  CHECK(a.check() == "");
+  CHECK(a.tiles_range(62, 38));
+  // blocks of the three ranges never merge: the largest free block is the largest range
+  CHECK(a.largest_free_block() == 40 * 4 * kib);
+  CHECK_FALSE(a.allocate(41 * 4 * kib));
+  auto low = a.allocate(40 * 4 * kib); // [0, 40)
+  auto mid = a.allocate(20 * 4 * kib); // [41, 61)
+  REQUIRE(low);
+  REQUIRE(mid);
+  CHECK(*low == 0);
+  CHECK(*mid == 41 * 4 * kib);
+  CHECK_FALSE(a.range_free(41, 20));
+  CHECK_FALSE(a.remove_range(41, 20)); // not free
+  REQUIRE(a.free(*mid));
+  REQUIRE(a.free(*low));
+  CHECK(a.check() == "");
+  CHECK(a.free_blocks() == 3);
+  CHECK_FALSE(a.remove_range(0, 40)); // the first range has no hole before it
+  CHECK_FALSE(a.remove_range(41, 19)); // not the whole free block
+  REQUIRE(a.remove_range(41, 20)); // holes [40, 41), [41, 61), [61, 62) merge into [40, 62)
+  CHECK(a.check() == "");
+  CHECK(a.arena_bytes() == 78 * 4 * kib);
+  REQUIRE(a.remove_range(62, 38)); // and the last one: [40, 100) is one hole again
+  CHECK(a.check() == "");
+  CHECK(a.arena_bytes() == 40 * 4 * kib);
+  CHECK(a.free_bytes() == 40 * 4 * kib);
+  CHECK(st.head(40) == (tlsf_allocator::kind_hole | 60));
+  // and the whole hole is usable again
+  REQUIRE(a.add_range(41, 59));
+  CHECK(a.check() == "");
+  CHECK(a.allocate(59 * 4 * kib) == 41 * 4 * kib);
+  CHECK(a.check() == "");
+}

@@ -58,6 +58,14 @@ void write_json(std::ostream& out, const engine_stats& s) {
   std::snprintf(fragmentation, sizeof fragmentation, "%.6f", s.fragmentation());
   out << "{\"engine_id\":" << s.engine_id << ",\"data_segment\":" << quote(s.data_segment)
       << ",\"admin_segment\":" << quote(s.admin_segment) << ",\"arena_bytes\":" << s.arena_bytes
+      << ",\"initial_arena_bytes\":" << s.initial_arena_bytes
+      << ",\"max_arena_bytes\":" << s.max_arena_bytes
+      << ",\"segments_added\":" << s.segments_added
+      << ",\"segments_removed\":" << s.segments_removed << ",\"data_segments\":[";
+  for (size_t i = 0; i < s.data_segments.size(); ++i)
+    out << (i ? "," : "") << "{\"name\":" << quote(s.data_segments[i])
+        << ",\"bytes\":" << s.segment_bytes[i] << "}";
+  out << "]"
       << ",\"admin_bytes\":" << s.admin_bytes << ",\"min_block_bytes\":" << s.min_block_bytes
       << ",\"free_bytes\":" << s.free_bytes << ",\"used_bytes\":" << s.used_bytes
       << ",\"requested_bytes\":" << s.requested_bytes

@@ -43,6 +43,12 @@ void write_text(std::ostream& out, const engine_stats& s) {
                 << s.admin_segment << ")\n";
   row("arena") << human_size(s.arena_bytes) << " in blocks of " << human_size(s.min_block_bytes)
                << " and up; admin memory " << human_size(s.admin_bytes) << "\n";
+  row("segments") << s.data_segments.size() << " (arena " << human_size(s.arena_bytes)
+                  << ", initial " << human_size(s.initial_arena_bytes) << ", ceiling "
+                  << human_size(s.max_arena_bytes) << "; " << s.segments_added << " added, "
+                  << s.segments_removed << " removed since the start)\n";
+  for (size_t i = 0; i < s.data_segments.size() && s.data_segments.size() > 1; ++i)
+    row("") << "  " << s.data_segments[i] << "  " << human_size(s.segment_bytes[i]) << "\n";
   row("free") << human_size(s.free_bytes) << " (used " << human_size(s.used_bytes)
               << ", requested " << human_size(s.requested_bytes) << ")\n";
   row("largest free") << human_size(s.largest_free_block) << "\n";

@@ -1,5 +1,6 @@
 #include "admin_check.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
@@ -29,6 +30,8 @@ std::string check_admin_memory(std::span<std::byte> admin) {
   };
   if (!inside(h.allocator_offset, h.allocator_bytes, 1)
       || h.allocator_bytes < sizeof(tlsf_allocator::tlsf_header)
+      || h.max_segments != admin::max_segments
+      || !inside(h.segment_offset, h.max_segments, sizeof(segment_entry))
       || !inside(h.process_offset, h.max_processes, sizeof(process_entry))
       || !inside(h.block_offset, h.max_blocks, sizeof(block_entry))
       || !inside(h.grant_offset, h.max_grants, sizeof(grant_entry))
@@ -45,6 +48,40 @@ std::string check_admin_memory(std::span<std::byte> admin) {
   auto alloc = tlsf_allocator::attach({base + h.allocator_offset, h.allocator_bytes});
   if (auto err = alloc.check(); !err.empty())
     return "allocator: " + err;
+  // The data segments: disjoint ranges of the page space, each tiled by blocks and followed by a
+  // hole, together exactly the allocator's arena; segment 0 at page 0 with the initial size.
+  {
+    auto* table = reinterpret_cast<const segment_entry*>(base + h.segment_offset);
+    std::vector<segment_entry> live;
+    uint64_t pages = 0;
+    for (uint32_t i = 0; i < h.max_segments; ++i) {
+      const auto& seg = table[i];
+      if (seg.pages == 0)
+        continue;
+      if (!alloc.tiles_range(seg.first_page, seg.pages))
+        return "data segment " + std::to_string(i) + ": its pages are not a range of blocks "
+               + "followed by a hole";
+      live.push_back(seg);
+      pages += seg.pages;
+    }
+    std::sort(live.begin(), live.end(),
+              [](const auto& a, const auto& b) { return a.first_page < b.first_page; });
+    for (size_t k = 1; k < live.size(); ++k)
+      if (uint64_t{live[k - 1].first_page} + live[k - 1].pages >= live[k].first_page)
+        return "data segments overlap or touch";
+    if (table[0].first_page != 0 || (uint64_t{table[0].pages} << h.min_order)
+                                      != h.initial_arena_bytes)
+      return "data segment 0 is not the initial arena";
+    if (live.size() != h.live_segments || (pages << h.min_order) != h.arena_bytes
+        || pages != alloc.arena_pages())
+      return "data segments: " + std::to_string(live.size()) + " of " + std::to_string(pages)
+             + " pages, the header says " + std::to_string(h.live_segments) + " of "
+             + std::to_string(h.arena_bytes) + " bytes, the allocator "
+             + std::to_string(alloc.arena_pages()) + " pages";
+    if (h.arena_bytes > h.max_arena_bytes || h.initial_arena_bytes > h.arena_bytes
+        || h.peak_arena_bytes < h.arena_bytes)
+      return "arena size outside its initial size and ceiling";
+  }
   auto* procs = reinterpret_cast<const process_entry*>(base + h.process_offset);
   auto* blocks = reinterpret_cast<const block_entry*>(base + h.block_offset);
   auto* grants = reinterpret_cast<const grant_entry*>(base + h.grant_offset);
@@ -67,7 +104,7 @@ std::string check_admin_memory(std::span<std::byte> admin) {
     ++live_blocks;
     if (blk.state != block_state::live && blk.state != block_state::draining)
       return fail(i, "unknown state");
-    if ((uint64_t{blk.page} << h.min_order) >= h.arena_bytes)
+    if (blk.page >= alloc.space_pages())
       return fail(i, "its page lies beyond the arena");
     uint64_t bytes = alloc.occupied_bytes(blk.size);
     used += bytes;

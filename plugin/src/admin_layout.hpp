@@ -4,15 +4,24 @@
 //
 //   offset 0                 admin_header            (sizeof = 256)
 //   header.allocator_offset  allocator state         (tlsf_allocator::state_bytes)
+//   header.segment_offset    segment_entry[max_segments]    entry 0 is the initial data segment
 //   header.process_offset    process_entry[max_processes]   slot 0 is the engine itself
 //   header.block_offset      block_entry[max_blocks]
 //   header.grant_offset      grant_entry[max_grants]
 //   header.name_offset       name_entry[max_names]
 // Sections start 64-byte aligned. All integers are native-endian (one machine shares them).
 //
+// The arena is one or more data segments (separate shared-memory objects). The allocator works on
+// one page space; each data segment is a range of its pages (segment_entry), the pages between
+// segments are holes. Segment 0 (named header.data_segment) has the initial size and stays for
+// the engine's lifetime; segment i > 0 is named "<header.data_segment>.<i>", added when no free
+// block fits a request (while the arena stays within max_arena_bytes) and removed again once it is
+// empty. A block lies in exactly one segment; block_entry::page is a page of the page space.
+//
 // Admin memory outlives its engine: an engine that starts over the segments of a dead engine of
 // the same name adopts them when their layout_version is this one, their geometry matches its
-// settings, `changing` is 0 and check_admin_memory (admin_check.hpp) finds them consistent.
+// settings, every data segment of the table is there with its size, `changing` is 0 and
+// check_admin_memory (admin_check.hpp) finds them consistent.
 #pragma once
 
 #include <cstddef>
@@ -21,9 +30,11 @@
 namespace cafshm::admin {
 
 constexpr uint64_t magic = 0x314d485346414321ull; // "!CAFSHM1"
-constexpr uint32_t layout_version = 3; // 3: process_entry::start_ticks, header::changing
+constexpr uint32_t layout_version = 4; // 3: process_entry::start_ticks, header::changing;
+                                        // 4: segment table (an arena that grows)
 constexpr uint32_t no_index = 0xffffffffu;
 constexpr uint32_t engine_slot = 0; // the engine's own process entry (holds engine-held blocks)
+constexpr uint32_t max_segments = 64; // data segments of one arena, the initial one included
 
 /// Written once by the engine at creation (magic last), then only the counters change.
 struct admin_header {
@@ -37,15 +48,17 @@ struct admin_header {
                                //   before, cleared after, with release fences): an engine
                                //   that died with 1 here may have left them half-changed
   uint64_t start_epoch_ns;     // CLOCK_REALTIME when the engine created the segments
-  uint64_t arena_bytes;        // size of the data segment, a multiple of 2^min_order
+  uint64_t arena_bytes;        // size of all data segments together, a multiple of 2^min_order
+                               //   (changes when a segment is added or removed)
   uint32_t min_order;          // log2 of the smallest block (the allocator's page)
-  uint32_t reserved2;
+  uint32_t max_segments;       // entries of the segment table (admin::max_segments)
   uint32_t max_processes;      // capacities of the tables below
   uint32_t max_blocks;
   uint32_t max_grants;
   uint32_t max_names;
   uint64_t allocator_offset;   // section offsets from the start of the segment
   uint64_t allocator_bytes;
+  uint64_t segment_offset;
   uint64_t process_offset;
   uint64_t block_offset;
   uint64_t grant_offset;
@@ -71,9 +84,24 @@ struct admin_header {
   uint32_t peak_grants;
   uint32_t peak_names;
   uint32_t adoptions;          // times an engine adopted these segments after its predecessor died
-  uint8_t reserved3[36];
+  uint32_t live_segments;      // data segments in the table (1 + the added ones)
+  uint64_t initial_arena_bytes; // size of segment 0 (engine.arena)
+  uint64_t max_arena_bytes;    // ceiling of arena_bytes (engine.max_arena)
+  uint64_t peak_arena_bytes;   // high-water mark of arena_bytes
+  uint32_t segments_added;     // counters since the segments were made: data segments added
+  uint32_t segments_removed;   //   and removed again
+  uint8_t reserved3[8];
 };
-static_assert(sizeof(admin_header) == 320);
+static_assert(sizeof(admin_header) == 336);
+
+/// One data segment of the arena. Written by the engine only: when it adds the segment and when
+/// it removes it; entry 0 once, at creation.
+struct segment_entry {
+  uint32_t first_page;         // first page of the segment in the allocator's page space
+  uint32_t pages;              // its size in pages (2^min_order bytes each); 0: entry unused
+  uint64_t created_ns;         // CLOCK_REALTIME when the segment was made
+};
+static_assert(sizeof(segment_entry) == 16);
 
 enum class process_state : uint8_t { free = 0, live = 1 };
 

@@ -228,6 +228,21 @@ check_result check_arena(const engine_settings& e, uint64_t page_bytes) {
                        "), got " + format_size(e.arena_bytes) + " (nearest below: " +
                        format_size(e.arena_bytes / e.min_block_bytes * e.min_block_bytes) + ")",
                    "engine.min_block"};
+  if (e.max_arena_bytes != 0) { // 0: the arena does not grow
+    if (e.max_arena_bytes < e.arena_bytes)
+      return problem{"engine.max_arena",
+                     "must be at least arena (" + format_size(e.arena_bytes) + "), got " +
+                         format_size(e.max_arena_bytes),
+                     "engine.arena"};
+    if (e.max_arena_bytes > tib)
+      return problem{"engine.max_arena",
+                     "must be at most 1TiB, got " + format_size(e.max_arena_bytes)};
+    if (e.max_arena_bytes % e.min_block_bytes != 0)
+      return problem{"engine.max_arena",
+                     "must be a multiple of min_block (" + format_size(e.min_block_bytes) +
+                         "), got " + format_size(e.max_arena_bytes),
+                     "engine.min_block"};
+  }
   return std::nullopt;
 }
 
@@ -696,6 +711,8 @@ std::vector<quota_rule> read_quotas(const entry& e) {
 constexpr field<engine_settings> engine_fields[] = {
     {"name", [](const entry& v, engine_settings& out) { out.name = read_text(v); }},
     {"arena", [](const entry& v, engine_settings& out) { out.arena_bytes = read_size(v); }},
+    {"max_arena",
+     [](const entry& v, engine_settings& out) { out.max_arena_bytes = read_size(v); }},
     {"min_block",
      [](const entry& v, engine_settings& out) { out.min_block_bytes = read_size(v); }},
     {"max_processes",

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <tuple>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -40,7 +41,7 @@ uint64_t realtime_ns() {
 }
 
 struct section_offsets {
-  uint64_t allocator, allocator_bytes, process, block, grant, name, total;
+  uint64_t allocator, allocator_bytes, segment, process, block, grant, name, total;
 };
 
 uint32_t page_shift_of(const engine_settings& s) {
@@ -51,11 +52,19 @@ uint32_t arena_pages_of(const engine_settings& s) {
   return static_cast<uint32_t>(s.arena_bytes >> page_shift_of(s));
 }
 
+// The allocator's page space: room for the ceiling, plus hole pages between data segments (two
+// per added segment) when the arena may grow.
+uint32_t space_pages_of(const engine_settings& s) {
+  auto ceiling = static_cast<uint32_t>(s.arena_ceiling() >> page_shift_of(s));
+  return ceiling > arena_pages_of(s) ? ceiling + 2 * admin::max_segments : ceiling;
+}
+
 section_offsets layout_of(const engine_settings& s) {
   section_offsets o{};
   o.allocator = align64(sizeof(admin::admin_header));
-  o.allocator_bytes = tlsf_allocator::state_bytes(arena_pages_of(s));
-  o.process = align64(o.allocator + o.allocator_bytes);
+  o.allocator_bytes = tlsf_allocator::state_bytes(space_pages_of(s));
+  o.segment = align64(o.allocator + o.allocator_bytes);
+  o.process = align64(o.segment + uint64_t{admin::max_segments} * sizeof(admin::segment_entry));
   o.block = align64(o.process + uint64_t{s.max_processes} * sizeof(admin::process_entry));
   o.grant = align64(o.block + uint64_t{s.max_blocks} * sizeof(admin::block_entry));
   o.name = align64(o.grant + uint64_t{s.max_grants} * sizeof(admin::grant_entry));
@@ -92,6 +101,17 @@ caf::expected<void> check_owner(const std::string& name) {
                         "root (rm " + shm_path(name) + ") or configure another engine.name");
 }
 
+std::string added_name(const std::string& data_name, uint32_t index) {
+  return data_name + "." + std::to_string(index);
+}
+
+// Removes the data segment `data_name` and every data segment its engine may have added.
+void remove_data_segments(const std::string& data_name) {
+  shm_segment::remove(data_name);
+  for (uint32_t i = 1; i < admin::max_segments; ++i)
+    shm_segment::remove(added_name(data_name, i));
+}
+
 // Takes the lock that marks a live engine on an admin segment; -1 with errno when it cannot.
 int lock_segment(const std::string& name) {
   int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0);
@@ -123,7 +143,7 @@ caf::expected<std::optional<stale_segments>> take_stale_segments(const std::stri
   if (auto owned = check_owner(data); !owned)
     return owned.error();
   if (!shm_segment::exists(admin)) {
-    shm_segment::remove(data);
+    remove_data_segments(data);
     return std::nullopt;
   }
   int fd = lock_segment(admin);
@@ -146,7 +166,7 @@ caf::expected<std::optional<stale_segments>> take_stale_segments(const std::stri
   if (fd >= 0 && admin_seg && data_seg)
     return stale_segments{fd, std::move(*admin_seg), std::move(*data_seg)};
   shm_segment::remove(admin); // while holding the dead engine's lock: no one adopts it meanwhile
-  shm_segment::remove(data);
+  remove_data_segments(data);
   if (fd >= 0)
     ::close(fd);
   return std::nullopt;
@@ -166,6 +186,15 @@ std::string memory_manager::data_segment_name(const std::string& engine_name) {
 
 std::string memory_manager::admin_segment_name(const std::string& engine_name) {
   return engine_name + ".admin";
+}
+
+std::string memory_manager::added_segment_name(const std::string& engine_name, uint32_t index) {
+  return added_name(data_segment_name(engine_name), index);
+}
+
+void memory_manager::remove_segments(const std::string& engine_name) {
+  remove_data_segments(data_segment_name(engine_name));
+  shm_segment::remove(admin_segment_name(engine_name));
 }
 
 caf::expected<std::unique_ptr<memory_manager>>
@@ -190,20 +219,44 @@ memory_manager::create(const engine_settings& s) {
   if (*stale) {
     auto& old = **stale;
     refusal = adoption_refusal({old.admin.data(), old.admin.size()}, old.data.size(), s);
+    std::vector<shm_segment> data;
+    std::vector<std::string> names{admin_name, data_name};
+    if (refusal.empty()) { // every data segment of the table, with its size
+      admin::admin_header h;
+      std::memcpy(&h, old.admin.data(), sizeof(h));
+      auto* table = reinterpret_cast<const admin::segment_entry*>(old.admin.data()
+                                                                  + h.segment_offset);
+      data.resize(admin::max_segments);
+      data[0] = std::move(old.data);
+      for (uint32_t i = 1; i < admin::max_segments && refusal.empty(); ++i) {
+        if (table[i].pages == 0)
+          continue;
+        auto name = added_name(data_name, i);
+        uint64_t bytes = uint64_t{table[i].pages} << h.min_order;
+        auto seg = shm_segment::open(name, true);
+        if (!seg || seg->size() != bytes)
+          refusal = "data segment '" + name + "' of its arena is "
+                    + (seg ? "not " + std::to_string(bytes) + " bytes long" : "missing");
+        else
+          data[i] = std::move(*seg);
+        names.push_back(std::move(name));
+      }
+    }
     if (refusal.empty()) {
       // The configured mode and group apply to adopted segments as to new ones.
-      for (const auto& name : {admin_name, data_name}) {
+      for (const auto& name : names) {
         if (group)
           (void) !::chown(shm_path(name).c_str(), static_cast<uid_t>(-1), *group);
         ::chmod(shm_path(name).c_str(),
                 static_cast<mode_t>(group ? s.permissions | 0060 : s.permissions));
       }
       std::unique_ptr<memory_manager> result{new memory_manager(
-        s, std::move(*quotas), old.lock_fd, std::move(old.data), std::move(old.admin), true)};
+        s, std::move(*quotas), old.lock_fd, std::move(data), std::move(old.admin), true)};
       return result;
     }
+    data.clear();
     shm_segment::remove(admin_name); // still under the dead engine's lock
-    shm_segment::remove(data_name);
+    remove_data_segments(data_name);
     ::close(old.lock_fd);
     stale->reset();
   }
@@ -221,8 +274,10 @@ memory_manager::create(const engine_settings& s) {
     return data.error();
   }
   data->remove_on_destroy(true);
+  std::vector<shm_segment> segments(admin::max_segments);
+  segments[0] = std::move(*data);
   std::unique_ptr<memory_manager> result{new memory_manager(
-    s, std::move(*quotas), lock_fd, std::move(*data), std::move(*admin), false)};
+    s, std::move(*quotas), lock_fd, std::move(segments), std::move(*admin), false)};
   if (!refusal.empty())
     result->start_report_ = "not adopting the segments of a dead engine: " + refusal
                             + "; started fresh (engine id " + std::to_string(result->engine_id())
@@ -242,18 +297,21 @@ std::string memory_manager::adoption_refusal(std::span<std::byte> admin, uint64_
     return "admin memory has layout version " + std::to_string(h.layout_version)
            + ", this engine writes version " + std::to_string(admin::layout_version);
   auto o = layout_of(s);
-  if (h.arena_bytes != s.arena_bytes || h.min_order != page_shift_of(s)
+  if (h.initial_arena_bytes != s.arena_bytes || h.max_arena_bytes != s.arena_ceiling()
+      || h.max_segments != admin::max_segments || h.min_order != page_shift_of(s)
       || h.max_processes != s.max_processes || h.max_blocks != s.max_blocks
       || h.max_grants != s.max_grants || h.max_names != s.max_names || h.total_bytes != o.total
       || admin.size() != o.total)
-    return "its geometry differs from this configuration (arena " + std::to_string(h.arena_bytes)
-           + " bytes, 2^" + std::to_string(h.min_order) + "-byte pages, tables "
+    return "its geometry differs from this configuration (arena "
+           + std::to_string(h.initial_arena_bytes) + " bytes growing up to "
+           + std::to_string(h.max_arena_bytes) + ", 2^" + std::to_string(h.min_order)
+           + "-byte pages, tables "
            + std::to_string(h.max_processes) + "/" + std::to_string(h.max_blocks) + "/"
            + std::to_string(h.max_grants) + "/" + std::to_string(h.max_names)
            + " processes/blocks/grants/names)";
-  if (data_bytes != h.arena_bytes)
+  if (data_bytes != h.initial_arena_bytes)
     return "the data segment has " + std::to_string(data_bytes) + " bytes, admin memory says "
-           + std::to_string(h.arena_bytes);
+           + std::to_string(h.initial_arena_bytes);
   if (h.changing != 0)
     return "its engine died in the middle of a change to admin memory";
   if (auto err = check_admin_memory(admin); !err.empty())
@@ -262,17 +320,17 @@ std::string memory_manager::adoption_refusal(std::span<std::byte> admin, uint64_
 }
 
 memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, int lock_fd,
-                               shm_segment data, shm_segment admin, bool adopt)
+                               std::vector<shm_segment> data, shm_segment admin, bool adopt)
   : settings_(s),
     quotas_(std::move(quotas)),
     lock_fd_(lock_fd),
-    data_(std::move(data)),
+    segments_(std::move(data)),
     admin_(std::move(admin)),
     allocator_(adopt ? tlsf_allocator::attach({admin_.data() + layout_of(s).allocator,
                                                layout_of(s).allocator_bytes})
                      : tlsf_allocator::create({admin_.data() + layout_of(s).allocator,
                                                layout_of(s).allocator_bytes},
-                                              page_shift_of(s), arena_pages_of(s),
+                                              page_shift_of(s), space_pages_of(s),
                                               arena_pages_of(s))),
     tokens_(s.max_processes, 0),
     quota_rules_(s.max_processes, -1),
@@ -366,10 +424,11 @@ std::string memory_manager::adopt() {
 memory_manager::~memory_manager() {
   // Names go before the lock: once it is released, a new engine may create segments of the
   // same names, which must not be removed here.
-  if (data_) {
-    shm_segment::remove(data_.name());
-    data_.remove_on_destroy(false);
-  }
+  for (auto& data : segments_)
+    if (data) {
+      shm_segment::remove(data.name());
+      data.remove_on_destroy(false);
+    }
   if (admin_) {
     shm_segment::remove(admin_.name());
     admin_.remove_on_destroy(false);
@@ -389,6 +448,11 @@ void memory_manager::format() {
   h.engine_pid = ::getpid();
   h.start_epoch_ns = realtime_ns();
   h.arena_bytes = settings_.arena_bytes;
+  h.initial_arena_bytes = settings_.arena_bytes;
+  h.max_arena_bytes = settings_.arena_ceiling();
+  h.peak_arena_bytes = settings_.arena_bytes;
+  h.max_segments = admin::max_segments;
+  h.live_segments = 1;
   h.min_order = allocator_.page_shift();
   h.max_processes = settings_.max_processes;
   h.max_blocks = settings_.max_blocks;
@@ -396,12 +460,14 @@ void memory_manager::format() {
   h.max_names = settings_.max_names;
   h.allocator_offset = o.allocator;
   h.allocator_bytes = o.allocator_bytes;
+  h.segment_offset = o.segment;
   h.process_offset = o.process;
   h.block_offset = o.block;
   h.grant_offset = o.grant;
   h.name_offset = o.name;
   h.total_bytes = o.total;
-  std::snprintf(h.data_segment, sizeof(h.data_segment), "%s", data_.name().c_str());
+  std::snprintf(h.data_segment, sizeof(h.data_segment), "%s", segments_[0].name().c_str());
+  segment(0) = {0, arena_pages_of(settings_), h.start_epoch_ns};
   // Tables: every entry free and on its free list; the engine takes slot 0.
   for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
     auto& b = block(i);
@@ -460,8 +526,121 @@ admin::name_entry& memory_manager::name_at(uint32_t index) const noexcept {
   return reinterpret_cast<admin::name_entry*>(admin_.data() + header().name_offset)[index];
 }
 
+admin::segment_entry& memory_manager::segment(uint32_t index) const noexcept {
+  return reinterpret_cast<admin::segment_entry*>(admin_.data() + header().segment_offset)[index];
+}
+
+uint32_t memory_manager::segment_of(uint32_t page) const noexcept {
+  if (header().live_segments > 1)
+    for (uint32_t i = 1; i < admin::max_segments; ++i)
+      if (auto& seg = segment(i); page - seg.first_page < seg.pages) // pages 0: never
+        return i;
+  return 0;
+}
+
 std::byte* memory_manager::payload(const admin::block_entry& b) const noexcept {
-  return data_.data() + (uint64_t{b.page} << allocator_.page_shift());
+  auto i = segment_of(b.page);
+  uint64_t offset = uint64_t{b.page - segment(i).first_page} << allocator_.page_shift();
+  return segments_[i].data() + offset;
+}
+
+// -- the arena grows and shrinks ----------------------------------------------------------------
+
+std::string memory_manager::grow(uint64_t size) {
+  auto& h = header_mut();
+  uint64_t need = allocator_.occupied_bytes(size);
+  uint64_t room = h.max_arena_bytes - h.arena_bytes;
+  if (need > room)
+    return "no free block fits and the arena cannot grow by " + std::to_string(need)
+           + " bytes within its ceiling";
+  // At least the initial size, and large enough that the table's segments reach the ceiling.
+  uint64_t page = allocator_.page_bytes();
+  uint64_t share = (h.max_arena_bytes - h.initial_arena_bytes) / (admin::max_segments - 1);
+  uint64_t share_rounded = (share + page - 1) / page * page;
+  uint64_t bytes = std::min(std::max({need, h.initial_arena_bytes, share_rounded}), room);
+  auto pages = static_cast<uint32_t>(bytes >> allocator_.page_shift());
+  uint32_t index = 1;
+  while (index < admin::max_segments && segment(index).pages != 0)
+    ++index;
+  if (index == admin::max_segments)
+    return "no free block fits and all " + std::to_string(admin::max_segments)
+           + " data segments are in use";
+  // Lowest place in the page space with a hole page on both sides.
+  std::vector<admin::segment_entry> live;
+  for (uint32_t i = 0; i < admin::max_segments; ++i)
+    if (segment(i).pages != 0)
+      live.push_back(segment(i));
+  std::sort(live.begin(), live.end(),
+            [](const auto& a, const auto& b) { return a.first_page < b.first_page; });
+  // The first gap that takes the whole segment; else the largest gap, if it takes the request
+  // (a smaller segment then).
+  uint32_t first = tlsf_allocator::no_page;
+  uint64_t best_start = 0, best_pages = 0;
+  for (size_t k = 0; k < live.size() && first == tlsf_allocator::no_page; ++k) {
+    uint64_t start = uint64_t{live[k].first_page} + live[k].pages + 1;
+    uint64_t limit = k + 1 < live.size() ? live[k + 1].first_page - 1 : allocator_.space_pages();
+    uint64_t gap = limit > start ? limit - start : 0;
+    if (gap >= pages)
+      first = static_cast<uint32_t>(start);
+    else if (gap > best_pages)
+      std::tie(best_start, best_pages) = std::pair{start, gap};
+  }
+  if (first == tlsf_allocator::no_page) {
+    if (best_pages < (need >> allocator_.page_shift()))
+      return "no free block fits and the segments in use leave no room of " + std::to_string(need)
+             + " bytes in the page space of the ceiling (freeing blocks in added segments lets "
+               "them go)";
+    first = static_cast<uint32_t>(best_start);
+    pages = static_cast<uint32_t>(best_pages);
+    bytes = uint64_t{pages} << allocator_.page_shift();
+  }
+  std::optional<gid_t> group;
+  if (!settings_.group.empty())
+    group = group_id_of(settings_.group);
+  auto name = added_name(segments_[0].name(), index);
+  shm_segment::remove(name); // a leftover of a dead engine of this name (this one holds the lock)
+  auto seg = shm_segment::create(name, bytes, settings_.permissions, group);
+  if (!seg)
+    return "no free block fits and adding a data segment failed: " + describe(seg.error());
+  if (!allocator_.add_range(first, pages)) {
+    shm_segment::remove(name);
+    return "no free block fits and the allocator refused the range of a new data segment";
+  }
+  segment(index) = {first, pages, realtime_ns()};
+  segments_[index] = std::move(*seg);
+  h.arena_bytes += bytes;
+  h.peak_arena_bytes = std::max(h.peak_arena_bytes, h.arena_bytes);
+  ++h.live_segments;
+  ++h.segments_added;
+  if (log_)
+    log_("added data segment '" + name + "' of " + std::to_string(bytes) + " bytes: arena "
+         + std::to_string(h.arena_bytes) + " of at most " + std::to_string(h.max_arena_bytes)
+         + " bytes in " + std::to_string(h.live_segments) + " segments");
+  return {};
+}
+
+void memory_manager::remove_empty_segments() {
+  auto& h = header_mut();
+  for (uint32_t i = 1; i < admin::max_segments && h.live_segments > 1; ++i) {
+    auto& seg = segment(i);
+    if (seg.pages == 0 || !allocator_.range_free(seg.first_page, seg.pages))
+      continue;
+    uint64_t bytes = uint64_t{seg.pages} << allocator_.page_shift();
+    if (allocator_.free_bytes() - bytes < std::min(bytes, h.initial_arena_bytes) / 2)
+      continue;
+    if (!allocator_.remove_range(seg.first_page, seg.pages))
+      continue; // cannot happen: check() would report the broken page space
+    seg = admin::segment_entry{};
+    h.arena_bytes -= bytes;
+    --h.live_segments;
+    ++h.segments_removed;
+    shm_segment::remove(segments_[i].name());
+    if (log_)
+      log_("removed empty data segment '" + segments_[i].name() + "' of " + std::to_string(bytes)
+           + " bytes: arena " + std::to_string(h.arena_bytes) + " bytes in "
+           + std::to_string(h.live_segments) + " segments");
+    segments_[i] = shm_segment{};
+  }
 }
 
 uint32_t memory_manager::index_of(const admin::block_entry& b) const noexcept {
@@ -629,7 +808,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   registration reg;
   reg.session = {slot, tokens_[slot]};
   reg.engine_id = header().engine_id;
-  reg.data_segment = data_.name();
+  reg.data_segment = segments_[0].name();
   reg.admin_segment = admin_.name();
   reg.min_block_bytes = settings_.min_block_bytes;
   return reg;
@@ -656,7 +835,7 @@ caf::expected<registration> memory_manager::reattach(const session& s, int32_t p
   registration reg;
   reg.session = s;
   reg.engine_id = header().engine_id;
-  reg.data_segment = data_.name();
+  reg.data_segment = segments_[0].name();
   reg.admin_segment = admin_.name();
   reg.min_block_bytes = settings_.min_block_bytes;
   return reg;
@@ -718,10 +897,12 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
                 what + " (requested " + std::to_string(size) + " bytes; free "
                   + std::to_string(allocator_.free_bytes()) + ", largest free block "
                   + std::to_string(allocator_.largest_free_block()) + ", arena "
-                  + std::to_string(allocator_.arena_bytes()) + "); raise engine.arena");
+                  + std::to_string(allocator_.arena_bytes()) + " in "
+                  + std::to_string(header().live_segments) + " segment(s), ceiling "
+                  + std::to_string(header().max_arena_bytes) + "); raise engine.max_arena");
   };
-  if (size > allocator_.arena_bytes())
-    return no_room("larger than the arena");
+  if (size > header().max_arena_bytes)
+    return no_room("larger than the arena's ceiling");
   uint64_t bytes = allocator_.occupied_bytes(size);
   auto& proc = **p;
   if (proc.quota_bytes != 0 && proc.bytes_in_use + bytes > proc.quota_bytes)
@@ -737,8 +918,13 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
                 "block table full (" + std::to_string(settings_.max_blocks)
                   + " blocks); raise engine.max_blocks");
   auto offset = allocator_.allocate(size);
-  if (!offset)
-    return no_room("no free block fits");
+  if (!offset) {
+    auto why = grow(size);
+    if (why.empty())
+      offset = allocator_.allocate(size);
+    if (!offset)
+      return no_room(why.empty() ? "no free block fits in the added data segment" : why);
+  }
   uint32_t index = h.free_block_head;
   auto& b = block(index);
   h.free_block_head = b.next_free;
@@ -803,10 +989,16 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
     drop_grant(index, b.grant_head);
   uint64_t bytes = allocator_.occupied_bytes(b.size);
   process(b.charged_to).bytes_in_use -= bytes;
-  if (settings_.scrub == scrub_policy::on_free)
-    std::memset(payload(b), 0, bytes);
+  auto seg = segment_of(b.page);
+  auto* at = payload(b);
   allocator_.free(uint64_t{b.page} << allocator_.page_shift());
   auto& h = header_mut();
+  if (h.live_segments > 1)
+    remove_empty_segments();
+  // A segment removed with the block took its pages out of every process's reach (no view of
+  // it is open, its object is unlinked): nothing to scrub there.
+  if (settings_.scrub == scrub_policy::on_free && (seg == 0 || segment(seg).pages != 0))
+    std::memset(at, 0, bytes);
   h.used_bytes -= bytes;
   --h.live_blocks;
   b.state = block_state::free;
@@ -1171,8 +1363,10 @@ caf::expected<view_lease> memory_manager::attach(const session& s, const block_r
     ++grant(g).views;
   }
   ++blk.refcount;
-  return view_lease{data_.name(), uint64_t{blk.page} << allocator_.page_shift(), blk.size,
-                    mode == access_mode::read_write};
+  auto seg = segment_of(blk.page);
+  return view_lease{segments_[seg].name(),
+                    uint64_t{blk.page - segment(seg).first_page} << allocator_.page_shift(),
+                    blk.size, mode == access_mode::read_write};
 }
 
 caf::expected<void> memory_manager::detach(const session& s, const block_ref& ref) {
@@ -1260,9 +1454,18 @@ engine_stats memory_manager::stats() const {
   const auto& h = header();
   engine_stats r;
   r.engine_id = h.engine_id;
-  r.data_segment = data_.name();
+  r.data_segment = segments_[0].name();
   r.admin_segment = admin_.name();
   r.arena_bytes = h.arena_bytes;
+  r.initial_arena_bytes = h.initial_arena_bytes;
+  r.max_arena_bytes = h.max_arena_bytes;
+  for (uint32_t i = 0; i < admin::max_segments; ++i)
+    if (segment(i).pages != 0) {
+      r.data_segments.push_back(segments_[i].name());
+      r.segment_bytes.push_back(uint64_t{segment(i).pages} << h.min_order);
+    }
+  r.segments_added = h.segments_added;
+  r.segments_removed = h.segments_removed;
   r.admin_bytes = h.total_bytes;
   r.min_block_bytes = settings_.min_block_bytes;
   r.free_bytes = allocator_.free_bytes();
@@ -1304,7 +1507,7 @@ engine_stats memory_manager::stats() const {
 std::vector<capacity_use> memory_manager::capacities() const {
   const auto& h = header();
   return {
-    {"arena bytes", "engine.arena", h.used_bytes, h.peak_used_bytes, h.arena_bytes},
+    {"arena bytes", "engine.max_arena", h.used_bytes, h.peak_used_bytes, h.max_arena_bytes},
     {"blocks", "engine.max_blocks", h.live_blocks, h.peak_blocks, h.max_blocks},
     {"grants", "engine.max_grants", h.live_grants, h.peak_grants, h.max_grants},
     {"names", "engine.max_names", h.live_names, h.peak_names, h.max_names},
@@ -1335,7 +1538,7 @@ void memory_manager::note_usage() {
     return used * 100 > capacity * warn_percent;
   };
   if (warned_ == 0x1f
-      || !(passed(h.used_bytes, h.arena_bytes) || passed(h.live_blocks, h.max_blocks)
+      || !(passed(h.used_bytes, h.max_arena_bytes) || passed(h.live_blocks, h.max_blocks)
            || passed(h.live_grants, h.max_grants) || passed(h.live_names, h.max_names)
            || passed(h.live_processes, h.max_processes - 1)))
     return;
@@ -1358,6 +1561,13 @@ std::string memory_manager::check() const {
     return err;
   if (header().live_names != names_.size())
     return "table counters differ from the tables"; // the engine's name index
+  for (uint32_t i = 0; i < admin::max_segments; ++i) { // the engine's mappings
+    uint64_t bytes = uint64_t{segment(i).pages} << header().min_order;
+    if (static_cast<bool>(segments_[i]) != (bytes != 0) || segments_[i].size() != bytes)
+      return "data segment " + std::to_string(i) + " is mapped with "
+             + std::to_string(segments_[i].size()) + " bytes, the table says "
+             + std::to_string(bytes);
+  }
   return {};
 }
 

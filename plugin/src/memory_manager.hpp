@@ -1,6 +1,7 @@
 // The engine's core: applies requests to the memory-management data in admin memory and to the
 // arena, after checking each against it (session, owner or grant, generation, bounds, quota).
-// It owns both shared-memory segments and is the only writer of admin memory. It knows nothing
+// It owns the shared-memory segments (admin memory and every data segment of the arena) and is
+// the only writer of admin memory. It knows nothing
 // of CAF actors; the engine actor (plugin/src/engine/engine.cpp) calls it, tests and fuzzers call it directly.
 // Not thread-safe: one caller at a time (the engine actor serialises requests).
 #pragma once
@@ -41,9 +42,15 @@ public:
   /// Bytes of admin memory the given settings need.
   static uint64_t admin_bytes(const engine_settings& s);
 
-  /// Segment names derived from the engine name.
+  /// Segment names derived from the engine name: the first data segment, admin memory, and
+  /// data segment `index` (1 .. admin::max_segments - 1) added when the arena grows.
   static std::string data_segment_name(const std::string& engine_name);
   static std::string admin_segment_name(const std::string& engine_name);
+  static std::string added_segment_name(const std::string& engine_name, uint32_t index);
+
+  /// Removes every segment name engine `engine_name` may have made (data, added data, admin),
+  /// whether it exists or not. For cleaning up after an engine that cannot do it itself.
+  static void remove_segments(const std::string& engine_name);
 
   /// Creates and formats both segments. If segments of that name exist: refuses when they
   /// belong to another Unix user (errc::segment_error naming its uid; they are neither adopted
@@ -59,16 +66,17 @@ public:
   /// A min_block below the system's page size is errc::config_error.
   static caf::expected<std::unique_ptr<memory_manager>> create(const engine_settings& s);
 
-  /// Why the admin memory `admin` of a dead engine, with a data segment of `data_bytes`, cannot
-  /// be adopted by an engine with settings `s`, or "" if it can: another layout version, another
-  /// geometry (arena, min_block, table capacities), a dead engine that was in the middle of a
-  /// change (header.changing), or any inconsistency check_admin_memory finds.
+  /// Why the admin memory `admin` of a dead engine, with a first data segment of `data_bytes`,
+  /// cannot be adopted by an engine with settings `s`, or "" if it can: another layout version,
+  /// another geometry (arena, max_arena, min_block, table capacities), a dead engine that was in
+  /// the middle of a change (header.changing), or any inconsistency check_admin_memory finds.
+  /// (create() also refuses when a data segment of the segment table is missing.)
   static std::string adoption_refusal(std::span<std::byte> admin, uint64_t data_bytes,
                                       const engine_settings& s);
 
   memory_manager(const memory_manager&) = delete;
   memory_manager& operator=(const memory_manager&) = delete;
-  ~memory_manager(); // removes both segments
+  ~memory_manager(); // removes every segment
 
   // -- requests -------------------------------------------------------------------------------
 
@@ -168,12 +176,17 @@ public:
   bool is_live(uint32_t slot) const noexcept;
   std::vector<uint32_t> live_slots() const;
   const admin::admin_header& header() const noexcept;
-  const shm_segment& arena() const noexcept { return data_; }
+  /// The first data segment (engine.arena bytes); data_segment(i) is segment i of the table,
+  /// unmapped (false) when that entry is unused.
+  const shm_segment& arena() const noexcept { return segments_[0]; }
+  const shm_segment& data_segment(uint32_t index) const noexcept { return segments_[index]; }
+  uint32_t live_segments() const noexcept { return header().live_segments; }
   const shm_segment& admin_memory() const noexcept { return admin_; }
 
 private:
-  memory_manager(const engine_settings& s, quota_policy quotas, int lock_fd, shm_segment data,
-                 shm_segment admin, bool adopt);
+  /// `data` holds the data segments by table index (only the first one when not adopting).
+  memory_manager(const engine_settings& s, quota_policy quotas, int lock_fd,
+                 std::vector<shm_segment> data, shm_segment admin, bool adopt);
   void format();
   /// Takes over adopted admin memory (see create): returns the report line.
   std::string adopt();
@@ -195,7 +208,17 @@ private:
   admin::block_entry& block(uint32_t index) const noexcept;
   admin::grant_entry& grant(uint32_t index) const noexcept;
   admin::name_entry& name_at(uint32_t index) const noexcept;
+  admin::segment_entry& segment(uint32_t index) const noexcept;
+  /// Table index of the data segment holding page `page` of the page space.
+  uint32_t segment_of(uint32_t page) const noexcept;
   std::byte* payload(const admin::block_entry& b) const noexcept;
+  /// Adds a data segment that can hold a block of `size` bytes; "" on success, else why not
+  /// (the ceiling, a full segment table, /dev/shm too small).
+  std::string grow(uint64_t size);
+  /// Removes the added data segments that are empty, once the rest of the arena has at least
+  /// half of the smaller of the initial arena and the segment free (a load at the edge of the
+  /// arena does not add and remove a segment at every request).
+  void remove_empty_segments();
 
   caf::expected<admin::process_entry*> resolve(const session& s);
   /// Live block that `ref` names, checked for the requester's right `need` (none = owner only).
@@ -220,7 +243,7 @@ private:
   engine_settings settings_;
   quota_policy quotas_;
   int lock_fd_ = -1; // admin segment, flock(LOCK_EX) held while this engine lives
-  shm_segment data_;
+  std::vector<shm_segment> segments_; // data segments by table index (admin::max_segments)
   shm_segment admin_;
   tlsf_allocator allocator_;
   log_sink log_;

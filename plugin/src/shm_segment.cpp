@@ -85,7 +85,8 @@ caf::expected<shm_segment> shm_segment::create(const std::string& name, uint64_t
       if (rc == ENOSPC)
         what += "; /dev/shm has " + mib(space.free_bytes) + " free of " + mib(space.total_bytes)
                 + ". Enlarge it (docker run --shm-size=<n>g, or mount -o remount,size=<n>G "
-                  "/dev/shm) or configure a smaller engine.arena";
+                  "/dev/shm) or configure a smaller engine.arena (or engine.max_arena, when "
+                  "an arena that grows adds the segment)";
       return make_error(errc::segment_error, std::move(what));
     }
     result.region_ = std::make_unique<bip::mapped_region>(shm, bip::read_write);

@@ -60,7 +60,7 @@ tlsf_allocator tlsf_allocator::create(std::span<std::byte> state, uint32_t page_
   result.insert_free(0, arena_pages);
   h->free_pages = arena_pages;
   if (arena_pages < space_pages)
-    result.head_[arena_pages] = kind_hole | (space_pages - arena_pages);
+    result.mark_hole(arena_pages, space_pages - arena_pages);
   return result;
 }
 
@@ -73,11 +73,85 @@ uint64_t tlsf_allocator::occupied_bytes(uint64_t size) const noexcept {
   return size == 0 ? page_bytes() : (size + mask) & ~mask;
 }
 
-uint32_t tlsf_allocator::free_block_ending_at(uint32_t page) const noexcept {
+uint32_t tlsf_allocator::block_ending_at(uint32_t page, uint32_t kind) const noexcept {
   uint32_t h = head_[page];
-  if ((h & kind_mask) == kind_free)
+  if ((h & kind_mask) == kind)
     return (h & length_mask) == 1 ? page : no_page;
-  return (h & kind_mask) == 0 && h != 0 ? h - 1 : no_page;
+  if ((h & kind_mask) != 0 || h == 0)
+    return no_page;
+  uint32_t start = h - 1; // a tail mark: of a free block or of a hole
+  return start < page && (head_[start] & kind_mask) == kind ? start : no_page;
+}
+
+void tlsf_allocator::mark_hole(uint32_t page, uint32_t length) noexcept {
+  head_[page] = kind_hole | length;
+  if (length > 1)
+    head_[page + length - 1] = page + 1;
+}
+
+bool tlsf_allocator::add_range(uint32_t first, uint32_t pages) noexcept {
+  auto& h = *header_;
+  if (first == 0 || pages == 0 || first >= h.space_pages || pages > h.space_pages - first)
+    return false;
+  uint32_t hole = first - 1;
+  if ((head_[hole] & kind_mask) != kind_hole)
+    return false;
+  uint32_t hole_end = hole + length_at(hole);
+  uint32_t end = first + pages;
+  if (end > hole_end || (end == hole_end && hole_end != h.space_pages))
+    return false; // beyond the hole, or no hole page left between the range and the next one
+  head_[hole + length_at(hole) - 1] = 0; // the old tail mark (if any; rewritten below)
+  mark_hole(hole, 1);
+  if (end < hole_end)
+    mark_hole(end, hole_end - end);
+  if (pages > 1)
+    head_[first + pages - 1] = 0;
+  insert_free(first, pages);
+  h.free_pages += pages;
+  h.arena_pages += pages;
+  return true;
+}
+
+bool tlsf_allocator::remove_range(uint32_t first, uint32_t pages) noexcept {
+  auto& h = *header_;
+  if (first == 0 || !range_free(first, pages))
+    return false;
+  uint32_t left = block_ending_at(first - 1, kind_hole);
+  uint32_t end = first + pages;
+  bool hole_right = end < h.space_pages && (head_[end] & kind_mask) == kind_hole;
+  if (left == no_page || (end < h.space_pages && !hole_right))
+    return false;
+  uint32_t hole_end = hole_right ? end + length_at(end) : end;
+  remove_free(first);
+  head_[first - 1] = 0; // old tail marks of the left hole and of the right one
+  if (hole_right) {
+    head_[end] = 0;
+    head_[hole_end - 1] = 0;
+  }
+  mark_hole(left, hole_end - left);
+  h.free_pages -= pages;
+  h.arena_pages -= pages;
+  return true;
+}
+
+bool tlsf_allocator::range_free(uint32_t first, uint32_t pages) const noexcept {
+  return first < header_->space_pages && pages != 0 && head_[first] == (kind_free | pages);
+}
+
+bool tlsf_allocator::tiles_range(uint32_t first, uint32_t pages) const noexcept {
+  const auto& h = *header_;
+  if (pages == 0 || first >= h.space_pages || pages > h.space_pages - first)
+    return false;
+  uint32_t end = first + pages;
+  for (uint32_t page = first; page < end;) {
+    uint32_t kind = head_[page] & kind_mask;
+    if ((kind != kind_free && kind != kind_used) || length_at(page) == 0)
+      return false;
+    page += length_at(page);
+    if (page > end)
+      return false;
+  }
+  return end == h.space_pages || (head_[end] & kind_mask) == kind_hole;
 }
 
 void tlsf_allocator::insert_free(uint32_t page, uint32_t length) noexcept {
@@ -202,7 +276,7 @@ bool tlsf_allocator::free(uint64_t offset) noexcept {
     remove_free(right);
   }
   if (page > 0) {
-    if (auto left = free_block_ending_at(page - 1); left != no_page) {
+    if (auto left = block_ending_at(page - 1, kind_free); left != no_page) {
       start = left;
       total += length_at(left);
       remove_free(left);
@@ -243,7 +317,7 @@ std::string tlsf_allocator::check() const {
   const auto& h = *header_;
   uint64_t free_pages = 0, used_pages = 0;
   uint32_t free_blocks = 0;
-  bool previous_free = false;
+  bool previous_free = false, previous_hole = false;
   for (uint32_t page = 0; page < h.space_pages;) {
     uint32_t kind = head_[page] & kind_mask;
     uint32_t length = length_at(page);
@@ -253,8 +327,9 @@ std::string tlsf_allocator::check() const {
       return text("block at page ", std::to_string(page), " of ", std::to_string(length),
                   " pages ends beyond the page space");
     bool is_free = kind == kind_free;
+    bool marked = is_free || kind == kind_hole; // carries a tail mark
     for (uint32_t inner = page + 1; inner < page + length; ++inner) {
-      uint32_t expected = is_free && inner == page + length - 1 ? page + 1 : 0;
+      uint32_t expected = marked && inner == page + length - 1 ? page + 1 : 0;
       if (head_[inner] != expected)
         return text("page ", std::to_string(inner), " inside the block at page ",
                     std::to_string(page), " carries ", std::to_string(head_[inner]),
@@ -268,8 +343,11 @@ std::string tlsf_allocator::check() const {
       ++free_blocks;
     } else if (kind == kind_used) {
       used_pages += length;
+    } else if (previous_hole) {
+      return text("hole at page ", std::to_string(page), " follows a hole (not merged)");
     }
     previous_free = is_free;
+    previous_hole = kind == kind_hole;
     page += length;
   }
   if (free_pages != h.free_pages)

@@ -19,13 +19,16 @@
 //   tlsf_header                          fixed, see below
 //   uint32_t head[space_pages]           per page, padded to 8 bytes:
 //                                          first page of a block: kind | length in pages;
-//                                          last page of a FREE block of >= 2 pages: first page + 1
-//                                          (kind bits 0); every other page: 0
+//                                          last page of a FREE block or a HOLE of >= 2 pages:
+//                                          first page + 1 (kind bits 0); every other page: 0
 //   free_link link[(space_pages + 1) / 2] free-list neighbours of the free block that starts at
 //                                          page 2i or 2i + 1 (free blocks are never adjacent, so
 //                                          at most one starts in each pair of pages)
 // 8 bytes per page. The page space holds the arena's pages; pages beyond the arena (room for
-// ranges added later) form holes: blocks that are neither free nor allocated and never merge.
+// ranges added later) form holes: blocks that are neither free nor allocated and never merge with
+// free blocks. Holes merge with each other, so a hole always reaches from one range to the next.
+// A range (in cafshm: one data segment) is added inside a hole, at least one hole page away from
+// every other range, so no block ever spans two ranges; an empty range can be taken out again.
 #pragma once
 
 #include <cstddef>
@@ -92,6 +95,26 @@ public:
   /// Frees the block starting at `offset`; false if no allocated block starts there.
   bool free(uint64_t offset) noexcept;
 
+  /// Turns pages [first, first + pages) of a hole into one free block: the hole must start at
+  /// page first - 1 (one hole page stays before the range) and either end at the end of the page
+  /// space or keep at least one hole page after the range. False (nothing changes) otherwise.
+  bool add_range(uint32_t first, uint32_t pages) noexcept;
+
+  /// Turns the free block [first, first + pages) back into a hole, merged with the holes on both
+  /// sides: the block must be free, exactly that long, and lie between holes (or the end of the
+  /// page space). False (nothing changes) otherwise.
+  bool remove_range(uint32_t first, uint32_t pages) noexcept;
+
+  /// Whether [first, first + pages) is one free block (an added range that is empty again).
+  bool range_free(uint32_t first, uint32_t pages) const noexcept;
+
+  /// Whether free and allocated blocks tile [first, first + pages) exactly and a hole (or the
+  /// end of the page space) follows it. For consistency checks: walks the range's blocks.
+  bool tiles_range(uint32_t first, uint32_t pages) const noexcept;
+
+  uint32_t space_pages() const noexcept { return header_->space_pages; }
+  uint32_t arena_pages() const noexcept { return header_->arena_pages; }
+
   /// Bytes of the allocated block starting at `offset`, or nullopt.
   std::optional<uint64_t> allocated_bytes(uint64_t offset) const noexcept;
 
@@ -124,8 +147,11 @@ private:
   uint32_t length_at(uint32_t page) const noexcept { return head_[page] & length_mask; }
   bool free_at(uint32_t page) const noexcept { return (head_[page] & kind_mask) == kind_free; }
   free_link& link(uint32_t page) const noexcept { return links_[page / 2]; }
-  /// First page of the free block whose last page is `page`, or no_page.
-  uint32_t free_block_ending_at(uint32_t page) const noexcept;
+  /// First page of the free block (or, with kind_hole, the hole) whose last page is `page`, or
+  /// no_page.
+  uint32_t block_ending_at(uint32_t page, uint32_t kind) const noexcept;
+  /// Writes the head (and, from 2 pages on, the tail mark) of a hole.
+  void mark_hole(uint32_t page, uint32_t length) noexcept;
   void insert_free(uint32_t page, uint32_t length) noexcept;
   void remove_free(uint32_t page) noexcept;
   uint32_t find_fit(uint32_t length) const noexcept;

@@ -85,7 +85,7 @@ struct client_options {
   bool unique_name = false;
   /// How blocking requests travel to an engine in another local process; none: local.transport
   /// of the module's settings (shm when the module is not loaded). See transport().
-  std::optional<local_transport> transport;
+  std::optional<local_transport> transport = std::nullopt;
 };
 
 class client {

@@ -78,7 +78,13 @@ struct engine_stats {
   uint64_t engine_id = 0;
   std::string data_segment;
   std::string admin_segment;
-  uint64_t arena_bytes = 0;
+  uint64_t arena_bytes = 0;         // all data segments together
+  uint64_t initial_arena_bytes = 0; // the first data segment (engine.arena)
+  uint64_t max_arena_bytes = 0;     // the ceiling (engine.max_arena)
+  std::vector<std::string> data_segments; // every data segment's name, the first one first
+  std::vector<uint64_t> segment_bytes;    // their sizes
+  uint32_t segments_added = 0;      // data segments added and removed again since the start
+  uint32_t segments_removed = 0;
   uint64_t admin_bytes = 0;
   uint64_t min_block_bytes = 0;
   uint64_t free_bytes = 0;
@@ -130,7 +136,8 @@ struct engine_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
   return f(caf::meta::type_name("cafshm::engine_stats"), x.engine_id, x.data_segment,
-           x.admin_segment, x.arena_bytes, x.admin_bytes, x.min_block_bytes, x.free_bytes,
+           x.admin_segment, x.arena_bytes, x.initial_arena_bytes, x.max_arena_bytes,
+           x.data_segments, x.segment_bytes, x.segments_added, x.segments_removed, x.admin_bytes, x.min_block_bytes, x.free_bytes,
            x.used_bytes, x.requested_bytes, x.largest_free_block, x.free_bytes_by_order,
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
            x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.inbox_requests,

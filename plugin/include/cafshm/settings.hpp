@@ -41,7 +41,11 @@ struct quota_rule {
 
 struct engine_settings {
   std::string name = "cafshm";        // segment names: /<name>.data and /<name>.admin
-  uint64_t arena_bytes = 64ull << 20; // data segment size; a multiple of min_block
+  uint64_t arena_bytes = 64ull << 20; // initial arena: the first data segment's size; a
+                                      // multiple of min_block
+  uint64_t max_arena_bytes = 0;       // ceiling up to which the engine adds data segments when
+                                      // no free block fits; a multiple of min_block, at least
+                                      // arena_bytes; 0 = arena_bytes (the arena never grows)
   uint64_t min_block_bytes = 4096;    // smallest block, a power of two >= page size
   uint32_t max_processes = 64;
   uint32_t max_blocks = 2048;
@@ -67,6 +71,11 @@ struct engine_settings {
   bool unauthenticated_tcp = false;   // registration without a door ticket over engine.listen
                                       // (anyone who reaches the port; pids unverified)
   std::chrono::milliseconds liveness_interval{200}; // pid liveness check of clients
+
+  /// The arena's ceiling: max_arena_bytes, or arena_bytes when that is 0.
+  uint64_t arena_ceiling() const noexcept {
+    return max_arena_bytes != 0 ? max_arena_bytes : arena_bytes;
+  }
 };
 
 struct client_settings {

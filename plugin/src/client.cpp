@@ -324,15 +324,13 @@ caf::expected<client> client::connect_at(caf::actor_system& sys, engine_actor en
                    : local != nullptr ? local->config().local.transport
                                       : local_transport::shm;
   if (!in_process && vouched && transport == local_transport::shm && !reg->inbox_engine.empty()) {
-    auto opened = fastpath::request_channel::open(sys, *reg);
-    if (!opened) {
-      self->send_exit(k, caf::exit_reason::user_shutdown);
-      return make_error(code_of(opened.error()),
-                        "cannot set up the fast path to the engine (local.transport: basp "
-                        "avoids it): " + describe(opened.error()));
+    // A process that may register but not open the engine's inbox (e.g. another user admitted
+    // by engine.allow_users, outside engine.group) talks to the engine over BASP instead;
+    // transport() then says basp.
+    if (auto opened = fastpath::request_channel::open(sys, *reg)) {
+      channel = std::move(*opened);
+      ctx->link->set_channel(channel);
     }
-    channel = std::move(*opened);
-    ctx->link->set_channel(channel);
   }
   caf::anon_send(k, watch_atom::value); // after ctx is complete: the message orders the writes
   client result{sys, ctx->link, std::move(k), std::move(*reg), opts.timeout};

@@ -137,8 +137,8 @@ public:
   /// How blocking requests travel: shm (the engine's request inbox, for a client of an engine
   /// in another process on this machine when both have local.transport: shm and the client
   /// registered through the engine's door) or basp (CAF requests, as for an engine in this
-  /// process or on another machine). Publishing actors, transmit, close and the async forms
-  /// always use CAF requests.
+  /// process or on another machine, or when this process may not open the engine's inbox).
+  /// Publishing actors, transmit, close and the async forms always use CAF requests.
   local_transport transport() const noexcept;
   caf::actor_system& system() const noexcept { return *sys_; }
 

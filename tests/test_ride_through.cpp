@@ -150,6 +150,10 @@ TEST_CASE("ride-through: requests on their way when the engine dies fail at once
   client_system cs;
   client_options opts;
   opts.timeout = 10min; // far beyond any deadline below: only the engine's death ends them
+  // CAF requests, whose arrival shows as unread bytes at the engine's TCP port (blocking calls
+  // over the shared-memory fast path: test_fast_requests, "a blocking call waiting for its
+  // answer fails at once when the engine is killed").
+  opts.transport = local_transport::basp;
   auto c = client::connect(cs.sys, d.address(), "in-flight", opts);
   REQUIRE(c);
   // A stopped engine receives requests and answers none.

@@ -35,7 +35,7 @@ bench=$!
 # Segments of cafshm-bench are named cafshm-bench-<what>-<its pid>-<n>: those its engines did not
 # remove on SIGTERM, and its own (alloc rows), if it was stopped before it removed them.
 on_exit "rm -f /dev/shm/cafshm-bench-*-$bench-*"
-wait "$bench"
+wait_group "$bench"
 if command -v gnuplot >/dev/null; then
   gnuplot -e "dir='$out'" "$root/bench/plot.gp"
 else

@@ -80,9 +80,13 @@ done
 
 work=""
 runner=""
+cleaning_up=0
 cleanup() {
   local status=$?
-  trap - EXIT INT TERM
+  # The signal traps stay set (a signal meanwhile does nothing): bash ends itself when a signal
+  # that arrived during its trap (`timeout` sends two) finds the trap reset to the default.
+  cleaning_up=1
+  trap - EXIT
   if [ -n "$runner" ] && kill -0 "$runner" 2>/dev/null; then
     # unshare blocks SIGTERM while it waits; SIGKILL ends it, and its death kills the
     # namespace's first process (--kill-child), which ends every process of the namespace.
@@ -97,16 +101,23 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+exit_on_signal() { # exit status
+  [ "$cleaning_up" -eq 1 ] || exit "$1"
+}
+trap 'exit_on_signal 130' INT
+trap 'exit_on_signal 143' TERM
 
 # Runs "$@" in a new mount and PID namespace, in the background so that a signal to this script
-# is handled at once; returns its status. The namespace ends when this script ends, however.
+# is handled within 0.1 s; returns its status. The namespace ends when this script ends, however.
+# Polls rather than `wait`s on the running runner: bash leaves `wait` on a trapped signal by a
+# jump out of its signal handler, and a second signal soon after jumps into a `wait` that has
+# returned, which ends bash before its traps run.
 in_namespace() {
   setpriv --pdeathsig KILL -- unshare --mount --propagation private --pid --fork --kill-child \
     -- "$@" </dev/null 9>&- &
   runner=$!
   local status=0
+  while kill -0 "$runner" 2>/dev/null; do sleep 0.1; done
   wait "$runner" || status=$?
   runner=""
   return "$status"

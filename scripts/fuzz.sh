@@ -39,7 +39,7 @@ fuzz_run() {
   start_group "$@" >"$log" 2>&1
   local pid=$!
   on_exit "rm -f /dev/shm/cafshm-fuzz-*-$pid.data /dev/shm/cafshm-fuzz-*-$pid.admin /dev/shm/cafshm-fuzz-*-$pid.sock"
-  wait "$pid" || status=$?
+  wait_group "$pid" || status=$?
   rm -f /dev/shm/cafshm-fuzz-*-"$pid".data /dev/shm/cafshm-fuzz-*-"$pid".admin
   return "$status"
 }

@@ -45,6 +45,6 @@ start_engine examples/two-node/engine-b.yaml b
 b=$endpoint
 echo "engine A on $a, engine B on $b"
 start_group "$bin/cafshm-pipeline" --transport shm --engine "$a" --sink-engine "$b" "$@"
-wait "$!"
+wait_group "$!"
 stop_groups
 echo "run-two-node: pipeline done across engine A ($a) and engine B ($b); both engines stopped"

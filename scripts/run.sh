@@ -66,7 +66,7 @@ echo "run.sh: ${line}; $frames frames of 1920x1080 per run" >&2
 run() { # transport: runs the pipeline; its result line goes to $work/<transport>.out
   start_group "$bin/cafshm-pipeline" --transport "$1" --frames "$frames" --config "$config" \
     >"$work/$1.out"
-  wait "$!" || fail "the pipeline with --transport $1 failed"
+  wait_group "$!" || fail "the pipeline with --transport $1 failed"
 }
 run shm
 shm=$(<"$work/shm.out")

@@ -21,4 +21,4 @@ soak=$!
 # What cafshm-soak removes itself when it ends normally, in case it was stopped: its config
 # file and the segments of its engine (cafshmd removes them on SIGTERM, not on SIGKILL).
 on_exit "rm -f '${TMPDIR:-/tmp}/cafshm-soak-$soak.yaml' /dev/shm/cafshm-soak-$soak.data /dev/shm/cafshm-soak-$soak.admin /dev/shm/cafshm-soak-$soak.sock"
-wait "$soak"
+wait_group "$soak"

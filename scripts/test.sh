@@ -31,7 +31,7 @@ run_ctest() {
   shift 2
   start_group bash -c 'set -o pipefail; cd "$1" && log=$2 && shift 2 && ctest "$@" | tee "$log"' \
     ctest "$dir" "$log" "$@"
-  wait "$!" || status=$?
+  wait_group "$!" || status=$?
   local totals failed total
   totals=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1) \
     || true

@@ -7,7 +7,8 @@
 //   - memory_manager::check() is "" (allocator invariants, exact accounting in admin memory);
 //   - a request that succeeded was allowed: live session, live block named exactly by the ref,
 //     owner or grant of the needed kind (or an engine-held block for reads), bounds, quota;
-//   - the limits the engine sets: a process asks for at most the default quota; process names
+//   - the limits the engine sets: a process asks for at most the default quota, and all live
+//     processes (one user: the harness's) hold at most the default quota together; process names
 //     are unique; a block given to the engine needs a name and stays charged to its giver, a
 //     draining one to its last owner (until that process is gone); grants end at transfer;
 //     copy requests carry at most max_copy_ranges ranges and max_copy_bytes bytes;
@@ -188,9 +189,24 @@ private:
     return p == nullptr ? 0 : p->quota;
   }
 
-  bool quota_ok(uint32_t slot, uint64_t bytes) {
+  // What all live processes have charged: every fake process is of the harness's user, whom
+  // engine.default_quota bounds as a whole.
+  uint64_t user_in_use() const {
+    uint64_t sum = 0;
+    for (const auto& p : procs_)
+      if (p.live)
+        sum += in_use(p.s.process);
+    return sum;
+  }
+
+  // Whether `slot` may be charged `bytes` more, taken from slot `from` (a transfer; the engine
+  // slot: new bytes). A charge that moves between two processes leaves the user's sum as it is.
+  bool quota_ok(uint32_t slot, uint64_t bytes, uint32_t from = admin::engine_slot) {
     auto q = quota_of(slot);
-    return q == 0 || in_use(slot) + bytes <= q;
+    if (q != 0 && in_use(slot) + bytes > q)
+      return false;
+    bool within_user = from != admin::engine_slot && live_slot(from);
+    return default_quota_ == 0 || within_user || user_in_use() + bytes <= default_quota_;
   }
 
   static bool in_bounds(uint64_t offset, uint64_t length, uint64_t size) {
@@ -650,7 +666,7 @@ private:
     bool permitted = who && b != nullptr && allowed(*who, *b, access::none) && live_slot(to)
                      && to != b->owner && views_of(b->owner, ref.block) == 0
                      && !viewed_by_others && (!giving || !b->name.empty())
-                     && (giving || b->payer == to || quota_ok(to, b->bytes));
+                     && (giving || b->payer == to || quota_ok(to, b->bytes, b->payer));
     auto r = mm_.transfer(s, ref, to);
     if (ok(r) != permitted)
       violation(std::string{"transfer "} + (permitted ? "refused" : "accepted") + " of "

@@ -52,6 +52,7 @@ void check_same(const settings& a, const settings& b) {
   CHECK(a.engine.max_blocks == b.engine.max_blocks);
   CHECK(a.engine.max_grants == b.engine.max_grants);
   CHECK(a.engine.max_names == b.engine.max_names);
+  CHECK(a.engine.max_processes_per_user == b.engine.max_processes_per_user);
   CHECK(a.engine.default_quota_bytes == b.engine.default_quota_bytes);
   CHECK(a.engine.quotas == b.engine.quotas);
   CHECK(a.engine.max_copy_ranges == b.engine.max_copy_ranges);
@@ -154,6 +155,7 @@ engine:
   arena: 1GiB
   min_block: 64KiB
   max_processes: 100
+  max_processes_per_user: 10
   max_blocks: 5000
   max_grants: 7
   max_names: 9
@@ -184,6 +186,7 @@ remote:
   CHECK(s.engine.arena_bytes == 1ull << 30);
   CHECK(s.engine.min_block_bytes == 64u << 10);
   CHECK(s.engine.max_processes == 100u);
+  CHECK(s.engine.max_processes_per_user == 10u);
   CHECK(s.engine.max_blocks == 5000u);
   CHECK(s.engine.max_grants == 7u);
   CHECK(s.engine.max_names == 9u);
@@ -277,7 +280,8 @@ TEST_CASE("load_config reports positions in the file it read") {
   REQUIRE(std::holds_alternative<config_error>(result));
   auto err = std::get<config_error>(result);
   CHECK(err.to_string() == path + ":3:3: engine.window: unknown key 'window' (valid keys: name, "
-                                  "arena, max_arena, min_block, max_processes, max_blocks, "
+                                  "arena, max_arena, min_block, max_processes, "
+                                  "max_processes_per_user, max_blocks, "
                                   "max_grants, max_names, default_quota, quotas, max_copy_ranges, "
                                   "max_copy_bytes, scrub, permissions, group, listen, "
                                   "liveness_interval, socket, allow_users, allow_groups, "
@@ -857,6 +861,43 @@ TEST_CASE("engine.quotas: per-user and per-group entries, errors at file:line:co
   auto typo = error_of("engine:\n  quotas:\n    - {usr: root, bytes: 1}\n");
   CHECK(typo.key == "engine.quotas[0].usr");
   CHECK(contains(error_of("engine: {quotas: 5}").reason, "expected a list of quotas"));
+}
+
+TEST_CASE("engine.max_processes_per_user: 0 or below max_processes, errors at file:line:column") {
+  CHECK(settings{}.engine.max_processes_per_user == 0u); // unlimited unless configured
+  CHECK(settings_of("engine: {max_processes_per_user: 0}").engine.max_processes_per_user == 0u);
+  CHECK(settings_of("engine: {max_processes_per_user: 63}").engine.max_processes_per_user == 63u);
+  CHECK(settings_of("engine: {max_processes: 8, max_processes_per_user: 7}")
+          .engine.max_processes_per_user == 7u);
+  // slot 0 is the engine's: a cap of max_processes would allow every slot, so it is refused
+  auto at_total = error_of("engine:\n  max_processes: 8\n  max_processes_per_user: 8\n");
+  CHECK(at_total.key == "engine.max_processes_per_user");
+  CHECK(at_total.line == 3);
+  CHECK(at_total.column == 27);
+  CHECK(contains(at_total.reason, "below engine.max_processes (8)"));
+  CHECK(error_of("engine: {max_processes_per_user: 64}").key == "engine.max_processes_per_user");
+  auto negative = error_of("engine:\n  max_processes_per_user: -1\n");
+  CHECK(negative.key == "engine.max_processes_per_user");
+  CHECK(negative.line == 2);
+  auto text = error_of("engine:\n  max_processes_per_user: many\n");
+  CHECK(text.key == "engine.max_processes_per_user");
+  CHECK(text.line == 2);
+  CHECK(text.column == 27);
+  // settings filled in code are checked the same way
+  settings s;
+  s.engine.max_processes = 4;
+  s.engine.max_processes_per_user = 9;
+  auto problem = validate(s, 4096);
+  REQUIRE(problem);
+  CHECK(contains(*problem, "engine.max_processes_per_user"));
+  // through a file: file:line:column
+  std::string path = "/tmp/cafshm_test_per_user_" + std::to_string(::getpid()) + ".yaml";
+  std::ofstream(path) << "engine:\n  max_processes: 16\n  max_processes_per_user: 20\n";
+  auto loaded = load_config(path);
+  std::remove(path.c_str());
+  REQUIRE(std::holds_alternative<config_error>(loaded));
+  CHECK(std::get<config_error>(loaded).to_string().rfind(path + ":3:27: engine.max_processes_per_user:", 0)
+        == 0);
 }
 
 TEST_CASE("engine.max_copy_ranges and engine.max_copy_bytes: read, and zero refused") {

@@ -14,7 +14,10 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <type_traits>
+#include <variant>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -23,7 +26,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <pwd.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <caf/actor_system.hpp>
@@ -34,7 +39,10 @@
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
+#include "door_protocol.hpp"
 #include "memory_manager.hpp"
+#include "process_identity.hpp"
+#include "ticket_office.hpp"
 #include "testing/child_process.hpp"
 #include "support/client_system.hpp"
 #include "testing/daemon_process.hpp"
@@ -164,6 +172,54 @@ struct local_engine_env {
     return std::get<0>(*st);
   }
 };
+
+// The ticket in an attacker's "knock ticket <hex>" answer.
+std::optional<door_ticket> ticket_in(const std::string& answer) {
+  const std::string prefix = "knock ";
+  if (answer.rfind(prefix, 0) != 0)
+    return std::nullopt;
+  auto reply = door::parse_reply(answer.substr(prefix.size()));
+  if (const auto* t = std::get_if<door_ticket>(&reply))
+    return *t;
+  return std::nullopt;
+}
+
+// Open pidfds of this process that name `pid` (by the "Pid:" line of their fdinfo).
+int pidfds_naming(pid_t pid) {
+  int found = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  REQUIRE(dir != nullptr);
+  std::vector<int> fds;
+  while (auto* entry = ::readdir(dir))
+    if (entry->d_name[0] != '.')
+      fds.push_back(std::atoi(entry->d_name));
+  ::closedir(dir);
+  for (int fd : fds)
+    if (pid_of_pidfd(fd) == pid)
+      ++found;
+  return found;
+}
+
+// Whether the running kernel is at least major.minor.
+bool kernel_at_least(int major, int minor) {
+  utsname u{};
+  int have_major = 0, have_minor = 0;
+  if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &have_major, &have_minor) != 2)
+    return false;
+  return have_major > major || (have_major == major && have_minor >= minor);
+}
+
+// Polls `pred` until it holds or `deadline` passes.
+template <class Pred>
+bool within(std::chrono::milliseconds deadline, Pred pred) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  do {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(5ms);
+  } while (std::chrono::steady_clock::now() < end);
+  return pred();
+}
 
 // A Unix user that exists for one test.
 struct temporary_user {
@@ -637,4 +693,146 @@ TEST_CASE("quotas: a user's engine.quotas entry bounds all live processes of tha
   REQUIRE(observer);
   CHECK(eventually(*observer, 5s, [](const engine_stats& s) { return s.processes == 3; }));
   CHECK(three.ask("hold 400000") == "hold ok");
+}
+
+TEST_CASE("door: the pidfd of a ticket names the process that connected, and the engine watches "
+          "it") {
+  local_engine_env env;
+  auto* mod = module::of(*env.sys);
+  attacker knocker{{bin("cafshm-attacker"), "--door", mod->door_path()}};
+  REQUIRE(knocker.first == "ready door");
+  const pid_t pid = knocker.process.pid();
+  auto first = ticket_in(knocker.ask("knock"));
+  REQUIRE(first);
+  auto creds = mod->tickets()->redeem(*first);
+  REQUIRE(creds);
+  CHECK(creds->pid == pid);
+  CHECK(creds->uid == ::geteuid());
+  REQUIRE(creds->pidfd >= 0);
+  CHECK(pid_of_pidfd(creds->pidfd) == pid);
+  CHECK_FALSE(has_exited(creds->pidfd));
+  // Linux 6.5 and later give the door a pidfd with the connection (SO_PEERPIDFD): no pid
+  // lookup after the fact
+  if (kernel_at_least(6, 5))
+    CHECK(creds->pidfd_of_connection);
+  else
+    MESSAGE("kernel before 6.5: the door opened the pidfd by pid (pidfd_open)");
+  ::close(creds->pidfd);
+  // registered with a second ticket, the engine holds that process's pidfd
+  auto second = ticket_in(knocker.ask("knock"));
+  REQUIRE(second);
+  caf::scoped_actor self{*env.sys, true};
+  auto reg = env.ask<registration>(self, register_atom::value, std::string{"knocker"},
+                                   uint64_t{0}, *second, protocol_version);
+  REQUIRE_MESSAGE(reg, describe(reg.error()));
+  CHECK(env.mm->pid_of(std::get<0>(*reg).session.process) == pid);
+  CHECK(pidfds_naming(pid) == 1);
+  CHECK(env.stats().processes == 1);
+  knocker.process.kill(SIGKILL);
+  knocker.process.wait(10s);
+  // the liveness check sees the pidfd say "exited" and reclaims, closing it
+  CHECK(within(10s, [&] { return env.stats().processes == 0; }));
+  CHECK(pidfds_naming(pid) == 0);
+}
+
+TEST_CASE("door: a caller that has exited is never registered: not after its ticket, not "
+          "through a connection it left behind") {
+  local_engine_env env;
+  auto* mod = module::of(*env.sys);
+  auto office = mod->tickets();
+  caf::scoped_actor self{*env.sys, true};
+  {
+    // a ticket issued while the caller lived, redeemed after it exited
+    attacker gone{{bin("cafshm-attacker"), "--door", mod->door_path()}};
+    REQUIRE(gone.first == "ready door");
+    auto ticket = ticket_in(gone.ask("knock"));
+    REQUIRE(ticket);
+    gone.process.close_stdin();
+    REQUIRE(gone.process.wait(10s) == 0); // exited and reaped
+    auto reg = env.ask<registration>(self, register_atom::value, std::string{"ghost"},
+                                     uint64_t{0}, *ticket, protocol_version);
+    REQUIRE_FALSE(reg);
+    CHECK(code_of(reg.error()) == errc::process_exited);
+    CHECK(describe(reg.error()).find("pid " + std::to_string(gone.process.pid()))
+          != std::string::npos);
+    CHECK(env.stats().processes == 0);
+    CHECK(office->open_tickets() == 0);
+  }
+  // a child connects and exits; its parent asks over the child's connection, once the child
+  // has exited (a zombie) and once it has been reaped (its pid free for another process)
+  attacker parent{{bin("cafshm-attacker"), "--door", mod->door_path()}};
+  REQUIRE(parent.first == "ready door");
+  for (const std::string command : {"zombie", "orphan"}) {
+    auto answer = parent.ask(command);
+    INFO(answer);
+    CHECK(answer.rfind(command + " denied the asking process has exited", 0) == 0);
+  }
+  CHECK(office->open_tickets() == 0);
+  CHECK(env.stats().processes == 0);
+  // control: the parent's own knock gets a ticket
+  CHECK(ticket_in(parent.ask("knock")));
+}
+
+TEST_CASE("quotas: engine.default_quota and engine.max_processes_per_user bound a user's "
+          "processes together, another user's are unaffected") {
+  temporary_user user;
+  if (!user.ok)
+    MESSAGE("another user's part skipped: needs root and useradd to create a Unix user");
+  // (indented: continues the daemon's engine: section)
+  std::string engine_settings = "  default_quota: 1MiB\n  max_processes_per_user: 3\n";
+  if (user.ok)
+    engine_settings += "  allow_users: [" + user.name + "]\n";
+  daemon_process d{unique_name("cafshm-test-dp"), "16MiB", 0, engine_settings};
+  REQUIRE(d.ready());
+  auto named = [&](const std::string& name, uint16_t port) {
+    auto argv = attacker_argv(port);
+    argv.insert(argv.end(), {"--name", name});
+    return argv;
+  };
+  // the first process reaches the engine through a relay that can break its connection
+  test::tcp_proxy proxy{d.port()};
+  REQUIRE(proxy.port() != 0);
+  attacker one{named("first", proxy.port())};
+  attacker two{named("second", d.port())};
+  attacker three{named("third", d.port())};
+  REQUIRE_MESSAGE(one.first.rfind("ready ", 0) == 0, one.first);
+  REQUIRE_MESSAGE(two.first.rfind("ready ", 0) == 0, two.first);
+  REQUIRE_MESSAGE(three.first.rfind("ready ", 0) == 0, three.first);
+  {
+    attacker fourth{named("fourth", d.port())};
+    CHECK(fourth.first == "refused too_many_processes");
+  }
+  // each holds its 8 KiB scratch block: 2 x (8 KiB + 400000 bytes in 4 KiB pages) + 8 KiB in
+  // use, so 400000 more exceed the user's 1 MiB although each process is far below it
+  CHECK(one.ask("hold 400000") == "hold ok");
+  CHECK(two.ask("hold 400000") == "hold ok");
+  CHECK(three.ask("hold 400000") == "hold quota_exceeded");
+  // a detached process still counts, with its bytes; re-attaching is no new registration
+  proxy.cut();
+  {
+    attacker fourth{named("fourth", d.port())};
+    CHECK(fourth.first == "refused too_many_processes");
+  }
+  CHECK(three.ask("hold 400000") == "hold quota_exceeded");
+  CHECK(one.ask("reattach " + address_of(d)) == "reattach ok");
+  CHECK(three.ask("hold 100000") == "hold ok"); // what is left of the user's quota
+  CHECK(three.ask("hold 200000") == "hold quota_exceeded");
+  if (user.ok) { // another user: its own three processes, its own 1 MiB
+    attacker x{user.as(named("x", d.port()))};
+    attacker y{user.as(named("y", d.port()))};
+    attacker z{user.as(named("z", d.port()))};
+    REQUIRE_MESSAGE(x.first.rfind("ready ", 0) == 0, x.first);
+    REQUIRE_MESSAGE(y.first.rfind("ready ", 0) == 0, y.first);
+    REQUIRE_MESSAGE(z.first.rfind("ready ", 0) == 0, z.first);
+    CHECK(x.ask("hold 400000") == "hold ok");
+    CHECK(y.ask("hold 400000") == "hold ok");
+    attacker w{user.as(named("w", d.port()))};
+    CHECK(w.first == "refused too_many_processes");
+  }
+  // an ended process gives back its place and its bytes
+  one.process.kill(SIGKILL);
+  one.process.wait(10s);
+  attacker fifth{named("fifth", d.port())};
+  REQUIRE_MESSAGE(fifth.first.rfind("ready ", 0) == 0, fifth.first);
+  CHECK(three.ask("hold 300000") == "hold ok");
 }

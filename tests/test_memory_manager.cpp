@@ -609,7 +609,11 @@ TEST_CASE("capacities: high-water marks, one warning past 80 %, errors naming th
 TEST_CASE("errc::quota_exceeded: allocate, and transfer to a process with a quota") {
   env e{[](engine_settings& s) { s.default_quota_bytes = 16 * kib; }};
   auto limited = e.reg("limited", 8 * kib);
-  auto defaulted = e.reg("defaulted"); // 0 = the engine's default quota
+  // 0 = the engine's default quota; of another user, whose default quota is its own
+  auto me = own_credentials();
+  auto other_user = e->register_process("defaulted", ::getpid(), 0, {me.uid + 1, me.gid + 1});
+  REQUIRE_OK(other_user);
+  auto defaulted = other_user->session;
   CHECK(e.process(limited.process).quota_bytes == 8 * kib);
   CHECK(e.process(defaulted.process).quota_bytes == 16 * kib);
   auto first = e.alloc(limited, 4 * kib);
@@ -1425,10 +1429,10 @@ TEST_CASE("quotas: an engine.quotas rule bounds all live processes it applies to
   auto c1 = e.alloc(c, 16 * kib);
   CHECK_ERRC(e->allocate(a, 4 * kib), errc::quota_exceeded);
   // a transfer into a process of the user counts the same way
-  auto other = reg("other", {me.uid + 1, me.gid + 5}); // another user: the default, per process
+  auto other = reg("other", {me.uid + 1, me.gid + 5}); // another user: the default, per user
   auto gift = e.alloc(other, 8 * kib);
   CHECK_ERRC(e->transfer(other, gift, c.process), errc::quota_exceeded);
-  // another user's processes are not counted with them, and the default holds per process
+  // another user's processes are not counted with them, and the default holds per user
   auto other2 = reg("other2", {me.uid + 2, me.gid + 2});
   CHECK_OK(e->allocate(other2, 64 * kib));
   // a group rule bounds the processes of that group together
@@ -1445,6 +1449,78 @@ TEST_CASE("quotas: an engine.quotas rule bounds all live processes it applies to
   CHECK(e->check() == "");
   (void) b1;
   (void) c1;
+}
+
+TEST_CASE("quotas: engine.default_quota bounds all live processes of a user without a rule "
+          "together, engine.max_processes_per_user caps how many a user registers") {
+  auto me = own_credentials();
+  const process_credentials other{me.uid + 1, me.gid + 1};
+  const process_credentials ticketless{~uint32_t{0}, ~uint32_t{0}}; // what the engine gives them
+  const process_credentials ruled1{me.uid + 2, me.gid + 9}, ruled2{me.uid + 3, me.gid + 9};
+  env e{[&](engine_settings& s) {
+    s.default_quota_bytes = 64 * kib;
+    s.max_processes_per_user = 3;
+    s.quotas = {{"", std::to_string(me.gid + 9), 16 * kib}};
+  }};
+  auto reg = [&](const std::string& name, process_credentials who) {
+    auto r = e->register_process(name, ::getpid(), 0, who);
+    REQUIRE_MESSAGE(static_cast<bool>(r), cafshm_test::why(r));
+    return r->session;
+  };
+  auto a = reg("a", me);
+  auto b = reg("b", me);
+  auto c = reg("c", me);
+  auto refused = e->register_process("d", ::getpid(), 0, me);
+  REQUIRE_FALSE(refused);
+  CHECK(code_of(refused.error()) == errc::too_many_processes);
+  CHECK(describe(refused.error()).find("engine.max_processes_per_user (3)") != std::string::npos);
+  CHECK(e->stats().processes == 3);
+  // each may hold the whole default quota alone, all three no more than it together
+  CHECK(e.stats_of(a.process)->quota_bytes == 64 * kib);
+  auto a1 = e.alloc(a, 32 * kib);
+  auto b1 = e.alloc(b, 16 * kib);
+  auto too_much = e->allocate(c, 32 * kib);
+  REQUIRE_FALSE(too_much);
+  CHECK(code_of(too_much.error()) == errc::quota_exceeded);
+  CHECK(describe(too_much.error()).find("engine.default_quota") != std::string::npos);
+  auto c1 = e.alloc(c, 16 * kib);
+  CHECK_ERRC(e->allocate(a, 4 * kib), errc::quota_exceeded);
+  // a block moving between two processes of the user changes nothing the quota bounds
+  CHECK_OK(e->transfer(a, a1, b.process));
+  CHECK(e.stats_of(b.process)->bytes_in_use == 48 * kib);
+  // another user: its own three processes and its own 64 KiB, untouched by the first user's
+  auto x = reg("x", other);
+  reg("y", other);
+  reg("z", other);
+  CHECK_ERRC(e->register_process("w", ::getpid(), 0, other), errc::too_many_processes);
+  auto x1 = e.alloc(x, 64 * kib);
+  // ticketless registrations are one user for both limits
+  auto t = reg("t1", ticketless);
+  auto t2 = reg("t2", ticketless);
+  reg("t3", ticketless);
+  CHECK_ERRC(e->register_process("t4", ::getpid(), 0, ticketless), errc::too_many_processes);
+  e.alloc(t, 64 * kib);
+  CHECK_ERRC(e->allocate(t2, 4 * kib), errc::quota_exceeded);
+  // a rule bounds its processes together; the cap still counts per user
+  auto r1 = reg("r1", ruled1);
+  auto r2 = reg("r2", ruled2);
+  e.alloc(r1, 16 * kib);
+  CHECK_ERRC(e->allocate(r2, 4 * kib), errc::quota_exceeded);
+  reg("r1b", ruled1);
+  reg("r1c", ruled1);
+  CHECK_ERRC(e->register_process("r1d", ::getpid(), 0, ruled1), errc::too_many_processes);
+  CHECK(e->check() == "");
+  // an ended process gives back its place and its bytes
+  CHECK_OK(e->unregister(b)); // held a1 and b1: 48 KiB
+  auto d = reg("d", me);
+  CHECK_OK(e->allocate(d, 32 * kib));
+  CHECK_ERRC(e->allocate(c, 32 * kib), errc::quota_exceeded); // 16 + 32 of 64 in use
+  e->reclaim(a.process); // as crash reclaim does
+  reg("e", me);
+  CHECK(e->stats().processes == 3 + 3 + 3 + 4); // me, other, ticketless, the rule's two users
+  CHECK(e->check() == "");
+  (void) c1;
+  (void) x1;
 }
 
 TEST_CASE("quotas: blocks given to the engine count against the giver, and need a name") {
@@ -1464,8 +1540,10 @@ TEST_CASE("quotas: blocks given to the engine count against the giver, and need 
   CHECK_OK(e->remove(giver, "published"));
   CHECK(e.stats_of(giver.process)->bytes_in_use == 0);
   CHECK_OK(e->allocate(giver, 64 * kib));
-  // once the giver is gone, a published block is charged to nobody and stays removable
-  auto second = e->register_process("giver2", ::getpid(), 0);
+  // once the giver is gone, a published block is charged to nobody and stays removable (the
+  // giver's user has its default quota in use: this giver is another user)
+  auto me = own_credentials();
+  auto second = e->register_process("giver2", ::getpid(), 0, {me.uid + 1, me.gid + 1});
   REQUIRE_OK(second);
   auto kept = e.alloc(second->session, 4 * kib);
   CHECK_OK(e->name(second->session, kept, "kept"));

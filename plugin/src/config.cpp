@@ -254,6 +254,14 @@ check_result check_range(const char* key, uint64_t value, uint64_t low, uint64_t
 
 check_result check_capacities(const engine_settings& e) {
   if (auto p = check_range("engine.max_processes", e.max_processes, 2, 65535)) return p;
+  // Slot 0 is the engine's: max_processes - 1 processes fit in all, so a cap at or above that
+  // would limit nothing.
+  if (e.max_processes_per_user != 0 && e.max_processes_per_user >= e.max_processes)
+    return problem{"engine.max_processes_per_user",
+                   "must be 0 (unlimited) or below engine.max_processes ("
+                       + std::to_string(e.max_processes) + "), got "
+                       + std::to_string(e.max_processes_per_user),
+                   "engine.max_processes"};
   if (auto p = check_range("engine.max_blocks", e.max_blocks, 1, 16777216)) return p;
   if (e.max_grants == 0) return problem{"engine.max_grants", "must be at least 1"};
   if (e.max_names == 0) return problem{"engine.max_names", "must be at least 1"};
@@ -717,6 +725,8 @@ constexpr field<engine_settings> engine_fields[] = {
      [](const entry& v, engine_settings& out) { out.min_block_bytes = read_size(v); }},
     {"max_processes",
      [](const entry& v, engine_settings& out) { out.max_processes = read_u32(v); }},
+    {"max_processes_per_user",
+     [](const entry& v, engine_settings& out) { out.max_processes_per_user = read_u32(v); }},
     {"max_blocks", [](const entry& v, engine_settings& out) { out.max_blocks = read_u32(v); }},
     {"max_grants", [](const entry& v, engine_settings& out) { out.max_grants = read_u32(v); }},
     {"max_names", [](const entry& v, engine_settings& out) { out.max_names = read_u32(v); }},

@@ -34,6 +34,8 @@ const char* to_string(errc code) noexcept {
     case errc::record_abandoned: return "record_abandoned";
     case errc::peer_not_allowed: return "peer_not_allowed";
     case errc::engine_restarted: return "engine_restarted";
+    case errc::process_exited: return "process_exited";
+    case errc::too_many_processes: return "too_many_processes";
   }
   return "unknown_error";
 }

@@ -334,6 +334,7 @@ memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, in
                                               arena_pages_of(s))),
     tokens_(s.max_processes, 0),
     quota_rules_(s.max_processes, -1),
+    users_(s.max_processes, ~uint32_t{0}),
     concealed_(s.max_blocks, 0),
     random_(std::random_device{}()) {
   if (adopt)
@@ -408,8 +409,10 @@ std::string memory_manager::adopt() {
       ++kept;
       // The engine.quotas rule that bounds it together with its user's other processes: from
       // the ids the OS gives the process now, as the door gave them at registration.
-      if (auto ids = effective_ids_of(process(slot).pid))
+      if (auto ids = effective_ids_of(process(slot).pid)) {
         quota_rules_[slot] = quotas_.rule_for(process_credentials{ids->first, ids->second});
+        users_[slot] = ids->first;
+      }
     } else { // ended (a zombie too), its pid reused, or never verified: crash reclaim
       reclaim(slot);
       ++dropped;
@@ -668,24 +671,38 @@ bool memory_manager::is_live(uint32_t slot) const noexcept {
   return slot < settings_.max_processes && process(slot).state == process_state::live;
 }
 
-std::optional<std::string> memory_manager::shared_quota_problem(uint32_t slot,
-                                                               uint64_t bytes) const {
+bool memory_manager::share_quota(uint32_t a, uint32_t b) const noexcept {
+  if (a == admin::engine_slot || b == admin::engine_slot || !is_live(a) || !is_live(b)
+      || quota_rules_[a] != quota_rules_[b])
+    return false;
+  return quota_rules_[a] >= 0 || users_[a] == users_[b];
+}
+
+std::optional<std::string> memory_manager::shared_quota_problem(uint32_t slot, uint64_t bytes,
+                                                               uint32_t charged_now) const {
+  if (slot == admin::engine_slot || share_quota(slot, charged_now))
+    return std::nullopt; // moving a charge within one quota changes nothing it bounds
   int rule = quota_rules_[slot];
-  if (rule < 0 || quotas_.rule_bytes(rule) == 0)
+  uint64_t limit = rule < 0 ? quotas_.default_bytes() : quotas_.rule_bytes(rule);
+  if (limit == 0)
     return std::nullopt;
+  // The processes bound together: those of the same rule, or (no rule) those of the same user
+  // without a rule. Detached processes are live slots and count; ended ones are not live.
   uint64_t in_use = 0;
   uint32_t processes = 0;
   for (uint32_t other = 1; other < settings_.max_processes; ++other)
-    if (is_live(other) && quota_rules_[other] == rule) {
+    if (is_live(other) && quota_rules_[other] == rule
+        && (rule >= 0 || users_[other] == users_[slot])) {
       in_use += process(other).bytes_in_use;
       ++processes;
     }
-  uint64_t limit = quotas_.rule_bytes(rule);
   if (in_use + bytes <= limit)
     return std::nullopt;
-  return "would exceed the quota of " + std::to_string(limit) + " bytes that engine.quotas["
-         + std::to_string(rule) + "] gives all its processes together (" + std::to_string(processes)
-         + " live, " + std::to_string(in_use) + " bytes in use)";
+  auto whose = rule >= 0 ? "that engine.quotas[" + std::to_string(rule) + "] gives all its processes"
+                         : "that engine.default_quota gives all processes of uid "
+                             + std::to_string(users_[slot]);
+  return "would exceed the quota of " + std::to_string(limit) + " bytes " + whose + " together ("
+         + std::to_string(processes) + " live, " + std::to_string(in_use) + " bytes in use)";
 }
 
 std::vector<uint32_t> memory_manager::live_slots() const {
@@ -781,6 +798,17 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
                 "a quota of " + std::to_string(quota_bytes) + " bytes was asked for; uid "
                   + std::to_string(who.uid) + " (gid " + std::to_string(who.gid)
                   + ") may have at most " + std::to_string(limit));
+  if (auto cap = settings_.max_processes_per_user; cap != 0) {
+    uint32_t of_user = 0;
+    for (uint32_t other = 1; other < settings_.max_processes; ++other)
+      if (is_live(other) && users_[other] == who.uid)
+        ++of_user;
+    if (of_user >= cap)
+      return deny({}, errc::too_many_processes,
+                  "uid " + std::to_string(who.uid) + " has " + std::to_string(of_user)
+                    + " live processes registered, the most engine.max_processes_per_user ("
+                    + std::to_string(cap) + ") allows; one must unregister or end first");
+  }
   uint32_t slot = 1;
   while (slot < settings_.max_processes && is_live(slot))
     ++slot;
@@ -798,6 +826,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   p.start_ticks = pid > 0 ? start_ticks_of(pid).value_or(0) : 0;
   p.quota_bytes = quota_bytes != 0 ? quota_bytes : limit;
   quota_rules_[slot] = quotas_.rule_for(who);
+  users_[slot] = who.uid;
   p.registered_ns = realtime_ns();
   std::snprintf(p.name, sizeof(p.name), "%.*s", static_cast<int>(name.size()), name.data());
   do
@@ -1216,7 +1245,7 @@ caf::expected<block_ref> memory_manager::transfer(const session& s, const block_
                 "process " + std::to_string(to) + " cannot take " + std::to_string(bytes)
                   + " more bytes within its quota");
   if (!giving && blk.charged_to != to)
-    if (auto why = shared_quota_problem(to, bytes))
+    if (auto why = shared_quota_problem(to, bytes, blk.charged_to))
       return deny(s, errc::quota_exceeded,
                   "process " + std::to_string(to) + " taking " + std::to_string(bytes)
                     + " bytes " + *why);

@@ -83,7 +83,8 @@ public:
   /// Registers a process under a name no live process of this engine has
   /// (errc::process_name_taken otherwise). Its quota is the limit the quota rules give `who`,
   /// or `quota_bytes` if that is lower (0 = the limit); asking for more is
-  /// errc::quota_exceeded.
+  /// errc::quota_exceeded. A user (`who.uid`) with engine.max_processes_per_user live processes
+  /// gets errc::too_many_processes.
   caf::expected<registration> register_process(std::string_view name, int32_t pid,
                                                uint64_t quota_bytes,
                                                process_credentials who = own_credentials());
@@ -234,8 +235,14 @@ private:
   void unbind_name(uint32_t index) noexcept;
   void charge(uint32_t index, uint32_t slot) noexcept;
   /// Why charging `bytes` more to `slot` would exceed the quota that its engine.quotas rule
-  /// gives all live processes of that rule together, or nullopt.
-  std::optional<std::string> shared_quota_problem(uint32_t slot, uint64_t bytes) const;
+  /// gives all live processes of that rule together, or that engine.default_quota gives all
+  /// live processes of its user without a rule together, or nullopt. `charged_now`: the slot
+  /// the bytes are charged to before (a transfer); if it shares slot's quota, nothing changes.
+  std::optional<std::string> shared_quota_problem(uint32_t slot, uint64_t bytes,
+                                                  uint32_t charged_now = admin::engine_slot) const;
+  /// Whether live slots `a` and `b` are bounded by one quota together (the same engine.quotas
+  /// rule, or engine.default_quota and the same user).
+  bool share_quota(uint32_t a, uint32_t b) const noexcept;
   /// After every rise of a counter: raises the high-water marks in the header and logs a
   /// warning the first time a capacity's use passes warn_percent.
   void note_usage();
@@ -251,6 +258,9 @@ private:
   std::vector<uint64_t> tokens_; // per slot; secret, never in shared memory
   std::vector<int> quota_rules_; // per slot: index of the engine.quotas rule that bounds it
                                  // together with the other live slots of that rule; -1: none
+                                 // (engine.default_quota bounds it with its user's slots)
+  std::vector<uint32_t> users_;  // per slot: the uid its quota and process count go to
+                                 // (ticketless registrations: all ~0, one user)
   std::unordered_map<std::string, uint32_t> names_; // name -> name_entry index
   std::vector<uint8_t> concealed_; // per block index: engine-held but not readable by all
   std::mt19937_64 random_;

@@ -239,7 +239,7 @@ caf::expected<engine_actor> module::engine() const {
 caf::expected<door_ticket> module::local_ticket() {
   if (!office_)
     return make_error(errc::config_error, "cafshm runs in client role: no local engine");
-  auto t = office_->issue(peer_credentials{::getuid(), ::getgid(), ::getpid(), -1});
+  auto t = office_->issue(peer_credentials{::getuid(), ::getgid(), ::getpid(), -1, false});
   if (!t)
     return make_error(errc::capacity_exceeded, "too many open door tickets");
   return *t;

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <string>
 
+#include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -59,6 +60,25 @@ std::optional<std::pair<uid_t, gid_t>> effective_ids_of(pid_t pid) {
 
 int open_pidfd(pid_t pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+std::optional<pid_t> pid_of_pidfd(int pidfd) {
+  if (pidfd < 0)
+    return std::nullopt;
+  std::ifstream in{"/proc/self/fdinfo/" + std::to_string(pidfd)};
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields{line};
+    std::string key;
+    long long pid = 0;
+    if (fields >> key && key == "Pid:" && fields >> pid)
+      return static_cast<pid_t>(pid);
+  }
+  return std::nullopt;
+}
+
+bool has_exited(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0;
 }
 
 } // namespace cafshm

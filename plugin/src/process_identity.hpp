@@ -22,7 +22,17 @@ std::optional<uint64_t> start_ticks_of(pid_t pid);
 std::optional<std::pair<uid_t, gid_t>> effective_ids_of(pid_t pid);
 
 /// pidfd_open(2) of `pid` (-1 with errno on failure). Through syscall(): Debian 12's
-/// <sys/pidfd.h> lacks C linkage for C++.
+/// <sys/pidfd.h> lacks C linkage for C++. It names whatever process has `pid` at the moment of
+/// the call.
 int open_pidfd(pid_t pid);
+
+/// The pid of the process `pidfd` refers to, as this process's /proc sees it (the "Pid:" line of
+/// /proc/self/fdinfo/PIDFD): -1 once that process has been reaped; nullopt if `pidfd` is not a
+/// pidfd.
+std::optional<pid_t> pid_of_pidfd(int pidfd);
+
+/// Whether the process behind `pidfd` has exited (the kernel makes a pidfd readable then; a
+/// zombie has exited).
+bool has_exited(int pidfd);
 
 } // namespace cafshm

@@ -1,6 +1,9 @@
 // Which quota a registering process gets: the engine's quota rules (engine.quotas, per Unix user
-// or group, else engine.default_quota) applied to the credentials the engine knows for the
-// process. A process may ask for less than that, never more (memory_manager::register_process).
+// or group, else engine.default_quota per user) applied to the credentials the engine knows for
+// the process. A process may ask for less than that, never more
+// (memory_manager::register_process). Every quota bounds a set of processes together: a rule's
+// bytes all live processes the rule applies to, the default's all live processes of one user
+// that no rule applies to; memory_manager sums what they have charged.
 #pragma once
 
 #include <cstdint>
@@ -18,8 +21,6 @@ namespace cafshm {
 class quota_policy {
 public:
   /// Resolves the names of `s.quotas`; an unknown user or group is errc::config_error.
-  /// A rule's bytes bound the processes it applies to together (memory_manager sums what all
-  /// live processes of the rule have charged); engine.default_quota bounds each process alone.
   static caf::expected<quota_policy> make(const engine_settings& s);
 
   /// The most a process with `who` may use: the first rule for its user, else the first for
@@ -32,6 +33,10 @@ public:
 
   /// Bytes of rule `index` (0 = unlimited).
   uint64_t rule_bytes(int index) const noexcept { return rules_.at(static_cast<size_t>(index)).bytes; }
+
+  /// engine.default_quota: bytes all live processes of one user without a rule may hold
+  /// together (0 = unlimited).
+  uint64_t default_bytes() const noexcept { return default_bytes_; }
 
 private:
   struct rule {

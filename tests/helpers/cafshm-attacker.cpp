@@ -51,6 +51,14 @@
 //   register           registers without a door ticket: "register ok" or "register <errc>"
 //   stats              anonymous stats: "stats processes=N listed=M names=K"
 // A registration that fails prints "refused <errc>" and exits with 1.
+// With --door PATH (instead of --engine) it only knocks at the local door at PATH, one line per
+// command on stdin, and exits at the end of its input:
+//   knock              "knock <the door's answer line>" ("ticket <hex>" or "denied <reason>")
+//   orphan             a child process connects to the door and exits; once it is reaped, this
+//                      process sends the request over the connection the child made:
+//                      "orphan <the door's answer line>"
+//   zombie             the same, but the request goes out while the child has exited and is
+//                      not yet reaped: "zombie <the door's answer line>"
 #include <atomic>
 #include <cstdio>
 #include <memory>
@@ -72,11 +80,19 @@
 
 #include <fstream>
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cstring>
+
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
 #include "peer_auth.hpp"
 #include "admin_layout.hpp"
+#include "door_protocol.hpp"
 #include "fastpath/inbox.hpp"
 #include "fastpath/inbox_writer.hpp"
 #include "fastpath/request_record.hpp"
@@ -493,7 +509,72 @@ std::string ask_quota(caf::actor_system& sys, client& me, uint64_t quota) {
   return "quota ok " + std::to_string(granted);
 }
 
+// The door's answer to a request line sent over the connected socket `fd`, without its
+// newline; "(no answer)" if none comes within 5 s.
+std::string exchange_at_door(int fd) {
+  auto request = door::format_request();
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL)
+      != static_cast<ssize_t>(request.size()))
+    return "(send failed)";
+  std::string line;
+  char c = 0;
+  pollfd p{fd, POLLIN, 0};
+  while (line.size() < 4 * door::max_line && ::poll(&p, 1, 5000) > 0 && ::recv(fd, &c, 1, 0) == 1
+         && c != '\n')
+    line += c;
+  return line.empty() ? "(no answer)" : line;
+}
+
+std::optional<sockaddr_un> door_address(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path))
+    return std::nullopt;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+// Knocks at the door at `path` as told on stdin (see the top of this file).
+int door_only(const std::string& path) {
+  auto addr = door_address(path);
+  if (!addr) {
+    std::cerr << "attacker: door path too long\n";
+    return 2;
+  }
+  auto* where = reinterpret_cast<const sockaddr*>(&*addr);
+  std::cout << "ready door" << std::endl;
+  for (std::string cmd; std::getline(std::cin, cmd);) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+      return 1;
+    std::string answer;
+    if (cmd == "knock") {
+      answer = "knock " + (::connect(fd, where, sizeof(*addr)) == 0 ? exchange_at_door(fd)
+                                                                      : "(cannot connect)");
+    } else if (cmd == "orphan" || cmd == "zombie") {
+      pid_t child = ::fork();
+      if (child == 0) // the kernel records the child as the connecting process
+        ::_exit(::connect(fd, where, sizeof(*addr)) == 0 ? 0 : 1);
+      siginfo_t info{};
+      // exited; reaped unless a zombie is asked for
+      int options = WEXITED | (cmd == "zombie" ? WNOWAIT : 0);
+      bool connected = child > 0 && ::waitid(P_PID, static_cast<id_t>(child), &info, options) == 0
+                       && info.si_code == CLD_EXITED && info.si_status == 0;
+      answer = cmd + " " + (connected ? exchange_at_door(fd) : "(child could not connect)");
+      if (cmd == "zombie" && child > 0)
+        ::waitpid(child, nullptr, 0);
+    } else {
+      answer = "unknown command";
+    }
+    ::close(fd);
+    std::cout << answer << std::endl;
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string{argv[1]} == "--door")
+    return door_only(argv[2]); // no actor system: a plain process at the door
   // "--transport shm|basp" anywhere: how its requests travel (local.transport).
   auto transport = local_transport::shm;
   std::vector<char*> args{argv, argv + argc};
@@ -512,7 +593,8 @@ int main(int argc, char** argv) {
     name = argv[4];
   bool no_register = argc == 4 && std::string{argv[3]} == "--no-register";
   if (!ep || (argc != 3 && argc != 5 && !no_register)) {
-    std::cerr << "usage: cafshm-attacker --engine HOST:PORT [--name NAME | --no-register]\n";
+    std::cerr << "usage: cafshm-attacker --engine HOST:PORT [--name NAME | --no-register]\n"
+                 "       cafshm-attacker --door PATH\n";
     return 2;
   }
   caf::actor_system_config cfg;

@@ -71,13 +71,16 @@ using engine_actor = caf::typed_actor<
   // without one, only an engine with engine.unauthenticated_tcp registers (pid unknown). The
   // sender is monitored: when it goes down, a process the door vouched for whose pid is still
   // alive is detached (its blocks stay, its session stays valid); any other is reclaimed.
+  // errc::process_exited if the ticket's process has exited since the door issued it,
+  // too_many_processes if its user has engine.max_processes_per_user processes registered.
   caf::replies_to<register_atom, std::string, uint64_t, door_ticket, uint32_t>
     ::with<registration>,
   // session, engine id, ticket of the local door, protocol_version -> registration: a process
   // registered with an engine that died takes its session back at the engine that adopted
   // its segments (same engine id; the ticket's pid and its start time must be the slot's).
   // errc::engine_restarted if this engine has another id (it started fresh), unknown_process
-  // if the adopting engine reclaimed the slot. The sender is monitored as at register.
+  // if the adopting engine reclaimed the slot, process_exited as at register. The sender is
+  // monitored as at register.
   caf::replies_to<reattach_atom, session, uint64_t, door_ticket, uint32_t>::with<registration>,
   // where the local door is (the path of its Unix-domain socket; public)
   caf::replies_to<door_atom>::with<std::string>,

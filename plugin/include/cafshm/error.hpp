@@ -40,6 +40,8 @@ enum class errc : uint8_t {
                      // matched by remote.allow_dial
   engine_restarted,  // the engine restarted without adopting its segments: sessions and
                      // blocks of the engine before are gone
+  process_exited,    // the process a door ticket stands for has exited: it is not registered
+  too_many_processes, // the user already has engine.max_processes_per_user live processes
 };
 
 /// Category atom of every cafshm error.

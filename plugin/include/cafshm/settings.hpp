@@ -48,14 +48,19 @@ struct engine_settings {
                                       // arena_bytes; 0 = arena_bytes (the arena never grows)
   uint64_t min_block_bytes = 4096;    // smallest block, a power of two >= page size
   uint32_t max_processes = 64;
+  uint32_t max_processes_per_user = 0; // live processes one Unix user may have registered at
+                                       // once (ticketless registrations count as one user);
+                                       // 0 = unlimited, else below max_processes
   uint32_t max_blocks = 2048;
   uint32_t max_grants = 1024;       // grants + views of non-owners
   uint32_t max_names = 256;
-  uint64_t default_quota_bytes = 0;   // per process; 0 = unlimited
+  uint64_t default_quota_bytes = 0;   // per Unix user without a rule: all live processes of
+                                      // one such user together (ticketless registrations count
+                                      // as one user); 0 = unlimited
   std::vector<quota_rule> quotas;     // per-user / per-group quotas: a rule bounds all live
                                       // processes it applies to together; a user's rule wins
                                       // over a group's, the first matching one of each kind
-                                      // counts; no match = default_quota_bytes per process
+                                      // counts; no match = default_quota_bytes for the user
   uint32_t max_copy_ranges = 1024;    // ranges one copy request may carry
   uint64_t max_copy_bytes = 256ull << 20; // bytes one copy request may move
   scrub_policy scrub = scrub_policy::on_free;

@@ -19,6 +19,10 @@
 #include "process_identity.hpp"
 #include "unix_identity.hpp"
 
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 // Linux >= 6.5; Debian 12's headers predate it
+#endif
+
 namespace cafshm {
 
 namespace {
@@ -45,6 +49,51 @@ std::vector<gid_t> groups_of(uid_t uid, gid_t gid) {
   gs.resize(static_cast<size_t>(n));
   out.insert(out.end(), gs.begin(), gs.end());
   return out;
+}
+
+// A pidfd of the process at the other end of the door's connection `fd`, whose SO_PEERCRED pid
+// is `pid`, or why the door cannot watch it. SO_PEERPIDFD (Linux >= 6.5) gives a pidfd of the
+// process that connected, taken with the connection's credentials, so it names that process
+// even if it has exited and its pid was given to another process since. Older kernels lack it
+// (ENOPROTOOPT); then the door opens a pidfd of `pid`, which names whoever has that pid now:
+// a caller that exits and whose pid is reused before this call is not detected there.
+struct watched_peer {
+  int pidfd = -1;
+  bool of_connection = false;
+  std::string refusal; // set when pidfd < 0
+};
+
+watched_peer watch_peer(int fd, pid_t pid) {
+  watched_peer w;
+  int pidfd = -1;
+  socklen_t len = sizeof(pidfd);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
+    w.pidfd = pidfd;
+    w.of_connection = true;
+  } else if (errno == ENOPROTOOPT) {
+    w.pidfd = open_pidfd(pid);
+    if (w.pidfd < 0) {
+      w.refusal = errno == ESRCH ? "the asking process has exited"
+                                 : os_error("cannot watch the asking process");
+      return w;
+    }
+  } else { // ESRCH, or EINVAL from kernels before 6.16 once the process was reaped
+    w.refusal = os_error("the asking process has exited");
+    return w;
+  }
+  auto named = pid_of_pidfd(w.pidfd);
+  if (!named || *named != pid || has_exited(w.pidfd)) {
+    if (!named)
+      w.refusal = "cannot tell which process the kernel's pidfd of the asking process names";
+    else if (*named > 0 && *named != pid)
+      w.refusal = "the kernel's pidfd of the asking process names pid " + std::to_string(*named)
+                  + ", its credentials pid " + std::to_string(pid);
+    else
+      w.refusal = "the asking process has exited";
+    ::close(w.pidfd);
+    w.pidfd = -1;
+  }
+  return w;
 }
 
 } // namespace
@@ -204,13 +253,15 @@ void local_door::answer(int fd) {
     reply(door::format_denial("user " + std::to_string(cred.uid) + " may not use this engine"));
     return;
   }
-  peer_credentials creds{cred.uid, cred.gid, cred.pid, -1};
+  peer_credentials creds{cred.uid, cred.gid, cred.pid, -1, false};
   if (cred.pid != ::getpid()) {
-    creds.pidfd = open_pidfd(cred.pid);
-    if (creds.pidfd < 0) {
-      reply(door::format_denial("cannot watch the asking process"));
+    auto watched = watch_peer(fd, cred.pid);
+    if (watched.pidfd < 0) {
+      reply(door::format_denial(watched.refusal));
       return;
     }
+    creds.pidfd = watched.pidfd;
+    creds.pidfd_of_connection = watched.of_connection;
   }
   auto ticket = office_->issue(creds);
   if (!ticket) {

@@ -1,8 +1,10 @@
 // The engine's local door: a Unix-domain socket through which processes of this host get a
 // ticket to register. The kernel tells the door who knocks (SO_PEERCRED: uid, gid and pid in
-// the engine's pid namespace); the door checks them against the policy below, opens a pidfd of
-// the pid (the engine's liveness check) and answers a ticket of the ticket office that stands
-// for these credentials. The engine actor trusts a registration only through such a ticket.
+// the engine's pid namespace); the door checks them against the policy below, takes a pidfd of
+// the process that connected (SO_PEERPIDFD; pidfd_open of the pid on kernels before 6.5), checks
+// that it names that pid and that the process has not exited (the engine's liveness check
+// watches it), and answers a ticket of the ticket office that stands for these credentials. The
+// engine actor trusts a registration only through such a ticket.
 //
 // Policy, applied twice: by the socket file's mode (0600 when only the engine's user may
 // knock; 0660 with engine.group as its group when that group is set and no allow-list is;

@@ -17,7 +17,6 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
-#include <poll.h>
 #include <unistd.h>
 
 #include "memory_manager.hpp"
@@ -42,10 +41,15 @@ caf::error not_from_gateway() {
                     "peer messages go to the engine's peer gateway (gateway_atom), not to it");
 }
 
-// Whether the process behind `pidfd` has exited (the kernel makes a pidfd readable then).
-bool exited(int pidfd) {
-  pollfd p{pidfd, POLLIN, 0};
-  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+// The process a redeemed ticket stands for has exited: it is not registered (nor re-attached)
+// and its pidfd is not watched. (The door checked it was alive when it issued the ticket; it
+// may have ended since.)
+caf::error exited_caller(peer_credentials& creds) {
+  ::close(creds.pidfd);
+  creds.pidfd = -1;
+  return make_error(errc::process_exited,
+                    "the process the door ticket stands for (pid " + std::to_string(creds.pid)
+                      + ") has exited");
 }
 
 void close_pidfd(engine_state& st, uint32_t slot) {
@@ -106,7 +110,7 @@ void bind_slot(engine_pointer self, uint32_t slot) {
 void reclaim_exited(engine_state& st, memory_manager& mmr) {
   std::vector<uint32_t> dead;
   for (auto [slot, fd] : st.pidfds)
-    if (exited(fd))
+    if (has_exited(fd))
       dead.push_back(slot);
   for (auto slot : dead) {
     forget_slot(st, slot);
@@ -173,7 +177,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       return;
     for (auto slot : i->second) {
       auto fd = self->state.pidfds.find(slot);
-      if (fd != self->state.pidfds.end() && !exited(fd->second))
+      if (fd != self->state.pidfds.end() && !has_exited(fd->second))
         continue; // alive: detached, not reclaimed; the pidfd says when it ends
       close_pidfd(self->state, slot);
       self->state.directory->process_ended(slot);
@@ -210,12 +214,20 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       // caller is nobody in particular: no user or group rule matches it.
       auto who = creds ? process_credentials{creds->uid, creds->gid}
                        : process_credentials{~uint32_t{0}, ~uint32_t{0}};
+      if (creds && creds->pidfd >= 0 && has_exited(creds->pidfd))
+        return exited_caller(*creds);
       reclaim_exited(self->state, mmr);
       auto reg = mmr.register_process(name, pid, quota, who);
       if (!reg) {
         if (creds && creds->pidfd >= 0)
           ::close(creds->pidfd);
         return std::move(reg.error());
+      }
+      // Still running after register_process read its start time: so that was the start time
+      // of this very process (a process that has not exited keeps its pid).
+      if (creds && creds->pidfd >= 0 && has_exited(creds->pidfd)) {
+        mmr.reclaim(reg->session.process);
+        return exited_caller(*creds);
       }
       if (creds && creds->pidfd >= 0)
         self->state.pidfds[reg->session.process] = creds->pidfd;
@@ -242,6 +254,8 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       if (!creds)
         return make_error(errc::access_denied, "re-attaching needs a ticket from the engine's "
                                                "door " + self->state.door_path);
+      if (creds->pidfd >= 0 && has_exited(creds->pidfd))
+        return exited_caller(*creds);
       reclaim_exited(self->state, mmr);
       auto reg = mmr.reattach(s, creds->pid);
       if (!reg) {

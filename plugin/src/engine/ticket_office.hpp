@@ -17,12 +17,15 @@
 namespace cafshm {
 
 /// What the kernel told the door about a caller (SO_PEERCRED), pids in the engine's namespace.
-/// `pidfd` (pidfd_open of pid, -1 if none) is owned by whoever holds the credentials.
+/// `pidfd` (-1 if none) is owned by whoever holds the credentials. `pidfd_of_connection`: it
+/// came with the connection (SO_PEERPIDFD) and so names the very process that connected;
+/// otherwise it is pidfd_open of `pid`, which names whoever had that pid when the door asked.
 struct peer_credentials {
   uid_t uid = 0;
   gid_t gid = 0;
   pid_t pid = 0;
   int pidfd = -1;
+  bool pidfd_of_connection = false;
 };
 
 class ticket_office {

@@ -178,7 +178,7 @@ std::optional<door_ticket> ticket_in(const std::string& answer) {
   const std::string prefix = "knock ";
   if (answer.rfind(prefix, 0) != 0)
     return std::nullopt;
-  auto reply = door::parse_reply(answer.substr(prefix.size()));
+  auto reply = door::parse_reply(answer.substr(prefix.size()) + "\n");
   if (const auto* t = std::get_if<door_ticket>(&reply))
     return *t;
   return std::nullopt;

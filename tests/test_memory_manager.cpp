@@ -1478,7 +1478,7 @@ TEST_CASE("quotas: engine.default_quota bounds all live processes of a user with
   // each may hold the whole default quota alone, all three no more than it together
   CHECK(e.stats_of(a.process)->quota_bytes == 64 * kib);
   auto a1 = e.alloc(a, 32 * kib);
-  auto b1 = e.alloc(b, 16 * kib);
+  e.alloc(b, 16 * kib);
   auto too_much = e->allocate(c, 32 * kib);
   REQUIRE_FALSE(too_much);
   CHECK(code_of(too_much.error()) == errc::quota_exceeded);

@@ -382,6 +382,49 @@ TEST_CASE("adoption: kept processes answer to their user's engine.quotas rule to
   CHECK(mm.check() == "");
 }
 
+TEST_CASE("adoption: kept processes count for their user's engine.default_quota and "
+          "engine.max_processes_per_user again") {
+  auto me = own_credentials();
+  auto s = settings_named("adopt-per-user");
+  s.default_quota_bytes = 64 * 1024; // per user: no rule applies to this one
+  s.max_processes_per_user = 2;
+  segment_guard guard{s.name};
+  // Two processes of this user (the test process, as the door vouched for it); a holds 32 KiB
+  // of the user's 64 when the engine dies.
+  auto st = run_dead_engine(s, [&](memory_manager& mm, dead_engine_state& out) {
+    auto ra = mm.register_process("a", ::getppid(), 0, me);
+    auto rb = mm.register_process("b", ::getppid(), 0, me);
+    out.ok = ra && rb && mm.allocate(ra->session, 32 * 1024);
+    if (out.ok) {
+      out.alive = ra->session;
+      out.ended = rb->session; // not ended: the second process of the user, kept as well
+    }
+  });
+  REQUIRE(st.ok);
+  auto created = memory_manager::create(s);
+  REQUIRE_OK(created);
+  auto& mm = **created;
+  REQUIRE(mm.adopted());
+  // the kept processes are the user's two: a third is refused, before and after re-attaching
+  CHECK_ERRC(mm.register_process("c", ::getpid(), 0, me), errc::too_many_processes);
+  REQUIRE_OK(mm.reattach(st.alive, ::getpid()));
+  REQUIRE_OK(mm.reattach(st.ended, ::getpid()));
+  CHECK_ERRC(mm.register_process("c", ::getpid(), 0, me), errc::too_many_processes);
+  // with a's 32 KiB, 48 more of b exceed the user's 64 KiB; 32 fit
+  CHECK_ERRC(mm.allocate(st.ended, 48 * 1024), errc::quota_exceeded);
+  CHECK_OK(mm.allocate(st.ended, 32 * 1024));
+  // another user is counted apart
+  auto other = mm.register_process("other", ::getpid(), 0, {me.uid + 1, me.gid + 1});
+  REQUIRE_OK(other);
+  CHECK_OK(mm.allocate(other->session, 64 * 1024));
+  // a's place and bytes come back when it goes
+  CHECK_OK(mm.unregister(st.alive));
+  auto c = mm.register_process("c", ::getpid(), 0, me);
+  REQUIRE_OK(c);
+  CHECK_OK(mm.allocate(c->session, 32 * 1024));
+  CHECK(mm.check() == "");
+}
+
 // The dead engine's arena had grown: the adopting engine reopens every added data segment (the
 // table in admin memory names them), checks them with the rest, and the blocks in them keep
 // their bytes; a process that ended loses its blocks there, and a segment left empty goes.

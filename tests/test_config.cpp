@@ -896,8 +896,8 @@ TEST_CASE("engine.max_processes_per_user: 0 or below max_processes, errors at fi
   auto loaded = load_config(path);
   std::remove(path.c_str());
   REQUIRE(std::holds_alternative<config_error>(loaded));
-  CHECK(std::get<config_error>(loaded).to_string().rfind(path + ":3:27: engine.max_processes_per_user:", 0)
-        == 0);
+  auto text_of_error = std::get<config_error>(loaded).to_string();
+  CHECK(text_of_error.rfind(path + ":3:27: engine.max_processes_per_user:", 0) == 0);
 }
 
 TEST_CASE("engine.max_copy_ranges and engine.max_copy_bytes: read, and zero refused") {

@@ -698,9 +698,10 @@ std::optional<std::string> memory_manager::shared_quota_problem(uint32_t slot, u
     }
   if (in_use + bytes <= limit)
     return std::nullopt;
-  auto whose = rule >= 0 ? "that engine.quotas[" + std::to_string(rule) + "] gives all its processes"
-                         : "that engine.default_quota gives all processes of uid "
-                             + std::to_string(users_[slot]);
+  auto whose = rule >= 0
+                 ? "that engine.quotas[" + std::to_string(rule) + "] gives all its processes"
+                 : "that engine.default_quota gives all processes of uid "
+                     + std::to_string(users_[slot]);
   return "would exceed the quota of " + std::to_string(limit) + " bytes " + whose + " together ("
          + std::to_string(processes) + " live, " + std::to_string(in_use) + " bytes in use)";
 }

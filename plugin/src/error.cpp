@@ -34,6 +34,7 @@ const char* to_string(errc code) noexcept {
     case errc::record_abandoned: return "record_abandoned";
     case errc::peer_not_allowed: return "peer_not_allowed";
     case errc::engine_restarted: return "engine_restarted";
+    case errc::version_mismatch: return "version_mismatch";
   }
   return "unknown_error";
 }

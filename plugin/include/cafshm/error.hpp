@@ -40,6 +40,7 @@ enum class errc : uint8_t {
                      // matched by remote.allow_dial
   engine_restarted,  // the engine restarted without adopting its segments: sessions and
                      // blocks of the engine before are gone
+  version_mismatch,  // a peer engine speaks another protocol_version (or no cafshm protocol)
 };
 
 /// Category atom of every cafshm error.

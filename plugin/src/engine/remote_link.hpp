@@ -50,7 +50,8 @@ caf::result<uint64_t> version(engine_pointer self, uint64_t token, const block_r
 caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref& ref);
 
 /// A read of a block of another engine: served from the cache while the block's version there
-/// is unchanged, else fetched whole into the cache first.
+/// is unchanged, else fetched whole (pulled) into the cache first. The pull has no time limit of
+/// its own: it fails when that engine goes down or sends nothing for remote.stall_timeout.
 caf::result<std::vector<char>> read(engine_pointer self, const session& s, const block_ref& ref,
                                     uint64_t offset, uint64_t length);
 
@@ -59,8 +60,9 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
 bool peer_down(engine_pointer self, const caf::actor_addr& source);
 
 /// Fails outgoing transmits whose destination answered nothing at all (to any transmit) for
-/// remote.stall_timeout, and drops incoming ones whose sender has been silent that long (a
-/// stopped process or a cut link that no down message reports): partial blocks are freed.
+/// remote.stall_timeout, drops incoming ones whose sender has been silent that long (a
+/// stopped process or a cut link that no down message reports): partial blocks are freed,
+/// and fails remote reads whose block's engine has sent nothing that long.
 void check_stalls(engine_pointer self);
 
 /// Dials every peer of remote.peers, and keeps dialing each one that is not linked (after

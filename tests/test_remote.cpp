@@ -440,6 +440,15 @@ TEST_CASE("a transmit to a stopped destination fails after remote.stall_timeout,
                             [&] { return sender->transmit(ref, address_of(b)); });
   REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
   b.process().kill(SIGSTOP);
+  // Until the stall ends it, the sender shows the transmit in progress toward b.
+  auto sending = sender->stats();
+  REQUIRE(sending);
+  REQUIRE(sending->outgoing.size() == 1);
+  CHECK(sending->outgoing[0].peer == address_of(b));
+  CHECK(sending->outgoing[0].bytes == uint64_t{256} << 20);
+  CHECK(sending->outgoing[0].acked < sending->outgoing[0].bytes);
+  CHECK_FALSE(sending->outgoing[0].cache_fill);
+  CHECK(sending->incoming.empty());
   REQUIRE(pending.wait_for(60s) == std::future_status::ready);
   auto r = pending.get();
   b.process().kill(SIGCONT);
@@ -637,8 +646,8 @@ TEST_CASE("an engine of another protocol version is refused at the handshake, on
                 describe(unversioned));
   // Nothing of such a peer is taken: it holds no link token, a hello without an accepted
   // challenge is refused, so are its offers.
-  CHECK(code_of(ask(hello_atom::value, uint64_t{4250}, uint64_t{1}, caf::actor_cast<caf::actor>(self),
-                    nonce, peer_proof{}))
+  CHECK(code_of(ask(hello_atom::value, uint64_t{4250}, uint64_t{1},
+                    caf::actor_cast<caf::actor>(self), nonce, peer_proof{}))
         == errc::access_denied);
   for (uint64_t token : {uint64_t{0}, uint64_t{1}, uint64_t{0x4250}})
     CHECK(code_of(ask(offer_atom::value, token,

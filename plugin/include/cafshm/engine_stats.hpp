@@ -146,7 +146,8 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
            x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.inbox_requests,
            x.inbox_refused, x.inbox_replies_lost, x.capacities, x.process_list,
-           x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.incoming, x.cache_capacity,
+           x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.incoming,
+           x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
            x.cache_bytes_saved);
 }

@@ -1,8 +1,8 @@
 // The peer gateway: the actor that other engines talk to (peer_actor in cafshm/engine.hpp).
 // It refuses peers of another protocol_version (and messages it cannot read) with
-// version_mismatch, runs a link's handshake (challenge, hello with proofs, peer_auth.hpp) and hands every peer
-// message on to its engine with the gateway key; the engine actor itself takes no peer message
-// from anyone else. It holds no transfer state: the engine does (remote_link.hpp).
+// version_mismatch, runs a link's handshake (challenge, hello with proofs, peer_auth.hpp) and
+// hands every peer message on to its engine with the gateway key; the engine actor itself takes
+// no peer message from anyone else. It holds no transfer state: the engine does (remote_link.hpp).
 #pragma once
 
 #include <chrono>

@@ -213,6 +213,67 @@ TEST_CASE("a remote read is served from the cache until the block changes") {
   CHECK(code_of(gone.error()) == errc::stale_block);
 }
 
+TEST_CASE("a block sent again unchanged is not hashed again; a changed one is never sent stale") {
+  two_engines e{"64MiB", remote_yaml("1MiB", 4, "0"), "64MiB",
+                remote_yaml("1MiB", 4, "32MiB"), "sender", "sink"};
+  auto to = address_of(e.b);
+  auto& sender = e.at_a;
+  auto& sink = e.at_b;
+  auto [ref, hash] = random_block(*sender, (2 << 20) + 3, 21);
+  transmit_target target;
+  target.process = "sink";
+  std::vector<block_ref> received;
+  // Sends the block; checks that the sink got exactly `expected`, and whether from its cache.
+  auto send = [&](uint64_t expected, bool from_cache) {
+    auto r = sender->transmit(ref, to, target);
+    REQUIRE_MESSAGE(r, describe(r.error()));
+    CHECK(r->hash == expected);
+    CHECK(r->cache_hit == from_cache);
+    CHECK(r->payload_bytes == (from_cache ? 0 : ref.size));
+    CHECK(hash_in_place(*sink, r->remote) == expected);
+    received.push_back(r->remote);
+  };
+  auto reused = [&] { return sender->stats()->digests_reused; };
+  // A sink with a cache asks for the block's digest up front: the first two transmits hash the
+  // block, the second one is a cache hit at the sink without a hash at the sender.
+  send(hash, false);
+  CHECK(reused() == 0);
+  send(hash, true);
+  CHECK(reused() == 1);
+
+  // Written through a view (no request tells the engine what changed): hashed anew.
+  auto view = sender->map(ref, access_mode::read_write);
+  REQUIRE(view);
+  view->data()[100] ^= std::byte{0xff};
+  auto through_view = XXH3_64bits(view->data(), view->size());
+  REQUIRE(sender->unmap(std::move(*view)));
+  send(through_view, false);
+  CHECK(reused() == 1);
+  send(through_view, true);
+  CHECK(reused() == 2);
+
+  // Written by a request: hashed anew.
+  REQUIRE(sender->write(ref, 0, std::string("written")));
+  auto by_request = hash_in_place(*sender, ref);
+  send(by_request, false);
+  CHECK(reused() == 2);
+
+  // While a view that may write stays open, the digest is computed for every transmit.
+  auto open = sender->map(ref, access_mode::read_write);
+  REQUIRE(open);
+  send(by_request, true); // cached at the sink by the transmit before
+  CHECK(reused() == 2);
+  std::memcpy(open->data(), "changed", 7);
+  auto while_open = XXH3_64bits(open->data(), open->size());
+  send(while_open, false);
+  CHECK(reused() == 2);
+  REQUIRE(sender->unmap(std::move(*open)));
+
+  for (const auto& r : received)
+    REQUIRE(sink->free(r));
+  REQUIRE(sender->free(ref));
+}
+
 TEST_CASE("a destination without room refuses a transmit up front with out_of_memory") {
   two_engines e{"64MiB", remote_yaml("1MiB", 2, "0"), "16MiB",
                 remote_yaml("1MiB", 2, "0"), "sender", "sink"};

@@ -128,6 +128,9 @@ struct engine_stats {
   uint64_t cache_misses = 0;
   uint64_t cache_evictions = 0;
   uint64_t cache_bytes_saved = 0;
+  // Transmits to an engine with a cache whose block digest this engine had computed before for
+  // the unchanged block, and sent without hashing the block again.
+  uint64_t digests_reused = 0;
 
   /// 1 - largest_free_block / free_bytes (0 when nothing or everything is free in one block).
   double fragmentation() const noexcept {
@@ -149,7 +152,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.incoming,
            x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
-           x.cache_bytes_saved);
+           x.cache_bytes_saved, x.digests_reused);
 }
 
 } // namespace cafshm

@@ -147,6 +147,12 @@ struct pending_read {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
+/// The XXH3 of a block this engine sent, valid while the block's stamp is unchanged.
+struct block_digest {
+  block_stamp stamp;
+  uint64_t hash = 0;
+};
+
 /// Addresses of peers of another protocol version that an engine logs once each.
 constexpr size_t max_logged_version_refusals = 256;
 
@@ -186,6 +192,9 @@ struct engine_state {
   // "host:port" of peers refused for another protocol version, logged once each until linked
   std::set<std::string> version_refused;
   std::unique_ptr<block_cache> cache;
+  // digests of blocks sent to engines with a cache, by block index (at most engine.max_blocks)
+  std::unordered_map<uint32_t, block_digest> digests;
+  uint64_t digests_reused = 0;
   std::unique_ptr<actor_directory> directory; // actors published by name
   std::shared_ptr<request_relay> relay; // the request inbox, or none (local.transport: basp)
   static inline const char* name = "cafshm.engine";

@@ -73,6 +73,22 @@ uint64_t hash_of(std::span<const std::byte> bytes) {
   return XXH3_64bits(bytes.data(), bytes.size());
 }
 
+// The XXH3 of a block this engine sends: the one computed before while the block's stamp is
+// unchanged (no request wrote it, no view that may write it was opened since, none is open),
+// else computed now and remembered if no view that may write it is open.
+uint64_t digest_of(engine_state& st, const block_ref& ref, std::span<const std::byte> bytes) {
+  auto stamp = st.mm->content_stamp(ref);
+  if (stamp)
+    if (auto d = st.digests.find(ref.block); d != st.digests.end() && d->second.stamp == *stamp) {
+      ++st.digests_reused;
+      return d->second.hash;
+    }
+  auto hash = hash_of(bytes);
+  if (stamp)
+    st.digests[ref.block] = {*stamp, hash};
+  return hash;
+}
+
 void free_blocks(engine_state& st, const std::vector<block_ref>& refs) {
   for (const auto& r : refs)
     st.mm->free(st.mm->engine_session(), r);
@@ -457,7 +473,7 @@ void send_offer(engine_pointer self, uint64_t id) {
           finish(self, id, std::move(r));
         } else if (r.cache_hit && t->offer.hash == 0) {
           // The destination keeps a cache and looks the content up by its digest.
-          t->offer.hash = hash_of(t->bytes);
+          t->offer.hash = digest_of(self->state, t->ref, t->bytes);
           send_offer(self, id);
         } else {
           pump(self, id);
@@ -1060,6 +1076,7 @@ void fill_stats(const engine_state& st, engine_stats& stats) {
        t.acked, t.is_pull});
   }
   stats.transmits_in = static_cast<uint32_t>(st.incoming.size());
+  stats.digests_reused = st.digests_reused;
   for (const auto& [key, in] : st.incoming) {
     auto p = st.peers.find(key.first);
     stats.incoming.push_back({key.second,

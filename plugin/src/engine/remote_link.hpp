@@ -6,8 +6,9 @@
 // receiver checks the destination (target process, its quota, the name) and allocates the block
 // up front, so that out_of_memory, quota_exceeded or name_taken refuse the transmit before any
 // payload moves, and asks for the chunks. A receiver with a cache asks first for the block's
-// XXH3 (the sender then hashes the block once more, up front) and, holding that content,
-// copies it locally and answers with a receipt: no payload moves. The sender keeps at most
+// XXH3 (the sender then hashes the block once more, up front, unless it hashed the unchanged
+// block before: memory_manager::content_stamp) and, holding that content, copies it locally and
+// answers with a receipt: no payload moves. The sender keeps at most
 // remote.window_chunks chunks of remote.chunk_bytes in flight, each with its own XXH3, and feeds
 // each chunk, as it first sends it, into a streaming XXH3 of the block: one hashing pass. A
 // chunk that fails its checksum is resent up to remote.checksum_retries times. After the last

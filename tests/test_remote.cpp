@@ -204,6 +204,27 @@ TEST_CASE("a remote read is served from the cache until the block changes") {
   st = reader->stats();
   CHECK(st->cache_misses == 2);
   CHECK(st->cache_entries == 1); // the stale copy was dropped
+  // A write through a view (no request reports it) is never hidden by the cached copy, neither
+  // after the view is closed nor while it is open.
+  auto view = owner->map(*ref, access_mode::read_write);
+  REQUIRE(view);
+  std::memcpy(view->data(), "viewed", 6);
+  REQUIRE(owner->unmap(std::move(*view)));
+  auto r4 = reader->read(*ref, 0, 7);
+  REQUIRE(r4);
+  CHECK(std::string(r4->begin(), r4->end()) == "viewedd");
+  auto open = owner->map(*ref, access_mode::read_write);
+  REQUIRE(open);
+  auto r5 = reader->read(*ref, 0, 7);
+  REQUIRE(r5);
+  CHECK(std::string(r5->begin(), r5->end()) == "viewedd");
+  std::memcpy(open->data(), "opened", 6);
+  auto r6 = reader->read(*ref, 0, 7);
+  REQUIRE(r6);
+  CHECK(std::string(r6->begin(), r6->end()) == "openedd");
+  REQUIRE(owner->unmap(std::move(*open)));
+  st = reader->stats();
+  CHECK(st->cache_misses == 5);
   auto oob = reader->read(*ref, text.size() - 1, 2);
   REQUIRE_FALSE(oob);
   CHECK(code_of(oob.error()) == errc::out_of_range);

@@ -1423,7 +1423,12 @@ caf::expected<uint64_t> memory_manager::exported_version(const block_ref& ref) {
   if ((*b)->owner != admin::engine_slot && (g == no_index || grant(g).mode == access::none))
     return deny(engine_session(), errc::access_denied,
                 "block " + std::to_string(ref.block) + " is not exported to peer engines");
-  return (*b)->version;
+  // Peers keep copies by this number, so it changes whenever the bytes may have: with every
+  // write or copy request, every writable view opened, and, while a view that may write is
+  // open, with every call (its process may write at any moment without a request).
+  if (!content_stamp(ref))
+    ++writable_opens_[ref.block];
+  return (*b)->version + writable_opens_[ref.block];
 }
 
 std::optional<block_stamp> memory_manager::content_stamp(const block_ref& ref) {

@@ -144,9 +144,10 @@ struct world {
       return i->second;
     std::vector<char> nonce(link_nonce_bytes, static_cast<char>(sender));
     caf::expected<std::vector<char>> theirs{caf::error{}};
-    (*self)->request(gateway, 10s, challenge_atom::value, sender, nonce)
-      .receive([&](uint64_t, std::vector<char>& n, peer_proof&) { theirs = std::move(n); },
-               [&](caf::error& e) { theirs = std::move(e); });
+    (*self)->request(gateway, 10s, challenge_atom::value, protocol_version, sender, nonce)
+      .receive(
+        [&](uint32_t, uint64_t, std::vector<char>& n, peer_proof&) { theirs = std::move(n); },
+        [&](caf::error& e) { theirs = std::move(e); });
     if (!theirs)
       violation("challenge failed: " + describe(theirs.error()));
     auto r = ask<uint64_t, uint64_t>(hello_atom::value, sender, sender ^ 0x7e7e,

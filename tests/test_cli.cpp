@@ -858,6 +858,75 @@ TEST_CASE("cli: transmit stores a named block at another engine, a second time f
   CHECK(after_a["names"].items[0]["name"].text == "blk");
 }
 
+// -- transfers in progress -------------------------------------------------------------------
+
+#include <caf/scoped_actor.hpp>
+#include <xxhash.h>
+
+#include "support/client_system.hpp"
+#include "support/fake_peer.hpp"
+
+TEST_CASE("cli: stat shows transfers in progress per peer, as text and as JSON") {
+  using namespace cafshm;
+  test::daemon_process b{test::unique_name("cafshm-test-cli-tb"), "64MiB"};
+  REQUIRE(b.ready());
+  auto at_b = endpoint_of(b);
+  test::client_system cs;
+  auto engine = cs.sys.middleman().remote_actor<engine_actor>("127.0.0.1", b.port());
+  REQUIRE(engine);
+  caf::scoped_actor self{cs.sys, true};
+  caf::error link_error;
+  auto link = test::link_fake_peer(self, *engine, 0x4270, link_error);
+  REQUIRE_MESSAGE(link.token != 0, describe(link_error));
+  // A peer that offered a block of 3 chunks and sent the first: the transfer is in progress.
+  std::vector<char> data(3 * 4096, 'p');
+  std::vector<char> first(data.begin(), data.begin() + 4096);
+  caf::error err;
+  self->request(link.gateway, 10s, offer_atom::value, link.token,
+                transmit_offer{0x4270, 1, data.size(), 0, 4096, {}, {}, 0, false})
+    .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+  REQUIRE_MESSAGE(!err, describe(err));
+  self->request(link.gateway, 10s, chunk_atom::value, link.token,
+                transmit_chunk{0x4270, 1, 0, XXH3_64bits(first.data(), first.size()), first})
+    .receive([](done_atom) {}, [&](caf::error& e) { err = std::move(e); });
+  REQUIRE_MESSAGE(!err, describe(err));
+
+  auto st = stats_at(at_b);
+  CHECK(st["transmits_in"].u64() == 1);
+  REQUIRE(st["incoming"].items.size() == 1);
+  const auto& in = st["incoming"].items[0];
+  auto peer = in["peer"].text;
+  CHECK_MESSAGE(peer.rfind("engine 4270 ", 0) == 0, peer);
+  CHECK(in["bytes"].u64() == data.size());
+  CHECK(in["received"].u64() == 4096);
+  CHECK(in["cache_fill"].text == "false");
+  REQUIRE(st["transfers_by_peer"].items.size() == 1);
+  const auto& by_peer = st["transfers_by_peer"].items[0];
+  CHECK(by_peer["peer"].text == peer);
+  CHECK(by_peer["in"].u64() == 1);
+  CHECK(by_peer["in_done_bytes"].u64() == 4096);
+  CHECK(by_peer["in_bytes"].u64() == data.size());
+  CHECK(by_peer["out"].u64() == 0);
+
+  auto text = run({"--engine", at_b, "stat"});
+  REQUIRE_MESSAGE(text.code == 0, text.err);
+  CHECK_MESSAGE(contains(text.out, "transmits 0 out / 1 in\n"), text.out);
+  CHECK_MESSAGE(contains(text.out, "from " + peer + ": 4 KiB of 12 KiB received (33%)\n"),
+                text.out);
+  CHECK_MESSAGE(contains(text.out, peer + ": 0 out (0 B of 0 B), 1 in (4 KiB of 12 KiB)\n"),
+                text.out);
+
+  // The peer stops: its abort ends the transfer and frees the partial block.
+  self->send(link.gateway, abort_atom::value, link.token, uint64_t{1});
+  auto deadline = steady::now() + 10s;
+  for (st = stats_at(at_b); st["transmits_in"].u64() != 0 && steady::now() < deadline;)
+    st = stats_at(at_b);
+  CHECK(st["transmits_in"].u64() == 0);
+  CHECK(st["incoming"].items.empty());
+  CHECK(st["transfers_by_peer"].items.empty());
+  CHECK(st["blocks"].u64() == 0);
+}
+
 TEST_CASE("cli: put of an endless input (/dev/zero) stops at --max-size with a clear error") {
   // Refused while reading, before any engine is contacted: port 1 has none.
   auto r = run({"--engine", "127.0.0.1:1", "put", "zeros", "/dev/zero", "--max-size", "4MiB"});

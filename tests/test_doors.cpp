@@ -157,11 +157,12 @@ struct local_engine_env {
   /// the hello: (this engine's id, the link token it issued).
   caf::expected<std::tuple<uint64_t, uint64_t>> link_as(caf::scoped_actor& self, uint64_t id) {
     std::vector<char> nonce(link_nonce_bytes, 'n');
-    auto c = ask<uint64_t, std::vector<char>, peer_proof>(self, challenge_atom::value, id, nonce);
+    auto c = ask<uint32_t, uint64_t, std::vector<char>, peer_proof>(
+      self, challenge_atom::value, protocol_version, id, nonce);
     if (!c)
       return std::move(c.error());
     return ask<uint64_t, uint64_t>(self, hello_atom::value, id, uint64_t{7},
-                                   caf::actor_cast<caf::actor>(self), std::get<1>(*c),
+                                   caf::actor_cast<caf::actor>(self), std::get<2>(*c),
                                    peer_proof{});
   }
 

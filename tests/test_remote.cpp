@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <optional>
 #include <random>
@@ -13,14 +15,19 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
 #include <xxhash.h>
 
 #include "cafshm/client.hpp"
 #include "cafshm/module.hpp"
+#include "memory_manager.hpp"
 #include "support/client_system.hpp"
+#include "support/command.hpp"
 #include "testing/daemon_process.hpp"
+#include "testing/unique_name.hpp"
 #include "support/fake_peer.hpp"
 
 using namespace cafshm;
@@ -197,6 +204,27 @@ TEST_CASE("a remote read is served from the cache until the block changes") {
   st = reader->stats();
   CHECK(st->cache_misses == 2);
   CHECK(st->cache_entries == 1); // the stale copy was dropped
+  // A write through a view (no request reports it) is never hidden by the cached copy, neither
+  // after the view is closed nor while it is open.
+  auto view = owner->map(*ref, access_mode::read_write);
+  REQUIRE(view);
+  std::memcpy(view->data(), "viewed", 6);
+  REQUIRE(owner->unmap(std::move(*view)));
+  auto r4 = reader->read(*ref, 0, 7);
+  REQUIRE(r4);
+  CHECK(std::string(r4->begin(), r4->end()) == "viewedd");
+  auto open = owner->map(*ref, access_mode::read_write);
+  REQUIRE(open);
+  auto r5 = reader->read(*ref, 0, 7);
+  REQUIRE(r5);
+  CHECK(std::string(r5->begin(), r5->end()) == "viewedd");
+  std::memcpy(open->data(), "opened", 6);
+  auto r6 = reader->read(*ref, 0, 7);
+  REQUIRE(r6);
+  CHECK(std::string(r6->begin(), r6->end()) == "openedd");
+  REQUIRE(owner->unmap(std::move(*open)));
+  st = reader->stats();
+  CHECK(st->cache_misses == 5);
   auto oob = reader->read(*ref, text.size() - 1, 2);
   REQUIRE_FALSE(oob);
   CHECK(code_of(oob.error()) == errc::out_of_range);
@@ -204,6 +232,67 @@ TEST_CASE("a remote read is served from the cache until the block changes") {
   auto gone = reader->read(*ref, 0, 1);
   REQUIRE_FALSE(gone);
   CHECK(code_of(gone.error()) == errc::stale_block);
+}
+
+TEST_CASE("a block sent again unchanged is not hashed again; a changed one is never sent stale") {
+  two_engines e{"64MiB", remote_yaml("1MiB", 4, "0"), "64MiB",
+                remote_yaml("1MiB", 4, "32MiB"), "sender", "sink"};
+  auto to = address_of(e.b);
+  auto& sender = e.at_a;
+  auto& sink = e.at_b;
+  auto [ref, hash] = random_block(*sender, (2 << 20) + 3, 21);
+  transmit_target target;
+  target.process = "sink";
+  std::vector<block_ref> received;
+  // Sends the block; checks that the sink got exactly `expected`, and whether from its cache.
+  auto send = [&](uint64_t expected, bool from_cache) {
+    auto r = sender->transmit(ref, to, target);
+    REQUIRE_MESSAGE(r, describe(r.error()));
+    CHECK(r->hash == expected);
+    CHECK(r->cache_hit == from_cache);
+    CHECK(r->payload_bytes == (from_cache ? 0 : ref.size));
+    CHECK(hash_in_place(*sink, r->remote) == expected);
+    received.push_back(r->remote);
+  };
+  auto reused = [&] { return sender->stats()->digests_reused; };
+  // A sink with a cache asks for the block's digest up front: the first two transmits hash the
+  // block, the second one is a cache hit at the sink without a hash at the sender.
+  send(hash, false);
+  CHECK(reused() == 0);
+  send(hash, true);
+  CHECK(reused() == 1);
+
+  // Written through a view (no request tells the engine what changed): hashed anew.
+  auto view = sender->map(ref, access_mode::read_write);
+  REQUIRE(view);
+  view->data()[100] ^= std::byte{0xff};
+  auto through_view = XXH3_64bits(view->data(), view->size());
+  REQUIRE(sender->unmap(std::move(*view)));
+  send(through_view, false);
+  CHECK(reused() == 1);
+  send(through_view, true);
+  CHECK(reused() == 2);
+
+  // Written by a request: hashed anew.
+  REQUIRE(sender->write(ref, 0, std::string("written")));
+  auto by_request = hash_in_place(*sender, ref);
+  send(by_request, false);
+  CHECK(reused() == 2);
+
+  // While a view that may write stays open, the digest is computed for every transmit.
+  auto open = sender->map(ref, access_mode::read_write);
+  REQUIRE(open);
+  send(by_request, true); // cached at the sink by the transmit before
+  CHECK(reused() == 2);
+  std::memcpy(open->data(), "changed", 7);
+  auto while_open = XXH3_64bits(open->data(), open->size());
+  send(while_open, false);
+  CHECK(reused() == 2);
+  REQUIRE(sender->unmap(std::move(*open)));
+
+  for (const auto& r : received)
+    REQUIRE(sink->free(r));
+  REQUIRE(sender->free(ref));
 }
 
 TEST_CASE("a destination without room refuses a transmit up front with out_of_memory") {
@@ -437,6 +526,15 @@ TEST_CASE("a transmit to a stopped destination fails after remote.stall_timeout,
                             [&] { return sender->transmit(ref, address_of(b)); });
   REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
   b.process().kill(SIGSTOP);
+  // Until the stall ends it, the sender shows the transmit in progress toward b.
+  auto sending = sender->stats();
+  REQUIRE(sending);
+  REQUIRE(sending->outgoing.size() == 1);
+  CHECK(sending->outgoing[0].peer == address_of(b));
+  CHECK(sending->outgoing[0].bytes == uint64_t{256} << 20);
+  CHECK(sending->outgoing[0].acked < sending->outgoing[0].bytes);
+  CHECK_FALSE(sending->outgoing[0].cache_fill);
+  CHECK(sending->incoming.empty());
   REQUIRE(pending.wait_for(60s) == std::future_status::ready);
   auto r = pending.get();
   b.process().kill(SIGCONT);
@@ -509,4 +607,312 @@ TEST_CASE("a remote read of a block larger than remote.cache, or without a cache
     CHECK(after->transmits_in == 0);
     REQUIRE(owner->free(ref));
   }
+}
+
+// -- protocol versions --------------------------------------------------------------------------
+
+namespace {
+
+// A cafshmd whose stderr the test reads (its log), started with `remote_section` as its
+// remote: keys; removes its configuration and segments at the end, also after a failure.
+struct logged_daemon {
+  std::filesystem::path config;
+  std::string engine;
+  std::optional<test::command> process;
+  uint16_t port = 0;
+
+  explicit logged_daemon(const std::string& remote_section)
+    : config(std::filesystem::temp_directory_path() / (unique_name("cafshm-test-rv") + ".yaml")),
+      engine(unique_name("cafshm-test-rv")) {
+    {
+      std::ofstream out{config};
+      out << "engine:\n  name: " << engine << "\n  arena: 16MiB\nremote:\n" << remote_section;
+    }
+    process.emplace(std::vector<std::string>{std::string{CAFSHM_BIN_DIR} + "/cafshmd", "--config",
+                                             config.string(), "--port", "0"});
+    if (auto line = process->wait_for_line("cafshmd listening on ", 30s)) {
+      auto colon = line->find(':');
+      auto space = line->find(' ', colon);
+      if (colon != std::string::npos)
+        port = static_cast<uint16_t>(std::stoi(line->substr(colon + 1, space - colon - 1)));
+    }
+  }
+  ~logged_daemon() {
+    process.reset(); // SIGTERM: cafshmd removes its segments
+    memory_manager::remove_segments(engine);
+    ::unlink(("/dev/shm/" + engine + ".sock").c_str());
+    ::unlink(("/dev/shm/" + engine + ".inbox-0").c_str());
+    std::error_code ec;
+    std::filesystem::remove(config, ec);
+  }
+
+  // Pumps its output until its stderr holds `text` or `limit` passes.
+  bool logged(const std::string& text, std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (process->err().find(text) == std::string::npos) {
+      if (std::chrono::steady_clock::now() >= deadline)
+        return false;
+      process->wait(100ms);
+    }
+    return true;
+  }
+};
+
+size_t count_of(const std::string& text, const std::string& part) {
+  size_t n = 0;
+  for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1))
+    ++n;
+  return n;
+}
+
+// A listener that plays an engine of another protocol version: it names itself as its gateway
+// and answers a challenge with `version` (or, with `old_shape`, in a shape of no version).
+caf::behavior foreign_listener(caf::event_based_actor* self, uint32_t version, bool old_shape) {
+  return {
+    [self](gateway_atom) { return caf::actor_cast<caf::actor>(self); },
+    [version, old_shape](challenge_atom, uint32_t, uint64_t, const std::vector<char>&)
+      -> caf::message {
+      std::vector<char> nonce(link_nonce_bytes, 'l');
+      if (old_shape)
+        return caf::make_message(uint64_t{0x77}, nonce, peer_proof{});
+      return caf::make_message(version, uint64_t{0x77}, nonce, peer_proof{});
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE("an engine of another protocol version is refused at the handshake, on both sides") {
+  logged_daemon b{"  unauthenticated_peers: true\n  allow_dial: [127.0.0.1]\n"};
+  REQUIRE_MESSAGE(b.port != 0, b.process->err());
+  client_system cs;
+  auto watcher = client::connect(cs.sys, endpoint{"127.0.0.1", b.port}, "watcher");
+  REQUIRE_MESSAGE(watcher, describe(watcher.error()));
+  auto before = watcher->stats();
+  REQUIRE(before);
+  auto engine = cs.sys.middleman().remote_actor<engine_actor>("127.0.0.1", b.port);
+  REQUIRE(engine);
+  caf::scoped_actor self{cs.sys, true};
+  caf::actor gateway;
+  self->request(*engine, 10s, gateway_atom::value)
+    .receive([&](caf::actor& gw) { gateway = gw; }, [](caf::error&) {});
+  REQUIRE(gateway);
+  auto ask = [&](auto... xs) {
+    caf::error err;
+    bool answered = false;
+    self->request(gateway, 10s, xs...)
+      .receive([&](const caf::message&) { answered = true; },
+               [&](caf::error& e) { err = std::move(e); });
+    CHECK_FALSE(answered);
+    return err;
+  };
+  std::vector<char> nonce(link_nonce_bytes, 'd');
+  auto newer = protocol_version + 1;
+  auto versions_named = [&](const caf::error& e) {
+    auto text = describe(e);
+    return text.find("protocol version " + std::to_string(newer)) != std::string::npos
+           && text.find("protocol version " + std::to_string(protocol_version))
+                != std::string::npos;
+  };
+
+  // The listening side: a challenge of another version, twice, is refused naming both versions
+  // and logged once.
+  for (int i = 0; i < 2; ++i) {
+    auto e = ask(challenge_atom::value, newer, uint64_t{4250}, nonce);
+    CHECK(code_of(e) == errc::version_mismatch);
+    CHECK_MESSAGE(versions_named(e), describe(e));
+  }
+  // Garbage and the challenge of an engine without versions: refused the same way.
+  CHECK(code_of(ask(challenge_atom::value, std::string{"garbage"})) == errc::version_mismatch);
+  CHECK(code_of(ask(hello_atom::value, uint64_t{4250}, std::string{"garbage"}))
+        == errc::version_mismatch);
+  auto unversioned = ask(challenge_atom::value, uint64_t{4250}, nonce);
+  CHECK(code_of(unversioned) == errc::version_mismatch);
+  CHECK_MESSAGE(describe(unversioned).find(std::to_string(protocol_version)) != std::string::npos,
+                describe(unversioned));
+  // Nothing of such a peer is taken: it holds no link token, a hello without an accepted
+  // challenge is refused, so are its offers.
+  CHECK(code_of(ask(hello_atom::value, uint64_t{4250}, uint64_t{1},
+                    caf::actor_cast<caf::actor>(self), nonce, peer_proof{}))
+        == errc::access_denied);
+  for (uint64_t token : {uint64_t{0}, uint64_t{1}, uint64_t{0x4250}})
+    CHECK(code_of(ask(offer_atom::value, token,
+                      transmit_offer{4250, 1, 4096, 0, 4096, {}, {}, 0, false}))
+          == errc::access_denied);
+  REQUIRE(b.logged("a message of no protocol version it can read", 10s)); // logged after them
+  CHECK_MESSAGE(count_of(b.process->err(), "sent protocol version " + std::to_string(newer)) == 1,
+                b.process->err());
+  auto after = watcher->stats();
+  REQUIRE(after);
+  CHECK(after->peers.empty());
+  CHECK(after->transmits_in == 0);
+  CHECK(after->blocks == before->blocks);
+  CHECK(after->free_bytes == before->free_bytes);
+
+  // The dialing side: a listener that answers with another version, or in a shape of no
+  // version, is refused naming both versions; logged once per address.
+  auto newer_listener = cs.sys.spawn<caf::hidden>(foreign_listener, newer, false);
+  auto old_listener = cs.sys.spawn<caf::hidden>(foreign_listener, uint32_t{0}, true);
+  auto newer_port = cs.sys.middleman().publish(newer_listener, 0, "127.0.0.1");
+  auto old_port = cs.sys.middleman().publish(old_listener, 0, "127.0.0.1");
+  REQUIRE(newer_port);
+  REQUIRE(old_port);
+  for (int i = 0; i < 2; ++i) {
+    auto linked = watcher->link("127.0.0.1", *newer_port);
+    REQUIRE_FALSE(linked);
+    CHECK(code_of(linked.error()) == errc::version_mismatch);
+    CHECK_MESSAGE(versions_named(linked.error()), describe(linked.error()));
+  }
+  auto old = watcher->link("127.0.0.1", *old_port);
+  REQUIRE_FALSE(old);
+  CHECK(code_of(old.error()) == errc::version_mismatch);
+  CHECK_MESSAGE(describe(old.error()).find(std::to_string(protocol_version)) != std::string::npos,
+                describe(old.error()));
+  auto old_address = "127.0.0.1:" + std::to_string(*old_port);
+  REQUIRE(b.logged("not linked to " + old_address, 10s)); // logged after the two above
+  CHECK_MESSAGE(count_of(b.process->err(),
+                         "not linked to 127.0.0.1:" + std::to_string(*newer_port) + ": ")
+                  == 1,
+                b.process->err());
+  CHECK(watcher->stats()->peers.empty());
+  caf::anon_send_exit(newer_listener, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(old_listener, caf::exit_reason::user_shutdown);
+}
+
+// -- remote reads over a slow or stalled link ---------------------------------------------------
+
+namespace {
+
+// A fake peer engine that owns blocks and answers a reading engine's version and pull requests
+// itself, sending each pulled block as a cache fill in chunks of `chunk` bytes.
+struct block_owner {
+  caf::scoped_actor& self;
+  test::fake_peer_link link;
+  uint64_t id;
+  uint64_t chunk;
+
+  // Answers the next version request with `version`, takes the pull that follows and offers
+  // the block; returns the pull's promise (delivered when the test is done with it).
+  caf::typed_response_promise<uint64_t> take_pull(const block_ref& ref, uint64_t version,
+                                                  uint64_t transfer) {
+    self->receive(
+      [&](version_atom, uint64_t, const block_ref& asked) {
+        CHECK(asked == ref);
+        return version;
+      },
+      caf::after(20s) >> [] { FAIL("no version request"); });
+    caf::typed_response_promise<uint64_t> pulled;
+    self->receive(
+      [&](pull_atom, uint64_t, const block_ref& asked) {
+        CHECK(asked == ref);
+        pulled = self->make_response_promise<uint64_t>();
+      },
+      caf::after(20s) >> [] { FAIL("no pull request"); });
+    transmit_offer o{id, transfer, ref.size, 0, chunk, {}, ref, version, true};
+    caf::error err;
+    self->request(link.gateway, 10s, offer_atom::value, link.token, o)
+      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    CHECK_MESSAGE(!err, describe(err));
+    return pulled;
+  }
+
+  caf::error send_chunk(uint64_t transfer, uint64_t offset, const std::vector<char>& block) {
+    auto n = std::min<uint64_t>(chunk, block.size() - offset);
+    std::vector<char> data(block.begin() + static_cast<ptrdiff_t>(offset),
+                           block.begin() + static_cast<ptrdiff_t>(offset + n));
+    auto hash = XXH3_64bits(data.data(), data.size());
+    caf::error err;
+    self->request(link.gateway, 10s, chunk_atom::value, link.token,
+                  transmit_chunk{id, transfer, offset, hash, std::move(data)})
+      .receive([](done_atom) {}, [&](caf::error& e) { err = std::move(e); });
+    return err;
+  }
+
+  caf::error commit(uint64_t transfer, const std::vector<char>& block) {
+    caf::error err;
+    self->request(link.gateway, 10s, commit_atom::value, link.token, transfer,
+                  uint64_t{XXH3_64bits(block.data(), block.size())})
+      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    return err;
+  }
+};
+
+std::vector<char> patterned(size_t n, uint64_t seed) {
+  std::vector<char> v(n);
+  std::mt19937_64 rng{seed};
+  for (auto& c : v)
+    c = static_cast<char>(rng());
+  return v;
+}
+
+} // namespace
+
+TEST_CASE("a remote read over a slow link succeeds while bytes move, and fails when they stop") {
+  // Requests of the reading engine time out after 200 ms; its remote reads must not: they end
+  // only when the block's engine sends nothing for remote.stall_timeout (2 s).
+  daemon_process b{unique_name("cafshm-test-rb"), "64MiB", 0,
+                   remote_yaml("1MiB", 4, "0") + "  stall_timeout: 2s\n"
+                     + "client:\n  request_timeout: 200ms\n"};
+  REQUIRE(b.ready());
+  client_system cs;
+  auto reader = client::connect(cs.sys, b.address(), "reader", client_options{.timeout = 30s});
+  REQUIRE(reader);
+  auto before = reader->stats();
+  REQUIRE(before);
+  auto engine = cs.sys.middleman().remote_actor<engine_actor>("127.0.0.1", b.port());
+  REQUIRE(engine);
+  caf::scoped_actor self{cs.sys, true};
+  caf::error link_error;
+  block_owner owner{self, test::link_fake_peer(self, *engine, 4260, link_error), 4260, 4096};
+  REQUIRE_MESSAGE(owner.link.token != 0, describe(link_error));
+
+  SUBCASE("a slow pull that keeps moving outlasts the reader's request timeout many times") {
+    auto block = patterned(16 * 4096 + 100, 1);
+    block_ref ref{4260, 1, 1, block.size()};
+    auto pending = std::async(std::launch::async,
+                              [&] { return reader->read(ref, 0, ref.size); });
+    auto pulled = owner.take_pull(ref, 7, 1);
+    for (uint64_t offset = 0; offset < block.size(); offset += owner.chunk) {
+      // The pace of a slow link: 17 chunks 150 ms apart take 2.5 s, more than 10 request
+      // timeouts of the reader, each gap far below its stall timeout.
+      std::this_thread::sleep_for(150ms);
+      REQUIRE_FALSE(owner.send_chunk(1, offset, block));
+      auto st = reader->stats(); // the transfer in progress, as received so far
+      REQUIRE(st);
+      REQUIRE(st->incoming.size() == 1);
+      CHECK(st->incoming[0].cache_fill);
+      CHECK(st->incoming[0].bytes == block.size());
+      CHECK(st->incoming[0].acked == std::min<uint64_t>(offset + owner.chunk, block.size()));
+      CHECK(st->incoming[0].peer.find("engine 10a4") == 0); // 4260 in hexadecimal
+    }
+    REQUIRE_FALSE(owner.commit(1, block));
+    pulled.deliver(uint64_t{7});
+    REQUIRE(pending.wait_for(30s) == std::future_status::ready);
+    auto r = pending.get();
+    REQUIRE_MESSAGE(r, describe(r.error()));
+    CHECK(*r == block);
+  }
+
+  SUBCASE("a pull that stops moving fails after remote.stall_timeout and loses nothing") {
+    auto block = patterned(8 * 4096, 2);
+    block_ref ref{4260, 2, 1, block.size()};
+    auto pending = std::async(std::launch::async,
+                              [&] { return reader->read(ref, 0, ref.size); });
+    auto pulled = owner.take_pull(ref, 3, 2);
+    REQUIRE_FALSE(owner.send_chunk(2, 0, block));
+    REQUIRE(pending.wait_for(30s) == std::future_status::ready);
+    auto r = pending.get();
+    REQUIRE_FALSE(r);
+    CHECK(code_of(r.error()) == errc::peer_failure);
+    CHECK_MESSAGE(describe(r.error()).find("remote.stall_timeout") != std::string::npos,
+                  describe(r.error()));
+    // The partial block is gone; what the owner sends later is not taken.
+    CHECK(code_of(owner.send_chunk(2, 4096, block)) == errc::stale_block);
+    pulled.deliver(uint64_t{3});
+  }
+
+  CHECK(eventually(*reader, 10s, [&](const engine_stats& st) {
+    return st.transmits_in == 0 && st.incoming.empty() && st.blocks == before->blocks
+           && st.free_bytes == before->free_bytes;
+  }));
 }

@@ -149,7 +149,8 @@ const transmit_progress* find_progress(const engine_stats& st, const std::string
                                        uint64_t size) {
   const transmit_progress* best = nullptr;
   for (const auto& t : st.outgoing)
-    if (t.bytes == size && is_peer(t.peer, to) && (best == nullptr || t.id > best->id))
+    if (!t.cache_fill && t.bytes == size && is_peer(t.peer, to)
+        && (best == nullptr || t.id > best->id))
       best = &t;
   return best;
 }

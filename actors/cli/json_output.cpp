@@ -109,7 +109,24 @@ void write_json(std::ostream& out, const engine_stats& s) {
   for (size_t i = 0; i < s.outgoing.size(); ++i) {
     const auto& t = s.outgoing[i];
     out << (i ? "," : "") << "{\"peer\":" << quote(t.peer) << ",\"bytes\":" << t.bytes
-        << ",\"acked\":" << t.acked << "}";
+        << ",\"acked\":" << t.acked << ",\"cache_fill\":" << (t.cache_fill ? "true" : "false")
+        << "}";
+  }
+  out << "],\"incoming\":[";
+  for (size_t i = 0; i < s.incoming.size(); ++i) {
+    const auto& t = s.incoming[i];
+    out << (i ? "," : "") << "{\"peer\":" << quote(t.peer) << ",\"bytes\":" << t.bytes
+        << ",\"received\":" << t.acked
+        << ",\"cache_fill\":" << (t.cache_fill ? "true" : "false") << "}";
+  }
+  out << "],\"transfers_by_peer\":[";
+  auto by_peer = transfers_by_peer(s);
+  for (size_t i = 0; i < by_peer.size(); ++i) {
+    const auto& p = by_peer[i];
+    out << (i ? "," : "") << "{\"peer\":" << quote(p.peer) << ",\"out\":" << p.out
+        << ",\"out_done_bytes\":" << p.out_done << ",\"out_bytes\":" << p.out_bytes
+        << ",\"in\":" << p.in << ",\"in_done_bytes\":" << p.in_done
+        << ",\"in_bytes\":" << p.in_bytes << "}";
   }
   out << "],\"transmits_out\":" << s.transmits_out << ",\"transmits_in\":" << s.transmits_in
       << ",\"cache\":{\"capacity_bytes\":" << s.cache_capacity << ",\"bytes\":" << s.cache_bytes

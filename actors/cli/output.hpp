@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/remote.hpp"
@@ -26,5 +27,19 @@ void write_names(std::ostream& out, const engine_stats& s, bool header = false);
 
 /// "512 B", "4 KiB", "1.5 MiB", "2 GiB".
 std::string human_size(uint64_t bytes);
+
+/// Transfers in progress between the engine and one peer engine, in both directions.
+struct peer_transfers {
+  std::string peer;          // as engine_stats::peers names it
+  uint32_t out = 0;          // transfers the engine sends to it
+  uint64_t out_done = 0;     // bytes of those the peer confirmed
+  uint64_t out_bytes = 0;    // bytes of those in all
+  uint32_t in = 0;           // transfers the engine receives from it
+  uint64_t in_done = 0;      // bytes of those received and verified
+  uint64_t in_bytes = 0;
+};
+
+/// One entry per peer with transfers in progress, ordered by peer.
+std::vector<peer_transfers> transfers_by_peer(const engine_stats& s);
 
 } // namespace cafshm::cli

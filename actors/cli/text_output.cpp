@@ -18,6 +18,32 @@ std::string human_size(uint64_t bytes) {
   return buf;
 }
 
+std::vector<peer_transfers> transfers_by_peer(const engine_stats& s) {
+  std::vector<peer_transfers> result;
+  auto of = [&](const std::string& peer) -> peer_transfers& {
+    auto i = std::lower_bound(result.begin(), result.end(), peer,
+                              [](const peer_transfers& t, const std::string& p) {
+                                return t.peer < p;
+                              });
+    if (i == result.end() || i->peer != peer)
+      i = result.insert(i, peer_transfers{peer});
+    return *i;
+  };
+  for (const auto& t : s.outgoing) {
+    auto& p = of(t.peer);
+    ++p.out;
+    p.out_done += t.acked;
+    p.out_bytes += t.bytes;
+  }
+  for (const auto& t : s.incoming) {
+    auto& p = of(t.peer);
+    ++p.in;
+    p.in_done += t.acked;
+    p.in_bytes += t.bytes;
+  }
+  return result;
+}
+
 namespace {
 
 template <class Range, class F>
@@ -62,10 +88,20 @@ void write_text(std::ostream& out, const engine_stats& s) {
                << s.transmits_in << " in\n";
   for (const auto& p : s.peers)
     out << std::string(15, ' ') << p << "\n";
+  auto percent = [](uint64_t done, uint64_t all) { return all == 0 ? 100 : done * 100 / all; };
   for (const auto& t : s.outgoing)
-    row("transmit") << "to " << t.peer << ": " << human_size(t.acked) << " of "
-                    << human_size(t.bytes) << " sent ("
-                    << (t.bytes == 0 ? 100 : t.acked * 100 / t.bytes) << "%)\n";
+    row(t.cache_fill ? "sending" : "transmit")
+      << "to " << t.peer << ": " << human_size(t.acked) << " of " << human_size(t.bytes)
+      << " sent (" << percent(t.acked, t.bytes) << "%)"
+      << (t.cache_fill ? ", for its remote read" : "") << "\n";
+  for (const auto& t : s.incoming)
+    row("receiving") << "from " << t.peer << ": " << human_size(t.acked) << " of "
+                     << human_size(t.bytes) << " received (" << percent(t.acked, t.bytes)
+                     << "%)" << (t.cache_fill ? ", for a remote read" : "") << "\n";
+  for (const auto& p : transfers_by_peer(s))
+    row("transfers") << p.peer << ": " << p.out << " out (" << human_size(p.out_done) << " of "
+                     << human_size(p.out_bytes) << "), " << p.in << " in ("
+                     << human_size(p.in_done) << " of " << human_size(p.in_bytes) << ")\n";
   if (s.cache_capacity == 0)
     row("cache") << "off\n";
   else

@@ -36,6 +36,7 @@ const char* to_string(errc code) noexcept {
     case errc::engine_restarted: return "engine_restarted";
     case errc::process_exited: return "process_exited";
     case errc::too_many_processes: return "too_many_processes";
+    case errc::version_mismatch: return "version_mismatch";
   }
   return "unknown_error";
 }

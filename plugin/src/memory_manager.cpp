@@ -336,6 +336,7 @@ memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, in
     quota_rules_(s.max_processes, -1),
     users_(s.max_processes, ~uint32_t{0}),
     concealed_(s.max_blocks, 0),
+    writable_opens_(s.max_blocks, 0),
     random_(std::random_device{}()) {
   if (adopt)
     start_report_ = this->adopt();
@@ -1393,6 +1394,8 @@ caf::expected<view_lease> memory_manager::attach(const session& s, const block_r
     ++grant(g).views;
   }
   ++blk.refcount;
+  if (mode == access_mode::read_write)
+    ++writable_opens_[ref.block];
   auto seg = segment_of(blk.page);
   return view_lease{segments_[seg].name(),
                     uint64_t{blk.page - segment(seg).first_page} << allocator_.page_shift(),
@@ -1450,7 +1453,28 @@ caf::expected<uint64_t> memory_manager::exported_version(const block_ref& ref) {
   if ((*b)->owner != admin::engine_slot && (g == no_index || grant(g).mode == access::none))
     return deny(engine_session(), errc::access_denied,
                 "block " + std::to_string(ref.block) + " is not exported to peer engines");
-  return (*b)->version;
+  // Peers keep copies by this number, so it changes whenever the bytes may have: with every
+  // write or copy request, every writable view opened, and, while a view that may write is
+  // open, with every call (its process may write at any moment without a request).
+  if (!content_stamp(ref))
+    ++writable_opens_[ref.block];
+  return (*b)->version + writable_opens_[ref.block];
+}
+
+std::optional<block_stamp> memory_manager::content_stamp(const block_ref& ref) {
+  auto b = resolve(engine_session(), ref, access::read);
+  if (!b)
+    return std::nullopt;
+  const auto& blk = **b;
+  // The engine's own views are pins of transfers: it never writes through them. A grant revoked
+  // (mode none) while its views stay open may have been read_write.
+  if (blk.owner != admin::engine_slot && blk.owner_views != 0)
+    return std::nullopt;
+  for (auto g = blk.grant_head; g != no_index; g = grant(g).next)
+    if (grant(g).process != admin::engine_slot && grant(g).views != 0
+        && grant(g).mode != access::read)
+      return std::nullopt;
+  return block_stamp{blk.generation, blk.version, writable_opens_[ref.block]};
 }
 
 void memory_manager::conceal(const block_ref& ref, bool on) {

@@ -31,6 +31,16 @@
 
 namespace cafshm {
 
+/// What may change a block's bytes, as of one moment: the block's incarnation, its version
+/// (bumped by every write or copy request) and how many writable views of it were ever opened.
+/// Two equal stamps of a block mean its bytes did not change between them (see content_stamp).
+struct block_stamp {
+  uint32_t generation = 0;
+  uint64_t version = 0;
+  uint64_t writable_views_opened = 0;
+  friend bool operator==(const block_stamp&, const block_stamp&) = default;
+};
+
 class memory_manager {
 public:
   /// Receives the engine's log lines (capacity warnings); none are written without one.
@@ -132,6 +142,11 @@ public:
   /// peer, cached copies of other processes' data). Cleared when the block is freed or changes
   /// owner. Engine use only.
   void conceal(const block_ref& ref, bool on);
+  /// The block's stamp now, or nullopt while a view that may write it is open (a process's
+  /// view of a block it owns, or a view under a read_write or revoked grant): a process writes
+  /// through its view without any request, so nothing tells then whether the bytes changed.
+  /// Engine use only.
+  std::optional<block_stamp> content_stamp(const block_ref& ref);
   /// The bytes of a live block, for the engine's own copying (chunks, cache). Engine use only.
   caf::expected<std::span<std::byte>> engine_bytes(const block_ref& ref);
   /// Whether a block of `size` bytes could be handed to `process` (the engine slot: kept by the
@@ -263,6 +278,7 @@ private:
                                  // (ticketless registrations: all ~0, one user)
   std::unordered_map<std::string, uint32_t> names_; // name -> name_entry index
   std::vector<uint8_t> concealed_; // per block index: engine-held but not readable by all
+  std::vector<uint64_t> writable_opens_; // per block index: writable views opened so far
   std::mt19937_64 random_;
   uint32_t change_depth_ = 0; // open change_scopes
   bool adopted_ = false;

@@ -329,8 +329,8 @@ std::string impersonate(caf::actor_system& sys, engine_actor engine, peer_actor 
              [&](caf::error& e) { direct = outcome_of(e); });
   // 2. the gateway, with a challenge and an empty proof
   std::vector<char> nonce;
-  self->request(gateway, 5s, challenge_atom::value, id, random_nonce())
-    .receive([&](uint64_t, std::vector<char>& n, peer_proof&) { nonce = std::move(n); },
+  self->request(gateway, 5s, challenge_atom::value, protocol_version, id, random_nonce())
+    .receive([&](uint32_t, uint64_t, std::vector<char>& n, peer_proof&) { nonce = std::move(n); },
              [&](caf::error& e) { through_gateway = outcome_of(e); });
   if (!nonce.empty())
     self->request(gateway, 5s, hello_atom::value, id, uint64_t{0x1717}, fake, nonce, peer_proof{})
@@ -355,9 +355,9 @@ std::string peer_link_as(caf::actor_system& sys, peer_actor gateway, caf::actor 
   std::string answer = "?";
   std::vector<char> theirs;
   uint64_t listener = 0;
-  self->request(gateway, 5s, challenge_atom::value, id, nonce)
+  self->request(gateway, 5s, challenge_atom::value, protocol_version, id, nonce)
     .receive(
-      [&](uint64_t l, std::vector<char>& n, peer_proof&) {
+      [&](uint32_t, uint64_t l, std::vector<char>& n, peer_proof&) {
         listener = l;
         theirs = std::move(n);
       },

@@ -33,8 +33,9 @@ inline fake_peer_link link_fake_peer(caf::scoped_actor& self, const engine_actor
     return {};
   std::vector<char> nonce(link_nonce_bytes, 'f');
   std::vector<char> theirs;
-  self->request(link.gateway, 10s, challenge_atom::value, id, nonce)
-    .receive([&](uint64_t, std::vector<char>& n, peer_proof&) { theirs = std::move(n); },
+  self->request(link.gateway, 10s, challenge_atom::value, protocol_version, id, nonce)
+    .receive(
+      [&](uint32_t, uint64_t, std::vector<char>& n, peer_proof&) { theirs = std::move(n); },
              [&](caf::error& e) { err = std::move(e); });
   if (theirs.empty())
     return {};

@@ -56,10 +56,12 @@ using pull_atom = caf::atom_constant<caf::atom("shm_pull")>;
 using gateway_atom = caf::atom_constant<caf::atom("shm_gatew")>;
 using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 
-/// Version of the messages between processes and engines (the layouts of the types in
-/// protocol.hpp, engine_stats.hpp and remote.hpp). Register carries it; an engine refuses
-/// clients of another version instead of failing later on a message it cannot read.
-constexpr uint32_t protocol_version = 5;
+/// Version of the messages between processes and engines and between engines (the layouts of
+/// the types in protocol.hpp, engine_stats.hpp and remote.hpp, and the shapes of the messages of
+/// engine_actor and peer_actor). Register carries it; an engine refuses clients of another
+/// version instead of failing later on a message it cannot read. A link's challenge carries it
+/// too, and its answer: engines of two versions never link (errc::version_mismatch).
+constexpr uint32_t protocol_version = 6;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
@@ -132,12 +134,18 @@ constexpr size_t link_nonce_bytes = 32;
 /// The peer gateway of an engine: the only actor that takes engine-to-engine messages. cafshmd
 /// publishes it on remote.listen; the engine actor (engine.listen) answers gateway_atom with it.
 /// A link starts with a handshake in which each side proves its engine id (peer_proof):
-///   challenge(dialer id, dialer nonce) -> (listener id, listener nonce, listener's proof)
+///   challenge(protocol_version, dialer id, dialer nonce)
+///     -> (protocol_version, listener id, listener nonce, listener's proof)
 ///   hello(dialer id, link token the listener uses toward the dialer, the dialer's gateway,
 ///         listener nonce, dialer's proof) -> (listener id, link token the dialer uses)
 /// A proof signs the transcript of both engine ids and both nonces (link_transcript in
 /// plugin/src/engine/peer_auth.hpp): it cannot be replayed toward another engine or in another
-/// handshake. Every later message carries the token the receiving engine issued; the receiver
+/// handshake. A challenge of another protocol_version is refused with version_mismatch naming
+/// both versions, and so is every message the gateway cannot read (another version's shapes, or
+/// garbage): a hello needs the nonce of an accepted challenge, so a peer of another version never
+/// links and none of its transfers is taken. The challenge keeps (atom, uint32_t version) first
+/// in every version, so that an engine can name the version of a peer whose challenge it cannot
+/// read otherwise. Every later message carries the token the receiving engine issued; the receiver
 /// takes the sender's engine id from the token, never from the message. offer -> receipt
 /// (cache_hit) or an empty receipt: send the chunks, or, with cache_hit set, offer again with
 /// the block's digest (the destination keeps a cache and looks the content up by it); chunk ->
@@ -146,8 +154,8 @@ constexpr size_t link_nonce_bytes = 32;
 /// requester as a cache fill.
 using peer_actor = caf::typed_actor<
   caf::replies_to<gateway_atom>::with<caf::actor>,
-  caf::replies_to<challenge_atom, uint64_t, std::vector<char>>
-    ::with<uint64_t, std::vector<char>, peer_proof>,
+  caf::replies_to<challenge_atom, uint32_t, uint64_t, std::vector<char>>
+    ::with<uint32_t, uint64_t, std::vector<char>, peer_proof>,
   caf::replies_to<hello_atom, uint64_t, uint64_t, caf::actor, std::vector<char>, peer_proof>
     ::with<uint64_t, uint64_t>,
   caf::replies_to<offer_atom, uint64_t, transmit_offer>::with<transmit_receipt>,

@@ -45,17 +45,20 @@ typename Inspector::result_type inspect(Inspector& f, named_block& x) {
   return f(caf::meta::type_name("cafshm::named_block"), x.name, x.ref, x.owner);
 }
 
-/// Progress of one transmit this engine is sending.
+/// Progress of one transfer between this engine and a peer engine, in either direction.
 struct transmit_progress {
-  uint64_t id = 0;
-  std::string peer;       // "host:port" of the destination engine
+  uint64_t id = 0;        // transfer id (of the sending engine)
+  std::string peer;       // the other engine, as engine_stats::peers names it
   uint64_t bytes = 0;     // size of the block
-  uint64_t acked = 0;     // bytes the destination confirmed
+  uint64_t acked = 0;     // bytes done: confirmed by the destination (outgoing), or received
+                          // and verified in order (incoming)
+  bool cache_fill = false; // the block of a remote read (a pull), not a transmit
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, transmit_progress& x) {
-  return f(caf::meta::type_name("cafshm::transmit_progress"), x.id, x.peer, x.bytes, x.acked);
+  return f(caf::meta::type_name("cafshm::transmit_progress"), x.id, x.peer, x.bytes, x.acked,
+           x.cache_fill);
 }
 
 /// One bounded resource of an engine: how much is in use, the most that was in use at once since
@@ -114,9 +117,10 @@ struct engine_stats {
   std::vector<named_block> name_list;
   // Remote side: linked peer engines ("host:port"), transfers, the content cache.
   std::vector<std::string> peers;
-  uint32_t transmits_out = 0;       // transmits in progress
+  uint32_t transmits_out = 0;       // transfers this engine sends, in progress
   std::vector<transmit_progress> outgoing;
-  uint32_t transmits_in = 0;
+  uint32_t transmits_in = 0;        // transfers this engine receives, in progress
+  std::vector<transmit_progress> incoming;
   uint64_t cache_capacity = 0;
   uint64_t cache_bytes = 0;
   uint32_t cache_entries = 0;
@@ -124,6 +128,9 @@ struct engine_stats {
   uint64_t cache_misses = 0;
   uint64_t cache_evictions = 0;
   uint64_t cache_bytes_saved = 0;
+  // Transmits to an engine with a cache whose block digest this engine had computed before for
+  // the unchanged block, and sent without hashing the block again.
+  uint64_t digests_reused = 0;
 
   /// 1 - largest_free_block / free_bytes (0 when nothing or everything is free in one block).
   double fragmentation() const noexcept {
@@ -142,9 +149,10 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
            x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.inbox_requests,
            x.inbox_refused, x.inbox_replies_lost, x.capacities, x.process_list,
-           x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.cache_capacity,
+           x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.incoming,
+           x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
-           x.cache_bytes_saved);
+           x.cache_bytes_saved, x.digests_reused);
 }
 
 } // namespace cafshm

@@ -144,8 +144,9 @@ struct remote_settings {
   uint32_t checksum_retries = 2;
   // A transmit fails when it waited this long for its destination without any answer from
   // that engine (to this transmit or to any other it carries); a receiving engine drops an
-  // incoming transmit whose sender has been silent this long. A slow link never fails a
-  // transmit while bytes keep moving.
+  // incoming transmit whose sender has been silent this long, and a remote read whose block's
+  // engine has sent nothing this long. A slow link never fails a transmit or a remote read
+  // while bytes keep moving.
   std::chrono::milliseconds stall_timeout{30000};
   // Pause before re-dialing a peer of `peers` that is not linked; doubles after each failed
   // attempt up to `redial_max`.

@@ -130,7 +130,31 @@ struct incoming_transmit {
   uint64_t verified = 0;
   std::map<uint64_t, uint64_t> ahead;
   std::chrono::steady_clock::time_point last_activity; // offer or latest chunk
+  uint64_t read = 0; // a cache fill: the remote read (engine_state::reads) that pulled it
 };
+
+/// A remote read of this engine waiting for its pull: the block's engine sends the block as a
+/// cache fill. It ends when the pull answers, when that engine goes down, or when it sent this
+/// engine nothing at all for remote.stall_timeout; never by a time limit of its own, so that a
+/// big block over a slow link arrives.
+struct pending_read {
+  uint64_t peer = 0;     // engine id of the block's engine
+  block_ref ref;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t transfer = 0; // id of the cache fill's incoming transmit, once offered
+  caf::typed_response_promise<std::vector<char>> reply;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+/// The XXH3 of a block this engine sent, valid while the block's stamp is unchanged.
+struct block_digest {
+  block_stamp stamp;
+  uint64_t hash = 0;
+};
+
+/// Addresses of peers of another protocol version that an engine logs once each.
+constexpr size_t max_logged_version_refusals = 256;
 
 struct engine_state {
   std::shared_ptr<memory_manager> mm;
@@ -153,18 +177,24 @@ struct engine_state {
   // link tokens this engine issued: token -> engine id of the peer it was issued to, and back
   std::unordered_map<uint64_t, uint64_t> issued_tokens;
   std::unordered_map<uint64_t, std::deque<uint64_t>> token_of_peer; // oldest first
-  // remote reads waiting for their cache fill: (engine id, block index, generation); a cache
-  // fill offer is accepted only for one of these, from that engine's link
-  std::multiset<std::tuple<uint64_t, uint32_t, uint32_t>> pending_pulls;
+  // remote reads waiting for their pull, by a local id; a cache fill offer is accepted only
+  // for one of these that has none yet, from the link of the block's engine
+  std::map<uint64_t, pending_read> reads;
+  uint64_t next_read = 1;
   // blocks fetched for remote reads that the cache does not keep (larger than remote.cache,
-  // or no cache), by the same key: each serves the read that pulled it and is then freed
-  std::multimap<std::tuple<uint64_t, uint32_t, uint32_t>, block_ref> fetched;
+  // or no cache), by the id of the read: each serves that read and is then freed
+  std::map<uint64_t, block_ref> fetched;
   std::map<uint64_t, outgoing_transmit> outgoing;          // by transfer id
   std::map<std::pair<uint64_t, uint64_t>, incoming_transmit> incoming; // by (sender, id)
   // latest peer message of any kind per sending engine id (incoming transmits stall by it)
   std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> last_heard_from;
   std::vector<configured_peer_state> configured; // one per remote.peers entry
+  // "host:port" of peers refused for another protocol version, logged once each until linked
+  std::set<std::string> version_refused;
   std::unique_ptr<block_cache> cache;
+  // digests of blocks sent to engines with a cache, by block index (at most engine.max_blocks)
+  std::unordered_map<uint32_t, block_digest> digests;
+  uint64_t digests_reused = 0;
   std::unique_ptr<actor_directory> directory; // actors published by name
   std::shared_ptr<request_relay> relay; // the request inbox, or none (local.transport: basp)
   static inline const char* name = "cafshm.engine";

@@ -1,9 +1,14 @@
 #include "peer_gateway.hpp"
 
 #include <deque>
+#include <iostream>
 #include <map>
+#include <optional>
+#include <set>
 
 #include <caf/actor_cast.hpp>
+#include <caf/message_view.hpp>
+#include <caf/node_id.hpp>
 
 #include "cafshm/error.hpp"
 #include "secure_random.hpp"
@@ -25,6 +30,9 @@ struct gateway_state {
   std::shared_ptr<const peer_authenticator> auth;
   std::map<std::vector<char>, pending_challenge> challenges; // by the listener's nonce
   std::deque<std::vector<char>> order;                       // oldest first
+  std::string engine_name;                                   // for log lines
+  // (node of the sender, its version or "unknown") of refusals logged already: each once
+  std::set<std::pair<std::string, std::string>> logged_refusals;
   static inline const char* name = "cafshm.peer_gateway";
 
   gateway_state() = default; // not an aggregate: CAF would construct it from the actor pointer
@@ -55,18 +63,53 @@ void prune(gateway_state& st) {
   }
 }
 
+// Refuses a peer that speaks protocol version `theirs` (nullopt: a message of no version this
+// gateway can read), logging it once per sending node and version.
+caf::error refuse_version(gateway_impl self, std::optional<uint32_t> theirs) {
+  auto& st = self->state;
+  auto version = theirs ? "protocol version " + std::to_string(*theirs)
+                        : std::string{"a message of no protocol version it can read"};
+  auto what = "a peer engine sent " + version + "; this engine speaks protocol version "
+              + std::to_string(protocol_version) + ": link only engines of one cafshm version";
+  std::string node = "an unknown node";
+  if (const auto& sender = self->current_sender())
+    node = "node " + to_string(sender->node());
+  auto key = std::make_pair(node, theirs ? std::to_string(*theirs) : std::string{"unknown"});
+  if (st.logged_refusals.size() < max_logged_refusals && st.logged_refusals.insert(key).second)
+    std::cerr << "cafshm engine '" << st.engine_name << "': refused a link from " << node << ": "
+              << what << std::endl;
+  return make_error(errc::version_mismatch, what);
+}
+
 peer_actor::behavior_type gateway_behavior(gateway_impl self, engine_impl engine, uint64_t key,
                                            uint64_t engine_id,
-                                           std::shared_ptr<const peer_authenticator> auth) {
+                                           std::shared_ptr<const peer_authenticator> auth,
+                                           std::string engine_name) {
+  self->state.engine_name = std::move(engine_name);
+  // Whatever the gateway cannot read is no peer message of this version: an engine of another
+  // version (its challenge names its version first in every version) or garbage.
+  self->set_default_handler(
+    [self](caf::scheduled_actor*, caf::message_view& m) -> caf::result<caf::message> {
+      const auto& xs = m.content();
+      std::optional<uint32_t> theirs;
+      if (xs.size() >= 2 && xs.match_element<caf::atom_value>(0)
+          && xs.get_as<caf::atom_value>(0) == challenge_atom::value
+          && xs.match_element<uint32_t>(1))
+        theirs = xs.get_as<uint32_t>(1);
+      return refuse_version(self, theirs);
+    });
   self->state.engine = std::move(engine);
   self->state.key = key;
   self->state.engine_id = engine_id;
   self->state.auth = std::move(auth);
   return {
     [self](gateway_atom) { return caf::actor_cast<caf::actor>(self); },
-    [self](challenge_atom, uint64_t dialer, const std::vector<char>& dialer_nonce)
-      -> caf::result<uint64_t, std::vector<char>, peer_proof> {
+    [self](challenge_atom, uint32_t version, uint64_t dialer,
+           const std::vector<char>& dialer_nonce)
+      -> caf::result<uint32_t, uint64_t, std::vector<char>, peer_proof> {
       auto& st = self->state;
+      if (version != protocol_version)
+        return refuse_version(self, version);
       if (st.auth->mode() == peer_auth_mode::closed)
         return st.auth->verify({}, {}).error(); // says why and what to configure
       if (dialer == 0 || dialer == st.engine_id || dialer_nonce.size() != link_nonce_bytes)
@@ -82,7 +125,7 @@ peer_actor::behavior_type gateway_behavior(gateway_impl self, engine_impl engine
       st.challenges[nonce] = {dialer, dialer_nonce,
                               std::chrono::steady_clock::now() + challenge_lifetime};
       st.order.push_back(nonce);
-      return {st.engine_id, std::move(nonce), std::move(*proof)};
+      return {protocol_version, st.engine_id, std::move(nonce), std::move(*proof)};
     },
     [self](hello_atom, uint64_t dialer, uint64_t reverse_token, caf::actor& dialer_gateway,
            const std::vector<char>& nonce, const peer_proof& proof)
@@ -139,7 +182,7 @@ void spawn_peer_gateway(engine_pointer self, std::shared_ptr<const peer_authenti
   st.gateway_key = secure_token();
   st.gateway = self->spawn<caf::hidden + caf::linked>(
     gateway_behavior, caf::actor_cast<engine_impl>(self), st.gateway_key, st.mm->engine_id(),
-    std::move(auth));
+    std::move(auth), st.config.engine.name);
 }
 
 } // namespace cafshm

@@ -1,7 +1,8 @@
 // The peer gateway: the actor that other engines talk to (peer_actor in cafshm/engine.hpp).
-// It runs a link's handshake (challenge, hello with proofs, peer_auth.hpp) and hands every peer
-// message on to its engine with the gateway key; the engine actor itself takes no peer message
-// from anyone else. It holds no transfer state: the engine does (remote_link.hpp).
+// It refuses peers of another protocol_version (and messages it cannot read) with
+// version_mismatch, runs a link's handshake (challenge, hello with proofs, peer_auth.hpp) and
+// hands every peer message on to its engine with the gateway key; the engine actor itself takes
+// no peer message from anyone else. It holds no transfer state: the engine does (remote_link.hpp).
 #pragma once
 
 #include <chrono>
@@ -14,6 +15,10 @@ namespace cafshm {
 /// Handshakes a gateway keeps open at once (a challenge answered, its hello not yet seen); a
 /// further challenge ends the oldest.
 constexpr size_t max_pending_challenges = 1024;
+
+/// Peers of another protocol version (or sending garbage) that a gateway logs, each once per
+/// sending node and version; further ones are refused without a log line.
+constexpr size_t max_logged_refusals = 256;
 
 /// How long a challenge waits for its hello.
 constexpr std::chrono::seconds challenge_lifetime{30};

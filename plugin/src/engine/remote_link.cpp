@@ -4,11 +4,13 @@
 #include <charconv>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <set>
 
 #include <caf/actor_cast.hpp>
 #include <caf/atom.hpp>
 #include <caf/node_id.hpp>
+#include <caf/sec.hpp>
 #include <caf/send.hpp>
 #include <xxhash.h>
 
@@ -63,17 +65,28 @@ std::string describe_peer(const peer_link& p) {
 // flight, so only a misbehaving one gets near).
 constexpr size_t max_chunks_ahead = 1024;
 
-// What remote reads and their pulls are matched by: (engine id, block index, generation).
-std::tuple<uint64_t, uint32_t, uint32_t> fetch_key(const block_ref& r) {
-  return {r.engine, r.block, r.generation};
-}
-
 bool in_bounds(uint64_t offset, uint64_t length, uint64_t size) {
   return offset <= size && length <= size - offset;
 }
 
 uint64_t hash_of(std::span<const std::byte> bytes) {
   return XXH3_64bits(bytes.data(), bytes.size());
+}
+
+// The XXH3 of a block this engine sends: the one computed before while the block's stamp is
+// unchanged (no request wrote it, no view that may write it was opened since, none is open),
+// else computed now and remembered if no view that may write it is open.
+uint64_t digest_of(engine_state& st, const block_ref& ref, std::span<const std::byte> bytes) {
+  auto stamp = st.mm->content_stamp(ref);
+  if (stamp)
+    if (auto d = st.digests.find(ref.block); d != st.digests.end() && d->second.stamp == *stamp) {
+      ++st.digests_reused;
+      return d->second.hash;
+    }
+  auto hash = hash_of(bytes);
+  if (stamp)
+    st.digests[ref.block] = {*stamp, hash};
+  return hash;
 }
 
 void free_blocks(engine_state& st, const std::vector<block_ref>& refs) {
@@ -132,9 +145,20 @@ caf::expected<uint64_t> peer_of(const engine_state& st, uint64_t token) {
 // publishes either the gateway or the engine, which names its gateway), then runs the
 // handshake, each side proving its engine id.
 template <class F>
-void connect(engine_pointer self, const std::string& host, uint16_t port, F f) {
+void connect(engine_pointer self, const std::string& host, uint16_t port, F done) {
   auto& st = self->state;
   std::string address = host + ":" + std::to_string(port);
+  // A peer of another protocol version is logged once per address (until it links).
+  auto f = [self, address, done](caf::expected<uint64_t> result) mutable {
+    auto& st = self->state;
+    if (result)
+      st.version_refused.erase(address);
+    else if (code_of(result.error()) == errc::version_mismatch
+             && st.version_refused.size() < max_logged_version_refusals
+             && st.version_refused.insert(address).second)
+      log_line(st, "not linked to " + address + ": " + describe(result.error()));
+    done(std::move(result));
+  };
   if (!st.connector) {
     f(make_error(errc::config_error, "remote engines need caf::io::middleman in this process"));
     return;
@@ -145,7 +169,13 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F f) {
   }
   auto failed = [f, address](const char* step) {
     return [f, address, step](caf::error& e) mutable {
-      if (e.category() == error_category && code_of(e) != errc::peer_failure)
+      if (e == caf::sec::unexpected_message || e == caf::sec::unexpected_response)
+        f(make_error(errc::version_mismatch,
+                     "engine at " + address + " cannot read " + step + " of protocol version "
+                       + std::to_string(protocol_version)
+                       + " (or answered it in another shape): it is no cafshm engine of this "
+                         "version"));
+      else if (e.category() == error_category && code_of(e) != errc::peer_failure)
         f(make_error(code_of(e), "engine at " + address + " refused the link (" + step
                                    + "): " + describe(e)));
       else
@@ -174,11 +204,20 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F f) {
               auto own = st.mm->engine_id();
               std::vector<char> nonce(link_nonce_bytes);
               secure_random(std::as_writable_bytes(std::span{nonce}));
-              self->request(gw, timeout(st), challenge_atom::value, own, nonce)
+              self->request(gw, timeout(st), challenge_atom::value, protocol_version, own, nonce)
                 .then(
-                  [self, f, address, failed, gw, own, nonce](uint64_t id, std::vector<char>& theirs,
+                  [self, f, address, failed, gw, own, nonce](uint32_t version, uint64_t id,
+                                                             std::vector<char>& theirs,
                                                              peer_proof& proof) mutable {
                     auto& st = self->state;
+                    if (version != protocol_version) {
+                      f(make_error(errc::version_mismatch,
+                                   "engine at " + address + " speaks protocol version "
+                                     + std::to_string(version) + "; this engine speaks protocol "
+                                     "version " + std::to_string(protocol_version)
+                                     + ": link only engines of one cafshm version"));
+                      return;
+                    }
                     if (id == 0 || id == own || theirs.size() != link_nonce_bytes) {
                       f(make_error(errc::peer_failure,
                                    "engine at " + address + " answered an invalid challenge"));
@@ -434,7 +473,7 @@ void send_offer(engine_pointer self, uint64_t id) {
           finish(self, id, std::move(r));
         } else if (r.cache_hit && t->offer.hash == 0) {
           // The destination keeps a cache and looks the content up by its digest.
-          t->offer.hash = hash_of(t->bytes);
+          t->offer.hash = digest_of(self->state, t->ref, t->bytes);
           send_offer(self, id);
         } else {
           pump(self, id);
@@ -485,6 +524,70 @@ std::vector<char> copy_range(engine_state& st, const block_ref& local, uint64_t 
   auto bytes = st.mm->engine_bytes(local);
   auto* first = reinterpret_cast<const char*>(bytes->data()) + offset;
   return {first, first + length};
+}
+
+// The bytes of a remote read from the cache while the block's version there is `version`
+// (stale copies of it are dropped); nullopt on a miss.
+std::optional<std::vector<char>> serve_cached(engine_state& st, const block_ref& ref,
+                                              uint64_t version, uint64_t offset,
+                                              uint64_t length) {
+  if (!st.cache)
+    return std::nullopt;
+  std::vector<block_ref> stale;
+  const auto* hit = st.cache->find_source(ref, version, stale);
+  free_blocks(st, stale);
+  if (hit == nullptr)
+    return std::nullopt;
+  return copy_range(st, hit->local, offset, length);
+}
+
+// Frees the block fetched for read `id` past the cache, if any.
+void drop_fetched(engine_state& st, uint64_t id) {
+  if (auto f = st.fetched.find(id); f != st.fetched.end()) {
+    st.mm->free(st.mm->engine_session(), f->second);
+    st.fetched.erase(f);
+  }
+}
+
+// Ends remote read `id` with `err`: its cache fill under way is dropped (partial block freed),
+// a block fetched for it is freed.
+void fail_read(engine_pointer self, uint64_t id, caf::error err) {
+  auto& st = self->state;
+  auto i = st.reads.find(id);
+  if (i == st.reads.end())
+    return;
+  auto r = std::move(i->second);
+  st.reads.erase(i);
+  if (r.transfer != 0)
+    if (auto in = st.incoming.find({r.peer, r.transfer}); in != st.incoming.end()) {
+      st.mm->free(st.mm->engine_session(), in->second.block);
+      st.incoming.erase(in);
+    }
+  drop_fetched(st, id);
+  if (err.category() != error_category) // CAF's own, e.g. the link broke
+    err = make_error(errc::peer_failure,
+                     "remote read of " + to_string(r.ref) + " failed: " + describe(err));
+  r.reply.deliver(std::move(err));
+}
+
+// The pull of read `id` answered: the block is in the cache or fetched past it.
+void finish_read(engine_pointer self, uint64_t id, uint64_t version) {
+  auto& st = self->state;
+  auto i = st.reads.find(id);
+  if (i == st.reads.end()) { // ended meanwhile: what it fetched goes
+    drop_fetched(st, id);
+    return;
+  }
+  auto r = std::move(i->second);
+  st.reads.erase(i);
+  if (auto f = st.fetched.find(id); f != st.fetched.end()) {
+    r.reply.deliver(copy_range(st, f->second, r.offset, r.length));
+    drop_fetched(st, id);
+  } else if (auto cached = serve_cached(st, r.ref, version, r.offset, r.length)) {
+    r.reply.deliver(std::move(*cached));
+  } else {
+    r.reply.deliver(make_error(errc::peer_failure, "the fetched block did not stay cached"));
+  }
 }
 
 } // namespace
@@ -605,15 +708,18 @@ caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transmi
   auto key = std::make_pair(o.sender, o.id);
   if (o.size == 0 || o.chunk_bytes == 0 || st.incoming.count(key) != 0)
     return make_error(errc::invalid_argument, "malformed or duplicate transfer offer");
-  if (o.cache_fill) {
-    // Only the answer to a pull of this engine, from the engine that owns the block.
-    auto pending = st.pending_pulls.find(fetch_key(o.source));
-    if (o.source.engine != *from || pending == st.pending_pulls.end()
-        || o.size != o.source.size)
-      return make_error(errc::access_denied, "a cache fill nobody asked this engine for");
-    st.pending_pulls.erase(pending);
-  }
   incoming_transmit in;
+  if (o.cache_fill) {
+    // Only the answer to a pull of this engine, from the engine that owns the block, of the
+    // size the read was checked against.
+    auto pending = std::find_if(st.reads.begin(), st.reads.end(), [&](const auto& r) {
+      return r.second.transfer == 0 && r.second.peer == *from && r.second.ref == o.source;
+    });
+    if (o.source.engine != *from || pending == st.reads.end() || o.size != o.source.size)
+      return make_error(errc::access_denied, "a cache fill nobody asked this engine for");
+    pending->second.transfer = o.id;
+    in.read = pending->first;
+  }
   in.destination = admin::engine_slot;
   if (!o.cache_fill && !o.target.process.empty()) {
     auto slot = mm.find_process(engine, o.target.process);
@@ -648,8 +754,11 @@ caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transmi
     ++st.cache->counters().misses;
   }
   auto block = mm.allocate(engine, o.size); // out_of_memory refuses before any payload moves
-  if (!block)
+  if (!block) {
+    if (in.read != 0) // the read may take the next offer for its block
+      st.reads.at(in.read).transfer = 0;
     return std::move(block.error());
+  }
   mm.conceal(*block, true); // partial and not yet delivered: only the engine reads it
   in.offer = std::move(o);
   in.block = *block;
@@ -717,6 +826,7 @@ caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64
   auto from = peer_of(st, token);
   if (!from)
     return std::move(from.error());
+  st.last_heard_from[*from] = clock::now();
   auto i = st.incoming.find({*from, id});
   if (i == st.incoming.end())
     return make_error(errc::stale_block, "commit of an unknown transfer");
@@ -737,7 +847,7 @@ caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64
     if (st.cache && st.cache->capacity() >= in.bytes.size())
       free_blocks(st, st.cache->insert({in.block, hash, in.offer.source, in.offer.source_version}));
     else // read once by the remote read that pulled it, then freed
-      st.fetched.emplace(fetch_key(in.offer.source), in.block);
+      st.fetched.emplace(in.read, in.block);
     return transmit_receipt{in.block, in.bytes.size(), 0, hash, false};
   }
   remember(st, in.block, in.bytes, hash);
@@ -773,59 +883,31 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
   if (!in_bounds(offset, length, ref.size))
     return make_error(errc::out_of_range, "read beyond the end of " + to_string(ref));
   auto rp = self->make_response_promise<std::vector<char>>();
-  auto handle = peer->second.handle;
-  auto token = peer->second.token;
-  auto key = fetch_key(ref);
-  // Serves the read from the cache, or from the block its pull fetched past the cache (a block
-  // larger than remote.cache, or no cache at all), which is freed right after.
-  auto serve = [self, rp, ref, offset, length, key](uint64_t version, bool fetched) mutable {
-    auto& st = self->state;
-    if (fetched)
-      if (auto f = st.fetched.find(key); f != st.fetched.end()) {
-        rp.deliver(copy_range(st, f->second, offset, length));
-        st.mm->free(st.mm->engine_session(), f->second);
-        st.fetched.erase(f);
-        return true;
-      }
-    if (!st.cache)
-      return false;
-    std::vector<block_ref> stale;
-    const auto* hit = st.cache->find_source(ref, version, stale);
-    free_blocks(st, stale);
-    if (hit == nullptr)
-      return false;
-    if (!fetched) {
-      ++st.cache->counters().hits;
-      st.cache->counters().bytes_saved += ref.size;
-    }
-    rp.deliver(copy_range(st, hit->local, offset, length));
-    return true;
-  };
-  self->request(handle, timeout(st), version_atom::value, token, ref)
+  self->request(peer->second.handle, timeout(st), version_atom::value, peer->second.token, ref)
     .then(
-      [self, rp, ref, handle, token, serve](uint64_t v) mutable {
-        if (serve(v, false))
+      [self, rp, ref, offset, length](uint64_t v) mutable {
+        auto& st = self->state;
+        if (auto cached = serve_cached(st, ref, v, offset, length)) {
+          ++st.cache->counters().hits;
+          st.cache->counters().bytes_saved += ref.size;
+          rp.deliver(std::move(*cached));
           return;
-        if (self->state.cache)
-          ++self->state.cache->counters().misses;
-        auto key = fetch_key(ref);
-        self->state.pending_pulls.insert(key); // consumed by the cache fill offer
-        self->request(handle, timeout(self->state) * 4, pull_atom::value, token, ref)
-          .then(
-            [rp, serve](uint64_t pulled) mutable {
-              if (!serve(pulled, true))
-                rp.deliver(make_error(errc::peer_failure, "the fetched block did not stay cached"));
-            },
-            [self, rp, key](caf::error& e) mutable {
-              auto& st = self->state;
-              if (auto i = st.pending_pulls.find(key); i != st.pending_pulls.end())
-                st.pending_pulls.erase(i);
-              if (auto f = st.fetched.find(key); f != st.fetched.end()) {
-                st.mm->free(st.mm->engine_session(), f->second);
-                st.fetched.erase(f);
-              }
-              rp.deliver(std::move(e));
-            });
+        }
+        if (st.cache)
+          ++st.cache->counters().misses;
+        auto peer = st.peers.find(ref.engine);
+        if (peer == st.peers.end()) {
+          rp.deliver(make_error(errc::peer_failure, "the engine of " + to_string(ref)
+                                                      + " went down"));
+          return;
+        }
+        auto id = st.next_read++;
+        st.reads.emplace(id, pending_read{ref.engine, ref, offset, length, 0, rp,
+                                          clock::now()});
+        self->request(peer->second.handle, no_request_timeout, pull_atom::value,
+                      peer->second.token, ref)
+          .then([self, id](uint64_t pulled) { finish_read(self, id, pulled); },
+                [self, id](caf::error& e) { fail_read(self, id, std::move(e)); });
       },
       [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
   return rp;
@@ -863,6 +945,12 @@ bool peer_down(engine_pointer self, const caf::actor_addr& source) {
         failed.push_back(tid);
     for (auto tid : failed)
       fail(self, tid, make_error(errc::peer_failure, "the destination engine went down"));
+    std::vector<uint64_t> reads;
+    for (const auto& [rid, r] : st.reads)
+      if (r.peer == id)
+        reads.push_back(rid);
+    for (auto rid : reads)
+      fail_read(self, rid, make_error(errc::peer_failure, "the block's engine went down"));
   }
   for (auto i = st.incoming.begin(); i != st.incoming.end();) {
     if (i->second.from == source) {
@@ -899,6 +987,24 @@ void check_stalls(engine_pointer self) {
                                                        : std::string{"the peer"})
                                 + " stalled: the destination engine answered nothing for "
                                 + seconds + " s (remote.stall_timeout)"));
+  }
+  std::vector<uint64_t> stalled_reads;
+  for (const auto& [id, r] : st.reads) {
+    auto last = r.started;
+    if (auto h = st.last_heard_from.find(r.peer); h != st.last_heard_from.end())
+      last = std::max(last, h->second);
+    if (now - last > limit)
+      stalled_reads.push_back(id);
+  }
+  for (auto id : stalled_reads) {
+    const auto& r = st.reads.at(id);
+    auto p = st.peers.find(r.peer);
+    fail_read(self, id, make_error(errc::peer_failure,
+                                   "remote read of " + to_string(r.ref) + " from "
+                                     + (p != st.peers.end() ? describe_peer(p->second)
+                                                            : "engine " + hex_id(r.peer))
+                                     + " stalled: that engine sent nothing for " + seconds
+                                     + " s (remote.stall_timeout)"));
   }
   for (auto i = st.incoming.begin(); i != st.incoming.end();) {
     auto last = i->second.last_activity;
@@ -948,7 +1054,8 @@ void redial(engine_pointer self, uint64_t index) {
               c.backoff = st.config.remote.redial_min;
               return;
             }
-            if (c.backoff == st.config.remote.redial_min) // the first failure in a row
+            if (c.backoff == st.config.remote.redial_min // the first failure in a row
+                && code_of(id.error()) != errc::version_mismatch) // connect logged it
               log_line(st, "peer " + name + " (" + address + ") not linked: "
                              + describe(id.error()) + "; dialing again with back-off up to "
                              + std::to_string(st.config.remote.redial_max.count()) + " ms");
@@ -966,9 +1073,17 @@ void fill_stats(const engine_state& st, engine_stats& stats) {
     auto p = st.peers.find(t.peer);
     stats.outgoing.push_back(
       {id, p == st.peers.end() ? std::string{} : describe_peer(p->second), t.bytes.size(),
-       t.acked});
+       t.acked, t.is_pull});
   }
   stats.transmits_in = static_cast<uint32_t>(st.incoming.size());
+  stats.digests_reused = st.digests_reused;
+  for (const auto& [key, in] : st.incoming) {
+    auto p = st.peers.find(key.first);
+    stats.incoming.push_back({key.second,
+                              p == st.peers.end() ? "engine " + hex_id(key.first)
+                                                  : describe_peer(p->second),
+                              in.bytes.size(), in.verified, in.offer.cache_fill});
+  }
   if (!st.cache)
     return;
   stats.cache_capacity = st.cache->capacity();

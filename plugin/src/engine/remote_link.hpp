@@ -6,8 +6,9 @@
 // receiver checks the destination (target process, its quota, the name) and allocates the block
 // up front, so that out_of_memory, quota_exceeded or name_taken refuse the transmit before any
 // payload moves, and asks for the chunks. A receiver with a cache asks first for the block's
-// XXH3 (the sender then hashes the block once more, up front) and, holding that content,
-// copies it locally and answers with a receipt: no payload moves. The sender keeps at most
+// XXH3 (the sender then hashes the block once more, up front, unless it hashed the unchanged
+// block before: memory_manager::content_stamp) and, holding that content, copies it locally and
+// answers with a receipt: no payload moves. The sender keeps at most
 // remote.window_chunks chunks of remote.chunk_bytes in flight, each with its own XXH3, and feeds
 // each chunk, as it first sends it, into a streaming XXH3 of the block: one hashing pass. A
 // chunk that fails its checksum is resent up to remote.checksum_retries times. After the last
@@ -50,7 +51,8 @@ caf::result<uint64_t> version(engine_pointer self, uint64_t token, const block_r
 caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref& ref);
 
 /// A read of a block of another engine: served from the cache while the block's version there
-/// is unchanged, else fetched whole into the cache first.
+/// is unchanged, else fetched whole (pulled) into the cache first. The pull has no time limit of
+/// its own: it fails when that engine goes down or sends nothing for remote.stall_timeout.
 caf::result<std::vector<char>> read(engine_pointer self, const session& s, const block_ref& ref,
                                     uint64_t offset, uint64_t length);
 
@@ -59,8 +61,9 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
 bool peer_down(engine_pointer self, const caf::actor_addr& source);
 
 /// Fails outgoing transmits whose destination answered nothing at all (to any transmit) for
-/// remote.stall_timeout, and drops incoming ones whose sender has been silent that long (a
-/// stopped process or a cut link that no down message reports): partial blocks are freed.
+/// remote.stall_timeout, drops incoming ones whose sender has been silent that long (a
+/// stopped process or a cut link that no down message reports): partial blocks are freed,
+/// and fails remote reads whose block's engine has sent nothing that long.
 void check_stalls(engine_pointer self);
 
 /// Dials every peer of remote.peers, and keeps dialing each one that is not linked (after

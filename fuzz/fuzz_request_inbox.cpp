@@ -19,7 +19,7 @@
 //     carry is never answered;
 //   - an allocation answered with a ref has the engine's id and the asked size;
 //   - memory_manager::check() is "" (allocator invariants, exact accounting in admin memory);
-//   - this process's peak memory stays below 1 GiB (decoding a record allocates no more than
+//   - this process's peak memory stays below 2 GiB (decoding a record allocates no more than
 //     the record's size);
 // and after the processes are unregistered and the engine's named blocks freed: no block, name,
 // grant or process is left, and check() is "" again.
@@ -68,7 +68,7 @@ constexpr uint64_t request_inbox_bytes = 64 << 10;
 constexpr uint64_t reply_inbox_bytes = 8 << 10; // small: answers too large for it, a full one
 constexpr int processes = 3;
 constexpr int max_records = 48;
-constexpr long max_peak_kib = 1 << 20;
+constexpr long max_peak_kib = 2 << 20; // far above a run's need (ASan included), far below 4 GiB
 constexpr uint64_t fresh_prefix = 0xf022; // top 16 bits of the ids of the harness's requests
 
 // Peak resident memory of this process (VmHWM), in KiB.
@@ -484,9 +484,10 @@ private:
       caf::binary_serializer sink{*w_.sys, payload};
       if (auto err = sink(msg))
         violation("cannot serialise a request: " + w_.sys->render(err));
-      if (mode == 7) { // damaged after the fact
-        r.foreign = true;
-        r.own_session = false;
+      if (mode == 7) { // damaged after the fact: any kind, shape or id now (the session's
+                       // token, if changed, is a forged one)
+        r.kind = caf::atom("");
+        r.carried = true;
         switch (in_.byte() % 4) {
           case 0: payload.resize(payload.size() - in_.below(payload.size() + 1)); break;
           case 1: payload.push_back(static_cast<char>(in_.byte())); break;
@@ -494,6 +495,9 @@ private:
             for (int k = 0, n = 1 + static_cast<int>(in_.below(4)); k < n; ++k)
               payload[in_.below(payload.size())] = static_cast<char>(in_.byte());
         }
+        id = 0;
+        if (payload.size() >= 8)
+          std::memcpy(&id, payload.data(), 8);
       }
     }
     auto& out = w_.writer(r.sender);

@@ -73,7 +73,13 @@ TEST_CASE("messages of another process arrive through the inbox at a local actor
           got = true;
         },
         caf::after(std::chrono::seconds{20}) >> [] {});
-      REQUIRE_MESSAGE(got, "message " << n << " did not arrive within 20 s");
+      if (!got) {
+        auto said = sender.read_line(1s);
+        FAIL("message " << n << " did not arrive within 20 s; the sender "
+                        << (sender.running() ? "still runs" : "has ended") << " and said: "
+                        << said.value_or("nothing") << "; the receiver delivered "
+                        << receiver.delivered() << ", dropped " << receiver.malformed());
+      }
     }
     CHECK(all_ok);
     CHECK(sender.wait_for_line("sent ", 20s) == std::to_string(count));

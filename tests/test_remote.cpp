@@ -233,8 +233,10 @@ TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on eith
     REQUIRE(a.ready());
     REQUIRE(b.ready());
     client_system cs;
-    auto sender = client::connect(cs.sys, a.address(), "sender");
-    auto watcher = client::connect(cs.sys, b.address(), "watcher");
+    client_options opts;
+    opts.timeout = 30s; // the engines hash and scrub 256 MiB, also under sanitizers and load
+    auto sender = client::connect(cs.sys, a.address(), "sender", opts);
+    auto watcher = client::connect(cs.sys, b.address(), "watcher", opts);
     REQUIRE(sender);
     REQUIRE(watcher);
     auto [ref, hash] = random_block(*sender, 256 << 20, 3);
@@ -246,7 +248,7 @@ TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on eith
     auto r = pending.get();
     REQUIRE_FALSE(r);
     CHECK(code_of(r.error()) == errc::peer_failure);
-    CHECK(eventually(*sender, 2s, [](const engine_stats& st) {
+    CHECK(eventually(*sender, 20s, [](const engine_stats& st) {
       return st.transmits_out == 0 && st.blocks == 1 && st.peers.empty();
     }));
     auto freed = sender->free(ref); // the pin was released with the failure: frees at once
@@ -260,8 +262,10 @@ TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on eith
     REQUIRE(a.ready());
     REQUIRE(b.ready());
     client_system cs;
-    auto sender = client::connect(cs.sys, a.address(), "sender");
-    auto watcher = client::connect(cs.sys, b.address(), "watcher");
+    client_options opts;
+    opts.timeout = 30s; // the engines hash and scrub 256 MiB, also under sanitizers and load
+    auto sender = client::connect(cs.sys, a.address(), "sender", opts);
+    auto watcher = client::connect(cs.sys, b.address(), "watcher", opts);
     REQUIRE(sender);
     REQUIRE(watcher);
     auto before = watcher->stats();
@@ -270,7 +274,7 @@ TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on eith
                               [&] { return sender->transmit(ref, address_of(b), {}, 5s); });
     REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
     a.kill_hard();
-    CHECK(eventually(*watcher, 5s, [&](const engine_stats& st) {
+    CHECK(eventually(*watcher, 20s, [&](const engine_stats& st) {
       return st.transmits_in == 0 && st.blocks == before->blocks
              && st.free_bytes == before->free_bytes;
     }));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzing with libFuzzer: scripts/fuzz.sh [--seconds N] [TARGET...]
-# Targets (fuzz/fuzz_<target>.cpp): config memory_manager remote cli door inbox peer_proof; default: all. Builds them
+# Targets (fuzz/fuzz_<target>.cpp): config memory_manager remote cli door inbox peer_proof
+# request_inbox; default: all. Builds them
 # with clang, ASan and UBSan into build-fuzz/, replays every crash kept in fuzz/regressions/<t>/,
 # then fuzzes each target for N seconds (default 20) starting from the committed seed corpus
 # fuzz/corpus/<t>/ (new inputs go to build-fuzz/corpus/<t>/, never into the repository).
@@ -14,11 +15,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
     --seconds=*) seconds=${1#*=}; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -eq 0 ] && targets=(config memory_manager remote cli door inbox peer_proof)
+[ ${#targets[@]} -eq 0 ] && targets=(config memory_manager remote cli door inbox peer_proof request_inbox)
 
 "$root/scripts/setup.sh" --fuzz
 dir="$root/build-fuzz"
@@ -31,16 +32,17 @@ export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-}"
 source "$root/scripts/lib/process-groups.bash"
 # Runs a fuzz binary (in its own process group, stopped with this script) with output to log $1;
-# then removes the segments of the engines it ran (cafshm-fuzz-<what>-<its pid>.{data,admin}):
+# then removes the segments of the engines it ran (cafshm-fuzz-<what>-<its pid>.{data,admin,sock,
+# inbox-<slot>}):
 # a fuzzer ends with exit() or on a signal, never through the engines' clean shutdown.
 fuzz_run() {
   local log=$1 status=0
   shift
   start_group "$@" >"$log" 2>&1
   local pid=$!
-  on_exit "rm -f /dev/shm/cafshm-fuzz-*-$pid.data /dev/shm/cafshm-fuzz-*-$pid.admin /dev/shm/cafshm-fuzz-*-$pid.sock"
+  on_exit "rm -f /dev/shm/cafshm-fuzz-*-$pid.data /dev/shm/cafshm-fuzz-*-$pid.admin /dev/shm/cafshm-fuzz-*-$pid.sock /dev/shm/cafshm-fuzz-*-$pid.inbox-*"
   wait_group "$pid" || status=$?
-  rm -f /dev/shm/cafshm-fuzz-*-"$pid".data /dev/shm/cafshm-fuzz-*-"$pid".admin
+  rm -f /dev/shm/cafshm-fuzz-*-"$pid".data /dev/shm/cafshm-fuzz-*-"$pid".admin /dev/shm/cafshm-fuzz-*-"$pid".inbox-*
   return "$status"
 }
 

@@ -57,6 +57,8 @@ public:
   bool ready() const noexcept { return port_ != 0 && process_ && process_->running(); }
   uint16_t port() const noexcept { return port_; }
   const std::string& name() const noexcept { return name_; }
+  /// The YAML file it starts with; what a test changes there applies from the next start().
+  const std::filesystem::path& config_file() const noexcept { return config_; }
   /// What the engine said about earlier segments at its latest start ("" if nothing).
   const std::string& start_report() const noexcept { return start_report_; }
   endpoint address() const { return {"127.0.0.1", port_}; }

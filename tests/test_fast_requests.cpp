@@ -4,7 +4,9 @@
 // inbox pushes back; a waiting call fails at once when the engine dies.
 #include "test_names.hpp"
 
+#include <algorithm>
 #include <csignal>
+#include <fstream>
 #include <future>
 #include <sstream>
 #include <string>
@@ -12,11 +14,17 @@
 #include <vector>
 
 #include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/binary_serializer.hpp>
+#include <caf/send.hpp>
 
 #include "admin_layout.hpp"
 #include "cafshm/client.hpp"
 #include "fastpath/inbox.hpp"
 #include "fastpath/inbox_layout.hpp"
+#include "fastpath/inbox_writer.hpp"
+#include "fastpath/record_deserializer.hpp"
+#include "fastpath/request_record.hpp"
 #include "shm_segment.hpp"
 #include "support/client_system.hpp"
 #include "testing/child_process.hpp"
@@ -51,6 +59,32 @@ uint64_t claimed_bytes(const std::string& inbox_name) {
 
 bool segment_exists(const std::string& name) {
   return shm_segment::exists(name);
+}
+
+// Peak resident memory of process `pid` (VmHWM), in KiB.
+long peak_rss_kib(pid_t pid) {
+  std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0)
+      return std::stol(line.substr(6));
+  return -1;
+}
+
+// `serialized` (CAF's binary format) with the length prefix of its only byte sequence of
+// `length` bytes of `fill` replaced by 0xffffffff and the bytes dropped: a record of a few dozen
+// bytes that claims a 4 GiB sequence.
+std::vector<char> claim_4gib(std::vector<char> serialized, size_t length, char fill) {
+  REQUIRE(length < 0x80); // a one-byte varbyte prefix
+  std::vector<char> run(length, fill);
+  run.insert(run.begin(), static_cast<char>(length));
+  auto at = std::search(serialized.begin(), serialized.end(), run.begin(), run.end());
+  REQUIRE(at != serialized.end());
+  auto i = at - serialized.begin();
+  serialized.erase(at, at + static_cast<ptrdiff_t>(run.size()));
+  const char huge[] = {'\xff', '\xff', '\xff', '\xff', '\x0f'}; // varbyte 0xffffffff
+  serialized.insert(serialized.begin() + i, std::begin(huge), std::end(huge));
+  return serialized;
 }
 
 } // namespace
@@ -173,7 +207,7 @@ TEST_CASE("fast path: local.transport basp on either side keeps every request on
 }
 
 TEST_CASE("fast path: forged and malformed records to the engine's inbox are counted and "
-          "dropped; the engine and its clients go on") {
+          "dropped, and the engine and its clients go on") {
   daemon_process d{test::unique_name("cafshm-test-fast")};
   REQUIRE(d.ready());
   client_system cs;
@@ -193,12 +227,14 @@ TEST_CASE("fast path: forged and malformed records to the engine's inbox are cou
   auto answer = attacker.read_line(60s);
   REQUIRE(answer);
   CHECK(*answer == "forge sent=280");
-  // 5 of the 7 records of a round never reach the engine (no message, not a request the inbox
-  // carries, a session of another slot than the record's); the 2 that do are refused by its
-  // session check, and their answers go to the victim's inbox under ids it never chose.
+  // 6 of the 7 records of a round never reach the engine (random bytes, a bare header, a header
+  // over random bytes, register and unregister, which the inbox does not carry, and an
+  // allocation whose session names another slot than the record's sender); the one that does is
+  // refused by its session check, and its answer goes to the victim's inbox under an id the
+  // victim never chose.
   CHECK(eventually(*victim, 20s, [&](const engine_stats& st) {
-    return st.inbox_refused == before->inbox_refused + 200
-           && st.rejected >= before->rejected + 80;
+    return st.inbox_refused == before->inbox_refused + 240
+           && st.rejected >= before->rejected + 40;
   }));
   auto st = victim->stats();
   REQUIRE(st);
@@ -235,7 +271,7 @@ TEST_CASE("fast path: a client killed in the middle of a request record leaves t
   CHECK(st->inbox_refused == 6); // the writer's complete records are no requests
 }
 
-TEST_CASE("fast path: a full request inbox makes requests wait and then fail with inbox_full; "
+TEST_CASE("fast path: a full request inbox makes requests wait and then fail with inbox_full, "
           "nothing is lost once the engine reads again") {
   daemon_process d{test::unique_name("cafshm-test-fast"), "64MiB", 0,
                    "local:\n  request_inbox: 4KiB\n"};
@@ -298,4 +334,127 @@ TEST_CASE("fast path: a blocking call waiting for its answer fails at once when 
   auto r = call.get();
   REQUIRE(!r);
   CHECK(code_of(r.error()) == errc::engine_unreachable);
+}
+
+namespace {
+
+// publish, find_actor and transmit carry actor handles and stay on BASP; unpublish takes the
+// engine's inbox when the client's transport is shm. Either way they do the same.
+void actors_and_transmits(local_transport transport) {
+  daemon_process a{test::unique_name("cafshm-test-fast"), "16MiB", 0, "remote:\n  cache: 0\n"};
+  daemon_process b{test::unique_name("cafshm-test-fast"), "16MiB"};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs{transport};
+  auto sender = client::connect(cs.sys, a.address(), "sender");
+  auto sink = client::connect(cs.sys, b.address(), "sink");
+  REQUIRE(sender);
+  REQUIRE(sink);
+  CHECK(sender->transport() == transport);
+  auto adder = cs.sys.spawn([]() -> caf::behavior { return {[](int x) { return x + 1; }}; });
+  auto before = sender->stats();
+  REQUIRE(before);
+
+  REQUIRE(sender->publish(adder, "adder"));
+  auto found = sender->find_actor("adder");
+  REQUIRE(found);
+  CHECK(found->actor == adder);
+  CHECK(found->process == sender->slot());
+  REQUIRE(sender->unpublish("adder"));
+  auto gone = sender->find_actor("adder");
+  REQUIRE(!gone);
+  CHECK(code_of(gone.error()) == errc::name_not_found);
+  auto again = sender->unpublish("adder"); // the engine's refusal arrives as over BASP
+  REQUIRE(!again);
+  CHECK(code_of(again.error()) == errc::name_not_found);
+
+  constexpr uint64_t size = 20000;
+  auto ref = sender->allocate(size);
+  REQUIRE(ref);
+  std::string content(size, 'q');
+  for (size_t i = 0; i < content.size(); ++i)
+    content[i] = static_cast<char>('a' + i % 19);
+  REQUIRE(sender->write(*ref, 0, content));
+  transmit_target target;
+  target.process = "sink";
+  auto receipt = sender->transmit(*ref, "127.0.0.1:" + std::to_string(b.port()), target);
+  REQUIRE_MESSAGE(receipt, describe(receipt.error()));
+  CHECK(receipt->bytes == size);
+  auto copy = sink->read(receipt->remote, 0, size);
+  REQUIRE(copy);
+  CHECK(std::string(copy->begin(), copy->end()) == content);
+  auto refused = sender->transmit(block_ref{ref->engine, ref->block, ref->generation + 1, size},
+                                  "127.0.0.1:" + std::to_string(b.port()), target);
+  REQUIRE(!refused);
+  CHECK(code_of(refused.error()) == errc::stale_block);
+
+  auto after = sender->stats();
+  REQUIRE(after);
+  if (transport == local_transport::shm) // unpublish x2, allocate, write, stats
+    CHECK(after->inbox_requests == before->inbox_requests + 5);
+  else
+    CHECK(after->inbox_requests == before->inbox_requests);
+  REQUIRE(sink->free(receipt->remote));
+  REQUIRE(sender->free(*ref));
+  caf::anon_send_exit(adder, caf::exit_reason::user_shutdown);
+}
+
+} // namespace
+
+TEST_CASE("fast path: unpublish goes through the engine's inbox, publish, find_actor and "
+          "transmit over BASP, with the same results [shm]") {
+  actors_and_transmits(local_transport::shm);
+}
+
+TEST_CASE("fast path: unpublish goes through the engine's inbox, publish, find_actor and "
+          "transmit over BASP, with the same results [basp]") {
+  actors_and_transmits(local_transport::basp);
+}
+
+TEST_CASE("fast path: a record claiming a 4 GiB byte sequence is refused without the reader "
+          "allocating it") {
+  client_system cs;
+  SUBCASE("decoding alone: the claimed length never becomes the vector's size") {
+    std::vector<char> buf;
+    caf::binary_serializer sink{cs.sys, buf};
+    std::vector<char> bytes(100, 'Q');
+    REQUIRE(!sink(bytes));
+    auto record = claim_4gib(buf, 100, 'Q');
+    std::vector<char> out;
+    fastpath::record_deserializer src{
+      cs.sys, {reinterpret_cast<const std::byte*>(record.data()), record.size()}};
+    CHECK(src(out)); // end of stream
+    CHECK(out.empty());
+  }
+  SUBCASE("a write request in the engine's inbox: refused, the engine's peak memory stays low") {
+    daemon_process d{test::unique_name("cafshm-test-fast")};
+    REQUIRE(d.ready());
+    auto c = client::connect(cs.sys, d.address(), "claimer");
+    REQUIRE(c);
+    REQUIRE(c->transport() == local_transport::shm);
+    auto ref = c->allocate(4096);
+    REQUIRE(ref);
+    auto before = c->stats();
+    REQUIRE(before);
+    std::vector<char> buf(fastpath::request_header_bytes, 0);
+    fastpath::store_u64(reinterpret_cast<std::byte*>(buf.data()), 0x4c41494d);
+    caf::binary_serializer sink{cs.sys, buf};
+    auto msg = caf::make_message(write_atom::value, c->session(), *ref, uint64_t{0},
+                                 std::vector<char>(100, 'Q'));
+    REQUIRE(!sink(msg));
+    auto record = claim_4gib(buf, 100, 'Q');
+    auto out = fastpath::inbox_writer::open(request_inbox_of(d), c->slot());
+    REQUIRE(out);
+    for (int i = 0; i < 4; ++i)
+      REQUIRE(out->send({reinterpret_cast<const std::byte*>(record.data()), record.size()}, 10s));
+    CHECK(eventually(*c, 20s, [&](const engine_stats& st) {
+      return st.inbox_refused == before->inbox_refused + 4;
+    }));
+    auto peak = peak_rss_kib(d.pid());
+    CHECK(peak > 0);
+    CHECK(peak < 1024 * 1024); // 4 GiB zeroed per record before; the engine's arena is 64 MiB
+    auto back = c->read(*ref, 0, 4); // untouched, and the engine serves on
+    REQUIRE(back);
+    CHECK(*back == std::vector<char>(4, '\0'));
+  }
 }

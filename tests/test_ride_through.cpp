@@ -3,18 +3,23 @@
 // their way when the engine died fail at once with engine_unreachable instead of waiting for
 // their timeout; a client made from the engine's actor handle reconnects to the address the
 // engine told at registration; a client closed while the engine was down does not keep its
-// slot once another client of the process attached to the adopting engine.
+// slot once another client of the process attached to the adopting engine; a client on the
+// shared-memory fast path goes on over BASP when the adopting engine offers no request inbox or
+// its inbox cannot be opened.
 #include <doctest/doctest.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
+
+#include <sys/mman.h>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
@@ -56,12 +61,16 @@ std::string why(const caf::error& e) {
 }
 
 // Kills the engine, waits until every client saw it go, restarts it on the same port over its
-// segments and requires that it adopted them and that every client is back.
-void restart_adopting(daemon_process& d, std::initializer_list<client*> clients) {
+// segments (after `before_start`, e.g. a change of its configuration) and requires that it
+// adopted them and that every client is back.
+void restart_adopting(daemon_process& d, std::initializer_list<client*> clients,
+                      const std::function<void()>& before_start = {}) {
   auto port = d.port();
   d.kill_hard();
   for (auto* c : clients)
     REQUIRE(within(10s, [&] { return !c->engine_up(); }));
+  if (before_start)
+    before_start();
   REQUIRE(d.start(port));
   REQUIRE_MESSAGE(contains(d.start_report(), "adopted the segments of a dead engine"),
                   d.start_report());
@@ -256,4 +265,45 @@ TEST_CASE("ride-through: a client closed while the engine is down gives its slot
   }
   CHECK(test::check_admin_memory(d.name()) == "");
   CHECK(stays->close());
+}
+
+TEST_CASE("ride-through: a client on the fast path goes on over BASP when the adopting engine "
+          "offers no request inbox or this process cannot open it") {
+  daemon_process d{unique_name("cafshm-test-ride"), "16MiB"};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "fast");
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto kept = c->allocate(4096);
+  REQUIRE(kept);
+  REQUIRE(c->write(*kept, 0, std::span<const char>{"kept", 4}));
+  auto request_inbox = "/" + d.name() + ".inbox-0";
+
+  SUBCASE("the engine restarts with local.transport: basp") {
+    restart_adopting(d, {&*c}, [&] {
+      std::ofstream{d.config_file(), std::ios::app} << "local:\n  transport: basp\n";
+    });
+    CHECK(c->transport() == local_transport::basp); // the re-attach said so
+  }
+  SUBCASE("the adopting engine's request inbox is gone before the client's next request") {
+    restart_adopting(d, {&*c}, [] {});
+    REQUIRE(::shm_unlink(request_inbox.c_str()) == 0);
+  }
+  auto bytes = c->read(*kept, 0, 4);
+  REQUIRE_MESSAGE(bytes, why(bytes.error()));
+  CHECK(std::string(bytes->begin(), bytes->end()) == "kept");
+  CHECK(c->transport() == local_transport::basp);
+  auto more = c->allocate(8192);
+  REQUIRE_MESSAGE(more, why(more.error()));
+  auto me = c->find_process("fast");
+  REQUIRE(me);
+  CHECK(*me == c->slot());
+  auto st = c->stats();
+  REQUIRE(st);
+  CHECK(st->inbox_requests == 0); // nothing reached the adopting engine through an inbox
+  CHECK(st->blocks == 2);
+  CHECK(c->free(*more));
+  CHECK(c->free(*kept));
+  CHECK(c->close());
 }

@@ -59,6 +59,8 @@ TEST_CASE("test and fuzz segment names carry the pid of their process") {
   // Anything else is not a test's: the demo's engine, other engines, other programs.
   CHECK(test_segment_owner("cafshm-test-mm-1234-7.data.12") == pid_t{1234}); // added segments
   CHECK(test_segment_owner("cafshm-fuzz-mm-1234.data.3") == pid_t{1234});
+  CHECK(test_segment_owner("cafshm-fuzz-reqinbox-1234.inbox-0") == pid_t{1234}); // inboxes
+  CHECK(test_segment_owner("cafshm-fuzz-reqinbox-1234.inbox-12") == pid_t{1234});
   CHECK_FALSE(test_segment_owner("cafshm-test-mm-1234-7.data.x"));
   CHECK_FALSE(test_segment_owner("cafshm-pipeline.data"));
   CHECK_FALSE(test_segment_owner("cafshm-two-node-a.admin"));

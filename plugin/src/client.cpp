@@ -146,12 +146,14 @@ void reconnect(keeper_pointer self, std::shared_ptr<keeper_context> ctx) {
               self->request(engine, ctx->timeout, reattach_atom::value, ctx->reg.session,
                             ctx->reg.engine_id, *ticket, protocol_version)
                 .then(
-                  [self, ctx, engine, path](registration&) {
+                  [self, ctx, engine, path](registration& r) {
                     ctx->reconnecting = false;
                     ctx->backoff = first_backoff;
                     ctx->door_path = path;
                     self->monitor(engine);
-                    ctx->link->came_up(engine);
+                    // An engine that restarted with local.transport: basp offers no inbox:
+                    // the client's calls take BASP then.
+                    ctx->link->came_up(engine, !r.inbox_engine.empty());
                     bury(self, ctx);
                   },
                   [self, ctx](caf::error& e) {
@@ -397,7 +399,7 @@ client::client(client&& other) noexcept
 }
 
 local_transport client::transport() const noexcept {
-  return channel_ ? local_transport::shm : local_transport::basp;
+  return channel_ && channel_->usable() ? local_transport::shm : local_transport::basp;
 }
 
 engine_actor client::engine() const {
@@ -471,7 +473,7 @@ caf::expected<R> unpack(caf::message& answer) {
 
 template <class R, class... Ts>
 caf::expected<R> client::call(Ts&&... xs) {
-  if (!channel_)
+  if (!channel_ || !channel_->usable())
     return call_within<R>(timeout_, std::forward<Ts>(xs)...);
   if (sys_ == nullptr)
     return make_error(errc::unknown_process, "client is closed");
@@ -482,7 +484,9 @@ caf::expected<R> client::call(Ts&&... xs) {
   auto request = caf::make_message(xs...);
   auto answer = channel_->call(request, std::chrono::steady_clock::now() + timeout_);
   if (!answer) {
-    if (code_of(answer.error()) == errc::request_too_large) // too big for a record: BASP
+    // Too big for a record, or the inbox of a re-attached engine could not be opened (nothing
+    // was sent): BASP.
+    if (code_of(answer.error()) == errc::request_too_large || !channel_->usable())
       return call_within<R>(timeout_, std::forward<Ts>(xs)...);
     return answer.error();
   }
@@ -607,12 +611,11 @@ caf::expected<void> client::publish(const caf::actor& actor, const std::string& 
 }
 
 caf::expected<void> client::unpublish(const std::string& name) {
-  auto r = call_basp<done_atom>(unpublish_atom::value, reg_.session, name);
-  if (!r)
-    return r.error();
-  return {};
+  return call_done(unpublish_atom::value, reg_.session, name);
 }
 
+// publish and find_actor carry an actor handle (the request, the answer): only BASP can, whose
+// proxies make a handle of another process usable here.
 caf::expected<published_actor> client::find_actor(const std::string& name) {
   return call_basp<published_actor>(find_actor_atom::value, reg_.session, name);
 }
@@ -660,6 +663,8 @@ caf::expected<transmit_receipt> client::transmit(const block_ref& ref, const std
     return why;
   if (auto why = link_->unavailable())
     return why;
+  // Over BASP also on the fast path: the target may name an actor (deliver_to), and only BASP's
+  // proxies carry an actor handle into another process.
   return watched_request<transmit_receipt>(*sys_, link_->engine(), limit, transmit_atom::value,
                                            reg_.session, ref, peer, std::move(target));
 }

@@ -114,13 +114,13 @@ void engine_link::went_down(const caf::actor_addr& from) {
         nullptr);
 }
 
-void engine_link::came_up(engine_actor engine) {
+void engine_link::came_up(engine_actor engine, bool inbox_offered) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (status_ == status::gone)
     return;
   engine_ = std::move(engine);
   if (channel_)
-    channel_->engine_up();
+    channel_->engine_up(inbox_offered);
   status_ = status::up;
   for (auto& p : pending_)
     send_locked(p.free, p.s, p.ref);

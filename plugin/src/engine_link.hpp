@@ -69,8 +69,9 @@ public:
 
   /// The engine went away (only the engine `from` counts; a later one stays up).
   void went_down(const caf::actor_addr& from);
-  /// Re-attached to `engine`: queued closes are sent, observers hear engine_up_atom.
-  void came_up(engine_actor engine);
+  /// Re-attached to `engine`, which offers its request inbox or not (`inbox_offered`): queued
+  /// closes are sent, observers hear engine_up_atom.
+  void came_up(engine_actor engine, bool inbox_offered);
   /// The session is lost for good (`why`: engine_restarted or unknown_process).
   void lost(caf::error why);
 

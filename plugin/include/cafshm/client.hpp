@@ -138,7 +138,8 @@ public:
   /// in another process on this machine when both have local.transport: shm and the client
   /// registered through the engine's door) or basp (CAF requests, as for an engine in this
   /// process or on another machine, or when this process may not open the engine's inbox).
-  /// Publishing actors, transmit, close and the async forms always use CAF requests.
+  /// publish(), find_actor() and transmit() (they carry actor handles), close() (unregistering
+  /// removes the reply inbox) and the async forms always use CAF requests (docs/fastpath.md).
   local_transport transport() const noexcept;
   caf::actor_system& system() const noexcept { return *sys_; }
 

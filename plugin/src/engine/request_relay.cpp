@@ -7,7 +7,6 @@
 #include <caf/actor_cast.hpp>
 #include <caf/actor_companion.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 #include <caf/execution_unit.hpp>
 #include <caf/resumable.hpp>
@@ -19,6 +18,7 @@
 #include "admin_layout.hpp"
 #include "cafshm/engine.hpp"
 #include "cafshm/error.hpp"
+#include "fastpath/record_deserializer.hpp"
 #include "fastpath/request_record.hpp"
 #include "unix_identity.hpp"
 
@@ -36,6 +36,7 @@ bool relayed_kind(caf::atom_value a) {
     copy_atom::value,     share_atom::value,   revoke_atom::value,  transfer_atom::value,
     name_atom::value,     lookup_atom::value,  remove_atom::value,  map_atom::value,
     unmap_atom::value,   process_atom::value, stats_atom::value,   link_atom::value,
+    unpublish_atom::value,
   };
   return std::find(std::begin(kinds), std::end(kinds), a) != std::end(kinds);
 }
@@ -151,7 +152,7 @@ void request_relay::take(const fastpath::inbox_record& r) {
     return refuse();
   auto body = r.payload.subspan(fastpath::request_header_bytes);
   caf::message msg;
-  caf::binary_deserializer src{sys_, reinterpret_cast<const char*>(body.data()), body.size()};
+  fastpath::record_deserializer src{sys_, body}; // allocates no more than the record holds
   try {
     if (src(msg) || src.remaining() != 0)
       return refuse();

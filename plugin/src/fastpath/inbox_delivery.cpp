@@ -3,13 +3,13 @@
 #include <vector>
 
 #include <caf/actor_system.hpp>
-#include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 #include <caf/mailbox_element.hpp>
 #include <caf/message.hpp>
 #include <caf/message_id.hpp>
 
 #include "cafshm/error.hpp"
+#include "fastpath/record_deserializer.hpp"
 
 namespace cafshm::fastpath {
 
@@ -38,8 +38,7 @@ inbox_receiver::~inbox_receiver() {
 void inbox_receiver::run() {
   auto deliver = [this](const inbox_record& r) {
     caf::message msg;
-    caf::binary_deserializer src{sys_, reinterpret_cast<const char*>(r.payload.data()),
-                                 r.payload.size()};
+    record_deserializer src{sys_, r.payload}; // allocates no more than the record holds
     bool ok = false;
     try {
       ok = !src(msg) && src.remaining() == 0 && !msg.empty();

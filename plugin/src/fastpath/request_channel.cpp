@@ -3,12 +3,12 @@
 #include <algorithm>
 
 #include <caf/actor_system.hpp>
-#include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 #include <caf/message.hpp>
 
 #include "admin_layout.hpp"
 #include "cafshm/error.hpp"
+#include "fastpath/record_deserializer.hpp"
 #include "fastpath/request_record.hpp"
 #include "secure_random.hpp"
 
@@ -63,8 +63,9 @@ void request_channel::engine_down() {
   replies_.reader().interrupt();
 }
 
-void request_channel::engine_up() {
+void request_channel::engine_up(bool inbox_offered) {
   reopen_ = true;
+  usable_ = inbox_offered;
   std::lock_guard<std::mutex> guard{mtx_};
   down_ = false;
 }
@@ -75,8 +76,10 @@ caf::expected<void> request_channel::send(std::span<const std::byte> payload,
   if (reopen_.exchange(false) || !requests_) {
     requests_.reset();
     auto w = inbox_writer::open(engine_inbox_, slot_);
-    if (!w)
-      return unreachable("the engine's request inbox is gone");
+    if (!w) { // nothing sent: the client asks over BASP instead
+      usable_ = false;
+      return unreachable("the engine's request inbox cannot be opened");
+    }
     requests_.emplace(std::move(*w));
   }
   for (;;) {
@@ -114,6 +117,8 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
                                                   clock::time_point deadline) {
   if (down_)
     return unreachable("the engine is down");
+  if (!usable_)
+    return unreachable("the engine offers no request inbox");
   uint64_t id = id_base_ + next_id_.fetch_add(1, std::memory_order_relaxed);
   if (id == 0)
     id = id_base_ + next_id_.fetch_add(1, std::memory_order_relaxed);
@@ -169,7 +174,7 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
     return make_error(errc::request_too_large, "the answer does not fit into the reply inbox");
   auto body = reply.subspan(reply_header_bytes);
   caf::message msg;
-  caf::binary_deserializer src{sys_, reinterpret_cast<const char*>(body.data()), body.size()};
+  record_deserializer src{sys_, body}; // allocates no more than the record holds
   try {
     if (!src(msg) && src.remaining() == 0)
       return msg;

@@ -12,7 +12,9 @@
 //
 // engine_down() makes every waiting call fail at once with errc::engine_unreachable (the
 // client's engine link calls it when the engine goes away); engine_up() re-opens the engine's
-// request inbox, which an engine that adopted the segments made anew.
+// request inbox, which an engine that adopted the segments made anew. An adopting engine that
+// offers no inbox (local.transport: basp), or whose inbox this process cannot open, leaves the
+// channel not usable(): the client's calls then take BASP, until an engine offers an inbox again.
 #pragma once
 
 #include <atomic>
@@ -56,7 +58,11 @@ public:
   caf::expected<caf::message> call(const caf::message& request, clock::time_point deadline);
 
   void engine_down();
-  void engine_up();
+  /// Re-attached to an engine that offers its request inbox (`inbox_offered`) or not.
+  void engine_up(bool inbox_offered = true);
+  /// False while the engine offers no request inbox or this process could not open it after a
+  /// re-attach (call() then failed with engine_unreachable without sending anything).
+  bool usable() const noexcept { return usable_.load(std::memory_order_acquire); }
 
   uint64_t stray_replies() const noexcept { return stray_.load(std::memory_order_relaxed); }
   const std::string& reply_inbox_name() const noexcept { return replies_.name(); }
@@ -89,6 +95,7 @@ private:
   std::mutex send_mtx_;
   std::optional<inbox_writer> requests_;
   std::atomic<bool> reopen_{false}; // set by engine_up(): open the request inbox anew
+  std::atomic<bool> usable_{true};
   // -- waiting calls
   std::mutex mtx_;
   std::condition_variable cv_;

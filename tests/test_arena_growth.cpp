@@ -191,7 +191,7 @@ TEST_CASE("out_of_memory at the ceiling names requested, free, largest free and 
         }) == 1);
 }
 
-TEST_CASE("growth and shrink with live blocks in every segment; a freed block coalesces back") {
+TEST_CASE("growth and shrink with live blocks in every segment, and a freed block coalesces back") {
   env e{8 * mib};
   auto p = e.reg("p");
   // four segments, each with three live blocks

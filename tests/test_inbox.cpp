@@ -382,7 +382,7 @@ TEST_CASE("garbage in the segment never makes the reader crash, read out of boun
   CHECK(got == "after");
 }
 
-TEST_CASE("the inbox of a killed process stays until the engine removes it; a new holder replaces it") {
+TEST_CASE("the inbox of a killed process stays until the engine removes it, and a new holder replaces it") {
   auto engine = unique_name("cafshm-test-inbox");
   inbox_guard guard{engine, {1, 3}};
   auto in = inbox::create(engine, 1, small_inbox());

@@ -122,7 +122,7 @@ std::pair<uint32_t, uint32_t> check(caf::actor_system& sys, const caf::actor& re
 
 } // namespace
 
-TEST_CASE("a slow reader never sees its block rewritten; the sender waits for it") {
+TEST_CASE("a slow reader never sees its block rewritten: the sender waits for it") {
   engine_system e{"pool-slow"};
   auto sender = client::connect(*e.sys, "sender");
   auto receiver = client::connect(*e.sys, "receiver");

@@ -234,7 +234,7 @@ TEST_CASE("a remote read is served from the cache until the block changes") {
   CHECK(code_of(gone.error()) == errc::stale_block);
 }
 
-TEST_CASE("a block sent again unchanged is not hashed again; a changed one is never sent stale") {
+TEST_CASE("a block sent again unchanged is not hashed again, and a changed one is never sent stale") {
   two_engines e{"64MiB", remote_yaml("1MiB", 4, "0"), "64MiB",
                 remote_yaml("1MiB", 4, "32MiB"), "sender", "sink"};
   auto to = address_of(e.b);

@@ -52,8 +52,15 @@ caf::behavior receiver(caf::event_based_actor*, client* me) {
       auto view = me->map(ref, access_mode::read);
       auto read = me->read(ref, 0, 1);
       auto code = [](const caf::error& e) { return static_cast<uint8_t>(code_of(e)); };
-      return std::vector<uint8_t>{view ? uint8_t{0} : code(view.error()),
-                                  read ? uint8_t{0} : code(read.error())};
+      std::vector<uint8_t> codes{view ? uint8_t{0} : code(view.error()),
+                                 read ? uint8_t{0} : code(read.error())};
+      // Unmapped before the answer: a view dropped instead would be unmapped by a message the
+      // engine may see only after the asker's next request (e.g. a revoke, refused while the
+      // view is open).
+      if (view)
+        if (auto unmapped = me->unmap(std::move(*view)); !unmapped)
+          codes.push_back(code(unmapped.error()));
+      return codes;
     },
   };
 }

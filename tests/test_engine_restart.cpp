@@ -240,7 +240,7 @@ TEST_CASE("engine restart: SIGKILL during each kind of request and idle, 24 roun
   CHECK_FALSE(segments_exist(d.name()));
 }
 
-TEST_CASE("engine restart: corrupted admin memory is not adopted; the reason, a fresh engine, old "
+TEST_CASE("engine restart: corrupted admin memory is not adopted: the reason, a fresh engine, old "
           "sessions and refs rejected") {
   daemon_process d{unique_name("cafshm-test-restart"), "16MiB"};
   REQUIRE(d.ready());

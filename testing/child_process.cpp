@@ -1,9 +1,12 @@
 #include "testing/child_process.hpp"
 
+#include <cerrno>
 #include <csignal>
+#include <cstdint>
 #include <utility>
 
 #include <fcntl.h>
+#include <linux/sched.h> // clone_args
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -15,32 +18,61 @@ namespace cafshm::test {
 using clock_type = std::chrono::steady_clock;
 
 child_process::child_process(std::vector<std::string> argv) {
+  start(std::move(argv), 0);
+}
+
+child_process::child_process(std::vector<std::string> argv, pid_t wanted) {
+  start(std::move(argv), wanted);
+}
+
+void child_process::start(std::vector<std::string> argv, pid_t wanted) {
   int out[2];
   int in[2];
-  if (::pipe2(out, O_CLOEXEC) != 0)
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    start_error_ = errno;
     return;
+  }
   if (::pipe2(in, O_CLOEXEC) != 0) {
+    start_error_ = errno;
     ::close(out[0]);
     ::close(out[1]);
     return;
   }
+  // Built before the child exists: after a raw clone3 in a threaded parent the child may not
+  // allocate (another thread may have held the allocator's lock).
+  std::vector<char*> args;
+  for (auto& a : argv)
+    args.push_back(a.data());
+  args.push_back(nullptr);
   pid_t parent = ::getpid();
-  pid_ = ::fork();
+  if (wanted > 0) {
+    clone_args ca{};
+    ca.exit_signal = SIGCHLD;
+    ca.set_tid = reinterpret_cast<uintptr_t>(&wanted);
+    ca.set_tid_size = 1;
+    pid_ = static_cast<pid_t>(::syscall(SYS_clone3, &ca, sizeof ca));
+  } else {
+    pid_ = ::fork();
+  }
   if (pid_ == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) // the parent died before prctl
       ::_exit(127);
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(in[0], STDIN_FILENO);
-    std::vector<char*> args;
-    for (auto& a : argv)
-      args.push_back(a.data());
-    args.push_back(nullptr);
     ::execv(args[0], args.data());
     ::_exit(127);
   }
+  if (pid_ < 0)
+    start_error_ = errno;
   ::close(out[1]);
   ::close(in[0]);
+  if (pid_ < 0) {
+    ::close(out[0]);
+    ::close(in[1]);
+    pid_ = -1;
+    return;
+  }
   out_ = out[0];
   in_ = in[1];
 }

@@ -19,11 +19,17 @@ public:
   /// until close_stdin() or destruction. Should the parent die without cleaning up, the child
   /// gets SIGTERM (cafshmd then removes its segments).
   explicit child_process(std::vector<std::string> argv);
+  /// The same, as process id `wanted` (clone3 with set_tid: needs CAP_SYS_ADMIN in this pid
+  /// namespace and `wanted` free). If that fails, nothing is started: pid() is -1 and
+  /// start_error() says why.
+  child_process(std::vector<std::string> argv, pid_t wanted);
   child_process(const child_process&) = delete;
   child_process& operator=(const child_process&) = delete;
   ~child_process(); // SIGKILL if still running, reap
 
   pid_t pid() const noexcept { return pid_; }
+  /// errno of a start that failed (0 if it started).
+  int start_error() const noexcept { return start_error_; }
   /// Whether it still runs (reaps it if it has ended).
   bool running() const;
 
@@ -45,7 +51,10 @@ public:
   std::optional<int> wait(std::chrono::milliseconds timeout);
 
 private:
+  void start(std::vector<std::string> argv, pid_t wanted);
+
   pid_t pid_ = -1;
+  int start_error_ = 0;
   int out_ = -1;
   int in_ = -1;
   std::string buffer_;

@@ -11,8 +11,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -836,4 +838,159 @@ TEST_CASE("quotas: engine.default_quota and engine.max_processes_per_user bound 
   attacker fifth{named("fifth", d.port())};
   REQUIRE_MESSAGE(fifth.first.rfind("ready ", 0) == 0, fifth.first);
   CHECK(three.ask("hold 300000") == "hold ok");
+}
+
+namespace {
+
+// Continues a stopped process when it goes out of scope, so that a failing check never leaves
+// it stopped.
+struct stopped_process {
+  pid_t pid;
+  bool stopped = false;
+  explicit stopped_process(pid_t p) : pid(p) { stopped = ::kill(pid, SIGSTOP) == 0; }
+  void resume() {
+    if (stopped && ::kill(pid, SIGCONT) == 0)
+      stopped = false;
+  }
+  ~stopped_process() { resume(); }
+};
+
+// Whether /proc says `pid` is stopped (state T).
+bool is_stopped(pid_t pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');
+  return close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'T';
+}
+
+// A re-attach sent by this process (not by the process the ticket stands for).
+caf::expected<registration> reattach(client_system& cs, const engine_actor& engine,
+                                     const session& s, uint64_t engine_id,
+                                     const door_ticket& ticket) {
+  caf::expected<registration> result{caf::error{}};
+  caf::scoped_actor self{cs.sys, true};
+  self->request(engine, 10s, reattach_atom::value, s, engine_id, ticket, protocol_version)
+    .receive([&](registration& r) { result = std::move(r); },
+             [&](caf::error& e) { result = std::move(e); });
+  return result;
+}
+
+// What the engine answers an allocation with session `s`: nullopt if it allocated (and freed).
+std::optional<errc> allocate_as(client_system& cs, const engine_actor& engine, const session& s) {
+  std::optional<errc> refused;
+  caf::scoped_actor self{cs.sys, true};
+  self->request(engine, 10s, allocate_atom::value, s, uint64_t{4096})
+    .receive(
+      [&](block_ref& r) {
+        refused = std::nullopt;
+        self->request(engine, 10s, free_atom::value, s, r).receive([](done_atom) {},
+                                                                  [](caf::error&) {});
+      },
+      [&](caf::error& e) { refused = code_of(e); });
+  return refused;
+}
+
+} // namespace
+
+TEST_CASE("liveness: a process whose connection broke and that has exited cannot be re-attached, "
+          "even with a ticket and session it handed on") {
+  daemon_process d{unique_name("cafshm-test-dx")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(me);
+  auto before = me->stats();
+  REQUIRE(before);
+  test::tcp_proxy proxy{d.port()};
+  REQUIRE(proxy.port() != 0);
+  attacker gone{attacker_argv(proxy.port())};
+  REQUIRE_MESSAGE(gone.first.rfind("ready ", 0) == 0, gone.first);
+  CHECK(gone.ask("hold 100000") == "hold ok");
+  proxy.cut(); // the engine detaches it: it lives, its session and blocks stay
+  CHECK(me->stats()->processes == before->processes + 1);
+  // it gets a door ticket (its own pid), hands ticket and session on and exits
+  auto handoff = gone.ask("handoff " + address_of(d));
+  REQUIRE_MESSAGE(handoff.rfind("handoff ", 0) == 0, handoff);
+  std::istringstream words{handoff.substr(8)};
+  session s;
+  uint64_t engine_id = 0;
+  std::string ticket_word, ticket_hex;
+  words >> s.process >> s.token >> engine_id >> ticket_word >> ticket_hex;
+  auto reply = door::parse_reply(ticket_word + " " + ticket_hex + "\n");
+  const auto* ticket = std::get_if<door_ticket>(&reply);
+  REQUIRE_MESSAGE(ticket != nullptr, handoff);
+  REQUIRE(gone.process.wait(10s) == 0); // exited and reaped
+  auto reg = reattach(cs, me->engine(), s, engine_id, *ticket);
+  REQUIRE_FALSE(reg);
+  CHECK(code_of(reg.error()) == errc::process_exited);
+  CHECK(describe(reg.error()).find("pid " + std::to_string(gone.process.pid()))
+        != std::string::npos);
+  // the slot is reclaimed with everything it held; the session stays dead
+  CHECK(eventually(*me, 10s, [&](const engine_stats& st) {
+    return st.processes == before->processes && st.blocks == before->blocks
+           && st.used_bytes == before->used_bytes;
+  }));
+  CHECK(allocate_as(cs, me->engine(), s) == errc::unknown_process);
+}
+
+TEST_CASE("liveness: a pid taken over by a new process while the engine was stopped does not "
+          "keep the dead process's slot, and the newcomer cannot act as it") {
+  const std::string name = unique_name("cafshm-test-dr");
+  daemon_process d{name};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(me);
+  auto before = me->stats();
+  REQUIRE(before);
+  attacker victim{attacker_argv(d.port())};
+  REQUIRE_MESSAGE(victim.first.rfind("ready ", 0) == 0, victim.first);
+  const pid_t pid = victim.process.pid();
+  CHECK(victim.ask("hold 300000") == "hold ok");
+  auto words = victim.ask("session");
+  REQUIRE(words.rfind("session ", 0) == 0);
+  session old;
+  uint64_t engine_id = 0;
+  std::istringstream{words.substr(8)} >> old.process >> old.token >> engine_id;
+  auto held = me->stats();
+  REQUIRE(held);
+  REQUIRE(find_slot(*held, old.process) != nullptr);
+  CHECK(find_slot(*held, old.process)->pid == pid);
+  CHECK(held->used_bytes > before->used_bytes);
+  {
+    stopped_process engine{d.pid()};
+    REQUIRE(engine.stopped);
+    REQUIRE(within(10s, [&] { return is_stopped(d.pid()); }));
+    victim.process.kill(SIGKILL);
+    REQUIRE(victim.process.wait(10s)); // reaped: its pid is free
+    // a new process with the same pid, which knocks at the engine's door
+    child_process newcomer{{bin("cafshm-attacker"), "--door", "/dev/shm/" + name + ".sock"}, pid};
+    if (newcomer.pid() != pid) {
+      MESSAGE("pid reuse part skipped: cannot create a process with a chosen pid (clone3 "
+              "set_tid: " << std::strerror(newcomer.start_error()) << ")");
+      return;
+    }
+    REQUIRE(newcomer.read_line(20s) == "ready door");
+    engine.resume();
+    // the engine reclaims the dead process (its pidfd says it exited) although a live process
+    // has its pid now: every block and byte it held comes back, exactly
+    CHECK(eventually(*me, 10s, [&](const engine_stats& st) {
+      return st.processes == before->processes && st.blocks == before->blocks
+             && st.used_bytes == before->used_bytes && find_slot(st, old.process) == nullptr;
+    }));
+    // the newcomer's ticket names the same pid, but it is not the process of the old slot
+    REQUIRE(newcomer.write_line("knock"));
+    auto knock = newcomer.read_line(20s);
+    REQUIRE(knock);
+    auto ticket = ticket_in(*knock);
+    REQUIRE_MESSAGE(ticket, *knock);
+    auto reg = reattach(cs, me->engine(), old, engine_id, *ticket);
+    REQUIRE_FALSE(reg);
+    CHECK(code_of(reg.error()) == errc::unknown_process);
+    CHECK(allocate_as(cs, me->engine(), old) == errc::unknown_process);
+    auto after = me->stats();
+    REQUIRE(after);
+    CHECK(after->processes == before->processes);
+    CHECK(after->used_bytes == before->used_bytes);
+  }
 }

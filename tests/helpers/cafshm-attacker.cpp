@@ -29,6 +29,11 @@
 //                      "forge sent=M" (M records the inbox took)
 //   reattach H:P       over a new connection to the engine at H:P, allocates and frees a block
 //                      with this process's session: "reattach ok" or "reattach <errc>"
+//   session            "session SLOT TOKEN ENGINE_ID" (its session, decimal)
+//   handoff H:P        asks the engine at H:P where its door is, gets a ticket there, prints
+//                      "handoff SLOT TOKEN ENGINE_ID TICKET_LINE" and exits at once (status 0,
+//                      without unregistering): whoever re-attaches with them does so for a
+//                      process that has exited
 // With --no-register it does not register (prints "ready unregistered") and talks to the
 // engine's port directly, as anything that reaches it can:
 //   impersonate ID     tries to link as peer engine ID without a proof, from an impostor actor
@@ -672,6 +677,33 @@ int main(int argc, char** argv) {
                 .receive([](done_atom) {}, [&](caf::error& e) { answer = "reattach " + code(e); });
             },
             [&](caf::error& e) { answer = "reattach " + code(e); });
+      }
+    } else if (cmd == "session") {
+      answer = "session " + std::to_string(me->session().process) + " "
+               + std::to_string(me->session().token) + " " + std::to_string(me->info().engine_id);
+    } else if (cmd == "handoff") {
+      std::string where;
+      in >> where;
+      auto target = parse_endpoint(where);
+      auto engine = target ? dial(sys, *target) : engine_actor{};
+      std::string path;
+      if (engine) {
+        caf::scoped_actor self{sys, true};
+        self->request(engine, 5s, door_atom::value)
+          .receive([&](std::string& p) { path = std::move(p); }, [](caf::error&) {});
+      }
+      auto ticket = path.empty() ? caf::expected<door_ticket>{make_error(errc::engine_unreachable,
+                                                                         "no door")}
+                                 : door::ask(path, 5s);
+      if (!ticket) {
+        answer = "handoff " + code(ticket.error());
+      } else {
+        auto line = door::format_ticket(*ticket);
+        while (!line.empty() && line.back() == '\n')
+          line.pop_back();
+        std::cout << "handoff " << me->session().process << " " << me->session().token << " "
+                  << me->info().engine_id << " " << line << std::endl;
+        std::_Exit(0);
       }
     } else if (cmd == "copyflood") {
       uint64_t ranges = 0, length = 0;

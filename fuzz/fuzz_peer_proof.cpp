@@ -1,7 +1,7 @@
 // Fuzz target: the proofs of a link's handshake (plugin/src/engine/peer_auth.cpp), as another
 // engine, or anything that reaches the peer gateway, would send them: certificate texts and
-// signatures that are valid, mutated or arbitrary, over transcripts of arbitrary engine ids
-// and nonces, in certificate mode (a test CA and one certificate it issued, fuzz/peer_proof/)
+// signatures that are valid, mutated or arbitrary, over transcripts of arbitrary engine ids,
+// nonces and link public keys, in certificate mode (a test CA and one certificate it issued, fuzz/peer_proof/)
 // and shared-key mode.
 // Properties: verify() never crashes or reads past its input; in certificate mode a proof is
 // accepted only with the CA's certificate and a signature that the certificate's key made over
@@ -74,7 +74,7 @@ struct world {
     if (!s)
       violation("shared-key mode: " + describe(s.error()));
     shared = std::move(*s);
-    auto t = link_transcript(link_role::dialer, 1, 2, {}, {});
+    auto t = link_transcript(link_role::dialer, 1, 2, {}, {}, {}, {});
     auto p = certificate->prove(t);
     if (!p)
       violation("prove: " + describe(p.error()));
@@ -96,6 +96,8 @@ struct handshake {
   uint64_t listener;
   std::vector<char> dialer_nonce;
   std::vector<char> listener_nonce;
+  std::vector<char> dialer_public;   // the link's ephemeral public keys
+  std::vector<char> listener_public;
 
   static handshake read(input& in) {
     handshake h;
@@ -106,14 +108,20 @@ struct handshake {
     auto b = in.text(40);
     h.dialer_nonce.assign(a.begin(), a.end());
     h.listener_nonce.assign(b.begin(), b.end());
+    auto c = in.text(40);
+    auto d = in.text(40);
+    h.dialer_public.assign(c.begin(), c.end());
+    h.listener_public.assign(d.begin(), d.end());
     return h;
   }
   std::vector<unsigned char> transcript() const {
-    return link_transcript(role, dialer, listener, dialer_nonce, listener_nonce);
+    return link_transcript(role, dialer, listener, dialer_nonce, listener_nonce, dialer_public,
+                           listener_public);
   }
   bool operator==(const handshake& o) const {
     return role == o.role && dialer == o.dialer && listener == o.listener
-           && dialer_nonce == o.dialer_nonce && listener_nonce == o.listener_nonce;
+           && dialer_nonce == o.dialer_nonce && listener_nonce == o.listener_nonce
+           && dialer_public == o.dialer_public && listener_public == o.listener_public;
   }
 };
 

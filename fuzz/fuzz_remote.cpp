@@ -2,11 +2,14 @@
 // chunk, commit, abort, delivery, the content cache), as a peer engine would drive it. An engine
 // actor runs in this process (cafshm::module, engine role, remote.unauthenticated_peers); a
 // scoped actor plays one or more sending engines, links through the engine's peer gateway
-// (challenge, hello) and sends the gateway random transmit_offer / transmit_chunk / commit / abort messages:
+// (challenge, hello, link keys) and sends the gateway random sealed transmit_offer /
+// transmit_chunk / commit / abort messages, also under another peer's link token with a key of
+// its own (a forger) and under no valid token:
 // malformed and duplicate offers, chunks of unknown transfers, chunks past the end, chunks whose
 // bytes do not match their checksum, wrong whole-block checksums, unknown target processes,
 // invalid names, cache fills, repeated content (cache hits).
-// Properties, after every message:
+// Properties, after every message (nothing of the forger or of an unlinked sender is ever
+// accepted or changes anything):
 //   - memory_manager::check() is "" (invariants and exact accounting);
 //   - the engine counts exactly the transfers the model says are open;
 //   - a block is delivered only with exactly the offered bytes: XXH3 of what it holds equals
@@ -35,6 +38,8 @@
 #include "memory_manager.hpp"
 #include "cafshm/module.hpp"
 #include "fuzz_input.hpp"
+#include "link_seal.hpp"
+#include "support/fake_peer.hpp"
 #include "support/stale_segments.hpp"
 
 using namespace cafshm;
@@ -135,26 +140,46 @@ struct world {
     return result;
   }
 
-  // The link token the engine issued to fake peer `sender` (hello once); sender 0 never said
-  // hello: its token is one the engine never issued.
-  uint64_t token_of(uint64_t sender) {
-    if (sender == 0)
-      return 0x0dd5eed;
-    if (auto i = tokens.find(sender); i != tokens.end())
+  // The link of fake peer `sender` (challenge and hello once).
+  test::fake_peer_link& link_of(uint64_t sender) {
+    if (auto i = links.find(sender); i != links.end())
       return i->second;
-    std::vector<char> nonce(link_nonce_bytes, static_cast<char>(sender));
-    caf::expected<std::vector<char>> theirs{caf::error{}};
-    (*self)->request(gateway, 10s, challenge_atom::value, protocol_version, sender, nonce)
-      .receive(
-        [&](uint32_t, uint64_t, std::vector<char>& n, peer_proof&) { theirs = std::move(n); },
-        [&](caf::error& e) { theirs = std::move(e); });
-    if (!theirs)
-      violation("challenge failed: " + describe(theirs.error()));
-    auto r = ask<uint64_t, uint64_t>(hello_atom::value, sender, sender ^ 0x7e7e,
-                                     caf::actor_cast<caf::actor>(*self), *theirs, peer_proof{});
-    if (!r)
-      violation("hello failed: " + describe(r.error()));
-    return tokens[sender] = r->second;
+    caf::error err;
+    auto link = test::handshake_as(
+      *self, gateway, caf::actor_cast<caf::actor>(*self), sender,
+      [](const std::vector<unsigned char>&) { return peer_proof{}; }, err, sender ^ 0x7e7e);
+    if (link.token == 0)
+      violation("the handshake failed: " + describe(err));
+    return links[sender] = std::move(link);
+  }
+
+  // The seal of a message of fake peer `sender`: sender 0 never said hello (its token is one
+  // the engine never issued); sender `forger` knows the link token of `victim` but not its key.
+  template <class... Ts>
+  peer_seal seal_of(uint64_t sender, caf::atom_value type, const Ts&... fields) {
+    if (sender == 0)
+      return link_sealer{0x0dd5eed, std::vector<unsigned char>(link_mac_key_bytes, 'u')}.seal(
+        type, fields...);
+    if (sender == forger) {
+      link_sealer guessed{link_of(victim).token,
+                          std::vector<unsigned char>(link_mac_key_bytes, 'g'), ++forged};
+      return guessed.seal(type, fields...);
+    }
+    return link_of(sender).seal(type, fields...);
+  }
+
+  static constexpr uint64_t victim = 0x5e17de5;
+  static constexpr uint64_t forger = 0xf0f0;
+  uint64_t forged = uint64_t{1} << 40; // sequences above any the victim reaches
+
+  // A peer message's answer, without its seal (checked by the engine's peers, not here).
+  template <class R, class... Ts>
+  caf::expected<R> ask_peer(Ts&&... xs) {
+    caf::expected<R> result{caf::error{}};
+    (*self)->request(destination(xs...), 10s, std::forward<Ts>(xs)...)
+      .receive([&](R& r, peer_seal&) { result = std::move(r); },
+               [&](caf::error& e) { result = std::move(e); });
+    return result;
   }
 
   template <class R1, class R2, class... Ts>
@@ -166,13 +191,13 @@ struct world {
     return result;
   }
 
-  std::map<uint64_t, uint64_t> tokens;
+  std::map<uint64_t, test::fake_peer_link> links;
 
   // Returns once the engine handled everything sent to the gateway before: a request the
   // gateway hands on (refused for its token, which is all it is for).
   void sync() {
-    (*self)->request(gateway, 10s, version_atom::value, uint64_t{0}, block_ref{})
-      .receive([](uint64_t) {}, [](caf::error&) {});
+    (*self)->request(gateway, 10s, version_atom::value, peer_seal{}, block_ref{})
+      .receive([](uint64_t, peer_seal&) {}, [](caf::error&) {});
   }
 
   engine_stats stats() {
@@ -213,8 +238,8 @@ public:
 
 private:
   uint64_t pick_sender() {
-    static const uint64_t senders[] = {0x5e17de5, 0xbadc0ffee, 0};
-    return senders[in_.below(3)];
+    static const uint64_t senders[] = {world::victim, 0xbadc0ffee, 0, world::forger};
+    return senders[in_.below(4)];
   }
 
   uint64_t pick_size() {
@@ -288,9 +313,12 @@ private:
     of.source_version = in_.below(4);
     auto key = std::make_pair(of.sender, of.id);
     bool duplicate = transfers_.count(key) != 0 && transfers_[key].open;
-    auto r = w_.ask<transmit_receipt>(offer_atom::value, w_.token_of(of.sender), of);
+    auto r = w_.ask_peer<transmit_receipt>(offer_atom::value,
+                                           w_.seal_of(of.sender, offer_atom::value, of), of);
     if (r && of.sender == 0)
       violation("an offer without a valid link token was accepted");
+    if (r && of.sender == world::forger)
+      violation("an offer sealed without the link's key was accepted");
     if (r && of.cache_fill)
       violation("a cache fill nobody asked for was accepted");
     if (!r) {
@@ -324,7 +352,8 @@ private:
     uint8_t seed = t != nullptr ? t->seed : 0;
     c.data = content(garbage ? static_cast<uint8_t>(seed + 1) : seed, offset, n);
     c.hash = hash_of(c.data) ^ (bad_hash ? 1 : 0);
-    auto r = w_.ask<done_atom>(chunk_atom::value, w_.token_of(sender), c);
+    auto r = w_.ask_peer<done_atom>(chunk_atom::value, w_.seal_of(sender, chunk_atom::value, c),
+                                    c);
     bool open = t != nullptr && t->open;
     bool fits = t != nullptr && offset <= t->offer.size && n <= t->offer.size - offset;
     bool rewrites = open && fits && !bad_hash && offset < t->verified;
@@ -393,7 +422,8 @@ private:
     auto* t = pick_transfer(sender, id);
     // the whole-block checksum the offer announced (a clean sender's commit claims the same)
     uint64_t claimed = t != nullptr ? t->offer.hash : 0;
-    auto r = w_.ask<transmit_receipt>(commit_atom::value, w_.token_of(sender), id, claimed);
+    auto r = w_.ask_peer<transmit_receipt>(
+      commit_atom::value, w_.seal_of(sender, commit_atom::value, id, claimed), id, claimed);
     bool open = t != nullptr && t->open;
     if (r && !open)
       violation("commit of an unknown transfer accepted");
@@ -407,7 +437,7 @@ private:
   void do_abort() {
     uint64_t sender = 0, id = 0;
     pick_transfer(sender, id);
-    (*w_.self)->send(w_.gateway, abort_atom::value, w_.token_of(sender), id);
+    (*w_.self)->send(w_.gateway, abort_atom::value, w_.seal_of(sender, abort_atom::value, id), id);
     transfers_.erase({sender, id});
   }
 
@@ -447,7 +477,8 @@ private:
 
   void cleanup() {
     for (const auto& [key, t] : transfers_)
-      (*w_.self)->send(w_.gateway, abort_atom::value, w_.token_of(key.first), key.second);
+      (*w_.self)->send(w_.gateway, abort_atom::value,
+                       w_.seal_of(key.first, abort_atom::value, key.second), key.second);
     transfers_.clear();
     auto engine = w_.mm->engine_session(); // may free every block, the sink's too
     for (const auto& ref : delivered_)

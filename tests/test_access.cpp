@@ -250,17 +250,16 @@ void held_copies_stay_hidden(local_transport transport) {
   caf::error link_error;
   auto link = test::link_fake_peer(self, *b_engine, 4242, link_error);
   REQUIRE_MESSAGE(link.token != 0, describe(link_error));
-  auto token = link.token;
   // With a digest (B keeps a cache, which asks for one); never committed, so any will do.
   transmit_offer offer{4242, 1, partial, 0x5ec2e7, 4096, {}, {}, 0, false};
-  self->request(link.gateway, 10s, offer_atom::value, token, offer)
-    .receive([](transmit_receipt&) {}, [](caf::error& e) { FAIL(describe(e)); });
-  self->request(link.gateway, 10s, chunk_atom::value, token,
-                transmit_chunk{4242, 1, 0, XXH3_64bits("secret", 6), std::vector<char>{'s', 'e', 'c', 'r', 'e', 't'}})
-    .receive([](done_atom) {}, [](caf::error& e) { FAIL(describe(e)); });
+  self->request(link.gateway, 10s, offer_atom::value, link.seal(offer_atom::value, offer), offer)
+    .receive([](transmit_receipt&, peer_seal&) {}, [](caf::error& e) { FAIL(describe(e)); });
+  transmit_chunk secret{4242, 1, 0, XXH3_64bits("secret", 6), std::vector<char>{'s', 'e', 'c', 'r', 'e', 't'}};
+  self->request(link.gateway, 10s, chunk_atom::value, link.seal(chunk_atom::value, secret), secret)
+    .receive([](done_atom, peer_seal&) {}, [](caf::error& e) { FAIL(describe(e)); });
   answer = thief.ask("brute " + engine + " " + std::to_string(partial) + " 256 4");
   CHECK(answer.find(" allowed=none ") != std::string::npos);
-  self->send(link.gateway, abort_atom::value, token, uint64_t{1});
+  self->send(link.gateway, abort_atom::value, link.seal(abort_atom::value, uint64_t{1}), uint64_t{1});
   // The control: a block sent to B without a target process is published there (held by the
   // engine for every process): the same search finds it, so the searches above were real.
   auto published = sender->transmit(*ref, to_b, transmit_target{});

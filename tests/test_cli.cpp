@@ -882,13 +882,13 @@ TEST_CASE("cli: stat shows transfers in progress per peer, as text and as JSON")
   std::vector<char> data(3 * 4096, 'p');
   std::vector<char> first(data.begin(), data.begin() + 4096);
   caf::error err;
-  self->request(link.gateway, 10s, offer_atom::value, link.token,
-                transmit_offer{0x4270, 1, data.size(), 0, 4096, {}, {}, 0, false})
-    .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+  transmit_offer offer{0x4270, 1, data.size(), 0, 4096, {}, {}, 0, false};
+  self->request(link.gateway, 10s, offer_atom::value, link.seal(offer_atom::value, offer), offer)
+    .receive([](transmit_receipt&, peer_seal&) {}, [&](caf::error& e) { err = std::move(e); });
   REQUIRE_MESSAGE(!err, describe(err));
-  self->request(link.gateway, 10s, chunk_atom::value, link.token,
-                transmit_chunk{0x4270, 1, 0, XXH3_64bits(first.data(), first.size()), first})
-    .receive([](done_atom) {}, [&](caf::error& e) { err = std::move(e); });
+  transmit_chunk chunk{0x4270, 1, 0, XXH3_64bits(first.data(), first.size()), first};
+  self->request(link.gateway, 10s, chunk_atom::value, link.seal(chunk_atom::value, chunk), chunk)
+    .receive([](done_atom, peer_seal&) {}, [&](caf::error& e) { err = std::move(e); });
   REQUIRE_MESSAGE(!err, describe(err));
 
   auto st = stats_at(at_b);
@@ -917,7 +917,8 @@ TEST_CASE("cli: stat shows transfers in progress per peer, as text and as JSON")
                 text.out);
 
   // The peer stops: its abort ends the transfer and frees the partial block.
-  self->send(link.gateway, abort_atom::value, link.token, uint64_t{1});
+  self->send(link.gateway, abort_atom::value, link.seal(abort_atom::value, uint64_t{1}),
+             uint64_t{1});
   auto deadline = steady::now() + 10s;
   for (st = stats_at(at_b); st["transmits_in"].u64() != 0 && steady::now() < deadline;)
     st = stats_at(at_b);

@@ -47,6 +47,7 @@
 #include "ticket_office.hpp"
 #include "testing/child_process.hpp"
 #include "support/client_system.hpp"
+#include "support/fake_peer.hpp"
 #include "testing/daemon_process.hpp"
 #include "support/peer_key.hpp"
 #include "support/tcp_proxy.hpp"
@@ -155,17 +156,16 @@ struct local_engine_env {
     return result;
   }
 
-  /// Links `self` as peer engine `id` (challenge, then hello without a proof); the result of
-  /// the hello: (this engine's id, the link token it issued).
-  caf::expected<std::tuple<uint64_t, uint64_t>> link_as(caf::scoped_actor& self, uint64_t id) {
-    std::vector<char> nonce(link_nonce_bytes, 'n');
-    auto c = ask<uint32_t, uint64_t, std::vector<char>, peer_proof>(
-      self, challenge_atom::value, protocol_version, id, nonce);
-    if (!c)
-      return std::move(c.error());
-    return ask<uint64_t, uint64_t>(self, hello_atom::value, id, uint64_t{7},
-                                   caf::actor_cast<caf::actor>(self), std::get<2>(*c),
-                                   peer_proof{});
+  /// Links `self` as peer engine `id` (challenge, then hello without a proof): the link, with
+  /// the token the engine issued and the keys to seal messages with.
+  caf::expected<test::fake_peer_link> link_as(caf::scoped_actor& self, uint64_t id) {
+    caf::error err;
+    auto link = test::handshake_as(
+      self, gateway, caf::actor_cast<caf::actor>(self), id,
+      [](const std::vector<unsigned char>&) { return peer_proof{}; }, err, uint64_t{7});
+    if (link.token == 0)
+      return err;
+    return link;
   }
 
   engine_stats stats() {
@@ -393,10 +393,13 @@ TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end 
   o.chunk_bytes = 4096;
   // no token, or a token nobody issued
   for (uint64_t token : {uint64_t{0}, uint64_t{0x123456789}}) {
-    auto r = env.ask<transmit_receipt>(x, offer_atom::value, token, o);
+    link_sealer guessed{token, std::vector<unsigned char>(link_mac_key_bytes, 'g')};
+    auto r = env.ask<transmit_receipt, peer_seal>(x, offer_atom::value,
+                                                  guessed.seal(offer_atom::value, o), o);
     REQUIRE_FALSE(r);
     CHECK(code_of(r.error()) == errc::access_denied);
-    auto v = env.ask<uint64_t>(x, version_atom::value, token, block_ref{});
+    auto v = env.ask<uint64_t, peer_seal>(x, version_atom::value,
+                               guessed.seal(version_atom::value, block_ref{}), block_ref{});
     REQUIRE_FALSE(v);
     CHECK(code_of(v.error()) == errc::access_denied);
   }
@@ -404,26 +407,31 @@ TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end 
   auto hy = env.link_as(y, 0x2222);
   REQUIRE(hx);
   REQUIRE(hy);
-  auto tx = std::get<1>(*hx);
-  auto ty = std::get<1>(*hy);
-  CHECK(tx != ty);
+  auto& tx = *hx;
+  auto& ty = *hy;
+  CHECK(tx.token != ty.token);
   // x starts a transfer with id 5
-  auto open = env.ask<transmit_receipt>(x, offer_atom::value, tx, o);
+  auto open = env.ask<transmit_receipt, peer_seal>(x, offer_atom::value,
+                                                   tx.seal(offer_atom::value, o), o);
   REQUIRE_MESSAGE(open, describe(open.error()));
   CHECK_FALSE(std::get<0>(*open).remote.valid());
   CHECK(env.stats().transmits_in == 1);
   // y knows the id: its chunk, commit and abort reach nothing
   transmit_chunk c{0, 5, 0, XXH3_64bits(data.data(), data.size()), data};
-  auto yc = env.ask<done_atom>(y, chunk_atom::value, ty, c);
+  auto yc = env.ask<done_atom, peer_seal>(y, chunk_atom::value,
+                                          ty.seal(chunk_atom::value, c), c);
   REQUIRE_FALSE(yc);
   CHECK(code_of(yc.error()) == errc::stale_block);
-  y->send(env.gateway, abort_atom::value, ty, uint64_t{5});
-  auto ycommit = env.ask<transmit_receipt>(y, commit_atom::value, ty, uint64_t{5}, o.hash);
+  y->send(env.gateway, abort_atom::value, ty.seal(abort_atom::value, uint64_t{5}), uint64_t{5});
+  auto ycommit = env.ask<transmit_receipt, peer_seal>(
+    y, commit_atom::value, ty.seal(commit_atom::value, uint64_t{5}, o.hash), uint64_t{5}, o.hash);
   REQUIRE_FALSE(ycommit);
   CHECK(env.stats().transmits_in == 1); // still open: y's abort came before its commit
   // x finishes it
-  REQUIRE(env.ask<done_atom>(x, chunk_atom::value, tx, c));
-  auto done = env.ask<transmit_receipt>(x, commit_atom::value, tx, uint64_t{5}, o.hash);
+  REQUIRE(env.ask<done_atom, peer_seal>(x, chunk_atom::value, tx.seal(chunk_atom::value, c),
+                                        c));
+  auto done = env.ask<transmit_receipt, peer_seal>(
+    x, commit_atom::value, tx.seal(commit_atom::value, uint64_t{5}, o.hash), uint64_t{5}, o.hash);
   REQUIRE_MESSAGE(done, describe(done.error()));
   CHECK(std::get<0>(*done).hash == o.hash);
   // a cache fill (what answers a remote read) that this engine never asked x for
@@ -432,7 +440,8 @@ TEST_CASE("peer messages: no valid link token, no effect, one engine cannot end 
   fill.cache_fill = true;
   fill.source = block_ref{0x1111, 3, 1, data.size()};
   fill.source_version = 1;
-  auto poisoned = env.ask<transmit_receipt>(x, offer_atom::value, tx, fill);
+  auto poisoned = env.ask<transmit_receipt, peer_seal>(x, offer_atom::value,
+                                                       tx.seal(offer_atom::value, fill), fill);
   REQUIRE_FALSE(poisoned);
   CHECK(code_of(poisoned.error()) == errc::access_denied);
   CHECK(env.stats().transmits_in == 0);
@@ -450,19 +459,22 @@ TEST_CASE("peer reads: version and pull of a hidden engine copy are refused as i
   caf::scoped_actor x{*env.sys, true};
   auto hx = env.link_as(x, 0x1111);
   REQUIRE(hx);
-  auto tx = std::get<1>(*hx);
+  auto& tx = *hx;
   auto absent = *hidden;
   absent.generation += 1;
   for (const auto& ref : {*hidden, absent}) {
-    auto v = env.ask<uint64_t>(x, version_atom::value, tx, ref);
+    auto v = env.ask<uint64_t, peer_seal>(x, version_atom::value,
+                                          tx.seal(version_atom::value, ref), ref);
     REQUIRE_FALSE(v);
     CHECK(code_of(v.error()) == errc::stale_block);
-    auto p = env.ask<uint64_t>(x, pull_atom::value, tx, ref);
+    auto p = env.ask<uint64_t, peer_seal>(x, pull_atom::value, tx.seal(pull_atom::value, ref),
+                                          ref);
     REQUIRE_FALSE(p);
     CHECK(code_of(p.error()) == errc::stale_block);
   }
   // control: a published engine-held block is exported
-  CHECK(env.ask<uint64_t>(x, version_atom::value, tx, *published));
+  CHECK(env.ask<uint64_t, peer_seal>(x, version_atom::value,
+                                     tx.seal(version_atom::value, *published), *published));
   REQUIRE(env.mm->free(engine, *hidden));
   REQUIRE(env.mm->free(engine, *published));
 }
@@ -993,4 +1005,114 @@ TEST_CASE("liveness: a pid taken over by a new process while the engine was stop
     CHECK(after->processes == before->processes);
     CHECK(after->used_bytes == before->used_bytes);
   }
+}
+
+TEST_CASE("peer messages: a link token without the link's key gets nothing in, a captured "
+          "message replayed is refused, the transfer under way is unaffected") {
+  daemon_process d{unique_name("cafshm-test-dm")}; // remote.unauthenticated_peers
+  REQUIRE(d.ready());
+  client_system cs;
+  auto me = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(me);
+  auto before = me->stats();
+  REQUIRE(before);
+  CHECK(before->peer_messages_refused == 0);
+  caf::scoped_actor x{cs.sys, true};
+  caf::error link_error;
+  auto link = test::link_fake_peer(x, me->engine(), 0x4280, link_error);
+  REQUIRE_MESSAGE(link.token != 0, describe(link_error));
+  // A peer message from `who` and its outcome (the answer's type is what the atom asks for).
+  auto ask = [&](caf::scoped_actor& who, auto atom, const peer_seal& seal, const auto&... xs) {
+    caf::error err;
+    auto on_error = [&](caf::error& e) { err = std::move(e); };
+    auto request = who->request(link.gateway, 10s, atom, seal, xs...);
+    if constexpr (std::is_same_v<decltype(atom), chunk_atom>)
+      request.receive([](done_atom, peer_seal&) {}, on_error);
+    else
+      request.receive([](transmit_receipt&, peer_seal&) {}, on_error);
+    return err;
+  };
+  auto send = [&](auto atom, const peer_seal& seal, const auto&... xs) {
+    return ask(x, atom, seal, xs...);
+  };
+  auto pattern = [](size_t n, char seed) {
+    std::vector<char> v(n);
+    for (size_t i = 0; i < n; ++i)
+      v[i] = static_cast<char>(seed + i * 31 + (i >> 7));
+    return v;
+  };
+  // the peer publishes a block (held by the engine, exported to peers)
+  auto small = pattern(4096, 'p');
+  auto small_hash = XXH3_64bits(small.data(), small.size());
+  transmit_offer first{0x4280, 8, small.size(), small_hash, 4096, {"", "published", {}}, {}, 0,
+                       false};
+  auto published_offer = send(offer_atom::value, link.seal(offer_atom::value, first), first);
+  REQUIRE_MESSAGE(!published_offer, describe(published_offer));
+  transmit_chunk only{0x4280, 8, 0, small_hash, small};
+  REQUIRE_FALSE(send(chunk_atom::value, link.seal(chunk_atom::value, only), only));
+  REQUIRE_FALSE(send(commit_atom::value, link.seal(commit_atom::value, uint64_t{8}, small_hash),
+                     uint64_t{8}, small_hash));
+  auto published = me->lookup("published");
+  REQUIRE(published);
+  // a transfer of two chunks under way; the test keeps its offer and first chunk as sent
+  auto data = pattern(8192, 's');
+  auto hash = XXH3_64bits(data.data(), data.size());
+  transmit_offer offer{0x4280, 9, data.size(), hash, 4096, {"", "sealed", {}}, {}, 0, false};
+  auto offer_seal = link.seal(offer_atom::value, offer);
+  REQUIRE_FALSE(send(offer_atom::value, offer_seal, offer));
+  std::vector<char> half(data.begin(), data.begin() + 4096);
+  transmit_chunk chunk1{0x4280, 9, 0, XXH3_64bits(half.data(), half.size()), half};
+  auto chunk1_seal = link.seal(chunk_atom::value, chunk1);
+  REQUIRE_FALSE(send(chunk_atom::value, chunk1_seal, chunk1));
+  CHECK(me->stats()->transmits_in == 1);
+  // an attacker process that knows the link token (read here, where the test can) but not the
+  // key: its offer, chunk, commit, abort, version and pull are all refused
+  attacker forger{attacker_argv(d.port(), false)};
+  REQUIRE(forger.first == "ready unregistered");
+  std::ostringstream ref;
+  ref << published->engine << " " << published->block << " " << published->generation << " "
+      << published->size;
+  CHECK(forger.ask("forge " + std::to_string(link.token) + " 9 " + ref.str())
+        == "forge offer=access_denied chunk=access_denied commit=access_denied "
+           "version=access_denied pull=access_denied");
+  // the messages the peer sent, captured and sent again (here by another actor): refused
+  caf::scoped_actor replayer{cs.sys, true};
+  auto replay = [&](auto atom, const peer_seal& seal, const auto&... xs) {
+    return ask(replayer, atom, seal, xs...);
+  };
+  CHECK(code_of(replay(offer_atom::value, offer_seal, offer)) == errc::access_denied);
+  CHECK(code_of(replay(chunk_atom::value, chunk1_seal, chunk1)) == errc::access_denied);
+  // the transfer goes on as if nothing happened and delivers exactly the sent bytes
+  auto st = me->stats();
+  REQUIRE(st);
+  CHECK(st->transmits_in == 1);
+  CHECK(st->peer_messages_refused == 8); // 6 forged (the abort too), 2 replayed
+  std::vector<char> rest(data.begin() + 4096, data.end());
+  transmit_chunk chunk2{0x4280, 9, 4096, XXH3_64bits(rest.data(), rest.size()), rest};
+  REQUIRE_FALSE(send(chunk_atom::value, link.seal(chunk_atom::value, chunk2), chunk2));
+  REQUIRE_FALSE(send(commit_atom::value, link.seal(commit_atom::value, uint64_t{9}, hash),
+                     uint64_t{9}, hash));
+  auto sealed = me->lookup("sealed");
+  REQUIRE(sealed);
+  auto bytes = me->read(*sealed, 0, sealed->size);
+  REQUIRE(bytes);
+  CHECK(*bytes == data);
+  // control: the peer's own version request, sealed with the link's key, is answered
+  caf::error version_error;
+  x->request(link.gateway, 10s, version_atom::value, link.seal(version_atom::value, *published),
+             *published)
+    .receive(
+      [&](uint64_t v, peer_seal& seal) {
+        // the engine's answer is sealed with its key of the link
+        CHECK_FALSE(link.answers.open_answer(seal, version_atom::value, v));
+      },
+      [&](caf::error& e) { version_error = std::move(e); });
+  CHECK_MESSAGE(!version_error, describe(version_error));
+  REQUIRE(me->remove("published"));
+  REQUIRE(me->remove("sealed"));
+  auto after = me->stats();
+  REQUIRE(after);
+  CHECK(after->peer_messages_refused == 8);
+  CHECK(after->blocks == before->blocks + after->cache_entries - before->cache_entries);
+  CHECK(after->transmits_in == 0);
 }

@@ -267,7 +267,23 @@ TEST_CASE("every request type round-trips through the engine actor") {
                   *module::of(*env.sys)->local_ticket(), protocol_version + 1)
       .receive([&](registration&) { FAIL("registered a client of another protocol version"); },
                [&](caf::error& e) { refused = std::move(e); });
-    CHECK(code_of(refused) == errc::invalid_argument);
+    CHECK(code_of(refused) == errc::version_mismatch);
+    auto names_both = [](const caf::error& e) {
+      auto text = describe(e);
+      return text.find("protocol version " + std::to_string(protocol_version + 1))
+               != std::string::npos
+             && text.find("protocol version " + std::to_string(protocol_version))
+                  != std::string::npos;
+    };
+    CHECK_MESSAGE(names_both(refused), describe(refused));
+    // so is its re-attach, before its ticket is looked at
+    caf::error reattach_refused;
+    self->request(env.engine(), 5s, reattach_atom::value, reg->session, reg->engine_id,
+                  door_ticket{}, protocol_version + 1)
+      .receive([&](registration&) { FAIL("re-attached a client of another protocol version"); },
+               [&](caf::error& e) { reattach_refused = std::move(e); });
+    CHECK(code_of(reattach_refused) == errc::version_mismatch);
+    CHECK_MESSAGE(names_both(reattach_refused), describe(reattach_refused));
     CHECK(env.stats().processes == 2);
   }
   // unregister

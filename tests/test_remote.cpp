@@ -385,23 +385,23 @@ TEST_CASE("a peer sending garbage is detected: corrupted chunk, wrong block chec
   caf::error link_error;
   auto link = test::link_fake_peer(self, *engine, 4242, link_error);
   REQUIRE_MESSAGE(link.token != 0, describe(link_error));
-  auto token = link.token; // the link token b issues to this fake peer
   auto ask_offer = [&](transmit_offer o) {
     caf::error err;
-    self->request(link.gateway, 10s, offer_atom::value, token, o)
-      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    self->request(link.gateway, 10s, offer_atom::value, link.seal(offer_atom::value, o), o)
+      .receive([](transmit_receipt&, peer_seal&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };
   auto ask_chunk = [&](transmit_chunk c) {
     caf::error err;
-    self->request(link.gateway, 10s, chunk_atom::value, token, c)
-      .receive([](done_atom) {}, [&](caf::error& e) { err = std::move(e); });
+    self->request(link.gateway, 10s, chunk_atom::value, link.seal(chunk_atom::value, c), c)
+      .receive([](done_atom, peer_seal&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };
   auto ask_commit = [&](uint64_t id, uint64_t hash) {
     caf::error err;
-    self->request(link.gateway, 10s, commit_atom::value, token, id, hash)
-      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    self->request(link.gateway, 10s, commit_atom::value, link.seal(commit_atom::value, id, hash),
+                  id, hash)
+      .receive([](transmit_receipt&, peer_seal&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };
   std::vector<char> data(8192, 'x');
@@ -474,8 +474,8 @@ TEST_CASE("a destination refuses a taken name or a full quota at the offer, befo
   REQUIRE_MESSAGE(link.token != 0, describe(link_error));
   auto ask_offer = [&](transmit_offer o) {
     caf::error err;
-    self->request(link.gateway, 10s, offer_atom::value, link.token, o)
-      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    self->request(link.gateway, 10s, offer_atom::value, link.seal(offer_atom::value, o), o)
+      .receive([](transmit_receipt&, peer_seal&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   };
   // The offer alone is refused: no chunk was ever sent, nothing was allocated.
@@ -670,12 +670,13 @@ size_t count_of(const std::string& text, const std::string& part) {
 caf::behavior foreign_listener(caf::event_based_actor* self, uint32_t version, bool old_shape) {
   return {
     [self](gateway_atom) { return caf::actor_cast<caf::actor>(self); },
-    [version, old_shape](challenge_atom, uint32_t, uint64_t, const std::vector<char>&)
-      -> caf::message {
+    [version, old_shape](challenge_atom, uint32_t, uint64_t, const std::vector<char>&,
+                         const std::vector<char>&) -> caf::message {
       std::vector<char> nonce(link_nonce_bytes, 'l');
+      std::vector<char> key(link_public_key_bytes, 'k');
       if (old_shape)
         return caf::make_message(uint64_t{0x77}, nonce, peer_proof{});
-      return caf::make_message(version, uint64_t{0x77}, nonce, peer_proof{});
+      return caf::make_message(version, uint64_t{0x77}, nonce, key, peer_proof{});
     },
   };
 }
@@ -736,7 +737,7 @@ TEST_CASE("an engine of another protocol version is refused at the handshake, on
                     caf::actor_cast<caf::actor>(self), nonce, peer_proof{}))
         == errc::access_denied);
   for (uint64_t token : {uint64_t{0}, uint64_t{1}, uint64_t{0x4250}})
-    CHECK(code_of(ask(offer_atom::value, token,
+    CHECK(code_of(ask(offer_atom::value, peer_seal{token, 1, std::vector<char>(32, 'm')},
                       transmit_offer{4250, 1, 4096, 0, 4096, {}, {}, 0, false}))
           == errc::access_denied);
   REQUIRE(b.logged("a message of no protocol version it can read", 10s)); // logged after them
@@ -793,25 +794,30 @@ struct block_owner {
 
   // Answers the next version request with `version`, takes the pull that follows and offers
   // the block; returns the pull's promise (delivered when the test is done with it).
-  caf::typed_response_promise<uint64_t> take_pull(const block_ref& ref, uint64_t version,
+  caf::typed_response_promise<uint64_t, peer_seal> take_pull(const block_ref& ref,
+                                                             uint64_t version,
                                                   uint64_t transfer) {
     self->receive(
-      [&](version_atom, uint64_t, const block_ref& asked) {
+      [&](version_atom, const peer_seal& seal, const block_ref& asked) {
         CHECK(asked == ref);
-        return version;
+        // the engine seals its own messages with the link's key of its direction
+        CHECK_FALSE(link.in.open(seal, version_atom::value, asked));
+        return caf::result<uint64_t, peer_seal>{version,
+                                                link.answer(version_atom::value, version)};
       },
       caf::after(20s) >> [] { FAIL("no version request"); });
-    caf::typed_response_promise<uint64_t> pulled;
+    caf::typed_response_promise<uint64_t, peer_seal> pulled;
     self->receive(
-      [&](pull_atom, uint64_t, const block_ref& asked) {
+      [&](pull_atom, const peer_seal& seal, const block_ref& asked) {
         CHECK(asked == ref);
-        pulled = self->make_response_promise<uint64_t>();
+        CHECK_FALSE(link.in.open(seal, pull_atom::value, asked));
+        pulled = self->make_response_promise<uint64_t, peer_seal>();
       },
       caf::after(20s) >> [] { FAIL("no pull request"); });
     transmit_offer o{id, transfer, ref.size, 0, chunk, {}, ref, version, true};
     caf::error err;
-    self->request(link.gateway, 10s, offer_atom::value, link.token, o)
-      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    self->request(link.gateway, 10s, offer_atom::value, link.seal(offer_atom::value, o), o)
+      .receive([](transmit_receipt&, peer_seal&) {}, [&](caf::error& e) { err = std::move(e); });
     CHECK_MESSAGE(!err, describe(err));
     return pulled;
   }
@@ -822,17 +828,18 @@ struct block_owner {
                            block.begin() + static_cast<ptrdiff_t>(offset + n));
     auto hash = XXH3_64bits(data.data(), data.size());
     caf::error err;
-    self->request(link.gateway, 10s, chunk_atom::value, link.token,
-                  transmit_chunk{id, transfer, offset, hash, std::move(data)})
-      .receive([](done_atom) {}, [&](caf::error& e) { err = std::move(e); });
+    transmit_chunk c{id, transfer, offset, hash, std::move(data)};
+    self->request(link.gateway, 10s, chunk_atom::value, link.seal(chunk_atom::value, c), c)
+      .receive([](done_atom, peer_seal&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   }
 
   caf::error commit(uint64_t transfer, const std::vector<char>& block) {
     caf::error err;
-    self->request(link.gateway, 10s, commit_atom::value, link.token, transfer,
-                  uint64_t{XXH3_64bits(block.data(), block.size())})
-      .receive([](transmit_receipt&) {}, [&](caf::error& e) { err = std::move(e); });
+    uint64_t hash = XXH3_64bits(block.data(), block.size());
+    self->request(link.gateway, 10s, commit_atom::value,
+                  link.seal(commit_atom::value, transfer, hash), transfer, hash)
+      .receive([](transmit_receipt&, peer_seal&) {}, [&](caf::error& e) { err = std::move(e); });
     return err;
   }
 };
@@ -886,7 +893,7 @@ TEST_CASE("a remote read over a slow link succeeds while bytes move, and fails w
       CHECK(st->incoming[0].peer.find("engine 10a4") == 0); // 4260 in hexadecimal
     }
     REQUIRE_FALSE(owner.commit(1, block));
-    pulled.deliver(uint64_t{7});
+    pulled.deliver(uint64_t{7}, owner.link.answer(pull_atom::value, uint64_t{7}));
     REQUIRE(pending.wait_for(30s) == std::future_status::ready);
     auto r = pending.get();
     REQUIRE_MESSAGE(r, describe(r.error()));
@@ -908,7 +915,7 @@ TEST_CASE("a remote read over a slow link succeeds while bytes move, and fails w
                   describe(r.error()));
     // The partial block is gone; what the owner sends later is not taken.
     CHECK(code_of(owner.send_chunk(2, 4096, block)) == errc::stale_block);
-    pulled.deliver(uint64_t{3});
+    pulled.deliver(uint64_t{3}, owner.link.answer(pull_atom::value, uint64_t{3}));
   }
 
   CHECK(eventually(*reader, 10s, [&](const engine_stats& st) {

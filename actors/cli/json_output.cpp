@@ -129,6 +129,7 @@ void write_json(std::ostream& out, const engine_stats& s) {
         << ",\"in_bytes\":" << p.in_bytes << "}";
   }
   out << "],\"transmits_out\":" << s.transmits_out << ",\"transmits_in\":" << s.transmits_in
+      << ",\"peer_messages_refused\":" << s.peer_messages_refused
       << ",\"cache\":{\"capacity_bytes\":" << s.cache_capacity << ",\"bytes\":" << s.cache_bytes
       << ",\"entries\":" << s.cache_entries << ",\"hits\":" << s.cache_hits
       << ",\"misses\":" << s.cache_misses << ",\"evictions\":" << s.cache_evictions

@@ -88,6 +88,8 @@ void write_text(std::ostream& out, const engine_stats& s) {
                << s.transmits_in << " in\n";
   for (const auto& p : s.peers)
     out << std::string(15, ' ') << p << "\n";
+  if (s.peer_messages_refused != 0) // forged or replayed: a wrong MAC or an old sequence
+    row("refused") << s.peer_messages_refused << " peer messages (MAC or sequence wrong)\n";
   auto percent = [](uint64_t done, uint64_t all) { return all == 0 ? 100 : done * 100 / all; };
   for (const auto& t : s.outgoing)
     row(t.cache_fill ? "sending" : "transmit")

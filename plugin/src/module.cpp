@@ -82,6 +82,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<transmit_offer>("cafshm::transmit_offer");
   cfg.add_message_type<transmit_chunk>("cafshm::transmit_chunk");
   cfg.add_message_type<peer_proof>("cafshm::peer_proof");
+  cfg.add_message_type<peer_seal>("cafshm::peer_seal");
   cfg.add_message_type<std::vector<std::string>>("std::vector<std::string>");
   cfg.add_message_type<std::vector<char>>("std::vector<char>");
   cfg.add_message_type<std::vector<uint64_t>>("std::vector<uint64_t>");

@@ -49,7 +49,12 @@
 //                      PEM private key KEY (which need not belong to CERT): "peerlink ok" or
 //                      "peerlink <errc>"
 //   offer              offers the linked engine a block of 4096 bytes for the engine itself,
-//                      with the link token of the last peerlink: "offer ok" or "offer <errc>"
+//                      sealed with the link of the last peerlink: "offer ok" or "offer <errc>"
+//   forge TOKEN ID E B G S
+//                      knows link token TOKEN but not its key: sends an offer, a chunk, a
+//                      commit and an abort of transfer ID and a version and a pull of the ref
+//                      {E, B, G, S} under it, sealed with a key of its own:
+//                      "forge offer=R chunk=R commit=R version=R pull=R"
 //   dial HOST:PORT     (registered) asks the engine to link to HOST:PORT: "dial ok" or
 //                      "dial <errc>"
 //   hold S             (registered) allocates S bytes and keeps them: "hold ok" or "hold <errc>"
@@ -74,6 +79,7 @@
 #include <vector>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -95,7 +101,9 @@
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
+#include "link_seal.hpp"
 #include "peer_auth.hpp"
+#include "support/fake_peer.hpp"
 #include "admin_layout.hpp"
 #include "door_protocol.hpp"
 #include "fastpath/inbox.hpp"
@@ -306,19 +314,19 @@ std::optional<std::string> slurp(const std::string& path) {
 // forges receipts.
 caf::behavior impostor(caf::event_based_actor*, std::shared_ptr<impostor_counts> n) {
   return {
-    [n](offer_atom, uint64_t, transmit_offer& o) {
+    [n](offer_atom, const peer_seal&, transmit_offer& o) {
       ++n->offers;
       return transmit_receipt{block_ref{o.sender, 1, 1, o.size}, o.size, 0, o.hash, true};
     },
-    [n](chunk_atom, uint64_t, transmit_chunk&) {
+    [n](chunk_atom, const peer_seal&, transmit_chunk&) {
       ++n->chunks;
       return done_atom::value;
     },
-    [n](commit_atom, uint64_t, uint64_t, uint64_t) {
+    [n](commit_atom, const peer_seal&, uint64_t, uint64_t) {
       ++n->commits;
       return transmit_receipt{block_ref{1, 1, 1, 1}, 1, 0, 0, false};
     },
-    [](abort_atom, uint64_t, uint64_t) {},
+    [](abort_atom, const peer_seal&, uint64_t) {},
   };
 }
 
@@ -334,8 +342,13 @@ std::string impersonate(caf::actor_system& sys, engine_actor engine, peer_actor 
              [&](caf::error& e) { direct = outcome_of(e); });
   // 2. the gateway, with a challenge and an empty proof
   std::vector<char> nonce;
-  self->request(gateway, 5s, challenge_atom::value, protocol_version, id, random_nonce())
-    .receive([&](uint32_t, uint64_t, std::vector<char>& n, peer_proof&) { nonce = std::move(n); },
+  auto exchange = link_key_exchange::generate();
+  if (!exchange)
+    return "cannot-make-a-key";
+  self->request(gateway, 5s, challenge_atom::value, protocol_version, id, random_nonce(),
+                exchange->public_key())
+    .receive([&](uint32_t, uint64_t, std::vector<char>& n, std::vector<char>&,
+                 peer_proof&) { nonce = std::move(n); },
              [&](caf::error& e) { through_gateway = outcome_of(e); });
   if (!nonce.empty())
     self->request(gateway, 5s, hello_atom::value, id, uint64_t{0x1717}, fake, nonce, peer_proof{})
@@ -343,7 +356,8 @@ std::string impersonate(caf::actor_system& sys, engine_actor engine, peer_actor 
                [&](caf::error& e) { through_gateway = outcome_of(e); });
   // 3. straight to the engine, as if its gateway handed the hello on (with a guessed key)
   self->request(caf::actor_cast<caf::actor>(engine), 5s, forward_atom::value, uint64_t{0x1234},
-                hello_atom::value, id, uint64_t{0x1717}, fake, std::string{"forged"})
+                hello_atom::value, id, uint64_t{0x1717}, fake, std::string{"forged"},
+                std::vector<char>(2 * link_mac_key_bytes, 'k'))
     .receive([&](uint64_t, uint64_t) { forwarded = "ok"; },
              [&](caf::error& e) { forwarded = outcome_of(e); });
   return "engine=" + direct + " gateway=" + through_gateway + " forward=" + forwarded;
@@ -352,51 +366,81 @@ std::string impersonate(caf::actor_system& sys, engine_actor engine, peer_actor 
 // Links as engine `id` at `gateway` with a proof made as `how` says; answers "ok" or the errc.
 // `fake` is the gateway it names (it must outlive the link: the engine watches it).
 std::string peer_link_as(caf::actor_system& sys, peer_actor gateway, caf::actor fake, uint64_t id,
-                         std::istream& how, uint64_t& token) {
+                         std::istream& how, test::fake_peer_link& link) {
   std::string mode;
   how >> mode;
-  caf::scoped_actor self{sys, true};
-  auto nonce = random_nonce();
-  std::string answer = "?";
-  std::vector<char> theirs;
-  uint64_t listener = 0;
-  self->request(gateway, 5s, challenge_atom::value, protocol_version, id, nonce)
-    .receive(
-      [&](uint32_t, uint64_t l, std::vector<char>& n, peer_proof&) {
-        listener = l;
-        theirs = std::move(n);
-      },
-      [&](caf::error& e) { answer = outcome_of(e); });
-  if (theirs.empty())
-    return answer;
-  auto transcript = link_transcript(link_role::dialer, id, listener, nonce, theirs);
-  peer_proof proof;
+  std::optional<std::string> key, cert, cert_key;
   if (mode == "key") {
     std::string file;
     how >> file;
-    auto key = slurp(file);
-    if (!key)
+    if (!(key = slurp(file)))
       return "no-such-file";
-    proof = peer_authenticator::hmac_with({key->begin(), key->end()}, transcript);
   } else if (mode == "cert") {
     std::string cert_file, key_file;
     how >> cert_file >> key_file;
-    auto cert = slurp(cert_file);
-    auto key = slurp(key_file);
-    if (!cert || !key)
+    cert = slurp(cert_file);
+    cert_key = slurp(key_file);
+    if (!cert || !cert_key)
       return "no-such-file";
-    auto signed_proof = peer_authenticator::sign_with(*cert, *key, transcript);
-    if (!signed_proof)
-      return "cannot-sign";
-    proof = std::move(*signed_proof);
   }
-  self->request(gateway, 5s, hello_atom::value, id, uint64_t{0x1717}, fake, theirs, proof)
-    .receive(
-      [&](uint64_t, uint64_t t) {
-        token = t;
-        answer = "ok";
-      },
-      [&](caf::error& e) { answer = outcome_of(e); });
+  caf::scoped_actor self{sys, true};
+  caf::error err;
+  bool signed_ok = true;
+  link = test::handshake_as(
+    self, gateway, fake, id,
+    [&](const std::vector<unsigned char>& transcript) {
+      if (key)
+        return peer_authenticator::hmac_with({key->begin(), key->end()}, transcript);
+      if (cert) {
+        auto proof = peer_authenticator::sign_with(*cert, *cert_key, transcript);
+        if (proof)
+          return std::move(*proof);
+        signed_ok = false;
+      }
+      return peer_proof{};
+    },
+    err, uint64_t{0x1717});
+  if (!signed_ok)
+    return "cannot-sign";
+  return link.token != 0 ? "ok" : outcome_of(err);
+}
+
+// Knows link token `token` (told by the test) but not the link's key: sends every peer message
+// under it, sealed with a key of its own, for transfer `id` and the block `ref`. Answers
+// "forge offer=R chunk=R commit=R version=R pull=R" (R = "ok" or the errc; the abort it also
+// sends has no answer).
+std::string forge_under(caf::actor_system& sys, peer_actor gateway, uint64_t token, uint64_t id,
+                        const block_ref& ref) {
+  caf::scoped_actor self{sys, true};
+  std::vector<unsigned char> guessed(link_mac_key_bytes);
+  std::random_device rd;
+  for (auto& b : guessed)
+    b = static_cast<unsigned char>(rd());
+  link_sealer mine{token, guessed, uint64_t{1} << 40}; // far above any sequence of the link
+  auto ask = [&](auto answer, auto&&... xs) {
+    using answer_type = typename decltype(answer)::type;
+    std::string r = "?";
+    self->request(gateway, 5s, std::forward<decltype(xs)>(xs)...)
+      .receive([&](answer_type&, peer_seal&) { r = "ok"; },
+               [&](caf::error& e) { r = outcome_of(e); });
+    return r;
+  };
+  std::type_identity<transmit_receipt> receipt;
+  std::type_identity<done_atom> done;
+  std::type_identity<uint64_t> version;
+  std::vector<char> data(4096, 'f');
+  transmit_offer o{0, id ^ 0x77, data.size(), XXH3_64bits(data.data(), data.size()), data.size(),
+                   {}, {}, 0, false};
+  transmit_chunk c{0, id, 0, XXH3_64bits(data.data(), data.size()), data};
+  std::string answer = "forge";
+  answer += " offer=" + ask(receipt, offer_atom::value, mine.seal(offer_atom::value, o), o);
+  answer += " chunk=" + ask(done, chunk_atom::value, mine.seal(chunk_atom::value, c), c);
+  answer += " commit=" + ask(receipt, commit_atom::value,
+                             mine.seal(commit_atom::value, id, c.hash), id, c.hash);
+  self->send(gateway, abort_atom::value, mine.seal(abort_atom::value, id), id);
+  answer += " version=" + ask(version, version_atom::value, mine.seal(version_atom::value, ref),
+                              ref);
+  answer += " pull=" + ask(version, pull_atom::value, mine.seal(pull_atom::value, ref), ref);
   return answer;
 }
 
@@ -431,7 +475,7 @@ int unregistered(caf::actor_system& sys, const endpoint& ep) {
     std::cerr << "attacker: the engine names no peer gateway\n";
     return 1;
   }
-  uint64_t token = 0;
+  test::fake_peer_link link;
   std::cout << "ready unregistered" << std::endl;
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -447,18 +491,22 @@ int unregistered(caf::actor_system& sys, const endpoint& ep) {
     } else if (cmd == "peerlink") {
       uint64_t id = 0;
       in >> id;
-      answer = "peerlink " + peer_link_as(sys, gateway, fake, id, in, token);
+      answer = "peerlink " + peer_link_as(sys, gateway, fake, id, in, link);
     } else if (cmd == "offer") {
       std::vector<char> data(4096, 'o');
       transmit_offer o;
-      o.id = token ^ 0x5a5a;
+      o.id = link.token ^ 0x5a5a;
       o.size = data.size();
       o.hash = XXH3_64bits(data.data(), data.size());
       o.chunk_bytes = data.size();
       answer = "offer ?";
-      self->request(gateway, 5s, offer_atom::value, token, o)
-        .receive([&](transmit_receipt&) { answer = "offer ok"; },
+      self->request(gateway, 5s, offer_atom::value, link.seal(offer_atom::value, o), o)
+        .receive([&](transmit_receipt&, peer_seal&) { answer = "offer ok"; },
                  [&](caf::error& e) { answer = "offer " + outcome_of(e); });
+    } else if (cmd == "forge") {
+      uint64_t token = 0, id = 0;
+      in >> token >> id;
+      answer = forge_under(sys, gateway, token, id, read_ref(in));
     } else if (cmd == "impostor") {
       answer = "impostor offers=" + std::to_string(counts->offers.load())
                + " chunks=" + std::to_string(counts->chunks.load())

@@ -61,7 +61,7 @@ using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 /// engine_actor and peer_actor). Register carries it; an engine refuses clients of another
 /// version instead of failing later on a message it cannot read. A link's challenge carries it
 /// too, and its answer: engines of two versions never link (errc::version_mismatch).
-constexpr uint32_t protocol_version = 6;
+constexpr uint32_t protocol_version = 7;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
@@ -74,7 +74,8 @@ using engine_actor = caf::typed_actor<
   // sender is monitored: when it goes down, a process the door vouched for whose pid is still
   // alive is detached (its blocks stay, its session stays valid); any other is reclaimed.
   // errc::process_exited if the ticket's process has exited since the door issued it,
-  // too_many_processes if its user has engine.max_processes_per_user processes registered.
+  // too_many_processes if its user has engine.max_processes_per_user processes registered,
+  // version_mismatch (naming both versions) for a client of another protocol_version.
   caf::replies_to<register_atom, std::string, uint64_t, door_ticket, uint32_t>
     ::with<registration>,
   // session, engine id, ticket of the local door, protocol_version -> registration: a process
@@ -133,37 +134,42 @@ constexpr size_t link_nonce_bytes = 32;
 
 /// The peer gateway of an engine: the only actor that takes engine-to-engine messages. cafshmd
 /// publishes it on remote.listen; the engine actor (engine.listen) answers gateway_atom with it.
-/// A link starts with a handshake in which each side proves its engine id (peer_proof):
-///   challenge(protocol_version, dialer id, dialer nonce)
-///     -> (protocol_version, listener id, listener nonce, listener's proof)
+/// A link starts with a handshake in which each side proves its engine id (peer_proof) and both
+/// agree on the keys of the link (ephemeral X25519, plugin/src/engine/link_seal.hpp):
+///   challenge(protocol_version, dialer id, dialer nonce, dialer public key)
+///     -> (protocol_version, listener id, listener nonce, listener public key, listener's proof)
 ///   hello(dialer id, link token the listener uses toward the dialer, the dialer's gateway,
 ///         listener nonce, dialer's proof) -> (listener id, link token the dialer uses)
-/// A proof signs the transcript of both engine ids and both nonces (link_transcript in
-/// plugin/src/engine/peer_auth.hpp): it cannot be replayed toward another engine or in another
-/// handshake. A challenge of another protocol_version is refused with version_mismatch naming
-/// both versions, and so is every message the gateway cannot read (another version's shapes, or
-/// garbage): a hello needs the nonce of an accepted challenge, so a peer of another version never
-/// links and none of its transfers is taken. The challenge keeps (atom, uint32_t version) first
-/// in every version, so that an engine can name the version of a peer whose challenge it cannot
-/// read otherwise. Every later message carries the token the receiving engine issued; the receiver
-/// takes the sender's engine id from the token, never from the message. offer -> receipt
-/// (cache_hit) or an empty receipt: send the chunks, or, with cache_hit set, offer again with
-/// the block's digest (the destination keeps a cache and looks the content up by it); chunk ->
-/// done; commit(id, XXH3-64 of the block, from the same pass as the chunks) -> receipt;
-/// abort(id); version(ref) -> version of an exported block; pull(ref) -> version sent to the
-/// requester as a cache fill.
+/// A proof signs the transcript of both engine ids, both nonces and both public keys
+/// (link_transcript in plugin/src/engine/peer_auth.hpp): it cannot be replayed toward another
+/// engine or in another handshake, and it authenticates the keys. A challenge of another
+/// protocol_version is refused with version_mismatch naming both versions, and so is every
+/// message the gateway cannot read (another version's shapes, or garbage): a hello needs the
+/// nonce of an accepted challenge, so a peer of another version never links and none of its
+/// transfers is taken. The challenge keeps (atom, uint32_t version) first in every version, so
+/// that an engine can name the version of a peer whose challenge it cannot read otherwise.
+/// Every later message carries a peer_seal: the token the receiving engine issued (the receiver
+/// takes the sender's engine id from it, never from the message), the sender's sequence number
+/// on that direction and a MAC with that direction's key; a wrong MAC or a sequence not above
+/// the last is refused (access_denied). Every answer but an error carries a seal of the
+/// answering side (its key, the request's token, a sequence of its answers). offer -> receipt (cache_hit) or an empty receipt: send
+/// the chunks, or, with cache_hit set, offer again with the block's digest (the destination
+/// keeps a cache and looks the content up by it); chunk -> done; commit(id, XXH3-64 of the
+/// block, from the same pass as the chunks) -> receipt; abort(id); version(ref) -> version of an
+/// exported block; pull(ref) -> version sent to the requester as a cache fill.
 using peer_actor = caf::typed_actor<
   caf::replies_to<gateway_atom>::with<caf::actor>,
-  caf::replies_to<challenge_atom, uint32_t, uint64_t, std::vector<char>>
-    ::with<uint32_t, uint64_t, std::vector<char>, peer_proof>,
+  caf::replies_to<challenge_atom, uint32_t, uint64_t, std::vector<char>, std::vector<char>>
+    ::with<uint32_t, uint64_t, std::vector<char>, std::vector<char>, peer_proof>,
   caf::replies_to<hello_atom, uint64_t, uint64_t, caf::actor, std::vector<char>, peer_proof>
     ::with<uint64_t, uint64_t>,
-  caf::replies_to<offer_atom, uint64_t, transmit_offer>::with<transmit_receipt>,
-  caf::replies_to<chunk_atom, uint64_t, transmit_chunk>::with<done_atom>,
-  caf::replies_to<commit_atom, uint64_t, uint64_t, uint64_t>::with<transmit_receipt>,
-  caf::reacts_to<abort_atom, uint64_t, uint64_t>,
-  caf::replies_to<version_atom, uint64_t, block_ref>::with<uint64_t>,
-  caf::replies_to<pull_atom, uint64_t, block_ref>::with<uint64_t>>;
+  caf::replies_to<offer_atom, peer_seal, transmit_offer>::with<transmit_receipt, peer_seal>,
+  caf::replies_to<chunk_atom, peer_seal, transmit_chunk>::with<done_atom, peer_seal>,
+  caf::replies_to<commit_atom, peer_seal, uint64_t, uint64_t>
+    ::with<transmit_receipt, peer_seal>,
+  caf::reacts_to<abort_atom, peer_seal, uint64_t>,
+  caf::replies_to<version_atom, peer_seal, block_ref>::with<uint64_t, peer_seal>,
+  caf::replies_to<pull_atom, peer_seal, block_ref>::with<uint64_t, peer_seal>>;
 // clang-format on
 
 class memory_manager;

@@ -131,6 +131,9 @@ struct engine_stats {
   // Transmits to an engine with a cache whose block digest this engine had computed before for
   // the unchanged block, and sent without hashing the block again.
   uint64_t digests_reused = 0;
+  // Engine-to-engine messages refused under a valid link token for a MAC not made with the
+  // link's key or a sequence number not above the last one (a forged or replayed message).
+  uint64_t peer_messages_refused = 0;
 
   /// 1 - largest_free_block / free_bytes (0 when nothing or everything is free in one block).
   double fragmentation() const noexcept {
@@ -152,7 +155,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.incoming,
            x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
-           x.cache_bytes_saved, x.digests_reused);
+           x.cache_bytes_saved, x.digests_reused, x.peer_messages_refused);
 }
 
 } // namespace cafshm

@@ -42,7 +42,8 @@ enum class errc : uint8_t {
                      // blocks of the engine before are gone
   process_exited,    // the process a door ticket stands for has exited: it is not registered
   too_many_processes, // the user already has engine.max_processes_per_user live processes
-  version_mismatch,  // a peer engine speaks another protocol_version (or no cafshm protocol)
+  version_mismatch,  // a peer engine or a client speaks another protocol_version (or no cafshm
+                     // protocol)
 };
 
 /// Category atom of every cafshm error.

@@ -88,4 +88,20 @@ typename Inspector::result_type inspect(Inspector& f, peer_proof& x) {
   return f(caf::meta::type_name("cafshm::peer_proof"), x.certificate, x.signature);
 }
 
+/// What authenticates an engine-to-engine message after a link's handshake (see peer_actor):
+/// the link token the receiving engine issued (it names the link), the sender's sequence
+/// number on that link (strictly increasing per direction) and a MAC (AES-256-GMAC) over the
+/// message's type, token, sequence and every field, with the key of that direction that the
+/// handshake agreed (plugin/src/engine/link_seal.hpp).
+struct peer_seal {
+  uint64_t token = 0;
+  uint64_t sequence = 0;
+  std::vector<char> mac;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, peer_seal& x) {
+  return f(caf::meta::type_name("cafshm::peer_seal"), x.token, x.sequence, x.mac);
+}
+
 } // namespace cafshm

@@ -36,6 +36,14 @@ caf::result<done_atom> done(caf::expected<void> x) {
   return done_atom::value;
 }
 
+// A process built against another cafshm: its messages may not even read the same.
+caf::error client_of_another_version(uint32_t version) {
+  return make_error(errc::version_mismatch,
+                    "the client speaks protocol version " + std::to_string(version)
+                      + ", this engine protocol version " + std::to_string(protocol_version)
+                      + ": build both from one cafshm version");
+}
+
 caf::error not_from_gateway() {
   return make_error(errc::access_denied,
                     "peer messages go to the engine's peer gateway (gateway_atom), not to it");
@@ -195,9 +203,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     [self, &mmr](register_atom, const std::string& name, uint64_t quota,
                  const door_ticket& ticket, uint32_t version) -> caf::result<registration> {
       if (version != protocol_version)
-        return make_error(errc::invalid_argument,
-                          "protocol version " + std::to_string(version) + " of the client, "
-                            + std::to_string(protocol_version) + " of the engine: rebuild one");
+        return client_of_another_version(version);
       std::optional<peer_credentials> creds;
       if (ticket.valid()) {
         creds = self->state.office ? self->state.office->redeem(ticket) : std::nullopt;
@@ -240,9 +246,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     [self, &mmr](reattach_atom, const session& s, uint64_t engine_id, const door_ticket& ticket,
                  uint32_t version) -> caf::result<registration> {
       if (version != protocol_version)
-        return make_error(errc::invalid_argument,
-                          "protocol version " + std::to_string(version) + " of the client, "
-                            + std::to_string(protocol_version) + " of the engine: rebuild one");
+        return client_of_another_version(version);
       if (engine_id != mmr.engine_id())
         return make_error(errc::engine_restarted,
                           "engine " + std::to_string(engine_id)
@@ -380,44 +384,46 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     [self](gateway_atom) { return caf::actor_cast<caf::actor>(self->state.gateway); },
     // Peer messages, only as the gateway hands them on (with its key): see forward_atom.
     [self](forward_atom, uint64_t key, hello_atom, uint64_t peer, uint64_t reverse_token,
-           caf::actor& gateway, std::string& identity) -> caf::result<uint64_t, uint64_t> {
+           caf::actor& gateway, std::string& identity,
+           std::vector<char>& keys) -> caf::result<uint64_t, uint64_t> {
       if (key != self->state.gateway_key)
         return not_from_gateway();
-      return remote::hello(self, peer, reverse_token, std::move(gateway), std::move(identity));
+      return remote::hello(self, peer, reverse_token, std::move(gateway), std::move(identity),
+                           keys);
     },
-    [self](forward_atom, uint64_t key, offer_atom, uint64_t token,
-           transmit_offer& o) -> caf::result<transmit_receipt> {
+    [self](forward_atom, uint64_t key, offer_atom, const peer_seal& seal,
+           transmit_offer& o) -> caf::result<transmit_receipt, peer_seal> {
       if (key != self->state.gateway_key)
         return not_from_gateway();
-      return remote::offer(self, token, o);
+      return remote::offer(self, seal, o);
     },
-    [self](forward_atom, uint64_t key, chunk_atom, uint64_t token,
-           transmit_chunk& c) -> caf::result<done_atom> {
+    [self](forward_atom, uint64_t key, chunk_atom, const peer_seal& seal,
+           transmit_chunk& c) -> caf::result<done_atom, peer_seal> {
       if (key != self->state.gateway_key)
         return not_from_gateway();
-      return remote::chunk(self, token, c);
+      return remote::chunk(self, seal, c);
     },
-    [self](forward_atom, uint64_t key, commit_atom, uint64_t token, uint64_t id,
-           uint64_t hash) -> caf::result<transmit_receipt> {
+    [self](forward_atom, uint64_t key, commit_atom, const peer_seal& seal, uint64_t id,
+           uint64_t hash) -> caf::result<transmit_receipt, peer_seal> {
       if (key != self->state.gateway_key)
         return not_from_gateway();
-      return remote::commit(self, token, id, hash);
+      return remote::commit(self, seal, id, hash);
     },
-    [self](forward_atom, uint64_t key, abort_atom, uint64_t token, uint64_t id) {
+    [self](forward_atom, uint64_t key, abort_atom, const peer_seal& seal, uint64_t id) {
       if (key == self->state.gateway_key)
-        remote::abort(self, token, id);
+        remote::abort(self, seal, id);
     },
-    [self](forward_atom, uint64_t key, version_atom, uint64_t token,
-           const block_ref& ref) -> caf::result<uint64_t> {
+    [self](forward_atom, uint64_t key, version_atom, const peer_seal& seal,
+           const block_ref& ref) -> caf::result<uint64_t, peer_seal> {
       if (key != self->state.gateway_key)
         return not_from_gateway();
-      return remote::version(self, token, ref);
+      return remote::version(self, seal, ref);
     },
-    [self](forward_atom, uint64_t key, pull_atom, uint64_t token,
-           const block_ref& ref) -> caf::result<uint64_t> {
+    [self](forward_atom, uint64_t key, pull_atom, const peer_seal& seal,
+           const block_ref& ref) -> caf::result<uint64_t, peer_seal> {
       if (key != self->state.gateway_key)
         return not_from_gateway();
-      return remote::pull(self, token, ref);
+      return remote::pull(self, seal, ref);
     },
     [self](redial_atom, uint64_t index) { remote::redial(self, index); },
     [self, &mmr](liveness_atom) {

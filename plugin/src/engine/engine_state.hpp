@@ -30,6 +30,7 @@
 #include "cafshm/engine.hpp"
 #include "memory_manager.hpp"
 #include "cafshm/settings.hpp"
+#include "link_seal.hpp"
 #include "peer_auth.hpp"
 #include "request_relay.hpp"
 #include "ticket_office.hpp"
@@ -49,23 +50,34 @@ using redial_atom = caf::atom_constant<caf::atom("shm_redial")>;
 using engine_impl = engine_actor::extend<
   caf::reacts_to<liveness_atom>,
   caf::reacts_to<redial_atom, uint64_t>,
-  // key, hello, dialer id, link token toward the dialer, the dialer's gateway, who proved it
-  caf::replies_to<forward_atom, uint64_t, hello_atom, uint64_t, uint64_t, caf::actor, std::string>
+  // key, hello, dialer id, link token toward the dialer, the dialer's gateway, who proved it,
+  // the link's keys (dialer to listener, then listener to dialer: 2 x link_mac_key_bytes)
+  caf::replies_to<forward_atom, uint64_t, hello_atom, uint64_t, uint64_t, caf::actor, std::string,
+                  std::vector<char>>
     ::with<uint64_t, uint64_t>,
-  caf::replies_to<forward_atom, uint64_t, offer_atom, uint64_t, transmit_offer>
-    ::with<transmit_receipt>,
-  caf::replies_to<forward_atom, uint64_t, chunk_atom, uint64_t, transmit_chunk>::with<done_atom>,
-  caf::replies_to<forward_atom, uint64_t, commit_atom, uint64_t, uint64_t, uint64_t>
-    ::with<transmit_receipt>,
-  caf::reacts_to<forward_atom, uint64_t, abort_atom, uint64_t, uint64_t>,
-  caf::replies_to<forward_atom, uint64_t, version_atom, uint64_t, block_ref>::with<uint64_t>,
-  caf::replies_to<forward_atom, uint64_t, pull_atom, uint64_t, block_ref>::with<uint64_t>>;
+  caf::replies_to<forward_atom, uint64_t, offer_atom, peer_seal, transmit_offer>
+    ::with<transmit_receipt, peer_seal>,
+  caf::replies_to<forward_atom, uint64_t, chunk_atom, peer_seal, transmit_chunk>
+    ::with<done_atom, peer_seal>,
+  caf::replies_to<forward_atom, uint64_t, commit_atom, peer_seal, uint64_t, uint64_t>
+    ::with<transmit_receipt, peer_seal>,
+  caf::reacts_to<forward_atom, uint64_t, abort_atom, peer_seal, uint64_t>,
+  caf::replies_to<forward_atom, uint64_t, version_atom, peer_seal, block_ref>
+    ::with<uint64_t, peer_seal>,
+  caf::replies_to<forward_atom, uint64_t, pull_atom, peer_seal, block_ref>
+    ::with<uint64_t, peer_seal>>;
 // clang-format on
 
 /// A linked peer engine: where this engine sends to it.
 struct peer_link {
   peer_actor handle;   // the peer's gateway
-  uint64_t token = 0;  // issued to this engine by the peer; every message sent to it carries it
+  // the token the peer issued to this engine, the key of this direction and the next sequence
+  // number: seals every message sent to it (link_seal.hpp)
+  link_sealer out;
+  // the key of the peer's direction of the same handshake and the last sequence of its answers
+  // taken: opens the answers to what this engine sends (shared with requests in flight, so that
+  // a re-link does not change what their answers are checked with)
+  std::shared_ptr<link_opener> answers;
   std::string address; // "host:port" as linked, or "node <id>" when the peer linked to us
   bool dialed = false; // this engine dialed the peer; a link the peer opened never replaces a
                        // dialed one
@@ -74,6 +86,13 @@ struct peer_link {
   // latest answer of any kind from this peer: a transmit waiting for it stalls only when
   // the peer said nothing at all for remote.stall_timeout
   std::chrono::steady_clock::time_point last_heard = std::chrono::steady_clock::now();
+};
+
+/// A link token this engine issued at a handshake: whose it is and how its messages are opened.
+struct issued_link {
+  uint64_t peer = 0;  // engine id of the peer the token was issued to
+  link_opener in;     // the key of the peer's direction, the last sequence taken
+  link_sealer answers; // seals this engine's answers to them: this direction's key
 };
 
 /// A configured peer (remote.peers) that the engine keeps linked: redialed with back-off.
@@ -112,7 +131,8 @@ struct outgoing_transmit {
   std::chrono::steady_clock::time_point last_progress = std::chrono::steady_clock::now();
   // who waits for the end: a local transmit or a peer's pull
   caf::typed_response_promise<transmit_receipt> receipt;
-  caf::typed_response_promise<uint64_t> pulled;
+  caf::typed_response_promise<uint64_t, peer_seal> pulled;
+  uint64_t pull_token = 0; // the token the pull came under: its answer is sealed with its link
   bool is_pull = false;
 };
 
@@ -174,8 +194,9 @@ struct engine_state {
   uint64_t gateway_key = 0;  // what the gateway's forwards carry (never leaves the process)
   std::unordered_map<uint64_t, peer_link> peers;           // by engine id
   std::unordered_map<std::string, uint64_t> peer_by_address;
-  // link tokens this engine issued: token -> engine id of the peer it was issued to, and back
-  std::unordered_map<uint64_t, uint64_t> issued_tokens;
+  // link tokens this engine issued: token -> the peer's engine id and the key and last
+  // sequence of messages from it under that token; and back
+  std::unordered_map<uint64_t, issued_link> issued_tokens;
   std::unordered_map<uint64_t, std::deque<uint64_t>> token_of_peer; // oldest first
   // remote reads waiting for their pull, by a local id; a cache fill offer is accepted only
   // for one of these that has none yet, from the link of the block's engine
@@ -195,6 +216,8 @@ struct engine_state {
   // digests of blocks sent to engines with a cache, by block index (at most engine.max_blocks)
   std::unordered_map<uint32_t, block_digest> digests;
   uint64_t digests_reused = 0;
+  // peer messages refused for a wrong MAC or a replayed sequence (link_seal.hpp)
+  uint64_t peer_messages_refused = 0;
   std::unique_ptr<actor_directory> directory; // actors published by name
   std::shared_ptr<request_relay> relay; // the request inbox, or none (local.transport: basp)
   static inline const char* name = "cafshm.engine";

@@ -134,15 +134,17 @@ peer_authenticator::~peer_authenticator() = default;
 
 std::vector<unsigned char> link_transcript(link_role prover, uint64_t dialer, uint64_t listener,
                                            const std::vector<char>& dialer_nonce,
-                                           const std::vector<char>& listener_nonce) {
-  static constexpr char label[] = "cafshm peer link v1";
+                                           const std::vector<char>& listener_nonce,
+                                           const std::vector<char>& dialer_public,
+                                           const std::vector<char>& listener_public) {
+  static constexpr char label[] = "cafshm peer link v2";
   std::vector<unsigned char> out(label, label + sizeof label); // with its NUL
   out.push_back(static_cast<unsigned char>(prover));
   put_u64(out, dialer);
   put_u64(out, listener);
-  for (const auto* nonce : {&dialer_nonce, &listener_nonce}) {
-    put_u64(out, nonce->size());
-    out.insert(out.end(), nonce->begin(), nonce->end());
+  for (const auto* field : {&dialer_nonce, &listener_nonce, &dialer_public, &listener_public}) {
+    put_u64(out, field->size());
+    out.insert(out.end(), field->begin(), field->end());
   }
   return out;
 }

@@ -7,8 +7,10 @@
 //   shared_key   remote.peer_key_file: a proof is HMAC-SHA256 over the transcript with the key.
 //   open         remote.unauthenticated_peers: no proof; any caller may link as any engine id.
 //   closed       none of these: the engine links with no peer.
-// The transcript binds the role of the prover, both engine ids and fresh nonces of both sides,
-// so a proof is good for one handshake between two given engines only.
+// The transcript binds the role of the prover, both engine ids, fresh nonces of both sides and
+// both sides' ephemeral public keys of the link's key agreement (link_seal.hpp), so a proof is
+// good for one handshake between two given engines only and authenticates the keys its
+// messages are sealed with.
 #pragma once
 
 #include <cstdint>
@@ -28,10 +30,13 @@ enum class peer_auth_mode : uint8_t { closed, open, shared_key, certificate };
 /// Who proves: the engine that dials or the one that listens.
 enum class link_role : char { dialer = 'D', listener = 'L' };
 
-/// The bytes a proof covers: a fixed label, the prover's role, both engine ids, both nonces.
+/// The bytes a proof covers: a fixed label, the prover's role, both engine ids, both nonces,
+/// both public keys (each length-prefixed).
 std::vector<unsigned char> link_transcript(link_role prover, uint64_t dialer, uint64_t listener,
                                            const std::vector<char>& dialer_nonce,
-                                           const std::vector<char>& listener_nonce);
+                                           const std::vector<char>& listener_nonce,
+                                           const std::vector<char>& dialer_public,
+                                           const std::vector<char>& listener_public);
 
 /// Longest certificate text (PEM chain) a proof may carry, and longest signature.
 constexpr size_t max_proof_certificate_bytes = 64 * 1024;

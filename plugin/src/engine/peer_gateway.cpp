@@ -11,6 +11,7 @@
 #include <caf/node_id.hpp>
 
 #include "cafshm/error.hpp"
+#include "link_seal.hpp"
 #include "secure_random.hpp"
 
 namespace cafshm {
@@ -20,6 +21,8 @@ namespace {
 struct pending_challenge {
   uint64_t dialer = 0;
   std::vector<char> dialer_nonce;
+  std::vector<char> dialer_public;
+  std::optional<link_key_exchange> own; // this side's ephemeral key of the handshake
   std::chrono::steady_clock::time_point expires;
 };
 
@@ -105,27 +108,35 @@ peer_actor::behavior_type gateway_behavior(gateway_impl self, engine_impl engine
   return {
     [self](gateway_atom) { return caf::actor_cast<caf::actor>(self); },
     [self](challenge_atom, uint32_t version, uint64_t dialer,
-           const std::vector<char>& dialer_nonce)
-      -> caf::result<uint32_t, uint64_t, std::vector<char>, peer_proof> {
+           const std::vector<char>& dialer_nonce, const std::vector<char>& dialer_public)
+      -> caf::result<uint32_t, uint64_t, std::vector<char>, std::vector<char>, peer_proof> {
       auto& st = self->state;
       if (version != protocol_version)
         return refuse_version(self, version);
       if (st.auth->mode() == peer_auth_mode::closed)
         return st.auth->verify({}, {}).error(); // says why and what to configure
-      if (dialer == 0 || dialer == st.engine_id || dialer_nonce.size() != link_nonce_bytes)
+      if (dialer == 0 || dialer == st.engine_id || dialer_nonce.size() != link_nonce_bytes
+          || dialer_public.size() != link_public_key_bytes)
         return make_error(errc::invalid_argument,
-                          "a challenge needs another engine's id and a nonce of "
-                            + std::to_string(link_nonce_bytes) + " bytes");
+                          "a challenge needs another engine's id, a nonce of "
+                            + std::to_string(link_nonce_bytes) + " bytes and a public key of "
+                            + std::to_string(link_public_key_bytes) + " bytes");
       prune(st);
+      auto own = link_key_exchange::generate();
+      if (!own)
+        return std::move(own.error());
       auto nonce = fresh_nonce();
-      auto proof = st.auth->prove(
-        link_transcript(link_role::listener, dialer, st.engine_id, dialer_nonce, nonce));
+      auto proof = st.auth->prove(link_transcript(link_role::listener, dialer, st.engine_id,
+                                                  dialer_nonce, nonce, dialer_public,
+                                                  own->public_key()));
       if (!proof)
         return std::move(proof.error());
-      st.challenges[nonce] = {dialer, dialer_nonce,
+      auto own_public = own->public_key();
+      st.challenges[nonce] = {dialer, dialer_nonce, dialer_public, std::move(*own),
                               std::chrono::steady_clock::now() + challenge_lifetime};
       st.order.push_back(nonce);
-      return {protocol_version, st.engine_id, std::move(nonce), std::move(*proof)};
+      return {protocol_version, st.engine_id, std::move(nonce), std::move(own_public),
+              std::move(*proof)};
     },
     [self](hello_atom, uint64_t dialer, uint64_t reverse_token, caf::actor& dialer_gateway,
            const std::vector<char>& nonce, const peer_proof& proof)
@@ -136,40 +147,49 @@ peer_actor::behavior_type gateway_behavior(gateway_impl self, engine_impl engine
       if (i == st.challenges.end() || i->second.dialer != dialer)
         return make_error(errc::access_denied,
                           "hello without a fresh challenge of this engine for that engine id");
-      auto dialer_nonce = std::move(i->second.dialer_nonce);
+      auto pending = std::move(i->second);
       st.challenges.erase(i); // good for one hello
-      auto who = st.auth->verify(
-        link_transcript(link_role::dialer, dialer, st.engine_id, dialer_nonce, nonce), proof);
+      auto who = st.auth->verify(link_transcript(link_role::dialer, dialer, st.engine_id,
+                                                 pending.dialer_nonce, nonce,
+                                                 pending.dialer_public, pending.own->public_key()),
+                                 proof);
       if (!who)
         return std::move(who.error());
       if (!dialer_gateway || reverse_token == 0)
         return make_error(errc::invalid_argument, "hello needs the dialer's gateway and a token");
+      auto keys = pending.own->derive(pending.dialer_public, link_role::listener, dialer,
+                                      st.engine_id, pending.dialer_nonce, nonce);
+      if (!keys)
+        return std::move(keys.error());
+      std::vector<char> both(keys->dialer_to_listener.begin(), keys->dialer_to_listener.end());
+      both.insert(both.end(), keys->listener_to_dialer.begin(), keys->listener_to_dialer.end());
       return self->delegate(st.engine, forward_atom::value, st.key, hello_atom::value, dialer,
-                            reverse_token, std::move(dialer_gateway), std::move(*who));
+                            reverse_token, std::move(dialer_gateway), std::move(*who),
+                            std::move(both));
     },
-    [self](offer_atom, uint64_t token, transmit_offer& o) {
+    [self](offer_atom, peer_seal& seal, transmit_offer& o) {
       return self->delegate(self->state.engine, forward_atom::value, self->state.key,
-                            offer_atom::value, token, std::move(o));
+                            offer_atom::value, std::move(seal), std::move(o));
     },
-    [self](chunk_atom, uint64_t token, transmit_chunk& c) {
+    [self](chunk_atom, peer_seal& seal, transmit_chunk& c) {
       return self->delegate(self->state.engine, forward_atom::value, self->state.key,
-                            chunk_atom::value, token, std::move(c));
+                            chunk_atom::value, std::move(seal), std::move(c));
     },
-    [self](commit_atom, uint64_t token, uint64_t id, uint64_t hash) {
+    [self](commit_atom, peer_seal& seal, uint64_t id, uint64_t hash) {
       return self->delegate(self->state.engine, forward_atom::value, self->state.key,
-                            commit_atom::value, token, id, hash);
+                            commit_atom::value, std::move(seal), id, hash);
     },
-    [self](abort_atom, uint64_t token, uint64_t id) {
+    [self](abort_atom, peer_seal& seal, uint64_t id) {
       self->send(self->state.engine, forward_atom::value, self->state.key, abort_atom::value,
-                 token, id);
+                 std::move(seal), id);
     },
-    [self](version_atom, uint64_t token, const block_ref& ref) {
+    [self](version_atom, peer_seal& seal, const block_ref& ref) {
       return self->delegate(self->state.engine, forward_atom::value, self->state.key,
-                            version_atom::value, token, ref);
+                            version_atom::value, std::move(seal), ref);
     },
-    [self](pull_atom, uint64_t token, const block_ref& ref) {
+    [self](pull_atom, peer_seal& seal, const block_ref& ref) {
       return self->delegate(self->state.engine, forward_atom::value, self->state.key,
-                            pull_atom::value, token, ref);
+                            pull_atom::value, std::move(seal), ref);
     },
   };
 }

@@ -122,23 +122,72 @@ bool add_peer(engine_pointer self, uint64_t id, peer_link link) {
   return true;
 }
 
-// Binds a fresh token to engine `id`. Both directions of a pair of engines that dialed each
-// other may hold one, so an engine keeps its latest max_tokens_per_peer; older ones end.
-void issue_token(engine_state& st, uint64_t id, uint64_t token) {
+// Binds a fresh token to engine `id`, its messages opened with `key` (the key of the peer's
+// direction of that handshake), this engine's answers to them sealed with `answer_key`. Both
+// directions of a pair of engines that dialed each other may hold one, so an engine keeps its
+// latest max_tokens_per_peer; older ones end.
+void issue_token(engine_state& st, uint64_t id, uint64_t token, std::vector<unsigned char> key,
+                 std::vector<unsigned char> answer_key) {
   auto& tokens = st.token_of_peer[id];
   tokens.push_back(token);
-  st.issued_tokens[token] = id;
+  st.issued_tokens[token]
+    = issued_link{id, link_opener{std::move(key)}, link_sealer{token, std::move(answer_key)}};
   while (tokens.size() > max_tokens_per_peer) {
     st.issued_tokens.erase(tokens.front());
     tokens.pop_front();
   }
 }
 
-// The engine id a peer message comes from: the one its token was issued to.
-caf::expected<uint64_t> peer_of(const engine_state& st, uint64_t token) {
-  if (auto i = st.issued_tokens.find(token); i != st.issued_tokens.end())
-    return i->second;
-  return make_error(errc::access_denied, "peer message without a valid link token");
+// A peer message or answer that failed its seal: counted, logged once per link.
+void refused(engine_state& st, link_opener& link, uint64_t peer, const std::string& what,
+             const caf::error& err) {
+  ++st.peer_messages_refused;
+  if (link.logged)
+    return;
+  link.logged = true;
+  log_line(st, "refused " + what + " on the link with engine " + hex_id(peer) + ": "
+                 + describe(err) + " (further refusals on this link are counted, not logged)");
+}
+
+// The engine id a peer message comes from: the one its token was issued to, if the message's
+// MAC is that of the link's key and its sequence above the last one taken (link_seal.hpp). A
+// refusal is counted, and logged once per link.
+template <class... Ts>
+caf::expected<uint64_t> peer_of(engine_state& st, const peer_seal& seal, caf::atom_value type,
+                                const Ts&... fields) {
+  auto i = st.issued_tokens.find(seal.token);
+  if (i == st.issued_tokens.end())
+    return make_error(errc::access_denied, "peer message without a valid link token");
+  auto& link = i->second;
+  if (auto err = link.in.open(seal, type, fields...)) {
+    refused(st, link.in, link.peer, "a " + to_string(type), err);
+    return err;
+  }
+  return link.peer;
+}
+
+// Checks the answer of peer `peer` to this engine's request of `type` (link_seal.hpp).
+template <class... Ts>
+caf::error check_answer(engine_state& st, uint64_t peer, link_opener& answers,
+                        const peer_seal& seal, caf::atom_value type, const Ts&... fields) {
+  auto err = answers.open_answer(seal, type, fields...);
+  if (err)
+    refused(st, answers, peer, "the answer to a " + to_string(type), err);
+  return err;
+}
+
+// The seal of this engine's answer of `x` to a request of `type` that came under `token`.
+template <class T>
+caf::result<T, peer_seal> sealed(engine_state& st, uint64_t token, caf::atom_value type,
+                                 caf::result<T> r) {
+  if (r.flag != caf::rt_value)
+    return std::move(r.err);
+  auto x = r.value.template get_as<T>(0);
+  auto i = st.issued_tokens.find(token);
+  if (i == st.issued_tokens.end())
+    return make_error(errc::peer_failure, "the link ended before the answer");
+  auto seal = i->second.answers.answer(type, x);
+  return {std::move(x), std::move(seal)};
 }
 
 // Links to host:port and calls f(expected<peer engine id>): finds the gateway there (a port
@@ -204,11 +253,19 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F done
               auto own = st.mm->engine_id();
               std::vector<char> nonce(link_nonce_bytes);
               secure_random(std::as_writable_bytes(std::span{nonce}));
-              self->request(gw, timeout(st), challenge_atom::value, protocol_version, own, nonce)
+              auto exchange = link_key_exchange::generate();
+              if (!exchange) {
+                f(std::move(exchange.error()));
+                return;
+              }
+              self->request(gw, timeout(st), challenge_atom::value, protocol_version, own, nonce,
+                            exchange->public_key())
                 .then(
-                  [self, f, address, failed, gw, own, nonce](uint32_t version, uint64_t id,
-                                                             std::vector<char>& theirs,
-                                                             peer_proof& proof) mutable {
+                  [self, f, address, failed, gw, own, nonce,
+                   exchange = std::move(*exchange)](uint32_t version, uint64_t id,
+                                                    std::vector<char>& theirs,
+                                                    std::vector<char>& their_public,
+                                                    peer_proof& proof) mutable {
                     auto& st = self->state;
                     if (version != protocol_version) {
                       f(make_error(errc::version_mismatch,
@@ -224,7 +281,9 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F done
                       return;
                     }
                     auto who = st.auth->verify(
-                      link_transcript(link_role::listener, own, id, nonce, theirs), proof);
+                      link_transcript(link_role::listener, own, id, nonce, theirs,
+                                      exchange.public_key(), their_public),
+                      proof);
                     if (!who) {
                       f(make_error(errc::access_denied, "engine at " + address
                                                           + " did not prove engine id "
@@ -232,8 +291,16 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F done
                                                           + describe(who.error())));
                       return;
                     }
+                    auto keys = exchange.derive(their_public, link_role::dialer, own, id, nonce,
+                                                theirs);
+                    if (!keys) {
+                      f(make_error(errc::access_denied, "engine at " + address + ": "
+                                                          + describe(keys.error())));
+                      return;
+                    }
                     auto mine = st.auth->prove(
-                      link_transcript(link_role::dialer, own, id, nonce, theirs));
+                      link_transcript(link_role::dialer, own, id, nonce, theirs,
+                                      exchange.public_key(), their_public));
                     if (!mine) {
                       f(std::move(mine.error()));
                       return;
@@ -244,15 +311,20 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F done
                                 caf::actor_cast<caf::actor>(st.gateway), theirs,
                                 std::move(*mine))
                       .then(
-                        [self, f, address, gw, id, reverse,
-                         who = std::move(*who)](uint64_t listener, uint64_t token) mutable {
+                        [self, f, address, gw, id, reverse, who = std::move(*who),
+                         keys = std::move(*keys)](uint64_t listener, uint64_t token) mutable {
                           if (listener != id || token == 0) {
                             f(make_error(errc::peer_failure, "engine at " + address
                                                                + " answered an invalid hello"));
                             return;
                           }
-                          issue_token(self->state, id, reverse);
-                          if (!add_peer(self, id, peer_link{gw, token, address, true, who, {}})) {
+                          issue_token(self->state, id, reverse, keys.listener_to_dialer,
+                                      keys.dialer_to_listener);
+                          auto answers
+                            = std::make_shared<link_opener>(link_opener{keys.listener_to_dialer});
+                          if (!add_peer(self, id,
+                                        peer_link{gw, link_sealer{token, keys.dialer_to_listener},
+                                                  std::move(answers), address, true, who, {}})) {
                             f(make_error(errc::access_denied,
                                          "engine id " + std::to_string(id) + " at " + address
                                            + " is linked already with another identity"));
@@ -317,7 +389,7 @@ void fail(engine_pointer self, uint64_t id, caf::error err) {
   auto& st = self->state;
   auto p = st.peers.find(t->peer);
   if (p != st.peers.end())
-    self->send(p->second.handle, abort_atom::value, p->second.token, id);
+    self->send(p->second.handle, abort_atom::value, p->second.out.seal(abort_atom::value, id), id);
   if (err.category() != error_category) // CAF's own, e.g. a request to a cut-off peer timed out
     err = make_error(errc::peer_failure,
                      "transfer to " + (p != st.peers.end() ? describe_peer(p->second)
@@ -335,11 +407,16 @@ void finish(engine_pointer self, uint64_t id, transmit_receipt receipt) {
   auto* t = find_out(self, id);
   if (t == nullptr)
     return;
-  unpin(self->state, *t);
+  auto& st = self->state;
+  unpin(st, *t);
   receipt.payload_bytes = t->payload_bytes;
-  if (t->is_pull)
-    t->pulled.deliver(t->offer.source_version);
-  else
+  if (t->is_pull) {
+    if (auto i = st.issued_tokens.find(t->pull_token); i != st.issued_tokens.end())
+      t->pulled.deliver(t->offer.source_version,
+                        i->second.answers.answer(pull_atom::value, t->offer.source_version));
+    else
+      t->pulled.deliver(make_error(errc::peer_failure, "the link ended before the answer"));
+  } else
     t->receipt.deliver(std::move(receipt));
   self->state.outgoing.erase(id);
 }
@@ -364,11 +441,16 @@ void send_chunk(engine_pointer self, uint64_t id, uint64_t offset) {
   }
   ++t->in_flight;
   t->payload_bytes += n;
-  self->request(peer->second.handle, no_request_timeout, chunk_atom::value,
-                peer->second.token, std::move(c))
+  auto seal = peer->second.out.seal(chunk_atom::value, c);
+  self->request(peer->second.handle, no_request_timeout, chunk_atom::value, std::move(seal),
+                std::move(c))
     .then(
-      [self, id, n](done_atom) {
+      [self, id, n, answers = peer->second.answers](done_atom done, peer_seal& s) {
         if (auto* t = find_out(self, id)) {
+          if (auto err = check_answer(self->state, t->peer, *answers, s, chunk_atom::value, done)) {
+            fail(self, id, std::move(err));
+            return;
+          }
           heard_from(self->state, t->peer, t);
           --t->in_flight;
           t->acked += n;
@@ -399,9 +481,18 @@ void commit_transmit(engine_pointer self, uint64_t id) {
   }
   auto hash = t->offer.hash != 0 ? t->offer.hash : t->digest.digest();
   self->request(peer->second.handle, no_request_timeout, commit_atom::value,
-                peer->second.token, id, hash)
-    .then([self, id](transmit_receipt& r) { finish(self, id, std::move(r)); },
-          [self, id](caf::error& e) { fail(self, id, std::move(e)); });
+                peer->second.out.seal(commit_atom::value, id, hash), id, hash)
+    .then(
+      [self, id, answers = peer->second.answers](transmit_receipt& r, peer_seal& s) {
+        auto* t = find_out(self, id);
+        if (t == nullptr)
+          return;
+        if (auto err = check_answer(self->state, t->peer, *answers, s, commit_atom::value, r))
+          fail(self, id, std::move(err));
+        else
+          finish(self, id, std::move(r));
+      },
+      [self, id](caf::error& e) { fail(self, id, std::move(e)); });
 }
 
 void pump(engine_pointer self, uint64_t id) {
@@ -461,13 +552,17 @@ void send_offer(engine_pointer self, uint64_t id) {
     fail(self, id, make_error(errc::peer_failure, "the destination engine went down"));
     return;
   }
-  self->request(peer->second.handle, no_request_timeout, offer_atom::value, peer->second.token,
-                t->offer)
+  self->request(peer->second.handle, no_request_timeout, offer_atom::value,
+                peer->second.out.seal(offer_atom::value, t->offer), t->offer)
     .then(
-      [self, id](transmit_receipt& r) {
+      [self, id, answers = peer->second.answers](transmit_receipt& r, peer_seal& s) {
         auto* t = find_out(self, id);
         if (t == nullptr)
           return;
+        if (auto err = check_answer(self->state, t->peer, *answers, s, offer_atom::value, r)) {
+          fail(self, id, std::move(err));
+          return;
+        }
         heard_from(self->state, t->peer, t);
         if (r.remote.valid()) { // the destination had the content: no payload
           finish(self, id, std::move(r));
@@ -607,11 +702,16 @@ caf::result<uint64_t> link(engine_pointer self, const std::string& host, uint16_
 
 caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
                                      uint64_t reverse_token, caf::actor gateway,
-                                     std::string identity) {
+                                     std::string identity, const std::vector<char>& keys) {
   auto& st = self->state;
   auto handle = caf::actor_cast<peer_actor>(gateway);
-  if (!handle || peer_id == 0 || peer_id == st.mm->engine_id() || reverse_token == 0)
-    return make_error(errc::invalid_argument, "hello needs a gateway, an engine id and a token");
+  if (!handle || peer_id == 0 || peer_id == st.mm->engine_id() || reverse_token == 0
+      || keys.size() != 2 * link_mac_key_bytes)
+    return make_error(errc::invalid_argument,
+                      "hello needs a gateway, an engine id, a token and the link's keys");
+  auto middle = keys.begin() + link_mac_key_bytes;
+  std::vector<unsigned char> from_dialer(keys.begin(), middle);
+  std::vector<unsigned char> to_dialer(middle, keys.end());
   if (st.token_of_peer.count(peer_id) == 0 && st.token_of_peer.size() >= max_inbound_peers)
     return make_error(errc::capacity_exceeded,
                       "this engine accepts at most " + std::to_string(max_inbound_peers)
@@ -619,10 +719,13 @@ caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
   auto token = secure_token();
   auto node = handle.node();
   std::string address = "engine " + hex_id(peer_id) + " (dialed in)";
-  if (!add_peer(self, peer_id, peer_link{handle, reverse_token, address, false, identity, {}}))
+  auto answers = std::make_shared<link_opener>(link_opener{from_dialer});
+  if (!add_peer(self, peer_id,
+                peer_link{handle, link_sealer{reverse_token, to_dialer}, std::move(answers),
+                          address, false, identity, {}}))
     return make_error(errc::access_denied, "engine id " + std::to_string(peer_id)
                                              + " is linked already with another identity");
-  issue_token(st, peer_id, token);
+  issue_token(st, peer_id, token, std::move(from_dialer), std::move(to_dialer));
   if (st.connector) // where the peer's connection comes from, for stats and logs
     self->request(st.connector, timeout(st), caf::get_atom::value, node)
       .then(
@@ -668,15 +771,22 @@ caf::result<transmit_receipt> transmit(engine_pointer self, const session& s,
   return rp;
 }
 
-caf::result<uint64_t> version(engine_pointer self, uint64_t token, const block_ref& ref) {
-  if (auto from = peer_of(self->state, token); !from)
+static caf::result<uint64_t> take_version(engine_pointer self, const peer_seal& seal,
+                                          const block_ref& ref) {
+  if (auto from = peer_of(self->state, seal, version_atom::value, ref); !from)
     return std::move(from.error());
   return self->state.mm->exported_version(ref);
 }
 
-caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref& ref) {
+caf::result<uint64_t, peer_seal> version(engine_pointer self, const peer_seal& seal,
+                                         const block_ref& ref) {
+  return sealed(self->state, seal.token, version_atom::value, take_version(self, seal, ref));
+}
+
+caf::result<uint64_t, peer_seal> pull(engine_pointer self, const peer_seal& seal,
+                                      const block_ref& ref) {
   auto& st = self->state;
-  auto requester = peer_of(st, token);
+  auto requester = peer_of(st, seal, pull_atom::value, ref);
   if (!requester)
     return std::move(requester.error());
   auto v = st.mm->exported_version(ref);
@@ -684,10 +794,11 @@ caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref&
     return std::move(v.error());
   if (st.peers.count(*requester) == 0)
     return make_error(errc::peer_failure, "pull from an engine that is not linked");
-  auto rp = self->make_response_promise<uint64_t>();
+  auto rp = self->make_response_promise<uint64_t, peer_seal>();
   outgoing_transmit t;
   t.is_pull = true;
   t.pulled = rp;
+  t.pull_token = seal.token;
   t.offer.cache_fill = true;
   t.offer.source_version = *v;
   start(self, *requester, ref, std::move(t));
@@ -696,11 +807,12 @@ caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref&
 
 // -- receiving ----------------------------------------------------------------------------------
 
-caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transmit_offer& o) {
+static caf::result<transmit_receipt> take_offer(engine_pointer self, const peer_seal& seal,
+                                               transmit_offer& o) {
   auto& st = self->state;
   auto& mm = *st.mm;
   auto engine = mm.engine_session();
-  auto from = peer_of(st, token);
+  auto from = peer_of(st, seal, offer_atom::value, o);
   if (!from)
     return std::move(from.error());
   o.sender = *from; // who sends is what the link says, not what the offer claims
@@ -771,9 +883,15 @@ caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transmi
   return transmit_receipt{}; // no receipt yet: send the chunks
 }
 
-caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transmit_chunk& c) {
+caf::result<transmit_receipt, peer_seal> offer(engine_pointer self, const peer_seal& seal,
+                                               transmit_offer& o) {
+  return sealed(self->state, seal.token, offer_atom::value, take_offer(self, seal, o));
+}
+
+static caf::result<done_atom> take_chunk(engine_pointer self, const peer_seal& seal,
+                                         transmit_chunk& c) {
   auto& st = self->state;
-  auto from = peer_of(st, token);
+  auto from = peer_of(st, seal, chunk_atom::value, c);
   if (!from)
     return std::move(from.error());
   st.last_heard_from[*from] = clock::now();
@@ -819,11 +937,16 @@ caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transmit_chunk
   return done_atom::value;
 }
 
-caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64_t id,
-                                     uint64_t claimed) {
+caf::result<done_atom, peer_seal> chunk(engine_pointer self, const peer_seal& seal,
+                                        transmit_chunk& c) {
+  return sealed(self->state, seal.token, chunk_atom::value, take_chunk(self, seal, c));
+}
+
+static caf::result<transmit_receipt> take_commit(engine_pointer self, const peer_seal& seal,
+                                                uint64_t id, uint64_t claimed) {
   auto& st = self->state;
   auto& mm = *st.mm;
-  auto from = peer_of(st, token);
+  auto from = peer_of(st, seal, commit_atom::value, id, claimed);
   if (!from)
     return std::move(from.error());
   st.last_heard_from[*from] = clock::now();
@@ -859,9 +982,14 @@ caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64
   return transmit_receipt{*delivered, in.bytes.size(), 0, hash, false};
 }
 
-void abort(engine_pointer self, uint64_t token, uint64_t id) {
+caf::result<transmit_receipt, peer_seal> commit(engine_pointer self, const peer_seal& seal,
+                                                uint64_t id, uint64_t hash) {
+  return sealed(self->state, seal.token, commit_atom::value, take_commit(self, seal, id, hash));
+}
+
+void abort(engine_pointer self, const peer_seal& seal, uint64_t id) {
   auto& st = self->state;
-  auto from = peer_of(st, token);
+  auto from = peer_of(st, seal, abort_atom::value, id);
   if (!from)
     return;
   if (auto i = st.incoming.find({*from, id}); i != st.incoming.end()) {
@@ -883,10 +1011,16 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
   if (!in_bounds(offset, length, ref.size))
     return make_error(errc::out_of_range, "read beyond the end of " + to_string(ref));
   auto rp = self->make_response_promise<std::vector<char>>();
-  self->request(peer->second.handle, timeout(st), version_atom::value, peer->second.token, ref)
+  self->request(peer->second.handle, timeout(st), version_atom::value,
+                peer->second.out.seal(version_atom::value, ref), ref)
     .then(
-      [self, rp, ref, offset, length](uint64_t v) mutable {
+      [self, rp, ref, offset, length, answers = peer->second.answers](uint64_t v,
+                                                                      peer_seal& s) mutable {
         auto& st = self->state;
+        if (auto err = check_answer(st, ref.engine, *answers, s, version_atom::value, v)) {
+          rp.deliver(std::move(err));
+          return;
+        }
         if (auto cached = serve_cached(st, ref, v, offset, length)) {
           ++st.cache->counters().hits;
           st.cache->counters().bytes_saved += ref.size;
@@ -905,9 +1039,18 @@ caf::result<std::vector<char>> read(engine_pointer self, const session& s, const
         st.reads.emplace(id, pending_read{ref.engine, ref, offset, length, 0, rp,
                                           clock::now()});
         self->request(peer->second.handle, no_request_timeout, pull_atom::value,
-                      peer->second.token, ref)
-          .then([self, id](uint64_t pulled) { finish_read(self, id, pulled); },
-                [self, id](caf::error& e) { fail_read(self, id, std::move(e)); });
+                      peer->second.out.seal(pull_atom::value, ref), ref)
+          .then(
+            [self, id, answers = peer->second.answers](uint64_t pulled, peer_seal& s) {
+              auto& st = self->state;
+              auto r = st.reads.find(id);
+              auto from = r != st.reads.end() ? r->second.peer : uint64_t{0};
+              if (auto err = check_answer(st, from, *answers, s, pull_atom::value, pulled))
+                fail_read(self, id, std::move(err));
+              else
+                finish_read(self, id, pulled);
+            },
+            [self, id](caf::error& e) { fail_read(self, id, std::move(e)); });
       },
       [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
   return rp;
@@ -1077,6 +1220,7 @@ void fill_stats(const engine_state& st, engine_stats& stats) {
   }
   stats.transmits_in = static_cast<uint32_t>(st.incoming.size());
   stats.digests_reused = st.digests_reused;
+  stats.peer_messages_refused = st.peer_messages_refused;
   for (const auto& [key, in] : st.incoming) {
     auto p = st.peers.find(key.first);
     stats.incoming.push_back({key.second,

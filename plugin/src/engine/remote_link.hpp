@@ -33,22 +33,31 @@ namespace cafshm::remote {
 
 caf::result<uint64_t> link(engine_pointer self, const std::string& host, uint16_t port);
 // A hello the gateway verified: `identity` proved `peer_id` (peer_authenticator::verify);
-// `gateway` is where this engine sends to that peer.
+// `gateway` is where this engine sends to that peer; `keys` are the link's keys (dialer to
+// listener, then listener to dialer).
 caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
                                      uint64_t reverse_token, caf::actor gateway,
-                                     std::string identity);
+                                     std::string identity, const std::vector<char>& keys);
 caf::result<transmit_receipt> transmit(engine_pointer self, const session& s,
                                        const block_ref& ref, const std::string& peer,
                                        transmit_target target);
-// The peer messages below carry the link token this engine issued at hello; the sending
-// engine's id is taken from it (a message without a valid token is refused, access_denied).
-caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transmit_offer& o);
-caf::result<done_atom> chunk(engine_pointer self, uint64_t token, transmit_chunk& c);
-caf::result<transmit_receipt> commit(engine_pointer self, uint64_t token, uint64_t id,
-                                     uint64_t hash);
-void abort(engine_pointer self, uint64_t token, uint64_t id);
-caf::result<uint64_t> version(engine_pointer self, uint64_t token, const block_ref& ref);
-caf::result<uint64_t> pull(engine_pointer self, uint64_t token, const block_ref& ref);
+// The peer messages below carry a seal (link_seal.hpp) with the link token this engine issued
+// at a handshake; the sending engine's id is taken from the token. A message without a valid
+// token, with a MAC not made with the link's key or with a sequence not above the last one is
+// refused (access_denied), counted in stats and logged once per link.
+// Every answer but an error carries this engine's seal (its key of the link, the request's
+// token, the next sequence of its answers on that link).
+caf::result<transmit_receipt, peer_seal> offer(engine_pointer self, const peer_seal& seal,
+                                               transmit_offer& o);
+caf::result<done_atom, peer_seal> chunk(engine_pointer self, const peer_seal& seal,
+                                        transmit_chunk& c);
+caf::result<transmit_receipt, peer_seal> commit(engine_pointer self, const peer_seal& seal,
+                                                uint64_t id, uint64_t hash);
+void abort(engine_pointer self, const peer_seal& seal, uint64_t id);
+caf::result<uint64_t, peer_seal> version(engine_pointer self, const peer_seal& seal,
+                                         const block_ref& ref);
+caf::result<uint64_t, peer_seal> pull(engine_pointer self, const peer_seal& seal,
+                                      const block_ref& ref);
 
 /// A read of a block of another engine: served from the cache while the block's version there
 /// is unchanged, else fetched whole (pulled) into the cache first. The pull has no time limit of

@@ -55,7 +55,7 @@ std::string transport_name(local_transport t) {
 // A cafshm-attacker process: one command line in, one answer line out.
 struct attacker {
   child_process process;
-  uint32_t slot = 0;
+  process_id slot{};
   uint64_t engine_id = 0;
 
   explicit attacker(const daemon_process& d, local_transport transport,
@@ -66,7 +66,9 @@ struct attacker {
     REQUIRE(ready);
     std::istringstream in{*ready};
     std::string used;
-    in >> slot >> engine_id >> used;
+    uint32_t n = 0;
+    in >> n >> engine_id >> used;
+    slot = process_id{n}; // as the attacker printed it
     CHECK(used == transport_name(transport)); // its requests take the path under test
   }
 
@@ -153,10 +155,10 @@ void attacker_never_gets_in(local_transport transport) {
     CHECK(a.ask("hash " + attacker::ref(*bystander)) == "denied access_denied");
   }
   SUBCASE("forged sessions of the victim's slot: refused, the victim keeps working") {
-    auto answer = a.ask("sessions " + std::to_string(victim->slot()) + " 300");
+    auto answer = a.ask("sessions " + to_string(victim->id()) + " 300");
     CHECK(answer == "sessions tried=900 accepted=0");
     if (transport == local_transport::shm) // straight into the engine's request inbox too
-      CHECK(a.ask("forge " + std::to_string(victim->slot()) + " 100") == "forge sent=700");
+      CHECK(a.ask("forge " + to_string(victim->id()) + " 100") == "forge sent=700");
     auto back = victim->read(*secret, 0, 5);
     REQUIRE(back);
     CHECK(std::string(back->begin(), back->end()) == "sssss");
@@ -564,7 +566,7 @@ void limits_through_cafshmd(local_transport transport) {
     auto producer = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "producer");
     REQUIRE_OK(producer);
     CHECK(*producer->find_process("consumer") == a.slot);
-    CHECK(*producer->find_process("consumer-2") == second->slot());
+    CHECK(*producer->find_process("consumer-2") == second->id());
   }
   SUBCASE("8000 ranges of 16 MiB in one copy are refused at once; another client is served") {
     attacker a{d, transport};

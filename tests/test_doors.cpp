@@ -92,14 +92,14 @@ std::vector<std::string> attacker_argv(uint16_t port, bool registered = true) {
   return argv;
 }
 
-// "ready SLOT ENGINE_ID" -> SLOT
-uint32_t slot_of(const std::string& ready) {
-  return static_cast<uint32_t>(std::stoul(ready.substr(6)));
+// "ready SLOT ENGINE_ID" -> the process
+process_id process_of(const std::string& ready) {
+  return process_id{static_cast<uint32_t>(std::stoul(ready.substr(6)))};
 }
 
-const process_stats* find_slot(const engine_stats& st, uint32_t slot) {
+const process_stats* find_process(const engine_stats& st, process_id who) {
   for (const auto& p : st.process_list)
-    if (p.slot == slot)
+    if (p.id == who)
       return &p;
   return nullptr;
 }
@@ -482,8 +482,8 @@ TEST_CASE("door: no registration without its ticket, anonymous stats show only a
   auto full = me->stats();
   REQUIRE(full);
   CHECK(full->name_list.size() == 1);
-  REQUIRE(find_slot(*full, me->slot()) != nullptr);
-  CHECK(find_slot(*full, me->slot())->pid == ::getpid()); // what the kernel said at the door
+  REQUIRE(find_process(*full, me->id()) != nullptr);
+  CHECK(find_process(*full, me->id())->pid == ::getpid()); // what the kernel said at the door
   // link without a session is not a request the engine knows
   caf::scoped_actor self{cs.sys, true};
   caf::error refused;
@@ -539,7 +539,7 @@ TEST_CASE("liveness: a client in another pid namespace is watched by its real pi
   REQUIRE_MESSAGE(inside.first.rfind("ready ", 0) == 0, inside.first);
   auto st = me->stats();
   REQUIRE(st);
-  const auto* p = find_slot(*st, slot_of(inside.first));
+  const auto* p = find_process(*st, process_of(inside.first));
   REQUIRE(p != nullptr);
   // the pid in the engine's namespace: the attacker, not pid 1 of its own namespace
   CHECK(p->pid != 1);

@@ -40,7 +40,7 @@ std::string peer_bin() {
 struct receiver_peer {
   child_process process;
   caf::actor handle;
-  uint32_t slot = 0;
+  process_id slot{};
 
   receiver_peer(caf::actor_system& sys, const daemon_process& d, const std::string& name)
     : process({peer_bin(), "receiver", "--engine", "127.0.0.1:" + std::to_string(d.port()),
@@ -49,7 +49,9 @@ struct receiver_peer {
     REQUIRE(ready);
     std::istringstream in{*ready};
     uint16_t port = 0;
-    in >> port >> slot;
+    uint32_t n = 0;
+    in >> port >> n;
+    slot = process_id{n}; // as the peer printed it
     auto h = sys.middleman().remote_actor("127.0.0.1", port);
     REQUIRE(h);
     handle = *h;
@@ -316,16 +318,16 @@ TEST_CASE("actors published at the engine: found by name, names taken, gone with
                            "--actor", "echo"}};
   auto line = publisher.wait_for_line("published ", 20s);
   REQUIRE(line);
-  auto slot = static_cast<uint32_t>(std::stoul(*line));
+  auto slot = process_id{static_cast<uint32_t>(std::stoul(*line))}; // as the peer printed it
 
   // Found by name, with the publisher's slot, and usable without knowing any port.
   auto found = me->find_actor("echo");
   REQUIRE(found);
   CHECK(found->process == slot);
   caf::scoped_actor self{cs.sys, true};
-  uint32_t answered = 0;
+  process_id answered{};
   self->request(found->actor, 20s, ping_atom::value)
-    .receive([&](uint32_t s) { answered = s; },
+    .receive([&](process_id s) { answered = s; },
              [&](caf::error& e) { FAIL("ping: " << cs.sys.render(e)); });
   CHECK(answered == slot);
 
@@ -362,7 +364,7 @@ TEST_CASE("actors published at the engine: found by name, names taken, gone with
   CHECK(me->publish(mine, "echo"));
   auto replaced = me->find_actor("echo");
   REQUIRE(replaced);
-  CHECK(replaced->process == me->slot());
+  CHECK(replaced->process == me->id());
   CHECK(me->unpublish("echo"));
   caf::anon_send_exit(mine, caf::exit_reason::user_shutdown);
 }

@@ -60,7 +60,7 @@ struct attacker {
 
   explicit attacker(const daemon_process& d, local_transport transport,
                     const std::string& name = "attacker")
-    : process({attacker_bin(), "--engine", "127.0.0.1:" + std::to_string(d.port()), "--name",
+    : process({attacker_bin(), "--engine", d.address_text(), "--name",
                name, "--transport", transport_name(transport)}) {
     auto ready = process.wait_for_line("ready ", 30s);
     REQUIRE(ready);
@@ -233,7 +233,7 @@ void held_copies_stay_hidden(local_transport transport) {
   auto ref = sender->allocate(size);
   REQUIRE(ref);
   REQUIRE(sender->write(*ref, 0, std::string(size, 'p')));
-  auto to_b = "127.0.0.1:" + std::to_string(b.port());
+  auto to_b = b.address_text();
   transmit_target target;
   target.process = "sink";
   auto receipt = sender->transmit(*ref, to_b, target);
@@ -312,7 +312,7 @@ void scrubbed_for_next_owner(local_transport transport) {
     std::memset(draining->data(), 0x5A, draining->size()); // still mapped: writes after free
     REQUIRE(victim->unmap(std::move(*draining)));
     child_process writer{{std::string{CAFSHM_BIN_DIR} + "/cafshm-test-peer", "writer",
-                          "--engine", "127.0.0.1:" + std::to_string(d.port()), "--name",
+                          "--engine", d.address_text(), "--name",
                           "writer", "--blocks", "5", "--size", std::to_string(1 << 20)}};
     REQUIRE(writer.wait_for_line("writing ", 30s));
     writer.kill(SIGKILL);

@@ -218,7 +218,7 @@ TEST_CASE("fast path: forged and malformed records to the engine's inbox are cou
   REQUIRE(secret);
   REQUIRE(victim->write(*secret, 0, std::string{"secret"}));
   child_process attacker{{bin("cafshm-attacker"), "--engine",
-                          "127.0.0.1:" + std::to_string(d.port()), "--name", "attacker"}};
+                          d.address_text(), "--name", "attacker"}};
   auto ready = attacker.wait_for_line("ready ", 30s);
   REQUIRE(ready);
   auto before = victim->stats();
@@ -377,14 +377,14 @@ void actors_and_transmits(local_transport transport) {
   REQUIRE(sender->write(*ref, 0, content));
   transmit_target target;
   target.process = "sink";
-  auto receipt = sender->transmit(*ref, "127.0.0.1:" + std::to_string(b.port()), target);
+  auto receipt = sender->transmit(*ref, b.address_text(), target);
   REQUIRE_MESSAGE(receipt, describe(receipt.error()));
   CHECK(receipt->bytes == size);
   auto copy = sink->read(receipt->remote, 0, size);
   REQUIRE(copy);
   CHECK(std::string(copy->begin(), copy->end()) == content);
   auto refused = sender->transmit(block_ref{ref->engine, ref->block, ref->generation + 1, size},
-                                  "127.0.0.1:" + std::to_string(b.port()), target);
+                                  b.address_text(), target);
   REQUIRE(!refused);
   CHECK(code_of(refused.error()) == errc::stale_block);
 

@@ -43,7 +43,7 @@ struct receiver_peer {
   process_id slot{};
 
   receiver_peer(caf::actor_system& sys, const daemon_process& d, const std::string& name)
-    : process({peer_bin(), "receiver", "--engine", "127.0.0.1:" + std::to_string(d.port()),
+    : process({peer_bin(), "receiver", "--engine", d.address_text(),
                "--name", name}) {
     auto ready = process.wait_for_line("ready ", 20s);
     REQUIRE(ready);
@@ -170,7 +170,7 @@ TEST_CASE("a client killed with SIGKILL mid-write is reclaimed exactly within 1 
   auto before = me->stats();
   REQUIRE(before);
   child_process writer{{peer_bin(), "writer", "--engine",
-                        "127.0.0.1:" + std::to_string(d.port()), "--name", "writer", "--blocks",
+                        d.address_text(), "--name", "writer", "--blocks",
                         "6", "--size", std::to_string(1 << 20)}};
   REQUIRE(writer.wait_for_line("writing ", 20s));
   auto during = me->stats();
@@ -200,7 +200,7 @@ TEST_CASE("a process restarted under the name of one just killed registers at on
   // name of the killed process.
   daemon_process d{unique_name("cafshm-test-mp"), "64MiB", 0, {}, "60min"};
   REQUIRE(d.ready());
-  auto engine = "127.0.0.1:" + std::to_string(d.port());
+  auto engine = d.address_text();
   client_system cs;
   auto me = client::connect(cs.sys, d.address(), "test");
   REQUIRE(me);
@@ -314,7 +314,7 @@ TEST_CASE("actors published at the engine: found by name, names taken, gone with
   auto me = client::connect(cs.sys, d.address(), "test");
   REQUIRE(me);
   child_process publisher{{peer_bin(), "publisher", "--engine",
-                           "127.0.0.1:" + std::to_string(d.port()), "--name", "producer",
+                           d.address_text(), "--name", "producer",
                            "--actor", "echo"}};
   auto line = publisher.wait_for_line("published ", 20s);
   REQUIRE(line);

@@ -921,7 +921,7 @@ std::vector<alloc_rate> alloc_rates_at(caf::actor_system& sys, const endpoint& e
         bool ok = false;
         self->request(me.engine(), std::chrono::seconds(10), process_atom::value, me.session(),
                       std::string{"bench-alloc"})
-          .receive([&](uint32_t) { ok = true; }, [&](caf::error&) {});
+          .receive([&](process_id) { ok = true; }, [&](caf::error&) {});
         if (!ok)
           break;
         if (i >= warm)
@@ -944,7 +944,7 @@ std::vector<alloc_rate> alloc_rates_at(caf::actor_system& sys, const endpoint& e
         auto t0 = clock_type::now();
         mp->request(self, process_atom::value, std::string{"bench-alloc"})
           .then(
-            [=](uint32_t) {
+            [=](process_id) {
               if (i >= warm)
                 samples->push_back(
                   std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());

@@ -253,7 +253,7 @@ TEST_CASE("adoption: a pid that now belongs to a later process is reclaimed (sta
     admin::admin_header h;
     std::memcpy(&h, seg->data(), sizeof(h));
     auto* procs = reinterpret_cast<admin::process_entry*>(seg->data() + h.process_offset);
-    procs[st.alive.process].start_ticks += 1;
+    procs[to_slot(st.alive.process)].start_ticks += 1;
   }
   auto created = memory_manager::create(s);
   REQUIRE_OK(created);

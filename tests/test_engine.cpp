@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <sys/syscall.h>
@@ -142,6 +143,11 @@ int child_write_status(std::byte* where) {
 
 } // namespace
 
+// Processes have a type of their own: a block index, a uid or a count never passes for one.
+static_assert(!std::is_convertible_v<uint32_t, process_id>);
+static_assert(!std::is_convertible_v<int, process_id>);
+static_assert(to_slot(process_id::engine) == 0);
+
 TEST_CASE("every request type round-trips through the engine actor") {
   system_env env;
   auto before = env.stats();
@@ -160,9 +166,10 @@ TEST_CASE("every request type round-trips through the engine actor") {
   CHECK(alice.info().admin_segment == env.guard.admin());
   CHECK(alice.info().min_block_bytes == 4 * kib);
   // process
-  auto bob_slot = alice.find_process("bob");
-  REQUIRE_OK(bob_slot);
-  CHECK(*bob_slot == bob.id());
+  auto bob_id = alice.find_process("bob");
+  REQUIRE_OK(bob_id);
+  CHECK(*bob_id == bob.id());
+  CHECK(to_string(*bob_id) == std::to_string(to_slot(bob.id())));
   // stats
   auto st = alice.stats();
   REQUIRE_OK(st);

@@ -349,7 +349,7 @@ TEST_CASE("errc::stale_block: reused block, forged engine id, forged size, bad i
   CHECK_ERRC(e->read(p, old, 0, 1), errc::stale_block);
   CHECK_ERRC(e->write(p, old, 0, bytes_of("x")), errc::stale_block);
   CHECK_ERRC(e->free(p, old), errc::stale_block);
-  CHECK_ERRC(e->share(p, old, 1, access_mode::read), errc::stale_block);
+  CHECK_ERRC(e->share(p, old, process_id{1}, access_mode::read), errc::stale_block);
   CHECK_ERRC(e->name(p, old, "n"), errc::stale_block);
   CHECK_ERRC(e->map(p, old, access_mode::read), errc::stale_block);
   CHECK_ERRC(e->transfer(p, old, process_id::engine), errc::stale_block);
@@ -747,7 +747,7 @@ TEST_CASE("errc::block_in_use: transfer with owner view open, revoke with grante
   auto a = e.alloc(p, 10);
   REQUIRE_OK(e->map(p, a, access_mode::read_write));
   CHECK_ERRC(e->transfer(p, a, q.process), errc::block_in_use);
-  CHECK(e.block(a.block).owner == p.process);
+  CHECK(e.block(a.block).owner == to_slot(p.process));
   CHECK_OK(e->unmap(p, a));
   auto b = e.alloc(p, 10);
   CHECK_OK(e->share(p, b, q.process, access_mode::read));
@@ -825,7 +825,7 @@ TEST_CASE("transfer moves the block and its accounting") {
   CHECK(e.stats_of(p.process)->blocks == 0);
   CHECK(e.stats_of(q.process)->bytes_in_use == 8 * kib);
   CHECK(e.stats_of(q.process)->blocks == 1);
-  CHECK(e.block(ref.block).owner == q.process);
+  CHECK(e.block(ref.block).owner == to_slot(q.process));
   CHECK_ERRC(e->read(p, ref, 0, 1), errc::access_denied);
   auto data = e->read(q, ref, 0, 7);
   REQUIRE_OK(data);
@@ -835,7 +835,7 @@ TEST_CASE("transfer moves the block and its accounting") {
   CHECK_OK(e->share(q, ref, p.process, access_mode::read));
   REQUIRE_OK(e->map(p, ref, access_mode::read));
   CHECK_OK(e->transfer(q, ref, p.process));
-  CHECK(e.block(ref.block).owner == p.process);
+  CHECK(e.block(ref.block).owner == to_slot(p.process));
   CHECK(e.block(ref.block).owner_views == 1);
   CHECK(e.block(ref.block).refcount == 1);
   CHECK(e->stats().grants == 0);
@@ -1647,11 +1647,11 @@ TEST_CASE("transfer ends every grant: a former grantee can no longer write, noth
   SUBCASE("a grantee with an open view: the transfer waits for it (block_in_use)") {
     REQUIRE_OK(e->map(c, ref, access_mode::read_write));
     CHECK_ERRC(e->transfer(a, ref, b.process), errc::block_in_use);
-    CHECK(e.block(ref.block).owner == a.process);
+    CHECK(e.block(ref.block).owner == to_slot(a.process));
     CHECK_OK(e->unmap(c, ref));
   }
   REQUIRE_OK(e->transfer(a, ref, b.process));
-  CHECK(e.block(ref.block).owner == b.process);
+  CHECK(e.block(ref.block).owner == to_slot(b.process));
   CHECK(e.grant(ref.block, c.process) == nullptr);
   CHECK(e->stats().grants == 0);
   CHECK_ERRC(e->write(c, ref, 0, bytes_of("late")), errc::access_denied);

@@ -223,7 +223,7 @@ std::string forge(caf::actor_system& sys, client& me, process_id victim, int n) 
     sent += static_cast<bool>(as_victim->send(bytes(fastpath::request_header_bytes), 1s));
     auto garbage = bytes(fastpath::request_header_bytes + 1 + rng() % 64);
     sent += static_cast<bool>(as_victim->send(garbage, 1s));
-    session forged{slot, rng()};
+    session forged{victim, rng()};
     sent += send_request(*as_victim, sys, rng() | 1,
                          caf::make_message(register_atom::value, std::string{"x"}, uint64_t{0},
                                            door_ticket{rng(), rng()}, protocol_version));

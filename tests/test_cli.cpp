@@ -493,7 +493,7 @@ TEST_CASE("cli: stat --json is one JSON object with every documented key") {
   CHECK(sum == s["free_bytes"].u64());
   REQUIRE(s["processes"].kind == json::array);
   for (const auto& p : s["processes"].items)
-    for (auto key : {"slot", "pid", "name", "bytes_in_use", "blocks", "quota_bytes"})
+    for (auto key : {"process", "pid", "name", "bytes_in_use", "blocks", "quota_bytes"})
       CHECK_MESSAGE(p.fields.count(key) == 1, key);
   REQUIRE(s["names"].items.size() == 1);
   CHECK(s["names"].items[0]["name"].text == "q\"b\\s\t\x01\xc3\xa9?"); // U+FFFD decodes as '?'

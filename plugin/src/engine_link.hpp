@@ -75,7 +75,7 @@ public:
   /// The session is lost for good (`why`: engine_restarted or unknown_process).
   void lost(caf::error why);
 
-  /// `observer` hears (engine_down_atom | engine_up_atom | engine_gone_atom, slot) on every
+  /// `observer` hears (engine_down_atom | engine_up_atom | engine_gone_atom, process) on every
   /// change from now on.
   void add_observer(caf::actor observer);
 

@@ -286,7 +286,7 @@ private:
     return mm_.engine_session();
   }
 
-  process_id pick_slot() {
+  process_id pick_process() {
     return process_id{static_cast<uint32_t>(in_.below(max_processes + 1))};
   }
 
@@ -454,7 +454,7 @@ private:
   }
 
   void do_reclaim() {
-    auto slot = pick_slot();
+    auto slot = pick_process();
     mm_.reclaim(slot);
     reclaim_model(slot);
   }
@@ -614,7 +614,7 @@ private:
   void do_share() {
     auto s = pick_session();
     auto ref = pick_ref();
-    auto to = pick_slot();
+    auto to = pick_process();
     auto mode = static_cast<access_mode>(in_.byte() % 4);
     auto who = requester(s);
     auto* b = live_block(ref);
@@ -631,7 +631,7 @@ private:
   void do_revoke() {
     auto s = pick_session();
     auto ref = pick_ref();
-    auto from = pick_slot();
+    auto from = pick_process();
     auto who = requester(s);
     auto* b = live_block(ref);
     // A non-owner's open views pin its grant entry: revoking it then is block_in_use.
@@ -657,7 +657,7 @@ private:
   void do_transfer() {
     auto s = pick_session();
     auto ref = pick_ref();
-    auto to = pick_slot();
+    auto to = pick_process();
     auto who = requester(s);
     auto* b = live_block(ref);
     bool giving = to == process_id::engine;

@@ -917,7 +917,7 @@ TEST_CASE("liveness: a process whose connection broke and that has exited cannot
   proxy.cut(); // the engine detaches it: it lives, its session and blocks stay
   CHECK(me->stats()->processes == before->processes + 1);
   // it gets a door ticket (its own pid), hands ticket and session on and exits
-  auto handoff = gone.ask("handoff " + address_of(d));
+  auto handoff = gone.ask("handoff " + d.address_text());
   REQUIRE_MESSAGE(handoff.rfind("handoff ", 0) == 0, handoff);
   std::istringstream words{handoff.substr(8)};
   session s;

@@ -29,18 +29,6 @@ namespace {
 // Relayed requests waiting for their answer at most at once; beyond it records are refused.
 constexpr size_t max_waiting = 65536;
 
-// The requests a client sends through the inbox: each (atom, session, ...).
-bool relayed_kind(caf::atom_value a) {
-  static constexpr caf::atom_value kinds[] = {
-    allocate_atom::value, free_atom::value,    write_atom::value,   read_atom::value,
-    copy_atom::value,     share_atom::value,   revoke_atom::value,  transfer_atom::value,
-    name_atom::value,     lookup_atom::value,  remove_atom::value,  map_atom::value,
-    unmap_atom::value,   process_atom::value, stats_atom::value,   link_atom::value,
-    unpublish_atom::value,
-  };
-  return std::find(std::begin(kinds), std::end(kinds), a) != std::end(kinds);
-}
-
 // The relay thread as the execution unit of the requests it enqueues: when a request finds the
 // engine actor idle (CAF then asks the enqueuing unit to schedule it), the relay thread runs the
 // actor itself, up to the scheduler's max_throughput messages, instead of waking a scheduler
@@ -160,7 +148,7 @@ void request_relay::take(const fastpath::inbox_record& r) {
     return refuse();
   }
   if (msg.size() < 2 || !msg.match_element<caf::atom_value>(0)
-      || !relayed_kind(msg.get_as<caf::atom_value>(0)) || !msg.match_element<session>(1)
+      || !fastpath::travels_by_inbox(msg.get_as<caf::atom_value>(0)) || !msg.match_element<session>(1)
       || msg.get_as<session>(1).process != to.slot)
     return refuse();
   uint64_t id;

@@ -18,12 +18,33 @@
 //                 format; kind too_large: nothing (ask again over BASP)
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <span>
 
+#include <caf/atom.hpp>
+
+#include "cafshm/engine.hpp"
+
 namespace cafshm::fastpath {
+
+/// The requests that travel in records, each (atom, session, ...): the engine's relay refuses
+/// any other kind, and clients send the others over BASP (register, re-attach and unregister
+/// make or end the session and the reply inbox; publish, find_actor and transmit carry actor
+/// handles, which only BASP's proxies make usable in another process).
+inline bool travels_by_inbox(caf::atom_value a) {
+  static constexpr caf::atom_value kinds[] = {
+    allocate_atom::value, free_atom::value,    write_atom::value,   read_atom::value,
+    copy_atom::value,     share_atom::value,   revoke_atom::value,  transfer_atom::value,
+    name_atom::value,     lookup_atom::value,  remove_atom::value,  map_atom::value,
+    unmap_atom::value,    process_atom::value, stats_atom::value,   link_atom::value,
+    unpublish_atom::value,
+  };
+  return std::find(std::begin(kinds), std::end(kinds), a) != std::end(kinds);
+}
 
 constexpr size_t request_header_bytes = 16;
 constexpr size_t reply_header_bytes = 16;

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <cstring>
 #include <functional>
 #include <future>
@@ -89,6 +91,29 @@ caf::expected<T> request_in_actor(caf::actor_system& sys, Start start) {
       });
   });
   return wait_for(f);
+}
+
+// Whether every thread of process `pid` is stopped (state T in /proc/<pid>/task/*/stat).
+bool all_threads_stopped(pid_t pid) {
+  std::error_code ec;
+  auto dir = std::filesystem::path{"/proc"} / std::to_string(pid) / "task";
+  bool any = false;
+  for (auto& task : std::filesystem::directory_iterator{dir, ec}) {
+    std::ifstream stat{task.path() / "stat"};
+    std::string line;
+    std::getline(stat, line);
+    auto paren = line.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T')
+      return false;
+    any = true;
+  }
+  return any && !ec;
+}
+
+// SIGSTOP reaches a process asynchronously: waits until the engine really runs no more.
+void stop_engine(daemon_process& d) {
+  d.process().kill(SIGSTOP);
+  REQUIRE(cafshm_test::wait_until([&] { return all_threads_stopped(d.pid()); }, answer_deadline));
 }
 
 std::string pattern(size_t size) {
@@ -341,7 +366,7 @@ TEST_CASE("fast path for actors: requests waiting for their answers fail at once
   REQUIRE(ref);
   auto ch = detail::channel_of(*c);
   REQUIRE(ch);
-  d.process().kill(SIGSTOP);
+  stop_engine(d);
   constexpr int kinds = 5;
   auto sent = std::make_shared<std::promise<void>>();
   auto codes = std::make_shared<std::vector<promise_ptr<done>>>();
@@ -408,7 +433,7 @@ TEST_CASE("fast path for actors: answers for a requester that ended are dropped 
   REQUIRE(before);
   auto ch = detail::channel_of(*c);
   REQUIRE(ch);
-  d.process().kill(SIGSTOP);
+  stop_engine(d);
   auto* cl = &*c;
   auto sent = std::make_shared<std::promise<void>>();
   auto answered = std::make_shared<std::atomic<int>>(0);
@@ -454,7 +479,7 @@ void late_answer(local_transport transport) {
   REQUIRE(c->transport() == transport);
   auto before = c->stats();
   REQUIRE(before);
-  d.process().kill(SIGSTOP);
+  stop_engine(d);
   auto* cl = &*c;
   auto r = in_actor<block_ref>(cs.sys, [cl](auto* self) { return cl->allocate(self, 4096); });
   REQUIRE(!r);

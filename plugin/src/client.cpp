@@ -669,8 +669,18 @@ caf::expected<transmit_receipt> client::transmit(const block_ref& ref, const std
     return why;
   if (auto why = link_->unavailable())
     return why;
-  // Over BASP also on the fast path: the target may name an actor (deliver_to), and only BASP's
-  // proxies carry an actor handle into another process.
+  // Through the engine's inbox unless the target names an actor (deliver_to): only BASP's
+  // proxies carry an actor handle into another process. The channel fails the call at once
+  // should the engine go down; over BASP an actor of its own watches the engine.
+  if (!target.deliver_to && channel_ && channel_->usable()) {
+    auto answer = channel_->call(caf::make_message(transmit_atom::value, reg_.session, ref, peer,
+                                                   target),
+                                 std::chrono::steady_clock::now() + limit);
+    if (answer)
+      return unpack<transmit_receipt>(*answer);
+    if (code_of(answer.error()) != errc::request_too_large && channel_->usable())
+      return answer.error();
+  }
   return watched_request<transmit_receipt>(*sys_, link_->engine(), limit, transmit_atom::value,
                                            reg_.session, ref, peer, std::move(target));
 }
@@ -706,9 +716,7 @@ std::optional<caf::message_id>
 through_inbox(caf::scheduled_actor* self, const std::shared_ptr<fastpath::request_channel>& channel,
               const engine_actor& engine, std::chrono::milliseconds limit,
               const caf::message& request, fastpath::request_channel::drop_handler on_drop) {
-  if (!channel || !channel->usable() || request.empty()
-      || !request.match_element<caf::atom_value>(0)
-      || !fastpath::travels_by_inbox(request.get_as<caf::atom_value>(0)))
+  if (!channel || !channel->usable() || !fastpath::may_travel_by_inbox(request))
     return std::nullopt;
   auto id = self->new_request_id(caf::message_priority::normal);
   auto why = channel->call_for_actor(request, self->address(), id.response_id(),

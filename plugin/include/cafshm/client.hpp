@@ -148,9 +148,10 @@ public:
   /// in another process on this machine when both have local.transport: shm and the client
   /// registered through the engine's door) or basp (CAF requests, as for an engine in this
   /// process or on another machine, or when this process may not open the engine's inbox).
-  /// publish(), find_actor() and transmit() (they carry actor handles) and close()
-  /// (unregistering removes the reply inbox) always use CAF requests, also in their async forms
-  /// (docs/fastpath.md); the other async forms take the same path as the blocking calls.
+  /// publish(), find_actor() and a transmit() to a deliver_to actor (they carry actor handles)
+  /// and close() (unregistering removes the reply inbox) always use CAF requests, also in
+  /// their async forms (docs/fastpath.md); the other async forms take the same path as the
+  /// blocking calls.
   local_transport transport() const noexcept;
   caf::actor_system& system() const noexcept { return *sys_; }
 

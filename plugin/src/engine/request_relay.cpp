@@ -142,7 +142,9 @@ void request_relay::take(const fastpath::inbox_record& r) {
   caf::message msg;
   fastpath::record_deserializer src{sys_, body}; // allocates no more than the record holds
   try {
-    if (src(msg) || src.remaining() != 0)
+    // A handle of another process (transmit_target::deliver_to) means something only through
+    // BASP's proxies: such a transmit is sent over BASP; a record with one is not a client's.
+    if (src(msg) || src.remaining() != 0 || src.foreign_handle())
       return refuse();
   } catch (...) { // whatever a type's inspect throws on bytes it did not write
     return refuse();

@@ -282,7 +282,9 @@ caf::error request_channel::call_for_actor(const caf::message& request,
       actor_reader_ = std::thread{[this] { read_for_actors(); }};
   }
   cv_.notify_all(); // the reading thread reads from now on
-  if (auto sent = send({reinterpret_cast<const std::byte*>(buf->data()), buf->size()}, deadline);
+  // Without waiting for space: an actor's thread must not block on a full request inbox.
+  if (auto sent = send({reinterpret_cast<const std::byte*>(buf->data()), buf->size()},
+                       clock::now());
       !sent) {
     std::lock_guard<std::mutex> guard{mtx_};
     for_actors_.erase(id); // engine_down() may have answered it already: the actor drops one

@@ -80,7 +80,8 @@ public:
   /// requester's mailbox as the response with id `response` (the response id of a request id
   /// the requester made); an answer too large for the reply inbox is asked again over BASP
   /// from `engine` on the requester's behalf, under the same id. The requester keeps its own
-  /// CAF timeout; `deadline` is no later than it. Errors (nothing will arrive): as call(); with
+  /// CAF timeout; `deadline` is no later than it. Never waits for space: a full request inbox
+  /// is errc::inbox_full at once. Errors (nothing will arrive): as call(); with
   /// request_too_large or while not usable() nothing was sent: send it over BASP.
   caf::error call_for_actor(const caf::message& request, const caf::actor_addr& requester,
                             caf::message_id response, const caf::actor& engine,

@@ -449,13 +449,15 @@ TEST_CASE("fast path: a transmit record without an actor decodes where the middl
   auto bytes = encode(plain);
   std::span<const std::byte> record{reinterpret_cast<const std::byte*>(bytes.data()),
                                     bytes.size()};
-  // CAF's own deserializer of b fails on the null handle: its execution unit has no proxy
-  // registry, and a null handle carries no node, which is not b's node.
+  // CAF's own deserializer of b cannot restore the null handle (its execution unit has no
+  // proxy registry, and a null handle carries no node, which is not b's node): CAF 0.17.6
+  // reports no error but hands out an empty message, which the relay refuses as not
+  // (atom, session, ...).
   {
     caf::binary_deserializer plain_source{b.sys, bytes};
     caf::message out;
     auto err = plain_source(out);
-    CHECK_MESSAGE(err == caf::sec::no_proxy_registry, b.sys.render(err));
+    CHECK_MESSAGE((err || out.empty()), b.sys.render(err) << " " << caf::to_string(out));
   }
   {
     fastpath::record_deserializer src{b.sys, record};

@@ -472,6 +472,33 @@ TEST_CASE("fast path: a transmit record without an actor decodes where the middl
   transmit_target tell = plain;
   tell.deliver_to = actor;
   auto told = encode(tell);
+  SUBCASE("such a record in cafshmd's inbox: refused, nothing transmitted") {
+    daemon_process d{test::unique_name("cafshm-test-fast")};
+    REQUIRE(d.ready());
+    auto c = client::connect(a.sys, d.address(), "teller");
+    REQUIRE(c);
+    REQUIRE(c->transport() == local_transport::shm);
+    auto ref = c->allocate(4096);
+    REQUIRE(ref);
+    auto before = c->stats();
+    REQUIRE(before);
+    std::vector<char> buf(fastpath::request_header_bytes, 0);
+    fastpath::store_u64(reinterpret_cast<std::byte*>(buf.data()), 0x54454c4c);
+    caf::binary_serializer sink{a.sys, buf};
+    auto msg = caf::make_message(transmit_atom::value, c->session(), *ref,
+                                 std::string{"127.0.0.1:1"}, tell);
+    REQUIRE(!sink(msg));
+    auto out = fastpath::inbox_writer::open(request_inbox_of(d), c->slot());
+    REQUIRE(out);
+    REQUIRE(out->send({reinterpret_cast<const std::byte*>(buf.data()), buf.size()}, 10s));
+    CHECK(eventually(*c, 20s, [&](const engine_stats& st) {
+      return st.inbox_refused == before->inbox_refused + 1;
+    }));
+    auto after = c->stats();
+    REQUIRE(after);
+    CHECK(after->transmits_out == 0);
+    CHECK(after->outgoing.empty());
+  }
   fastpath::record_deserializer src{
     b.sys, {reinterpret_cast<const std::byte*>(told.data()), told.size()}};
   caf::message out;

@@ -23,14 +23,14 @@
 // (re-attaching after the restart, or connecting anew), which unregisters it. A process whose
 // last client was closed that way keeps the slot (and what it held) until it ends.
 //
-// The blocking calls to an engine in another process of this machine go through shared-memory
-// inboxes when both sides have local.transport: shm (see transport(), docs/fastpath.md); the
-// others wait on a scoped actor. The async forms take the same path: their answers are put
-// into the requesting actor's mailbox as the responses its handlers await. Either way, from inside an actor's message handler they block
-// that scheduler thread. On the only thread of the scheduler (scheduler.max-threads=1) nothing
+// Calls to an engine in another process of this machine go through shared-memory inboxes when
+// both sides have local.transport: shm (transport(), docs/fastpath.md), the others as CAF
+// requests. A blocking call waits for its answer; from inside an actor's message handler it
+// blocks that scheduler thread. On the only thread of the scheduler (max-threads=1) nothing
 // else could run meanwhile, so there they fail at once with errc::would_deadlock; event-based
 // actors use the async forms taking `self` (allocate(self, ...), map(self, ...), ...), which
-// answer through .then(on_value, on_error) in the actor's own context.
+// answer through .then(on_value, on_error) in the actor's own context (over the inboxes too:
+// the answer is put into the actor's mailbox as the response its handler awaits).
 #pragma once
 
 #include <chrono>

@@ -150,8 +150,8 @@ void request_relay::take(const fastpath::inbox_record& r) {
     return refuse();
   }
   if (msg.size() < 2 || !msg.match_element<caf::atom_value>(0)
-      || !fastpath::travels_by_inbox(msg.get_as<caf::atom_value>(0)) || !msg.match_element<session>(1)
-      || msg.get_as<session>(1).process != to.slot)
+      || !fastpath::travels_by_inbox(msg.get_as<caf::atom_value>(0))
+      || !msg.match_element<session>(1) || msg.get_as<session>(1).process != to.slot)
     return refuse();
   uint64_t id;
   {

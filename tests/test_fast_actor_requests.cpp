@@ -155,12 +155,14 @@ void every_kind(local_transport transport) {
   REQUIRE(in_actor<done>(sys, [cl, shared_view](auto* self) {
     return cl->unmap(self, std::move(*shared_view));
   }));
-  REQUIRE(in_actor<done>(sys, [cl, r = *ref, to = peer->slot()](auto* self) {
+  REQUIRE(in_actor<done>(sys, [cl, r = *ref, to = peer->id()](auto* self) {
     return cl->share(self, r, to, access_mode::read);
   }));
-  auto slot = in_actor<uint32_t>(sys, [cl](auto* self) { return cl->find_process(self, "peer"); });
-  REQUIRE(slot);
-  CHECK(*slot == peer->slot());
+  auto found_peer = in_actor<process_id>(sys, [cl](auto* self) {
+    return cl->find_process(self, "peer");
+  });
+  REQUIRE(found_peer);
+  CHECK(*found_peer == peer->id());
   // client::request with kinds of the blocking calls.
   REQUIRE(request_in_actor<done_atom>(sys, [cl, r = *ref](auto* self) {
     return cl->request(self, name_atom::value, r, std::string{"greeting"});
@@ -182,7 +184,7 @@ void every_kind(local_transport transport) {
   REQUIRE_MESSAGE(whole, describe(whole.error()));
   CHECK(std::string(whole->begin(), whole->end()) == big_content);
   // The engine's refusals arrive as the same errors as the blocking call gets.
-  auto missing = in_actor<uint32_t>(sys, [cl](auto* self) {
+  auto missing = in_actor<process_id>(sys, [cl](auto* self) {
     return cl->find_process(self, "nobody");
   });
   REQUIRE(!missing);
@@ -190,7 +192,7 @@ void every_kind(local_transport transport) {
   REQUIRE(!missing_blocking);
   CHECK(code_of(missing.error()) == code_of(missing_blocking.error()));
   CHECK(code_of(missing.error()) != errc::engine_unreachable);
-  auto moved = in_actor<block_ref>(sys, [cl, r = *ref, to = peer->slot()](auto* self) {
+  auto moved = in_actor<block_ref>(sys, [cl, r = *ref, to = peer->id()](auto* self) {
     return cl->transfer(self, r, to);
   });
   REQUIRE(moved);
@@ -208,7 +210,7 @@ void every_kind(local_transport transport) {
   REQUIRE(published);
   CHECK(published->actor == adder);
   // A pool: board and two blocks, each allocated, mapped and shared with one reader.
-  auto made = in_actor<pool>(sys, [cl, reader = peer->slot()](auto* self) {
+  auto made = in_actor<pool>(sys, [cl, reader = peer->id()](auto* self) {
     return pool::create(self, *cl, {2, 4096, {reader}});
   });
   REQUIRE_MESSAGE(made, describe(made.error()));
@@ -328,7 +330,7 @@ TEST_CASE("fast path for actors: many requests in flight from several actors and
   for (int t = 0; t < 2; ++t)
     threads.emplace_back([&] {
       for (int i = 0; i < 100; ++i)
-        if (auto r = c->find_process("crowd"); !r || *r != c->slot())
+        if (auto r = c->find_process("crowd"); !r || *r != c->id())
           ++wrong_blocking;
     });
   for (auto& th : threads)
@@ -484,7 +486,7 @@ void late_answer(local_transport transport) {
   auto r = in_actor<block_ref>(cs.sys, [cl](auto* self) { return cl->allocate(self, 4096); });
   REQUIRE(!r);
   CHECK(code_of(r.error()) == errc::engine_unreachable);
-  auto raw = request_in_actor<uint32_t>(cs.sys, [cl](auto* self) {
+  auto raw = request_in_actor<process_id>(cs.sys, [cl](auto* self) {
     return cl->request(self, process_atom::value, std::string{"impatient"});
   });
   REQUIRE(!raw);
@@ -513,7 +515,7 @@ namespace {
 
 // `left` rounds of allocate, map, unmap, free, each step in the answer of the one before; then
 // a pool with one reader. Answers the pool's block count.
-void cycle(caf::event_based_actor* self, client* c, int left, uint32_t reader,
+void cycle(caf::event_based_actor* self, client* c, int left, process_id reader,
            promise_ptr<int> result) {
   auto fail = [result, self](caf::error& e) {
     result->set_value(e);
@@ -569,7 +571,7 @@ TEST_CASE("fast path for actors: one scheduler thread (sharing, 1) runs chains o
   auto result = std::make_shared<std::promise<caf::expected<int>>>();
   auto f = result->get_future();
   auto* cl = &*c;
-  sys.spawn([=, reader = peer->slot()](caf::event_based_actor* self) {
+  sys.spawn([=, reader = peer->id()](caf::event_based_actor* self) {
     // A blocking call on the only thread is refused at once.
     auto blocked = cl->allocate(4096);
     if (blocked || code_of(blocked.error()) != errc::would_deadlock) {

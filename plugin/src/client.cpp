@@ -836,7 +836,7 @@ async_result<block_view> client::map(caf::event_based_actor* self, const block_r
   auto give_back = [link = std::weak_ptr<detail::engine_link>(link_), s = reg_.session,
                     ref](caf::message& answer) {
     if (auto l = link.lock(); l && answer.match_elements<view_lease>())
-      l->detach(s, ref);
+      l->unmap(s, ref);
   };
   auto lease = ask<view_lease>(self, give_back, map_atom::value, reg_.session, ref, mode);
   return async_result<block_view>{

@@ -929,34 +929,43 @@ std::vector<alloc_rate> alloc_rates_at(caf::actor_system& sys, const endpoint& e
       }
     }
     rtts.push_back({label + ", one reused scoped_actor", summarize(us)});
-    auto samples = std::make_shared<std::vector<double>>();
-    auto done = std::make_shared<std::promise<void>>();
-    auto fut = done->get_future();
-    auto* mp = &me;
-    sys.spawn([samples, done, mp, n, warm](caf::event_based_actor* self) -> caf::behavior {
-      auto next = std::make_shared<std::function<void(int)>>();
-      *next = [self, samples, done, mp, n, warm, next](int i) {
-        if (i == n) {
-          done->set_value();
-          self->quit();
-          return;
-        }
-        auto t0 = clock_type::now();
-        mp->request(self, process_atom::value, std::string{"bench-alloc"})
-          .then(
-            [=](process_id) {
-              if (i >= warm)
-                samples->push_back(
-                  std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
-              (*next)(i + 1);
-            },
-            [=](caf::error&) { (*next)(n); });
-      };
-      self->send(self, go_atom::value);
-      return {[next](go_atom) { (*next)(0); }};
-    });
-    fut.wait();
-    rtts.push_back({label + ", event-based actor", summarize(*samples)});
+    // From an event-based actor through client::request(self, ...): with `me` (shm: the engine's
+    // request inbox, the answer put into the actor's mailbox by the client's reading thread)
+    // and with a client over BASP, one after the other.
+    auto event_based = [&](client* mp) {
+      auto samples = std::make_shared<std::vector<double>>();
+      auto done = std::make_shared<std::promise<void>>();
+      auto fut = done->get_future();
+      sys.spawn([samples, done, mp, n, warm](caf::event_based_actor* self) -> caf::behavior {
+        auto next = std::make_shared<std::function<void(int)>>();
+        *next = [self, samples, done, mp, n, warm, next](int i) {
+          if (i == n) {
+            done->set_value();
+            self->quit();
+            return;
+          }
+          auto t0 = clock_type::now();
+          mp->request(self, process_atom::value, std::string{"bench-alloc"})
+            .then(
+              [=](process_id) {
+                if (i >= warm)
+                  samples->push_back(
+                    std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+                (*next)(i + 1);
+              },
+              [=](caf::error&) { (*next)(n); });
+        };
+        self->send(self, go_atom::value);
+        return {[next](go_atom) { (*next)(0); }};
+      });
+      fut.wait();
+      return summarize(*samples);
+    };
+    rtts.push_back({label + ", event-based actor over "
+                      + (me.transport() == local_transport::shm ? "the fast path (shm)" : "BASP"),
+                    event_based(&me)});
+    if (auto eb = client::connect(sys, ep, "bench-alloc-basp", over_basp))
+      rtts.push_back({label + ", event-based actor over BASP", event_based(&*eb)});
   }
   auto fill_live = [&](std::vector<block_ref>& slots) {
     slots.clear();

@@ -669,7 +669,9 @@ void write_outputs(const report& r) {
           "`local.transport: basp`, its calls interleaved with the first's); \"one reused "
           "scoped_actor\" sends the same request over BASP from one long-lived `scoped_actor`; "
           "\"event-based actor\" from an event-based actor (`client::request(self, ...)`, over "
-          "BASP), the next request in the response handler.\n\n";
+          "the fast path, its answer put into the actor's mailbox by the client's reading thread, "
+          "and then from a second client over BASP), the next request in the response "
+          "handler.\n\n";
     md << "| allocator | allocate+free pairs/s, median (min–max) | ÷ tlsf direct | |\n|---|---:|---:|---|\n";
     for (const auto& a : r.alloc.rates)
       md << "| " << a.name << " | " << big(a.pairs_per_s.median) << " (" << big(a.pairs_per_s.min)

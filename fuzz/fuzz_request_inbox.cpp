@@ -6,7 +6,7 @@
 // into the engine's inbox through inbox_writer, each with a sender slot of the input's choice:
 //   - raw payloads (any bytes), and request headers over raw bodies;
 //   - well-formed requests of every kind the relay carries and of kinds it must refuse
-//     (unregister, register, reattach, transmit, door), with honest sessions, sessions of
+//     (unregister, register, reattach, door), with honest sessions, sessions of
 //     other processes than the record's sender, forged tokens and random sessions; refs the engine
 //     answered with and forged ones (engine id, index, generation, size); sizes, offsets, ranges,
 //     names, slots, access modes and argument lists of the wrong shape;
@@ -435,8 +435,9 @@ private:
         r.carried = false;
         return caf::make_message(reattach_atom::value, s, w_.mm->engine_id(), door_ticket{},
                                  protocol_version);
-      case 21: { // transmit only with a session that is not the sender's: nothing is dialled
-        r.carried = false;
+      case 21: { // carried; only with a session that is not the sender's: the engine refuses
+                 // it before dialling anything
+        r.kind = transmit_atom::value;
         if (r.own_session) {
           s.token ^= 0xa5a5;
           r.own_session = false;

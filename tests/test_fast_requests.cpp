@@ -387,13 +387,32 @@ void actors_and_transmits(local_transport transport) {
                                   b.address_text(), target);
   REQUIRE(!refused);
   CHECK(code_of(refused.error()) == errc::stale_block);
+  // With an actor to tell (deliver_to): over BASP, and the actor hears of the delivered block.
+  auto told = std::make_shared<std::promise<block_ref>>();
+  auto told_future = told->get_future();
+  auto listener = cs.sys.spawn([told](caf::event_based_actor* self) -> caf::behavior {
+    return {[self, told](delivered_atom, const block_ref& r) {
+      told->set_value(r);
+      self->quit();
+    }};
+  });
+  transmit_target tell = target;
+  tell.deliver_to = listener;
+  auto receipt2 = sender->transmit(*ref, "127.0.0.1:" + std::to_string(b.port()), tell);
+  REQUIRE_MESSAGE(receipt2, describe(receipt2.error()));
+  REQUIRE(told_future.wait_for(30s) == std::future_status::ready);
+  CHECK(told_future.get() == receipt2->remote);
 
   auto after = sender->stats();
   REQUIRE(after);
-  if (transport == local_transport::shm) // unpublish x2, allocate, write, stats
-    CHECK(after->inbox_requests == before->inbox_requests + 5);
+  if (transport == local_transport::shm) // unpublish x2, allocate, write, transmit x2, stats
+    CHECK_MESSAGE(after->inbox_requests == before->inbox_requests + 7,
+                  "refused " << after->inbox_refused - before->inbox_refused << " lost "
+                             << after->inbox_replies_lost - before->inbox_replies_lost);
   else
     CHECK(after->inbox_requests == before->inbox_requests);
+  CHECK(after->inbox_refused == before->inbox_refused);
+  REQUIRE(sink->free(receipt2->remote));
   REQUIRE(sink->free(receipt->remote));
   REQUIRE(sender->free(*ref));
   caf::anon_send_exit(adder, caf::exit_reason::user_shutdown);
@@ -401,14 +420,91 @@ void actors_and_transmits(local_transport transport) {
 
 } // namespace
 
-TEST_CASE("fast path: unpublish goes through the engine's inbox, publish, find_actor and "
-          "transmit over BASP, with the same results [shm]") {
+TEST_CASE("fast path: unpublish and transmit go through the engine's inbox, publish, find_actor "
+          "and a transmit to an actor over BASP, with the same results [shm]") {
   actors_and_transmits(local_transport::shm);
 }
 
-TEST_CASE("fast path: unpublish goes through the engine's inbox, publish, find_actor and "
-          "transmit over BASP, with the same results [basp]") {
+TEST_CASE("fast path: unpublish and transmit go through the engine's inbox, publish, find_actor "
+          "and a transmit to an actor over BASP, with the same results [basp]") {
   actors_and_transmits(local_transport::basp);
+}
+
+TEST_CASE("fast path: a transmit record without an actor decodes where the middleman is loaded, "
+          "one naming another process's actor is noted as foreign") {
+  client_system a; // two actor systems with the middleman: two nodes
+  client_system b;
+  REQUIRE(a.sys.node() != b.sys.node());
+  auto actor = a.sys.spawn([]() -> caf::behavior { return {[](int) {}}; });
+  auto encode = [&](transmit_target t) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{a.sys, buf};
+    auto msg = caf::make_message(transmit_atom::value, session{}, block_ref{},
+                                 std::string{"peer"}, std::move(t));
+    REQUIRE(!sink(msg));
+    return buf;
+  };
+  transmit_target plain;
+  plain.process = "sink";
+  auto bytes = encode(plain);
+  std::span<const std::byte> record{reinterpret_cast<const std::byte*>(bytes.data()),
+                                    bytes.size()};
+  // CAF's own deserializer of b cannot restore the null handle (its execution unit has no
+  // proxy registry, and a null handle carries no node, which is not b's node): CAF 0.17.6
+  // reports no error but hands out an empty message, which the relay refuses as not
+  // (atom, session, ...).
+  {
+    caf::binary_deserializer plain_source{b.sys, bytes};
+    caf::message out;
+    auto err = plain_source(out);
+    CHECK_MESSAGE((err || out.empty()), b.sys.render(err) << " " << caf::to_string(out));
+  }
+  {
+    fastpath::record_deserializer src{b.sys, record};
+    caf::message out;
+    REQUIRE(!src(out));
+    CHECK(src.remaining() == 0);
+    CHECK(!src.foreign_handle());
+    REQUIRE(out.match_element<transmit_target>(4));
+    CHECK(out.get_as<transmit_target>(4).process == "sink");
+    CHECK(!out.get_as<transmit_target>(4).deliver_to);
+  }
+  transmit_target tell = plain;
+  tell.deliver_to = actor;
+  auto told = encode(tell);
+  SUBCASE("such a record in cafshmd's inbox: refused, nothing transmitted") {
+    daemon_process d{test::unique_name("cafshm-test-fast")};
+    REQUIRE(d.ready());
+    auto c = client::connect(a.sys, d.address(), "teller");
+    REQUIRE(c);
+    REQUIRE(c->transport() == local_transport::shm);
+    auto ref = c->allocate(4096);
+    REQUIRE(ref);
+    auto before = c->stats();
+    REQUIRE(before);
+    std::vector<char> buf(fastpath::request_header_bytes, 0);
+    fastpath::store_u64(reinterpret_cast<std::byte*>(buf.data()), 0x54454c4c);
+    caf::binary_serializer sink{a.sys, buf};
+    auto msg = caf::make_message(transmit_atom::value, c->session(), *ref,
+                                 std::string{"127.0.0.1:1"}, tell);
+    REQUIRE(!sink(msg));
+    auto out = fastpath::inbox_writer::open(request_inbox_of(d), to_slot(c->id()));
+    REQUIRE(out);
+    REQUIRE(out->send({reinterpret_cast<const std::byte*>(buf.data()), buf.size()}, 10s));
+    CHECK(eventually(*c, 20s, [&](const engine_stats& st) {
+      return st.inbox_refused == before->inbox_refused + 1;
+    }));
+    auto after = c->stats();
+    REQUIRE(after);
+    CHECK(after->transmits_out == 0);
+    CHECK(after->outgoing.empty());
+  }
+  fastpath::record_deserializer src{
+    b.sys, {reinterpret_cast<const std::byte*>(told.data()), told.size()}};
+  caf::message out;
+  REQUIRE(!src(out));
+  CHECK(src.foreign_handle());
+  caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("fast path: a record claiming a 4 GiB byte sequence is refused without the reader "

@@ -13,6 +13,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/mailbox_element.hpp>
 #include <caf/node_id.hpp>
 #include <set>
 #include <caf/sec.hpp>
@@ -22,6 +23,7 @@
 #include "door_protocol.hpp"
 #include "engine_link.hpp"
 #include "fastpath/request_channel.hpp"
+#include "fastpath/request_record.hpp"
 #include "cafshm/module.hpp"
 #include "scheduler_thread.hpp"
 
@@ -386,6 +388,10 @@ std::shared_ptr<detail::engine_link> detail::link_of(const client& c) {
   return c.link_;
 }
 
+std::shared_ptr<fastpath::request_channel> detail::channel_of(const client& c) {
+  return c.channel_;
+}
+
 client::client(caf::actor_system& sys, std::shared_ptr<detail::engine_link> link,
                caf::actor keeper, registration reg, std::chrono::milliseconds timeout)
   : sys_(&sys), link_(std::move(link)), keeper_(std::move(keeper)), reg_(std::move(reg)),
@@ -663,8 +669,18 @@ caf::expected<transmit_receipt> client::transmit(const block_ref& ref, const std
     return why;
   if (auto why = link_->unavailable())
     return why;
-  // Over BASP also on the fast path: the target may name an actor (deliver_to), and only BASP's
-  // proxies carry an actor handle into another process.
+  // Through the engine's inbox unless the target names an actor (deliver_to): only BASP's
+  // proxies carry an actor handle into another process. The channel fails the call at once
+  // should the engine go down; over BASP an actor of its own watches the engine.
+  if (!target.deliver_to && channel_ && channel_->usable()) {
+    auto answer = channel_->call(caf::make_message(transmit_atom::value, reg_.session, ref, peer,
+                                                   target),
+                                 std::chrono::steady_clock::now() + limit);
+    if (answer)
+      return unpack<transmit_receipt>(*answer);
+    if (code_of(answer.error()) != errc::request_too_large && channel_->usable())
+      return answer.error();
+  }
   return watched_request<transmit_receipt>(*sys_, link_->engine(), limit, transmit_atom::value,
                                            reg_.session, ref, peer, std::move(target));
 }
@@ -690,26 +706,74 @@ caf::expected<block_view> client::map(const block_ref& ref, access_mode mode) {
 
 // -- async forms ----------------------------------------------------------------------------------
 
+namespace {
+
+// Sends `request` for `self` through the engine's request inbox if the fast path takes it: the
+// answer (or the error) arrives in self's mailbox as the response to the returned id, with a
+// CAF timeout of `limit` as for self->request(). None: the caller sends it over BASP (no usable
+// inbox, a kind that needs BASP, or too large for a record).
+std::optional<caf::message_id>
+through_inbox(caf::scheduled_actor* self, const std::shared_ptr<fastpath::request_channel>& channel,
+              const engine_actor& engine, std::chrono::milliseconds limit,
+              const caf::message& request, fastpath::request_channel::drop_handler on_drop) {
+  if (!channel || !channel->usable() || !fastpath::may_travel_by_inbox(request))
+    return std::nullopt;
+  auto id = self->new_request_id(caf::message_priority::normal);
+  auto why = channel->call_for_actor(request, self->address(), id.response_id(),
+                                     caf::actor_cast<caf::actor>(engine),
+                                     std::chrono::steady_clock::now() + limit,
+                                     std::move(on_drop));
+  if (why) {
+    if (code_of(why) == errc::request_too_large || !channel->usable())
+      return std::nullopt; // nothing was sent
+    // The failure arrives like an answer (as CAF delivers one for a request it cannot send).
+    self->enqueue(caf::make_mailbox_element(nullptr, id.response_id(), {}, std::move(why)),
+                  self->context());
+  }
+  self->request_response_timeout(caf::duration{limit}, id);
+  return id.response_id();
+}
+
+} // namespace
+
+std::optional<caf::message_id> client::send_through_inbox(caf::scheduled_actor* self,
+                                                          const caf::message& request) const {
+  return through_inbox(self, channel_, engine(), timeout_, request, nullptr);
+}
+
 template <class R, class... Ts>
-async_result<R> client::ask(caf::event_based_actor* self, Ts... xs) const {
-  return async_result<R>{[self, link = link_, limit = timeout_,
-                          xs...](auto on_value, auto on_error) {
+async_result<R> client::ask(caf::event_based_actor* self, reply_drop on_drop, Ts... xs) const {
+  return async_result<R>{[self, link = link_, channel = channel_, limit = timeout_,
+                          on_drop = std::move(on_drop), xs...](auto on_value,
+                                                               auto on_error) mutable {
     if (auto why = link->unavailable())
       return on_error(why);
     auto engine = link->engine();
-    auto answer = self->request(engine, limit, xs...);
-    auto ticket = link->awaiting(self->address(), answer.id(), engine.address());
-    if (!ticket) {
-      auto why = ticket.error();
-      return on_error(why);
+    using handle = decltype(self->request(engine, limit, xs...));
+    std::optional<handle> answer;
+    uint64_t ticket = 0; // none: through the inbox, whose channel answers for a dead engine
+    if (auto id = through_inbox(self, channel, engine, limit, caf::make_message(xs...),
+                                std::move(on_drop))) {
+      answer.emplace(*id, self);
+    } else {
+      answer.emplace(self->request(engine, limit, xs...));
+      // Should the engine go down first, the link answers for it at once.
+      auto t = link->awaiting(self->address(), answer->id(), engine.address());
+      if (!t) {
+        auto why = t.error();
+        return on_error(why);
+      }
+      ticket = *t;
     }
-    answer.then(
-      [link, t = *ticket, on_value](R& r) {
-        link->answered(t);
+    answer->then(
+      [link, ticket, on_value](R& r) {
+        if (ticket != 0)
+          link->answered(ticket);
         on_value(std::move(r));
       },
-      [link, t = *ticket, on_error](caf::error& e) {
-        link->answered(t);
+      [link, ticket, on_error](caf::error& e) {
+        if (ticket != 0)
+          link->answered(ticket);
         auto why = engine_error(std::move(e));
         on_error(why);
       });
@@ -718,32 +782,22 @@ async_result<R> client::ask(caf::event_based_actor* self, Ts... xs) const {
 
 template <class... Ts>
 async_result<done> client::ask_done(caf::event_based_actor* self, Ts... xs) const {
-  return async_result<done>{[self, link = link_, limit = timeout_,
-                             xs...](auto on_value, auto on_error) {
-    if (auto why = link->unavailable())
-      return on_error(why);
-    auto engine = link->engine();
-    auto answer = self->request(engine, limit, xs...);
-    auto ticket = link->awaiting(self->address(), answer.id(), engine.address());
-    if (!ticket) {
-      auto why = ticket.error();
-      return on_error(why);
-    }
-    answer.then(
-      [link, t = *ticket, on_value](done_atom) {
-        link->answered(t);
-        on_value(done{});
-      },
-      [link, t = *ticket, on_error](caf::error& e) {
-        link->answered(t);
-        auto why = engine_error(std::move(e));
-        on_error(why);
-      });
+  auto answer = std::make_shared<async_result<done_atom>>(
+    ask<done_atom>(self, nullptr, std::move(xs)...));
+  return async_result<done>{[answer](auto on_value, auto on_error) {
+    answer->then([on_value](done_atom&&) { on_value(done{}); },
+                 [on_error](caf::error& e) { on_error(e); });
   }};
 }
 
 async_result<block_ref> client::allocate(caf::event_based_actor* self, uint64_t size) {
-  return ask<block_ref>(self, allocate_atom::value, reg_.session, size);
+  // A block whose requester ended before the answer came is freed: nobody else knows its ref.
+  auto give_back = [link = std::weak_ptr<detail::engine_link>(link_),
+                    s = reg_.session](caf::message& answer) {
+    if (auto l = link.lock(); l && answer.match_elements<block_ref>())
+      l->free(s, answer.get_as<block_ref>(0));
+  };
+  return ask<block_ref>(self, give_back, allocate_atom::value, reg_.session, size);
 }
 
 async_result<done> client::free(caf::event_based_actor* self, const block_ref& ref) {
@@ -758,12 +812,12 @@ async_result<done> client::share(caf::event_based_actor* self, const block_ref& 
 
 async_result<block_ref> client::transfer(caf::event_based_actor* self, const block_ref& ref,
                                          process_id process) {
-  return ask<block_ref>(self, transfer_atom::value, reg_.session, ref, process);
+  return ask<block_ref>(self, nullptr, transfer_atom::value, reg_.session, ref, process);
 }
 
 async_result<process_id> client::find_process(caf::event_based_actor* self,
                                             const std::string& name) {
-  return ask<process_id>(self, process_atom::value, reg_.session, name);
+  return ask<process_id>(self, nullptr, process_atom::value, reg_.session, name);
 }
 
 async_result<done> client::publish(caf::event_based_actor* self, const caf::actor& actor,
@@ -773,13 +827,18 @@ async_result<done> client::publish(caf::event_based_actor* self, const caf::acto
 
 async_result<published_actor> client::find_actor(caf::event_based_actor* self,
                                                   const std::string& name) {
-  return ask<published_actor>(self, find_actor_atom::value, reg_.session, name);
+  return ask<published_actor>(self, nullptr, find_actor_atom::value, reg_.session, name);
 }
 
 async_result<block_view> client::map(caf::event_based_actor* self, const block_ref& ref,
                                      access_mode mode) {
-  auto lease = ask<view_lease>(self, map_atom::value, reg_.session, ref,
-                               mode);
+  // A view whose requester ended before the answer came is closed again at the engine.
+  auto give_back = [link = std::weak_ptr<detail::engine_link>(link_), s = reg_.session,
+                    ref](caf::message& answer) {
+    if (auto l = link.lock(); l && answer.match_elements<view_lease>())
+      l->unmap(s, ref);
+  };
+  auto lease = ask<view_lease>(self, give_back, map_atom::value, reg_.session, ref, mode);
   return async_result<block_view>{
     [lease = std::move(lease), ref, link = link_,
      s = reg_.session](auto on_value, auto on_error) mutable {

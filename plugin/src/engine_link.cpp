@@ -150,8 +150,12 @@ void engine_link::add_observer(caf::actor observer) {
 namespace cafshm::detail {
 
 void engine_link::set_channel(std::shared_ptr<fastpath::request_channel> channel) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  channel_ = std::move(channel);
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    channel_.swap(channel);
+  }
+  // The old channel goes outside the lock: its destructor joins its reading thread, which may
+  // be waiting for this lock (an answer nobody awaits gives its block back through free()).
 }
 
 } // namespace cafshm::detail

@@ -23,26 +23,32 @@
 // (re-attaching after the restart, or connecting anew), which unregisters it. A process whose
 // last client was closed that way keeps the slot (and what it held) until it ends.
 //
-// The blocking calls to an engine in another process of this machine go through shared-memory
-// inboxes when both sides have local.transport: shm (see transport(), docs/fastpath.md); the
-// others wait on a scoped actor. Either way, from inside an actor's message handler they block
-// that scheduler thread. On the only thread of the scheduler (scheduler.max-threads=1) nothing
+// Calls to an engine in another process of this machine go through shared-memory inboxes when
+// both sides have local.transport: shm (transport(), docs/fastpath.md), the others as CAF
+// requests. A blocking call waits for its answer; from inside an actor's message handler it
+// blocks that scheduler thread. On the only thread of the scheduler (max-threads=1) nothing
 // else could run meanwhile, so there they fail at once with errc::would_deadlock; event-based
 // actors use the async forms taking `self` (allocate(self, ...), map(self, ...), ...), which
-// answer through .then(on_value, on_error) in the actor's own context.
+// answer through .then(on_value, on_error) in the actor's own context (over the inboxes too:
+// the answer is put into the actor's mailbox as the response its handler awaits).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
+#include <caf/message.hpp>
+#include <caf/message_id.hpp>
+#include <caf/scheduled_actor.hpp>
 #include <caf/scoped_actor.hpp>
 
 #include "cafshm/async.hpp"
@@ -66,6 +72,10 @@ std::shared_ptr<engine_link> link_of(const client& c);
 namespace fastpath {
 class request_channel;
 }
+namespace detail {
+/// The fast path of `c`, or none (BASP).
+std::shared_ptr<fastpath::request_channel> channel_of(const client& c);
+} // namespace detail
 
 /// What an observer of client::on_engine_state() receives, each with the client's process_id:
 /// the engine went away, the client re-attached, or its session is lost for good
@@ -140,8 +150,10 @@ public:
   /// in another process on this machine when both have local.transport: shm and the client
   /// registered through the engine's door) or basp (CAF requests, as for an engine in this
   /// process or on another machine, or when this process may not open the engine's inbox).
-  /// publish(), find_actor() and transmit() (they carry actor handles), close() (unregistering
-  /// removes the reply inbox) and the async forms always use CAF requests (docs/fastpath.md).
+  /// publish(), find_actor() and a transmit() to a deliver_to actor (they carry actor handles)
+  /// and close() (unregistering removes the reply inbox) always use CAF requests, also in
+  /// their async forms (docs/fastpath.md); the other async forms take the same path as the
+  /// blocking calls.
   local_transport transport() const noexcept;
   caf::actor_system& system() const noexcept { return *sys_; }
 
@@ -215,15 +227,27 @@ public:
 
   /// Any other request: `c.request(self, allocate_atom::value, size)` sends
   /// (atom, session, args...) to the engine with the client's timeout and returns the response
-  /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`. Unlike the calls
-  /// above, one whose engine dies before answering ends only by the timeout.
+  /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`. From an event-based
+  /// actor on the fast path it takes the engine's inbox like the calls above (the kinds the
+  /// blocking calls send there); then an engine that dies before answering fails it at once
+  /// with errc::engine_unreachable. Over BASP such a request ends only by the timeout.
   template <class Self, class Atom, class... Ts>
   auto request(Self* self, Atom atom, Ts&&... xs) const {
+    using handle = decltype(self->request(engine(), timeout_, atom, reg_.session,
+                                          std::forward<Ts>(xs)...));
+    if constexpr (std::is_base_of_v<caf::scheduled_actor, Self>)
+      if (auto id = send_through_inbox(self, caf::make_message(atom, reg_.session, xs...)))
+        return handle{*id, self};
     return self->request(engine(), timeout_, atom, reg_.session, std::forward<Ts>(xs)...);
   }
 
 private:
   friend std::shared_ptr<detail::engine_link> detail::link_of(const client& c);
+  friend std::shared_ptr<fastpath::request_channel> detail::channel_of(const client& c);
+
+  /// What to do with an answer that no actor will see (its requester ended, or it came after
+  /// the deadline): give back what it carried.
+  using reply_drop = std::function<void(caf::message& answer)>;
 
   client(caf::actor_system& sys, std::shared_ptr<detail::engine_link> link, caf::actor keeper,
          registration reg, std::chrono::milliseconds timeout);
@@ -244,9 +268,14 @@ private:
   template <class... Ts>
   caf::expected<void> call_done(Ts&&... xs);
   template <class R, class... Ts>
-  async_result<R> ask(caf::event_based_actor* self, Ts... xs) const;
+  async_result<R> ask(caf::event_based_actor* self, reply_drop on_drop, Ts... xs) const;
   template <class... Ts>
   async_result<done> ask_done(caf::event_based_actor* self, Ts... xs) const;
+  /// Sends `request` (atom, session, ...) from `self` through the engine's request inbox when
+  /// the fast path takes it; the answer arrives as the response with the returned id, with the
+  /// client's timeout. None: send it over BASP.
+  std::optional<caf::message_id> send_through_inbox(caf::scheduled_actor* self,
+                                                    const caf::message& request) const;
 
   caf::actor_system* sys_ = nullptr;
   std::shared_ptr<detail::engine_link> link_; // the engine now, shared with keeper_ and views

@@ -29,18 +29,6 @@ namespace {
 // Relayed requests waiting for their answer at most at once; beyond it records are refused.
 constexpr size_t max_waiting = 65536;
 
-// The requests a client sends through the inbox: each (atom, session, ...).
-bool relayed_kind(caf::atom_value a) {
-  static constexpr caf::atom_value kinds[] = {
-    allocate_atom::value, free_atom::value,    write_atom::value,   read_atom::value,
-    copy_atom::value,     share_atom::value,   revoke_atom::value,  transfer_atom::value,
-    name_atom::value,     lookup_atom::value,  remove_atom::value,  map_atom::value,
-    unmap_atom::value,   process_atom::value, stats_atom::value,   link_atom::value,
-    unpublish_atom::value,
-  };
-  return std::find(std::begin(kinds), std::end(kinds), a) != std::end(kinds);
-}
-
 // The relay thread as the execution unit of the requests it enqueues: when a request finds the
 // engine actor idle (CAF then asks the enqueuing unit to schedule it), the relay thread runs the
 // actor itself, up to the scheduler's max_throughput messages, instead of waking a scheduler
@@ -154,13 +142,16 @@ void request_relay::take(const fastpath::inbox_record& r) {
   caf::message msg;
   fastpath::record_deserializer src{sys_, body}; // allocates no more than the record holds
   try {
-    if (src(msg) || src.remaining() != 0)
+    // A handle of another process (transmit_target::deliver_to) means something only through
+    // BASP's proxies: such a transmit is sent over BASP; a record with one is not a client's.
+    if (src(msg) || src.remaining() != 0 || src.foreign_handle())
       return refuse();
   } catch (...) { // whatever a type's inspect throws on bytes it did not write
     return refuse();
   }
   if (msg.size() < 2 || !msg.match_element<caf::atom_value>(0)
-      || !relayed_kind(msg.get_as<caf::atom_value>(0)) || !msg.match_element<session>(1)
+      || !fastpath::travels_by_inbox(msg.get_as<caf::atom_value>(0))
+      || !msg.match_element<session>(1)
       || to_slot(msg.get_as<session>(1).process) != to.slot) // the record's sender field
                                                               // is the slot (inbox_layout.hpp)
     return refuse();

@@ -6,8 +6,19 @@ namespace cafshm::fastpath {
 
 record_deserializer::record_deserializer(caf::actor_system& sys,
                                          std::span<const std::byte> bytes)
-  : caf::deserializer(sys),
+  : caf::deserializer(&unit_), unit_(&sys), proxies_(sys, no_proxies_),
     inner_(sys, reinterpret_cast<const char*>(bytes.data()), bytes.size()) {
+  unit_.proxy_registry_ptr(&proxies_);
+}
+
+caf::strong_actor_ptr record_deserializer::no_proxies::make_proxy(caf::node_id nid,
+                                                                  caf::actor_id aid) {
+  if (aid != 0 || nid != caf::node_id{})
+    asked = true;
+  return nullptr;
+}
+
+void record_deserializer::no_proxies::set_last_hop(caf::node_id*) {
 }
 
 caf::error record_deserializer::begin_object(uint16_t& typenr, std::string& name) {

@@ -6,6 +6,16 @@
 // length exceeds the bytes left (end_of_stream), so decoding a record of n bytes allocates
 // O(n). Every element of every type the fast path carries takes at least one byte. (Strings
 // binary_deserializer checks itself before it allocates.)
+//
+// Actor handles: CAF restores a handle of another node through the proxy registry of the
+// deserializer's execution unit, and a null handle, which carries no node, counts as one of
+// another node wherever the actor system has a node id (it has one once the io middleman is
+// loaded, as in cafshmd). The execution unit of actor_system's own deserializers has no proxy
+// registry, so there a null handle (e.g. transmit_target::deliver_to) failed to decode
+// (sec::no_proxy_registry) while the same bytes decoded in a process without the middleman.
+// This deserializer's unit has a registry that makes no proxies: a null handle decodes as
+// null, and a handle of another process is noted (foreign_handle()) — outside BASP it would
+// mean nothing — for the reader to refuse the record.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +24,8 @@
 
 #include <caf/binary_deserializer.hpp>
 #include <caf/deserializer.hpp>
+#include <caf/proxy_registry.hpp>
+#include <caf/scoped_execution_unit.hpp>
 
 namespace cafshm::fastpath {
 
@@ -23,6 +35,9 @@ public:
 
   /// Bytes not read yet.
   size_t remaining() const noexcept { return inner_.remaining(); }
+
+  /// Whether the record held a non-null actor handle of another node (decoded as null).
+  bool foreign_handle() const noexcept { return no_proxies_.asked; }
 
   caf::error begin_object(uint16_t& typenr, std::string& name) override;
   caf::error end_object() override;
@@ -47,6 +62,17 @@ protected:
   caf::error apply_impl(std::u32string& x) override;
 
 private:
+  // Makes no proxy; notes whether one for a real actor was asked for.
+  struct no_proxies final : caf::proxy_registry::backend {
+    bool asked = false;
+    caf::strong_actor_ptr make_proxy(caf::node_id nid, caf::actor_id aid) override;
+    void set_last_hop(caf::node_id*) override;
+  };
+
+  // Declared before the base uses them: the base only stores the unit's address.
+  caf::scoped_execution_unit unit_;
+  no_proxies no_proxies_;
+  caf::proxy_registry proxies_;
   caf::binary_deserializer inner_;
 };
 

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 
+#include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/binary_serializer.hpp>
+#include <caf/mailbox_element.hpp>
 #include <caf/message.hpp>
+#include <caf/scheduled_actor.hpp>
 
 #include "admin_layout.hpp"
 #include "cafshm/error.hpp"
@@ -20,8 +23,40 @@ namespace {
 // engine went down meanwhile.
 constexpr std::chrono::milliseconds space_wait_slice{50};
 
+// How long the reading thread reads (or sleeps) before it looks at expired actor requests.
+constexpr std::chrono::milliseconds reader_slice{100};
+
+// How long after its deadline an actor request is still known: an answer that comes meanwhile
+// (from an engine that was stalled, not dead) is dropped and what it carried given back; a later
+// one is a stray answer. Meanwhile the entry keeps the reading thread on the reply inbox.
+constexpr std::chrono::seconds late_answer_grace{60};
+
 caf::error unreachable(const char* why) {
   return make_error(errc::engine_unreachable, why);
+}
+
+// Whether `requester` can still receive its answer: it exists and has not closed its mailbox.
+caf::strong_actor_ptr still_listening(const caf::actor_addr& requester) {
+  auto ptr = caf::actor_cast<caf::strong_actor_ptr>(requester);
+  if (!ptr)
+    return nullptr;
+  if (auto* a = dynamic_cast<caf::scheduled_actor*>(caf::actor_cast<caf::abstract_actor*>(ptr));
+      a != nullptr && a->mailbox().closed())
+    return nullptr;
+  return ptr;
+}
+
+// The answer in a reply record (after its header), or the error that it did not deserialise.
+caf::message answer_of(caf::actor_system& sys, std::span<const std::byte> body) {
+  caf::message msg;
+  record_deserializer src{sys, body}; // allocates no more than the record holds
+  try {
+    if (!src(msg) && src.remaining() == 0)
+      return msg;
+  } catch (...) {
+  }
+  return caf::make_message(
+    make_error(errc::engine_unreachable, "the engine's answer did not deserialise"));
 }
 
 } // namespace
@@ -54,13 +89,37 @@ request_channel::request_channel(caf::actor_system& sys, const registration& reg
     id_base_(secure_token()), idle_(idle), replies_(std::move(replies)) {
 }
 
-void request_channel::engine_down() {
+request_channel::~request_channel() {
   {
     std::lock_guard<std::mutex> guard{mtx_};
-    down_ = true;
+    closing_ = true;
   }
   cv_.notify_all();
   replies_.reader().interrupt();
+  if (actor_reader_.joinable())
+    actor_reader_.join();
+}
+
+void request_channel::engine_down() {
+  std::vector<actor_request> unanswered;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    down_ = true;
+    for (auto& [id, r] : for_actors_)
+      unanswered.push_back(std::move(r));
+    for_actors_.clear();
+  }
+  cv_.notify_all();
+  replies_.reader().interrupt();
+  // As CAF's own request timeout does: the error under the id the requester awaits. One whose
+  // deadline passed has its timeout already; one that ended meanwhile is simply gone.
+  auto now = clock::now();
+  for (auto& r : unanswered)
+    if (auto ptr = still_listening(r.requester); ptr && now <= r.deadline)
+      ptr->enqueue(caf::make_mailbox_element(nullptr, r.response, {},
+                                             unreachable("the engine went down before it "
+                                                         "answered")),
+                   nullptr);
 }
 
 void request_channel::engine_up(bool inbox_offered) {
@@ -102,15 +161,136 @@ void request_channel::dispatch(const inbox_record& r) {
     return;
   }
   auto id = load_u64(r.payload, 0);
-  std::lock_guard<std::mutex> guard{mtx_};
-  auto i = waiting_.find(id);
-  if (i == waiting_.end() || i->second->done) {
+  std::unique_lock<std::mutex> lk{mtx_};
+  if (auto i = waiting_.find(id); i != waiting_.end() && !i->second->done) {
+    i->second->reply.assign(r.payload.begin(), r.payload.end());
+    i->second->done = true;
+    cv_.notify_all();
+    return;
+  }
+  auto j = for_actors_.find(id);
+  if (j == for_actors_.end()) {
     stray_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  i->second->reply.assign(r.payload.begin(), r.payload.end());
-  i->second->done = true;
-  cv_.notify_all();
+  auto to = std::move(j->second);
+  for_actors_.erase(j);
+  lk.unlock();
+  deliver(to, r.payload);
+}
+
+void request_channel::deliver(actor_request& to, std::span<const std::byte> reply) {
+  auto requester = still_listening(to.requester);
+  bool late = clock::now() > to.deadline; // the requester has (or gets) its timeout
+  if (static_cast<reply_kind>(reply[8]) == reply_kind::too_large) {
+    if (!requester || late) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return; // nothing was given: the engine did not send what it answered
+    }
+    // Asked again over BASP on the requester's behalf: the engine answers it directly, under
+    // the id it awaits.
+    if (to.engine)
+      to.engine->enqueue(caf::make_mailbox_element(std::move(requester), to.response.request_id(),
+                                                   {}, to.request),
+                         nullptr);
+    return;
+  }
+  auto answer = answer_of(sys_, reply.subspan(reply_header_bytes));
+  if (!requester || late) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    if (to.on_drop)
+      to.on_drop(answer);
+    return;
+  }
+  requester->enqueue(caf::make_mailbox_element(nullptr, to.response, {}, std::move(answer)),
+                     nullptr);
+}
+
+size_t request_channel::actor_requests_pending() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return for_actors_.size();
+}
+
+void request_channel::forget_expired_locked(clock::time_point now) {
+  for (auto i = for_actors_.begin(); i != for_actors_.end();)
+    if (now > i->second.forget_at)
+      i = for_actors_.erase(i);
+    else
+      ++i;
+}
+
+void request_channel::read_for_actors() {
+  auto handler = [this](const inbox_record& r) { dispatch(r); };
+  std::unique_lock<std::mutex> lk{mtx_};
+  while (!closing_) {
+    forget_expired_locked(clock::now());
+    if (for_actors_.empty()) {
+      cv_.wait(lk);
+      continue;
+    }
+    if (reading_ || down_) { // a blocking call reads and hands the answers on meanwhile
+      cv_.wait_for(lk, reader_slice);
+      continue;
+    }
+    reading_ = true;
+    lk.unlock();
+    replies_.reader().receive(handler, idle_, reader_slice);
+    lk.lock();
+    reading_ = false;
+    cv_.notify_all(); // a blocking call may take over the reading
+  }
+}
+
+uint64_t request_channel::next_request_id() {
+  uint64_t id = id_base_ + next_id_.fetch_add(1, std::memory_order_relaxed);
+  if (id == 0)
+    id = id_base_ + next_id_.fetch_add(1, std::memory_order_relaxed);
+  return id;
+}
+
+caf::expected<std::vector<char>> request_channel::record_of(uint64_t id,
+                                                            const caf::message& request) {
+  std::vector<char> buf(request_header_bytes, 0);
+  store_u64(reinterpret_cast<std::byte*>(buf.data()), id);
+  store_u64(reinterpret_cast<std::byte*>(buf.data()) + 8, reply_instance_);
+  caf::binary_serializer sink{sys_, buf};
+  auto copy = request; // the serialiser takes a non-const reference
+  if (auto err = sink(copy))
+    return make_error(errc::invalid_argument, "cannot serialise the request: " + sys_.render(err));
+  return buf;
+}
+
+caf::error request_channel::call_for_actor(const caf::message& request,
+                                           const caf::actor_addr& requester,
+                                           caf::message_id response, const caf::actor& engine,
+                                           clock::time_point deadline, drop_handler on_drop) {
+  if (down_)
+    return unreachable("the engine is down");
+  if (!usable_)
+    return unreachable("the engine offers no request inbox");
+  auto id = next_request_id();
+  auto buf = record_of(id, request);
+  if (!buf)
+    return std::move(buf.error());
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (down_)
+      return unreachable("the engine is down");
+    for_actors_.emplace(id, actor_request{requester, response, request, engine, deadline,
+                                          deadline + late_answer_grace, std::move(on_drop)});
+    if (!actor_reader_.joinable())
+      actor_reader_ = std::thread{[this] { read_for_actors(); }};
+  }
+  cv_.notify_all(); // the reading thread reads from now on
+  // Without waiting for space: an actor's thread must not block on a full request inbox.
+  if (auto sent = send({reinterpret_cast<const std::byte*>(buf->data()), buf->size()},
+                       clock::now());
+      !sent) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for_actors_.erase(id); // engine_down() may have answered it already: the actor drops one
+    return std::move(sent.error());
+  }
+  return {};
 }
 
 caf::expected<caf::message> request_channel::call(const caf::message& request,
@@ -119,18 +299,11 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
     return unreachable("the engine is down");
   if (!usable_)
     return unreachable("the engine offers no request inbox");
-  uint64_t id = id_base_ + next_id_.fetch_add(1, std::memory_order_relaxed);
-  if (id == 0)
-    id = id_base_ + next_id_.fetch_add(1, std::memory_order_relaxed);
-  std::vector<char> buf(request_header_bytes, 0);
-  store_u64(reinterpret_cast<std::byte*>(buf.data()), id);
-  store_u64(reinterpret_cast<std::byte*>(buf.data()) + 8, reply_instance_);
-  {
-    caf::binary_serializer sink{sys_, buf};
-    auto copy = request; // the serialiser takes a non-const reference
-    if (auto err = sink(copy))
-      return make_error(errc::invalid_argument, "cannot serialise the request: " + sys_.render(err));
-  }
+  auto id = next_request_id();
+  auto record = record_of(id, request);
+  if (!record)
+    return std::move(record.error());
+  auto& buf = *record;
   waiter me;
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -172,15 +345,7 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
   std::span<const std::byte> reply{me.reply};
   if (static_cast<reply_kind>(reply[8]) == reply_kind::too_large)
     return make_error(errc::request_too_large, "the answer does not fit into the reply inbox");
-  auto body = reply.subspan(reply_header_bytes);
-  caf::message msg;
-  record_deserializer src{sys_, body}; // allocates no more than the record holds
-  try {
-    if (!src(msg) && src.remaining() == 0)
-      return msg;
-  } catch (...) {
-  }
-  return make_error(errc::engine_unreachable, "the engine's answer did not deserialise");
+  return answer_of(sys_, reply.subspan(reply_header_bytes));
 }
 
 } // namespace cafshm::fastpath

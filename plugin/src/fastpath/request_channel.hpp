@@ -15,6 +15,16 @@
 // request inbox, which an engine that adopted the segments made anew. An adopting engine that
 // offers no inbox (local.transport: basp), or whose inbox this process cannot open, leaves the
 // channel not usable(): the client's calls then take BASP, until an engine offers an inbox again.
+//
+// Requests of event-based actors (call_for_actor) travel the same way, but nobody waits for
+// their answers: the channel keeps each one's requester and CAF response id, and whoever reads
+// the reply inbox (a waiting blocking call, or else the channel's own reading thread, started
+// with the first such request and parked while none is pending) deserialises the answer and
+// enqueues it into the requester's mailbox as the response CAF's request machinery awaits. An
+// answer whose requester has ended, or that comes after the request's deadline (the actor got
+// its timeout), is dropped and counted (replies_dropped) and handed to the request's drop
+// handler, which gives back what it carried (e.g. the view a map answer counted). engine_down()
+// answers every pending actor request with errc::engine_unreachable at once.
 #pragma once
 
 #include <atomic>
@@ -28,8 +38,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include <functional>
+#include <thread>
+
+#include <caf/actor_addr.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
+#include <caf/message.hpp>
+#include <caf/message_id.hpp>
 
 #include "cafshm/protocol.hpp"
 #include "fastpath/idle_strategy.hpp"
@@ -57,6 +73,20 @@ public:
   /// request or its answer does not fit into an inbox record: send it over BASP).
   caf::expected<caf::message> call(const caf::message& request, clock::time_point deadline);
 
+  /// Gives back what an answer that no actor will see carried (called on the reading thread).
+  using drop_handler = std::function<void(caf::message& answer)>;
+
+  /// Sends `request` for the actor `requester` and returns at once. Its answer arrives in the
+  /// requester's mailbox as the response with id `response` (the response id of a request id
+  /// the requester made); an answer too large for the reply inbox is asked again over BASP
+  /// from `engine` on the requester's behalf, under the same id. The requester keeps its own
+  /// CAF timeout; `deadline` is no later than it. Never waits for space: a full request inbox
+  /// is errc::inbox_full at once. Errors (nothing will arrive): as call(); with
+  /// request_too_large or while not usable() nothing was sent: send it over BASP.
+  caf::error call_for_actor(const caf::message& request, const caf::actor_addr& requester,
+                            caf::message_id response, const caf::actor& engine,
+                            clock::time_point deadline, drop_handler on_drop = nullptr);
+
   void engine_down();
   /// Re-attached to an engine that offers its request inbox (`inbox_offered`) or not.
   void engine_up(bool inbox_offered = true);
@@ -65,6 +95,12 @@ public:
   bool usable() const noexcept { return usable_.load(std::memory_order_acquire); }
 
   uint64_t stray_replies() const noexcept { return stray_.load(std::memory_order_relaxed); }
+  /// Answers of actor requests whose requester had ended or whose deadline had passed.
+  uint64_t replies_dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
+  /// Actor requests sent and not yet answered, dropped or expired.
+  size_t actor_requests_pending() const;
+
+  ~request_channel(); // stops the reading thread
   const std::string& reply_inbox_name() const noexcept { return replies_.name(); }
 
 private:
@@ -73,8 +109,29 @@ private:
     std::vector<std::byte> reply; // the whole reply payload
   };
 
+  struct actor_request {
+    caf::actor_addr requester;
+    caf::message_id response;
+    caf::message request;  // asked again over BASP should the answer be too large
+    caf::actor engine;
+    clock::time_point deadline; // the requester's timeout comes no earlier
+    clock::time_point forget_at; // a later answer is a stray one
+    drop_handler on_drop;
+  };
+
   request_channel(caf::actor_system& sys, const registration& reg, inbox replies,
                   idle_strategy idle);
+
+  /// Serialises `request` with the header of request `id`.
+  caf::expected<std::vector<char>> record_of(uint64_t id, const caf::message& request);
+  uint64_t next_request_id();
+  /// Hands one answer to its actor (outside mtx_).
+  void deliver(actor_request& to, std::span<const std::byte> reply);
+  /// The reading thread: reads the reply inbox while actor requests are pending and no
+  /// blocking call reads it.
+  void read_for_actors();
+  /// Drops the pending actor requests past their forget_at (mtx_ held).
+  void forget_expired_locked(clock::time_point now);
 
   /// Appends the request record; the writer lock is held meanwhile.
   caf::expected<void> send(std::span<const std::byte> payload, clock::time_point deadline);
@@ -97,11 +154,15 @@ private:
   std::atomic<bool> reopen_{false}; // set by engine_up(): open the request inbox anew
   std::atomic<bool> usable_{true};
   // -- waiting calls
-  std::mutex mtx_;
+  mutable std::mutex mtx_;
   std::condition_variable cv_;
   bool reading_ = false; // a waiting thread reads the reply inbox now
   std::atomic<bool> down_{false};
   std::unordered_map<uint64_t, waiter*> waiting_;
+  std::unordered_map<uint64_t, actor_request> for_actors_;
+  std::atomic<uint64_t> dropped_{0};
+  bool closing_ = false;  // the destructor runs: the reading thread ends
+  std::thread actor_reader_; // started by the first actor request
 };
 
 } // namespace cafshm::fastpath

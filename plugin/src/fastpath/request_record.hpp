@@ -18,12 +18,48 @@
 //                 format; kind too_large: nothing (ask again over BASP)
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <span>
 
+#include <caf/atom.hpp>
+#include <caf/message.hpp>
+
+#include "cafshm/engine.hpp"
+
 namespace cafshm::fastpath {
+
+/// The requests that travel in records, each (atom, session, ...): the engine's relay refuses
+/// any other kind, and clients send the others over BASP (register, re-attach and unregister
+/// make or end the session and the reply inbox; publish and find_actor carry actor handles,
+/// which only BASP's proxies make usable in another process). A transmit travels in a record
+/// only without a deliver_to actor (the relay refuses a record with a handle of another
+/// process: may_travel_by_inbox).
+inline bool travels_by_inbox(caf::atom_value a) {
+  static constexpr caf::atom_value kinds[] = {
+    allocate_atom::value, free_atom::value,    write_atom::value,   read_atom::value,
+    copy_atom::value,     share_atom::value,   revoke_atom::value,  transfer_atom::value,
+    name_atom::value,     lookup_atom::value,  remove_atom::value,  map_atom::value,
+    unmap_atom::value,    process_atom::value, stats_atom::value,   link_atom::value,
+    unpublish_atom::value, transmit_atom::value,
+  };
+  return std::find(std::begin(kinds), std::end(kinds), a) != std::end(kinds);
+}
+
+/// Whether a client sends `request` (atom, session, ...) through the engine's inbox: a kind of
+/// travels_by_inbox(), and no actor handle in it.
+inline bool may_travel_by_inbox(const caf::message& request) {
+  if (request.empty() || !request.match_element<caf::atom_value>(0))
+    return false;
+  auto kind = request.get_as<caf::atom_value>(0);
+  if (kind == transmit_atom::value)
+    return request.size() == 5 && request.match_element<transmit_target>(4)
+           && !request.get_as<transmit_target>(4).deliver_to;
+  return travels_by_inbox(kind);
+}
 
 constexpr size_t request_header_bytes = 16;
 constexpr size_t reply_header_bytes = 16;

@@ -1,0 +1,589 @@
+// Requests of event-based actors over the local fast path: the async client calls (and the pool
+// operations built on them, and client::request) of a client of cafshmd on this machine travel
+// through the engine's request inbox, and each answer is put into the requesting actor's
+// mailbox as the response its handler awaits. The engine's stats count them (inbox_requests).
+// Errors, timeouts and the engine's death give the same codes as over BASP; an answer whose
+// requester ended is dropped, counted, and what it carried is given back; one scheduler thread
+// does not deadlock.
+#include "test_names.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/after.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include "cafshm/client.hpp"
+#include "cafshm/pool.hpp"
+#include "fastpath/request_channel.hpp"
+#include "support/client_system.hpp"
+#include "testing/daemon_process.hpp"
+#include "testing/unique_name.hpp"
+
+using namespace cafshm;
+using namespace std::chrono_literals;
+using test::client_system;
+using test::daemon_process;
+using test::eventually;
+
+namespace {
+
+// How long a test waits for an answer that must come (far beyond any normal answer time).
+constexpr auto answer_deadline = 30s;
+
+template <class T>
+using promise_ptr = std::shared_ptr<std::promise<caf::expected<T>>>;
+
+template <class T>
+caf::expected<T> wait_for(std::future<caf::expected<T>>& f) {
+  if (f.wait_for(answer_deadline) != std::future_status::ready)
+    return make_error(errc::engine_unreachable, "the test saw no answer within its deadline");
+  return f.get();
+}
+
+// Runs one async client call (`start(self)` answers an async_result<T>) in an event-based
+// actor of its own and waits for the handler that answers it.
+template <class T, class Start>
+caf::expected<T> in_actor(caf::actor_system& sys, Start start) {
+  auto result = std::make_shared<std::promise<caf::expected<T>>>();
+  auto f = result->get_future();
+  sys.spawn([=](caf::event_based_actor* self) {
+    start(self).then(
+      [=](T&& x) {
+        result->set_value(std::move(x));
+        self->quit();
+      },
+      [=](caf::error& e) {
+        result->set_value(e);
+        self->quit();
+      });
+  });
+  return wait_for(f);
+}
+
+// The same for client::request(self, ...), which answers CAF's own response handle.
+template <class T, class Start>
+caf::expected<T> request_in_actor(caf::actor_system& sys, Start start) {
+  auto result = std::make_shared<std::promise<caf::expected<T>>>();
+  auto f = result->get_future();
+  sys.spawn([=](caf::event_based_actor* self) {
+    start(self).then(
+      [=](T& x) {
+        result->set_value(std::move(x));
+        self->quit();
+      },
+      [=](caf::error& e) {
+        result->set_value(e);
+        self->quit();
+      });
+  });
+  return wait_for(f);
+}
+
+// Whether every thread of process `pid` is stopped (state T in /proc/<pid>/task/*/stat).
+bool all_threads_stopped(pid_t pid) {
+  std::error_code ec;
+  auto dir = std::filesystem::path{"/proc"} / std::to_string(pid) / "task";
+  bool any = false;
+  for (auto& task : std::filesystem::directory_iterator{dir, ec}) {
+    std::ifstream stat{task.path() / "stat"};
+    std::string line;
+    std::getline(stat, line);
+    auto paren = line.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T')
+      return false;
+    any = true;
+  }
+  return any && !ec;
+}
+
+// SIGSTOP reaches a process asynchronously: waits until the engine really runs no more.
+void stop_engine(daemon_process& d) {
+  d.process().kill(SIGSTOP);
+  REQUIRE(cafshm_test::wait_until([&] { return all_threads_stopped(d.pid()); }, answer_deadline));
+}
+
+std::string pattern(size_t size) {
+  std::string s(size, 'x');
+  for (size_t i = 0; i < s.size(); ++i)
+    s[i] = static_cast<char>('a' + i % 23);
+  return s;
+}
+
+// Every kind of async call, client::request with the kinds the blocking calls send through
+// the inbox, and a pool; publish and find_actor (actor handles) stay on BASP.
+void every_kind(local_transport transport) {
+  daemon_process d{test::unique_name("cafshm-test-fastactor")};
+  REQUIRE(d.ready());
+  client_system cs{transport};
+  auto c = client::connect(cs.sys, d.address(), "asker");
+  auto peer = client::connect(cs.sys, d.address(), "peer");
+  REQUIRE(c);
+  REQUIRE(peer);
+  REQUIRE(c->transport() == transport);
+  auto big = c->allocate(1 << 20); // its write is too large for a record: BASP either way
+  REQUIRE(big);
+  auto big_content = pattern(1 << 20);
+  REQUIRE(c->write(*big, 0, big_content));
+  auto before = c->stats();
+  REQUIRE(before);
+  auto& sys = cs.sys;
+  auto* cl = &*c;
+
+  auto ref = in_actor<block_ref>(sys, [cl](auto* self) { return cl->allocate(self, 10000); });
+  REQUIRE_MESSAGE(ref, describe(ref.error()));
+  CHECK(ref->size == 10000);
+  auto view = in_actor<block_view>(sys, [cl, r = *ref](auto* self) {
+    return cl->map(self, r, access_mode::read_write);
+  });
+  REQUIRE_MESSAGE(view, describe(view.error()));
+  std::memcpy(view->data(), "hello", 5);
+  auto shared_view = std::make_shared<block_view>(std::move(*view));
+  REQUIRE(in_actor<done>(sys, [cl, shared_view](auto* self) {
+    return cl->unmap(self, std::move(*shared_view));
+  }));
+  REQUIRE(in_actor<done>(sys, [cl, r = *ref, to = peer->id()](auto* self) {
+    return cl->share(self, r, to, access_mode::read);
+  }));
+  auto found_peer = in_actor<process_id>(sys, [cl](auto* self) {
+    return cl->find_process(self, "peer");
+  });
+  REQUIRE(found_peer);
+  CHECK(*found_peer == peer->id());
+  // client::request with kinds of the blocking calls.
+  REQUIRE(request_in_actor<done_atom>(sys, [cl, r = *ref](auto* self) {
+    return cl->request(self, name_atom::value, r, std::string{"greeting"});
+  }));
+  auto found = request_in_actor<block_ref>(sys, [cl](auto* self) {
+    return cl->request(self, lookup_atom::value, std::string{"greeting"});
+  });
+  REQUIRE(found);
+  CHECK(*found == *ref);
+  auto bytes = request_in_actor<std::vector<char>>(sys, [cl, r = *ref](auto* self) {
+    return cl->request(self, read_atom::value, r, uint64_t{0}, uint64_t{5});
+  });
+  REQUIRE(bytes);
+  CHECK(std::string(bytes->begin(), bytes->end()) == "hello");
+  // An answer too large for the reply inbox is asked again over BASP, under the same id.
+  auto whole = request_in_actor<std::vector<char>>(sys, [cl, r = *big](auto* self) {
+    return cl->request(self, read_atom::value, r, uint64_t{0}, uint64_t{1} << 20);
+  });
+  REQUIRE_MESSAGE(whole, describe(whole.error()));
+  CHECK(std::string(whole->begin(), whole->end()) == big_content);
+  // The engine's refusals arrive as the same errors as the blocking call gets.
+  auto missing = in_actor<process_id>(sys, [cl](auto* self) {
+    return cl->find_process(self, "nobody");
+  });
+  REQUIRE(!missing);
+  auto missing_blocking = c->find_process("nobody");
+  REQUIRE(!missing_blocking);
+  CHECK(code_of(missing.error()) == code_of(missing_blocking.error()));
+  CHECK(code_of(missing.error()) != errc::engine_unreachable);
+  auto moved = in_actor<block_ref>(sys, [cl, r = *ref, to = peer->id()](auto* self) {
+    return cl->transfer(self, r, to);
+  });
+  REQUIRE(moved);
+  auto small = in_actor<block_ref>(sys, [cl](auto* self) { return cl->allocate(self, 4096); });
+  REQUIRE(small);
+  REQUIRE(in_actor<done>(sys, [cl, r = *small](auto* self) { return cl->free(self, r); }));
+  // Actor handles: over BASP.
+  auto adder = sys.spawn([]() -> caf::behavior { return {[](int x) { return x + 1; }}; });
+  REQUIRE(in_actor<done>(sys, [cl, adder](auto* self) {
+    return cl->publish(self, adder, "adder");
+  }));
+  auto published = in_actor<published_actor>(sys, [cl](auto* self) {
+    return cl->find_actor(self, "adder");
+  });
+  REQUIRE(published);
+  CHECK(published->actor == adder);
+  // A pool: board and two blocks, each allocated, mapped and shared with one reader.
+  auto made = in_actor<pool>(sys, [cl, reader = peer->id()](auto* self) {
+    return pool::create(self, *cl, {2, 4096, {reader}});
+  });
+  REQUIRE_MESSAGE(made, describe(made.error()));
+  CHECK(made->count() == 2);
+
+  auto after = c->stats();
+  REQUIRE(after);
+  // allocate, map, unmap, share, process, name, lookup, read, read (answered too large),
+  // process, transfer, allocate, free; the blocking find_process; the pool 3 × (allocate, map,
+  // share); stats.
+  if (transport == local_transport::shm)
+    CHECK(after->inbox_requests == before->inbox_requests + 13 + 1 + 9 + 1);
+  else
+    CHECK(after->inbox_requests == before->inbox_requests);
+  CHECK(after->inbox_refused == before->inbox_refused);
+  CHECK(after->inbox_replies_lost == before->inbox_replies_lost);
+  if (auto ch = detail::channel_of(*c)) {
+    CHECK(ch->replies_dropped() == 0);
+    CHECK(ch->actor_requests_pending() == 0);
+  }
+  caf::anon_send_exit(adder, caf::exit_reason::user_shutdown);
+}
+
+} // namespace
+
+TEST_CASE("fast path for actors: every async call kind, client::request and a pool go through "
+          "the engine's inbox and answer in the actor [shm]") {
+  every_kind(local_transport::shm);
+}
+
+TEST_CASE("fast path for actors: with local.transport basp the same calls take BASP with the "
+          "same answers [basp]") {
+  every_kind(local_transport::basp);
+}
+
+namespace {
+
+using go_atom = caf::atom_constant<caf::atom("t_go")>;
+
+// Sends `n` allocations at once, checks each answer's size, then frees all of them at once;
+// answers the number of wrong or failed answers.
+caf::behavior burst(caf::event_based_actor* self, client* c, int n, uint64_t base,
+                    promise_ptr<int> result) {
+  struct state {
+    int left;
+    int wrong = 0;
+    std::vector<block_ref> refs;
+  };
+  auto st = std::make_shared<state>();
+  st->left = n;
+  auto finish = [self, st, result, c]() {
+    st->left = static_cast<int>(st->refs.size());
+    if (st->left == 0) {
+      result->set_value(st->wrong);
+      self->quit();
+      return;
+    }
+    for (auto& r : st->refs)
+      c->free(self, r).then(
+        [self, st, result](done&&) {
+          if (--st->left == 0) {
+            result->set_value(st->wrong);
+            self->quit();
+          }
+        },
+        [self, st, result](caf::error&) {
+          ++st->wrong;
+          if (--st->left == 0) {
+            result->set_value(st->wrong);
+            self->quit();
+          }
+        });
+  };
+  return {[=](go_atom) {
+    for (int i = 0; i < n; ++i) {
+      uint64_t size = base + static_cast<uint64_t>(i);
+      c->allocate(self, size).then(
+        [st, size, finish](block_ref&& r) {
+          if (r.size != size)
+            ++st->wrong;
+          st->refs.push_back(r);
+          if (--st->left == 0)
+            finish();
+        },
+        [st, finish](caf::error&) {
+          ++st->wrong;
+          if (--st->left == 0)
+            finish();
+        });
+    }
+  }};
+}
+
+} // namespace
+
+TEST_CASE("fast path for actors: many requests in flight from several actors and blocking calls "
+          "from threads at once each get their own answer") {
+  daemon_process d{test::unique_name("cafshm-test-fastactor")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "crowd");
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto before = c->stats();
+  REQUIRE(before);
+  constexpr int actors = 8;
+  constexpr int per_actor = 100;
+  std::vector<std::future<caf::expected<int>>> results;
+  for (int a = 0; a < actors; ++a) {
+    auto p = std::make_shared<std::promise<caf::expected<int>>>();
+    results.push_back(p->get_future());
+    auto act = cs.sys.spawn(burst, &*c, per_actor, 4096 + static_cast<uint64_t>(a) * 1000, p);
+    caf::anon_send(act, go_atom::value);
+  }
+  std::atomic<int> wrong_blocking{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i)
+        if (auto r = c->find_process("crowd"); !r || *r != c->id())
+          ++wrong_blocking;
+    });
+  for (auto& th : threads)
+    th.join();
+  for (auto& f : results) {
+    auto wrong = wait_for(f);
+    REQUIRE(wrong);
+    CHECK(*wrong == 0);
+  }
+  CHECK(wrong_blocking == 0);
+  auto after = c->stats();
+  REQUIRE(after);
+  CHECK(after->blocks == before->blocks);
+  CHECK(after->inbox_requests
+        == before->inbox_requests + actors * per_actor * 2 + 2 * 100 + 1);
+  CHECK(after->inbox_replies_lost == before->inbox_replies_lost);
+  auto ch = detail::channel_of(*c);
+  REQUIRE(ch);
+  CHECK(ch->actor_requests_pending() == 0);
+  CHECK(ch->replies_dropped() == 0);
+  CHECK(ch->stray_replies() == 0);
+}
+
+TEST_CASE("fast path for actors: requests waiting for their answers fail at once with "
+          "engine_unreachable when the engine is killed") {
+  daemon_process d{test::unique_name("cafshm-test-fastactor")};
+  REQUIRE(d.ready());
+  client_system cs;
+  client_options opts;
+  opts.timeout = 120s; // far beyond the test's own deadline: only the engine's death ends them
+  auto c = client::connect(cs.sys, d.address(), "waiter", opts);
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto ref = c->allocate(4096);
+  REQUIRE(ref);
+  auto ch = detail::channel_of(*c);
+  REQUIRE(ch);
+  stop_engine(d);
+  constexpr int kinds = 5;
+  auto sent = std::make_shared<std::promise<void>>();
+  auto codes = std::make_shared<std::vector<promise_ptr<done>>>();
+  std::vector<std::future<caf::expected<done>>> answers;
+  for (int i = 0; i < kinds; ++i) {
+    codes->push_back(std::make_shared<std::promise<caf::expected<done>>>());
+    answers.push_back(codes->back()->get_future());
+  }
+  auto* cl = &*c;
+  cs.sys.spawn([=, r = *ref](caf::event_based_actor* self) {
+    auto answer = [codes](int i) {
+      return [p = (*codes)[i]](auto&&...) { p->set_value(done{}); };
+    };
+    auto failed = [codes](int i) {
+      return [p = (*codes)[i]](caf::error& e) { p->set_value(e); };
+    };
+    cl->allocate(self, 4096).then(answer(0), failed(0));
+    cl->find_process(self, "waiter").then(answer(1), failed(1));
+    cl->map(self, r, access_mode::read).then(answer(2), failed(2));
+    cl->free(self, r).then(answer(3), failed(3));
+    cl->request(self, stats_atom::value)
+      .then([p = (*codes)[4]](engine_stats&) { p->set_value(done{}); }, failed(4));
+    sent->set_value(); // the records are in the engine's inbox now
+  });
+  sent->get_future().wait();
+  CHECK(ch->actor_requests_pending() == kinds);
+  d.kill_hard();
+  for (auto& f : answers) {
+    auto r = wait_for(f);
+    REQUIRE(!r);
+    CHECK(code_of(r.error()) == errc::engine_unreachable);
+  }
+  CHECK(ch->actor_requests_pending() == 0);
+}
+
+namespace {
+
+// Waits until `actor` has ended (its down message), up to the test's deadline.
+bool ended(caf::actor_system& sys, const caf::actor& actor) {
+  caf::scoped_actor watcher{sys};
+  watcher->monitor(actor);
+  bool down = false;
+  watcher->receive([&](caf::down_msg&) { down = true; },
+                   caf::after(std::chrono::duration_cast<std::chrono::milliseconds>(
+                     answer_deadline)) >> [] {});
+  return down;
+}
+
+} // namespace
+
+TEST_CASE("fast path for actors: answers for a requester that ended are dropped and counted, "
+          "and the block and view they carried are given back") {
+  daemon_process d{test::unique_name("cafshm-test-fastactor")};
+  REQUIRE(d.ready());
+  client_system cs;
+  client_options opts;
+  opts.timeout = 120s;
+  auto c = client::connect(cs.sys, d.address(), "forgetful", opts);
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto ref = c->allocate(8192);
+  REQUIRE(ref);
+  auto before = c->stats();
+  REQUIRE(before);
+  auto ch = detail::channel_of(*c);
+  REQUIRE(ch);
+  stop_engine(d);
+  auto* cl = &*c;
+  auto sent = std::make_shared<std::promise<void>>();
+  auto answered = std::make_shared<std::atomic<int>>(0);
+  auto shortlived = cs.sys.spawn([=, r = *ref](caf::event_based_actor* self) {
+    cl->map(self, r, access_mode::read)
+      .then([answered](block_view&&) { ++*answered; }, [answered](caf::error&) { ++*answered; });
+    cl->allocate(self, 4096).then([answered](block_ref&&) { ++*answered; },
+                                  [answered](caf::error&) { ++*answered; });
+    sent->set_value();
+    self->quit();
+  });
+  sent->get_future().wait();
+  REQUIRE(ended(cs.sys, shortlived));
+  shortlived = nullptr;
+  CHECK(ch->actor_requests_pending() == 2);
+  d.process().kill(SIGCONT);
+  REQUIRE(cafshm_test::wait_until([&] { return ch->replies_dropped() == 2; }, answer_deadline));
+  CHECK(*answered == 0);
+  CHECK(ch->actor_requests_pending() == 0);
+  // The block allocated for nobody is freed; the view counted for nobody is closed, so that
+  // freeing the block ends it at once instead of leaving it draining.
+  CHECK(eventually(*c, answer_deadline, [&](const engine_stats& s) {
+    return s.blocks == before->blocks;
+  }));
+  REQUIRE(c->free(*ref));
+  CHECK(eventually(*c, answer_deadline, [&](const engine_stats& s) {
+    return s.blocks == before->blocks - 1 && s.draining_blocks == 0;
+  }));
+}
+
+namespace {
+
+// An answer that comes after the request's timeout: the requester got engine_unreachable (as
+// over BASP); on the fast path the late answer is dropped, counted and its block given back.
+void late_answer(local_transport transport) {
+  daemon_process d{test::unique_name("cafshm-test-fastactor")};
+  REQUIRE(d.ready());
+  client_system cs{transport};
+  client_options opts;
+  opts.timeout = 300ms;
+  auto c = client::connect(cs.sys, d.address(), "impatient", opts);
+  REQUIRE(c);
+  REQUIRE(c->transport() == transport);
+  auto before = c->stats();
+  REQUIRE(before);
+  stop_engine(d);
+  auto* cl = &*c;
+  auto r = in_actor<block_ref>(cs.sys, [cl](auto* self) { return cl->allocate(self, 4096); });
+  REQUIRE(!r);
+  CHECK(code_of(r.error()) == errc::engine_unreachable);
+  auto raw = request_in_actor<process_id>(cs.sys, [cl](auto* self) {
+    return cl->request(self, process_atom::value, std::string{"impatient"});
+  });
+  REQUIRE(!raw);
+  CHECK(raw.error() == caf::sec::request_timeout); // CAF's own timeout, as over BASP
+  d.process().kill(SIGCONT);
+  if (auto ch = detail::channel_of(*c)) {
+    REQUIRE(cafshm_test::wait_until([&] { return ch->replies_dropped() == 2; }, answer_deadline));
+    CHECK(eventually(*c, answer_deadline, [&](const engine_stats& s) {
+      return s.blocks == before->blocks;
+    }));
+  }
+}
+
+} // namespace
+
+TEST_CASE("fast path for actors: a request past its timeout fails as over BASP and its late "
+          "answer gives the block back [shm]") {
+  late_answer(local_transport::shm);
+}
+
+TEST_CASE("fast path for actors: a request past its timeout fails with engine_unreachable [basp]") {
+  late_answer(local_transport::basp);
+}
+
+namespace {
+
+// `left` rounds of allocate, map, unmap, free, each step in the answer of the one before; then
+// a pool with one reader. Answers the pool's block count.
+void cycle(caf::event_based_actor* self, client* c, int left, process_id reader,
+           promise_ptr<int> result) {
+  auto fail = [result, self](caf::error& e) {
+    result->set_value(e);
+    self->quit();
+  };
+  if (left == 0) {
+    pool::create(self, *c, {2, 4096, {reader}})
+      .then(
+        [result, self](pool&& p) {
+          result->set_value(static_cast<int>(p.count()));
+          self->quit();
+        },
+        fail);
+    return;
+  }
+  c->allocate(self, 4096).then(
+    [=](block_ref&& r) {
+      c->map(self, r, access_mode::read_write)
+        .then(
+          [=](block_view&& v) {
+            c->unmap(self, std::move(v))
+              .then(
+                [=](done&&) {
+                  c->free(self, r).then(
+                    [=](done&&) { cycle(self, c, left - 1, reader, result); }, fail);
+                },
+                fail);
+          },
+          fail);
+    },
+    fail);
+}
+
+} // namespace
+
+TEST_CASE("fast path for actors: one scheduler thread (sharing, 1) runs chains of async calls "
+          "and a pool without deadlock") {
+  daemon_process d{test::unique_name("cafshm-test-fastactor")};
+  REQUIRE(d.ready());
+  caf::actor_system_config cfg;
+  test::client_config(cfg);
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+  cfg.set("scheduler.max-threads", 1);
+  caf::actor_system sys{cfg};
+  auto c = client::connect(sys, d.address(), "single"); // main thread: may block
+  auto peer = client::connect(sys, d.address(), "single-peer");
+  REQUIRE(c);
+  REQUIRE(peer);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto before = c->stats();
+  REQUIRE(before);
+  constexpr int rounds = 50;
+  auto result = std::make_shared<std::promise<caf::expected<int>>>();
+  auto f = result->get_future();
+  auto* cl = &*c;
+  sys.spawn([=, reader = peer->id()](caf::event_based_actor* self) {
+    // A blocking call on the only thread is refused at once.
+    auto blocked = cl->allocate(4096);
+    if (blocked || code_of(blocked.error()) != errc::would_deadlock) {
+      result->set_value(-1);
+      return;
+    }
+    cycle(self, cl, rounds, reader, result);
+  });
+  auto made = wait_for(f);
+  REQUIRE_MESSAGE(made, describe(made.error()));
+  CHECK(*made == 2);
+  auto after = c->stats();
+  REQUIRE(after);
+  CHECK(after->inbox_requests == before->inbox_requests + rounds * 4 + 9 + 1);
+}

@@ -338,22 +338,32 @@ memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, in
     concealed_(s.max_blocks, 0),
     writable_opens_(s.max_blocks, 0),
     random_(std::random_device{}()) {
+  // used * 100 > capacity * warn_percent  <=>  used > capacity * warn_percent / 100 (rounded down)
+  uint64_t capacity[] = {s.arena_ceiling(), s.max_blocks, s.max_grants, s.max_names,
+                         s.max_processes - 1}; // the order of capacities()
+  for (size_t i = 0; i < warn_above_.size(); ++i)
+    warn_above_[i] = capacity[i] * warn_percent / 100;
   if (adopt)
     start_report_ = this->adopt();
   else
     format();
 }
 
+// Whoever reads `changing` (an engine adopting the segments after this one died, a snapshot
+// taken from another process) needs only that it is seen set before any change to the tables
+// and seen clear only after all of them: an order among this engine's stores. Release fences
+// give it (on x86 they only keep the compiler from moving stores across them; a full fence
+// there, mfence, costs tens of cycles twice per request).
 memory_manager::change_scope::change_scope(memory_manager& mm) noexcept : mm_(mm) {
   if (mm_.change_depth_++ == 0) {
     mm_.header_mut().changing = 1;
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_release);
   }
 }
 
 memory_manager::change_scope::~change_scope() {
   if (--mm_.change_depth_ == 0) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_release);
     mm_.header_mut().changing = 0;
   }
 }
@@ -1020,15 +1030,16 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
     drop_grant(index, b.grant_head);
   uint64_t bytes = allocator_.occupied_bytes(b.size);
   process(b.charged_to).bytes_in_use -= bytes;
-  auto seg = segment_of(b.page);
-  auto* at = payload(b);
+  bool scrub = settings_.scrub == scrub_policy::on_free;
+  auto seg = scrub ? segment_of(b.page) : 0;
+  auto* at = scrub ? payload(b) : nullptr;
   allocator_.free(uint64_t{b.page} << allocator_.page_shift());
   auto& h = header_mut();
   if (h.live_segments > 1)
     remove_empty_segments();
   // A segment removed with the block took its pages out of every process's reach (no view of
   // it is open, its object is unlinked): nothing to scrub there.
-  if (settings_.scrub == scrub_policy::on_free && (seg == 0 || segment(seg).pages != 0))
+  if (scrub && (seg == 0 || segment(seg).pages != 0))
     std::memset(at, 0, bytes);
   h.used_bytes -= bytes;
   --h.live_blocks;
@@ -1588,14 +1599,14 @@ void memory_manager::note_usage() {
   h.peak_grants = std::max(h.peak_grants, h.live_grants);
   h.peak_names = std::max(h.peak_names, h.live_names);
   h.peak_processes = std::max(h.peak_processes, h.live_processes);
+  if (warned_ == 0x1f
+      || (h.used_bytes <= warn_above_[0] && h.live_blocks <= warn_above_[1]
+          && h.live_grants <= warn_above_[2] && h.live_names <= warn_above_[3]
+          && h.live_processes <= warn_above_[4]))
+    return;
   auto passed = [](uint64_t used, uint64_t capacity) {
     return used * 100 > capacity * warn_percent;
   };
-  if (warned_ == 0x1f
-      || !(passed(h.used_bytes, h.max_arena_bytes) || passed(h.live_blocks, h.max_blocks)
-           || passed(h.live_grants, h.max_grants) || passed(h.live_names, h.max_names)
-           || passed(h.live_processes, h.max_processes - 1)))
-    return;
   auto all = capacities();
   for (uint32_t i = 0; i < all.size(); ++i) {
     const auto& c = all[i];

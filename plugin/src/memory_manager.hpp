@@ -6,6 +6,7 @@
 // Not thread-safe: one caller at a time (the engine actor serialises requests).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -270,6 +271,7 @@ private:
   tlsf_allocator allocator_;
   log_sink log_;
   uint32_t warned_ = 0; // bit i: capacities()[i] passed warn_percent once
+  std::array<uint64_t, 5> warn_above_{}; // capacities()[i] passed warn_percent: use above this
   std::vector<uint64_t> tokens_; // per slot; secret, never in shared memory
   std::vector<int> quota_rules_; // per slot: index of the engine.quotas rule that bounds it
                                  // together with the other live slots of that rule; -1: none

@@ -548,12 +548,16 @@ TEST_CASE("randomised model test over several data segments: check() after every
     REQUIRE(e->header().used_bytes == used);
     REQUIRE(e->header().arena_bytes <= 12 * mib);
   }
+  auto packed = std::count_if(e.log.begin(), e.log.end(), [](const std::string& line) {
+    return line.find("packed") != std::string::npos;
+  });
   MESSAGE(ops << " operations: " << grew << " segments added, " << shrank << " removed, up to "
-              << max_segments_seen << " segments at once, " << spread
+              << max_segments_seen << " segments at once, packed " << packed << " times, " << spread
               << " samples with live blocks in every one of 3 or more segments, " << refused
               << " refused (" << within_ceiling << " of them while the arena could grow by the "
               << "block; " << below_used << " with live bytes + the block within the ceiling)");
   CHECK(within_ceiling == 0);
+  CHECK(packed > 0); // the page space had no gap for a new segment, and the segments moved
   CHECK(grew > 10);
   CHECK(shrank > 10);
   CHECK(max_segments_seen >= 4);

@@ -758,6 +758,11 @@ uint64_t quota_group_key(int rule, uint32_t uid) {
   return rule >= 0 ? static_cast<uint64_t>(rule) : uint64_t{1} << 32 | uid;
 }
 
+// The bytes a quota group may hold together: its rule's, or engine.default_quota (0: no limit).
+uint64_t shared_limit(const quota_policy& quotas, int rule) {
+  return rule < 0 ? quotas.default_bytes() : quotas.rule_bytes(rule);
+}
+
 } // namespace
 
 void memory_manager::join_quota_group(uint32_t slot) {
@@ -787,7 +792,7 @@ std::optional<std::string> memory_manager::shared_quota_problem(uint32_t slot, u
   if (slot == admin::engine_slot || share_quota(slot, charged_now))
     return std::nullopt; // moving a charge within one quota changes nothing it bounds
   int rule = quota_rules_[slot];
-  uint64_t limit = rule < 0 ? quotas_.default_bytes() : quotas_.rule_bytes(rule);
+  uint64_t limit = shared_limit(quotas_, rule);
   if (limit == 0 || quota_group_[slot] == no_index)
     return std::nullopt;
   // The processes bound together: those of the same rule, or (no rule) those of the same user
@@ -1042,8 +1047,10 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
                 "allocating " + std::to_string(bytes) + " bytes would exceed the quota of "
                   + std::to_string(proc.quota_bytes) + " (in use: "
                   + std::to_string(proc.bytes_in_use) + ")");
-  if (auto why = shared_quota_problem(s.process, bytes))
-    return deny(s, errc::quota_exceeded, "allocating " + std::to_string(bytes) + " bytes " + *why);
+  if (quota_group_[s.process] != no_index && shared_limit(quotas_, quota_rules_[s.process]) != 0)
+    if (auto why = shared_quota_problem(s.process, bytes))
+      return deny(s, errc::quota_exceeded,
+                  "allocating " + std::to_string(bytes) + " bytes " + *why);
   auto& h = header_mut();
   if (h.free_block_head == no_index)
     return deny(s, errc::capacity_exceeded,
@@ -1079,7 +1086,11 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
   ++h.live_blocks;
   h.used_bytes += bytes;
   h.requested_bytes += size;
-  note_usage();
+  // note_usage() for the two counters that rose, its warnings only past their limits
+  h.peak_used_bytes = std::max(h.peak_used_bytes, h.used_bytes);
+  h.peak_blocks = std::max(h.peak_blocks, h.live_blocks);
+  if (h.used_bytes > warn_above_[0] || h.live_blocks > warn_above_[1])
+    note_usage();
   return ref_of(index);
 }
 

@@ -161,7 +161,7 @@ struct peer_state {
 caf::behavior peer_admin(caf::event_based_actor*, std::shared_ptr<peer_state> st) {
   return {
     // Allocates, writes and shares this side's pool block of `size`.
-    [st](setup_atom, uint64_t size, uint32_t other) -> caf::result<block_ref> {
+    [st](setup_atom, uint64_t size, process_id other) -> caf::result<block_ref> {
       auto ref = st->me->allocate(size);
       if (!ref)
         return std::move(ref.error());
@@ -186,7 +186,7 @@ caf::behavior peer_admin(caf::event_based_actor*, std::shared_ptr<peer_state> st
       return x;
     },
     // Without a pool: map, touch, unmap, give the block back.
-    [st](eping_atom, const block_ref& ref, uint32_t back) -> caf::result<block_ref> {
+    [st](eping_atom, const block_ref& ref, process_id back) -> caf::result<block_ref> {
       auto view = st->me->map(ref, access_mode::read);
       if (!view)
         return std::move(view.error());
@@ -200,7 +200,7 @@ caf::behavior peer_admin(caf::event_based_actor*, std::shared_ptr<peer_state> st
     },
     // Makes this side's library pool of `size`, shared with `other`, and lends every block to
     // the caller once, so that it maps them before the timed loop.
-    [st](lsetup_atom, uint64_t size, uint32_t other) -> caf::result<std::vector<pool_frame>> {
+    [st](lsetup_atom, uint64_t size, process_id other) -> caf::result<std::vector<pool_frame>> {
       auto made = cafshm::pool::create(*st->me, {library_pool_blocks, size, {other}});
       if (!made)
         return std::move(made.error());
@@ -276,15 +276,15 @@ caf::behavior peer_front(caf::event_based_actor* self, caf::actor admin,
       sink_value = consume(reinterpret_cast<const std::byte*>(v.data()), v.size(), false);
       return std::move(v);
     },
-    [self, admin](setup_atom a, uint64_t size, uint32_t other) {
+    [self, admin](setup_atom a, uint64_t size, process_id other) {
       return self->delegate(admin, a, size, other);
     },
     [self, admin](premap_atom a, const block_ref& ref) { return self->delegate(admin, a, ref); },
-    [self, admin](eping_atom a, const block_ref& ref, uint32_t back) {
+    [self, admin](eping_atom a, const block_ref& ref, process_id back) {
       return self->delegate(admin, a, ref, back);
     },
     [self, admin](release_atom a) { return self->delegate(admin, a); },
-    [self, admin](lsetup_atom a, uint64_t size, uint32_t other) {
+    [self, admin](lsetup_atom a, uint64_t size, process_id other) {
       return self->delegate(admin, a, size, other);
     },
     [self, admin](lpremap_atom a, const std::vector<pool_frame>& frames) {
@@ -313,7 +313,7 @@ caf::expected<T> ask(caf::actor_system& sys, const caf::actor& whom, Ts&&... xs)
 }
 
 caf::expected<pool> make_pool(caf::actor_system& sys, client& me, const caf::actor& peer,
-                              uint32_t peer_slot, uint64_t size) {
+                              process_id peer_process, uint64_t size) {
   pool p;
   auto ref = me.allocate(size);
   if (!ref)
@@ -324,9 +324,9 @@ caf::expected<pool> make_pool(caf::actor_system& sys, client& me, const caf::act
     return view.error();
   std::memset(view->data(), 0xa5, view->size());
   p.my_view.emplace(std::move(*view));
-  if (auto ok = me.share(*ref, peer_slot, access_mode::read); !ok)
+  if (auto ok = me.share(*ref, peer_process, access_mode::read); !ok)
     return ok.error();
-  auto theirs = ask<block_ref>(sys, peer, setup_atom::value, size, me.slot());
+  auto theirs = ask<block_ref>(sys, peer, setup_atom::value, size, me.id());
   if (!theirs)
     return theirs.error();
   p.theirs = *theirs;
@@ -345,12 +345,12 @@ caf::expected<pool> make_pool(caf::actor_system& sys, client& me, const caf::act
 // timed round trip maps.
 caf::expected<cafshm::pool> make_library_pool(caf::actor_system& sys, client& me,
                                               cafshm::pool_reader& reader,
-                                              const caf::actor& peer, uint32_t peer_slot,
+                                              const caf::actor& peer, process_id peer_process,
                                               uint64_t size) {
-  auto mine = cafshm::pool::create(me, {library_pool_blocks, size, {peer_slot}});
+  auto mine = cafshm::pool::create(me, {library_pool_blocks, size, {peer_process}});
   if (!mine)
     return mine.error();
-  auto theirs = ask<std::vector<pool_frame>>(sys, peer, lsetup_atom::value, size, me.slot());
+  auto theirs = ask<std::vector<pool_frame>>(sys, peer, lsetup_atom::value, size, me.id());
   if (!theirs)
     return theirs.error();
   for (const auto& f : *theirs)
@@ -390,7 +390,7 @@ struct drive {
   mode m = mode::touch;
   uint64_t size = 0;
   client* me = nullptr;
-  uint32_t peer_slot = 0;
+  process_id peer_process{};
   pool* p = nullptr;
   cafshm::pool* library = nullptr;        // mode library: this side's pool of the payload size
   cafshm::pool_reader* reader = nullptr;  // mode library: maps the peer's pool blocks
@@ -512,10 +512,10 @@ void step(caf::event_based_actor* self, std::shared_ptr<drive> d) {
         return failed(self, d, describe(view.error()));
       view->data()[0] = std::byte(d->i);
       view->data()[view->size() - 1] = std::byte(d->i);
-      auto moved = me->transfer(std::move(*view), d->peer_slot);
+      auto moved = me->transfer(std::move(*view), d->peer_process);
       if (!moved)
         return failed(self, d, describe(moved.error()));
-      self->request(d->peer, msg_timeout, eping_atom::value, *moved, me->slot())
+      self->request(d->peer, msg_timeout, eping_atom::value, *moved, me->id())
         .then(
           [self, d](const block_ref& back) {
             auto* me = d->me;
@@ -559,7 +559,7 @@ struct session {
   std::unique_ptr<cafshm::pool_reader> reader; // the peer's library pools
   std::unique_ptr<child_process> peer_proc;
   caf::actor peer;
-  uint32_t peer_slot = 0;
+  process_id peer_process{};
   std::string error;
 
   session(const options& opts, const daemon_process& d, const sched& s, const std::string& name)
@@ -581,7 +581,9 @@ struct session {
     }
     std::istringstream in{*ready};
     int port = 0;
-    in >> port >> peer_slot;
+    uint32_t slot = 0;
+    in >> port >> slot;
+    peer_process = process_id{slot}; // as the peer printed it in its ready line
     auto h = sys.middleman().remote_actor("127.0.0.1", static_cast<uint16_t>(port));
     if (!h) {
       error = "remote_actor: " + sys.render(h.error());
@@ -607,7 +609,7 @@ struct session {
     d->m = m;
     d->size = size;
     d->me = &*me;
-    d->peer_slot = peer_slot;
+    d->peer_process = peer_process;
     d->p = p;
     d->reader = reader.get();
     if (m == mode::caf)
@@ -706,7 +708,7 @@ handoff_report run_handoff(const options& opts) {
       rep.error = s.error;
       continue;
     }
-    auto p = make_pool(s.sys, *s.me, s.peer, s.peer_slot, 64);
+    auto p = make_pool(s.sys, *s.me, s.peer, s.peer_process, 64);
     if (!p) {
       rep.error = "pool: " + describe(p.error());
       continue;
@@ -740,7 +742,7 @@ handoff_report run_handoff(const options& opts) {
   // alike instead of favouring the sizes measured first.
   std::vector<pool> pools;
   for (auto size : sizes) {
-    auto p = make_pool(s.sys, *s.me, s.peer, s.peer_slot, size);
+    auto p = make_pool(s.sys, *s.me, s.peer, s.peer_process, size);
     if (!p) {
       rep.error = "pool of " + human_size(size) + ": " + describe(p.error());
       release_pools(s.sys, *s.me, s.peer, pools);
@@ -750,7 +752,7 @@ handoff_report run_handoff(const options& opts) {
   }
   std::vector<cafshm::pool> library;
   for (auto size : sizes) {
-    auto p = make_library_pool(s.sys, *s.me, *s.reader, s.peer, s.peer_slot, size);
+    auto p = make_library_pool(s.sys, *s.me, *s.reader, s.peer, s.peer_process, size);
     if (!p) {
       rep.error = "library pool of " + human_size(size) + ": " + describe(p.error());
       break;
@@ -919,7 +921,7 @@ std::vector<alloc_rate> alloc_rates_at(caf::actor_system& sys, const endpoint& e
         bool ok = false;
         self->request(me.engine(), std::chrono::seconds(10), process_atom::value, me.session(),
                       std::string{"bench-alloc"})
-          .receive([&](uint32_t) { ok = true; }, [&](caf::error&) {});
+          .receive([&](process_id) { ok = true; }, [&](caf::error&) {});
         if (!ok)
           break;
         if (i >= warm)
@@ -942,7 +944,7 @@ std::vector<alloc_rate> alloc_rates_at(caf::actor_system& sys, const endpoint& e
         auto t0 = clock_type::now();
         mp->request(self, process_atom::value, std::string{"bench-alloc"})
           .then(
-            [=](uint32_t) {
+            [=](process_id) {
               if (i >= warm)
                 samples->push_back(
                   std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
@@ -1140,9 +1142,9 @@ int role_peer(const std::map<std::string, std::string>& args) {
     std::cerr << "peer: cannot publish: " << sys.render(port.error()) << "\n";
     return 1;
   }
-  std::cout << "ready " << *port << " " << c->slot() << std::endl;
+  std::cout << "ready " << *port << " " << to_slot(c->id()) << std::endl; // the process as text
   caf::actor other;
-  uint32_t other_slot = 0;
+  process_id other_process{};
   std::vector<pool> pools; // at most one
   mode m = mode::touch;
   bool allocating = false;
@@ -1156,7 +1158,9 @@ int role_peer(const std::map<std::string, std::string>& args) {
     in >> cmd;
     if (cmd == "pair") {
       int port2 = 0;
-      in >> port2 >> other_slot;
+      uint32_t slot = 0;
+      in >> port2 >> slot;
+      other_process = process_id{slot};
       auto h = sys.middleman().remote_actor("127.0.0.1", static_cast<uint16_t>(port2));
       if (!h) {
         std::cout << "error remote_actor " << sys.render(h.error()) << std::endl;
@@ -1177,7 +1181,7 @@ int role_peer(const std::map<std::string, std::string>& args) {
             live.push_back(*r);
         std::cout << "prepared" << std::endl;
       } else if (m == mode::touch) {
-        auto made = make_pool(sys, *c, other, other_slot, size);
+        auto made = make_pool(sys, *c, other, other_process, size);
         if (!made) {
           std::cout << "error pool " << describe(made.error()) << std::endl;
           continue;
@@ -1214,7 +1218,7 @@ int role_peer(const std::map<std::string, std::string>& args) {
       d->m = m;
       d->size = size;
       d->me = &*c;
-      d->peer_slot = other_slot;
+      d->peer_process = other_process;
       d->p = pools.empty() ? nullptr : &pools[0];
       d->warmup = 10;
       d->max_iter = 100'000'000;

@@ -1,6 +1,6 @@
 // Fuzz target: the engine's request validation. Random sequences of requests from several fake
 // processes (register, unregister, reclaim, allocate, free, write, read, copy, share, revoke,
-// transfer, name, lookup, remove, attach, detach, writes through views, authorize, ...) with
+// transfer, name, lookup, remove, map, unmap, writes through views, authorize, ...) with
 // random, replayed and forged refs (engine ids, block indexes, generations, sizes), sessions,
 // offsets and sizes go straight to a memory_manager. A model of what each process may do runs
 // alongside. After every request:
@@ -12,7 +12,7 @@
 //     are unique; a block given to the engine needs a name and stays charged to its giver, a
 //     draining one to its last owner (until that process is gone); grants end at transfer;
 //     copy requests carry at most max_copy_ranges ranges and max_copy_bytes bytes;
-//   - requests that nothing forbids do succeed (free, read, write, lookup, remove, detach, ...);
+//   - requests that nothing forbids do succeed (free, read, write, lookup, remove, unmap, ...);
 //   - reads return exactly what was written (through requests, copies or views), and a newly
 //     allocated block is zero everywhere (scrubbing) unless scrubbing is off;
 //   - the engine's statistics equal the model: bytes and blocks per process, blocks (live and
@@ -69,18 +69,18 @@ struct process {
 
 struct block {
   block_ref ref;
-  uint32_t owner = 0;
-  uint32_t payer = 0;  // slot whose quota the block counts against
+  process_id owner{};
+  process_id payer{};  // the process whose quota the block counts against
   uint64_t bytes = 0;
   uint32_t segment = 0; // data segment (table index) and offset in it
   uint64_t offset = 0;
-  std::map<uint32_t, access> grants;
+  std::map<process_id, access> grants;
   std::vector<char> content; // the block's first ref.size bytes
   std::string name;
 };
 
 struct view {
-  uint32_t slot;
+  process_id slot;
   uint32_t index;
   bool writable;
   uint32_t segment;
@@ -119,17 +119,17 @@ public:
 private:
   // -- model queries ------------------------------------------------------------------------
 
-  std::optional<uint32_t> requester(const session& s) const {
+  std::optional<process_id> requester(const session& s) const {
     if (s == mm_.engine_session())
-      return admin::engine_slot;
+      return process_id::engine;
     for (const auto& p : procs_)
       if (p.live && p.s == s)
         return p.s.process;
     return std::nullopt;
   }
 
-  bool live_slot(uint32_t slot) const {
-    if (slot == admin::engine_slot)
+  bool live_slot(process_id slot) const {
+    if (slot == process_id::engine)
       return true;
     for (const auto& p : procs_)
       if (p.live && p.s.process == slot)
@@ -137,7 +137,7 @@ private:
     return false;
   }
 
-  process* proc_of(uint32_t slot) {
+  process* proc_of(process_id slot) {
     for (auto& p : procs_)
       if (p.live && p.s.process == slot)
         return &p;
@@ -151,18 +151,18 @@ private:
     return &i->second;
   }
 
-  static bool allowed(uint32_t slot, const block& b, access need) {
-    if (slot == admin::engine_slot || b.owner == slot)
+  static bool allowed(process_id slot, const block& b, access need) {
+    if (slot == process_id::engine || b.owner == slot)
       return true;
     if (need == access::none)
       return false;
-    if (need == access::read && b.owner == admin::engine_slot)
+    if (need == access::read && b.owner == process_id::engine)
       return true;
     auto g = b.grants.find(slot);
     return g != b.grants.end() && g->second >= need;
   }
 
-  uint32_t views_of(uint32_t slot, uint32_t index) const {
+  uint32_t views_of(process_id slot, uint32_t index) const {
     return static_cast<uint32_t>(std::count_if(views_.begin(), views_.end(), [&](const view& v) {
       return v.slot == slot && v.index == index;
     }));
@@ -173,7 +173,7 @@ private:
                        [&](const view& v) { return v.index == index; });
   }
 
-  uint64_t in_use(uint32_t slot) const {
+  uint64_t in_use(process_id slot) const {
     uint64_t sum = 0;
     for (const auto& [i, b] : blocks_)
       if (b.payer == slot)
@@ -184,7 +184,7 @@ private:
     return sum;
   }
 
-  uint64_t quota_of(uint32_t slot) {
+  uint64_t quota_of(process_id slot) {
     auto* p = proc_of(slot);
     return p == nullptr ? 0 : p->quota;
   }
@@ -201,13 +201,13 @@ private:
 
   // Whether `slot` may be charged `bytes` more, taken from slot `from` (a transfer; the engine
   // slot: new bytes). A charge that moves between two processes leaves the user's sum as it is.
-  bool quota_ok(uint32_t slot, uint64_t bytes, uint32_t from = admin::engine_slot) {
-    if (slot == admin::engine_slot)
+  bool quota_ok(process_id slot, uint64_t bytes, process_id from = process_id::engine) {
+    if (slot == process_id::engine)
       return true; // the engine has no quota
     auto q = quota_of(slot);
     if (q != 0 && in_use(slot) + bytes > q)
       return false;
-    bool within_user = from != admin::engine_slot && live_slot(from);
+    bool within_user = from != process_id::engine && live_slot(from);
     return default_quota_ == 0 || within_user || user_in_use() + bytes <= default_quota_;
   }
 
@@ -233,8 +233,8 @@ private:
       i = has_views(i->first) ? std::next(i) : draining_.erase(i);
   }
 
-  void reclaim_model(uint32_t slot) {
-    if (slot == admin::engine_slot)
+  void reclaim_model(process_id slot) {
+    if (slot == process_id::engine)
       return;
     auto* p = proc_of(slot);
     if (p == nullptr)
@@ -251,10 +251,10 @@ private:
     finish_drained();
     for (auto& [i, b] : blocks_) // given to the engine: charged to nobody now
       if (b.payer == slot)
-        b.payer = admin::engine_slot;
+        b.payer = process_id::engine;
     for (auto& [i, d] : draining_)
       if (d.payer == slot)
-        d.payer = admin::engine_slot;
+        d.payer = process_id::engine;
     p->live = false;
   }
 
@@ -282,12 +282,12 @@ private:
       return s;
     }
     if (sel < 244)
-      return session{static_cast<uint32_t>(in_.below(max_processes + 2)), in_.u64()};
+      return session{process_id{static_cast<uint32_t>(in_.below(max_processes + 2))}, in_.u64()};
     return mm_.engine_session();
   }
 
-  uint32_t pick_slot() {
-    return static_cast<uint32_t>(in_.below(max_processes + 1));
+  process_id pick_process() {
+    return process_id{static_cast<uint32_t>(in_.below(max_processes + 1))};
   }
 
   block_ref pick_ref() {
@@ -399,8 +399,8 @@ private:
       case 12: do_name(); break;
       case 13: do_lookup(); break;
       case 14: do_remove(); break;
-      case 15: do_attach(); break;
-      case 16: do_detach(); break;
+      case 15: do_map(); break;
+      case 16: do_unmap(); break;
       case 17: do_view_write(); break;
       default: do_misc(); break;
     }
@@ -434,8 +434,8 @@ private:
     if (!quota_allowed)
       violation("register accepted a quota above the engine's");
     auto slot = r->session.process;
-    if (slot == admin::engine_slot || slot >= max_processes || live_slot(slot))
-      violation("register returned a slot in use: " + std::to_string(slot));
+    if (slot == process_id::engine || to_slot(slot) >= max_processes || live_slot(slot))
+      violation("register returned a slot in use: " + to_string(slot));
     if (r->engine_id != mm_.engine_id() || r->session.token == 0)
       violation("register returned a bad registration");
     procs_.push_back({r->session, name, quota != 0 ? quota : default_quota_, true});
@@ -445,16 +445,16 @@ private:
     auto s = pick_session();
     auto who = requester(s);
     auto r = mm_.unregister(s);
-    bool permitted = who && *who != admin::engine_slot;
+    bool permitted = who && *who != process_id::engine;
     if (ok(r) != permitted)
       violation(std::string{"unregister "} + (permitted ? "refused" : "accepted") + " for slot "
-                + std::to_string(s.process));
+                + to_string(s.process));
     if (r)
       reclaim_model(*who);
   }
 
   void do_reclaim() {
-    auto slot = pick_slot();
+    auto slot = pick_process();
     mm_.reclaim(slot);
     reclaim_model(slot);
   }
@@ -489,7 +489,7 @@ private:
     }
     if (!permitted)
       violation("allocate of " + std::to_string(size) + " accepted for slot "
-                + std::to_string(s.process));
+                + to_string(s.process));
     if (r->engine != mm_.engine_id() || r->size != size || r->block >= max_blocks
         || blocks_.count(r->block) != 0 || draining_.count(r->block) != 0)
       violation("allocate returned a bad ref " + str(*r));
@@ -613,7 +613,7 @@ private:
   void do_share() {
     auto s = pick_session();
     auto ref = pick_ref();
-    auto to = pick_slot();
+    auto to = pick_process();
     auto mode = static_cast<access_mode>(in_.byte() % 4);
     auto who = requester(s);
     auto* b = live_block(ref);
@@ -622,7 +622,7 @@ private:
                      && live_slot(to) && to != b->owner;
     auto r = mm_.share(s, ref, to, mode);
     if (r && !permitted)
-      violation("share accepted: " + str(ref) + " to " + std::to_string(to));
+      violation("share accepted: " + str(ref) + " to " + to_string(to));
     if (r)
       b->grants[to] = mode == access_mode::read_write ? access::read_write : access::read;
   }
@@ -630,7 +630,7 @@ private:
   void do_revoke() {
     auto s = pick_session();
     auto ref = pick_ref();
-    auto from = pick_slot();
+    auto from = pick_process();
     auto who = requester(s);
     auto* b = live_block(ref);
     // A non-owner's open views pin its grant entry: revoking it then is block_in_use.
@@ -639,13 +639,13 @@ private:
     auto r = mm_.revoke(s, ref, from);
     if (ok(r) != permitted)
       violation(std::string{"revoke "} + (permitted ? "refused" : "accepted") + " of "
-                + str(ref) + " from " + std::to_string(from));
+                + str(ref) + " from " + to_string(from));
     if (r)
       b->grants.erase(from);
   }
 
   // Whether `slot` holds an entry in the block's grant list: a grant, or views of a non-owner.
-  bool has_grant_entry(uint32_t slot, uint32_t index) {
+  bool has_grant_entry(process_id slot, uint32_t index) {
     auto i = blocks_.find(index);
     if (i == blocks_.end())
       return false;
@@ -656,12 +656,12 @@ private:
   void do_transfer() {
     auto s = pick_session();
     auto ref = pick_ref();
-    auto to = pick_slot();
+    auto to = pick_process();
     auto who = requester(s);
     auto* b = live_block(ref);
-    bool giving = to == admin::engine_slot;
+    bool giving = to == process_id::engine;
     bool viewed_by_others = std::any_of(views_.begin(), views_.end(), [&](const view& v) {
-      return v.index == ref.block && v.slot != to && v.slot != admin::engine_slot
+      return v.index == ref.block && v.slot != to && v.slot != process_id::engine
              && b != nullptr && v.slot != b->owner;
     });
     bool permitted = who && b != nullptr && allowed(*who, *b, access::none) && live_slot(to)
@@ -671,7 +671,7 @@ private:
     auto r = mm_.transfer(s, ref, to);
     if (ok(r) != permitted)
       violation(std::string{"transfer "} + (permitted ? "refused" : "accepted") + " of "
-                + str(ref) + " to " + std::to_string(to));
+                + str(ref) + " to " + to_string(to));
     if (r) {
       if (*r != ref)
         violation("transfer changed the ref");
@@ -730,7 +730,7 @@ private:
     auto bound = names_.find(name);
     bool permitted = who && bound != names_.end()
                      && (blocks_.at(bound->second).owner == *who
-                         || blocks_.at(bound->second).owner == admin::engine_slot);
+                         || blocks_.at(bound->second).owner == process_id::engine);
     auto r = mm_.remove(s, name);
     if (ok(r) != permitted)
       violation(std::string{"remove "} + (permitted ? "refused" : "accepted") + " of '" + name
@@ -741,7 +741,7 @@ private:
     }
   }
 
-  void do_attach() {
+  void do_map() {
     auto s = pick_session();
     auto ref = pick_ref();
     auto mode = in_.flag() ? access_mode::read_write : access_mode::read;
@@ -749,20 +749,20 @@ private:
     auto who = requester(s);
     auto* b = live_block(ref);
     bool permitted = who && b != nullptr && allowed(*who, *b, need);
-    auto r = mm_.attach(s, ref, mode);
+    auto r = mm_.map(s, ref, mode);
     if (r && !permitted)
-      violation("attach accepted: " + str(ref) + " for slot " + std::to_string(s.process));
+      violation("map accepted: " + str(ref) + " for slot " + to_string(s.process));
     if (!r && permitted && (b->owner == *who || has_grant_entry(*who, ref.block)))
-      violation("attach refused: " + str(ref) + ": " + describe(r.error()));
+      violation("map refused: " + str(ref) + ": " + describe(r.error()));
     if (!r)
       return;
     if (r->offset != b->offset || r->size != ref.size || r->writable != (mode == access_mode::read_write)
         || r->data_segment != mm_.data_segment(b->segment).name())
-      violation("attach returned a bad lease for " + str(ref));
+      violation("map returned a bad lease for " + str(ref));
     views_.push_back({*who, ref.block, r->writable, b->segment, r->offset, r->size});
   }
 
-  void do_detach() {
+  void do_unmap() {
     auto s = pick_session();
     block_ref ref = pick_ref();
     if (!views_.empty() && in_.byte() < 200) { // mostly a view that is open
@@ -772,16 +772,16 @@ private:
         for (const auto& p : procs_)
           if (p.live && p.s.process == v.slot)
             s = p.s;
-        if (v.slot == admin::engine_slot)
+        if (v.slot == process_id::engine)
           s = mm_.engine_session();
       }
     }
     auto who = requester(s);
     bool permitted = who && ref.engine == mm_.engine_id() && views_of(*who, ref.block) > 0;
-    auto r = mm_.detach(s, ref);
+    auto r = mm_.unmap(s, ref);
     if (ok(r) != permitted)
-      violation(std::string{"detach "} + (permitted ? "refused" : "accepted") + " of "
-                + str(ref) + " for slot " + std::to_string(s.process));
+      violation(std::string{"unmap "} + (permitted ? "refused" : "accepted") + " of "
+                + str(ref) + " for slot " + to_string(s.process));
     if (r) {
       auto i = std::find_if(views_.begin(), views_.end(), [&](const view& v) {
         return v.slot == *who && v.index == ref.block;
@@ -835,8 +835,8 @@ private:
       case 2: {
         auto r = mm_.exported_version(ref);
         bool exported = b != nullptr
-                        && (b->owner == admin::engine_slot
-                            || b->grants.count(admin::engine_slot) != 0);
+                        && (b->owner == process_id::engine
+                            || b->grants.count(process_id::engine) != 0);
         if (ok(r) != exported)
           violation("exported_version disagrees for " + str(ref));
         break;
@@ -900,11 +900,11 @@ private:
     for (const auto& ps : st.process_list) {
       uint32_t count = 0;
       for (const auto& [i, b] : blocks_)
-        count += b.owner == ps.slot;
-      if (!live_slot(ps.slot) || ps.bytes_in_use != in_use(ps.slot) || ps.blocks != count)
-        violation("process " + std::to_string(ps.slot) + " accounts " + std::to_string(ps.bytes_in_use)
+        count += b.owner == ps.id;
+      if (!live_slot(ps.id) || ps.bytes_in_use != in_use(ps.id) || ps.blocks != count)
+        violation("process " + to_string(ps.id) + " accounts " + std::to_string(ps.bytes_in_use)
                   + " bytes in " + std::to_string(ps.blocks) + " blocks, the model "
-                  + std::to_string(in_use(ps.slot)) + " in " + std::to_string(count));
+                  + std::to_string(in_use(ps.id)) + " in " + std::to_string(count));
     }
   }
 
@@ -927,9 +927,9 @@ private:
     auto engine = mm_.engine_session();
     while (!views_.empty()) {
       auto v = views_.back();
-      if (v.slot != admin::engine_slot)
+      if (v.slot != process_id::engine)
         violation("a view of a process that is gone");
-      if (!mm_.detach(engine, block_ref{mm_.engine_id(), v.index, 0, 0}))
+      if (!mm_.unmap(engine, block_ref{mm_.engine_id(), v.index, 0, 0}))
         violation("the engine could not close its view");
       views_.pop_back();
     }
@@ -961,7 +961,7 @@ private:
   std::map<uint32_t, block> blocks_;       // live blocks by index
   struct draining_block {
     uint64_t bytes;
-    uint32_t payer;
+    process_id payer;
   };
   std::map<uint32_t, draining_block> draining_; // freed blocks with open views, by index
   std::map<std::string, uint32_t> names_;  // name -> block index

@@ -229,7 +229,7 @@ private:
         violation("the engine offered no request inbox to a process of this host");
       fastpath::inbox_options opts;
       opts.capacity = reg.reply_inbox_bytes;
-      auto in = fastpath::inbox::create(reg.inbox_engine, p.s.process, opts);
+      auto in = fastpath::inbox::create(reg.inbox_engine, to_slot(p.s.process), opts);
       if (!in)
         violation("cannot create a reply inbox: " + describe(in.error()));
       p.replies.emplace(std::move(*in));
@@ -238,9 +238,10 @@ private:
     }
   }
 
+  // Records carry the sender's slot as a raw uint32_t (inbox_layout.hpp); sessions a process_id.
   proc* proc_of(uint32_t slot) {
     for (auto& p : procs_)
-      if (p.s.process == slot)
+      if (to_slot(p.s.process) == slot)
         return &p;
     return nullptr;
   }
@@ -250,7 +251,7 @@ private:
   uint32_t pick_sender() {
     auto sel = in_.byte();
     if (sel < 200)
-      return procs_[sel % processes].s.process;
+      return to_slot(procs_[sel % processes].s.process);
     if (sel < 215)
       return admin::engine_slot;
     if (sel < 240)
@@ -268,26 +269,26 @@ private:
     } else if (sel < 190) { // another process's real session
       s = procs_[in_.below(processes)].s;
     } else if (sel < 230) { // the sender's slot, a forged token
-      s = session{r.sender, in_.u64()};
+      s = session{process_id{r.sender}, in_.u64()};
       if (sender != nullptr && s.token == sender->s.token)
         s.token ^= 1;
     } else if (sel < 245) {
       s = w_.mm->engine_session();
     } else {
-      s = session{in_.u32(), in_.u64()};
+      s = session{process_id{in_.u32()}, in_.u64()};
     }
     r.own_session = sender != nullptr && s == sender->s;
     r.foreign = !r.own_session;
     return s;
   }
 
-  uint32_t pick_slot() {
+  process_id pick_process() {
     auto sel = in_.byte();
     if (sel < 180)
       return procs_[sel % processes].s.process;
     if (sel < 220)
-      return admin::engine_slot;
-    return in_.u32();
+      return process_id::engine;
+    return process_id{in_.u32()};
   }
 
   uint64_t pick_size() {
@@ -380,18 +381,18 @@ private:
         r.kind = share_atom::value;
         auto mode = static_cast<access_mode>(in_.flag() ? 1 + in_.below(2) : in_.byte());
         auto ref = pick_ref();
-        auto to = pick_slot();
+        auto to = pick_process();
         return caf::make_message(share_atom::value, s, ref, to, mode);
       }
       case 6: {
         r.kind = revoke_atom::value;
         auto ref = pick_ref();
-        return caf::make_message(revoke_atom::value, s, ref, pick_slot());
+        return caf::make_message(revoke_atom::value, s, ref, pick_process());
       }
       case 7: {
         r.kind = transfer_atom::value;
         auto ref = pick_ref();
-        return caf::make_message(transfer_atom::value, s, ref, pick_slot());
+        return caf::make_message(transfer_atom::value, s, ref, pick_process());
       }
       case 8: {
         r.kind = name_atom::value;
@@ -521,12 +522,12 @@ private:
       violation("an answer shorter than its header");
     auto id = fastpath::load_u64(a.payload, 0);
     record* r = nullptr;
-    auto range = by_id_.equal_range({p.s.process, id});
+    auto range = by_id_.equal_range({to_slot(p.s.process), id});
     for (auto i = range.first; i != range.second && r == nullptr; ++i)
       if (records_[i->second].answers == 0)
         r = &records_[i->second];
     if (r == nullptr)
-      violation("an answer in the inbox of slot " + std::to_string(p.s.process)
+      violation("an answer in the inbox of slot " + to_string(p.s.process)
                 + " for a request that slot did not send, or a second answer");
     ++r->answers;
     if (!r->carried)
@@ -606,7 +607,7 @@ private:
     auto engine = w_.mm->engine_session();
     auto st = w_.full_stats();
     for (const auto& nb : st.name_list)
-      if (nb.owner == admin::engine_slot)
+      if (nb.owner == process_id::engine)
         if (auto done = w_.ask<done_atom>(free_atom::value, engine, nb.ref); !done)
           violation("cannot free an engine-held block: " + describe(done.error()));
     st = w_.full_stats();

@@ -1,6 +1,8 @@
 #include "testing/child_process.hpp"
 
+#include <algorithm>
 #include <csignal>
+#include <tuple>
 #include <utility>
 
 #include <fcntl.h>
@@ -14,14 +16,31 @@ namespace cafshm::test {
 
 using clock_type = std::chrono::steady_clock;
 
-child_process::child_process(std::vector<std::string> argv) {
+namespace {
+
+int ms_until(clock_type::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+  return static_cast<int>(std::max<int64_t>(left.count(), 0));
+}
+
+void close_fd(int& fd) {
+  if (fd >= 0)
+    ::close(std::exchange(fd, -1));
+}
+
+} // namespace
+
+child_process::child_process(std::vector<std::string> argv, child_stdio stdio) {
   int out[2];
   int in[2];
+  int err[2] = {-1, -1};
   if (::pipe2(out, O_CLOEXEC) != 0)
     return;
-  if (::pipe2(in, O_CLOEXEC) != 0) {
-    ::close(out[0]);
-    ::close(out[1]);
+  if (::pipe2(in, O_CLOEXEC) != 0
+      || (stdio.capture_stderr && ::pipe2(err, O_CLOEXEC) != 0)) {
+    for (int fd : {out[0], out[1], in[0], in[1]})
+      if (fd >= 0)
+        ::close(fd);
     return;
   }
   pid_t parent = ::getpid();
@@ -30,8 +49,11 @@ child_process::child_process(std::vector<std::string> argv) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) // the parent died before prctl
       ::_exit(127);
+    ::signal(SIGPIPE, SIG_DFL); // a parent that ignores SIGPIPE must not pass that on
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(in[0], STDIN_FILENO);
+    if (err[1] >= 0)
+      ::dup2(err[1], STDERR_FILENO);
     std::vector<char*> args;
     for (auto& a : argv)
       args.push_back(a.data());
@@ -41,8 +63,53 @@ child_process::child_process(std::vector<std::string> argv) {
   }
   ::close(out[1]);
   ::close(in[0]);
+  if (err[1] >= 0)
+    ::close(err[1]);
   out_ = out[0];
   in_ = in[1];
+  err_ = err[0];
+}
+
+finished_process child_process::run(std::vector<std::string> argv, const std::string& input,
+                                    std::chrono::milliseconds timeout) {
+  auto deadline = clock_type::now() + timeout;
+  child_process c{std::move(argv), child_stdio{true}};
+  finished_process r;
+  r.pid = c.pid_;
+  size_t written = 0;
+  if (input.empty())
+    c.close_stdin();
+  else {
+    ::signal(SIGPIPE, SIG_IGN); // a child that exits before reading everything closes the pipe
+    ::fcntl(c.in_, F_SETFL, O_NONBLOCK);
+  }
+  // Writes and reads in one loop: a child that answers before it read all of its input must
+  // not block on a full stdout pipe while the parent blocks on a full stdin pipe.
+  while ((c.out_ >= 0 || c.err_ >= 0) && ms_until(deadline) > 0) {
+    pollfd fds[] = {{c.in_, POLLOUT, 0}, {c.out_, POLLIN, 0}, {c.err_, POLLIN, 0}};
+    if (::poll(fds, 3, ms_until(deadline)) <= 0)
+      continue;
+    if (fds[0].revents != 0) {
+      auto n = ::write(c.in_, input.data() + written, input.size() - written);
+      if (n < 0 || (written += static_cast<size_t>(n)) == input.size())
+        c.close_stdin(); // written, or the child closed its stdin
+    }
+    for (auto [p, fd, text] : {std::tuple{&fds[1], &c.out_, &r.out},
+                               std::tuple{&fds[2], &c.err_, &r.err}}) {
+      if (p->revents == 0)
+        continue;
+      char buf[65536];
+      auto n = ::read(*fd, buf, sizeof buf);
+      if (n > 0)
+        text->append(buf, static_cast<size_t>(n));
+      else
+        close_fd(*fd);
+    }
+  }
+  auto status = c.wait(std::chrono::milliseconds{ms_until(deadline)});
+  if (status)
+    r.exit_code = WIFEXITED(*status) ? WEXITSTATUS(*status) : 128 + WTERMSIG(*status);
+  return r; // ~child_process kills and reaps one that did not end
 }
 
 child_process::~child_process() {
@@ -50,8 +117,8 @@ child_process::~child_process() {
     kill(SIGKILL);
   wait(std::chrono::seconds(10));
   close_stdin();
-  if (out_ >= 0)
-    ::close(out_);
+  close_fd(out_);
+  close_fd(err_);
 }
 
 bool child_process::running() const {

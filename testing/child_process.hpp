@@ -1,6 +1,8 @@
 // A child process of a test or a benchmark: fork/exec with stdout and stdin on pipes, line
 // reading with a deadline, and a destructor that kills and reaps it, so that a failing test
-// never leaves it behind. Its stderr stays the parent's.
+// never leaves it behind. Its stderr stays the parent's unless it is captured (run(), or
+// child_stdio::capture_stderr). It starts with SIGPIPE at its default action even when the
+// parent ignores SIGPIPE (ignored signals would otherwise pass through exec).
 #pragma once
 
 #include <chrono>
@@ -13,12 +15,33 @@
 
 namespace cafshm::test {
 
+/// Where a child's stderr goes.
+struct child_stdio {
+  bool capture_stderr = false; // a pipe that run() reads; else the parent's stderr
+};
+
+/// What child_process::run() collected.
+struct finished_process {
+  pid_t pid = -1;
+  std::optional<int> exit_code; // its exit status, 128 + N if signal N ended it; nullopt if it
+                                // did not end before the deadline (it is killed then)
+  std::string out;              // everything it wrote to stdout
+  std::string err;              // and to stderr
+};
+
 class child_process {
 public:
   /// Starts argv[0] (a path) with the given arguments. Its stdin is a pipe that stays open
   /// until close_stdin() or destruction. Should the parent die without cleaning up, the child
   /// gets SIGTERM (cafshmd then removes its segments).
-  explicit child_process(std::vector<std::string> argv);
+  explicit child_process(std::vector<std::string> argv, child_stdio stdio = {});
+
+  /// Runs argv to its end: writes `input` to its stdin and closes it, collects stdout and
+  /// stderr until both are closed, and reaps it. Everything within `timeout`; a process still
+  /// running then is killed (exit_code nullopt). With input, this process ignores SIGPIPE from
+  /// then on (a child may exit before it read all of it).
+  static finished_process run(std::vector<std::string> argv, const std::string& input,
+                              std::chrono::milliseconds timeout);
   child_process(const child_process&) = delete;
   child_process& operator=(const child_process&) = delete;
   ~child_process(); // SIGKILL if still running, reap
@@ -47,6 +70,7 @@ public:
 private:
   pid_t pid_ = -1;
   int out_ = -1;
+  int err_ = -1; // with capture_stderr
   int in_ = -1;
   std::string buffer_;
   mutable std::optional<int> status_; // set once reaped

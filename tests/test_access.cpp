@@ -55,18 +55,20 @@ std::string transport_name(local_transport t) {
 // A cafshm-attacker process: one command line in, one answer line out.
 struct attacker {
   child_process process;
-  uint32_t slot = 0;
+  process_id slot{};
   uint64_t engine_id = 0;
 
   explicit attacker(const daemon_process& d, local_transport transport,
                     const std::string& name = "attacker")
-    : process({attacker_bin(), "--engine", "127.0.0.1:" + std::to_string(d.port()), "--name",
+    : process({attacker_bin(), "--engine", d.address_text(), "--name",
                name, "--transport", transport_name(transport)}) {
     auto ready = process.wait_for_line("ready ", 30s);
     REQUIRE(ready);
     std::istringstream in{*ready};
     std::string used;
-    in >> slot >> engine_id >> used;
+    uint32_t n = 0;
+    in >> n >> engine_id >> used;
+    slot = process_id{n}; // as the attacker printed it
     CHECK(used == transport_name(transport)); // its requests take the path under test
   }
 
@@ -153,10 +155,10 @@ void attacker_never_gets_in(local_transport transport) {
     CHECK(a.ask("hash " + attacker::ref(*bystander)) == "denied access_denied");
   }
   SUBCASE("forged sessions of the victim's slot: refused, the victim keeps working") {
-    auto answer = a.ask("sessions " + std::to_string(victim->slot()) + " 300");
+    auto answer = a.ask("sessions " + to_string(victim->id()) + " 300");
     CHECK(answer == "sessions tried=900 accepted=0");
     if (transport == local_transport::shm) // straight into the engine's request inbox too
-      CHECK(a.ask("forge " + std::to_string(victim->slot()) + " 100") == "forge sent=700");
+      CHECK(a.ask("forge " + to_string(victim->id()) + " 100") == "forge sent=700");
     auto back = victim->read(*secret, 0, 5);
     REQUIRE(back);
     CHECK(std::string(back->begin(), back->end()) == "sssss");
@@ -231,7 +233,7 @@ void held_copies_stay_hidden(local_transport transport) {
   auto ref = sender->allocate(size);
   REQUIRE(ref);
   REQUIRE(sender->write(*ref, 0, std::string(size, 'p')));
-  auto to_b = "127.0.0.1:" + std::to_string(b.port());
+  auto to_b = b.address_text();
   transmit_target target;
   target.process = "sink";
   auto receipt = sender->transmit(*ref, to_b, target);
@@ -310,7 +312,7 @@ void scrubbed_for_next_owner(local_transport transport) {
     std::memset(draining->data(), 0x5A, draining->size()); // still mapped: writes after free
     REQUIRE(victim->unmap(std::move(*draining)));
     child_process writer{{std::string{CAFSHM_BIN_DIR} + "/cafshm-test-peer", "writer",
-                          "--engine", "127.0.0.1:" + std::to_string(d.port()), "--name",
+                          "--engine", d.address_text(), "--name",
                           "writer", "--blocks", "5", "--size", std::to_string(1 << 20)}};
     REQUIRE(writer.wait_for_line("writing ", 30s));
     writer.kill(SIGKILL);
@@ -564,7 +566,7 @@ void limits_through_cafshmd(local_transport transport) {
     auto producer = client::connect(cs.sys, endpoint{"127.0.0.1", d.port()}, "producer");
     REQUIRE_OK(producer);
     CHECK(*producer->find_process("consumer") == a.slot);
-    CHECK(*producer->find_process("consumer-2") == second->slot());
+    CHECK(*producer->find_process("consumer-2") == second->id());
   }
   SUBCASE("8000 ranges of 16 MiB in one copy are refused at once; another client is served") {
     attacker a{d, transport};

@@ -103,16 +103,16 @@ void typical_work(memory_manager& mm, dead_engine_state& st, pid_t alive_pid, pi
   st.zombie = zombie->session;
   auto kept = mm.allocate(st.alive, 10000);
   must(kept && mm.write(st.alive, *kept, 0, bytes_of("kept bytes")) && mm.name(st.alive, *kept, "kept")
-       && mm.attach(st.alive, *kept, access_mode::read_write));
+       && mm.map(st.alive, *kept, access_mode::read_write));
   st.kept = *kept;
   auto eb = mm.allocate(st.ended, 5000);
   must(eb && mm.name(st.ended, *eb, "ended")
        && mm.share(st.ended, *eb, st.alive.process, access_mode::read)
-       && mm.attach(st.alive, *eb, access_mode::read));
+       && mm.map(st.alive, *eb, access_mode::read));
   st.ended_block = *eb;
   auto pub = mm.allocate(st.alive, 3000);
   must(pub && mm.name(st.alive, *pub, "published"));
-  auto given = mm.transfer(st.alive, *pub, admin::engine_slot);
+  auto given = mm.transfer(st.alive, *pub, process_id::engine);
   must(static_cast<bool>(given));
   st.published = *given;
   for (auto s : {st.unverified, st.zombie}) // blocks of processes that will not be kept
@@ -122,7 +122,7 @@ void typical_work(memory_manager& mm, dead_engine_state& st, pid_t alive_pid, pi
   mm.conceal(*hidden, true);
   st.hidden = *hidden;
   // the engine pins alive's block with a view of its own (as a transfer it sends does)
-  must(static_cast<bool>(mm.attach(mm.engine_session(), st.kept, access_mode::read)));
+  must(static_cast<bool>(mm.map(mm.engine_session(), st.kept, access_mode::read)));
   must(mm.check().empty());
 }
 
@@ -192,7 +192,7 @@ TEST_CASE("adoption: processes that still run keep sessions, blocks, grants, nam
   CHECK(mm.engine_id() == st.engine_id);
   CHECK(mm.header().engine_pid == ::getpid());
   CHECK(mm.header().adoptions == 1);
-  CHECK(mm.live_slots() == std::vector<uint32_t>{st.alive.process});
+  CHECK(mm.live_processes() == std::vector<process_id>{st.alive.process});
 
   // No session is valid until its process re-attaches through the door's credentials.
   CHECK(cafshm_test::errc_of(mm.allocate(st.alive, 10)) == errc::unknown_process);
@@ -224,9 +224,9 @@ TEST_CASE("adoption: processes that still run keep sessions, blocks, grants, nam
   CHECK(stats.blocks == 3); // kept, published, and the ended process's block, draining
   CHECK(stats.draining_blocks == 1);
   // alive's views: one of its own block (a transfer must wait for it), one of the drained block
-  CHECK(cafshm_test::errc_of(mm.transfer(st.alive, st.kept, admin::engine_slot)) == errc::block_in_use);
-  CHECK_OK(mm.detach(st.alive, st.kept));
-  CHECK_OK(mm.detach(st.alive, st.ended_block));
+  CHECK(cafshm_test::errc_of(mm.transfer(st.alive, st.kept, process_id::engine)) == errc::block_in_use);
+  CHECK_OK(mm.unmap(st.alive, st.kept));
+  CHECK_OK(mm.unmap(st.alive, st.ended_block));
   stats = mm.stats();
   CHECK(stats.blocks == 2);
   CHECK(stats.draining_blocks == 0);
@@ -253,7 +253,7 @@ TEST_CASE("adoption: a pid that now belongs to a later process is reclaimed (sta
     admin::admin_header h;
     std::memcpy(&h, seg->data(), sizeof(h));
     auto* procs = reinterpret_cast<admin::process_entry*>(seg->data() + h.process_offset);
-    procs[st.alive.process].start_ticks += 1;
+    procs[to_slot(st.alive.process)].start_ticks += 1;
   }
   auto created = memory_manager::create(s);
   REQUIRE_OK(created);
@@ -485,7 +485,7 @@ TEST_CASE("adoption after growth: every added data segment is reopened and check
       auto bytes = mm.read(st.alive, st.in_segment[i], (600 << 10) - text.size(), text.size());
       REQUIRE_OK(bytes);
       CHECK(std::string(bytes->begin(), bytes->end()) == text);
-      auto lease = mm.attach(st.alive, st.in_segment[i], access_mode::read);
+      auto lease = mm.map(st.alive, st.in_segment[i], access_mode::read);
       REQUIRE_OK(lease);
       CHECK(lease->data_segment == (i == 0 ? guard.data()
                                            : memory_manager::added_segment_name(s.name, i)));
@@ -494,7 +494,7 @@ TEST_CASE("adoption after growth: every added data segment is reopened and check
       CHECK(std::string(reinterpret_cast<const char*>(mapped->data()) + (600 << 10) - text.size(),
                         text.size())
             == text);
-      CHECK_OK(mm.detach(st.alive, st.in_segment[i]));
+      CHECK_OK(mm.unmap(st.alive, st.in_segment[i]));
     }
     // and it grows further from there
     auto more = mm.allocate(st.alive, 600 << 10);

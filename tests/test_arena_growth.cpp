@@ -67,9 +67,9 @@ struct env {
   }
   /// The data segment a block lies in, by the lease the engine hands out for it.
   std::string segment_of(const session& s, const block_ref& ref) {
-    auto lease = mm->attach(s, ref, access_mode::read);
+    auto lease = mm->map(s, ref, access_mode::read);
     REQUIRE_MESSAGE(static_cast<bool>(lease), why(lease));
-    REQUIRE_OK(mm->detach(s, ref));
+    REQUIRE_OK(mm->unmap(s, ref));
     return lease->data_segment;
   }
 };
@@ -111,7 +111,7 @@ TEST_CASE("the arena grows by a data segment when no free block fits, and blocks
   // a block in the added segment: written by the engine, read through a mapping of the lease
   const std::string text = "bytes in the second segment";
   CHECK_OK(e->write(p, second, 50 * kib, bytes_of(text)));
-  auto lease = e->attach(p, second, access_mode::read_write);
+  auto lease = e->map(p, second, access_mode::read_write);
   REQUIRE_OK(lease);
   CHECK(lease->data_segment == added);
   CHECK(lease->offset % (4 * kib) == 0);
@@ -124,7 +124,7 @@ TEST_CASE("the arena grows by a data segment when no free block fits, and blocks
   auto back = e->read(p, second, 0, 6);
   REQUIRE_OK(back);
   CHECK(std::string(back->begin(), back->end()) == "mapped");
-  CHECK_OK(e->detach(p, second));
+  CHECK_OK(e->unmap(p, second));
   // copy across segments
   CHECK_OK(e->copy(p, second, first, {{50 * kib, 10, text.size()}}));
   auto copied = e->read(p, first, 10, text.size());
@@ -307,12 +307,12 @@ TEST_CASE("segments packed in the page space when no gap between them takes a ne
     auto back = e->read(p, ref, 0, text.size());
     REQUIRE_OK(back);
     CHECK(std::string(back->begin(), back->end()) == text);
-    auto lease = e->attach(p, ref, access_mode::read);
+    auto lease = e->map(p, ref, access_mode::read);
     REQUIRE_OK(lease);
     auto mapping = shm_segment::open(lease->data_segment, false, lease->offset, lease->size);
     REQUIRE_OK(mapping);
     CHECK(std::string(reinterpret_cast<const char*>(mapping->data()), text.size()) == text);
-    CHECK_OK(e->detach(p, ref));
+    CHECK_OK(e->unmap(p, ref));
   }
   CHECK_OK(e->write(p, *big, 2 * mib - 1, bytes_of("z")));
   for (size_t k : {0u, 2u, 4u, 6u})
@@ -358,12 +358,12 @@ TEST_CASE("crash reclaim and scrubbing of blocks in added segments") {
   CHECK_OK(e->write(dying, secret, 0, bytes_of(payload)));
   CHECK_OK(e->write(dying, pinned, 0, bytes_of(std::string(64 * kib, 'p'))));
   CHECK_OK(e->share(dying, pinned, reader.process, access_mode::read));
-  REQUIRE_OK(e->attach(reader, pinned, access_mode::read));
+  REQUIRE_OK(e->map(reader, pinned, access_mode::read));
   auto before = e->stats();
   e->reclaim(dying.process); // the process died
   CHECK(e->check() == "");
   auto after = e->stats();
-  CHECK(after.blocks == before.blocks - 1); // `pinned` drains until the reader detaches
+  CHECK(after.blocks == before.blocks - 1); // `pinned` drains until the reader unmaps
   CHECK(after.draining_blocks == 1);
   CHECK(after.used_bytes == before.used_bytes - 128 * kib);
   // the freed memory is zeroed: whoever gets it next reads zeros
@@ -372,7 +372,7 @@ TEST_CASE("crash reclaim and scrubbing of blocks in added segments") {
   auto bytes = e->read(keeper, reuse, 0, 128 * kib);
   REQUIRE_OK(bytes);
   CHECK(std::all_of(bytes->begin(), bytes->end(), [](char c) { return c == 0; }));
-  CHECK_OK(e->detach(reader, pinned)); // last view: the drained block returns, zeroed
+  CHECK_OK(e->unmap(reader, pinned)); // last view: the drained block returns, zeroed
   auto later = e.alloc(keeper, 64 * kib);
   auto zeros = e->read(keeper, later, 0, 64 * kib);
   REQUIRE_OK(zeros);
@@ -515,8 +515,8 @@ TEST_CASE("randomised model test over several data segments: check() after every
       auto last = e->read(procs[b.owner], b.ref, b.ref.size - 1, 1);
       REQUIRE_OK(last);
       REQUIRE((*last)[0] == b.tag); // nothing else wrote into the block
-      if (roll % 7 == 0) { // a view, then the free drains until detach
-        auto lease = e->attach(procs[b.owner], b.ref, access_mode::read);
+      if (roll % 7 == 0) { // a view, then the free drains until unmap
+        auto lease = e->map(procs[b.owner], b.ref, access_mode::read);
         REQUIRE_OK(lease);
         auto st = e->stats();
         auto seg = std::find(st.data_segments.begin(), st.data_segments.end(),
@@ -525,7 +525,7 @@ TEST_CASE("randomised model test over several data segments: check() after every
         REQUIRE(lease->offset + lease->size
                 <= st.segment_bytes[size_t(seg - st.data_segments.begin())]);
         REQUIRE_OK(e->free(procs[b.owner], b.ref));
-        REQUIRE_OK(e->detach(procs[b.owner], b.ref));
+        REQUIRE_OK(e->unmap(procs[b.owner], b.ref));
       } else {
         REQUIRE_OK(e->free(procs[b.owner], b.ref));
       }

@@ -21,15 +21,12 @@
 #include <vector>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "testing/child_process.hpp"
+#include "testing/daemon_process.hpp"
 #include "testing/unique_name.hpp"
 
 namespace fs = std::filesystem;
@@ -42,6 +39,7 @@ constexpr uint64_t MiB = 1 << 20;
 
 // -- processes ----------------------------------------------------------------------------------
 
+// A socket, closed on destruction.
 struct fd_guard {
   int fd = -1;
   fd_guard() = default;
@@ -59,76 +57,6 @@ struct fd_guard {
   }
 };
 
-std::pair<fd_guard, fd_guard> make_pipe() {
-  int fds[2];
-  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-  return {fd_guard{fds[0]}, fd_guard{fds[1]}};
-}
-
-int ms_until(steady::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
-  return static_cast<int>(std::max<int64_t>(left.count(), 0));
-}
-
-// A spawned process; unless waited for, the destructor sends SIGTERM (SIGKILL after 10 s) and
-// reaps it, so that a failing test never leaves one behind.
-struct child {
-  pid_t pid = -1;
-
-  child(const std::vector<std::string>& args, int in, int out, int err) {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    int std_fds[] = {in, out, err};
-    for (int target = 0; target < 3; ++target)
-      if (std_fds[target] >= 0)
-        posix_spawn_file_actions_adddup2(&actions, std_fds[target], target);
-      else
-        posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_RDWR, 0);
-    posix_spawnattr_t attr; // the test ignores SIGPIPE; children must not inherit that
-    posix_spawnattr_init(&attr);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> argv;
-    for (const auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), environ);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&actions);
-    REQUIRE_MESSAGE(rc == 0, "cannot spawn " << args[0]);
-  }
-  child(const child&) = delete;
-  ~child() {
-    if (pid > 0) {
-      ::kill(pid, SIGTERM);
-      if (!wait_until(steady::now() + 10s)) {
-        ::kill(pid, SIGKILL);
-        wait_until(steady::time_point::max());
-      }
-    }
-  }
-
-  // Reaps the process if it ends before `deadline`; its exit code (128 + signal if killed).
-  std::optional<int> wait_until(steady::time_point deadline) {
-    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-    if (pidfd >= 0) {
-      pollfd p{pidfd, POLLIN, 0};
-      int ready = deadline == steady::time_point::max() ? ::poll(&p, 1, -1)
-                                                         : ::poll(&p, 1, ms_until(deadline));
-      ::close(pidfd);
-      if (ready == 0)
-        return std::nullopt;
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-};
-
 struct result {
   int code = -1;
   std::string out;
@@ -138,46 +66,11 @@ struct result {
 
 // Runs the CLI with `args`, feeding `input` on stdin, and collects everything it prints.
 result run(const std::vector<std::string>& args, const std::string& input = {}) {
-  ::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> argv{std::string{CAFSHM_BIN_DIR} + "/cafshm"};
   argv.insert(argv.end(), args.begin(), args.end());
-  auto [in_r, in_w] = make_pipe();
-  auto [out_r, out_w] = make_pipe();
-  auto [err_r, err_w] = make_pipe();
-  child proc{argv, in_r.fd, out_w.fd, err_w.fd};
-  in_r.reset();
-  out_w.reset();
-  err_w.reset();
-  ::fcntl(in_w.fd, F_SETFL, O_NONBLOCK);
-  result r;
-  r.pid = proc.pid;
-  size_t written = 0;
-  if (input.empty())
-    in_w.reset();
-  auto deadline = steady::now() + 60s;
-  while (out_r.fd >= 0 || err_r.fd >= 0) {
-    pollfd fds[] = {{in_w.fd, POLLOUT, 0}, {out_r.fd, POLLIN, 0}, {err_r.fd, POLLIN, 0}};
-    REQUIRE_MESSAGE(::poll(fds, 3, ms_until(deadline)) > 0, "cafshm " << args[0] << " hangs");
-    if (fds[0].revents != 0) {
-      auto n = ::write(in_w.fd, input.data() + written, input.size() - written);
-      if (n < 0 || (written += static_cast<size_t>(n)) == input.size())
-        in_w.reset();
-    }
-    for (auto [p, text] : {std::pair{&fds[1], &r.out}, std::pair{&fds[2], &r.err}}) {
-      if (p->revents == 0)
-        continue;
-      char buf[65536];
-      auto n = ::read(p->fd, buf, sizeof buf);
-      if (n > 0)
-        text->append(buf, static_cast<size_t>(n));
-      else
-        (p == &fds[1] ? out_r : err_r).reset();
-    }
-  }
-  auto code = proc.wait_until(deadline);
-  REQUIRE_MESSAGE(code.has_value(), "cafshm " << args[0] << " does not exit");
-  r.code = *code;
-  return r;
+  auto r = cafshm::test::child_process::run(argv, input, 60s);
+  REQUIRE_MESSAGE(r.exit_code.has_value(), "cafshm " << args[0] << " does not exit");
+  return {*r.exit_code, std::move(r.out), std::move(r.err), r.pid};
 }
 
 bool one_line(const std::string& text) {
@@ -217,7 +110,7 @@ std::string unique_name() {
   return cafshm::test::unique_name("cafshm-test-cli");
 }
 
-// A scratch directory and the engine's shared-memory objects, removed on destruction.
+// A scratch directory, removed on destruction.
 struct scratch {
   std::string name;
   fs::path dir;
@@ -227,8 +120,6 @@ struct scratch {
   ~scratch() {
     std::error_code ec;
     fs::remove_all(dir, ec);
-    fs::remove("/dev/shm/" + name + ".data", ec);
-    fs::remove("/dev/shm/" + name + ".admin", ec);
   }
 };
 
@@ -243,39 +134,20 @@ std::string read_file(const fs::path& path) {
   return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
 }
 
+cafshm::test::daemon_options cli_daemon_options() {
+  cafshm::test::daemon_options o;
+  o.arena = "256MiB";
+  return o;
+}
+
+// A cafshmd (256 MiB arena) and a scratch directory of the same name for the test's files.
 class engine_daemon {
 public:
-  engine_daemon() : scratch_(unique_name()) {
-    auto config = scratch_.dir / "cafshmd.yaml";
-    write_file(config, "engine:\n  name: " + scratch_.name
-                         + "\n  arena: 256MiB\n  listen: {host: 127.0.0.1, port: 0}\n");
-    auto [out_r, out_w] = make_pipe();
-    fd_guard err{::open((scratch_.dir / "cafshmd.err").c_str(),
-                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
-    proc_.emplace(std::vector<std::string>{std::string{CAFSHM_BIN_DIR} + "/cafshmd", "--config",
-                                           config.string(), "--port", "0"},
-                  -1, out_w.fd, err.fd);
-    out_w.reset(); // so that a daemon that dies shows as end of file
-    out_ = std::move(out_r); // stays open until the daemon is reaped: it prints when it stops
-    constexpr std::string_view ready = "cafshmd listening on 127.0.0.1:";
-    std::string text;
-    auto deadline = steady::now() + 10s;
-    while (!contains(text, "\n") && ms_until(deadline) > 0) {
-      pollfd p{out_.fd, POLLIN, 0};
-      char buf[256];
-      if (::poll(&p, 1, ms_until(deadline)) <= 0)
-        break;
-      auto n = ::read(out_.fd, buf, sizeof buf);
-      if (n <= 0)
-        break;
-      text.append(buf, static_cast<size_t>(n));
-    }
-    REQUIRE_MESSAGE(starts_with(text, ready), "cafshmd did not start: " << text
-                                                << read_file(scratch_.dir / "cafshmd.err"));
-    port_ = std::stoi(text.substr(ready.size()));
+  engine_daemon() : scratch_(unique_name()), daemon_(scratch_.name, cli_daemon_options()) {
+    REQUIRE_MESSAGE(daemon_.ready(), "cafshmd did not start");
   }
 
-  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string endpoint() const { return daemon_.address_text(); }
   fs::path path(const std::string& file) const { return scratch_.dir / file; }
 
   result cli(std::vector<std::string> args, const std::string& input = {}) const {
@@ -285,9 +157,7 @@ public:
 
 private:
   scratch scratch_; // destroyed last: the daemon is gone by then
-  fd_guard out_;
-  std::optional<child> proc_;
-  int port_ = 0;
+  cafshm::test::daemon_process daemon_;
 };
 
 // -- JSON ---------------------------------------------------------------------------------------
@@ -458,7 +328,7 @@ json stats(const engine_daemon& d, pid_t* stat_pid = nullptr) {
 void check_nobody_else_registered(const json& s, pid_t stat_pid) {
   const auto& procs = s["processes"].items;
   REQUIRE(procs.size() == 2);
-  CHECK(procs[0]["slot"].u64() == 0);
+  CHECK(procs[0]["process"].u64() == 0); // the engine
   CHECK(procs[1]["pid"].u64() == static_cast<uint64_t>(stat_pid));
   CHECK(procs[1]["blocks"].u64() == 0);
 }
@@ -623,7 +493,7 @@ TEST_CASE("cli: stat --json is one JSON object with every documented key") {
   CHECK(sum == s["free_bytes"].u64());
   REQUIRE(s["processes"].kind == json::array);
   for (const auto& p : s["processes"].items)
-    for (auto key : {"slot", "pid", "name", "bytes_in_use", "blocks", "quota_bytes"})
+    for (auto key : {"process", "pid", "name", "bytes_in_use", "blocks", "quota_bytes"})
       CHECK_MESSAGE(p.fields.count(key) == 1, key);
   REQUIRE(s["names"].items.size() == 1);
   CHECK(s["names"].items[0]["name"].text == "q\"b\\s\t\x01\xc3\xa9?"); // U+FFFD decodes as '?'
@@ -747,13 +617,7 @@ TEST_CASE("cli: --timeout 1ms ends every run, even when the connection is still 
 
 // -- transmit between two engines ---------------------------------------------------------------
 
-#include "testing/daemon_process.hpp"
-
 namespace {
-
-std::string endpoint_of(const cafshm::test::daemon_process& d) {
-  return "127.0.0.1:" + std::to_string(d.port());
-}
 
 json stats_at(const std::string& endpoint) {
   auto r = run({"--engine", endpoint, "stat", "--json"});
@@ -772,8 +636,8 @@ TEST_CASE("cli: transmit stores a named block at another engine, a second time f
                    "remote:\n  cache: 64MiB\n"};
   REQUIRE(a.ready());
   REQUIRE(b.ready());
-  auto at_a = endpoint_of(a);
-  auto at_b = endpoint_of(b);
+  auto at_a = a.address_text();
+  auto at_b = b.address_text();
   scratch dir{unique_name()};
   auto data = random_bytes(3 * MiB + 5, 77);
   write_file(dir.dir / "in.bin", data);
@@ -870,7 +734,7 @@ TEST_CASE("cli: stat shows transfers in progress per peer, as text and as JSON")
   using namespace cafshm;
   test::daemon_process b{test::unique_name("cafshm-test-cli-tb"), "64MiB"};
   REQUIRE(b.ready());
-  auto at_b = endpoint_of(b);
+  auto at_b = b.address_text();
   test::client_system cs;
   auto engine = cs.sys.middleman().remote_actor<engine_actor>("127.0.0.1", b.port());
   REQUIRE(engine);

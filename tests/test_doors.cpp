@@ -64,10 +64,6 @@ std::string bin(const std::string& program) {
   return std::string{CAFSHM_BIN_DIR} + "/" + program;
 }
 
-std::string address_of(const daemon_process& d) {
-  return "127.0.0.1:" + std::to_string(d.port());
-}
-
 // An attacker process (see cafshm-attacker.cpp), optionally started through a wrapper such as
 // `setpriv` or `unshare`.
 struct attacker {
@@ -92,14 +88,14 @@ std::vector<std::string> attacker_argv(uint16_t port, bool registered = true) {
   return argv;
 }
 
-// "ready SLOT ENGINE_ID" -> SLOT
-uint32_t slot_of(const std::string& ready) {
-  return static_cast<uint32_t>(std::stoul(ready.substr(6)));
+// "ready SLOT ENGINE_ID" -> the process
+process_id process_of(const std::string& ready) {
+  return process_id{static_cast<uint32_t>(std::stoul(ready.substr(6)))};
 }
 
-const process_stats* find_slot(const engine_stats& st, uint32_t slot) {
+const process_stats* find_process(const engine_stats& st, process_id who) {
   for (const auto& p : st.process_list)
-    if (p.slot == slot)
+    if (p.id == who)
       return &p;
   return nullptr;
 }
@@ -285,7 +281,7 @@ TEST_CASE("peer links: a caller at A's client port cannot link as engine B, gets
   REQUIRE(producer->write(*ref, 0, bytes));
   transmit_target target;
   target.process = "sink";
-  auto receipt = producer->transmit(*ref, address_of(b), target, 30s);
+  auto receipt = producer->transmit(*ref, b.address_text(), target, 30s);
   REQUIRE_MESSAGE(receipt, describe(receipt.error()));
   CHECK(receipt->remote.engine == b_id);
   auto got = sink->read(receipt->remote, 0, bytes.size()); // the real B holds the real bytes
@@ -328,7 +324,7 @@ TEST_CASE("peer links: with remote.peer_key_file only holders of the key link, a
   REQUIRE(sender);
   auto ref = sender->allocate(4096);
   REQUIRE(ref);
-  auto receipt = sender->transmit(*ref, address_of(b), transmit_target{"watcher", "", {}}, 30s);
+  auto receipt = sender->transmit(*ref, b.address_text(), transmit_target{"watcher", "", {}}, 30s);
   REQUIRE_MESSAGE(receipt, describe(receipt.error()));
   REQUIRE(watcher->free(receipt->remote));
 }
@@ -482,8 +478,8 @@ TEST_CASE("door: no registration without its ticket, anonymous stats show only a
   auto full = me->stats();
   REQUIRE(full);
   CHECK(full->name_list.size() == 1);
-  REQUIRE(find_slot(*full, me->slot()) != nullptr);
-  CHECK(find_slot(*full, me->slot())->pid == ::getpid()); // what the kernel said at the door
+  REQUIRE(find_process(*full, me->id()) != nullptr);
+  CHECK(find_process(*full, me->id())->pid == ::getpid()); // what the kernel said at the door
   // link without a session is not a request the engine knows
   caf::scoped_actor self{cs.sys, true};
   caf::error refused;
@@ -539,7 +535,7 @@ TEST_CASE("liveness: a client in another pid namespace is watched by its real pi
   REQUIRE_MESSAGE(inside.first.rfind("ready ", 0) == 0, inside.first);
   auto st = me->stats();
   REQUIRE(st);
-  const auto* p = find_slot(*st, slot_of(inside.first));
+  const auto* p = find_process(*st, process_of(inside.first));
   REQUIRE(p != nullptr);
   // the pid in the engine's namespace: the attacker, not pid 1 of its own namespace
   CHECK(p->pid != 1);
@@ -570,7 +566,7 @@ TEST_CASE("liveness: a live client whose connection breaks keeps its session and
   CHECK(me->stats()->processes == before->processes + 1);
   proxy.cut(); // both sides see the connection reset; the client lives on
   // over a new connection the same session still works: nothing was reclaimed
-  CHECK(far.ask("reattach " + address_of(d)) == "reattach ok");
+  CHECK(far.ask("reattach " + d.address_text()) == "reattach ok");
   auto st = me->stats();
   REQUIRE(st);
   CHECK(st->processes == before->processes + 1);
@@ -627,14 +623,14 @@ TEST_CASE("dialing: a registered process makes its engine dial only configured p
     attacker evil{attacker_argv(strict.port())};
     REQUIRE_MESSAGE(evil.first.rfind("ready ", 0) == 0, evil.first);
     CHECK(evil.ask("dial " + trap) == "dial peer_not_allowed");
-    CHECK(evil.ask("dial " + address_of(target)) == "dial peer_not_allowed");
+    CHECK(evil.ask("dial " + target.address_text()) == "dial peer_not_allowed");
     CHECK(evil.ask("dial localhost:" + std::to_string(target.port())) == "dial peer_not_allowed");
     client_system cs;
     auto me = client::connect(cs.sys, strict.address(), "owner");
     REQUIRE(me);
     auto ref = me->allocate(4096);
     REQUIRE(ref);
-    auto sent = me->transmit(*ref, address_of(target), transmit_target{}, 10s);
+    auto sent = me->transmit(*ref, target.address_text(), transmit_target{}, 10s);
     REQUIRE_FALSE(sent);
     CHECK(code_of(sent.error()) == errc::peer_not_allowed);
     CHECK(me->stats()->peers.empty());
@@ -655,11 +651,11 @@ TEST_CASE("dialing: a registered process makes its engine dial only configured p
   REQUIRE(named.ready());
   attacker in_range{attacker_argv(ranged.port())};
   REQUIRE_MESSAGE(in_range.first.rfind("ready ", 0) == 0, in_range.first);
-  CHECK(in_range.ask("dial " + address_of(target)) == "dial ok");
+  CHECK(in_range.ask("dial " + target.address_text()) == "dial ok");
   attacker to_peer{attacker_argv(named.port())};
   REQUIRE_MESSAGE(to_peer.first.rfind("ready ", 0) == 0, to_peer.first);
-  CHECK(to_peer.ask("dial " + address_of(target)) == "dial ok");
-  CHECK(to_peer.ask("dial " + address_of(ranged)) == "dial peer_not_allowed");
+  CHECK(to_peer.ask("dial " + target.address_text()) == "dial ok");
+  CHECK(to_peer.ask("dial " + ranged.address_text()) == "dial peer_not_allowed");
 }
 
 TEST_CASE("quotas: a user's engine.quotas entry bounds all live processes of that user "
@@ -815,7 +811,7 @@ TEST_CASE("quotas: engine.default_quota and engine.max_processes_per_user bound 
     CHECK(fourth.first == "refused too_many_processes");
   }
   CHECK(three.ask("hold 400000") == "hold quota_exceeded");
-  CHECK(one.ask("reattach " + address_of(d)) == "reattach ok");
+  CHECK(one.ask("reattach " + d.address_text()) == "reattach ok");
   CHECK(three.ask("hold 100000") == "hold ok"); // what is left of the user's quota
   CHECK(three.ask("hold 200000") == "hold quota_exceeded");
   if (user.ok) { // another user: its own three processes, its own 1 MiB

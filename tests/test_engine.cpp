@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <sys/syscall.h>
@@ -142,6 +143,11 @@ int child_write_status(std::byte* where) {
 
 } // namespace
 
+// Processes have a type of their own: a block index, a uid or a count never passes for one.
+static_assert(!std::is_convertible_v<uint32_t, process_id>);
+static_assert(!std::is_convertible_v<int, process_id>);
+static_assert(to_slot(process_id::engine) == 0);
+
 TEST_CASE("every request type round-trips through the engine actor") {
   system_env env;
   auto before = env.stats();
@@ -153,16 +159,17 @@ TEST_CASE("every request type round-trips through the engine actor") {
   // register
   auto alice = env.connect("alice");
   auto bob = env.connect("bob");
-  CHECK(alice.slot() != bob.slot());
-  CHECK(alice.slot() != 0);
+  CHECK(alice.id() != bob.id());
+  CHECK(alice.id() != process_id::engine);
   CHECK(alice.info().engine_id == before.engine_id);
   CHECK(alice.info().data_segment == env.guard.data());
   CHECK(alice.info().admin_segment == env.guard.admin());
   CHECK(alice.info().min_block_bytes == 4 * kib);
   // process
-  auto bob_slot = alice.find_process("bob");
-  REQUIRE_OK(bob_slot);
-  CHECK(*bob_slot == bob.slot());
+  auto bob_id = alice.find_process("bob");
+  REQUIRE_OK(bob_id);
+  CHECK(*bob_id == bob.id());
+  CHECK(to_string(*bob_id) == std::to_string(to_slot(bob.id())));
   // stats
   auto st = alice.stats();
   REQUIRE_OK(st);
@@ -185,11 +192,11 @@ TEST_CASE("every request type round-trips through the engine actor") {
   REQUIRE_OK(got);
   CHECK(text_of(*got) == "hello");
   // share, revoke
-  REQUIRE_OK(alice.share(*ref, bob.slot(), access_mode::read));
+  REQUIRE_OK(alice.share(*ref, bob.id(), access_mode::read));
   got = bob.read(*ref, 0, 5);
   REQUIRE_OK(got);
   CHECK(text_of(*got) == "hello");
-  REQUIRE_OK(alice.revoke(*ref, bob.slot()));
+  REQUIRE_OK(alice.revoke(*ref, bob.id()));
   CHECK_ERRC(bob.read(*ref, 0, 5), errc::access_denied);
   // name, lookup, remove
   REQUIRE_OK(alice.name(*ref, "greeting"));
@@ -201,7 +208,7 @@ TEST_CASE("every request type round-trips through the engine actor") {
   CHECK_ERRC(alice.read(*ref, 0, 1), errc::stale_block);
   CHECK_ERRC(bob.lookup("greeting"), errc::name_not_found);
   // transfer
-  auto moved = alice.transfer(*ref2, bob.slot());
+  auto moved = alice.transfer(*ref2, bob.id());
   REQUIRE_OK(moved);
   CHECK(*moved == *ref2);
   got = bob.read(*ref2, 10, 5);
@@ -331,20 +338,20 @@ TEST_CASE("errors arrive through the client as cafshm errors with the right code
   }
   SUBCASE("invalid_argument and unknown_process") {
     CHECK_ERRC(a.allocate(0), errc::invalid_argument);
-    CHECK_ERRC(a.share(*ref, a.slot(), access_mode::read), errc::invalid_argument);
+    CHECK_ERRC(a.share(*ref, a.id(), access_mode::read), errc::invalid_argument);
     CHECK_ERRC(env.raw<view_lease>(map_atom::value, a.session(), *ref, static_cast<access_mode>(9)),
                errc::invalid_argument);
-    session forged{a.slot(), a.session().token ^ 1};
+    session forged{a.id(), a.session().token ^ 1};
     CHECK_ERRC(env.raw<block_ref>(allocate_atom::value, forged, uint64_t{10}),
                errc::unknown_process);
-    CHECK_ERRC(a.share(*ref, 60, access_mode::read), errc::unknown_process);
+    CHECK_ERRC(a.share(*ref, process_id{60}, access_mode::read), errc::unknown_process);
   }
   SUBCASE("block_in_use") {
     auto view = a.map(*ref, access_mode::read);
     REQUIRE_OK(view);
-    CHECK_ERRC(a.transfer(*ref, b.slot()), errc::block_in_use);
+    CHECK_ERRC(a.transfer(*ref, b.id()), errc::block_in_use);
     // transferring the view itself closes it first
-    auto moved = a.transfer(std::move(*view), b.slot());
+    auto moved = a.transfer(std::move(*view), b.id());
     REQUIRE_OK(moved);
     CHECK_OK(b.read(*moved, 0, 1));
   }
@@ -374,7 +381,7 @@ TEST_CASE("block_view: writer maps read_write, a reader with a read grant sees t
     CHECK_ERRC(stranger.map(*ref, access_mode::read), errc::access_denied);
     CHECK_ERRC(stranger.map(*ref, access_mode::read_write), errc::access_denied);
 
-    REQUIRE_OK(writer.share(*ref, reader.slot(), access_mode::read));
+    REQUIRE_OK(writer.share(*ref, reader.id(), access_mode::read));
     CHECK_ERRC(reader.map(*ref, access_mode::read_write), errc::access_denied);
     auto rv = reader.map(*ref, access_mode::read);
     REQUIRE_OK(rv);
@@ -403,9 +410,9 @@ TEST_CASE("block_view: writer maps read_write, a reader with a read grant sees t
     CHECK(rv->chars()[5] == 'Z');
 
     // revoking with a view open is refused; after closing it, it works
-    CHECK_ERRC(writer.revoke(*ref, reader.slot()), errc::block_in_use);
+    CHECK_ERRC(writer.revoke(*ref, reader.id()), errc::block_in_use);
     rv->close();
-    CHECK(wait_until([&] { return static_cast<bool>(writer.revoke(*ref, reader.slot())); }));
+    CHECK(wait_until([&] { return static_cast<bool>(writer.revoke(*ref, reader.id())); }));
     CHECK_ERRC(reader.map(*ref, access_mode::read), errc::access_denied);
   }
   REQUIRE_OK(writer.free(*ref));
@@ -427,7 +434,7 @@ TEST_CASE("a destroyed client gets its blocks, names, grants and views reclaimed
     REQUIRE_OK(a);
     REQUIRE_OK(b);
     REQUIRE_OK(doomed.name(*a, "doomed-a"));
-    REQUIRE_OK(doomed.share(*b, other.slot(), access_mode::read));
+    REQUIRE_OK(doomed.share(*b, other.id(), access_mode::read));
     auto view = doomed.map(*a, access_mode::read_write);
     REQUIRE_OK(view);
     kept = std::move(*view);

@@ -130,9 +130,9 @@ TEST_CASE("engine restart: SIGKILL during each kind of request and idle, 24 roun
       std::lock_guard<std::mutex> guard{events_mtx};
       events.emplace_back(what);
     };
-    return {[=](engine_down_atom, uint32_t) { note("down"); },
-            [=](engine_up_atom, uint32_t) { note("up"); },
-            [=](engine_gone_atom, uint32_t) { note("gone"); }};
+    return {[=](engine_down_atom, process_id) { note("down"); },
+            [=](engine_up_atom, process_id) { note("up"); },
+            [=](engine_gone_atom, process_id) { note("gone"); }};
   });
   s->me.on_engine_state(observer);
   auto baseline = s->me.stats();

@@ -99,7 +99,7 @@ TEST_CASE("fast path: a client of cafshmd on this host sends its requests throug
   REQUIRE(c);
   CHECK(c->transport() == local_transport::shm);
   CHECK(c->info().inbox_engine == d.name());
-  auto reply_inbox = fastpath::inbox::segment_name(d.name(), c->slot());
+  auto reply_inbox = fastpath::inbox::segment_name(d.name(), to_slot(c->id()));
   CHECK(segment_exists(reply_inbox));
   auto before = c->stats();
   REQUIRE(before);
@@ -123,7 +123,7 @@ TEST_CASE("fast path: a client of cafshmd on this host sends its requests throug
   CHECK(*found == *ref);
   auto me = c->find_process("fast");
   REQUIRE(me);
-  CHECK(*me == c->slot());
+  CHECK(*me == c->id());
   // The engine's refusals arrive as the same errors as over BASP.
   auto none = c->lookup("nothing");
   REQUIRE(!none);
@@ -186,7 +186,7 @@ TEST_CASE("fast path: local.transport basp on either side keeps every request on
     auto c = client::connect(cs.sys, d.address(), "basp");
     REQUIRE(c);
     CHECK(c->transport() == local_transport::basp);
-    CHECK(!segment_exists(fastpath::inbox::segment_name(d.name(), c->slot())));
+    CHECK(!segment_exists(fastpath::inbox::segment_name(d.name(), to_slot(c->id()))));
     REQUIRE(c->allocate(4096));
     auto st = c->stats();
     REQUIRE(st);
@@ -218,12 +218,12 @@ TEST_CASE("fast path: forged and malformed records to the engine's inbox are cou
   REQUIRE(secret);
   REQUIRE(victim->write(*secret, 0, std::string{"secret"}));
   child_process attacker{{bin("cafshm-attacker"), "--engine",
-                          "127.0.0.1:" + std::to_string(d.port()), "--name", "attacker"}};
+                          d.address_text(), "--name", "attacker"}};
   auto ready = attacker.wait_for_line("ready ", 30s);
   REQUIRE(ready);
   auto before = victim->stats();
   REQUIRE(before);
-  REQUIRE(attacker.write_stdin("forge " + std::to_string(victim->slot()) + " 40\n"));
+  REQUIRE(attacker.write_stdin("forge " + to_string(victim->id()) + " 40\n"));
   auto answer = attacker.read_line(60s);
   REQUIRE(answer);
   CHECK(*answer == "forge sent=280");
@@ -359,7 +359,7 @@ void actors_and_transmits(local_transport transport) {
   auto found = sender->find_actor("adder");
   REQUIRE(found);
   CHECK(found->actor == adder);
-  CHECK(found->process == sender->slot());
+  CHECK(found->process == sender->id());
   REQUIRE(sender->unpublish("adder"));
   auto gone = sender->find_actor("adder");
   REQUIRE(!gone);
@@ -377,14 +377,14 @@ void actors_and_transmits(local_transport transport) {
   REQUIRE(sender->write(*ref, 0, content));
   transmit_target target;
   target.process = "sink";
-  auto receipt = sender->transmit(*ref, "127.0.0.1:" + std::to_string(b.port()), target);
+  auto receipt = sender->transmit(*ref, b.address_text(), target);
   REQUIRE_MESSAGE(receipt, describe(receipt.error()));
   CHECK(receipt->bytes == size);
   auto copy = sink->read(receipt->remote, 0, size);
   REQUIRE(copy);
   CHECK(std::string(copy->begin(), copy->end()) == content);
   auto refused = sender->transmit(block_ref{ref->engine, ref->block, ref->generation + 1, size},
-                                  "127.0.0.1:" + std::to_string(b.port()), target);
+                                  b.address_text(), target);
   REQUIRE(!refused);
   CHECK(code_of(refused.error()) == errc::stale_block);
 
@@ -443,7 +443,7 @@ TEST_CASE("fast path: a record claiming a 4 GiB byte sequence is refused without
                                  std::vector<char>(100, 'Q'));
     REQUIRE(!sink(msg));
     auto record = claim_4gib(buf, 100, 'Q');
-    auto out = fastpath::inbox_writer::open(request_inbox_of(d), c->slot());
+    auto out = fastpath::inbox_writer::open(request_inbox_of(d), to_slot(c->id()));
     REQUIRE(out);
     for (int i = 0; i < 4; ++i)
       REQUIRE(out->send({reinterpret_cast<const std::byte*>(record.data()), record.size()}, 10s));

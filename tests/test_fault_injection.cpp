@@ -42,7 +42,6 @@ using test::worker;
 using test::same_usage;
 using test::usage;
 using test::stress_bin;
-using test::address_of;
 using test::segments_exist;
 
 namespace {
@@ -237,8 +236,8 @@ TEST_CASE("fault injection: a peer engine killed mid-transmit, 8 rounds on eithe
     REQUIRE(before_a);
     REQUIRE(before_b);
     auto name = "fi-copy-" + std::to_string(round);
-    worker sender{{stress_bin(), "--engine", address_of(*a), "--prefix", "tx", "--transmit",
-                   address_of(*b), "--size", std::to_string(size), "--as", name}};
+    worker sender{{stress_bin(), "--engine", a->address_text(), "--prefix", "tx", "--transmit",
+                   b->address_text(), "--size", std::to_string(size), "--as", name}};
     REQUIRE(sender.process->wait_for_line("transmitting ", 30s));
     REQUIRE(eventually(*watch_b, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
     std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 30)); // random moment

@@ -443,7 +443,7 @@ TEST_CASE("the engine removes a process's inbox when it reclaims the process's s
   REQUIRE_OK(mm);
   auto reg = (*mm)->register_process("inbox-holder", ::getpid(), 0);
   REQUIRE_OK(reg);
-  auto slot = reg->session.process;
+  auto slot = to_slot(reg->session.process); // inboxes are named by the slot number
   inbox_guard guard{settings.name, {slot}};
   auto in = inbox::create(settings.name, slot, small_inbox());
   REQUIRE_OK(in);

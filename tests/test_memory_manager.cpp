@@ -97,19 +97,19 @@ struct env {
                                                        + h.block_offset)[index];
   }
 
-  const admin::process_entry& process(uint32_t slot) const {
+  const admin::process_entry& process(process_id who) const {
     const auto& h = mm->header();
     return reinterpret_cast<const admin::process_entry*>(mm->admin_memory().data()
-                                                         + h.process_offset)[slot];
+                                                         + h.process_offset)[to_slot(who)];
   }
 
-  /// The grant entry of `slot` on block `index`, or nullptr.
-  const admin::grant_entry* grant(uint32_t index, uint32_t slot) const {
+  /// The grant entry of `who` on block `index`, or nullptr.
+  const admin::grant_entry* grant(uint32_t index, process_id who) const {
     const auto& h = mm->header();
     auto* table = reinterpret_cast<const admin::grant_entry*>(mm->admin_memory().data()
                                                               + h.grant_offset);
     for (uint32_t g = block(index).grant_head; g != admin::no_index; g = table[g].next)
-      if (table[g].process == slot)
+      if (table[g].process == to_slot(who)) // admin memory stores the slot
         return &table[g];
     return nullptr;
   }
@@ -123,11 +123,11 @@ struct env {
     return reinterpret_cast<const char*>(mm->arena().data() + offset_of(index));
   }
 
-  const process_stats* stats_of(uint32_t slot) const {
+  const process_stats* stats_of(process_id who) const {
     static thread_local engine_stats keep;
     keep = mm->stats();
     for (auto& p : keep.process_list)
-      if (p.slot == slot)
+      if (p.id == who)
         return &p;
     return nullptr;
   }
@@ -259,12 +259,12 @@ TEST_CASE("admin memory: header fields and non-overlapping sections") {
   CHECK(h.initial_arena_bytes == 1 * mib);
   CHECK(h.max_arena_bytes == 1 * mib);
   // the engine holds slot 0
-  const auto& engine = e.process(admin::engine_slot);
+  const auto& engine = e.process(process_id::engine);
   CHECK(engine.state == admin::process_state::live);
   CHECK(engine.pid == ::getpid());
   CHECK(std::string(engine.name) == "engine");
-  CHECK(e->is_live(admin::engine_slot));
-  CHECK(e->live_slots().empty());
+  CHECK(e->is_live(process_id::engine));
+  CHECK(e->live_processes().empty());
   // stats agree
   auto st = e->stats();
   CHECK(st.engine_id == h.engine_id);
@@ -276,7 +276,7 @@ TEST_CASE("admin memory: header fields and non-overlapping sections") {
   CHECK(st.largest_free_block == 1 * mib);
   CHECK(st.processes == 0);
   REQUIRE(st.process_list.size() == 1);
-  CHECK(st.process_list[0].slot == admin::engine_slot);
+  CHECK(st.process_list[0].id == process_id::engine);
   CHECK(st.data_segment == e.guard.data());
   CHECK(st.admin_segment == e.guard.admin());
 }
@@ -318,14 +318,14 @@ TEST_CASE("errc::unknown_process: bad token, unregistered or out-of-range slot")
   CHECK_ERRC(e->free(bad_token, ref), errc::unknown_process);
   CHECK_ERRC(e->unregister(bad_token), errc::unknown_process);
   CHECK_ERRC(e->lookup(session{p.process, 0}, "x"), errc::unknown_process);
-  CHECK_ERRC(e->allocate(session{7, p.token}, 10), errc::unknown_process); // free slot
-  CHECK_ERRC(e->allocate(session{e.settings.max_processes, p.token}, 10), errc::unknown_process);
-  CHECK_ERRC(e->allocate(session{0xffffffffu, p.token}, 10), errc::unknown_process);
-  CHECK_ERRC(e->allocate(session{admin::engine_slot, p.token}, 10), errc::unknown_process);
+  CHECK_ERRC(e->allocate(session{process_id{7}, p.token}, 10), errc::unknown_process); // free slot
+  CHECK_ERRC(e->allocate(session{process_id{e.settings.max_processes}, p.token}, 10), errc::unknown_process);
+  CHECK_ERRC(e->allocate(session{process_id{0xffffffffu}, p.token}, 10), errc::unknown_process);
+  CHECK_ERRC(e->allocate(session{process_id::engine, p.token}, 10), errc::unknown_process);
   // targets of share and transfer must be registered too
-  CHECK_ERRC(e->share(p, ref, 7, access_mode::read), errc::unknown_process);
-  CHECK_ERRC(e->transfer(p, ref, 7), errc::unknown_process);
-  CHECK_ERRC(e->transfer(p, ref, 0xffffffffu), errc::unknown_process);
+  CHECK_ERRC(e->share(p, ref, process_id{7}, access_mode::read), errc::unknown_process);
+  CHECK_ERRC(e->transfer(p, ref, process_id{7}), errc::unknown_process);
+  CHECK_ERRC(e->transfer(p, ref, process_id{0xffffffffu}), errc::unknown_process);
   CHECK_ERRC(e->find_process(p, "nobody"), errc::unknown_process);
   // after unregistering, the old session is unknown, even once the slot is taken again
   CHECK_OK(e->unregister(p));
@@ -349,10 +349,10 @@ TEST_CASE("errc::stale_block: reused block, forged engine id, forged size, bad i
   CHECK_ERRC(e->read(p, old, 0, 1), errc::stale_block);
   CHECK_ERRC(e->write(p, old, 0, bytes_of("x")), errc::stale_block);
   CHECK_ERRC(e->free(p, old), errc::stale_block);
-  CHECK_ERRC(e->share(p, old, 1, access_mode::read), errc::stale_block);
+  CHECK_ERRC(e->share(p, old, process_id{1}, access_mode::read), errc::stale_block);
   CHECK_ERRC(e->name(p, old, "n"), errc::stale_block);
-  CHECK_ERRC(e->attach(p, old, access_mode::read), errc::stale_block);
-  CHECK_ERRC(e->transfer(p, old, admin::engine_slot), errc::stale_block);
+  CHECK_ERRC(e->map(p, old, access_mode::read), errc::stale_block);
+  CHECK_ERRC(e->transfer(p, old, process_id::engine), errc::stale_block);
   CHECK_ERRC(e->copy(p, fresh, old, {{0, 0, 1}}), errc::stale_block);
   CHECK_ERRC(e->copy(p, old, fresh, {{0, 0, 1}}), errc::stale_block);
   auto forged = fresh;
@@ -369,14 +369,14 @@ TEST_CASE("errc::stale_block: reused block, forged engine id, forged size, bad i
   CHECK_ERRC(e->read(p, forged, 0, 1), errc::stale_block);
   forged.block = 0xffffffffu;
   CHECK_ERRC(e->free(p, forged), errc::stale_block);
-  CHECK_ERRC(e->detach(p, forged), errc::stale_block);
+  CHECK_ERRC(e->unmap(p, forged), errc::stale_block);
   forged = fresh;
   forged.block = fresh.block + 1; // a free table entry
   forged.generation = 0;
   CHECK_ERRC(e->read(p, forged, 0, 1), errc::stale_block);
-  CHECK_ERRC(e->detach(p, forged), errc::stale_block);
-  // detach without an open view
-  CHECK_ERRC(e->detach(p, fresh), errc::stale_block);
+  CHECK_ERRC(e->unmap(p, forged), errc::stale_block);
+  // unmap without an open view
+  CHECK_ERRC(e->unmap(p, fresh), errc::stale_block);
   CHECK_OK(e->read(p, fresh, 0, 100));
 }
 
@@ -387,13 +387,13 @@ TEST_CASE("errc::access_denied: no grant, read grant used for write, non-owner m
   auto ref = e.alloc(owner, 100);
   CHECK_ERRC(e->read(other, ref, 0, 1), errc::access_denied);
   CHECK_ERRC(e->write(other, ref, 0, bytes_of("x")), errc::access_denied);
-  CHECK_ERRC(e->attach(other, ref, access_mode::read), errc::access_denied);
+  CHECK_ERRC(e->map(other, ref, access_mode::read), errc::access_denied);
   auto mine = e.alloc(other, 100);
   CHECK_ERRC(e->copy(other, ref, mine, {{0, 0, 1}}), errc::access_denied); // source unreadable
   CHECK_OK(e->share(owner, ref, other.process, access_mode::read));
   CHECK_OK(e->read(other, ref, 0, 1));
   CHECK_ERRC(e->write(other, ref, 0, bytes_of("x")), errc::access_denied);
-  CHECK_ERRC(e->attach(other, ref, access_mode::read_write), errc::access_denied);
+  CHECK_ERRC(e->map(other, ref, access_mode::read_write), errc::access_denied);
   CHECK_ERRC(e->copy(other, mine, ref, {{0, 0, 1}}), errc::access_denied); // read-only target
   // a grantee, even with read_write, cannot manage the block
   CHECK_OK(e->share(owner, ref, other.process, access_mode::read_write));
@@ -409,7 +409,7 @@ TEST_CASE("errc::access_denied: no grant, read grant used for write, non-owner m
   // engine-held blocks: readable by everyone, writable by no process
   auto published = e.alloc(owner, 64);
   REQUIRE_OK(e->name(owner, published, "published"));
-  REQUIRE_OK(e->transfer(owner, published, admin::engine_slot));
+  REQUIRE_OK(e->transfer(owner, published, process_id::engine));
   CHECK_OK(e->read(other, published, 0, 64));
   CHECK_ERRC(e->write(other, published, 0, bytes_of("x")), errc::access_denied);
   CHECK_ERRC(e->write(owner, published, 0, bytes_of("x")), errc::access_denied);
@@ -659,7 +659,7 @@ TEST_CASE("a shared quota's running sum stays exact through draining, giving, tr
   CHECK_OK(e->allocate(other->session, 64 * kib)); // another user: a quota of its own
   // x drains while b holds a view: still a's, then nobody's once a is reclaimed
   CHECK_OK(e->share(a, x, b.process, access_mode::read));
-  REQUIRE_OK(e->attach(b, x, access_mode::read));
+  REQUIRE_OK(e->map(b, x, access_mode::read));
   CHECK_OK(e->free(a, x));
   CHECK(e->check() == "");
   CHECK_ERRC(e->allocate(b, 8 * kib + 1), errc::quota_exceeded); // the draining block counts
@@ -667,12 +667,12 @@ TEST_CASE("a shared quota's running sum stays exact through draining, giving, tr
   CHECK(e->check() == "");
   auto z = e.alloc(b, 40 * kib); // 24 + 40 = 64: a's charge went to the engine
   CHECK_ERRC(e->allocate(b, 1), errc::quota_exceeded);
-  CHECK_OK(e->detach(b, x)); // the drained block returns; it was charged to nobody
+  CHECK_OK(e->unmap(b, x)); // the drained block returns; it was charged to nobody
   CHECK(e->check() == "");
   // given to the engine, y stays charged to b; transferred to a process of the same user, the
   // charge moves within the quota
   CHECK_OK(e->name(b, y, "given"));
-  REQUIRE_OK(e->transfer(b, y, admin::engine_slot));
+  REQUIRE_OK(e->transfer(b, y, process_id::engine));
   CHECK_ERRC(e->allocate(b, 1), errc::quota_exceeded);
   auto c = e.reg("c");
   auto moved = e->transfer(b, z, c.process);
@@ -764,8 +764,8 @@ TEST_CASE("errc::capacity_exceeded: processes, blocks, grants, names") {
   CHECK_ERRC(e->share(q, b3, p.process, access_mode::read), errc::capacity_exceeded);
   CHECK_OK(e->share(p, b1, q.process, access_mode::read_write)); // upgrade takes no new entry
   // a reader of an engine-held block needs a grant entry for its view, too
-  REQUIRE_OK(e->transfer(q, b3, admin::engine_slot));
-  CHECK_ERRC(e->attach(p, b3, access_mode::read), errc::capacity_exceeded);
+  REQUIRE_OK(e->transfer(q, b3, process_id::engine));
+  CHECK_ERRC(e->map(p, b3, access_mode::read), errc::capacity_exceeded);
   auto st = e->stats();
   CHECK(st.blocks == 3);
   CHECK(st.grants == 2);
@@ -773,8 +773,8 @@ TEST_CASE("errc::capacity_exceeded: processes, blocks, grants, names") {
   CHECK(st.processes == 2);
   // everything that was refused works once room is made
   CHECK_OK(e->revoke(p, b2, q.process));
-  CHECK_OK(e->attach(p, b3, access_mode::read));
-  CHECK_OK(e->detach(p, b3));
+  CHECK_OK(e->map(p, b3, access_mode::read));
+  CHECK_OK(e->unmap(p, b3));
   CHECK_OK(e->remove(p, "one"));
   CHECK_OK(e->name(p, b2, "two"));
   CHECK_OK(e->allocate(q, 10));
@@ -785,16 +785,16 @@ TEST_CASE("errc::block_in_use: transfer with owner view open, revoke with grante
   auto p = e.reg("p");
   auto q = e.reg("q");
   auto a = e.alloc(p, 10);
-  REQUIRE_OK(e->attach(p, a, access_mode::read_write));
+  REQUIRE_OK(e->map(p, a, access_mode::read_write));
   CHECK_ERRC(e->transfer(p, a, q.process), errc::block_in_use);
-  CHECK(e.block(a.block).owner == p.process);
-  CHECK_OK(e->detach(p, a));
+  CHECK(e.block(a.block).owner == to_slot(p.process));
+  CHECK_OK(e->unmap(p, a));
   auto b = e.alloc(p, 10);
   CHECK_OK(e->share(p, b, q.process, access_mode::read));
-  REQUIRE_OK(e->attach(q, b, access_mode::read));
+  REQUIRE_OK(e->map(q, b, access_mode::read));
   CHECK_ERRC(e->revoke(p, b, q.process), errc::block_in_use);
   CHECK_OK(e->read(q, b, 0, 1)); // the grant survived
-  CHECK_OK(e->detach(q, b));
+  CHECK_OK(e->unmap(q, b));
   CHECK_OK(e->revoke(p, b, q.process));
   CHECK_ERRC(e->read(q, b, 0, 1), errc::access_denied);
   CHECK_OK(e->revoke(p, b, q.process)); // revoking nothing is fine
@@ -865,7 +865,7 @@ TEST_CASE("transfer moves the block and its accounting") {
   CHECK(e.stats_of(p.process)->blocks == 0);
   CHECK(e.stats_of(q.process)->bytes_in_use == 8 * kib);
   CHECK(e.stats_of(q.process)->blocks == 1);
-  CHECK(e.block(ref.block).owner == q.process);
+  CHECK(e.block(ref.block).owner == to_slot(q.process));
   CHECK_ERRC(e->read(p, ref, 0, 1), errc::access_denied);
   auto data = e->read(q, ref, 0, 7);
   REQUIRE_OK(data);
@@ -873,19 +873,19 @@ TEST_CASE("transfer moves the block and its accounting") {
   CHECK(e->stats().requested_bytes == 5000);
   // a grantee with an open view becomes the owner; its view now counts as an owner view
   CHECK_OK(e->share(q, ref, p.process, access_mode::read));
-  REQUIRE_OK(e->attach(p, ref, access_mode::read));
+  REQUIRE_OK(e->map(p, ref, access_mode::read));
   CHECK_OK(e->transfer(q, ref, p.process));
-  CHECK(e.block(ref.block).owner == p.process);
+  CHECK(e.block(ref.block).owner == to_slot(p.process));
   CHECK(e.block(ref.block).owner_views == 1);
   CHECK(e.block(ref.block).refcount == 1);
   CHECK(e->stats().grants == 0);
   CHECK(e->check() == "");
-  CHECK_OK(e->detach(p, ref));
+  CHECK_OK(e->unmap(p, ref));
   // to the engine: a published block, named first, still charged to the giver
-  CHECK_ERRC(e->transfer(p, ref, admin::engine_slot), errc::invalid_argument);
+  CHECK_ERRC(e->transfer(p, ref, process_id::engine), errc::invalid_argument);
   CHECK_OK(e->name(p, ref, "published"));
-  CHECK_OK(e->transfer(p, ref, admin::engine_slot));
-  CHECK(e.stats_of(admin::engine_slot)->bytes_in_use == 0);
+  CHECK_OK(e->transfer(p, ref, process_id::engine));
+  CHECK(e.stats_of(process_id::engine)->bytes_in_use == 0);
   CHECK(e.stats_of(p.process)->bytes_in_use == 8 * kib);
   CHECK(e.stats_of(p.process)->blocks == 0);
   CHECK_OK(e->read(q, ref, 0, 1));
@@ -923,8 +923,8 @@ TEST_CASE("names: bind, lookup, rename, remove") {
   // anyone may remove an engine-held block by name
   auto pub = e.alloc(p, 10);
   CHECK_OK(e->name(p, pub, "published"));
-  CHECK_OK(e->transfer(p, pub, admin::engine_slot));
-  CHECK(e->stats().name_list.at(0).owner == admin::engine_slot);
+  CHECK_OK(e->transfer(p, pub, process_id::engine));
+  CHECK(e->stats().name_list.at(0).owner == process_id::engine);
   CHECK_OK(e->remove(q, "published"));
   CHECK(e->stats().free_bytes == 1 * mib);
   // the engine can name and look up its own blocks
@@ -988,61 +988,61 @@ TEST_CASE("versions: write and copy bump the version, reads and failures do not"
   CHECK(e.block(again.block).version == 0);
 }
 
-TEST_CASE("attach/detach count views per owner and per grantee") {
+TEST_CASE("map/unmap count views per owner and per grantee") {
   env e;
   auto owner = e.reg("owner");
   auto other = e.reg("other");
   auto ref = e.alloc(owner, 100);
-  auto lease = e->attach(owner, ref, access_mode::read_write);
+  auto lease = e->map(owner, ref, access_mode::read_write);
   REQUIRE_OK(lease);
   CHECK(lease->writable);
   CHECK(lease->size == 100);
   CHECK(lease->offset == e.offset_of(ref.block));
   CHECK(lease->offset % 4096 == 0);
   CHECK(lease->data_segment == e.guard.data());
-  auto ro = e->attach(owner, ref, access_mode::read);
+  auto ro = e->map(owner, ref, access_mode::read);
   REQUIRE_OK(ro);
   CHECK_FALSE(ro->writable);
   CHECK(e.block(ref.block).owner_views == 2);
   CHECK(e.block(ref.block).refcount == 2);
   CHECK_OK(e->share(owner, ref, other.process, access_mode::read));
-  CHECK_OK(e->attach(other, ref, access_mode::read));
-  CHECK_OK(e->attach(other, ref, access_mode::read));
+  CHECK_OK(e->map(other, ref, access_mode::read));
+  CHECK_OK(e->map(other, ref, access_mode::read));
   CHECK(e.grant(ref.block, other.process)->views == 2);
   CHECK(e.block(ref.block).refcount == 4);
-  CHECK_OK(e->detach(other, ref));
-  CHECK_OK(e->detach(owner, ref));
+  CHECK_OK(e->unmap(other, ref));
+  CHECK_OK(e->unmap(owner, ref));
   CHECK(e.block(ref.block).owner_views == 1);
   CHECK(e.grant(ref.block, other.process)->views == 1);
   CHECK(e.block(ref.block).refcount == 2);
   CHECK(e->check() == "");
-  CHECK_OK(e->detach(other, ref));
-  CHECK_ERRC(e->detach(other, ref), errc::stale_block); // no view left
+  CHECK_OK(e->unmap(other, ref));
+  CHECK_ERRC(e->unmap(other, ref), errc::stale_block); // no view left
   CHECK(e.grant(ref.block, other.process) != nullptr);  // the right itself stays
-  CHECK_OK(e->detach(owner, ref));
-  CHECK_ERRC(e->detach(owner, ref), errc::stale_block);
+  CHECK_OK(e->unmap(owner, ref));
+  CHECK_ERRC(e->unmap(owner, ref), errc::stale_block);
   CHECK(e.block(ref.block).refcount == 0);
   // readers of engine-held blocks get a grant entry that records their views
   auto pub = e.alloc(owner, 10);
   REQUIRE_OK(e->name(owner, pub, "pub"));
-  REQUIRE_OK(e->transfer(owner, pub, admin::engine_slot));
-  CHECK_ERRC(e->attach(other, pub, access_mode::read_write), errc::access_denied);
+  REQUIRE_OK(e->transfer(owner, pub, process_id::engine));
+  CHECK_ERRC(e->map(other, pub, access_mode::read_write), errc::access_denied);
   auto grants_before = e->stats().grants;
-  CHECK_OK(e->attach(other, pub, access_mode::read));
+  CHECK_OK(e->map(other, pub, access_mode::read));
   CHECK(e->stats().grants == grants_before + 1);
   CHECK(e.grant(pub.block, other.process)->views == 1);
-  CHECK_OK(e->detach(other, pub));
+  CHECK_OK(e->unmap(other, pub));
 }
 
-TEST_CASE("free with open views drains until the last detach, then the memory returns") {
+TEST_CASE("free with open views drains until the last unmap, then the memory returns") {
   env e;
   auto owner = e.reg("owner");
   auto other = e.reg("other");
   auto ref = e.alloc(owner, 4 * kib);
   CHECK_OK(e->name(owner, ref, "draining"));
   CHECK_OK(e->share(owner, ref, other.process, access_mode::read));
-  REQUIRE_OK(e->attach(owner, ref, access_mode::read_write));
-  REQUIRE_OK(e->attach(other, ref, access_mode::read));
+  REQUIRE_OK(e->map(owner, ref, access_mode::read_write));
+  REQUIRE_OK(e->map(other, ref, access_mode::read));
   CHECK_OK(e->write(owner, ref, 0, bytes_of("still mapped")));
   CHECK_OK(e->free(owner, ref));
   auto st = e->stats();
@@ -1059,17 +1059,17 @@ TEST_CASE("free with open views drains until the last detach, then the memory re
   // unreachable: every request with the ref is stale, the name is gone
   CHECK_ERRC(e->read(owner, ref, 0, 1), errc::stale_block);
   CHECK_ERRC(e->read(other, ref, 0, 1), errc::stale_block);
-  CHECK_ERRC(e->attach(other, ref, access_mode::read), errc::stale_block);
+  CHECK_ERRC(e->map(other, ref, access_mode::read), errc::stale_block);
   CHECK_ERRC(e->lookup(other, "draining"), errc::name_not_found);
   // the memory is not handed out again while mapped
   auto other_block = e.alloc(owner, 4 * kib);
   CHECK(e.offset_of(other_block.block) != e.offset_of(ref.block));
   CHECK(std::string(e.raw(ref.block), 12) == "still mapped");
   CHECK_OK(e->free(owner, other_block));
-  CHECK_OK(e->detach(owner, ref));
+  CHECK_OK(e->unmap(owner, ref));
   CHECK(e->stats().draining_blocks == 1);
   CHECK(e->check() == "");
-  CHECK_OK(e->detach(other, ref)); // the last view: scrubbed and returned
+  CHECK_OK(e->unmap(other, ref)); // the last view: scrubbed and returned
   CHECK(e.stats_of(owner.process)->bytes_in_use == 0);
   st = e->stats();
   CHECK(st.blocks == 0);
@@ -1087,8 +1087,8 @@ TEST_CASE("reclaim returns the accounting exactly to what it was before registra
   CHECK_OK(e->name(q, q_block, "q-block"));
   auto published = e.alloc(q, 100);
   REQUIRE_OK(e->name(q, published, "published"));
-  REQUIRE_OK(e->transfer(q, published, admin::engine_slot));
-  CHECK_OK(e->attach(q, q_block, access_mode::read));
+  REQUIRE_OK(e->transfer(q, published, process_id::engine));
+  CHECK_OK(e->map(q, q_block, access_mode::read));
   auto before = e->stats();
   auto q_views = e.block(q_block.block).refcount;
 
@@ -1100,14 +1100,14 @@ TEST_CASE("reclaim returns the accounting exactly to what it was before registra
   CHECK_OK(e->name(p, b1, "p-one"));
   CHECK_OK(e->share(p, b1, q.process, access_mode::read));
   CHECK_OK(e->share(p, b3, q.process, access_mode::read_write));
-  CHECK_OK(e->attach(p, b1, access_mode::read_write));
-  CHECK_OK(e->attach(p, b2, access_mode::read));
-  CHECK_OK(e->attach(p, b2, access_mode::read));
-  CHECK_OK(e->attach(q, b3, access_mode::read)); // keeps b3 draining after the reclaim
+  CHECK_OK(e->map(p, b1, access_mode::read_write));
+  CHECK_OK(e->map(p, b2, access_mode::read));
+  CHECK_OK(e->map(p, b2, access_mode::read));
+  CHECK_OK(e->map(q, b3, access_mode::read)); // keeps b3 draining after the reclaim
   // p's rights and views on blocks of others
   CHECK_OK(e->share(q, q_block, p.process, access_mode::read_write));
-  CHECK_OK(e->attach(p, q_block, access_mode::read_write));
-  CHECK_OK(e->attach(p, published, access_mode::read)); // grant entry for an engine-held block
+  CHECK_OK(e->map(p, q_block, access_mode::read_write));
+  CHECK_OK(e->map(p, published, access_mode::read)); // grant entry for an engine-held block
   CHECK_OK(e->write(p, b3, 0, bytes_of("secret")));
   auto during = e->stats();
   CHECK(during.processes == before.processes + 1);
@@ -1126,16 +1126,16 @@ TEST_CASE("reclaim returns the accounting exactly to what it was before registra
   CHECK(st.draining_blocks == 1);
   CHECK(st.processes == before.processes);
   CHECK(std::string(e.raw(b3.block), 6) == "secret"); // still mapped by q: not scrubbed yet
-  CHECK_OK(e->detach(q, b3));
+  CHECK_OK(e->unmap(q, b3));
   CHECK(all_zero(e.raw(b3.block), 50 * kib)); // scrubbed on its way back
   check_same_accounting(e->stats(), before);
   // reclaiming again, or the engine, changes nothing
   e->reclaim(p.process);
-  e->reclaim(admin::engine_slot);
-  e->reclaim(12345);
+  e->reclaim(process_id::engine);
+  e->reclaim(process_id{12345});
   check_same_accounting(e->stats(), before);
   CHECK_OK(e->read(q, q_block, 0, 1));
-  CHECK_OK(e->detach(q, q_block));
+  CHECK_OK(e->unmap(q, q_block));
 }
 
 TEST_CASE("unregister reclaims like a dead process") {
@@ -1144,7 +1144,7 @@ TEST_CASE("unregister reclaims like a dead process") {
   auto p = e.reg("p");
   auto a = e.alloc(p, 100 * kib);
   CHECK_OK(e->name(p, a, "x"));
-  CHECK_OK(e->attach(p, a, access_mode::read));
+  CHECK_OK(e->map(p, a, access_mode::read));
   CHECK_OK(e->unregister(p));
   check_same_accounting(e->stats(), before);
 }
@@ -1206,10 +1206,10 @@ TEST_CASE("scrub on_free also covers draining blocks and reclaimed processes") {
   auto b = e.alloc(p, 4 * kib);
   REQUIRE_OK(e->write(p, a, 0, bytes_of(std::string(4 * kib, 'a'))));
   REQUIRE_OK(e->write(p, b, 0, bytes_of(std::string(4 * kib, 'b'))));
-  REQUIRE_OK(e->attach(p, a, access_mode::read));
+  REQUIRE_OK(e->map(p, a, access_mode::read));
   REQUIRE_OK(e->free(p, a));
   CHECK(e.raw(a.block)[0] == 'a'); // mapped: not yet
-  REQUIRE_OK(e->detach(p, a));
+  REQUIRE_OK(e->unmap(p, a));
   CHECK(all_zero(e.raw(a.block), 4 * kib));
   e->reclaim(p.process);
   CHECK(all_zero(e.raw(b.block), 4 * kib));
@@ -1385,11 +1385,11 @@ TEST_CASE("a 4 GiB arena works: a 2 GiB block, written at its end and read back"
   CHECK(std::string(reinterpret_cast<const char*>(e->arena().data()) + 4 * gib - tail.size(),
                     tail.size())
         == tail);
-  auto lease = e->attach(p, high, access_mode::read);
+  auto lease = e->map(p, high, access_mode::read);
   REQUIRE_OK(lease);
   CHECK(lease->offset == 2 * gib);
   CHECK(lease->size == 2 * gib);
-  CHECK_OK(e->detach(p, high));
+  CHECK_OK(e->unmap(p, high));
   auto st = e->stats();
   CHECK(st.used_bytes == 4 * gib);
   CHECK(st.requested_bytes == 4 * gib);
@@ -1568,9 +1568,9 @@ TEST_CASE("quotas: blocks given to the engine count against the giver, and need 
   auto giver = e.reg("giver");
   auto reader = e.reg("reader");
   auto ref = e.alloc(giver, 64 * kib);
-  CHECK_ERRC(e->transfer(giver, ref, admin::engine_slot), errc::invalid_argument); // unnamed
+  CHECK_ERRC(e->transfer(giver, ref, process_id::engine), errc::invalid_argument); // unnamed
   CHECK_OK(e->name(giver, ref, "published"));
-  REQUIRE_OK(e->transfer(giver, ref, admin::engine_slot));
+  REQUIRE_OK(e->transfer(giver, ref, process_id::engine));
   CHECK(e.block(ref.block).owner == admin::engine_slot);
   CHECK_OK(e->read(reader, ref, 0, 1));
   // the quota is still used up: giving the block away did not free any of it
@@ -1587,25 +1587,25 @@ TEST_CASE("quotas: blocks given to the engine count against the giver, and need 
   REQUIRE_OK(second);
   auto kept = e.alloc(second->session, 4 * kib);
   CHECK_OK(e->name(second->session, kept, "kept"));
-  CHECK_OK(e->transfer(second->session, kept, admin::engine_slot));
+  CHECK_OK(e->transfer(second->session, kept, process_id::engine));
   CHECK_OK(e->unregister(second->session));
   CHECK(e.block(kept.block).charged_to == admin::engine_slot);
-  CHECK(e.stats_of(admin::engine_slot)->bytes_in_use == 4 * kib);
+  CHECK(e.stats_of(process_id::engine)->bytes_in_use == 4 * kib);
   CHECK(e->check() == "");
   CHECK_OK(e->remove(reader, "kept"));
-  CHECK(e.stats_of(admin::engine_slot)->bytes_in_use == 0);
+  CHECK(e.stats_of(process_id::engine)->bytes_in_use == 0);
 }
 
 TEST_CASE("quotas: a draining block counts against its last owner until the last view closes") {
   env e{[](engine_settings& s) { s.default_quota_bytes = 16 * kib; }};
   auto p = e.reg("p");
   auto ref = e.alloc(p, 16 * kib);
-  REQUIRE_OK(e->attach(p, ref, access_mode::read_write));
+  REQUIRE_OK(e->map(p, ref, access_mode::read_write));
   CHECK_OK(e->free(p, ref)); // mapped, then freed: the memory stays held by the view
   CHECK(e->stats().draining_blocks == 1);
   CHECK(e.stats_of(p.process)->bytes_in_use == 16 * kib);
   CHECK_ERRC(e->allocate(p, 4 * kib), errc::quota_exceeded);
-  CHECK_OK(e->detach(p, ref));
+  CHECK_OK(e->unmap(p, ref));
   CHECK(e.stats_of(p.process)->bytes_in_use == 0);
   CHECK_OK(e->allocate(p, 16 * kib));
 }
@@ -1685,17 +1685,17 @@ TEST_CASE("transfer ends every grant: a former grantee can no longer write, noth
   CHECK_OK(e->share(a, ref, c.process, access_mode::read_write));
   CHECK_OK(e->write(c, ref, 0, bytes_of("by c")));
   SUBCASE("a grantee with an open view: the transfer waits for it (block_in_use)") {
-    REQUIRE_OK(e->attach(c, ref, access_mode::read_write));
+    REQUIRE_OK(e->map(c, ref, access_mode::read_write));
     CHECK_ERRC(e->transfer(a, ref, b.process), errc::block_in_use);
-    CHECK(e.block(ref.block).owner == a.process);
-    CHECK_OK(e->detach(c, ref));
+    CHECK(e.block(ref.block).owner == to_slot(a.process));
+    CHECK_OK(e->unmap(c, ref));
   }
   REQUIRE_OK(e->transfer(a, ref, b.process));
-  CHECK(e.block(ref.block).owner == b.process);
+  CHECK(e.block(ref.block).owner == to_slot(b.process));
   CHECK(e.grant(ref.block, c.process) == nullptr);
   CHECK(e->stats().grants == 0);
   CHECK_ERRC(e->write(c, ref, 0, bytes_of("late")), errc::access_denied);
-  CHECK_ERRC(e->attach(c, ref, access_mode::read), errc::access_denied);
+  CHECK_ERRC(e->map(c, ref, access_mode::read), errc::access_denied);
   CHECK_ERRC(e->read(c, ref, 0, 1), errc::access_denied);
   CHECK_OK(e->revoke(b, ref, c.process)); // nothing left to revoke
   // the new owner decides who may use it now

@@ -40,16 +40,18 @@ std::string peer_bin() {
 struct receiver_peer {
   child_process process;
   caf::actor handle;
-  uint32_t slot = 0;
+  process_id slot{};
 
   receiver_peer(caf::actor_system& sys, const daemon_process& d, const std::string& name)
-    : process({peer_bin(), "receiver", "--engine", "127.0.0.1:" + std::to_string(d.port()),
+    : process({peer_bin(), "receiver", "--engine", d.address_text(),
                "--name", name}) {
     auto ready = process.wait_for_line("ready ", 20s);
     REQUIRE(ready);
     std::istringstream in{*ready};
     uint16_t port = 0;
-    in >> port >> slot;
+    uint32_t n = 0;
+    in >> port >> n;
+    slot = process_id{n}; // as the peer printed it
     auto h = sys.middleman().remote_actor("127.0.0.1", port);
     REQUIRE(h);
     handle = *h;
@@ -168,7 +170,7 @@ TEST_CASE("a client killed with SIGKILL mid-write is reclaimed exactly within 1 
   auto before = me->stats();
   REQUIRE(before);
   child_process writer{{peer_bin(), "writer", "--engine",
-                        "127.0.0.1:" + std::to_string(d.port()), "--name", "writer", "--blocks",
+                        d.address_text(), "--name", "writer", "--blocks",
                         "6", "--size", std::to_string(1 << 20)}};
   REQUIRE(writer.wait_for_line("writing ", 20s));
   auto during = me->stats();
@@ -198,7 +200,7 @@ TEST_CASE("a process restarted under the name of one just killed registers at on
   // name of the killed process.
   daemon_process d{unique_name("cafshm-test-mp"), "64MiB", 0, {}, "60min"};
   REQUIRE(d.ready());
-  auto engine = "127.0.0.1:" + std::to_string(d.port());
+  auto engine = d.address_text();
   client_system cs;
   auto me = client::connect(cs.sys, d.address(), "test");
   REQUIRE(me);
@@ -312,20 +314,20 @@ TEST_CASE("actors published at the engine: found by name, names taken, gone with
   auto me = client::connect(cs.sys, d.address(), "test");
   REQUIRE(me);
   child_process publisher{{peer_bin(), "publisher", "--engine",
-                           "127.0.0.1:" + std::to_string(d.port()), "--name", "producer",
+                           d.address_text(), "--name", "producer",
                            "--actor", "echo"}};
   auto line = publisher.wait_for_line("published ", 20s);
   REQUIRE(line);
-  auto slot = static_cast<uint32_t>(std::stoul(*line));
+  auto slot = process_id{static_cast<uint32_t>(std::stoul(*line))}; // as the peer printed it
 
   // Found by name, with the publisher's slot, and usable without knowing any port.
   auto found = me->find_actor("echo");
   REQUIRE(found);
   CHECK(found->process == slot);
   caf::scoped_actor self{cs.sys, true};
-  uint32_t answered = 0;
+  process_id answered{};
   self->request(found->actor, 20s, ping_atom::value)
-    .receive([&](uint32_t s) { answered = s; },
+    .receive([&](process_id s) { answered = s; },
              [&](caf::error& e) { FAIL("ping: " << cs.sys.render(e)); });
   CHECK(answered == slot);
 
@@ -362,7 +364,7 @@ TEST_CASE("actors published at the engine: found by name, names taken, gone with
   CHECK(me->publish(mine, "echo"));
   auto replaced = me->find_actor("echo");
   REQUIRE(replaced);
-  CHECK(replaced->process == me->slot());
+  CHECK(replaced->process == me->id());
   CHECK(me->unpublish("echo"));
   caf::anon_send_exit(mine, caf::exit_reason::user_shutdown);
 }

@@ -115,10 +115,6 @@ int stages_left_behind() {
   return count;
 }
 
-std::string engine_arg(const daemon_process& d) {
-  return "127.0.0.1:" + std::to_string(d.port());
-}
-
 // The engine holds nothing but the registration of the client asking.
 bool engine_is_empty(const engine_stats& st) {
   return st.blocks == 0 && st.grants == 0 && st.names == 0 && st.processes == 1
@@ -163,12 +159,12 @@ TEST_CASE("pipeline: shm transport verifies every frame and returns all memory")
   daemon_process d{unique_name("cafshm-test-pipe"), "256MiB"};
   REQUIRE(d.ready());
   check_run({"--transport", "shm", "--frames", "20", "--width", "640", "--height", "480",
-             "--engine", engine_arg(d)},
+             "--engine", d.address_text()},
             "shm", 20);
   check_engine_empty_now(d);
   // An odd frame size (rows of 99 bytes) and a pool of one buffer per stage.
   check_run({"--transport", "shm", "--frames", "20", "--width", "33", "--height", "7", "--pool",
-             "1", "--engine", engine_arg(d)},
+             "1", "--engine", d.address_text()},
             "shm", 20);
   check_engine_empty_now(d);
 }
@@ -184,9 +180,9 @@ TEST_CASE("pipeline: caf transport verifies every frame") {
 TEST_CASE("pipeline: both transports at the default 1920x1080 frame size") {
   daemon_process d{unique_name("cafshm-test-pipe"), "256MiB"};
   REQUIRE(d.ready());
-  check_run({"--transport", "shm", "--frames", "20", "--engine", engine_arg(d)}, "shm", 20);
+  check_run({"--transport", "shm", "--frames", "20", "--engine", d.address_text()}, "shm", 20);
   check_engine_empty_now(d);
-  check_run({"--transport", "caf", "--frames", "20", "--engine", engine_arg(d)}, "caf", 20);
+  check_run({"--transport", "caf", "--frames", "20", "--engine", d.address_text()}, "caf", 20);
   check_engine_empty_now(d); // caf mode never registers with the engine
 }
 
@@ -196,7 +192,7 @@ TEST_CASE("pipeline: a corrupted gray frame fails the run") {
   for (std::string transport : {"shm", "caf"}) {
     CAPTURE(transport);
     auto r = run_pipeline({"--transport", transport, "--frames", "10", "--width", "64",
-                           "--height", "48", "--fault", "corrupt", "--engine", engine_arg(d)});
+                           "--height", "48", "--fault", "corrupt", "--engine", d.address_text()});
     INFO("output:\n" << r.output());
     CHECK(r.failed_cleanly());
     CHECK(r.mentions("1 of 10 frames failed their checksum"));
@@ -212,7 +208,7 @@ TEST_CASE("pipeline: a stage that dies fails the run and leaves nothing behind")
   for (std::string transport : {"shm", "caf"}) {
     CAPTURE(transport);
     auto r = run_pipeline({"--transport", transport, "--frames", "40", "--width", "320",
-                           "--height", "240", "--fault", "crash", "--engine", engine_arg(d)});
+                           "--height", "240", "--fault", "crash", "--engine", d.address_text()});
     INFO("output:\n" << r.output());
     CHECK(r.failed_cleanly());
     CHECK(r.mentions("the transformer was killed by signal 9"));
@@ -246,11 +242,11 @@ TEST_CASE("pipeline: the sink behind a second engine gets every frame by transmi
   REQUIRE(a.ready());
   REQUIRE(b.ready());
   check_run({"--transport", "shm", "--frames", "20", "--width", "640", "--height", "480",
-             "--engine", engine_arg(a), "--sink-engine", engine_arg(b)},
+             "--engine", a.address_text(), "--sink-engine", b.address_text()},
             "shm", 20);
   check_engine_empty_now(a);
   check_engine_empty_now(b);
   // The caf transport has no engines to put a sink behind.
-  auto r = run_pipeline({"--transport", "caf", "--frames", "5", "--sink-engine", engine_arg(b)});
+  auto r = run_pipeline({"--transport", "caf", "--frames", "5", "--sink-engine", b.address_text()});
   CHECK_FALSE(r.succeeded());
 }

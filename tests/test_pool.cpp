@@ -128,7 +128,7 @@ TEST_CASE("a slow reader never sees its block rewritten: the sender waits for it
   auto receiver = client::connect(*e.sys, "receiver");
   REQUIRE_OK(sender);
   REQUIRE_OK(receiver);
-  auto p = pool::create(*sender, {2, 64 << 10, {receiver->slot()}});
+  auto p = pool::create(*sender, {2, 64 << 10, {receiver->id()}});
   REQUIRE_OK(p);
   CHECK(p->available() == 2);
   auto reader = e.sys->spawn(slow_reader, &*receiver);
@@ -164,7 +164,7 @@ TEST_CASE("blocks held by an actor that goes down come back to the pool") {
   auto receiver = client::connect(*e.sys, "receiver");
   REQUIRE_OK(sender);
   REQUIRE_OK(receiver);
-  auto p = pool::create(*sender, {3, 4096, {receiver->slot()}});
+  auto p = pool::create(*sender, {3, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   auto reader = e.sys->spawn(slow_reader, &*receiver);
   caf::scoped_actor self{*e.sys};
@@ -194,7 +194,7 @@ TEST_CASE("a closed pool: readers drop its mappings and the engine frees every b
   REQUIRE_OK(receiver);
   auto before = sender->stats();
   REQUIRE_OK(before);
-  auto p = pool::create(*sender, {2, 8192, {receiver->slot()}});
+  auto p = pool::create(*sender, {2, 8192, {receiver->id()}});
   REQUIRE_OK(p);
   pool_reader reader{*receiver};
   caf::scoped_actor self{*e.sys};
@@ -228,7 +228,7 @@ TEST_CASE("one scheduler thread: blocking calls fail at once, the async forms wo
   REQUIRE_OK(receiver);
   std::promise<std::string> blocked;
   std::promise<std::string> async;
-  auto readers = std::vector<uint32_t>{receiver->slot()};
+  auto readers = std::vector<process_id>{receiver->id()};
   e.sys->spawn([&, readers](caf::event_based_actor* self) {
     // A blocking call in an actor on the only thread would wait forever: refused at once.
     auto r = sender->allocate(4096);
@@ -260,7 +260,7 @@ TEST_CASE("a release marks the block on the return board: it is free again at on
   auto receiver = client::connect(*e.sys, "receiver");
   REQUIRE_OK(sender);
   REQUIRE_OK(receiver);
-  auto p = pool::create(*sender, {2, 4096, {receiver->slot()}});
+  auto p = pool::create(*sender, {2, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   pool_reader reader{*receiver};
   caf::scoped_actor self{*e.sys};
@@ -287,7 +287,7 @@ TEST_CASE("a pool waiting for a block wakes when a reader releases it on the boa
   auto receiver = client::connect(*e.sys, "receiver");
   REQUIRE_OK(sender);
   REQUIRE_OK(receiver);
-  auto p = pool::create(*sender, {1, 4096, {receiver->slot()}});
+  auto p = pool::create(*sender, {1, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   pool_reader reader{*receiver};
   // A reader thread releases each frame after a varying number of yields, so that releases
@@ -341,7 +341,7 @@ TEST_CASE("stale or forged values on the return board give nothing back") {
   auto receiver = client::connect(*e.sys, "receiver");
   REQUIRE_OK(sender);
   REQUIRE_OK(receiver);
-  auto p = pool::create(*sender, {2, 4096, {receiver->slot()}});
+  auto p = pool::create(*sender, {2, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   caf::scoped_actor self{*e.sys};
   auto l = p->try_loan();
@@ -371,7 +371,7 @@ TEST_CASE("a frame without a return board gives its block back by message") {
   auto receiver = client::connect(*e.sys, "receiver");
   REQUIRE_OK(sender);
   REQUIRE_OK(receiver);
-  auto p = pool::create(*sender, {2, 4096, {receiver->slot()}});
+  auto p = pool::create(*sender, {2, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   pool_reader reader{*receiver};
   caf::scoped_actor self{*e.sys};

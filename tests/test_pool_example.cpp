@@ -40,7 +40,7 @@ void run_example(const std::vector<std::string>& scheduler_args) {
 
   auto args = [&](const std::string& role) {
     std::vector<std::string> argv{example_bin(), "--role=" + role,
-                                  "--engine=127.0.0.1:" + std::to_string(d.port()),
+                                  "--engine=" + d.address_text(),
                                   "--consumer-name=" + unique_name("consumer"),
                                   "--frames=200", "--blocks=3", "--frame-bytes=65536"};
     argv.insert(argv.end(), scheduler_args.begin(), scheduler_args.end());

@@ -44,10 +44,6 @@ std::string remote_yaml(const std::string& chunk, int window, const std::string&
          + "\n  cache: " + cache + "\n";
 }
 
-std::string address_of(const daemon_process& d) {
-  return "127.0.0.1:" + std::to_string(d.port());
-}
-
 // Engines a and b (two cafshmd) and a process registered at each.
 struct two_engines {
   daemon_process a;
@@ -112,7 +108,7 @@ TEST_CASE("transmit moves identical bytes between engines: 1 byte, 4 MiB +-1, 25
     auto [ref, hash] = random_block(*sender, size, size);
     transmit_target target;
     target.process = "sink";
-    auto receipt = sender->transmit(ref, address_of(b), target);
+    auto receipt = sender->transmit(ref, b.address_text(), target);
     REQUIRE_MESSAGE(receipt, describe(receipt.error()));
     CHECK(receipt->hash == hash);
     CHECK(receipt->bytes == size);
@@ -141,11 +137,11 @@ TEST_CASE("a second transmit of unchanged content moves no payload and counts a 
   auto [ref, hash] = random_block(*sender, 3 << 20, 7);
   transmit_target target;
   target.process = "sink";
-  auto first = sender->transmit(ref, address_of(b), target);
+  auto first = sender->transmit(ref, b.address_text(), target);
   REQUIRE(first);
   CHECK_FALSE(first->cache_hit);
   CHECK(first->payload_bytes == 3u << 20);
-  auto second = sender->transmit(ref, address_of(b), target);
+  auto second = sender->transmit(ref, b.address_text(), target);
   REQUIRE(second);
   CHECK(second->cache_hit);
   CHECK(second->payload_bytes == 0);
@@ -160,7 +156,7 @@ TEST_CASE("a second transmit of unchanged content moves no payload and counts a 
   // Named, engine-held destination: stored under a name at the other engine.
   transmit_target named;
   named.name = "copied";
-  auto third = sender->transmit(ref, address_of(b), named);
+  auto third = sender->transmit(ref, b.address_text(), named);
   REQUIRE(third);
   auto found = sink->lookup("copied");
   REQUIRE(found);
@@ -237,7 +233,7 @@ TEST_CASE("a remote read is served from the cache until the block changes") {
 TEST_CASE("a block sent again unchanged is not hashed again, and a changed one is never sent stale") {
   two_engines e{"64MiB", remote_yaml("1MiB", 4, "0"), "64MiB",
                 remote_yaml("1MiB", 4, "32MiB"), "sender", "sink"};
-  auto to = address_of(e.b);
+  auto to = e.b.address_text();
   auto& sender = e.at_a;
   auto& sink = e.at_b;
   auto [ref, hash] = random_block(*sender, (2 << 20) + 3, 21);
@@ -302,14 +298,14 @@ TEST_CASE("a destination without room refuses a transmit up front with out_of_me
   auto& sender = e.at_a;
   auto& sink = e.at_b;
   auto [ref, hash] = random_block(*sender, 32 << 20, 1);
-  auto r = sender->transmit(ref, address_of(b));
+  auto r = sender->transmit(ref, b.address_text());
   REQUIRE_FALSE(r);
   CHECK(code_of(r.error()) == errc::out_of_memory);
   auto st = sink->stats();
   CHECK(st->blocks == 0);
   CHECK(st->free_bytes == st->arena_bytes);
   CHECK(sender->stats()->transmits_out == 0);
-  auto unknown = sender->transmit(ref, address_of(b), transmit_target{"nobody", "", {}});
+  auto unknown = sender->transmit(ref, b.address_text(), transmit_target{"nobody", "", {}});
   REQUIRE_FALSE(unknown);
   CHECK(code_of(unknown.error()) == errc::unknown_process);
   REQUIRE(sender->free(ref));
@@ -330,7 +326,7 @@ TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on eith
     REQUIRE(watcher);
     auto [ref, hash] = random_block(*sender, 256 << 20, 3);
     auto pending = std::async(std::launch::async,
-                              [&] { return sender->transmit(ref, address_of(b)); });
+                              [&] { return sender->transmit(ref, b.address_text()); });
     REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
     b.kill_hard();
     REQUIRE(pending.wait_for(30s) == std::future_status::ready);
@@ -360,7 +356,7 @@ TEST_CASE("a peer killed mid-transfer fails the sender and loses nothing on eith
     auto before = watcher->stats();
     auto [ref, hash] = random_block(*sender, 256 << 20, 4);
     auto pending = std::async(std::launch::async,
-                              [&] { return sender->transmit(ref, address_of(b), {}, 5s); });
+                              [&] { return sender->transmit(ref, b.address_text(), {}, 5s); });
     REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
     a.kill_hard();
     CHECK(eventually(*watcher, 20s, [&](const engine_stats& st) {
@@ -495,10 +491,10 @@ TEST_CASE("a destination refuses a taken name or a full quota at the offer, befo
   auto sender = client::connect(cs.sys, a.address(), "sender");
   REQUIRE(sender);
   auto [ref, hash] = random_block(*sender, 8 << 20, 9);
-  auto r = sender->transmit(ref, address_of(b), transmit_target{"", "x", {}});
+  auto r = sender->transmit(ref, b.address_text(), transmit_target{"", "x", {}});
   REQUIRE_FALSE(r);
   CHECK(code_of(r.error()) == errc::name_taken);
-  auto q = sender->transmit(ref, address_of(b), transmit_target{"small", "", {}});
+  auto q = sender->transmit(ref, b.address_text(), transmit_target{"small", "", {}});
   REQUIRE_FALSE(q);
   CHECK(code_of(q.error()) == errc::quota_exceeded);
   CHECK(sender->stats()->transmits_out == 0);
@@ -523,14 +519,14 @@ TEST_CASE("a transmit to a stopped destination fails after remote.stall_timeout,
   auto before = watcher->stats();
   auto [ref, hash] = random_block(*sender, 256 << 20, 5);
   auto pending = std::async(std::launch::async,
-                            [&] { return sender->transmit(ref, address_of(b)); });
+                            [&] { return sender->transmit(ref, b.address_text()); });
   REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
   b.process().kill(SIGSTOP);
   // Until the stall ends it, the sender shows the transmit in progress toward b.
   auto sending = sender->stats();
   REQUIRE(sending);
   REQUIRE(sending->outgoing.size() == 1);
-  CHECK(sending->outgoing[0].peer == address_of(b));
+  CHECK(sending->outgoing[0].peer == b.address_text());
   CHECK(sending->outgoing[0].bytes == uint64_t{256} << 20);
   CHECK(sending->outgoing[0].acked < sending->outgoing[0].bytes);
   CHECK_FALSE(sending->outgoing[0].cache_fill);
@@ -551,7 +547,7 @@ TEST_CASE("a transmit to a stopped destination fails after remote.stall_timeout,
            && st.free_bytes == before->free_bytes;
   }));
   // The link itself is fine: the next transmit succeeds.
-  auto again = sender->transmit(ref, address_of(b));
+  auto again = sender->transmit(ref, b.address_text());
   REQUIRE_MESSAGE(again, describe(again.error()));
   CHECK(again->hash == hash);
   REQUIRE(watcher->stats());
@@ -571,7 +567,7 @@ TEST_CASE("a transmit ends promptly with engine_unreachable when its own engine 
   auto [ref, hash] = random_block(*sender, 256 << 20, 6);
   // The default limit of a transmit is 10 minutes; the engine's death must end it instead.
   auto pending = std::async(std::launch::async,
-                            [&] { return sender->transmit(ref, address_of(b)); });
+                            [&] { return sender->transmit(ref, b.address_text()); });
   REQUIRE(eventually(*watcher, 20s, [](const engine_stats& st) { return st.transmits_in == 1; }));
   a.kill_hard();
   REQUIRE(pending.wait_for(30s) == std::future_status::ready);

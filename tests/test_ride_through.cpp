@@ -116,7 +116,7 @@ TEST_CASE("ride-through: a pool made before an adopting restart keeps working wi
   pool_options opts;
   opts.count = 2;
   opts.block_bytes = 64 * 1024;
-  opts.readers = {reader->slot()};
+  opts.readers = {reader->id()};
   auto p = pool::create(*owner, opts);
   REQUIRE_MESSAGE(p, why(p.error()));
   auto before = owner->stats();
@@ -133,7 +133,7 @@ TEST_CASE("ride-through: a pool made before an adopting restart keeps working wi
     CHECK(std::string(bytes->begin(), bytes->end()) == std::string(16, 'p'));
   }
   // Sharing with another process goes to the engine that is up now.
-  auto shared = p->share_with(later->slot());
+  auto shared = p->share_with(later->id());
   REQUIRE_MESSAGE(shared, why(shared.error()));
   auto seen = later->read(p->blocks().front(), 0, 1);
   CHECK_MESSAGE(seen, (seen ? "" : why(seen.error())));
@@ -298,7 +298,7 @@ TEST_CASE("ride-through: a client on the fast path goes on over BASP when the ad
   REQUIRE_MESSAGE(more, why(more.error()));
   auto me = c->find_process("fast");
   REQUIRE(me);
-  CHECK(*me == c->slot());
+  CHECK(*me == c->id());
   auto st = c->stats();
   REQUIRE(st);
   CHECK(st->inbox_requests == 0); // nothing reached the adopting engine through an inbox

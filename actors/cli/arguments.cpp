@@ -42,7 +42,7 @@ std::variant<invocation, early_exit> parse_arguments(int argc, const char* const
   auto* get = app.add_subcommand("get", "write the block named NAME to FILE (default stdout)");
   get->add_option("NAME", inv.name, "name of the block")->required();
   get->add_option("FILE", inv.file, "file to write, - for stdout");
-  app.add_subcommand("ls", "list the named blocks: name, size in bytes, owner slot");
+  app.add_subcommand("ls", "list the named blocks: name, size in bytes, owning process (0: the engine)");
   auto* rm = app.add_subcommand("rm", "remove the name NAME and free its block");
   rm->add_option("NAME", inv.name, "name of the block")->required();
   auto* transmit = app.add_subcommand(

@@ -88,7 +88,7 @@ void write_json(std::ostream& out, const engine_stats& s) {
   out << "],\"processes\":[";
   for (size_t i = 0; i < s.process_list.size(); ++i) {
     const auto& p = s.process_list[i];
-    out << (i ? "," : "") << "{\"slot\":" << p.slot << ",\"pid\":" << p.pid
+    out << (i ? "," : "") << "{\"process\":" << to_slot(p.id) << ",\"pid\":" << p.pid
         << ",\"name\":" << quote(p.name) << ",\"bytes_in_use\":" << p.bytes_in_use
         << ",\"blocks\":" << p.blocks << ",\"quota_bytes\":" << p.quota_bytes
         << ",\"allocations\":" << p.allocations << ",\"frees\":" << p.frees
@@ -100,7 +100,7 @@ void write_json(std::ostream& out, const engine_stats& s) {
   for (size_t i = 0; i < s.name_list.size(); ++i) {
     const auto& n = s.name_list[i];
     out << (i ? "," : "") << "{\"name\":" << quote(n.name) << ",\"size\":" << n.ref.size
-        << ",\"owner\":" << n.owner << ",\"block\":" << n.ref.block << "}";
+        << ",\"owner\":" << to_slot(n.owner) << ",\"block\":" << n.ref.block << "}";
   }
   out << "],\"peers\":[";
   for (size_t i = 0; i < s.peers.size(); ++i)

@@ -128,11 +128,11 @@ void write_text(std::ostream& out, const engine_stats& s) {
 
   auto name_width = widest(s.process_list, 4, [](const auto& p) { return p.name; });
   out << "\nprocesses (" << s.process_list.size() << " of " << s.max_processes << ")\n"
-      << std::setw(6) << "slot" << std::setw(9) << "pid" << "  " << std::left
+      << std::setw(8) << "process" << std::setw(9) << "pid" << "  " << std::left
       << std::setw(static_cast<int>(name_width)) << "name" << std::right << std::setw(12)
       << "in use" << std::setw(8) << "blocks" << std::setw(12) << "quota" << "\n";
   for (const auto& p : s.process_list)
-    out << std::setw(6) << p.slot << std::setw(9) << p.pid << "  " << std::left
+    out << std::setw(8) << to_string(p.id) << std::setw(9) << p.pid << "  " << std::left
         << std::setw(static_cast<int>(name_width)) << p.name << std::right << std::setw(12)
         << human_size(p.bytes_in_use) << std::setw(8) << p.blocks << std::setw(12)
         << quota_text(p.quota_bytes) << "\n";
@@ -151,7 +151,7 @@ void write_names(std::ostream& out, const engine_stats& s, bool header) {
         << std::setw(14) << "bytes" << std::setw(7) << "owner" << "\n";
   for (const auto& n : s.name_list)
     out << std::left << std::setw(static_cast<int>(name_width)) << n.name << std::right
-        << std::setw(14) << n.ref.size << std::setw(7) << n.owner << "\n";
+        << std::setw(14) << n.ref.size << std::setw(7) << to_string(n.owner) << "\n";
 }
 
 } // namespace cafshm::cli

@@ -33,7 +33,7 @@ caf::behavior reader(caf::stateful_actor<reader_state>* self) {
   else
     self->quit(me.error());
   return {
-    [self](caf::get_atom) { return self->state.me->slot(); }, // who am I, for the writer
+    [self](caf::get_atom) { return self->state.me->id(); }, // who am I, for the writer
     [self](greet_atom, const block_ref& ref) -> caf::result<std::string> {
       auto& me = *self->state.me;
       auto view = me.map(ref, access_mode::read); // zero-copy: the writer's pages, read-only
@@ -83,14 +83,14 @@ int main(int argc, char** argv) {
   int rc = 1;
   self->request(rd, caf::infinite, caf::get_atom::value)
     .receive(
-      [&](uint32_t reader_slot) {
+      [&](process_id reader) {
         const std::string text = "hello from the writer, through shared memory";
         auto ref = writer->allocate(text.size() + 1);
         auto view = writer->map(*ref, access_mode::read_write);
         std::memcpy(view->data(), text.c_str(), text.size() + 1);
         view->close();
         std::cout << "writer: wrote \"" << text << "\" into " << to_string(*ref) << "\n";
-        writer->share(*ref, reader_slot, access_mode::read);
+        writer->share(*ref, reader, access_mode::read);
         self->request(rd, std::chrono::seconds(5), greet_atom::value, *ref)
           .receive(
             [&](const std::string& echoed) {

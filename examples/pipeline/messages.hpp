@@ -1,10 +1,10 @@
 // The messages between the stages (all ordinary CAF messages). Upstream means towards the
 // producer.
 //
-//   hello   (hello_atom, uint8_t role, actor stage, uint32_t cafshm slot) -> uint32_t own slot
-//           An upstream stage (role: pipeline::role of the sender) introduces itself; the
-//           downstream stage monitors it and answers with its process slot, with which shm mode
-//           shares the sender's pool. Slots are 0 in caf mode.
+//   hello   (hello_atom, uint8_t role, actor stage, cafshm::process_id) -> cafshm::process_id
+//           An upstream stage (role: pipeline::role of the sender) introduces itself and its
+//           process; the downstream stage monitors it and answers with its own process, with
+//           which shm mode shares the sender's pool. In caf mode both are process_id{} (unused).
 //   frame   (frame_atom, uint32_t index, cafshm::pool_frame)              shm
 //           Frame `index` in a block of the sender's cafshm::pool (shared for reading with the
 //           receiver's process). The receiver opens it with its cafshm::pool_reader, which maps

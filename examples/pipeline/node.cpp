@@ -69,14 +69,15 @@ caf::expected<uint16_t> node::publish(const caf::actor& stage) {
 caf::error node::link(const caf::actor& peer, const caf::actor& stage, cafshm::pool* pool) {
   caf::scoped_actor self{sys_, true};
   caf::error err;
-  uint32_t peer_slot = 0;
+  cafshm::process_id peer_process{};
   self
     ->request(peer, opts_.request_timeout, hello_atom::value, static_cast<uint8_t>(opts_.role),
-              stage, slot())
-    .receive([&](uint32_t s) { peer_slot = s; }, [&](caf::error& e) { err = std::move(e); });
+              stage, process())
+    .receive([&](cafshm::process_id p) { peer_process = p; },
+             [&](caf::error& e) { err = std::move(e); });
   if (err || pool == nullptr)
     return err;
-  if (auto ok = pool->share_with(peer_slot); !ok)
+  if (auto ok = pool->share_with(peer_process); !ok)
     return std::move(ok.error());
   return {};
 }

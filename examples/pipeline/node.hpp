@@ -34,9 +34,11 @@ public:
 
   /// shm: registers this process with the engine (--engine). caf: does nothing.
   caf::error connect_engine();
-  /// The cafshm client (nullptr in caf mode) and its slot (0 in caf mode).
+  /// The cafshm client (nullptr in caf mode) and its process (process_id{}, unused, in caf mode).
   cafshm::client* client() noexcept { return client_ ? &*client_ : nullptr; }
-  uint32_t slot() const noexcept { return client_ ? client_->slot() : 0; }
+  cafshm::process_id process() const noexcept {
+    return client_ ? client_->id() : cafshm::process_id{};
+  }
 
   /// The actor a stage published on 127.0.0.1:port.
   caf::expected<caf::actor> connect(uint16_t port);

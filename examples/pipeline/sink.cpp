@@ -114,7 +114,7 @@ void on_frame(sink_actor* self, uint32_t index, const char* gray, uint64_t size)
 }
 
 // Two engines: `ref` is a block of our own engine, delivered to us by a transmit. Maps it, checks
-// it like any frame and credits the transformer, then unmaps and frees it (detach answered
+// it like any frame and credits the transformer, then unmaps and frees it (unmap answered
 // before the free, so the block never drains).
 void on_delivered(sink_actor* self, uint32_t index, const cafshm::block_ref& ref) {
   auto* c = self->state.setup.client;
@@ -165,7 +165,7 @@ caf::behavior sink(sink_actor* self, sink_setup setup) {
   });
   return {
     [self](hello_atom, uint8_t from, caf::actor& upstream,
-           uint32_t) -> caf::result<uint32_t> {
+           cafshm::process_id) -> caf::result<cafshm::process_id> {
       auto& st = self->state;
       caf::actor* peer = from == static_cast<uint8_t>(role::transformer) ? &st.transformer
                          : from == static_cast<uint8_t>(role::producer)  ? &st.producer
@@ -174,7 +174,7 @@ caf::behavior sink(sink_actor* self, sink_setup setup) {
         return failure(cafshm::errc::invalid_argument, "unexpected hello");
       *peer = std::move(upstream);
       self->monitor(*peer);
-      return st.setup.client ? st.setup.client->slot() : 0u;
+      return st.setup.client ? st.setup.client->id() : cafshm::process_id{};
     },
     [self](announce_atom, uint32_t index, uint64_t hash, int64_t produced_ns) {
       auto& st = self->state;

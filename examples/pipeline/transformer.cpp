@@ -197,13 +197,13 @@ caf::behavior transformer(transformer_actor* self, transformer_setup setup) {
   };
   return {
     [self](hello_atom, uint8_t from, caf::actor& upstream,
-           uint32_t) -> caf::result<uint32_t> {
+           cafshm::process_id) -> caf::result<cafshm::process_id> {
       auto& st = self->state;
       if (from != static_cast<uint8_t>(role::producer) || st.producer)
         return failure(cafshm::errc::invalid_argument, "unexpected hello");
       st.producer = std::move(upstream);
       self->monitor(st.producer);
-      return st.setup.client ? st.setup.client->slot() : 0u;
+      return st.setup.client ? st.setup.client->id() : cafshm::process_id{};
     },
     // shm: opens the RGB frame (mapping its block on first sight), then waits for a gray block.
     [self, fail](frame_atom, uint32_t index, const cafshm::pool_frame& frame) {

@@ -62,7 +62,7 @@ block_view::~block_view() {
 
 void block_view::close() {
   if (mapping_ && link_)
-    link_->detach(session_, ref_);
+    link_->unmap(session_, ref_);
   release();
 }
 

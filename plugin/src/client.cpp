@@ -552,23 +552,23 @@ caf::expected<void> client::copy(const block_ref& src, const block_ref& dst,
   return call_done(copy_atom::value, reg_.session, src, dst, std::move(ranges));
 }
 
-caf::expected<void> client::share(const block_ref& ref, uint32_t process, access_mode mode) {
+caf::expected<void> client::share(const block_ref& ref, process_id process, access_mode mode) {
   return call_done(share_atom::value, reg_.session, ref, process, mode);
 }
 
-caf::expected<void> client::revoke(const block_ref& ref, uint32_t process) {
+caf::expected<void> client::revoke(const block_ref& ref, process_id process) {
   return call_done(revoke_atom::value, reg_.session, ref, process);
 }
 
-caf::expected<block_ref> client::transfer(const block_ref& ref, uint32_t process) {
+caf::expected<block_ref> client::transfer(const block_ref& ref, process_id process) {
   return call<block_ref>(transfer_atom::value, reg_.session, ref, process);
 }
 
 caf::expected<block_ref> client::give_to_engine(const block_ref& ref) {
-  return transfer(ref, admin::engine_slot);
+  return transfer(ref, process_id::engine);
 }
 
-caf::expected<block_ref> client::transfer(block_view&& view, uint32_t process) {
+caf::expected<block_ref> client::transfer(block_view&& view, process_id process) {
   auto ref = view.ref();
   if (auto r = unmap(std::move(view)); !r)
     return r.error();
@@ -581,7 +581,7 @@ caf::expected<void> client::unmap(block_view&& view) {
     return make_error(errc::invalid_argument, "the view is not open");
   auto ref = closing.release();
   if (auto why = link_->unavailable()) {
-    link_->detach(reg_.session, ref); // while down: reported once re-attached
+    link_->unmap(reg_.session, ref); // while down: reported once re-attached
     return why;
   }
   return call_done(unmap_atom::value, reg_.session, ref);
@@ -599,8 +599,8 @@ caf::expected<void> client::remove(const std::string& name) {
   return call_done(remove_atom::value, reg_.session, name);
 }
 
-caf::expected<uint32_t> client::find_process(const std::string& name) {
-  return call<uint32_t>(process_atom::value, reg_.session, name);
+caf::expected<process_id> client::find_process(const std::string& name) {
+  return call<process_id>(process_atom::value, reg_.session, name);
 }
 
 caf::expected<void> client::publish(const caf::actor& actor, const std::string& name) {
@@ -674,7 +674,7 @@ caf::expected<uint64_t> client::link(const std::string& host, uint16_t port) {
 }
 
 caf::expected<void> client::export_block(const block_ref& ref) {
-  return share(ref, admin::engine_slot, access_mode::read);
+  return share(ref, process_id::engine, access_mode::read);
 }
 
 caf::expected<block_view> client::map(const block_ref& ref, access_mode mode) {
@@ -751,19 +751,19 @@ async_result<done> client::free(caf::event_based_actor* self, const block_ref& r
 }
 
 async_result<done> client::share(caf::event_based_actor* self, const block_ref& ref,
-                                 uint32_t process, access_mode mode) {
+                                 process_id process, access_mode mode) {
   return ask_done(self, share_atom::value, reg_.session, ref, process,
                   mode);
 }
 
 async_result<block_ref> client::transfer(caf::event_based_actor* self, const block_ref& ref,
-                                         uint32_t process) {
+                                         process_id process) {
   return ask<block_ref>(self, transfer_atom::value, reg_.session, ref, process);
 }
 
-async_result<uint32_t> client::find_process(caf::event_based_actor* self,
+async_result<process_id> client::find_process(caf::event_based_actor* self,
                                             const std::string& name) {
-  return ask<uint32_t>(self, process_atom::value, reg_.session, name);
+  return ask<process_id>(self, process_atom::value, reg_.session, name);
 }
 
 async_result<done> client::publish(caf::event_based_actor* self, const caf::actor& actor,
@@ -787,7 +787,7 @@ async_result<block_view> client::map(caf::event_based_actor* self, const block_r
         [=](view_lease&& l) {
           auto view = block_view::open(l, ref, link, s);
           if (!view) { // the engine counted a view that never opened: close it again
-            link->detach(s, ref);
+            link->unmap(s, ref);
             on_error(view.error());
             return;
           }

@@ -12,8 +12,8 @@
 
 namespace cafshm::detail {
 
-engine_link::engine_link(engine_actor engine, uint32_t slot)
-  : engine_(std::move(engine)), slot_(slot) {
+engine_link::engine_link(engine_actor engine, process_id process)
+  : engine_(std::move(engine)), process_(process) {
 }
 
 engine_actor engine_link::engine() const {
@@ -47,7 +47,7 @@ void engine_link::send_locked(bool free, const session& s, const block_ref& ref)
     caf::anon_send(engine_, unmap_atom::value, s, ref);
 }
 
-void engine_link::detach(const session& s, const block_ref& ref) {
+void engine_link::unmap(const session& s, const block_ref& ref) {
   std::lock_guard<std::mutex> guard{mtx_};
   if (status_ == status::up)
     send_locked(false, s, ref);
@@ -88,7 +88,7 @@ void engine_link::answered(uint64_t ticket) {
 template <class Atom>
 void engine_link::notify_locked(Atom atom) {
   for (auto& o : observers_)
-    caf::anon_send(o, atom, slot_);
+    caf::anon_send(o, atom, process_);
 }
 
 void engine_link::went_down(const caf::actor_addr& from) {

@@ -41,7 +41,7 @@ class engine_link {
 public:
   enum class status : uint8_t { up, down, gone };
 
-  engine_link(engine_actor engine, uint32_t slot);
+  engine_link(engine_actor engine, process_id process);
 
   engine_actor engine() const;
   status state() const;
@@ -51,7 +51,7 @@ public:
   caf::error unavailable() const;
 
   /// Tells the engine that the view of `ref` is closed: now, or after re-attaching.
-  void detach(const session& s, const block_ref& ref);
+  void unmap(const session& s, const block_ref& ref);
   /// Tells the engine to free `ref`, without waiting for the answer: now, or after
   /// re-attaching.
   void free(const session& s, const block_ref& ref);
@@ -75,7 +75,7 @@ public:
   /// The session is lost for good (`why`: engine_restarted or unknown_process).
   void lost(caf::error why);
 
-  /// `observer` hears (engine_down_atom | engine_up_atom | engine_gone_atom, slot) on every
+  /// `observer` hears (engine_down_atom | engine_up_atom | engine_gone_atom, process) on every
   /// change from now on.
   void add_observer(caf::actor observer);
 
@@ -89,7 +89,7 @@ private:
   void send_locked(bool free, const session& s, const block_ref& ref);
 
   struct pending_message {
-    bool free; // free_atom, else detach_atom
+    bool free; // free_atom, else unmap_atom
     session s;
     block_ref ref;
   };
@@ -102,7 +102,7 @@ private:
 
   mutable std::mutex mtx_;
   engine_actor engine_;
-  uint32_t slot_;
+  process_id process_;
   status status_ = status::up;
   caf::error lost_;
   std::vector<pending_message> pending_;     // while down, in the order they were made

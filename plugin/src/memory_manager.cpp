@@ -30,6 +30,12 @@ using admin::block_state;
 using admin::no_index;
 using admin::process_state;
 
+// Requests name processes by process_id; admin memory indexes process_entry by the same number
+// as a uint32_t slot (admin_layout.hpp). The requester's slot:
+uint32_t slot_of(const session& s) noexcept {
+  return to_slot(s.process);
+}
+
 constexpr uint64_t align64(uint64_t n) {
   return (n + 63) & ~uint64_t{63};
 }
@@ -415,9 +421,9 @@ std::string memory_manager::adopt() {
   }
   uint32_t kept = 0, dropped = 0;
   for (uint32_t slot = 1; slot < settings_.max_processes; ++slot) {
-    if (!is_live(slot))
+    if (!slot_live(slot))
       continue;
-    if (still_runs(slot)) {
+    if (slot_runs(slot)) {
       ++kept;
       // The engine.quotas rule that bounds it together with its user's other processes: from
       // the ids the OS gives the process now, as the door gave them at registration.
@@ -426,12 +432,12 @@ std::string memory_manager::adopt() {
         users_[slot] = ids->first;
       }
     } else { // ended (a zombie too), its pid reused, or never verified: crash reclaim
-      reclaim(slot);
+      reclaim_slot(slot);
       ++dropped;
     }
   }
   for (uint32_t slot = 1; slot < settings_.max_processes; ++slot)
-    if (is_live(slot))
+    if (slot_live(slot))
       join_quota_group(slot);
   recount_quota_groups(); // the reclaims above may have moved charges of kept processes
   return "adopted the segments of a dead engine (engine id " + std::to_string(h.engine_id)
@@ -729,24 +735,33 @@ block_ref memory_manager::ref_of(uint32_t index) const noexcept {
   return {header().engine_id, index, b.generation, b.size};
 }
 
-int32_t memory_manager::pid_of(uint32_t slot) const noexcept {
+int32_t memory_manager::pid_of(process_id p) const noexcept {
+  auto slot = to_slot(p);
   return slot < settings_.max_processes ? process(slot).pid : 0;
 }
 
-bool memory_manager::still_runs(uint32_t slot) const {
-  if (!is_live(slot))
+bool memory_manager::still_runs(process_id p) const {
+  return slot_runs(to_slot(p));
+}
+
+bool memory_manager::is_live(process_id p) const noexcept {
+  return slot_live(to_slot(p));
+}
+
+bool memory_manager::slot_runs(uint32_t slot) const {
+  if (!slot_live(slot))
     return false;
   const auto& p = process(slot);
   auto now = start_ticks_of(p.pid);
   return p.pid > 0 && p.start_ticks != 0 && now && *now == p.start_ticks;
 }
 
-bool memory_manager::is_live(uint32_t slot) const noexcept {
+bool memory_manager::slot_live(uint32_t slot) const noexcept {
   return slot < settings_.max_processes && process(slot).state == process_state::live;
 }
 
 bool memory_manager::share_quota(uint32_t a, uint32_t b) const noexcept {
-  if (a == admin::engine_slot || b == admin::engine_slot || !is_live(a) || !is_live(b))
+  if (a == admin::engine_slot || b == admin::engine_slot || !slot_live(a) || !slot_live(b))
     return false;
   return quota_group_[a] != no_index && quota_group_[a] == quota_group_[b];
 }
@@ -783,7 +798,7 @@ void memory_manager::add_charge(uint32_t slot, uint64_t delta) noexcept {
 void memory_manager::recount_quota_groups() {
   std::fill(quota_group_bytes_.begin(), quota_group_bytes_.end(), 0);
   for (uint32_t slot = 1; slot < settings_.max_processes; ++slot)
-    if (is_live(slot) && quota_group_[slot] != no_index)
+    if (slot_live(slot) && quota_group_[slot] != no_index)
       quota_group_bytes_[quota_group_[slot]] += process(slot).bytes_in_use;
 }
 
@@ -802,7 +817,7 @@ std::optional<std::string> memory_manager::shared_quota_problem(uint32_t slot, u
     return std::nullopt;
   uint32_t processes = 0; // for the message only
   for (uint32_t other = 1; other < settings_.max_processes; ++other)
-    processes += is_live(other) && quota_group_[other] == quota_group_[slot];
+    processes += slot_live(other) && quota_group_[other] == quota_group_[slot];
   auto whose = rule >= 0
                  ? "that engine.quotas[" + std::to_string(rule) + "] gives all its processes"
                  : "that engine.default_quota gives all processes of uid "
@@ -811,11 +826,11 @@ std::optional<std::string> memory_manager::shared_quota_problem(uint32_t slot, u
          + std::to_string(processes) + " live, " + std::to_string(in_use) + " bytes in use)";
 }
 
-std::vector<uint32_t> memory_manager::live_slots() const {
-  std::vector<uint32_t> result;
+std::vector<process_id> memory_manager::live_processes() const {
+  std::vector<process_id> result;
   for (uint32_t i = 1; i < settings_.max_processes; ++i)
-    if (is_live(i))
-      result.push_back(i);
+    if (slot_live(i))
+      result.push_back(process_id{i});
   return result;
 }
 
@@ -823,18 +838,18 @@ std::vector<uint32_t> memory_manager::live_slots() const {
 
 caf::error memory_manager::deny(const session& s, errc code, std::string what) {
   ++header_mut().rejected;
-  if ((code == errc::access_denied || code == errc::quota_exceeded) && is_live(s.process))
-    ++process(s.process).denied;
+  if ((code == errc::access_denied || code == errc::quota_exceeded) && slot_live(slot_of(s)))
+    ++process(slot_of(s)).denied;
   return make_error(code, std::move(what));
 }
 
 caf::expected<admin::process_entry*> memory_manager::resolve(const session& s) {
   ++header_mut().requests;
-  if (s.process >= settings_.max_processes || !is_live(s.process) || s.token == 0
-      || tokens_[s.process] != s.token)
+  if (slot_of(s) >= settings_.max_processes || !slot_live(slot_of(s)) || s.token == 0
+      || tokens_[slot_of(s)] != s.token)
     return deny(s, errc::unknown_process,
-                "process " + std::to_string(s.process) + " is not registered");
-  return &process(s.process);
+                "process " + std::to_string(slot_of(s)) + " is not registered");
+  return &process(slot_of(s));
 }
 
 caf::expected<admin::block_entry*>
@@ -847,17 +862,17 @@ memory_manager::resolve(const session& s, const block_ref& ref, access need) {
   auto& b = block(ref.block);
   if (b.state != block_state::live || b.generation != ref.generation || b.size != ref.size)
     return deny(s, errc::stale_block, to_string(ref) + " refers to a freed or reused block");
-  if (b.owner == s.process || s.process == admin::engine_slot)
+  if (b.owner == slot_of(s) || slot_of(s) == admin::engine_slot)
     return &b; // the engine's session (never handed out) may touch every block
   bool allowed = false;
   if (need == access::read && b.owner == admin::engine_slot && concealed_[ref.block] == 0)
     allowed = true; // engine-held (published) blocks are readable by every process
   else if (need != access::none)
-    if (auto g = find_grant(ref.block, s.process); g != no_index)
+    if (auto g = find_grant(ref.block, slot_of(s)); g != no_index)
       allowed = grant(g).mode >= need;
   if (!allowed)
     return deny(s, errc::access_denied,
-                "process " + std::to_string(s.process) + " may not "
+                "process " + std::to_string(slot_of(s)) + " may not "
                   + (need == access::none         ? "manage"
                      : need == access::read_write ? "write"
                                                   : "read")
@@ -893,7 +908,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
                 "a process name has 1 to " + std::to_string(sizeof(admin::process_entry::name) - 1)
                   + " bytes and no NUL");
   for (uint32_t other = 1; other < settings_.max_processes; ++other)
-    if (is_live(other) && name == process(other).name)
+    if (slot_live(other) && name == process(other).name)
       return deny({}, errc::process_name_taken,
                   "a process is already registered as " + quote_bounded(name) + " (slot "
                     + std::to_string(other) + "); choose another name or ask the client to "
@@ -907,7 +922,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   if (auto cap = settings_.max_processes_per_user; cap != 0) {
     uint32_t of_user = 0;
     for (uint32_t other = 1; other < settings_.max_processes; ++other)
-      if (is_live(other) && users_[other] == who.uid)
+      if (slot_live(other) && users_[other] == who.uid)
         ++of_user;
     if (of_user >= cap)
       return deny({}, errc::too_many_processes,
@@ -916,7 +931,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
                     + std::to_string(cap) + ") allows; one must unregister or end first");
   }
   uint32_t slot = 1;
-  while (slot < settings_.max_processes && is_live(slot))
+  while (slot < settings_.max_processes && slot_live(slot))
     ++slot;
   if (slot >= settings_.max_processes)
     return deny({}, errc::capacity_exceeded,
@@ -942,7 +957,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   ++header_mut().live_processes;
   note_usage();
   registration reg;
-  reg.session = {slot, tokens_[slot]};
+  reg.session = {process_id{slot}, tokens_[slot]};
   reg.engine_id = header().engine_id;
   reg.data_segment = segments_[0].name();
   reg.admin_segment = admin_.name();
@@ -952,22 +967,22 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
 
 caf::expected<registration> memory_manager::reattach(const session& s, int32_t pid) {
   ++header_mut().requests;
-  if (s.process == admin::engine_slot || s.process >= settings_.max_processes
-      || !is_live(s.process))
+  if (slot_of(s) == admin::engine_slot || slot_of(s) >= settings_.max_processes
+      || !slot_live(slot_of(s)))
     return deny(s, errc::unknown_process,
-                "process " + std::to_string(s.process)
+                "process " + std::to_string(slot_of(s))
                   + " is not registered (its slot was reclaimed when the engine adopted the "
                     "segments, or it unregistered)");
-  auto& p = process(s.process);
+  auto& p = process(slot_of(s));
   auto now = start_ticks_of(pid);
   if (s.token == 0 || pid <= 0 || p.pid != pid || p.start_ticks == 0 || !now
       || *now != p.start_ticks)
     return deny(s, errc::access_denied,
-                "slot " + std::to_string(s.process) + " belongs to another process");
-  if (tokens_[s.process] != 0 && tokens_[s.process] != s.token)
+                "slot " + std::to_string(slot_of(s)) + " belongs to another process");
+  if (tokens_[slot_of(s)] != 0 && tokens_[slot_of(s)] != s.token)
     return deny(s, errc::access_denied,
-                "slot " + std::to_string(s.process) + " is attached with another session");
-  tokens_[s.process] = s.token;
+                "slot " + std::to_string(slot_of(s)) + " is attached with another session");
+  tokens_[slot_of(s)] = s.token;
   registration reg;
   reg.session = s;
   reg.engine_id = header().engine_id;
@@ -981,15 +996,19 @@ caf::expected<void> memory_manager::unregister(const session& s) {
   auto p = resolve(s);
   if (!p)
     return p.error();
-  if (s.process == admin::engine_slot)
+  if (slot_of(s) == admin::engine_slot)
     return deny(s, errc::invalid_argument, "the engine cannot unregister itself");
-  reclaim(s.process);
+  reclaim_slot(slot_of(s));
   return {};
 }
 
-void memory_manager::reclaim(uint32_t slot) {
+void memory_manager::reclaim(process_id p) {
+  reclaim_slot(to_slot(p));
+}
+
+void memory_manager::reclaim_slot(uint32_t slot) {
   change_scope changing{*this};
-  if (slot == admin::engine_slot || !is_live(slot))
+  if (slot == admin::engine_slot || !slot_live(slot))
     return;
   fastpath::inbox::remove(settings_.name, slot); // the slot's inbox goes with it
   for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
@@ -1070,14 +1089,14 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
   b.size = size;
   b.version = 0;
   b.page = static_cast<uint32_t>(*offset >> allocator_.page_shift());
-  b.owner = s.process;
+  b.owner = slot_of(s);
   b.grant_head = no_index;
   b.refcount = 0;
   b.owner_views = 0;
   b.name = no_index;
   b.next_free = no_index;
   b.state = block_state::live;
-  b.charged_to = s.process;
+  b.charged_to = slot_of(s);
   if (settings_.scrub == scrub_policy::on_allocate)
     std::memset(payload(b), 0, bytes);
   add_charge(s.process, bytes);
@@ -1099,7 +1118,7 @@ caf::expected<void> memory_manager::free(const session& s, const block_ref& ref)
   auto b = resolve(s, ref, access::none);
   if (!b)
     return b.error();
-  ++process(s.process).frees;
+  ++process(slot_of(s)).frees;
   release_from_owner(ref.block);
   finish_if_drained(ref.block);
   return {};
@@ -1210,7 +1229,7 @@ caf::expected<void> memory_manager::write(const session& s, const block_ref& ref
   if (!bytes.empty()) // an empty write's data() may be null: memcpy(p, nullptr, 0) is UB
     std::memcpy(payload(**b) + offset, bytes.data(), bytes.size());
   ++(*b)->version;
-  auto& p = process(s.process);
+  auto& p = process(slot_of(s));
   ++p.writes;
   p.bytes_written += bytes.size();
   return {};
@@ -1228,7 +1247,7 @@ caf::expected<std::vector<char>> memory_manager::read(const session& s, const bl
                   + std::to_string((*b)->size) + " bytes");
   auto* src = reinterpret_cast<const char*>(payload(**b)) + offset;
   std::vector<char> result(src, src + length);
-  auto& p = process(s.process);
+  auto& p = process(slot_of(s));
   ++p.reads;
   p.bytes_read += length;
   return result;
@@ -1266,7 +1285,7 @@ caf::expected<void> memory_manager::copy(const session& s, const block_ref& src,
   for (const auto& r : ranges)
     std::memmove(payload(**to) + r.dst_offset, payload(**from) + r.src_offset, r.length);
   ++(*to)->version;
-  auto& p = process(s.process);
+  auto& p = process(slot_of(s));
   ++p.reads;
   ++p.writes;
   p.bytes_read += total;
@@ -1277,14 +1296,15 @@ caf::expected<void> memory_manager::copy(const session& s, const block_ref& src,
 // -- rights -------------------------------------------------------------------------------------
 
 caf::expected<void> memory_manager::share(const session& s, const block_ref& ref,
-                                          uint32_t to, access_mode mode) {
+                                          process_id grantee, access_mode mode) {
   change_scope changing{*this};
+  auto to = to_slot(grantee);
   auto b = resolve(s, ref, access::none);
   if (!b)
     return b.error();
   if (mode != access_mode::read && mode != access_mode::read_write)
     return deny(s, errc::invalid_argument, "unknown access mode");
-  if (!is_live(to)) // sharing with the engine's slot exports the block to peer engines
+  if (!slot_live(to)) // sharing with the engine's slot exports the block to peer engines
     return deny(s, errc::unknown_process, "process " + std::to_string(to) + " is not registered");
   if (to == (*b)->owner)
     return deny(s, errc::invalid_argument, "a process cannot grant itself access");
@@ -1306,8 +1326,10 @@ caf::expected<void> memory_manager::share(const session& s, const block_ref& ref
   return {};
 }
 
-caf::expected<void> memory_manager::revoke(const session& s, const block_ref& ref, uint32_t from) {
+caf::expected<void> memory_manager::revoke(const session& s, const block_ref& ref,
+                                           process_id grantee) {
   change_scope changing{*this};
+  auto from = to_slot(grantee);
   auto b = resolve(s, ref, access::none);
   if (!b)
     return b.error();
@@ -1323,13 +1345,14 @@ caf::expected<void> memory_manager::revoke(const session& s, const block_ref& re
 }
 
 caf::expected<block_ref> memory_manager::transfer(const session& s, const block_ref& ref,
-                                                  uint32_t to) {
+                                                  process_id new_owner) {
   change_scope changing{*this};
+  auto to = to_slot(new_owner);
   auto b = resolve(s, ref, access::none);
   if (!b)
     return b.error();
   auto& blk = **b;
-  if (!is_live(to))
+  if (!slot_live(to))
     return deny(s, errc::unknown_process, "process " + std::to_string(to) + " is not registered");
   if (to == blk.owner)
     return deny(s, errc::invalid_argument, "the block already belongs to process "
@@ -1423,8 +1446,9 @@ caf::expected<void> memory_manager::name(const session& s, const block_ref& ref,
   return {};
 }
 
-caf::expected<void> memory_manager::can_receive(uint32_t to, uint64_t size,
+caf::expected<void> memory_manager::can_receive(process_id receiver, uint64_t size,
                                                 std::string_view name) const {
+  auto to = to_slot(receiver);
   if (!name.empty()) {
     if (!valid_name(name))
       return make_error(errc::invalid_argument,
@@ -1438,7 +1462,7 @@ caf::expected<void> memory_manager::can_receive(uint32_t to, uint64_t size,
   }
   if (to == admin::engine_slot)
     return {};
-  if (!is_live(to))
+  if (!slot_live(to))
     return make_error(errc::unknown_process, "process " + std::to_string(to) + " is not registered");
   uint64_t bytes = allocator_.occupied_bytes(size);
   const auto& dest = process(to);
@@ -1468,11 +1492,11 @@ caf::expected<void> memory_manager::remove(const session& s, std::string_view na
   if (!ref)
     return ref.error();
   auto& b = block(ref->block);
-  if (b.owner != s.process && b.owner != admin::engine_slot)
+  if (b.owner != slot_of(s) && b.owner != admin::engine_slot)
     return deny(s, errc::access_denied,
                 "block " + quote_bounded(name) + " belongs to process "
                   + std::to_string(b.owner));
-  ++process(s.process).frees;
+  ++process(slot_of(s)).frees;
   release_from_owner(ref->block);
   finish_if_drained(ref->block);
   return {};
@@ -1480,17 +1504,17 @@ caf::expected<void> memory_manager::remove(const session& s, std::string_view na
 
 // -- views --------------------------------------------------------------------------------------
 
-caf::expected<view_lease> memory_manager::attach(const session& s, const block_ref& ref,
+caf::expected<view_lease> memory_manager::map(const session& s, const block_ref& ref,
                                                  access_mode mode) {
   change_scope changing{*this};
   auto b = resolve(s, ref, need_of(mode));
   if (!b)
     return b.error();
   auto& blk = **b;
-  if (blk.owner == s.process) {
+  if (blk.owner == slot_of(s)) {
     ++blk.owner_views;
   } else {
-    auto g = find_grant(ref.block, s.process);
+    auto g = find_grant(ref.block, slot_of(s));
     if (g == no_index) { // a view without a grant (engine-held block, or the engine itself):
       auto& h = header_mut(); // an entry that only counts views and grants nothing
       if (h.free_grant_head == no_index)
@@ -1499,7 +1523,7 @@ caf::expected<view_lease> memory_manager::attach(const session& s, const block_r
                       + " grants and views of non-owners); raise engine.max_grants");
       g = h.free_grant_head;
       h.free_grant_head = grant(g).next;
-      grant(g) = {ref.block, s.process, blk.grant_head, 0, access::none, {}, 0};
+      grant(g) = {ref.block, slot_of(s), blk.grant_head, 0, access::none, {}, 0};
       blk.grant_head = g;
       ++h.live_grants;
       note_usage();
@@ -1515,7 +1539,7 @@ caf::expected<view_lease> memory_manager::attach(const session& s, const block_r
                     blk.size, mode == access_mode::read_write};
 }
 
-caf::expected<void> memory_manager::detach(const session& s, const block_ref& ref) {
+caf::expected<void> memory_manager::unmap(const session& s, const block_ref& ref) {
   change_scope changing{*this};
   // Identified by block index only: the block may be draining (generation already bumped).
   auto p = resolve(s);
@@ -1525,10 +1549,10 @@ caf::expected<void> memory_manager::detach(const session& s, const block_ref& re
       || block(ref.block).state == block_state::free)
     return deny(s, errc::stale_block, to_string(ref) + " has no open view");
   auto& b = block(ref.block);
-  if (b.owner == s.process && b.owner_views > 0) {
+  if (b.owner == slot_of(s) && b.owner_views > 0) {
     --b.owner_views;
   } else {
-    auto g = find_grant(ref.block, s.process);
+    auto g = find_grant(ref.block, slot_of(s));
     if (g == no_index || grant(g).views == 0)
       return deny(s, errc::stale_block, to_string(ref) + " has no open view");
     --grant(g).views;
@@ -1604,13 +1628,14 @@ caf::expected<std::span<std::byte>> memory_manager::engine_bytes(const block_ref
   return std::span<std::byte>{payload(**b), (*b)->size};
 }
 
-caf::expected<uint32_t> memory_manager::find_process(const session& s, std::string_view name) {
+caf::expected<process_id> memory_manager::find_process(const session& s,
+                                                       std::string_view name) {
   auto p = resolve(s);
   if (!p)
     return p.error();
   for (uint32_t slot = 1; slot < settings_.max_processes; ++slot)
-    if (is_live(slot) && name == process(slot).name)
-      return slot;
+    if (slot_live(slot) && name == process(slot).name)
+      return process_id{slot};
   return deny(s, errc::unknown_process,
               "no process is registered as " + quote_bounded(name));
 }
@@ -1658,13 +1683,13 @@ engine_stats memory_manager::stats() const {
     const auto& p = process(slot);
     if (p.state != process_state::live)
       continue;
-    r.process_list.push_back({slot, p.pid, p.name, p.quota_bytes, p.bytes_in_use, p.block_count,
+    r.process_list.push_back({process_id{slot}, p.pid, p.name, p.quota_bytes, p.bytes_in_use, p.block_count,
                               p.allocations, p.frees, p.reads, p.writes, p.bytes_read,
                               p.bytes_written, p.denied});
   }
   for (const auto& [key, n] : names_) {
     auto index = name_at(n).block;
-    r.name_list.push_back({key, ref_of(index), block(index).owner});
+    r.name_list.push_back({key, ref_of(index), process_id{block(index).owner}});
   }
   std::sort(r.name_list.begin(), r.name_list.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
@@ -1732,7 +1757,7 @@ std::string memory_manager::check() const {
     std::vector<uint64_t> sums(quota_group_bytes_.size(), 0);
     for (uint32_t slot = 1; slot < settings_.max_processes; ++slot) {
       auto g = quota_group_[slot];
-      if (!is_live(slot)) {
+      if (!slot_live(slot)) {
         if (g != no_index)
           return "process slot " + std::to_string(slot) + " is free but in a quota group";
         continue;

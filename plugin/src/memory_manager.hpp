@@ -4,6 +4,11 @@
 // the only writer of admin memory. It knows nothing
 // of CAF actors; the engine actor (plugin/src/engine/engine.cpp) calls it, tests and fuzzers call it directly.
 // Not thread-safe: one caller at a time (the engine actor serialises requests).
+//
+// Processes: the functions below name a process by its process_id (as every request and
+// answer does); admin memory stores the same number as a uint32_t slot, the index of its
+// process_entry (admin_layout.hpp). memory_manager.cpp converts between the two at its
+// entry points (to_slot, and process_id{slot} for what it answers) and works on slots inside.
 #pragma once
 
 #include <array>
@@ -116,22 +121,23 @@ public:
   /// (errc::request_too_large otherwise), so that no request holds the engine for long.
   caf::expected<void> copy(const session& s, const block_ref& src, const block_ref& dst,
                            const std::vector<copy_range>& ranges);
-  caf::expected<void> share(const session& s, const block_ref& ref, uint32_t process,
+  caf::expected<void> share(const session& s, const block_ref& ref, process_id process,
                             access_mode mode);
-  caf::expected<void> revoke(const session& s, const block_ref& ref, uint32_t process);
+  caf::expected<void> revoke(const session& s, const block_ref& ref, process_id process);
   /// Makes `process` the owner. Every grant of the block ends (the new owner's open views
   /// become its owner views); refused with errc::block_in_use while another process holds a
-  /// view through a grant. A process gives a block to the engine (process = engine_slot) only
+  /// view through a grant. A process gives a block to the engine (process_id::engine) only
   /// once the block has a name, so that it stays removable; it counts against the giver's
   /// quota while the giver is registered.
-  caf::expected<block_ref> transfer(const session& s, const block_ref& ref, uint32_t process);
+  caf::expected<block_ref> transfer(const session& s, const block_ref& ref, process_id process);
   caf::expected<void> name(const session& s, const block_ref& ref, std::string_view name);
   caf::expected<block_ref> lookup(const session& s, std::string_view name);
   /// Frees the block bound to `name` if the requester owns it or the engine holds it.
   caf::expected<void> remove(const session& s, std::string_view name);
-  /// Permission to map the block; counts an open view until detach().
-  caf::expected<view_lease> attach(const session& s, const block_ref& ref, access_mode mode);
-  caf::expected<void> detach(const session& s, const block_ref& ref);
+  /// Permission to map the block; counts an open view until unmap().
+  caf::expected<view_lease> map(const session& s, const block_ref& ref, access_mode mode);
+  /// The requester closed a view of the block that map() permitted.
+  caf::expected<void> unmap(const session& s, const block_ref& ref);
   /// Whether `s` is a registered session.
   caf::expected<void> check_session(const session& s);
   /// Whether `s` may access `ref` with `mode` (same checks as every request, nothing changes).
@@ -150,23 +156,25 @@ public:
   std::optional<block_stamp> content_stamp(const block_ref& ref);
   /// The bytes of a live block, for the engine's own copying (chunks, cache). Engine use only.
   caf::expected<std::span<std::byte>> engine_bytes(const block_ref& ref);
-  /// Whether a block of `size` bytes could be handed to `process` (the engine slot: kept by the
-  /// engine) under `name` (empty: no name) without exceeding its quotas or finding the name
+  /// Whether a block of `size` bytes could be handed to `process` (process_id::engine: kept by
+  /// the engine) under `name` (empty: no name) without exceeding its quotas or finding the name
   /// taken: what a transmit checks at its destination before any payload moves. Changes
   /// nothing; the same checks run again on delivery. Engine use only.
-  caf::expected<void> can_receive(uint32_t process, uint64_t size, std::string_view name) const;
-  /// Slot of the live process registered under `name` (names are unique per engine).
-  caf::expected<uint32_t> find_process(const session& s, std::string_view name);
+  caf::expected<void> can_receive(process_id process, uint64_t size, std::string_view name) const;
+  /// The live process registered under `name` (names are unique per engine).
+  caf::expected<process_id> find_process(const session& s, std::string_view name);
 
   /// Whether this engine adopted the segments of a dead engine; what happened at creation.
   bool adopted() const noexcept { return adopted_; }
   const std::string& start_report() const noexcept { return start_report_; }
 
-  /// The engine's own session (slot 0), for blocks the engine holds.
-  session engine_session() const noexcept { return {admin::engine_slot, tokens_[0]}; }
+  /// The engine's own session (process_id::engine), for blocks the engine holds.
+  session engine_session() const noexcept {
+    return {process_id::engine, tokens_[admin::engine_slot]};
+  }
 
   /// Reclaims everything of a process that died: its blocks, grants, views, names, its slot.
-  void reclaim(uint32_t slot);
+  void reclaim(process_id process);
 
   engine_stats stats() const;
 
@@ -186,12 +194,14 @@ public:
   // -- introspection --------------------------------------------------------------------------
 
   uint64_t engine_id() const noexcept { return header().engine_id; }
-  int32_t pid_of(uint32_t slot) const noexcept;
-  /// Whether the process recorded in `slot` still runs: its pid's start time is the recorded
-  /// one (false for a zombie, a reused pid, or a process without a verified pid).
-  bool still_runs(uint32_t slot) const;
-  bool is_live(uint32_t slot) const noexcept;
-  std::vector<uint32_t> live_slots() const;
+  int32_t pid_of(process_id process) const noexcept;
+  /// Whether `process` still runs: its recorded pid's start time is the recorded one (false
+  /// for a zombie, a reused pid, or a process without a verified pid).
+  bool still_runs(process_id process) const;
+  /// Whether `process` is registered (process_id::engine always is).
+  bool is_live(process_id process) const noexcept;
+  /// The registered processes, without the engine.
+  std::vector<process_id> live_processes() const;
   const admin::admin_header& header() const noexcept;
   /// The first data segment (engine.arena bytes); data_segment(i) is segment i of the table,
   /// unmapped (false) when that entry is unused.
@@ -222,6 +232,9 @@ private:
 
   admin::admin_header& header_mut() noexcept;
   admin::process_entry& process(uint32_t slot) const noexcept;
+  bool slot_live(uint32_t slot) const noexcept;
+  bool slot_runs(uint32_t slot) const;
+  void reclaim_slot(uint32_t slot);
   admin::block_entry& block(uint32_t index) const noexcept;
   admin::grant_entry& grant(uint32_t index) const noexcept;
   admin::name_entry& name_at(uint32_t index) const noexcept;

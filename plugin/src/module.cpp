@@ -1,5 +1,5 @@
 // CAF 0.17's deserializer fills a std::vector<T> through an uninitialised T that it then loads;
-// for an enum (access_mode), g++ 12 cannot see the load and warns inside CAF's and the standard
+// for an enum (access_mode, process_id), g++ 12 cannot see the load and warns inside CAF's and the standard
 // library's headers. The code is correct; the warning is switched off for this file only.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
@@ -70,6 +70,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<copy_range>("cafshm::copy_range");
   cfg.add_message_type<view_lease>("cafshm::view_lease");
   cfg.add_message_type<access_mode>("cafshm::access_mode");
+  cfg.add_message_type<process_id>("cafshm::process_id");
   cfg.add_message_type<pool_frame>("cafshm::pool_frame");
   cfg.add_message_type<published_actor>("cafshm::published_actor");
   cfg.add_message_type<process_stats>("cafshm::process_stats");

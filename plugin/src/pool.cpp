@@ -510,7 +510,7 @@ pool_frame pool::seal(loan&& l, uint64_t length, const caf::actor& holder) {
   return f;
 }
 
-caf::expected<void> pool::share_with(uint32_t process) {
+caf::expected<void> pool::share_with(process_id process) {
   if (!state_)
     return make_error(errc::invalid_argument, "the pool is closed");
   if (auto why = check_may_block(*state_->sys, "pool::share_with"))

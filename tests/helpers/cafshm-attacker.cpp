@@ -138,8 +138,8 @@ std::string probe(client& me, const block_ref& ref, const block_ref& scratch) {
   out << " write=" << outcome(me.write(ref, 0, std::string("x")));
   out << " copy=" << outcome(me.copy(ref, scratch, {{0, 0, 1}}));
   out << " free=" << outcome(me.free(ref));
-  out << " share=" << outcome(me.share(ref, me.slot(), access_mode::read_write));
-  out << " transfer=" << outcome(me.transfer(ref, me.slot()));
+  out << " share=" << outcome(me.share(ref, me.id(), access_mode::read_write));
+  out << " transfer=" << outcome(me.transfer(ref, me.id()));
   out << " name=" << outcome(me.name(ref, "stolen"));
   out << " export=" << outcome(me.export_block(ref));
   return out.str();
@@ -172,7 +172,7 @@ std::string brute(client& me, uint64_t engine, uint64_t size, uint32_t blocks,
          + " codes=" + list;
 }
 
-std::string sessions(caf::actor_system& sys, client& me, uint32_t slot, int n) {
+std::string sessions(caf::actor_system& sys, client& me, process_id slot, int n) {
   std::mt19937_64 rng{std::random_device{}()};
   caf::scoped_actor self{sys, true};
   int accepted = 0;
@@ -184,7 +184,7 @@ std::string sessions(caf::actor_system& sys, client& me, uint32_t slot, int n) {
     self->request(me.engine(), 5s, allocate_atom::value, forged, uint64_t{4096})
       .receive([&](block_ref&) { ++accepted; }, refused);
     self->request(me.engine(), 5s, process_atom::value, forged, std::string{"victim"})
-      .receive([&](uint32_t) { ++accepted; }, refused);
+      .receive([&](process_id) { ++accepted; }, refused);
   }
   return "sessions tried=" + std::to_string(3 * n) + " accepted=" + std::to_string(accepted);
 }
@@ -202,10 +202,12 @@ bool send_request(fastpath::inbox_writer& out, caf::actor_system& sys, uint64_t 
                                     1s));
 }
 
-std::string forge(caf::actor_system& sys, client& me, uint32_t slot, int n) {
+// Records claim a sender slot as a raw uint32_t (inbox_layout.hpp): here another process's.
+std::string forge(caf::actor_system& sys, client& me, process_id victim, int n) {
+  auto slot = to_slot(victim);
   auto name = fastpath::inbox::segment_name(me.info().inbox_engine, admin::engine_slot);
   auto as_victim = fastpath::inbox_writer::open(name, slot);
-  auto as_me = fastpath::inbox_writer::open(name, me.slot());
+  auto as_me = fastpath::inbox_writer::open(name, to_slot(me.id()));
   if (!as_victim || !as_me)
     return "forge no-inbox";
   std::mt19937_64 rng{std::random_device{}()};
@@ -221,7 +223,7 @@ std::string forge(caf::actor_system& sys, client& me, uint32_t slot, int n) {
     sent += static_cast<bool>(as_victim->send(bytes(fastpath::request_header_bytes), 1s));
     auto garbage = bytes(fastpath::request_header_bytes + 1 + rng() % 64);
     sent += static_cast<bool>(as_victim->send(garbage, 1s));
-    session forged{slot, rng()};
+    session forged{victim, rng()};
     sent += send_request(*as_victim, sys, rng() | 1,
                          caf::make_message(register_atom::value, std::string{"x"}, uint64_t{0},
                                            door_ticket{rng(), rng()}, protocol_version));
@@ -504,7 +506,7 @@ std::string ask_quota(caf::actor_system& sys, client& me, uint64_t quota) {
   uint64_t granted = 0;
   if (st)
     for (const auto& p : st->process_list)
-      if (p.slot == other->slot())
+      if (p.id == other->id())
         granted = p.quota_bytes;
   return "quota ok " + std::to_string(granted);
 }
@@ -618,7 +620,7 @@ int main(int argc, char** argv) {
     std::cerr << "attacker: " << describe(scratch.error()) << "\n";
     return 1;
   }
-  std::cout << "ready " << me->slot() << " " << me->info().engine_id << " "
+  std::cout << "ready " << me->id() << " " << me->info().engine_id << " "
             << (me->transport() == local_transport::shm ? "shm" : "basp") << std::endl;
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -637,12 +639,12 @@ int main(int argc, char** argv) {
       uint32_t slot = 0;
       int n = 0;
       in >> slot >> n;
-      answer = sessions(sys, *me, slot, n);
+      answer = sessions(sys, *me, process_id{slot}, n);
     } else if (cmd == "forge") {
       uint32_t slot = 0;
       int n = 0;
       in >> slot >> n;
-      answer = forge(sys, *me, slot, n);
+      answer = forge(sys, *me, process_id{slot}, n);
     } else if (cmd == "hash") {
       auto view = me->map(read_ref(in), access_mode::read);
       if (view) {

@@ -405,7 +405,7 @@ private:
     auto prefix = "x" + std::to_string(index_) + ".";
     int taken = 0;
     for (const auto& nb : st->name_list) {
-      if (nb.name.rfind(prefix, 0) != 0 || nb.owner != me_.slot() || taken++ >= 4)
+      if (nb.name.rfind(prefix, 0) != 0 || nb.owner != me_.id() || taken++ >= 4)
         continue;
       auto view = me_.map(nb.ref, access_mode::read);
       if (!view) { // not handed to this incarnation of the receiver, or gone meanwhile
@@ -527,7 +527,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "stress-client: %s\n", describe(me.error()).c_str());
     return 3;
   }
-  std::printf("running %u\n", me->slot());
+  std::printf("running %u\n", to_slot(me->id()));
   std::fflush(stdout);
   if (auto peer = test::option(argc, argv, "--transmit"); !peer.empty())
     return transmit_once(*me, peer, std::stoull(test::option(argc, argv, "--size", "1048576")),

@@ -72,7 +72,7 @@ int run_receiver(caf::actor_system& sys, client& me) {
     std::cerr << "peer: cannot publish: " << sys.render(port.error()) << "\n";
     return 1;
   }
-  std::cout << "ready " << *port << " " << me.slot() << std::endl;
+  std::cout << "ready " << *port << " " << me.id() << std::endl;
   std::string line;
   std::getline(std::cin, line); // runs until stdin closes or the test kills it
   caf::anon_send_exit(handler, caf::exit_reason::user_shutdown);
@@ -80,7 +80,7 @@ int run_receiver(caf::actor_system& sys, client& me) {
 }
 
 int run_publisher(caf::actor_system& sys, client& me, const std::string& actor_name) {
-  auto slot = me.slot();
+  auto slot = me.id();
   auto handler = sys.spawn([slot](caf::event_based_actor*) -> caf::behavior {
     return {[slot](ping_atom) { return slot; }};
   });
@@ -115,7 +115,7 @@ int run_writer(client& me, int blocks, uint64_t size) {
     }
     views.push_back(std::move(*view));
   }
-  std::cout << "writing " << me.slot() << std::endl;
+  std::cout << "writing " << me.id() << std::endl;
   for (unsigned char round = 0;; ++round)
     for (auto& v : views)
       std::memset(v.data(), round, v.size());

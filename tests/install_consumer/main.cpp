@@ -1,6 +1,7 @@
 // Links against an installed cafshm (found by CMake or pkg-config) and uses it: an in-process engine, one block, one write.
 #include <cstring>
 #include <iostream>
+#include <type_traits>
 #include <unistd.h>
 
 #include <caf/actor_system.hpp>
@@ -17,6 +18,10 @@ static_assert(__cplusplus >= 202002L, "cafshm::cafshm does not carry C++20");
 #error "an internal header of cafshm is reachable from the installed package"
 #endif
 
+// A process is named by its own type: no integer becomes one by mistake.
+static_assert(!std::is_convertible_v<uint32_t, cafshm::process_id>);
+static_assert(!std::is_convertible_v<int, cafshm::process_id>);
+
 int main() {
   caf::actor_system_config cfg;
   cfg.load<cafshm::module>();
@@ -26,7 +31,7 @@ int main() {
   cafshm::module::configure(cfg, s);
   caf::actor_system sys{cfg};
   auto c = cafshm::client::connect(sys, "consumer");
-  if (!c)
+  if (!c || c->id() == cafshm::process_id::engine || c->find_process("consumer") != c->id())
     return 1;
   auto ref = c->allocate(16);
   if (!ref || !c->write(*ref, 0, std::string_view{"installed cafshm"}))

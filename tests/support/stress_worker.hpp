@@ -24,10 +24,6 @@ inline std::string stress_bin() {
   return std::string{CAFSHM_BIN_DIR} + "/cafshm-stress-client";
 }
 
-inline std::string address_of(const daemon_process& d) {
-  return "127.0.0.1:" + std::to_string(d.port());
-}
-
 // A cafshm-stress-client and what it reported.
 struct worker {
   std::unique_ptr<child_process> process;
@@ -45,7 +41,7 @@ struct worker {
   worker(const daemon_process& d, const std::string& prefix, int index, int peers, uint64_t seed,
          const std::string& timeout_ms = "5000", const std::vector<std::string>& extra = {})
     : worker(with(
-        {stress_bin(), "--engine", address_of(d), "--prefix", prefix, "--index",
+        {stress_bin(), "--engine", d.address_text(), "--prefix", prefix, "--index",
          std::to_string(index), "--peers", std::to_string(peers), "--seed", std::to_string(seed),
          "--report-ms", "20", "--max-block", std::to_string(256 << 10), "--timeout-ms",
          timeout_ms},

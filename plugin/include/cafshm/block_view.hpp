@@ -51,7 +51,7 @@ private:
   static caf::expected<block_view> open(const view_lease& lease, const block_ref& ref,
                                         std::shared_ptr<detail::engine_link> link, session s);
 
-  /// Unmaps now without telling the engine; the caller must send detach for the returned ref
+  /// Unmaps now without telling the engine; the caller must send unmap for the returned ref
   /// itself (client::unmap and client::transfer do, before transferring).
   block_ref release();
 

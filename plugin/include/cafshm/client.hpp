@@ -51,6 +51,7 @@
 #include "cafshm/engine.hpp"
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
+#include "cafshm/process_id.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/settings.hpp"
 
@@ -66,8 +67,8 @@ namespace fastpath {
 class request_channel;
 }
 
-/// What an observer of client::on_engine_state() receives, each with the client's slot
-/// (uint32_t): the engine went away, the client re-attached, or its session is lost for good
+/// What an observer of client::on_engine_state() receives, each with the client's process_id:
+/// the engine went away, the client re-attached, or its session is lost for good
 /// (the engine restarted without adopting it).
 using engine_down_atom = caf::atom_constant<caf::atom("shm_edown")>;
 using engine_up_atom = caf::atom_constant<caf::atom("shm_eup")>;
@@ -81,7 +82,7 @@ struct client_options {
   /// Process names are unique per engine: registering under a live process's name fails with
   /// errc::process_name_taken. With unique_name, the client registers as "name-2", "name-3",
   /// ... instead (the base cut so that the whole stays within 31 bytes); the chosen name is
-  /// the one stats() lists for slot().
+  /// the one stats() lists for id().
   bool unique_name = false;
   /// How blocking requests travel to an engine in another local process; none: local.transport
   /// of the module's settings (shm when the module is not loaded). See transport().
@@ -119,8 +120,8 @@ public:
   /// top of this file).
   caf::expected<void> close();
 
-  /// From now on `observer` receives (engine_down_atom, slot), (engine_up_atom, slot) and
-  /// (engine_gone_atom, slot) when the engine goes away, when this client re-attached to the
+  /// From now on `observer` receives (engine_down_atom, id()), (engine_up_atom, id()) and
+  /// (engine_gone_atom, id()) when the engine goes away, when this client re-attached to the
   /// engine that adopted its segments, and when its session is lost for good.
   void on_engine_state(caf::actor observer);
 
@@ -129,7 +130,8 @@ public:
   bool engine_up() const;
 
   const cafshm::session& session() const noexcept { return reg_.session; }
-  uint32_t slot() const noexcept { return reg_.session.process; }
+  /// This process as its engine knows it (what other processes share with, transfer to).
+  process_id id() const noexcept { return reg_.session.process; }
   const registration& info() const noexcept { return reg_; }
   /// The engine this client is attached to now (another one after an adopting restart).
   engine_actor engine() const;
@@ -149,25 +151,28 @@ public:
   caf::expected<std::vector<char>> read(const block_ref& ref, uint64_t offset, uint64_t length);
   caf::expected<void> copy(const block_ref& src, const block_ref& dst,
                            std::vector<copy_range> ranges);
-  caf::expected<void> share(const block_ref& ref, uint32_t process, access_mode mode);
-  caf::expected<void> revoke(const block_ref& ref, uint32_t process);
-  caf::expected<block_ref> transfer(const block_ref& ref, uint32_t process);
+  caf::expected<void> share(const block_ref& ref, process_id process, access_mode mode);
+  caf::expected<void> revoke(const block_ref& ref, process_id process);
+  /// Makes `process` the block's owner; answers the ref the new owner uses.
+  caf::expected<block_ref> transfer(const block_ref& ref, process_id process);
   /// Gives the block to the engine, which then holds it for nobody in particular (a named block
-  /// that outlives this process, as `cafshm put` makes). Answers the engine-held ref.
+  /// that outlives this process, as `cafshm put` makes): transfer(ref, process_id::engine).
+  /// Answers the engine-held ref.
   caf::expected<block_ref> give_to_engine(const block_ref& ref);
   /// Closes `view` (unmapping it) and transfers its block in one call.
-  caf::expected<block_ref> transfer(block_view&& view, uint32_t process);
+  caf::expected<block_ref> transfer(block_view&& view, process_id process);
   caf::expected<void> name(const block_ref& ref, const std::string& name);
   caf::expected<block_ref> lookup(const std::string& name);
   caf::expected<void> remove(const std::string& name);
-  caf::expected<uint32_t> find_process(const std::string& name);
+  /// The live process registered under `name` (errc::unknown_process if there is none).
+  caf::expected<process_id> find_process(const std::string& name);
   caf::expected<engine_stats> stats();
 
   /// Publishes `actor` at the engine as `name`, for processes of this engine to find with
   /// find_actor(). The entry ends with the actor, with this process, or with unpublish().
   caf::expected<void> publish(const caf::actor& actor, const std::string& name);
   caf::expected<void> unpublish(const std::string& name);
-  /// The actor published as `name` and its process's slot; errc::name_not_found if there is
+  /// The actor published as `name` and its process; errc::name_not_found if there is
   /// none, errc::actor_gone if it or its process has ended.
   caf::expected<published_actor> find_actor(const std::string& name);
 
@@ -193,11 +198,11 @@ public:
   // -- async forms for event-based actors ------------------------------------------------------
   async_result<block_ref> allocate(caf::event_based_actor* self, uint64_t size);
   async_result<done> free(caf::event_based_actor* self, const block_ref& ref);
-  async_result<done> share(caf::event_based_actor* self, const block_ref& ref, uint32_t process,
-                           access_mode mode);
+  async_result<done> share(caf::event_based_actor* self, const block_ref& ref,
+                           process_id process, access_mode mode);
   async_result<block_ref> transfer(caf::event_based_actor* self, const block_ref& ref,
-                                   uint32_t process);
-  async_result<uint32_t> find_process(caf::event_based_actor* self, const std::string& name);
+                                   process_id process);
+  async_result<process_id> find_process(caf::event_based_actor* self, const std::string& name);
   async_result<done> publish(caf::event_based_actor* self, const caf::actor& actor,
                              const std::string& name);
   async_result<published_actor> find_actor(caf::event_based_actor* self,

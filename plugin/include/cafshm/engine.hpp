@@ -14,6 +14,7 @@
 
 #include "cafshm/block_ref.hpp"
 #include "cafshm/engine_stats.hpp"
+#include "cafshm/process_id.hpp"
 #include "cafshm/protocol.hpp"
 #include "cafshm/remote.hpp"
 
@@ -61,7 +62,7 @@ using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 /// engine_actor and peer_actor). Register carries it; an engine refuses clients of another
 /// version instead of failing later on a message it cannot read. A link's challenge carries it
 /// too, and its answer: engines of two versions never link (errc::version_mismatch).
-constexpr uint32_t protocol_version = 6;
+constexpr uint32_t protocol_version = 7;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
@@ -96,19 +97,19 @@ using engine_actor = caf::typed_actor<
   // source, destination, ranges
   caf::replies_to<copy_atom, session, block_ref, block_ref, std::vector<copy_range>>
     ::with<done_atom>,
-  // grantee slot, its access
-  caf::replies_to<share_atom, session, block_ref, uint32_t, access_mode>::with<done_atom>,
-  caf::replies_to<revoke_atom, session, block_ref, uint32_t>::with<done_atom>,
-  // new owner's slot
-  caf::replies_to<transfer_atom, session, block_ref, uint32_t>::with<block_ref>,
+  // grantee, its access
+  caf::replies_to<share_atom, session, block_ref, process_id, access_mode>::with<done_atom>,
+  caf::replies_to<revoke_atom, session, block_ref, process_id>::with<done_atom>,
+  // new owner (process_id::engine: the engine holds it)
+  caf::replies_to<transfer_atom, session, block_ref, process_id>::with<block_ref>,
   caf::replies_to<name_atom, session, block_ref, std::string>::with<done_atom>,
   caf::replies_to<lookup_atom, session, std::string>::with<block_ref>,
   caf::replies_to<remove_atom, session, std::string>::with<done_atom>,
   // the access wanted -> permission to map the block's pages
   caf::replies_to<map_atom, session, block_ref, access_mode>::with<view_lease>,
   caf::replies_to<unmap_atom, session, block_ref>::with<done_atom>,
-  // process name -> slot of the first live process registered under it
-  caf::replies_to<process_atom, session, std::string>::with<uint32_t>,
+  // process name -> the live process registered under it
+  caf::replies_to<process_atom, session, std::string>::with<process_id>,
   // without a session: aggregate numbers only (no processes, pids, names or refs)
   caf::replies_to<stats_atom>::with<engine_stats>,
   caf::replies_to<stats_atom, session>::with<engine_stats>,

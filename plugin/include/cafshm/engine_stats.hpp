@@ -8,11 +8,12 @@
 #include <caf/meta/type_name.hpp>
 
 #include "cafshm/block_ref.hpp"
+#include "cafshm/process_id.hpp"
 
 namespace cafshm {
 
 struct process_stats {
-  uint32_t slot = 0;
+  process_id id = process_id::engine;
   int32_t pid = 0;
   std::string name;
   uint64_t quota_bytes = 0;  // 0 = unlimited
@@ -29,7 +30,7 @@ struct process_stats {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, process_stats& x) {
-  return f(caf::meta::type_name("cafshm::process_stats"), x.slot, x.pid, x.name, x.quota_bytes,
+  return f(caf::meta::type_name("cafshm::process_stats"), x.id, x.pid, x.name, x.quota_bytes,
            x.bytes_in_use, x.blocks, x.allocations, x.frees, x.reads, x.writes, x.bytes_read,
            x.bytes_written, x.denied);
 }
@@ -37,7 +38,7 @@ typename Inspector::result_type inspect(Inspector& f, process_stats& x) {
 struct named_block {
   std::string name;
   block_ref ref;
-  uint32_t owner = 0;  // process slot; 0 = held by the engine
+  process_id owner = process_id::engine; // process_id::engine: held by the engine
 };
 
 template <class Inspector>
@@ -113,7 +114,7 @@ struct engine_stats {
   uint64_t inbox_refused = 0;
   uint64_t inbox_replies_lost = 0;
   std::vector<capacity_use> capacities; // arena bytes, blocks, grants, names, processes
-  std::vector<process_stats> process_list; // engine (slot 0) first
+  std::vector<process_stats> process_list; // the engine (process_id::engine) first
   std::vector<named_block> name_list;
   // Remote side: linked peer engines ("host:port"), transfers, the content cache.
   std::vector<std::string> peers;

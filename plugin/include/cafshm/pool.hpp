@@ -33,6 +33,7 @@
 
 #include "cafshm/async.hpp"
 #include "cafshm/block_ref.hpp"
+#include "cafshm/process_id.hpp"
 
 namespace cafshm {
 
@@ -60,7 +61,7 @@ typename Inspector::result_type inspect(Inspector& f, pool_frame& x) {
 struct pool_options {
   uint32_t count = 4;               // blocks in the pool
   uint64_t block_bytes = 0;         // bytes of each block (the engine rounds up to 2^k pages)
-  std::vector<uint32_t> readers;    // process slots that may read the blocks
+  std::vector<process_id> readers;  // processes that may read the blocks
 };
 
 class pool {
@@ -112,7 +113,7 @@ public:
   pool_frame seal(loan&& l, uint64_t length, const caf::actor& holder);
 
   /// Lets one more process read every block (blocking).
-  caf::expected<void> share_with(uint32_t process);
+  caf::expected<void> share_with(process_id process);
 
   uint32_t count() const noexcept;
   uint64_t block_bytes() const noexcept;

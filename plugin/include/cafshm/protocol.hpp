@@ -10,13 +10,14 @@
 #include <caf/meta/type_name.hpp>
 
 #include "cafshm/block_ref.hpp"
+#include "cafshm/process_id.hpp"
 
 namespace cafshm {
 
 /// Identifies a registered process in every request. The token is a random secret that the
 /// engine keeps in private memory; a session with a wrong token is an unknown process.
 struct session {
-  uint32_t process = 0;  // slot in the process table
+  process_id process = process_id::engine; // the registered process (engine: none yet)
   uint64_t token = 0;
   friend bool operator==(const session&, const session&) = default;
 };
@@ -107,10 +108,10 @@ typename Inspector::result_type inspect(Inspector& f, view_lease& x) {
 }
 
 /// An actor that a process published at its engine under a name (client::publish), as a lookup
-/// answers it: the handle, and the publishing process's slot (e.g. to share a pool with it).
+/// answers it: the handle, and the publishing process (e.g. to share a pool with it).
 struct published_actor {
   caf::actor actor;
-  uint32_t process = 0;
+  process_id process = process_id::engine;
 };
 
 template <class Inspector>

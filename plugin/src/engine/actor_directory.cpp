@@ -8,14 +8,14 @@
 
 namespace cafshm {
 
-caf::error actor_directory::publish(uint32_t slot, const std::string& name, caf::actor actor) {
+caf::error actor_directory::publish(process_id slot, const std::string& name, caf::actor actor) {
   if (name.empty())
     return make_error(errc::invalid_argument, "an actor needs a non-empty name to be published");
   if (!actor)
     return make_error(errc::invalid_argument, "cannot publish an invalid actor handle");
   auto i = entries_.find(name);
   if (i != entries_.end() && i->second.actor && i->second.process != slot)
-    return make_error(errc::name_taken, "an actor of process " + std::to_string(i->second.process)
+    return make_error(errc::name_taken, "an actor of process " + to_string(i->second.process)
                                           + " is published as '" + name + "'");
   if (i == entries_.end() && entries_.size() >= capacity_) {
     // Make room by forgetting a record of an ended publication; live entries stay.
@@ -30,13 +30,13 @@ caf::error actor_directory::publish(uint32_t slot, const std::string& name, caf:
   return {};
 }
 
-caf::error actor_directory::unpublish(uint32_t slot, const std::string& name) {
+caf::error actor_directory::unpublish(process_id slot, const std::string& name) {
   auto i = entries_.find(name);
   if (i == entries_.end() || !i->second.actor)
     return make_error(errc::name_not_found, "no actor is published as '" + name + "'");
   if (i->second.process != slot)
     return make_error(errc::access_denied, "'" + name + "' was published by process "
-                                             + std::to_string(i->second.process));
+                                             + to_string(i->second.process));
   entries_.erase(i);
   return {};
 }
@@ -56,10 +56,10 @@ void actor_directory::end(entry& e, std::string why) {
   e.gone_why = std::move(why);
 }
 
-void actor_directory::process_ended(uint32_t slot) {
+void actor_directory::process_ended(process_id slot) {
   for (auto& [name, e] : entries_)
     if (e.actor && e.process == slot)
-      end(e, "process " + std::to_string(slot) + ", which published it, has ended");
+      end(e, "process " + to_string(slot) + ", which published it, has ended");
 }
 
 void actor_directory::actor_down(const caf::actor_addr& actor, const caf::error& reason) {

@@ -24,13 +24,13 @@ public:
 
   /// Publishes `actor` of process `slot` as `name`. A name held by a live entry of another
   /// process is refused (errc::name_taken); the same process may publish a name again.
-  caf::error publish(uint32_t slot, const std::string& name, caf::actor actor);
+  caf::error publish(process_id slot, const std::string& name, caf::actor actor);
   /// Ends the publication of `name` by process `slot`.
-  caf::error unpublish(uint32_t slot, const std::string& name);
+  caf::error unpublish(process_id slot, const std::string& name);
   caf::expected<published_actor> lookup(const std::string& name) const;
 
   /// The process `slot` ended: its entries become records of that.
-  void process_ended(uint32_t slot);
+  void process_ended(process_id slot);
   /// A published actor went down (terminated, or the engine lost the connection to its process,
   /// after which the handle reaches nobody): its entries become records of that.
   void actor_down(const caf::actor_addr& actor, const caf::error& reason);
@@ -38,7 +38,7 @@ public:
 private:
   struct entry {
     caf::actor actor;      // null once gone
-    uint32_t process = 0;  // publisher's slot
+    process_id process = process_id::engine; // the publisher
     std::string gone_why;  // why the entry ended (empty while live)
   };
   void end(entry& e, std::string why);

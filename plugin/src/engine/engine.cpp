@@ -52,7 +52,7 @@ caf::error exited_caller(peer_credentials& creds) {
                       + ") has exited");
 }
 
-void close_pidfd(engine_state& st, uint32_t slot) {
+void close_pidfd(engine_state& st, process_id slot) {
   if (auto i = st.pidfds.find(slot); i != st.pidfds.end()) {
     ::close(i->second);
     st.pidfds.erase(i);
@@ -60,7 +60,7 @@ void close_pidfd(engine_state& st, uint32_t slot) {
 }
 
 // Removes `slot` from the registering actor it was known by.
-void unbind_slot(engine_state& st, uint32_t slot) {
+void unbind_slot(engine_state& st, process_id slot) {
   for (auto i = st.slots_by_actor.begin(); i != st.slots_by_actor.end(); ++i) {
     auto& v = i->second;
     if (auto j = std::find(v.begin(), v.end(), slot); j != v.end()) {
@@ -70,7 +70,7 @@ void unbind_slot(engine_state& st, uint32_t slot) {
   }
 }
 
-void forget_slot(engine_state& st, uint32_t slot) {
+void forget_slot(engine_state& st, process_id slot) {
   close_pidfd(st, slot);
   st.directory->process_ended(slot);
   unbind_slot(st, slot);
@@ -81,7 +81,7 @@ void forget_slot(engine_state& st, uint32_t slot) {
 // later one that got its pid). A process whose pidfd cannot be opened or that is not the
 // recorded one any more is dead: crash reclaim.
 void watch_adopted(engine_state& st, memory_manager& mmr) {
-  for (auto slot : mmr.live_slots()) {
+  for (auto slot : mmr.live_processes()) {
     int fd = open_pidfd(mmr.pid_of(slot));
     if (fd >= 0 && mmr.still_runs(slot)) {
       st.pidfds[slot] = fd;
@@ -94,7 +94,7 @@ void watch_adopted(engine_state& st, memory_manager& mmr) {
 }
 
 // Monitors the actor that registered (or re-attached) `slot` for it.
-void bind_slot(engine_pointer self, uint32_t slot) {
+void bind_slot(engine_pointer self, process_id slot) {
   if (auto sender = self->current_sender()) {
     auto addr = caf::actor_cast<caf::actor_addr>(sender);
     auto& slots = self->state.slots_by_actor[addr];
@@ -108,7 +108,7 @@ void bind_slot(engine_pointer self, uint32_t slot) {
 // check does, also run before a registration so that a process restarted under the name of one
 // that just died does not find that name still taken.
 void reclaim_exited(engine_state& st, memory_manager& mmr) {
-  std::vector<uint32_t> dead;
+  std::vector<process_id> dead;
   for (auto [slot, fd] : st.pidfds)
     if (has_exited(fd))
       dead.push_back(slot);
@@ -296,14 +296,14 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     },
     [&mmr](copy_atom, const session& s, const block_ref& src, const block_ref& dst,
            const std::vector<copy_range>& ranges) { return done(mmr.copy(s, src, dst, ranges)); },
-    [&mmr](share_atom, const session& s, const block_ref& ref, uint32_t to, access_mode mode) {
+    [&mmr](share_atom, const session& s, const block_ref& ref, process_id to, access_mode mode) {
       return done(mmr.share(s, ref, to, mode));
     },
-    [&mmr](revoke_atom, const session& s, const block_ref& ref, uint32_t from) {
+    [&mmr](revoke_atom, const session& s, const block_ref& ref, process_id from) {
       return done(mmr.revoke(s, ref, from));
     },
     [&mmr](transfer_atom, const session& s, const block_ref& ref,
-           uint32_t to) -> caf::result<block_ref> { return mmr.transfer(s, ref, to); },
+           process_id to) -> caf::result<block_ref> { return mmr.transfer(s, ref, to); },
     [&mmr](name_atom, const session& s, const block_ref& ref, const std::string& name) {
       return done(mmr.name(s, ref, name));
     },
@@ -317,12 +317,12 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
            access_mode mode) -> caf::result<view_lease> {
       if (!is_valid(mode)) // any byte arrives on the wire
         return make_error(errc::invalid_argument, "unknown access mode");
-      return mmr.attach(s, ref, mode);
+      return mmr.map(s, ref, mode);
     },
     [&mmr](unmap_atom, const session& s, const block_ref& ref) {
-      return done(mmr.detach(s, ref));
+      return done(mmr.unmap(s, ref));
     },
-    [&mmr](process_atom, const session& s, const std::string& name) -> caf::result<uint32_t> {
+    [&mmr](process_atom, const session& s, const std::string& name) -> caf::result<process_id> {
       return mmr.find_process(s, name);
     },
     [self, &mmr](publish_atom, const session& s, const std::string& name,

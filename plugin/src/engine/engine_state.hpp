@@ -122,7 +122,7 @@ struct incoming_transmit {
   block_ref block;
   std::span<std::byte> bytes;
   caf::actor_addr from;       // the sending engine (monitored)
-  uint32_t destination = 0;   // slot of target.process, or the engine slot
+  process_id destination = process_id::engine; // target.process, or the engine
   // digest of the bytes [0, verified), fed as chunks arrive in order; chunks that arrived
   // ahead of a gap (after a resend) wait in `ahead` (offset -> length) and are fed from the
   // block once the gap is filled
@@ -161,10 +161,10 @@ struct engine_state {
   settings config;
   caf::io::middleman_actor connector;
   // registering actor -> slots it registered; reclaimed when it goes down
-  std::unordered_map<caf::actor_addr, std::vector<uint32_t>> slots_by_actor;
+  std::unordered_map<caf::actor_addr, std::vector<process_id>> slots_by_actor;
   // slot -> pidfd to poll (processes the door vouched for, other than the engine's own);
   // owned here, closed when the slot is reclaimed
-  std::unordered_map<uint32_t, int> pidfds;
+  std::unordered_map<process_id, int> pidfds;
   std::shared_ptr<ticket_office> office;
   std::string door_path;
   std::shared_ptr<const listen_address> listen; // told to registering clients; may be null

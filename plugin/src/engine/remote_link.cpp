@@ -307,7 +307,7 @@ outgoing_transmit* find_out(engine_pointer self, uint64_t id) {
 }
 
 void unpin(engine_state& st, const outgoing_transmit& t) {
-  st.mm->detach(st.mm->engine_session(), t.ref);
+  st.mm->unmap(st.mm->engine_session(), t.ref);
 }
 
 void fail(engine_pointer self, uint64_t id, caf::error err) {
@@ -425,12 +425,12 @@ void pump(engine_pointer self, uint64_t id) {
 void start(engine_pointer self, uint64_t peer, const block_ref& ref, outgoing_transmit t) {
   auto& st = self->state;
   auto& mm = *st.mm;
-  auto pin = mm.attach(mm.engine_session(), ref, access_mode::read);
+  auto pin = mm.map(mm.engine_session(), ref, access_mode::read);
   auto bytes = mm.engine_bytes(ref);
   if (!pin || !bytes) {
     auto err = pin ? bytes.error() : pin.error();
     if (pin)
-      mm.detach(mm.engine_session(), ref);
+      mm.unmap(mm.engine_session(), ref);
     if (t.is_pull)
       t.pulled.deliver(std::move(err));
     else
@@ -491,9 +491,9 @@ caf::expected<block_ref> deliver(engine_state& st, const incoming_transmit& in) 
     if (auto ok = mm.name(engine, in.block, target.name); !ok)
       return ok.error();
   block_ref result = in.block;
-  if (in.destination == admin::engine_slot) // published: readable by every process here
+  if (in.destination == process_id::engine) // published: readable by every process here
     mm.conceal(in.block, false);
-  if (in.destination != admin::engine_slot) {
+  if (in.destination != process_id::engine) {
     auto moved = mm.transfer(engine, in.block, in.destination);
     if (!moved)
       return moved.error();
@@ -720,7 +720,7 @@ caf::result<transmit_receipt> offer(engine_pointer self, uint64_t token, transmi
     pending->second.transfer = o.id;
     in.read = pending->first;
   }
-  in.destination = admin::engine_slot;
+  in.destination = process_id::engine;
   if (!o.cache_fill && !o.target.process.empty()) {
     auto slot = mm.find_process(engine, o.target.process);
     if (!slot)

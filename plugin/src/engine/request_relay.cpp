@@ -161,7 +161,8 @@ void request_relay::take(const fastpath::inbox_record& r) {
   }
   if (msg.size() < 2 || !msg.match_element<caf::atom_value>(0)
       || !relayed_kind(msg.get_as<caf::atom_value>(0)) || !msg.match_element<session>(1)
-      || msg.get_as<session>(1).process != to.slot)
+      || to_slot(msg.get_as<session>(1).process) != to.slot) // the record's sender field
+                                                              // is the slot (inbox_layout.hpp)
     return refuse();
   uint64_t id;
   {

@@ -4,7 +4,7 @@
 //
 // Every record is untrusted. The relay hands on only requests of the kinds a client sends on the
 // fast path (allocate, free, read, write, copy, share, revoke, transfer, name, lookup, remove,
-// attach, detach, process, stats with a session, link, unpublish), and only when the
+// map, unmap, process, stats with a session, link, unpublish), and only when the
 // session in the request claims the slot the record claims as its sender (where the answer
 // goes). Records are decoded with fastpath::record_deserializer: a record of n bytes makes the
 // relay allocate O(n), whatever lengths it claims. The engine then checks

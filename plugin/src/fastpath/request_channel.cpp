@@ -35,7 +35,7 @@ request_channel::open(caf::actor_system& sys, const registration& reg, idle_stra
   opts.permissions = reg.inbox_permissions;
   if (reg.inbox_group != ~0u)
     opts.group = static_cast<gid_t>(reg.inbox_group);
-  auto replies = inbox::create(reg.inbox_engine, reg.session.process, opts);
+  auto replies = inbox::create(reg.inbox_engine, to_slot(reg.session.process), opts);
   if (!replies)
     return replies.error();
   std::shared_ptr<request_channel> result{
@@ -50,7 +50,7 @@ request_channel::open(caf::actor_system& sys, const registration& reg, idle_stra
 request_channel::request_channel(caf::actor_system& sys, const registration& reg, inbox replies,
                                  idle_strategy idle)
   : sys_(sys), engine_inbox_(inbox::segment_name(reg.inbox_engine, admin::engine_slot)),
-    slot_(reg.session.process), reply_instance_(replies.control().instance),
+    slot_(to_slot(reg.session.process)), reply_instance_(replies.control().instance),
     id_base_(secure_token()), idle_(idle), replies_(std::move(replies)) {
 }
 

@@ -84,7 +84,7 @@ private:
   // -- constant after construction
   caf::actor_system& sys_;
   std::string engine_inbox_;
-  uint32_t slot_;
+  uint32_t slot_; // this process, as the inboxes carry it (inbox_layout.hpp)
   uint64_t reply_instance_;
   uint64_t id_base_; // random: other processes cannot guess the ids of pending requests
   idle_strategy idle_;

@@ -1066,8 +1066,8 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
                 "allocating " + std::to_string(bytes) + " bytes would exceed the quota of "
                   + std::to_string(proc.quota_bytes) + " (in use: "
                   + std::to_string(proc.bytes_in_use) + ")");
-  if (quota_group_[s.process] != no_index && shared_limit(quotas_, quota_rules_[s.process]) != 0)
-    if (auto why = shared_quota_problem(s.process, bytes))
+  if (quota_group_[slot_of(s)] != no_index && shared_limit(quotas_, quota_rules_[slot_of(s)]) != 0)
+    if (auto why = shared_quota_problem(slot_of(s), bytes))
       return deny(s, errc::quota_exceeded,
                   "allocating " + std::to_string(bytes) + " bytes " + *why);
   auto& h = header_mut();
@@ -1099,7 +1099,7 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
   b.charged_to = slot_of(s);
   if (settings_.scrub == scrub_policy::on_allocate)
     std::memset(payload(b), 0, bytes);
-  add_charge(s.process, bytes);
+  add_charge(slot_of(s), bytes);
   ++proc.block_count;
   ++proc.allocations;
   ++h.live_blocks;

@@ -473,9 +473,8 @@ private:
       if (room && largest >= block_bytes(size))
         violation("allocate of " + std::to_string(size) + " refused with a free block of "
                   + std::to_string(largest) + " bytes: " + text);
-      // The arena grows unless the ceiling (or the segments in use) leave no room for it.
-      if (room && block_bytes(size) <= ceiling_ - before.arena_bytes
-          && text.find("leave no room") == std::string::npos)
+      // The arena grows unless the ceiling leaves no room for it (the page space always does).
+      if (room && block_bytes(size) <= ceiling_ - before.arena_bytes)
         violation("allocate of " + std::to_string(size) + " refused with room to grow from "
                   + std::to_string(before.arena_bytes) + " bytes: " + text);
       auto code = static_cast<errc>(r.error().code());

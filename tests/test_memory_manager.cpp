@@ -646,6 +646,46 @@ TEST_CASE("errc::quota_exceeded: allocate, and transfer to a process with a quot
   CHECK_OK(e2->allocate(unlimited, 1 * mib));
 }
 
+TEST_CASE("a shared quota's running sum stays exact through draining, giving, transfer and reclaim") {
+  env e{[](engine_settings& s) { s.default_quota_bytes = 64 * kib; }};
+  auto a = e.reg("a"); // one user: one quota of 64 KiB together
+  auto b = e.reg("b");
+  auto other = e->register_process("other", ::getpid(), 0, {own_credentials().uid + 1, 0});
+  REQUIRE_OK(other);
+  auto x = e.alloc(a, 32 * kib);
+  auto y = e.alloc(b, 24 * kib);
+  CHECK(e->check() == "");
+  CHECK_ERRC(e->allocate(b, 8 * kib + 1), errc::quota_exceeded); // 32 + 24 + 12 > 64
+  CHECK_OK(e->allocate(other->session, 64 * kib)); // another user: a quota of its own
+  // x drains while b holds a view: still a's, then nobody's once a is reclaimed
+  CHECK_OK(e->share(a, x, b.process, access_mode::read));
+  REQUIRE_OK(e->map(b, x, access_mode::read));
+  CHECK_OK(e->free(a, x));
+  CHECK(e->check() == "");
+  CHECK_ERRC(e->allocate(b, 8 * kib + 1), errc::quota_exceeded); // the draining block counts
+  e->reclaim(a.process);
+  CHECK(e->check() == "");
+  auto z = e.alloc(b, 40 * kib); // 24 + 40 = 64: a's charge went to the engine
+  CHECK_ERRC(e->allocate(b, 1), errc::quota_exceeded);
+  CHECK_OK(e->unmap(b, x)); // the drained block returns; it was charged to nobody
+  CHECK(e->check() == "");
+  // given to the engine, y stays charged to b; transferred to a process of the same user, the
+  // charge moves within the quota
+  CHECK_OK(e->name(b, y, "given"));
+  REQUIRE_OK(e->transfer(b, y, process_id::engine));
+  CHECK_ERRC(e->allocate(b, 1), errc::quota_exceeded);
+  auto c = e.reg("c");
+  auto moved = e->transfer(b, z, c.process);
+  REQUIRE_OK(moved);
+  CHECK(e->check() == "");
+  CHECK_ERRC(e->allocate(c, 1), errc::quota_exceeded);
+  e->reclaim(b.process); // y: charged to nobody now
+  CHECK(e->check() == "");
+  CHECK_OK(e->allocate(c, 24 * kib)); // 40 + 24 = 64
+  CHECK_ERRC(e->allocate(c, 1), errc::quota_exceeded);
+  CHECK(e->check() == "");
+}
+
 TEST_CASE("errc::name_taken") {
   env e;
   auto p = e.reg("p");

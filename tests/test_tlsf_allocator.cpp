@@ -390,3 +390,59 @@ TEST_CASE("ranges added in a hole: never merged with each other, taken out again
   CHECK(a.allocate(59 * 4 * kib) == 41 * 4 * kib);
   CHECK(a.check() == "");
 }
+
+TEST_CASE("a range slides down to the hole's start with its blocks, free ones still on their lists") {
+  state_buffer st{200};
+  auto a = tlsf_allocator::create(st.span(), page_shift, 200, 40); // hole [40, 200)
+  REQUIRE(a.add_range(41, 30));  // [41, 71)
+  REQUIRE(a.add_range(72, 50));  // [72, 122), the hole [122, 200) after it
+  REQUIRE(a.add_range(123, 77)); // [123, 200): ends the page space
+  auto page = [](uint64_t offset) { return static_cast<uint32_t>(offset >> page_shift); };
+  // blocks in the ranges that will move: used and free ones, of one page and of several
+  REQUIRE(a.allocate(40 * 4 * kib));                   // [0, 40)
+  REQUIRE(a.allocate(30 * 4 * kib));                   // [41, 71)
+  auto m1 = a.allocate(1 * 4 * kib);                   // [72, 73)
+  auto m2 = a.allocate(10 * 4 * kib);                  // [73, 83)
+  auto m3 = a.allocate(5 * 4 * kib);                   // [83, 88)
+  REQUIRE(m1);
+  REQUIRE(m2);
+  REQUIRE(m3);
+  REQUIRE(a.free(*m2)); // free [73, 83) between used blocks, free tail [88, 122)
+  auto e1 = a.allocate(77 * 4 * kib); // the last range, full
+  REQUIRE(e1);
+  REQUIRE(a.free(*e1));
+  CHECK(a.slide_range_down(41, 30) == 41);   // already one page after the hole's start
+  CHECK(a.slide_range_down(0, 40) == tlsf_allocator::no_page); // page 0 never moves
+  CHECK(a.slide_range_down(42, 29) == tlsf_allocator::no_page); // not a range
+  // The first added range empties and goes: [72, 122) has a hole of 32 pages before it.
+  REQUIRE(a.free(41 * 4 * kib));
+  REQUIRE(a.remove_range(41, 30)); // hole [40, 72)
+  CHECK(a.check() == "");
+  auto before_free = a.free_bytes();
+  auto before_arena = a.arena_bytes();
+  auto before_blocks = a.free_blocks();
+  REQUIRE(a.slide_range_down(72, 50) == 41); // [41, 91), hole [91, 123)
+  CHECK(a.check() == "");
+  CHECK(a.free_bytes() == before_free);
+  CHECK(a.arena_bytes() == before_arena);
+  CHECK(a.free_blocks() == before_blocks);
+  CHECK(a.tiles_range(41, 50));
+  CHECK(a.allocated_bytes(uint64_t{page(*m1) - 31} << page_shift) == 4 * kib);
+  CHECK(a.allocated_bytes(uint64_t{page(*m3) - 31} << page_shift) == 5 * 4 * kib);
+  CHECK(st.head(page(*m2) - 31) == (tlsf_allocator::kind_free | 10));
+  // the moved free blocks are found by allocation, and frees merge as before
+  REQUIRE(a.free(uint64_t{page(*m1) - 31} << page_shift)); // [41, 52) free
+  CHECK(st.head(41) == (tlsf_allocator::kind_free | 11));
+  CHECK(a.allocate(11 * 4 * kib) == 41 * 4 * kib);
+  CHECK(a.allocate(34 * 4 * kib) == 57 * 4 * kib); // the old free tail [88, 122), now [57, 91)
+  CHECK(a.check() == "");
+  // the last range slides too: it ends the page space, a hole takes the end instead
+  REQUIRE(a.slide_range_down(123, 77) == 92);
+  CHECK(a.check() == "");
+  CHECK(a.tiles_range(92, 77));
+  CHECK(st.head(169) == (tlsf_allocator::kind_hole | 31));
+  CHECK(a.range_free(92, 77));
+  REQUIRE(a.remove_range(92, 77)); // and can still be taken out: [91, 200) one hole
+  CHECK(a.check() == "");
+  CHECK(st.head(91) == (tlsf_allocator::kind_hole | 109));
+}

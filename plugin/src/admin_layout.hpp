@@ -17,6 +17,9 @@
 // the engine's lifetime; segment i > 0 is named "<header.data_segment>.<i>", added when no free
 // block fits a request (while the arena stays within max_arena_bytes) and removed again once it is
 // empty. A block lies in exactly one segment; block_entry::page is a page of the page space.
+// When no gap of the page space takes a new segment, the engine moves the added segments down
+// (segment_entry::first_page and the pages of their blocks change together, the segments'
+// objects and the offsets within them do not).
 //
 // Admin memory outlives its engine: an engine that starts over the segments of a dead engine of
 // the same name adopts them when their layout_version is this one, their geometry matches its

@@ -341,25 +341,36 @@ memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, in
     tokens_(s.max_processes, 0),
     quota_rules_(s.max_processes, -1),
     users_(s.max_processes, ~uint32_t{0}),
+    quota_group_(s.max_processes, no_index),
     concealed_(s.max_blocks, 0),
     writable_opens_(s.max_blocks, 0),
     random_(std::random_device{}()) {
+  // used * 100 > capacity * warn_percent  <=>  used > capacity * warn_percent / 100 (rounded down)
+  uint64_t capacity[] = {s.arena_ceiling(), s.max_blocks, s.max_grants, s.max_names,
+                         s.max_processes - 1}; // the order of capacities()
+  for (size_t i = 0; i < warn_above_.size(); ++i)
+    warn_above_[i] = capacity[i] * warn_percent / 100;
   if (adopt)
     start_report_ = this->adopt();
   else
     format();
 }
 
+// Whoever reads `changing` (an engine adopting the segments after this one died, a snapshot
+// taken from another process) needs only that it is seen set before any change to the tables
+// and seen clear only after all of them: an order among this engine's stores. Release fences
+// give it (on x86 they only keep the compiler from moving stores across them; a full fence
+// there, mfence, costs tens of cycles twice per request).
 memory_manager::change_scope::change_scope(memory_manager& mm) noexcept : mm_(mm) {
   if (mm_.change_depth_++ == 0) {
     mm_.header_mut().changing = 1;
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_release);
   }
 }
 
 memory_manager::change_scope::~change_scope() {
   if (--mm_.change_depth_ == 0) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_release);
     mm_.header_mut().changing = 0;
   }
 }
@@ -425,6 +436,10 @@ std::string memory_manager::adopt() {
       ++dropped;
     }
   }
+  for (uint32_t slot = 1; slot < settings_.max_processes; ++slot)
+    if (slot_live(slot))
+      join_quota_group(slot);
+  recount_quota_groups(); // the reclaims above may have moved charges of kept processes
   return "adopted the segments of a dead engine (engine id " + std::to_string(h.engine_id)
          + ", adoption " + std::to_string(h.adoptions) + "): " + std::to_string(kept)
          + " processes kept, " + std::to_string(dropped) + " reclaimed (ended or unverified), "
@@ -559,50 +574,66 @@ std::byte* memory_manager::payload(const admin::block_entry& b) const noexcept {
 std::string memory_manager::grow(uint64_t size) {
   auto& h = header_mut();
   uint64_t need = allocator_.occupied_bytes(size);
-  uint64_t room = h.max_arena_bytes - h.arena_bytes;
-  if (need > room)
+  uint64_t page = allocator_.page_bytes();
+  auto empty = [&](uint32_t i) {
+    return segment(i).pages != 0 && allocator_.range_free(segment(i).first_page, segment(i).pages);
+  };
+  // Empty added segments that the hysteresis of remove_empty_segments keeps make room under the
+  // ceiling (or a table entry) for the one this request needs.
+  uint64_t empty_bytes = 0;
+  for (uint32_t i = 1; i < admin::max_segments; ++i)
+    if (empty(i))
+      empty_bytes += uint64_t{segment(i).pages} << allocator_.page_shift();
+  if (need > h.max_arena_bytes - h.arena_bytes + empty_bytes)
     return "no free block fits and the arena cannot grow by " + std::to_string(need)
            + " bytes within its ceiling";
-  // At least the initial size, and large enough that the table's segments reach the ceiling.
-  uint64_t page = allocator_.page_bytes();
+  for (uint32_t i = 1; i < admin::max_segments && need > h.max_arena_bytes - h.arena_bytes; ++i)
+    if (empty(i))
+      remove_segment(i);
+  uint32_t index = 1;
+  while (index < admin::max_segments && segment(index).pages != 0)
+    ++index;
+  for (uint32_t i = 1; i < admin::max_segments && index == admin::max_segments; ++i)
+    if (empty(i)) {
+      remove_segment(i);
+      index = i;
+    }
+  if (index == admin::max_segments)
+    return "no free block fits and all " + std::to_string(admin::max_segments)
+           + " data segments are in use";
+  // At least the initial size, and large enough that the table's segments reach the ceiling
+  // (less only where the ceiling stops it): a full table means an arena at its ceiling, unless
+  // segments cut short by the ceiling remain after others were removed.
+  uint64_t room = h.max_arena_bytes - h.arena_bytes;
   uint64_t share = (h.max_arena_bytes - h.initial_arena_bytes) / (admin::max_segments - 1);
   uint64_t share_rounded = (share + page - 1) / page * page;
   uint64_t bytes = std::min(std::max({need, h.initial_arena_bytes, share_rounded}), room);
   auto pages = static_cast<uint32_t>(bytes >> allocator_.page_shift());
-  uint32_t index = 1;
-  while (index < admin::max_segments && segment(index).pages != 0)
-    ++index;
-  if (index == admin::max_segments)
-    return "no free block fits and all " + std::to_string(admin::max_segments)
-           + " data segments are in use";
-  // Lowest place in the page space with a hole page on both sides.
-  std::vector<admin::segment_entry> live;
-  for (uint32_t i = 0; i < admin::max_segments; ++i)
-    if (segment(i).pages != 0)
-      live.push_back(segment(i));
-  std::sort(live.begin(), live.end(),
-            [](const auto& a, const auto& b) { return a.first_page < b.first_page; });
-  // The first gap that takes the whole segment; else the largest gap, if it takes the request
-  // (a smaller segment then).
-  uint32_t first = tlsf_allocator::no_page;
-  uint64_t best_start = 0, best_pages = 0;
-  for (size_t k = 0; k < live.size() && first == tlsf_allocator::no_page; ++k) {
-    uint64_t start = uint64_t{live[k].first_page} + live[k].pages + 1;
-    uint64_t limit = k + 1 < live.size() ? live[k + 1].first_page - 1 : allocator_.space_pages();
-    uint64_t gap = limit > start ? limit - start : 0;
-    if (gap >= pages)
-      first = static_cast<uint32_t>(start);
-    else if (gap > best_pages)
-      std::tie(best_start, best_pages) = std::pair{start, gap};
-  }
+  // The lowest gap of the page space that takes the segment with a hole page on both sides (or
+  // one before it at the end of the page space); none: pack the segments, then the gap at the
+  // end takes it (the page space is the ceiling plus two pages per segment).
+  auto place = [&]() -> uint32_t {
+    std::vector<admin::segment_entry> live;
+    for (uint32_t i = 0; i < admin::max_segments; ++i)
+      if (segment(i).pages != 0)
+        live.push_back(segment(i));
+    std::sort(live.begin(), live.end(),
+              [](const auto& a, const auto& b) { return a.first_page < b.first_page; });
+    for (size_t k = 0; k < live.size(); ++k) {
+      uint64_t start = uint64_t{live[k].first_page} + live[k].pages + 1;
+      uint64_t limit = k + 1 < live.size() ? live[k + 1].first_page - 1 : allocator_.space_pages();
+      if (limit >= start && limit - start >= pages)
+        return static_cast<uint32_t>(start);
+    }
+    return tlsf_allocator::no_page;
+  };
+  uint32_t first = place();
   if (first == tlsf_allocator::no_page) {
-    if (best_pages < (need >> allocator_.page_shift()))
-      return "no free block fits and the segments in use leave no room of " + std::to_string(need)
-             + " bytes in the page space of the ceiling (freeing blocks in added segments lets "
-               "them go)";
-    first = static_cast<uint32_t>(best_start);
-    pages = static_cast<uint32_t>(best_pages);
-    bytes = uint64_t{pages} << allocator_.page_shift();
+    compact_segments();
+    first = place();
+    if (first == tlsf_allocator::no_page) // cannot happen: check() would report the page space
+      return "no free block fits and the page space has no room for a segment of "
+             + std::to_string(bytes) + " bytes even with its segments packed";
   }
   std::optional<gid_t> group;
   if (!settings_.group.empty())
@@ -629,6 +660,59 @@ std::string memory_manager::grow(uint64_t size) {
   return {};
 }
 
+void memory_manager::compact_segments() {
+  std::vector<uint32_t> order;
+  for (uint32_t i = 1; i < admin::max_segments; ++i)
+    if (segment(i).pages != 0)
+      order.push_back(i);
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return segment(a).first_page < segment(b).first_page; });
+  struct move {
+    uint32_t first, pages, by;
+  };
+  std::vector<move> moves;
+  for (auto i : order) { // lowest first: each slides into the room the ones before it left
+    auto& seg = segment(i);
+    auto to = allocator_.slide_range_down(seg.first_page, seg.pages);
+    if (to == tlsf_allocator::no_page || to == seg.first_page)
+      continue; // no_page cannot happen: check() would report the page space
+    moves.push_back({seg.first_page, seg.pages, seg.first_page - to});
+    seg.first_page = to;
+  }
+  if (moves.empty())
+    return;
+  for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
+    auto& b = block(i);
+    if (b.state == block_state::free)
+      continue;
+    for (const auto& m : moves)
+      if (b.page - m.first < m.pages) {
+        b.page -= m.by;
+        break;
+      }
+  }
+  if (log_)
+    log_("packed " + std::to_string(moves.size()) + " data segment(s) in the page space");
+}
+
+void memory_manager::remove_segment(uint32_t i) {
+  auto& h = header_mut();
+  auto& seg = segment(i);
+  uint64_t bytes = uint64_t{seg.pages} << allocator_.page_shift();
+  if (!allocator_.remove_range(seg.first_page, seg.pages))
+    return; // cannot happen: check() would report the broken page space
+  seg = admin::segment_entry{};
+  h.arena_bytes -= bytes;
+  --h.live_segments;
+  ++h.segments_removed;
+  shm_segment::remove(segments_[i].name());
+  if (log_)
+    log_("removed empty data segment '" + segments_[i].name() + "' of " + std::to_string(bytes)
+         + " bytes: arena " + std::to_string(h.arena_bytes) + " bytes in "
+         + std::to_string(h.live_segments) + " segments");
+  segments_[i] = shm_segment{};
+}
+
 void memory_manager::remove_empty_segments() {
   auto& h = header_mut();
   for (uint32_t i = 1; i < admin::max_segments && h.live_segments > 1; ++i) {
@@ -638,18 +722,7 @@ void memory_manager::remove_empty_segments() {
     uint64_t bytes = uint64_t{seg.pages} << allocator_.page_shift();
     if (allocator_.free_bytes() - bytes < std::min(bytes, h.initial_arena_bytes) / 2)
       continue;
-    if (!allocator_.remove_range(seg.first_page, seg.pages))
-      continue; // cannot happen: check() would report the broken page space
-    seg = admin::segment_entry{};
-    h.arena_bytes -= bytes;
-    --h.live_segments;
-    ++h.segments_removed;
-    shm_segment::remove(segments_[i].name());
-    if (log_)
-      log_("removed empty data segment '" + segments_[i].name() + "' of " + std::to_string(bytes)
-           + " bytes: arena " + std::to_string(h.arena_bytes) + " bytes in "
-           + std::to_string(h.live_segments) + " segments");
-    segments_[i] = shm_segment{};
+    remove_segment(i);
   }
 }
 
@@ -688,10 +761,45 @@ bool memory_manager::slot_live(uint32_t slot) const noexcept {
 }
 
 bool memory_manager::share_quota(uint32_t a, uint32_t b) const noexcept {
-  if (a == admin::engine_slot || b == admin::engine_slot || !slot_live(a) || !slot_live(b)
-      || quota_rules_[a] != quota_rules_[b])
+  if (a == admin::engine_slot || b == admin::engine_slot || !slot_live(a) || !slot_live(b))
     return false;
-  return quota_rules_[a] >= 0 || users_[a] == users_[b];
+  return quota_group_[a] != no_index && quota_group_[a] == quota_group_[b];
+}
+
+namespace {
+
+// One key per quota group: an engine.quotas rule, or a user without a rule.
+uint64_t quota_group_key(int rule, uint32_t uid) {
+  return rule >= 0 ? static_cast<uint64_t>(rule) : uint64_t{1} << 32 | uid;
+}
+
+// The bytes a quota group may hold together: its rule's, or engine.default_quota (0: no limit).
+uint64_t shared_limit(const quota_policy& quotas, int rule) {
+  return rule < 0 ? quotas.default_bytes() : quotas.rule_bytes(rule);
+}
+
+} // namespace
+
+void memory_manager::join_quota_group(uint32_t slot) {
+  auto key = quota_group_key(quota_rules_[slot], users_[slot]);
+  auto [at, added] = quota_groups_.try_emplace(key, static_cast<uint32_t>(quota_group_bytes_.size()));
+  if (added)
+    quota_group_bytes_.push_back(0);
+  quota_group_[slot] = at->second;
+  quota_group_bytes_[at->second] += process(slot).bytes_in_use;
+}
+
+void memory_manager::add_charge(uint32_t slot, uint64_t delta) noexcept {
+  process(slot).bytes_in_use += delta;
+  if (auto g = quota_group_[slot]; g != no_index)
+    quota_group_bytes_[g] += delta;
+}
+
+void memory_manager::recount_quota_groups() {
+  std::fill(quota_group_bytes_.begin(), quota_group_bytes_.end(), 0);
+  for (uint32_t slot = 1; slot < settings_.max_processes; ++slot)
+    if (slot_live(slot) && quota_group_[slot] != no_index)
+      quota_group_bytes_[quota_group_[slot]] += process(slot).bytes_in_use;
 }
 
 std::optional<std::string> memory_manager::shared_quota_problem(uint32_t slot, uint64_t bytes,
@@ -699,21 +807,17 @@ std::optional<std::string> memory_manager::shared_quota_problem(uint32_t slot, u
   if (slot == admin::engine_slot || share_quota(slot, charged_now))
     return std::nullopt; // moving a charge within one quota changes nothing it bounds
   int rule = quota_rules_[slot];
-  uint64_t limit = rule < 0 ? quotas_.default_bytes() : quotas_.rule_bytes(rule);
-  if (limit == 0)
+  uint64_t limit = shared_limit(quotas_, rule);
+  if (limit == 0 || quota_group_[slot] == no_index)
     return std::nullopt;
   // The processes bound together: those of the same rule, or (no rule) those of the same user
   // without a rule. Detached processes are live slots and count; ended ones are not live.
-  uint64_t in_use = 0;
-  uint32_t processes = 0;
-  for (uint32_t other = 1; other < settings_.max_processes; ++other)
-    if (slot_live(other) && quota_rules_[other] == rule
-        && (rule >= 0 || users_[other] == users_[slot])) {
-      in_use += process(other).bytes_in_use;
-      ++processes;
-    }
+  uint64_t in_use = quota_group_bytes_[quota_group_[slot]];
   if (in_use + bytes <= limit)
     return std::nullopt;
+  uint32_t processes = 0; // for the message only
+  for (uint32_t other = 1; other < settings_.max_processes; ++other)
+    processes += slot_live(other) && quota_group_[other] == quota_group_[slot];
   auto whose = rule >= 0
                  ? "that engine.quotas[" + std::to_string(rule) + "] gives all its processes"
                  : "that engine.default_quota gives all processes of uid "
@@ -844,6 +948,7 @@ caf::expected<registration> memory_manager::register_process(std::string_view na
   p.quota_bytes = quota_bytes != 0 ? quota_bytes : limit;
   quota_rules_[slot] = quotas_.rule_for(who);
   users_[slot] = who.uid;
+  join_quota_group(slot);
   p.registered_ns = realtime_ns();
   std::snprintf(p.name, sizeof(p.name), "%.*s", static_cast<int>(name.size()), name.data());
   do
@@ -927,9 +1032,10 @@ void memory_manager::reclaim_slot(uint32_t slot) {
   }
   auto& p = process(slot);
   auto generation = p.generation;
-  p = admin::process_entry{};
+  p = admin::process_entry{}; // bytes_in_use is 0 here: every charge went back or to the engine
   p.generation = generation;
   tokens_[slot] = 0;
+  quota_group_[slot] = no_index;
   --header_mut().live_processes;
 }
 
@@ -960,8 +1066,10 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
                 "allocating " + std::to_string(bytes) + " bytes would exceed the quota of "
                   + std::to_string(proc.quota_bytes) + " (in use: "
                   + std::to_string(proc.bytes_in_use) + ")");
-  if (auto why = shared_quota_problem(slot_of(s), bytes))
-    return deny(s, errc::quota_exceeded, "allocating " + std::to_string(bytes) + " bytes " + *why);
+  if (quota_group_[slot_of(s)] != no_index && shared_limit(quotas_, quota_rules_[slot_of(s)]) != 0)
+    if (auto why = shared_quota_problem(slot_of(s), bytes))
+      return deny(s, errc::quota_exceeded,
+                  "allocating " + std::to_string(bytes) + " bytes " + *why);
   auto& h = header_mut();
   if (h.free_block_head == no_index)
     return deny(s, errc::capacity_exceeded,
@@ -991,13 +1099,17 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
   b.charged_to = slot_of(s);
   if (settings_.scrub == scrub_policy::on_allocate)
     std::memset(payload(b), 0, bytes);
-  proc.bytes_in_use += bytes;
+  add_charge(slot_of(s), bytes);
   ++proc.block_count;
   ++proc.allocations;
   ++h.live_blocks;
   h.used_bytes += bytes;
   h.requested_bytes += size;
-  note_usage();
+  // note_usage() for the two counters that rose, its warnings only past their limits
+  h.peak_used_bytes = std::max(h.peak_used_bytes, h.used_bytes);
+  h.peak_blocks = std::max(h.peak_blocks, h.live_blocks);
+  if (h.used_bytes > warn_above_[0] || h.live_blocks > warn_above_[1])
+    note_usage();
   return ref_of(index);
 }
 
@@ -1038,16 +1150,17 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
   while (b.grant_head != no_index)
     drop_grant(index, b.grant_head);
   uint64_t bytes = allocator_.occupied_bytes(b.size);
-  process(b.charged_to).bytes_in_use -= bytes;
-  auto seg = segment_of(b.page);
-  auto* at = payload(b);
+  add_charge(b.charged_to, 0 - bytes);
+  bool scrub = settings_.scrub == scrub_policy::on_free;
+  auto seg = scrub ? segment_of(b.page) : 0;
+  auto* at = scrub ? payload(b) : nullptr;
   allocator_.free(uint64_t{b.page} << allocator_.page_shift());
   auto& h = header_mut();
   if (h.live_segments > 1)
     remove_empty_segments();
   // A segment removed with the block took its pages out of every process's reach (no view of
   // it is open, its object is unlinked): nothing to scrub there.
-  if (settings_.scrub == scrub_policy::on_free && (seg == 0 || segment(seg).pages != 0))
+  if (scrub && (seg == 0 || segment(seg).pages != 0))
     std::memset(at, 0, bytes);
   h.used_bytes -= bytes;
   --h.live_blocks;
@@ -1081,8 +1194,8 @@ void memory_manager::drop_grant(uint32_t block_index, uint32_t g) noexcept {
 void memory_manager::charge(uint32_t index, uint32_t slot) noexcept {
   auto& b = block(index);
   uint64_t bytes = allocator_.occupied_bytes(b.size);
-  process(b.charged_to).bytes_in_use -= bytes;
-  process(slot).bytes_in_use += bytes;
+  add_charge(b.charged_to, 0 - bytes);
+  add_charge(slot, bytes);
   b.charged_to = slot;
 }
 
@@ -1613,14 +1726,14 @@ void memory_manager::note_usage() {
   h.peak_grants = std::max(h.peak_grants, h.live_grants);
   h.peak_names = std::max(h.peak_names, h.live_names);
   h.peak_processes = std::max(h.peak_processes, h.live_processes);
+  if (warned_ == 0x1f
+      || (h.used_bytes <= warn_above_[0] && h.live_blocks <= warn_above_[1]
+          && h.live_grants <= warn_above_[2] && h.live_names <= warn_above_[3]
+          && h.live_processes <= warn_above_[4]))
+    return;
   auto passed = [](uint64_t used, uint64_t capacity) {
     return used * 100 > capacity * warn_percent;
   };
-  if (warned_ == 0x1f
-      || !(passed(h.used_bytes, h.max_arena_bytes) || passed(h.live_blocks, h.max_blocks)
-           || passed(h.live_grants, h.max_grants) || passed(h.live_names, h.max_names)
-           || passed(h.live_processes, h.max_processes - 1)))
-    return;
   auto all = capacities();
   for (uint32_t i = 0; i < all.size(); ++i) {
     const auto& c = all[i];
@@ -1640,6 +1753,23 @@ std::string memory_manager::check() const {
     return err;
   if (header().live_names != names_.size())
     return "table counters differ from the tables"; // the engine's name index
+  { // the shared quotas' running sums
+    std::vector<uint64_t> sums(quota_group_bytes_.size(), 0);
+    for (uint32_t slot = 1; slot < settings_.max_processes; ++slot) {
+      auto g = quota_group_[slot];
+      if (!slot_live(slot)) {
+        if (g != no_index)
+          return "process slot " + std::to_string(slot) + " is free but in a quota group";
+        continue;
+      }
+      auto want = quota_groups_.find(quota_group_key(quota_rules_[slot], users_[slot]));
+      if (g == no_index || want == quota_groups_.end() || want->second != g)
+        return "process " + std::to_string(slot) + " is not in the quota group of its rule and user";
+      sums[g] += process(slot).bytes_in_use;
+    }
+    if (sums != quota_group_bytes_)
+      return "a shared quota's running sum differs from the bytes its processes use";
+  }
   for (uint32_t i = 0; i < admin::max_segments; ++i) { // the engine's mappings
     uint64_t bytes = uint64_t{segment(i).pages} << header().min_order;
     if (static_cast<bool>(segments_[i]) != (bytes != 0) || segments_[i].size() != bytes)

@@ -11,6 +11,7 @@
 // entry points (to_slot, and process_id{slot} for what it answers) and works on slots inside.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -241,13 +242,23 @@ private:
   /// Table index of the data segment holding page `page` of the page space.
   uint32_t segment_of(uint32_t page) const noexcept;
   std::byte* payload(const admin::block_entry& b) const noexcept;
-  /// Adds a data segment that can hold a block of `size` bytes; "" on success, else why not
-  /// (the ceiling, a full segment table, /dev/shm too small).
+  /// Adds a data segment that can hold a block of `size` bytes; "" on success, else why not:
+  /// the ceiling (arena bytes + the block's occupied bytes above it even without the empty
+  /// added segments, which go first when that makes room), /dev/shm too small, or a full
+  /// segment table (only possible with segments cut short by the ceiling left over: a regular
+  /// one has at least 1/63 of max_arena - arena). Never for want of a place in the page space:
+  /// when no gap between segments takes the new one, the segments are packed (compact_segments).
   std::string grow(uint64_t size);
   /// Removes the added data segments that are empty, once the rest of the arena has at least
   /// half of the smaller of the initial arena and the segment free (a load at the edge of the
   /// arena does not add and remove a segment at every request).
   void remove_empty_segments();
+  /// Removes empty added segment `index` at once (its pages must be one free block).
+  void remove_segment(uint32_t index);
+  /// Moves every added segment down in the page space to one page after the segment before it
+  /// (the blocks' pages with them; nothing a process sees changes: leases give offsets within
+  /// a segment). Afterwards all gaps are one at the end of the page space.
+  void compact_segments();
 
   caf::expected<admin::process_entry*> resolve(const session& s);
   /// Live block that `ref` names, checked for the requester's right `need` (none = owner only).
@@ -271,6 +282,13 @@ private:
   /// Whether live slots `a` and `b` are bounded by one quota together (the same engine.quotas
   /// rule, or engine.default_quota and the same user).
   bool share_quota(uint32_t a, uint32_t b) const noexcept;
+  /// Puts live slot `slot` into the quota group of its rule and user (quota_rules_, users_),
+  /// with its bytes_in_use.
+  void join_quota_group(uint32_t slot);
+  /// Changes the bytes_in_use of `slot` by `delta` (two's complement), and its group's sum.
+  void add_charge(uint32_t slot, uint64_t delta) noexcept;
+  /// Recomputes every group's sum from the process table (after an adoption).
+  void recount_quota_groups();
   /// After every rise of a counter: raises the high-water marks in the header and logs a
   /// warning the first time a capacity's use passes warn_percent.
   void note_usage();
@@ -283,12 +301,21 @@ private:
   tlsf_allocator allocator_;
   log_sink log_;
   uint32_t warned_ = 0; // bit i: capacities()[i] passed warn_percent once
+  std::array<uint64_t, 5> warn_above_{}; // capacities()[i] passed warn_percent: use above this
   std::vector<uint64_t> tokens_; // per slot; secret, never in shared memory
   std::vector<int> quota_rules_; // per slot: index of the engine.quotas rule that bounds it
                                  // together with the other live slots of that rule; -1: none
                                  // (engine.default_quota bounds it with its user's slots)
   std::vector<uint32_t> users_;  // per slot: the uid its quota and process count go to
                                  // (ticketless registrations: all ~0, one user)
+  // The shared quotas' running sums: every live slot but the engine's belongs to one quota
+  // group (its engine.quotas rule, or, without a rule, its user); a group's sum is the
+  // bytes_in_use of its live slots together, changed with every change of a bytes_in_use
+  // (add_charge), so that a request compares one number instead of summing all slots.
+  // check() recomputes them. Groups are never dropped: one per rule and per uid ever seen.
+  std::vector<uint32_t> quota_group_;                   // per slot: group, or no_index
+  std::vector<uint64_t> quota_group_bytes_;             // per group: its sum
+  std::unordered_map<uint64_t, uint32_t> quota_groups_; // group key (see quota_group_key) -> group
   std::unordered_map<std::string, uint32_t> names_; // name -> name_entry index
   std::vector<uint8_t> concealed_; // per block index: engine-held but not readable by all
   std::vector<uint64_t> writable_opens_; // per block index: writable views opened so far

@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cstring>
+#include <utility>
 
 namespace cafshm {
 
@@ -132,6 +133,38 @@ bool tlsf_allocator::remove_range(uint32_t first, uint32_t pages) noexcept {
   h.free_pages -= pages;
   h.arena_pages -= pages;
   return true;
+}
+
+uint32_t tlsf_allocator::slide_range_down(uint32_t first, uint32_t pages) {
+  auto& h = *header_;
+  if (first == 0 || !tiles_range(first, pages))
+    return no_page;
+  uint32_t left = block_ending_at(first - 1, kind_hole);
+  if (left == no_page)
+    return no_page;
+  uint32_t to = left + 1;
+  if (to == first)
+    return first;
+  uint32_t end = first + pages;
+  uint32_t hole_end = end < h.space_pages ? end + length_at(end) : end; // a hole follows
+  // The blocks by their offset in the range, free ones off their lists.
+  std::vector<std::pair<uint32_t, uint32_t>> blocks; // offset, head word
+  for (uint32_t page = first; page < end; page += length_at(page))
+    blocks.emplace_back(page - first, head_[page]);
+  for (const auto& [offset, word] : blocks)
+    if ((word & kind_mask) == kind_free)
+      remove_free(first + offset);
+  // From the left hole to the end of the right one: a one-page hole, the range, a hole.
+  std::memset(head_ + left, 0, size_t{hole_end - left} * sizeof(uint32_t));
+  mark_hole(left, 1);
+  for (const auto& [offset, word] : blocks) {
+    if ((word & kind_mask) == kind_free)
+      insert_free(to + offset, word & length_mask);
+    else
+      head_[to + offset] = word;
+  }
+  mark_hole(to + pages, hole_end - to - pages);
+  return to;
 }
 
 bool tlsf_allocator::range_free(uint32_t first, uint32_t pages) const noexcept {

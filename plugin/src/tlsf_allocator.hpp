@@ -105,6 +105,16 @@ public:
   /// page space). False (nothing changes) otherwise.
   bool remove_range(uint32_t first, uint32_t pages) noexcept;
 
+  /// Moves the range [first, first + pages) with its blocks down to one page after the start of
+  /// the hole before it (packing ranges towards page 0, so that the holes between them join at
+  /// the end of the page space); the range's blocks keep their lengths, kinds and order, free
+  /// ones stay on the lists of their classes. The range must be tiled by blocks, lie between
+  /// holes (or end the page space), and not start at page 0. Returns the range's new first page
+  /// (`first` if it cannot move down), or no_page if it is not such a range (nothing changes).
+  /// Walks the range's blocks and writes the page entries from the hole to its end: for the
+  /// rare moment when no gap between ranges is large enough for a new one.
+  uint32_t slide_range_down(uint32_t first, uint32_t pages);
+
   /// Whether [first, first + pages) is one free block (an added range that is empty again).
   bool range_free(uint32_t first, uint32_t pages) const noexcept;
 

@@ -12,21 +12,18 @@
 #include <openssl/kdf.h>
 
 #include "cafshm/error.hpp"
+#include "openssl_ptr.hpp"
 
 namespace cafshm {
 
 namespace {
 
-template <class T, void (*Free)(T*)>
-struct deleter {
-  void operator()(T* p) const noexcept { Free(p); }
-};
-using pkey_ptr = std::unique_ptr<EVP_PKEY, deleter<EVP_PKEY, EVP_PKEY_free>>;
-using pkey_ctx_ptr = std::unique_ptr<EVP_PKEY_CTX, deleter<EVP_PKEY_CTX, EVP_PKEY_CTX_free>>;
-using kdf_ptr = std::unique_ptr<EVP_KDF, deleter<EVP_KDF, EVP_KDF_free>>;
-using kdf_ctx_ptr = std::unique_ptr<EVP_KDF_CTX, deleter<EVP_KDF_CTX, EVP_KDF_CTX_free>>;
-using mac_ptr = std::unique_ptr<EVP_MAC, deleter<EVP_MAC, EVP_MAC_free>>;
-using mac_ctx_ptr = std::unique_ptr<EVP_MAC_CTX, deleter<EVP_MAC_CTX, EVP_MAC_CTX_free>>;
+using pkey_ptr = openssl_ptr<EVP_PKEY, EVP_PKEY_free>;
+using pkey_ctx_ptr = openssl_ptr<EVP_PKEY_CTX, EVP_PKEY_CTX_free>;
+using kdf_ptr = openssl_ptr<EVP_KDF, EVP_KDF_free>;
+using kdf_ctx_ptr = openssl_ptr<EVP_KDF_CTX, EVP_KDF_CTX_free>;
+using mac_ptr = openssl_ptr<EVP_MAC, EVP_MAC_free>;
+using mac_ctx_ptr = openssl_ptr<EVP_MAC_CTX, EVP_MAC_CTX_free>;
 
 void put_u64(std::vector<unsigned char>& out, uint64_t x) {
   for (int shift = 56; shift >= 0; shift -= 8)

@@ -16,27 +16,24 @@
 #include <openssl/x509_vfy.h>
 
 #include "cafshm/error.hpp"
+#include "openssl_ptr.hpp"
 #include "peer_key_file.hpp"
 
 namespace cafshm {
 
 namespace {
 
-template <class T, void (*Free)(T*)>
-struct deleter {
-  void operator()(T* p) const noexcept { Free(p); }
-};
-using bio_ptr = std::unique_ptr<BIO, deleter<BIO, BIO_free_all>>;
-using x509_ptr = std::unique_ptr<X509, deleter<X509, X509_free>>;
-using pkey_ptr = std::unique_ptr<EVP_PKEY, deleter<EVP_PKEY, EVP_PKEY_free>>;
-using md_ctx_ptr = std::unique_ptr<EVP_MD_CTX, deleter<EVP_MD_CTX, EVP_MD_CTX_free>>;
-using store_ptr = std::unique_ptr<X509_STORE, deleter<X509_STORE, X509_STORE_free>>;
-using store_ctx_ptr = std::unique_ptr<X509_STORE_CTX, deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
+using bio_ptr = openssl_ptr<BIO, BIO_free_all>;
+using x509_ptr = openssl_ptr<X509, X509_free>;
+using pkey_ptr = openssl_ptr<EVP_PKEY, EVP_PKEY_free>;
+using md_ctx_ptr = openssl_ptr<EVP_MD_CTX, EVP_MD_CTX_free>;
+using store_ptr = openssl_ptr<X509_STORE, X509_STORE_free>;
+using store_ctx_ptr = openssl_ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
 
 void free_x509_stack(STACK_OF(X509) * s) {
   sk_X509_pop_free(s, X509_free);
 }
-using x509_stack_ptr = std::unique_ptr<STACK_OF(X509), deleter<STACK_OF(X509), free_x509_stack>>;
+using x509_stack_ptr = openssl_ptr<STACK_OF(X509), free_x509_stack>;
 
 // OpenSSL's queued errors as one line; empties the queue (so that it never leaks into the TLS
 // calls of CAF's openssl module on the same thread).

@@ -2,7 +2,8 @@
 // directory named there, runs through the target once. The normal and sanitizer test suites run
 // each target over its seed corpus (fuzz/corpus/<target>/) and over every crash it ever found
 // (fuzz/regressions/<target>/), so a fixed crash stays fixed. A crash or a violated property
-// aborts the process, failing the test.
+// aborts the process, failing the test. Targets keep their engine for the whole process (as
+// under libFuzzer); its segments are removed by name before the replay exits.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -11,6 +12,8 @@
 #include <iterator>
 #include <string>
 #include <vector>
+
+#include "support/stale_segments.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 extern "C" __attribute__((weak)) int LLVMFuzzerInitialize(int* argc, char*** argv);
@@ -38,5 +41,6 @@ int main(int argc, char** argv) {
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   }
   std::printf("replayed %zu inputs\n", files.size());
+  cafshm::test::remove_own_test_segments();
   return files.empty() ? 1 : 0;
 }

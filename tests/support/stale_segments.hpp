@@ -24,6 +24,7 @@
 
 #include <sys/mman.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 namespace cafshm::test {
 
@@ -50,6 +51,21 @@ inline int remove_stale_test_segments() {
     auto name = i->path().filename().string();
     auto owner = test_segment_owner(name);
     if (owner && !process_exists(*owner) && ::shm_unlink(("/" + name).c_str()) == 0)
+      ++removed;
+  }
+  return removed;
+}
+
+/// Removes every test or fuzz segment in /dev/shm that this process made (its pid in the name);
+/// returns how many. For a process about to exit whose engine it never stops: mappings stay
+/// valid, only the names go.
+inline int remove_own_test_segments() {
+  int removed = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator i{"/dev/shm", ec}, end; !ec && i != end; i.increment(ec)) {
+    auto name = i->path().filename().string();
+    auto owner = test_segment_owner(name);
+    if (owner && *owner == ::getpid() && ::shm_unlink(("/" + name).c_str()) == 0)
       ++removed;
   }
   return removed;

@@ -43,32 +43,31 @@ inline bool process_exists(pid_t pid) {
   return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
 }
 
-/// Removes every test or fuzz segment in /dev/shm whose process is gone; returns how many.
-inline int remove_stale_test_segments() {
+/// Removes every test or fuzz segment in /dev/shm whose maker's pid satisfies `remove`;
+/// returns how many.
+template <class Predicate>
+int remove_test_segments_if(Predicate remove) {
   int removed = 0;
   std::error_code ec;
   for (std::filesystem::directory_iterator i{"/dev/shm", ec}, end; !ec && i != end; i.increment(ec)) {
     auto name = i->path().filename().string();
     auto owner = test_segment_owner(name);
-    if (owner && !process_exists(*owner) && ::shm_unlink(("/" + name).c_str()) == 0)
+    if (owner && remove(*owner) && ::shm_unlink(("/" + name).c_str()) == 0)
       ++removed;
   }
   return removed;
 }
 
-/// Removes every test or fuzz segment in /dev/shm that this process made (its pid in the name);
-/// returns how many. For a process about to exit whose engine it never stops: mappings stay
-/// valid, only the names go.
+/// Removes every test or fuzz segment in /dev/shm whose process is gone; returns how many.
+inline int remove_stale_test_segments() {
+  return remove_test_segments_if([](pid_t owner) { return !process_exists(owner); });
+}
+
+/// Removes every test or fuzz segment in /dev/shm that this process made; returns how many.
+/// For a process about to exit whose engine it never stops: mappings stay valid, only the
+/// names go.
 inline int remove_own_test_segments() {
-  int removed = 0;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator i{"/dev/shm", ec}, end; !ec && i != end; i.increment(ec)) {
-    auto name = i->path().filename().string();
-    auto owner = test_segment_owner(name);
-    if (owner && *owner == ::getpid() && ::shm_unlink(("/" + name).c_str()) == 0)
-      ++removed;
-  }
-  return removed;
+  return remove_test_segments_if([](pid_t owner) { return owner == ::getpid(); });
 }
 
 } // namespace cafshm::test

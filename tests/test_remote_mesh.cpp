@@ -130,9 +130,10 @@ TEST_CASE("a full mesh of engines started at once links every pair, and heals af
   }
   for (size_t i = 0; i < engine_count; ++i) {
     CAPTURE(i);
-    CHECK(test::eventually(*clients[i], 30s, [&](const engine_stats& st) {
-      return all_peers_named(st, i, ports);
-    }));
+    CHECK_MESSAGE(test::eventually(*clients[i], 30s, [&](const engine_stats& st) {
+                    return all_peers_named(st, i, ports);
+                  }),
+                  "engine " << i << "'s log:\n" << daemons[i]->err());
     CHECK(logged(*daemons[i], "peer " + peer_label((i + 1) % engine_count) + " (127.0.0.1:"
                                 + std::to_string(ports[(i + 1) % engine_count]) + ") linked",
                  5s));
@@ -155,9 +156,10 @@ TEST_CASE("a full mesh of engines started at once links every pair, and heals af
   clients[0].emplace(std::move(*c0));
   for (size_t i = 0; i < engine_count; ++i) {
     CAPTURE(i);
-    CHECK(test::eventually(*clients[i], 30s, [&](const engine_stats& st) {
-      return all_peers_named(st, i, ports);
-    }));
+    CHECK_MESSAGE(test::eventually(*clients[i], 30s, [&](const engine_stats& st) {
+                    return all_peers_named(st, i, ports);
+                  }),
+                  "engine " << i << "'s log:\n" << daemons[i]->err());
   }
   CHECK(logged(*daemons[1], "peer e0 (127.0.0.1:" + std::to_string(ports[0]) + ") linked again",
                5s));

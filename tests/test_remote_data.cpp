@@ -153,7 +153,7 @@ uint64_t hash_in_place(client& c, const block_ref& ref) {
 } // namespace
 
 TEST_CASE("a forged or replayed data token is refused and counted, the transfer under way goes on") {
-  daemon_process b{unique_name("cafshm-test-rd"), "64MiB", 0, remote_yaml("4KiB", 2)};
+  daemon_process b{unique_name("cafshm-test-rd"), "64MiB", 0, remote_yaml("64KiB", 2)};
   REQUIRE(b.ready());
   client_system cs;
   auto watcher = client::connect(cs.sys, b.address(), "watcher");
@@ -223,7 +223,7 @@ TEST_CASE("a forged or replayed data token is refused and counted, the transfer 
 }
 
 TEST_CASE("a data connection cut mid-transfer delivers nothing partial, and a retry succeeds") {
-  daemon_process b{unique_name("cafshm-test-rd"), "64MiB", 0, remote_yaml("4KiB", 2)};
+  daemon_process b{unique_name("cafshm-test-rd"), "64MiB", 0, remote_yaml("64KiB", 2)};
   REQUIRE(b.ready());
   client_system cs;
   auto watcher = client::connect(cs.sys, b.address(), "watcher");

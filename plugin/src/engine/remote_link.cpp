@@ -1351,7 +1351,14 @@ void data_ended(engine_pointer self, uint64_t peer, uint64_t id, bool incoming, 
     return;
   stop_sending(*t);
   if (err) {
-    fail(self, id, std::move(err));
+    auto p = st.peers.find(t->peer);
+    auto what = describe(err); // "code: text": the code stays the error's own
+    if (auto prefix = std::string{to_string(code_of(err))} + ": "; what.rfind(prefix, 0) == 0)
+      what.erase(0, prefix.size());
+    fail(self, id, make_error(code_of(err), "transfer to "
+                                              + (p != st.peers.end() ? describe_peer(p->second)
+                                                                     : std::string{"the peer"})
+                                              + " failed: " + what));
     return;
   }
   heard_from(st, t->peer, t);

@@ -34,8 +34,8 @@ constexpr char hello_magic[8] = {'c', 'a', 'f', 's', 'h', 'm', 'D', '1'};
 constexpr size_t hello_bytes = 8 + 8 + data_proof_bytes;
 constexpr size_t frame_bytes = 24;
 constexpr size_t ack_bytes = 24;
-// A peer that connects gets this long to send its hello.
-constexpr std::chrono::milliseconds hello_timeout{2000};
+// Connections whose hello is incomplete at once, at most (a further one ends the oldest).
+constexpr size_t max_pending_hellos = 256;
 
 void put_u64(unsigned char* p, uint64_t x) {
   for (int i = 0; i < 8; ++i)
@@ -369,8 +369,10 @@ void data_send::send(int fd) {
 
 // -- data_listener ------------------------------------------------------------------------------
 
-caf::expected<std::unique_ptr<data_listener>> data_listener::open(const std::string& host) {
+caf::expected<std::unique_ptr<data_listener>>
+data_listener::open(const std::string& host, std::chrono::milliseconds hello_timeout) {
   std::unique_ptr<data_listener> l{new data_listener};
+  l->hello_timeout_ = hello_timeout;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -431,28 +433,77 @@ void data_listener::forget(uint64_t token) {
 }
 
 void data_listener::accept_loop() {
+  // Connections whose hello is still coming: read without blocking, so that one slow (or
+  // silent) connection holds up neither the others nor new ones.
+  struct pending {
+    int fd;
+    unsigned char hello[hello_bytes];
+    size_t got;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::vector<pending> waiting;
+  auto refuse = [this](int fd) {
+    ++refused_;
+    ::close(fd);
+  };
   for (;;) {
-    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-    if (::poll(p, 2, -1) < 0) {
+    std::vector<pollfd> p{{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    for (const auto& w : waiting)
+      p.push_back({w.fd, POLLIN, 0});
+    if (::poll(p.data(), p.size(), waiting.empty() ? -1 : 100) < 0) {
       if (errno == EINTR)
         continue;
-      return;
+      break;
     }
     if (p[1].revents != 0)
-      return;
+      break;
+    auto now = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < waiting.size();) {
+      auto& w = waiting[i];
+      bool done = false;
+      if (p[i + 2].revents != 0) {
+        auto k = ::recv(w.fd, w.hello + w.got, hello_bytes - w.got, MSG_DONTWAIT);
+        if (k > 0)
+          w.got += static_cast<size_t>(k);
+        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+          refuse(w.fd);
+          done = true;
+        } else if (w.got == hello_bytes) {
+          take(w.fd, w.hello);
+          done = true;
+        }
+      }
+      if (!done && now > w.deadline) {
+        refuse(w.fd);
+        done = true;
+      }
+      if (done) {
+        waiting[i] = waiting.back();
+        waiting.pop_back();
+        p[i + 2] = p.back();
+        p.pop_back();
+      } else {
+        ++i;
+      }
+    }
     if (p[0].revents & POLLIN) {
       int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd >= 0)
-        take(fd);
+      if (fd >= 0) {
+        if (waiting.size() >= max_pending_hellos) { // the oldest makes room
+          refuse(waiting.front().fd);
+          waiting.erase(waiting.begin());
+        }
+        waiting.push_back(pending{fd, {}, 0, now + hello_timeout_});
+      }
     }
   }
+  for (auto& w : waiting)
+    ::close(w.fd);
 }
 
-void data_listener::take(int fd) {
-  set_timeouts(fd, hello_timeout);
-  unsigned char hello[hello_bytes];
+void data_listener::take(int fd, const unsigned char* hello) {
   std::shared_ptr<data_receive> job;
-  if (recv_all(fd, hello, sizeof hello) && std::memcmp(hello, hello_magic, 8) == 0) {
+  if (std::memcmp(hello, hello_magic, 8) == 0) {
     std::lock_guard<std::mutex> guard{mutex_};
     auto i = expected_.find(get_u64(hello + 8));
     if (i != expected_.end() && i->second->proof().size() == data_proof_bytes

@@ -149,8 +149,10 @@ private:
 /// one to the data_receive registered under its token.
 class data_listener {
 public:
-  /// Listens on `host`, port chosen by the OS.
-  static caf::expected<std::unique_ptr<data_listener>> open(const std::string& host);
+  /// Listens on `host`, port chosen by the OS; a connection that has not sent its whole hello
+  /// within `hello_timeout` is refused.
+  static caf::expected<std::unique_ptr<data_listener>> open(const std::string& host,
+                                                            std::chrono::milliseconds hello_timeout);
   ~data_listener();
 
   const std::string& host() const noexcept { return host_; }
@@ -164,10 +166,11 @@ public:
 private:
   data_listener() = default;
   void accept_loop();
-  void take(int fd);
+  void take(int fd, const unsigned char* hello);
 
   std::string host_;
   uint16_t port_ = 0;
+  std::chrono::milliseconds hello_timeout_{0};
   int listen_fd_ = -1;
   int wake_[2] = {-1, -1}; // a pipe: the destructor wakes the accept thread
   std::atomic<uint64_t> refused_{0};

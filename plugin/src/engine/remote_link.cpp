@@ -885,7 +885,7 @@ static bool open_data_port(engine_state& st) {
     return false;
   if (st.data_port)
     return true;
-  auto port = data_listener::open(listener_host(st));
+  auto port = data_listener::open(listener_host(st), st.config.remote.stall_timeout);
   if (!port) {
     st.data_port_failed = true;
     log_line(st, "no data port (" + describe(port.error())

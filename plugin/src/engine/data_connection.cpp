@@ -163,6 +163,14 @@ void data_worker::run(int fd, std::function<void(int)> body) {
   }};
 }
 
+bool data_worker::adopt(int fd) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (cancelled_)
+    return false;
+  fd_ = fd;
+  return true;
+}
+
 // -- data_receive -------------------------------------------------------------------------------
 
 data_receive::data_receive(std::span<std::byte> dest, uint64_t chunk_bytes, uint64_t id,
@@ -248,34 +256,42 @@ data_send::~data_send() {
 }
 
 void data_send::start() {
+  run(-1, [this](int) { send(); }); // resolves and connects on the thread, never the engine's
+}
+
+// A socket connecting (non-blocking) to the target; -1 if the address does not resolve.
+static int start_connect(const std::string& host, uint16_t port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV;
   addrinfo* found = nullptr;
-  auto port = std::to_string(to_.port);
+  auto service = std::to_string(port);
   int fd = -1;
-  if (::getaddrinfo(to_.host.c_str(), port.c_str(), &hints, &found) == 0 && found) {
-    fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    // the connect runs on the thread (non-blocking socket, polled), so that cancel() ends it
-    if (fd >= 0) {
-      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-      if (::connect(fd, found->ai_addr, found->ai_addrlen) != 0 && errno != EINPROGRESS) {
-        ::close(fd);
-        fd = -1;
-      }
+  if (::getaddrinfo(host.c_str(), service.c_str(), &hints, &found) == 0 && found) {
+    fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) != 0
+        && errno != EINPROGRESS) {
+      ::close(fd);
+      fd = -1;
     }
     ::freeaddrinfo(found);
   }
-  if (fd < 0) {
-    done_(0, make_error(errc::peer_failure, "cannot connect the data connection to " + to_.host
-                                              + ":" + port));
-    return;
-  }
-  run(fd, [this](int f) { send(f); });
+  return fd;
 }
 
-void data_send::send(int fd) {
+void data_send::send() {
+  int fd = start_connect(to_.host, to_.port);
+  if (fd < 0) {
+    done_(0, make_error(errc::peer_failure, "cannot connect the data connection to " + to_.host
+                                              + ":" + std::to_string(to_.port)));
+    return;
+  }
+  if (!adopt(fd)) { // cancelled meanwhile
+    ::close(fd);
+    done_(0, make_error(errc::peer_failure, "transfer ended"));
+    return;
+  }
   auto deadline = std::chrono::steady_clock::now() + stall_;
   for (;;) { // wait for the connect, in steps, so that cancel() is seen
     pollfd p{fd, POLLOUT, 0};

@@ -83,8 +83,12 @@ public:
   const data_progress& progress() const noexcept { return progress_; }
 
 protected:
-  // Runs `body` on the worker's thread with socket `fd` (owned from here on), unless cancelled.
+  // Runs `body` on the worker's thread with socket `fd` (owned from here on; -1: the body
+  // makes its socket and adopts it), unless cancelled.
   void run(int fd, std::function<void(int)> body);
+  // Makes `fd` the worker's socket (closed when the thread ends, shut down by cancel());
+  // false if cancelled: then the caller closes it.
+  bool adopt(int fd);
   bool cancelled() const noexcept { return cancelled_.load(); }
 
   data_progress progress_;
@@ -135,7 +139,7 @@ public:
   void start();
 
 private:
-  void send(int fd);
+  void send();
 
   target to_;
   std::span<const std::byte> src_;

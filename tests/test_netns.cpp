@@ -293,7 +293,7 @@ TEST_CASE("netns: a link cut mid-transfer fails the sender and both engines acco
   auto rm = run_command(namespace_pair::in(net.a(), {cafshm_bin, "--engine", "127.0.0.1:4242", "rm",
                                                      "big"}),
                         30s);
-  CHECK_MESSAGE(rm.code == 0, rm.err);
+  CHECK_MESSAGE(rm.code == 0, rm.err << "\nengine A's log:\n" << daemon_a.err());
   CHECK(stat_until(net.a(), 30s, [](const std::string& s) {
     return json_number(s, "blocks") == 0u && json_number(s, "free_bytes") == arena_bytes;
   }));

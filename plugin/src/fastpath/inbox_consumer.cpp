@@ -149,8 +149,9 @@ std::chrono::nanoseconds inbox_consumer::stuck_recheck() const {
 
 void inbox_consumer::interrupt() noexcept {
   interrupted_.store(true, std::memory_order_release);
-  // Bumps the sequence word a parked reader waits on (if it announced itself).
-  eventcount{control_->data_seq, control_->reader_waiting}.notify_one();
+  // Bumps the sequence word a parked reader waits on (if it announced itself). All: scheduler
+  // workers may sleep on the same word (inbox_poll_source.hpp).
+  eventcount{control_->data_seq, control_->reader_waiting}.notify_all();
 }
 
 void inbox_consumer::advance(uint64_t bytes) noexcept {

@@ -30,6 +30,7 @@ polling_scheduler::counts polling_scheduler::counts_of(caf::actor_system& sys) {
   if (auto* c = polling_coordinator_of(sys)) {
     result.parks = c->data().parks.load(std::memory_order_relaxed);
     result.polls_delivered = c->data().polled_records.load(std::memory_order_relaxed);
+    result.parked = c->data().wake.waiters.load(std::memory_order_relaxed);
   }
   return result;
 }

@@ -27,7 +27,11 @@
 
 namespace cafshm {
 
-struct polling_scheduler {
+/// The name to load; never made itself: make() builds the scheduler (a CAF coordinator with
+/// cafshm's policy). It derives from actor_system::module only because load<T>() requires it.
+struct polling_scheduler : caf::actor_system::module {
+  polling_scheduler() = delete;
+
   /// For `cfg.load<cafshm::polling_scheduler>()`.
   static caf::actor_system::module* make(caf::actor_system& sys, caf::detail::type_list<>);
 
@@ -38,6 +42,7 @@ struct polling_scheduler {
   struct counts {
     uint64_t parks = 0;          // times a worker went to sleep
     uint64_t polls_delivered = 0; // polls of the inboxes that delivered at least one record
+    uint64_t parked = 0;         // workers asleep (or about to sleep) right now
   };
   static counts counts_of(caf::actor_system& sys);
 };

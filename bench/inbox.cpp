@@ -271,6 +271,7 @@ inbox_report run_inbox(const options& opts) {
   r.rows.push_back(measure_caf(opts, caf_path::receiver_thread, 0, rounds));
   r.rows.push_back(measure_caf(opts, caf_path::polling, 0, rounds));
   r.rows.push_back(measure_caf(opts, caf_path::polling, 20, rounds));
+  r.rows.push_back(measure_caf(opts, caf_path::polling, 200, rounds));
   r.rows.push_back(measure_caf(opts, caf_path::basp, 0, rounds));
   r.iceoryx = run_iceoryx(opts, {64});
   return r;

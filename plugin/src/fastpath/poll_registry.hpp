@@ -71,10 +71,6 @@ public:
   void acquire(const caf::actor_system& sys, std::vector<inbox_poll_source*>& out);
   void release(std::vector<inbox_poll_source*>& held);
 
-  /// Counts for tests and benchmarks.
-  uint64_t worker_deliveries() const noexcept { return worker_polls_delivered_.load(); }
-  void count_delivery() noexcept { worker_polls_delivered_.fetch_add(1, std::memory_order_relaxed); }
-
 private:
   struct source_entry {
     inbox_poll_source* source;
@@ -93,7 +89,6 @@ private:
   std::condition_variable released_; // a holder count went to zero
   std::vector<source_entry> sources_;
   std::vector<poller_entry> pollers_;
-  std::atomic<uint64_t> worker_polls_delivered_{0};
 };
 
 } // namespace cafshm::fastpath

@@ -214,6 +214,7 @@ struct inbox_row {
 struct inbox_report {
   size_t record_bytes = 0;
   std::vector<inbox_row> rows;
+  iceoryx_report iceoryx; // 64 B through iceoryx in the same run, for comparison
 };
 inbox_report run_inbox(const options& opts);
 

@@ -446,6 +446,15 @@ void write_outputs(const report& r) {
       j.close();
     }
     j.close(']');
+    if (!r.inbox.iceoryx.rows.empty()) {
+      const auto& iox = r.inbox.iceoryx.rows.front();
+      j.kv("iceoryx_64B_polling_rtt_us", iox.polling.median)
+        .kv("iceoryx_64B_polling_p99_us", iox.polling.p99)
+        .kv("iceoryx_64B_waitset_rtt_us", iox.waitset.median)
+        .kv("iceoryx_64B_waitset_p99_us", iox.waitset.p99);
+    }
+    if (!r.inbox.iceoryx.error.empty())
+      j.kv("iceoryx_error", r.inbox.iceoryx.error);
     j.close();
     {
       const auto& g = r.growth;
@@ -760,23 +769,41 @@ void write_outputs(const report& r) {
 
   // 6
   if (!r.inbox.rows.empty()) {
+    const auto& in = r.inbox;
+    const inbox_row* basp = nullptr;
+    for (const auto& x : in.rows)
+      if (x.variant.find("BASP") != std::string::npos)
+        basp = &x;
+    const iceoryx_row* iox = in.iceoryx.rows.empty() ? nullptr : &in.iceoryx.rows.front();
     md << "\n## 6. Inbox ping-pong (local fast path)\n\n"
           "Two processes bounce one record of "
-       << r.inbox.record_bytes
+       << in.record_bytes
        << " B through two shared-memory inboxes (docs/fastpath.md); RTT in µs, median / p99. "
-          "Both readers use the same idle strategy. Rows without CAF: the record alone. CAF row: "
-          "`(frame_atom, u32, block_ref)` serialised into the inbox, a receiver thread "
-          "deserialises it into the mailbox of an actor (echo side) or a scoped_actor (measuring "
-          "side), two wake-ups per hop; both actor systems sharing/1. For comparison, plain CAF "
-          "64 B through the io middleman (BASP over TCP loopback) from §1: "
-       << (h64 ? lat(h64->caf) : std::string{"not measured in this run"}) << ".\n\n";
-    md << "| idle strategy | RTT |\n|---|---:|\n";
-    for (const auto& x : r.inbox.rows) {
-      md << "| " << x.variant << " | " << lat(x.rtt) << " |";
+          "Both readers use the same idle strategy. Rows without CAF: the record alone. CAF rows: "
+          "`(frame_atom, u32, block_ref)` between an event-based actor in each process (both "
+          "actor systems with one scheduler thread), serialised into the inbox and delivered by "
+          "a receiver thread (sharing/1: two thread wake-ups per hop), or by the workers of "
+          "`cafshm::polling_scheduler` (one wake-up per hop when parking, none while spinning); "
+          "the BASP row sends the same message between the same actors through the io middleman "
+          "(TCP loopback). ÷ columns: the row's median over BASP's and over iceoryx's (64 B, "
+          "the hand-off protocol of §1, this run).\n\n";
+    md << "| path | RTT | ÷ BASP | ÷ iceoryx polling | ÷ iceoryx WaitSet |\n"
+          "|---|---:|---:|---:|---:|\n";
+    for (const auto& x : in.rows) {
+      md << "| " << x.variant << " | " << lat(x.rtt) << " | "
+         << (basp ? ratio(x.rtt.median, basp->rtt.median) : "–") << " | "
+         << (iox ? ratio(x.rtt.median, iox->polling.median) : "–") << " | "
+         << (iox ? ratio(x.rtt.median, iox->waitset.median) : "–") << " |";
       if (!x.error.empty())
         md << " error: " << x.error;
       md << "\n";
     }
+    if (iox)
+      md << "| iceoryx 64 B, polling subscriber | " << lat(iox->polling) << " | | | |\n"
+         << "| iceoryx 64 B, WaitSet subscriber | " << lat(iox->waitset) << " | | | |\n";
+    if (!in.iceoryx.error.empty())
+      md << "\niceoryx: " << in.iceoryx.error << "\n";
+    md << "\n";
   }
 
   // 7

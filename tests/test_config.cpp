@@ -79,6 +79,8 @@ void check_same(const settings& a, const settings& b) {
   CHECK(a.local.transport == b.local.transport);
   CHECK(a.local.request_inbox_bytes == b.local.request_inbox_bytes);
   CHECK(a.local.reply_inbox_bytes == b.local.reply_inbox_bytes);
+  CHECK(a.local.idle == b.local.idle);
+  CHECK(a.local.spin_us == b.local.spin_us);
 }
 
 } // namespace
@@ -394,6 +396,21 @@ TEST_CASE("local: transport shm or basp, inbox sizes a power of two in 4KiB..16M
   CHECK(error_of("local: {request_inbox: 2KiB}").key == "local.request_inbox");
   CHECK(error_of("local: {reply_inbox: 32MiB}").key == "local.reply_inbox");
   CHECK(error_of("local: {transports: shm}").key == "local.transports");
+}
+
+TEST_CASE("local: idle auto, park or spin, spin_us up to one second") {
+  CHECK(settings{}.local.idle == local_idle::automatic);
+  auto s = settings_of("local:\n  idle: spin\n  spin_us: 50\n");
+  CHECK(s.local.idle == local_idle::spin);
+  CHECK(s.local.spin_us == 50);
+  CHECK(settings_of("local: {idle: park}").local.idle == local_idle::park);
+  CHECK(settings_of("local: {idle: auto}").local.idle == local_idle::automatic);
+  auto idle = error_of("local:\n  idle: busy\n");
+  CHECK(idle.key == "local.idle");
+  CHECK(idle.line == 2);
+  CHECK(contains(idle.reason, "park"));
+  CHECK(error_of("local: {spin_us: 1000001}").key == "local.spin_us");
+  CHECK(error_of("local: {spin_us: -1}").key == "local.spin_us");
 }
 
 TEST_CASE("out-of-range values are rejected at the key") {

@@ -4,7 +4,8 @@
 // mailbox as the response its handler awaits. The engine's stats count them (inbox_requests).
 // Errors, timeouts and the engine's death give the same codes as over BASP; an answer whose
 // requester ended is dropped, counted, and what it carried is given back; one scheduler thread
-// does not deadlock.
+// does not deadlock. Cases marked [polling] run under cafshm::polling_scheduler, whose workers
+// read the reply inbox instead of the channel's own reading thread.
 #include "test_names.hpp"
 
 #include <atomic>
@@ -38,6 +39,7 @@ using namespace std::chrono_literals;
 using test::client_system;
 using test::daemon_process;
 using test::eventually;
+using test::scheduler_kind;
 
 namespace {
 
@@ -125,10 +127,10 @@ std::string pattern(size_t size) {
 
 // Every kind of async call, client::request with the kinds the blocking calls send through
 // the inbox, and a pool; publish and find_actor (actor handles) stay on BASP.
-void every_kind(local_transport transport) {
+void every_kind(local_transport transport, scheduler_kind sched = scheduler_kind::configured) {
   daemon_process d{test::unique_name("cafshm-test-fastactor")};
   REQUIRE(d.ready());
-  client_system cs{transport};
+  client_system cs{transport, sched};
   auto c = client::connect(cs.sys, d.address(), "asker");
   auto peer = client::connect(cs.sys, d.address(), "peer");
   REQUIRE(c);
@@ -230,6 +232,9 @@ void every_kind(local_transport transport) {
   if (auto ch = detail::channel_of(*c)) {
     CHECK(ch->replies_dropped() == 0);
     CHECK(ch->actor_requests_pending() == 0);
+    // Who read the answers: the scheduler's workers, or the channel's thread.
+    CHECK(ch->polled() == (sched == scheduler_kind::polling));
+    CHECK(ch->reader_thread_started() == (sched != scheduler_kind::polling));
   }
   caf::anon_send_exit(adder, caf::exit_reason::user_shutdown);
 }
@@ -244,6 +249,11 @@ TEST_CASE("fast path for actors: every async call kind, client::request and a po
 TEST_CASE("fast path for actors: with local.transport basp the same calls take BASP with the "
           "same answers [basp]") {
   every_kind(local_transport::basp);
+}
+
+TEST_CASE("fast path for actors: every async call kind, client::request and a pool answer in the "
+          "actor through the polling scheduler's workers [shm][polling]") {
+  every_kind(local_transport::shm, scheduler_kind::polling);
 }
 
 namespace {
@@ -306,11 +316,12 @@ caf::behavior burst(caf::event_based_actor* self, client* c, int n, uint64_t bas
 
 } // namespace
 
-TEST_CASE("fast path for actors: many requests in flight from several actors and blocking calls "
-          "from threads at once each get their own answer") {
+namespace {
+
+void crowd(scheduler_kind sched) {
   daemon_process d{test::unique_name("cafshm-test-fastactor")};
   REQUIRE(d.ready());
-  client_system cs;
+  client_system cs{local_transport::shm, sched};
   auto c = client::connect(cs.sys, d.address(), "crowd");
   REQUIRE(c);
   REQUIRE(c->transport() == local_transport::shm);
@@ -352,6 +363,19 @@ TEST_CASE("fast path for actors: many requests in flight from several actors and
   CHECK(ch->actor_requests_pending() == 0);
   CHECK(ch->replies_dropped() == 0);
   CHECK(ch->stray_replies() == 0);
+  CHECK(ch->reader_thread_started() == (sched != scheduler_kind::polling));
+}
+
+} // namespace
+
+TEST_CASE("fast path for actors: many requests in flight from several actors and blocking calls "
+          "from threads at once each get their own answer") {
+  crowd(scheduler_kind::configured);
+}
+
+TEST_CASE("fast path for actors: many requests in flight from several actors and blocking calls "
+          "from threads at once each get their own answer [polling]") {
+  crowd(scheduler_kind::polling);
 }
 
 TEST_CASE("fast path for actors: requests waiting for their answers fail at once with "
@@ -419,11 +443,12 @@ bool ended(caf::actor_system& sys, const caf::actor& actor) {
 
 } // namespace
 
-TEST_CASE("fast path for actors: answers for a requester that ended are dropped and counted, "
-          "and the block and view they carried are given back") {
+namespace {
+
+void requester_ended(scheduler_kind sched) {
   daemon_process d{test::unique_name("cafshm-test-fastactor")};
   REQUIRE(d.ready());
-  client_system cs;
+  client_system cs{local_transport::shm, sched};
   client_options opts;
   opts.timeout = 120s;
   auto c = client::connect(cs.sys, d.address(), "forgetful", opts);
@@ -466,14 +491,26 @@ TEST_CASE("fast path for actors: answers for a requester that ended are dropped 
   }));
 }
 
+} // namespace
+
+TEST_CASE("fast path for actors: answers for a requester that ended are dropped and counted, "
+          "and the block and view they carried are given back") {
+  requester_ended(scheduler_kind::configured);
+}
+
+TEST_CASE("fast path for actors: answers for a requester that ended are dropped and counted, "
+          "and the block and view they carried are given back [polling]") {
+  requester_ended(scheduler_kind::polling);
+}
+
 namespace {
 
 // An answer that comes after the request's timeout: the requester got engine_unreachable (as
 // over BASP); on the fast path the late answer is dropped, counted and its block given back.
-void late_answer(local_transport transport) {
+void late_answer(local_transport transport, scheduler_kind sched = scheduler_kind::configured) {
   daemon_process d{test::unique_name("cafshm-test-fastactor")};
   REQUIRE(d.ready());
-  client_system cs{transport};
+  client_system cs{transport, sched};
   client_options opts;
   opts.timeout = 300ms;
   auto c = client::connect(cs.sys, d.address(), "impatient", opts);
@@ -509,6 +546,11 @@ TEST_CASE("fast path for actors: a request past its timeout fails as over BASP a
 
 TEST_CASE("fast path for actors: a request past its timeout fails with engine_unreachable [basp]") {
   late_answer(local_transport::basp);
+}
+
+TEST_CASE("fast path for actors: a request past its timeout fails as over BASP and its late "
+          "answer gives the block back [shm][polling]") {
+  late_answer(local_transport::shm, scheduler_kind::polling);
 }
 
 namespace {
@@ -551,13 +593,14 @@ void cycle(caf::event_based_actor* self, client* c, int left, process_id reader,
 
 } // namespace
 
-TEST_CASE("fast path for actors: one scheduler thread (sharing, 1) runs chains of async calls "
-          "and a pool without deadlock") {
+namespace {
+
+void one_thread(scheduler_kind sched) {
   daemon_process d{test::unique_name("cafshm-test-fastactor")};
   REQUIRE(d.ready());
   caf::actor_system_config cfg;
-  test::client_config(cfg);
-  cfg.set("scheduler.policy", caf::atom("sharing"));
+  test::client_config(cfg, local_transport::shm, sched);
+  cfg.set("scheduler.policy", caf::atom("sharing")); // ignored beside the polling scheduler
   cfg.set("scheduler.max-threads", 1);
   caf::actor_system sys{cfg};
   auto c = client::connect(sys, d.address(), "single"); // main thread: may block
@@ -586,4 +629,16 @@ TEST_CASE("fast path for actors: one scheduler thread (sharing, 1) runs chains o
   auto after = c->stats();
   REQUIRE(after);
   CHECK(after->inbox_requests == before->inbox_requests + rounds * 4 + 9 + 1);
+}
+
+} // namespace
+
+TEST_CASE("fast path for actors: one scheduler thread (sharing, 1) runs chains of async calls "
+          "and a pool without deadlock") {
+  one_thread(scheduler_kind::configured);
+}
+
+TEST_CASE("fast path for actors: one polling scheduler thread runs chains of async calls and a "
+          "pool without deadlock, reading the answers itself [polling]") {
+  one_thread(scheduler_kind::polling);
 }

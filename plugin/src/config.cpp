@@ -334,6 +334,9 @@ check_result check_inbox_size(const char* key, uint64_t bytes) {
 }
 
 check_result check_local(const local_settings& l) {
+  if (l.spin_us > 1'000'000)
+    return problem{"local.spin_us", "must be at most 1000000 (one second), not "
+                                      + std::to_string(l.spin_us)};
   if (auto p = check_inbox_size("local.request_inbox", l.request_inbox_bytes)) return p;
   return check_inbox_size("local.reply_inbox", l.reply_inbox_bytes);
 }
@@ -804,7 +807,18 @@ constexpr choice<local_transport> local_transports[] = {
     {"basp", local_transport::basp},
 };
 
+constexpr choice<local_idle> local_idles[] = {
+    {"auto", local_idle::automatic},
+    {"park", local_idle::park},
+    {"spin", local_idle::spin},
+};
+
 constexpr field<local_settings> local_fields[] = {
+    {"idle", [](const entry& v, local_settings& out) { out.idle = read_choice(v, local_idles); }},
+    {"spin_us",
+     [](const entry& v, local_settings& out) {
+       out.spin_us = static_cast<uint32_t>(read_integer(v, 1'000'000));
+     }},
     {"transport",
      [](const entry& v, local_settings& out) { out.transport = read_choice(v, local_transports); }},
     {"request_inbox",

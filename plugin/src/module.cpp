@@ -8,6 +8,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
 #include "door.hpp"
+#include "fastpath/poll_registry.hpp"
 #include "listen_address.hpp"
 #include "cafshm/pool.hpp"
 #include "memory_manager.hpp"
@@ -58,6 +60,26 @@ void apply_tls(caf::actor_system_config& cfg, const settings& s) {
   cfg.openssl_cafile = tls.cafile;
   cfg.openssl_passphrase = tls.passphrase;
   cfg.openssl_capath = tls.capath;
+}
+
+// Hands local.idle to the polling scheduler of `sys`, if it runs one (cafshm/polling_scheduler.hpp):
+// its workers read the strategy each time they become idle, so the workers that the scheduler
+// started before this module's init() follow it too.
+void apply_idle(caf::actor_system& sys, const local_settings& local) {
+  auto spin = fastpath::idle_strategy::spin_then_park(std::chrono::microseconds{local.spin_us});
+  auto idle = fastpath::idle_strategy::park();
+  switch (local.idle) {
+    case local_idle::park:
+      break;
+    case local_idle::spin:
+      idle = spin;
+      break;
+    case local_idle::automatic:
+      if (std::thread::hardware_concurrency() >= 4)
+        idle = spin;
+      break;
+  }
+  fastpath::poll_registry::instance().set_idle(sys, idle);
 }
 
 } // namespace
@@ -125,19 +147,21 @@ void module::init(caf::actor_system_config& cfg) {
       pending_settings.erase(i);
       if (auto why = validate(settings_))
         failure_ = make_error(errc::config_error, *why);
+      apply_idle(system_, settings_.local);
       return;
     }
   }
   auto file = caf::get_or(cfg, "cafshm.config-file", std::string{});
-  if (file.empty())
-    return;
-  auto loaded = load_config(file);
-  if (auto* err = std::get_if<config_error>(&loaded)) {
-    failure_ = make_error(errc::config_error, err->to_string());
-    return;
+  if (!file.empty()) {
+    auto loaded = load_config(file);
+    if (auto* err = std::get_if<config_error>(&loaded)) {
+      failure_ = make_error(errc::config_error, err->to_string());
+      return;
+    }
+    settings_ = std::get<settings>(std::move(loaded));
+    apply_tls(cfg, settings_); // in time: CAF's openssl module reads them per connection
   }
-  settings_ = std::get<settings>(std::move(loaded));
-  apply_tls(cfg, settings_); // in time: CAF's openssl module reads them per connection
+  apply_idle(system_, settings_.local);
 }
 
 void module::start() {

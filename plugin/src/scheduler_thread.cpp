@@ -9,13 +9,15 @@
 #include <caf/scheduler/coordinator.hpp>
 
 #include "cafshm/error.hpp"
+#include "fastpath/polling_policy.hpp"
 
 namespace cafshm {
 
 namespace {
 
 // CAF 0.17 keeps its workers in coordinator<Policy>; the two policies of
-// scheduler.policy (stealing, sharing) are the ones a system can run.
+// scheduler.policy (stealing, sharing) and cafshm::polling_scheduler's are the ones a system
+// can run.
 template <class Policy>
 bool is_sole_worker(caf::scheduler::abstract_coordinator& sched, std::thread::id me) {
   auto* c = dynamic_cast<caf::scheduler::coordinator<Policy>*>(&sched);
@@ -30,7 +32,8 @@ bool on_sole_scheduler_thread(caf::actor_system& sys) noexcept {
     return false;
   auto me = std::this_thread::get_id();
   return is_sole_worker<caf::policy::work_sharing>(sched, me)
-         || is_sole_worker<caf::policy::work_stealing>(sched, me);
+         || is_sole_worker<caf::policy::work_stealing>(sched, me)
+         || is_sole_worker<fastpath::polling_policy>(sched, me);
 }
 
 caf::error check_may_block(caf::actor_system& sys, const char* call) {

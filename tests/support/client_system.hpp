@@ -10,11 +10,19 @@
 
 #include "cafshm/client.hpp"
 #include "cafshm/module.hpp"
+#include "cafshm/polling_scheduler.hpp"
 
 namespace cafshm::test {
 
+/// The scheduler of a test's actor system: the one scheduler.policy picks, or
+/// cafshm::polling_scheduler (whose workers read the process's inboxes).
+enum class scheduler_kind { configured, polling };
+
 inline caf::actor_system_config& client_config(caf::actor_system_config& cfg,
-                                               local_transport transport = local_transport::shm) {
+                                               local_transport transport = local_transport::shm,
+                                               scheduler_kind sched = scheduler_kind::configured) {
+  if (sched == scheduler_kind::polling)
+    cfg.load<cafshm::polling_scheduler>();
   cfg.load<caf::io::middleman>();
   cfg.load<cafshm::module>();
   cfg.set("middleman.attach-utility-actors", true); // see client::connect
@@ -26,8 +34,9 @@ inline caf::actor_system_config& client_config(caf::actor_system_config& cfg,
 }
 
 struct client_system {
-  explicit client_system(local_transport transport = local_transport::shm)
-    : sys{client_config(cfg, transport)} {
+  explicit client_system(local_transport transport = local_transport::shm,
+                         scheduler_kind sched = scheduler_kind::configured)
+    : sys{client_config(cfg, transport, sched)} {
   }
   caf::actor_system_config cfg;
   caf::actor_system sys;

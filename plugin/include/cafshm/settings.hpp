@@ -96,8 +96,18 @@ enum class local_transport : uint8_t {
   basp, // CAF requests over the io middleman (TCP loopback)
 };
 
+/// What a worker of cafshm::polling_scheduler does when it has no job and no record
+/// (docs/fastpath.md: spinning pays only when every process has a core of its own).
+enum class local_idle : uint8_t {
+  automatic, // spin spin_us only on machines with at least 4 cores, else park at once
+  park,      // sleep at once (no CPU while idle)
+  spin,      // poll without sleeping for spin_us after the last work, then sleep
+};
+
 struct local_settings {
   local_transport transport = local_transport::shm;
+  local_idle idle = local_idle::automatic;
+  uint32_t spin_us = 20; // how long `spin` (and `automatic` where it spins) polls; ≤ 1000000
   uint64_t request_inbox_bytes = 1ull << 20; // the engine's request inbox (power of two,
                                              // 4 KiB .. 16 MiB)
   uint64_t reply_inbox_bytes = 256ull << 10; // each client's reply inbox (same bounds)

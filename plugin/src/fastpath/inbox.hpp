@@ -54,6 +54,7 @@ public:
 
   /// The reading side (one thread).
   inbox_consumer& reader() noexcept { return *reader_; }
+  const inbox_consumer& reader() const noexcept { return *reader_; }
 
   /// The control block as every sender sees it (statistics, waiting writers); untrusted.
   const inbox_control& control() const noexcept {

@@ -31,7 +31,25 @@ void cpu_relax() {
 
 inbox_consumer::inbox_consumer(inbox_control* control, std::byte* ring, uint64_t capacity,
                                uint64_t start, consumer_options options)
-  : control_(control), ring_(ring), capacity_(capacity), options_(options), head_(start) {
+  : control_(control), ring_(ring), capacity_(capacity), options_(options), head_(start),
+    published_head_(start) {
+}
+
+bool inbox_consumer::ready() const noexcept {
+  auto head = published_head_.load(std::memory_order_acquire);
+  auto tail = control_->tail.load(std::memory_order_seq_cst);
+  auto available = std::min(tail - head, capacity_) / record_align * record_align;
+  if (available == 0)
+    return false;
+  auto s = decode_slot(ring_, capacity_, head, available);
+  return s.state == slot_state::committed || s.state == slot_state::padding
+         || s.state == slot_state::corrupt;
+}
+
+bool inbox_consumer::claim_pending() const noexcept {
+  auto head = published_head_.load(std::memory_order_acquire);
+  auto tail = control_->tail.load(std::memory_order_acquire);
+  return std::min(tail - head, capacity_) / record_align > 0 && !ready();
 }
 
 size_t inbox_consumer::poll_impl(void* handler, callback fn, size_t max) {
@@ -149,8 +167,9 @@ std::chrono::nanoseconds inbox_consumer::stuck_recheck() const {
 
 void inbox_consumer::interrupt() noexcept {
   interrupted_.store(true, std::memory_order_release);
-  // Bumps the sequence word a parked reader waits on (if it announced itself).
-  eventcount{control_->data_seq, control_->reader_waiting}.notify_one();
+  // Bumps the sequence word a parked reader waits on (if it announced itself). All: scheduler
+  // workers may sleep on the same word (inbox_poll_source.hpp).
+  eventcount{control_->data_seq, control_->reader_waiting}.notify_all();
 }
 
 void inbox_consumer::advance(uint64_t bytes) noexcept {
@@ -162,6 +181,7 @@ void inbox_consumer::publish_head() {
   if (!moved_)
     return;
   moved_ = false;
+  published_head_.store(head_, std::memory_order_release);
   control_->head.store(head_, std::memory_order_release);
   eventcount{control_->space_seq, control_->writers_waiting}.notify_all();
 }

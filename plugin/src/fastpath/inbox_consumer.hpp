@@ -71,6 +71,20 @@ public:
   /// The next position to read.
   uint64_t head() const noexcept { return head_; }
 
+  /// Whether poll() would hand out or pass a record without waiting: the record at the position
+  /// the reader last published is committed, padding or damaged. Callable from any thread while
+  /// no poll runs, or as a hint while one does (inbox_poll_source.hpp).
+  bool ready() const noexcept;
+  /// Whether a claim that its writer has not committed yet lies at that position (poll() waits
+  /// for it, and may give up on it only after liveness_check_after or abandon_after). Any thread.
+  bool claim_pending() const noexcept;
+  /// The inbox's eventcount words (data_seq, reader_waiting), for waiting on several at once.
+  std::atomic<uint32_t>& data_sequence() noexcept { return control_->data_seq; }
+  std::atomic<uint32_t>& reader_waiting() noexcept { return control_->reader_waiting; }
+  std::chrono::nanoseconds liveness_check_after() const noexcept {
+    return options_.liveness_check_after;
+  }
+
   /// Counts kept in private memory (mirrored into the control block for tools).
   uint64_t delivered() const noexcept { return delivered_; }
   uint64_t abandoned() const noexcept { return abandoned_; }
@@ -105,6 +119,7 @@ private:
   consumer_options options_;
   // -- the reading thread's
   uint64_t head_;
+  std::atomic<uint64_t> published_head_; // head_ as of the last publish_head(), for ready()
   bool moved_ = false;              // head_ advanced since the last publish_head()
   std::atomic<bool> interrupted_{false}; // set by interrupt() from any thread
   std::vector<std::byte> payload_;  // private copy of the record being handed out

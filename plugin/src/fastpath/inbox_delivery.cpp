@@ -9,6 +9,7 @@
 #include <caf/message_id.hpp>
 
 #include "cafshm/error.hpp"
+#include "fastpath/poll_registry.hpp"
 #include "fastpath/record_deserializer.hpp"
 
 namespace cafshm::fastpath {
@@ -26,36 +27,66 @@ caf::expected<void> send_message(inbox_writer& out, caf::actor_system& sys,
 
 inbox_receiver::inbox_receiver(caf::actor_system& sys, inbox& in, caf::actor target,
                                idle_strategy idle)
-  : sys_(sys), in_(in), target_(std::move(target)), idle_(idle), thread_([this] { run(); }) {
+  : sys_(sys), in_(in), target_(std::move(target)), idle_(idle) {
+  polled_ = poll_registry::instance().add(*this);
+  if (!polled_)
+    thread_ = std::thread{[this] { run(); }};
 }
 
 inbox_receiver::~inbox_receiver() {
+  if (polled_) {
+    poll_registry::instance().remove(*this);
+    return;
+  }
   stop_.store(true, std::memory_order_release);
   in_.reader().interrupt();
   thread_.join();
 }
 
+void inbox_receiver::deliver(const inbox_record& r, caf::execution_unit* unit) {
+  caf::message msg;
+  record_deserializer src{sys_, r.payload}; // allocates no more than the record holds
+  bool ok = false;
+  try {
+    ok = !src(msg) && src.remaining() == 0 && !msg.empty();
+  } catch (...) { // whatever a type's inspect throws on bytes it did not write
+    ok = false;
+  }
+  if (!ok) {
+    malformed_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  target_->enqueue(caf::make_mailbox_element(nullptr, caf::make_message_id(), {}, std::move(msg)),
+                   unit);
+  delivered_.fetch_add(1, std::memory_order_relaxed);
+}
+
 void inbox_receiver::run() {
-  auto deliver = [this](const inbox_record& r) {
-    caf::message msg;
-    record_deserializer src{sys_, r.payload}; // allocates no more than the record holds
-    bool ok = false;
-    try {
-      ok = !src(msg) && src.remaining() == 0 && !msg.empty();
-    } catch (...) { // whatever a type's inspect throws on bytes it did not write
-      ok = false;
-    }
-    if (!ok) {
-      malformed_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    target_->enqueue(caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
-                                               std::move(msg)),
-                     nullptr);
-    delivered_.fetch_add(1, std::memory_order_relaxed);
+  auto handler = [this](const inbox_record& r) {
+    deliver(r, nullptr);
+    by_thread_.fetch_add(1, std::memory_order_relaxed);
   };
   while (!stop_.load(std::memory_order_acquire))
-    in_.reader().receive(deliver, idle_, std::chrono::seconds{1});
+    in_.reader().receive(handler, idle_, std::chrono::seconds{1});
+}
+
+poll_outcome inbox_receiver::poll(caf::execution_unit* unit, size_t max) {
+  if (reading_.exchange(true, std::memory_order_seq_cst))
+    return poll_outcome::busy;
+  auto n = in_.reader().poll([&](const inbox_record& r) { deliver(r, unit); }, max);
+  reading_.store(false, std::memory_order_seq_cst);
+  // A worker that found the role taken meanwhile may have parked: wake one if records wait.
+  poll_registry::instance().reader_released(*this);
+  return n > 0 ? poll_outcome::delivered : poll_outcome::idle;
+}
+
+wake_words inbox_receiver::wake() noexcept {
+  return {&in_.reader().data_sequence(), &in_.reader().reader_waiting()};
+}
+
+std::chrono::nanoseconds inbox_receiver::recheck_after() const noexcept {
+  return in_.reader().claim_pending() ? in_.reader().liveness_check_after()
+                                      : std::chrono::nanoseconds::max();
 }
 
 } // namespace cafshm::fastpath

@@ -157,7 +157,9 @@ caf::expected<void> inbox_writer::send(std::span<const std::byte> payload,
                                      std::memory_order_acq_rel))
     return abandoned_error(name());
   ++sequence_;
-  eventcount{control_->data_seq, control_->reader_waiting}.notify_one();
+  // All waiters: a thread reading the inbox and scheduler workers that poll it
+  // (inbox_poll_source.hpp) may sleep on the same word, and the one reading must not miss it.
+  eventcount{control_->data_seq, control_->reader_waiting}.notify_all();
   return {};
 }
 

@@ -11,6 +11,7 @@
 
 #include "admin_layout.hpp"
 #include "cafshm/error.hpp"
+#include "fastpath/poll_registry.hpp"
 #include "fastpath/record_deserializer.hpp"
 #include "fastpath/request_record.hpp"
 #include "secure_random.hpp"
@@ -79,6 +80,8 @@ request_channel::open(caf::actor_system& sys, const registration& reg, idle_stra
   if (!w)
     return w.error();
   result->requests_.emplace(std::move(*w));
+  // With a polling scheduler its workers read the answers for actors: no thread of our own.
+  result->polled_ = poll_registry::instance().add(*result);
   return result;
 }
 
@@ -90,6 +93,8 @@ request_channel::request_channel(caf::actor_system& sys, const registration& reg
 }
 
 request_channel::~request_channel() {
+  if (polled_)
+    poll_registry::instance().remove(*this); // no worker polls it from here on
   {
     std::lock_guard<std::mutex> guard{mtx_};
     closing_ = true;
@@ -155,7 +160,7 @@ caf::expected<void> request_channel::send(std::span<const std::byte> payload,
   }
 }
 
-void request_channel::dispatch(const inbox_record& r) {
+void request_channel::dispatch(const inbox_record& r, caf::execution_unit* unit) {
   if (r.payload.size() < reply_header_bytes) {
     stray_.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -176,10 +181,11 @@ void request_channel::dispatch(const inbox_record& r) {
   auto to = std::move(j->second);
   for_actors_.erase(j);
   lk.unlock();
-  deliver(to, r.payload);
+  deliver(to, r.payload, unit);
 }
 
-void request_channel::deliver(actor_request& to, std::span<const std::byte> reply) {
+void request_channel::deliver(actor_request& to, std::span<const std::byte> reply,
+                              caf::execution_unit* unit) {
   auto requester = still_listening(to.requester);
   bool late = clock::now() > to.deadline; // the requester has (or gets) its timeout
   if (static_cast<reply_kind>(reply[8]) == reply_kind::too_large) {
@@ -203,7 +209,7 @@ void request_channel::deliver(actor_request& to, std::span<const std::byte> repl
     return;
   }
   requester->enqueue(caf::make_mailbox_element(nullptr, to.response, {}, std::move(answer)),
-                     nullptr);
+                     unit);
 }
 
 size_t request_channel::actor_requests_pending() const {
@@ -278,7 +284,7 @@ caf::error request_channel::call_for_actor(const caf::message& request,
       return unreachable("the engine is down");
     for_actors_.emplace(id, actor_request{requester, response, request, engine, deadline,
                                           deadline + late_answer_grace, std::move(on_drop)});
-    if (!actor_reader_.joinable())
+    if (!polled_ && !actor_reader_.joinable())
       actor_reader_ = std::thread{[this] { read_for_actors(); }};
   }
   cv_.notify_all(); // the reading thread reads from now on
@@ -331,6 +337,11 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
       lk.lock();
       reading_ = false;
       cv_.notify_all(); // another waiter may take over the reading
+      if (polled_) {
+        lk.unlock();
+        reading_released();
+        lk.lock();
+      }
       continue;
     }
     cv_.wait_until(lk, deadline);
@@ -346,6 +357,50 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
   if (static_cast<reply_kind>(reply[8]) == reply_kind::too_large)
     return make_error(errc::request_too_large, "the answer does not fit into the reply inbox");
   return answer_of(sys_, reply.subspan(reply_header_bytes));
+}
+
+bool request_channel::reader_thread_started() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return actor_reader_.joinable();
+}
+
+void request_channel::reading_released() {
+  // Answers for actors that came after this thread's last look: a parked worker reads them.
+  poll_registry::instance().reader_released(*this);
+}
+
+poll_outcome request_channel::poll(caf::execution_unit* unit, size_t max) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (reading_ || closing_)
+      return poll_outcome::busy; // a blocking call reads and hands every answer on
+    reading_ = true;
+    if (auto now = clock::now(); now >= next_forget_) {
+      forget_expired_locked(now);
+      next_forget_ = now + reader_slice;
+    }
+  }
+  auto n = replies_.reader().poll([&](const inbox_record& r) { dispatch(r, unit); }, max);
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    reading_ = false;
+  }
+  cv_.notify_all(); // a blocking call waiting to read takes over
+  reading_released();
+  return n > 0 ? poll_outcome::delivered : poll_outcome::idle;
+}
+
+bool request_channel::ready() const noexcept {
+  return replies_.reader().ready();
+}
+
+wake_words request_channel::wake() noexcept {
+  return {&replies_.reader().data_sequence(), &replies_.reader().reader_waiting()};
+}
+
+std::chrono::nanoseconds request_channel::recheck_after() const noexcept {
+  const auto& reader = replies_.reader();
+  return reader.claim_pending() ? reader.liveness_check_after() : std::chrono::nanoseconds::max();
 }
 
 } // namespace cafshm::fastpath

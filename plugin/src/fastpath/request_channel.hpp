@@ -18,8 +18,10 @@
 //
 // Requests of event-based actors (call_for_actor) travel the same way, but nobody waits for
 // their answers: the channel keeps each one's requester and CAF response id, and whoever reads
-// the reply inbox (a waiting blocking call, or else the channel's own reading thread, started
-// with the first such request and parked while none is pending) deserialises the answer and
+// the reply inbox (a waiting blocking call; else, when the actor system runs
+// cafshm::polling_scheduler, its workers in their idle loop (inbox_poll_source.hpp); else the
+// channel's own reading thread, started with the first such request and parked while none is
+// pending) deserialises the answer and
 // enqueues it into the requester's mailbox as the response CAF's request machinery awaits. An
 // answer whose requester has ended, or that comes after the request's deadline (the actor got
 // its timeout), is dropped and counted (replies_dropped) and handed to the request's drop
@@ -50,11 +52,12 @@
 #include "cafshm/protocol.hpp"
 #include "fastpath/idle_strategy.hpp"
 #include "fastpath/inbox.hpp"
+#include "fastpath/inbox_poll_source.hpp"
 #include "fastpath/inbox_writer.hpp"
 
 namespace cafshm::fastpath {
 
-class request_channel {
+class request_channel final : private inbox_poll_source {
 public:
   using clock = std::chrono::steady_clock;
 
@@ -100,7 +103,11 @@ public:
   /// Actor requests sent and not yet answered, dropped or expired.
   size_t actor_requests_pending() const;
 
-  ~request_channel(); // stops the reading thread
+  ~request_channel() override; // leaves the poll registry, stops the reading thread
+  /// Whether the actor system's polling scheduler reads the answers for actors (no thread).
+  bool polled() const noexcept { return polled_; }
+  /// Whether the channel's own reading thread was ever started.
+  bool reader_thread_started() const;
   const std::string& reply_inbox_name() const noexcept { return replies_.name(); }
 
 private:
@@ -125,8 +132,8 @@ private:
   /// Serialises `request` with the header of request `id`.
   caf::expected<std::vector<char>> record_of(uint64_t id, const caf::message& request);
   uint64_t next_request_id();
-  /// Hands one answer to its actor (outside mtx_).
-  void deliver(actor_request& to, std::span<const std::byte> reply);
+  /// Hands one answer to its actor (outside mtx_), enqueuing as `unit` (may be null).
+  void deliver(actor_request& to, std::span<const std::byte> reply, caf::execution_unit* unit);
   /// The reading thread: reads the reply inbox while actor requests are pending and no
   /// blocking call reads it.
   void read_for_actors();
@@ -136,7 +143,16 @@ private:
   /// Appends the request record; the writer lock is held meanwhile.
   caf::expected<void> send(std::span<const std::byte> payload, clock::time_point deadline);
   /// The reader's handler: gives one answer to its waiter.
-  void dispatch(const inbox_record& r);
+  void dispatch(const inbox_record& r, caf::execution_unit* unit = nullptr);
+  /// After a thread other than a worker gave the reading role back (mtx_ not held).
+  void reading_released();
+
+  // -- inbox_poll_source (the polling scheduler's workers)
+  caf::actor_system& system() const noexcept override { return sys_; }
+  poll_outcome poll(caf::execution_unit* unit, size_t max) override;
+  bool ready() const noexcept override;
+  wake_words wake() noexcept override;
+  std::chrono::nanoseconds recheck_after() const noexcept override;
 
   // -- constant after construction
   caf::actor_system& sys_;
@@ -148,6 +164,7 @@ private:
   inbox replies_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> stray_{0};
+  bool polled_ = false; // set by open(): the poll registry took the channel
   // -- the engine's request inbox, one sender at a time
   std::mutex send_mtx_;
   std::optional<inbox_writer> requests_;
@@ -162,6 +179,7 @@ private:
   std::unordered_map<uint64_t, actor_request> for_actors_;
   std::atomic<uint64_t> dropped_{0};
   bool closing_ = false;  // the destructor runs: the reading thread ends
+  clock::time_point next_forget_{}; // when a worker's poll next drops expired actor requests
   std::thread actor_reader_; // started by the first actor request
 };
 

@@ -1,6 +1,11 @@
 #include "fastpath/actor_proxy.hpp"
 
+#include <functional>
+
 #include <caf/actor_system.hpp>
+#include <caf/ref_counted.hpp>
+#include <caf/resumable.hpp>
+#include <caf/scheduler/abstract_coordinator.hpp>
 #include <caf/atom.hpp>
 #include <caf/detail/sync_request_bouncer.hpp>
 #include <caf/exit_reason.hpp>
@@ -9,6 +14,30 @@
 #include "cafshm/error.hpp"
 
 namespace cafshm::fastpath {
+
+namespace {
+
+// Runs `fn` once on a scheduler thread. A proxy's add_backlink runs inside the critical section
+// of both actors (monitorable_actor::add_link); writing the link record there would put the
+// linking actor into the registry (caf::save_actor), which attaches to that very actor and
+// takes its lock again: the record is written from here instead.
+class deferred_job final : public caf::resumable, public caf::ref_counted {
+public:
+  explicit deferred_job(std::function<void()> fn) : fn_(std::move(fn)) {
+  }
+  subtype_t subtype() const override { return function_object; }
+  resume_result resume(caf::execution_unit*, size_t) override {
+    fn_();
+    return done;
+  }
+  void intrusive_ptr_add_ref_impl() override { ref(); }
+  void intrusive_ptr_release_impl() override { deref(); }
+
+private:
+  std::function<void()> fn_;
+};
+
+} // namespace
 
 inbox_actor_proxy::inbox_actor_proxy(caf::actor_config& cfg, std::shared_ptr<peer_route> route,
                                      std::shared_ptr<actor_path_counters> counters)
@@ -56,18 +85,23 @@ bool inbox_actor_proxy::add_backlink(caf::abstract_actor* x) {
   if (!caf::monitorable_actor::add_backlink(x))
     return false;
   // The remote side links its proxy of `x` to the actor (as BASP's forwarding proxy does).
-  caf::error why;
-  forward(ctrl(), caf::make_message_id(), {}, caf::make_message(caf::link_atom::value, x->ctrl()),
-          why);
+  send_later(caf::make_message(caf::link_atom::value, x->ctrl()));
   return true;
+}
+
+void inbox_actor_proxy::send_later(caf::message content) {
+  caf::strong_actor_ptr self{ctrl()};
+  home_system().scheduler().enqueue(new deferred_job([self, content] {
+    caf::error why;
+    static_cast<inbox_actor_proxy*>(self->get())
+      ->forward(self, caf::make_message_id(), {}, content, why);
+  }));
 }
 
 bool inbox_actor_proxy::remove_backlink(caf::abstract_actor* x) {
   if (!caf::monitorable_actor::remove_backlink(x))
     return false;
-  caf::error why;
-  forward(ctrl(), caf::make_message_id(), {},
-          caf::make_message(caf::unlink_atom::value, x->ctrl()), why);
+  send_later(caf::make_message(caf::unlink_atom::value, x->ctrl()));
   return true;
 }
 

@@ -49,6 +49,8 @@ private:
   bool forward(const caf::strong_actor_ptr& sender, caf::message_id mid,
                const std::vector<caf::strong_actor_ptr>& stages, const caf::message& content,
                caf::error& why);
+  /// Writes a link or unlink record from a scheduler thread (see add_backlink).
+  void send_later(caf::message content);
 
   std::shared_ptr<actor_path_counters> counters_;
   std::mutex route_mtx_;

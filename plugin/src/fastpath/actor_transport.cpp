@@ -81,7 +81,7 @@ std::shared_ptr<peer_route> actor_transport::route_of(const caf::node_id& node,
   std::lock_guard<std::mutex> guard{routes_mtx_};
   if (auto i = routes_.find(node); i != routes_.end())
     return i->second;
-  auto pid = pid_on_this_host(node, sys_.node());
+  auto pid = pid_of(node);
   if (pid == 0 || node == sys_.node() || claimed_slot == no_slot
       || claimed_slot == admin::engine_slot || claimed_slot == slot_)
     return nullptr;
@@ -133,7 +133,7 @@ void actor_transport::process_gone(uint32_t slot, int32_t pid) {
     for (auto i = routes_.begin(); i != routes_.end();) {
       if (i->second->slot() == slot
           && (pid == 0 || i->second->owner_pid() == pid
-              || pid_on_this_host(i->first, sys_.node()) == static_cast<uint32_t>(pid))) {
+              || pid_of(i->first) == static_cast<uint32_t>(pid))) {
         gone.push_back(i->first);
         i = routes_.erase(i);
       } else {

@@ -4,7 +4,7 @@
 // that makes an inbox_actor_proxy for an actor of such a process (actor_proxy.hpp).
 //
 // A node (CAF's node id: pid and host) gets a route only when the actor inbox of the slot it is
-// said to have is owned by that pid on this host: the slot comes from the engine (find_actor's
+// said to have (an object in this host's /dev/shm) is owned by that pid: the slot comes from the engine (find_actor's
 // answer names the publishing process) or, for the sender of a record, from the record's sender
 // slot; the owner pid is what the inbox's creator wrote. A handle of a node without a route (a
 // remote machine, a process without an actor inbox) cannot travel through an inbox: a record

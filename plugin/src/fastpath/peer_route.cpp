@@ -7,14 +7,11 @@
 
 namespace cafshm::fastpath {
 
-uint32_t pid_on_this_host(const caf::node_id& node, const caf::node_id& here) {
-  if (!node || !here)
+uint32_t pid_of(const caf::node_id& node) {
+  if (!node)
     return 0;
   auto* n = dynamic_cast<const caf::node_id::default_data*>(&*node);
-  auto* h = dynamic_cast<const caf::node_id::default_data*>(&*here);
-  if (n == nullptr || h == nullptr || n->host_id() != h->host_id())
-    return 0;
-  return n->process_id();
+  return n != nullptr ? n->process_id() : 0;
 }
 
 namespace {

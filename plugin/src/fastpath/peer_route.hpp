@@ -22,9 +22,10 @@
 
 namespace cafshm::fastpath {
 
-/// The pid and whether `node` is a node of this host (`here`): what an actor inbox's owner
-/// must match. pid 0 for a node without both (none, or one of another kind).
-uint32_t pid_on_this_host(const caf::node_id& node, const caf::node_id& here);
+/// The process id in `node` (what the owner of its actor inbox must be), 0 for none or a node id
+/// of another kind. (The host part is no help: CAF gives each actor system of a process a host
+/// id of its own, counting up from the machine's.)
+uint32_t pid_of(const caf::node_id& node);
 
 class peer_route {
 public:

@@ -186,6 +186,19 @@ void request_and_answer(local_transport transport) {
     REQUIRE(is_inbox_proxy(found->actor));
     guard.slots.push_back(to_slot(c->id()));
   }
+  // The async find_actor hands out the same kind of handle.
+  {
+    auto kind = std::make_shared<std::promise<bool>>();
+    auto is_proxy = kind->get_future();
+    auto* cp = &*c;
+    cs.sys.spawn([=](caf::event_based_actor* self) {
+      cp->find_actor(self, published)
+        .then([=](published_actor&& p) { kind->set_value(is_inbox_proxy(p.actor)); },
+              [=](caf::error&) { kind->set_value(false); });
+    });
+    REQUIRE(is_proxy.wait_for(deadline) == std::future_status::ready);
+    CHECK(is_proxy.get() == (transport == local_transport::shm));
+  }
   // 1000 requests sent at once by one actor: every answer comes, in the order they were sent.
   constexpr int32_t n = 1000;
   auto answers = std::make_shared<std::promise<std::vector<int32_t>>>();

@@ -208,6 +208,9 @@ TEST_CASE("tls: engines with certificates of one CA exchange identical bytes") {
   auto st = sink->stats();
   REQUIRE(st);
   CHECK(st->peers.size() == 1);
+  // The payload stayed on the TLS link: no data connection (which has no TLS) carried it.
+  CHECK(st->data_connections_received == 0);
+  CHECK(sender->stats()->data_connections_sent == 0);
 
   // And back: b dials a's TLS listener with its own certificate. CAF closes that redundant
   // connection (a and b are linked already); with CAF 0.17.6 and OpenSSL 3 this used to cut the

@@ -130,6 +130,9 @@ void write_json(std::ostream& out, const engine_stats& s) {
   }
   out << "],\"transmits_out\":" << s.transmits_out << ",\"transmits_in\":" << s.transmits_in
       << ",\"peer_messages_refused\":" << s.peer_messages_refused
+      << ",\"data_connections_refused\":" << s.data_connections_refused
+      << ",\"data_connections_sent\":" << s.data_connections_sent
+      << ",\"data_connections_received\":" << s.data_connections_received
       << ",\"cache\":{\"capacity_bytes\":" << s.cache_capacity << ",\"bytes\":" << s.cache_bytes
       << ",\"entries\":" << s.cache_entries << ",\"hits\":" << s.cache_hits
       << ",\"misses\":" << s.cache_misses << ",\"evictions\":" << s.cache_evictions

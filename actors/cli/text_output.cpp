@@ -90,6 +90,8 @@ void write_text(std::ostream& out, const engine_stats& s) {
     out << std::string(15, ' ') << p << "\n";
   if (s.peer_messages_refused != 0) // forged or replayed: a wrong MAC or an old sequence
     row("refused") << s.peer_messages_refused << " peer messages (MAC or sequence wrong)\n";
+  if (s.data_connections_refused != 0) // a forged or replayed data token
+    row("refused") << s.data_connections_refused << " data connections (token or proof wrong)\n";
   auto percent = [](uint64_t done, uint64_t all) { return all == 0 ? 100 : done * 100 / all; };
   for (const auto& t : s.outgoing)
     row(t.cache_fill ? "sending" : "transmit")

@@ -318,7 +318,7 @@ caf::behavior impostor(caf::event_based_actor*, std::shared_ptr<impostor_counts>
   return {
     [n](offer_atom, const peer_seal&, transmit_offer& o) {
       ++n->offers;
-      return transmit_receipt{block_ref{o.sender, 1, 1, o.size}, o.size, 0, o.hash, true};
+      return transmit_receipt{block_ref{o.sender, 1, 1, o.size}, o.size, 0, o.hash, true, 0, 0, {}};
     },
     [n](chunk_atom, const peer_seal&, transmit_chunk&) {
       ++n->chunks;
@@ -326,7 +326,7 @@ caf::behavior impostor(caf::event_based_actor*, std::shared_ptr<impostor_counts>
     },
     [n](commit_atom, const peer_seal&, uint64_t, uint64_t) {
       ++n->commits;
-      return transmit_receipt{block_ref{1, 1, 1, 1}, 1, 0, 0, false};
+      return transmit_receipt{block_ref{1, 1, 1, 1}, 1, 0, 0, false, 0, 0, {}};
     },
     [](abort_atom, const peer_seal&, uint64_t) {},
   };

@@ -135,6 +135,12 @@ struct engine_stats {
   // Engine-to-engine messages refused under a valid link token for a MAC not made with the
   // link's key or a sequence number not above the last one (a forged or replayed message).
   uint64_t peer_messages_refused = 0;
+  // Connections to this engine's data port closed for a hello that was no valid proof of a
+  // registered, unused data token (a forged or replayed token, or no cafshm engine).
+  uint64_t data_connections_refused = 0;
+  // Transfers whose payload went over a data connection (sent and received).
+  uint64_t data_connections_sent = 0;
+  uint64_t data_connections_received = 0;
 
   /// 1 - largest_free_block / free_bytes (0 when nothing or everything is free in one block).
   double fragmentation() const noexcept {
@@ -156,7 +162,8 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.incoming,
            x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
-           x.cache_bytes_saved, x.digests_reused, x.peer_messages_refused);
+           x.cache_bytes_saved, x.digests_reused, x.peer_messages_refused,
+           x.data_connections_refused, x.data_connections_sent, x.data_connections_received);
 }
 
 } // namespace cafshm

@@ -32,12 +32,18 @@ struct transmit_receipt {
   uint64_t payload_bytes = 0; // bytes actually sent (0 when the destination had the content)
   uint64_t hash = 0;         // XXH3-64 of the block's bytes
   bool cache_hit = false;
+  // Between engines only (zero in what transmit returns): the destination's answer to an offer
+  // names its data connection (one-time token, host, port) for the payload; port 0: none, the
+  // chunks go as link messages.
+  uint64_t data_token = 0;
+  uint16_t data_port = 0;
+  std::string data_host;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, transmit_receipt& x) {
   return f(caf::meta::type_name("cafshm::transmit_receipt"), x.remote, x.bytes,
-           x.payload_bytes, x.hash, x.cache_hit);
+           x.payload_bytes, x.hash, x.cache_hit, x.data_token, x.data_port, x.data_host);
 }
 
 /// A sender's announcement of a block, before any payload moves.

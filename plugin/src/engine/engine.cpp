@@ -382,6 +382,11 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
       return remote::link(self, host, port);
     },
     [self](gateway_atom) { return caf::actor_cast<caf::actor>(self->state.gateway); },
+    [self](data_end_atom, uint64_t key, uint64_t peer, uint64_t id, bool incoming,
+           uint64_t digest, caf::error& err) {
+      if (key == self->state.gateway_key)
+        remote::data_ended(self, peer, id, incoming, digest, std::move(err));
+    },
     // Peer messages, only as the gateway hands them on (with its key): see forward_atom.
     [self](forward_atom, uint64_t key, hello_atom, uint64_t peer, uint64_t reverse_token,
            caf::actor& gateway, std::string& identity,

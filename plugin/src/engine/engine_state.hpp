@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <memory>
@@ -27,6 +28,7 @@
 
 #include "actor_directory.hpp"
 #include "block_cache.hpp"
+#include "data_connection.hpp"
 #include "cafshm/engine.hpp"
 #include "memory_manager.hpp"
 #include "cafshm/settings.hpp"
@@ -46,10 +48,14 @@ using liveness_atom = caf::atom_constant<caf::atom("shm_alive")>;
 using forward_atom = caf::atom_constant<caf::atom("shm_fwd")>;
 // Dial the configured peer remote.peers[index] again if it is not linked.
 using redial_atom = caf::atom_constant<caf::atom("shm_redial")>;
+// The end of a data connection's thread (data_connection.hpp), with the gateway key: peer engine
+// id, transfer id, whether it was receiving, the block's XXH3 or the error.
+using data_end_atom = caf::atom_constant<caf::atom("shm_dend")>;
 // clang-format off
 using engine_impl = engine_actor::extend<
   caf::reacts_to<liveness_atom>,
   caf::reacts_to<redial_atom, uint64_t>,
+  caf::reacts_to<data_end_atom, uint64_t, uint64_t, uint64_t, bool, uint64_t, caf::error>,
   // key, hello, dialer id, link token toward the dialer, the dialer's gateway, who proved it,
   // the link's keys (dialer to listener, then listener to dialer: 2 x link_mac_key_bytes)
   caf::replies_to<forward_atom, uint64_t, hello_atom, uint64_t, uint64_t, caf::actor, std::string,
@@ -83,6 +89,8 @@ struct peer_link {
                        // dialed one
   std::string identity; // who proved the peer's engine id (peer_authenticator::verify)
   std::string name;     // the name in remote.peers, if it is a configured peer
+  std::string host;     // the host it was dialed at or its connection comes from: where a data
+                        // port the peer names with a wildcard address is reached
   // latest answer of any kind from this peer: a transmit waiting for it stalls only when
   // the peer said nothing at all for remote.stall_timeout
   std::chrono::steady_clock::time_point last_heard = std::chrono::steady_clock::now();
@@ -134,6 +142,10 @@ struct outgoing_transmit {
   caf::typed_response_promise<uint64_t, peer_seal> pulled;
   uint64_t pull_token = 0; // the token the pull came under: its answer is sealed with its link
   bool is_pull = false;
+  // the payload's data connection while it runs (its thread reads `bytes`: cancelled before
+  // the block is unpinned); the block's XXH3 as its thread computed it, once it ended well
+  std::shared_ptr<data_send> data;
+  std::optional<uint64_t> sent_digest;
 };
 
 /// A block this engine is receiving, held by the engine until verified and delivered.
@@ -151,6 +163,11 @@ struct incoming_transmit {
   std::map<uint64_t, uint64_t> ahead;
   std::chrono::steady_clock::time_point last_activity; // offer or latest chunk
   uint64_t read = 0; // a cache fill: the remote read (engine_state::reads) that pulled it
+  // the payload's data connection (its thread writes `bytes`: cancelled before the block is
+  // freed), the token it waits under, and the block's XXH3 once its thread verified every byte
+  std::shared_ptr<data_receive> data;
+  uint64_t data_token = 0;
+  std::optional<uint64_t> received_digest;
 };
 
 /// A remote read of this engine waiting for its pull: the block's engine sends the block as a
@@ -220,6 +237,13 @@ struct engine_state {
   uint64_t peer_messages_refused = 0;
   std::unique_ptr<actor_directory> directory; // actors published by name
   std::shared_ptr<request_relay> relay; // the request inbox, or none (local.transport: basp)
+  // the data port (opened with the first offer this engine takes; never with remote.tls, whose
+  // payload stays on the TLS link), whether opening it failed (then chunks go as link
+  // messages), and the transfers whose payload went over data connections
+  std::unique_ptr<data_listener> data_port;
+  bool data_port_failed = false;
+  uint64_t data_sent = 0;
+  uint64_t data_received = 0;
   static inline const char* name = "cafshm.engine";
 
   engine_state() = default;

@@ -198,6 +198,9 @@ void mac_input::add(const transmit_receipt& x) {
   add(x.bytes);
   add(x.payload_bytes);
   add(x.hash);
+  add(x.data_token);
+  add(uint64_t{x.data_port});
+  add_bytes(x.data_host);
   add(uint64_t{x.cache_hit});
 }
 

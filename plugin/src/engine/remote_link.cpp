@@ -94,6 +94,47 @@ void free_blocks(engine_state& st, const std::vector<block_ref>& refs) {
     st.mm->free(st.mm->engine_session(), r);
 }
 
+// Frees the block of an incoming transmit that ends undelivered, after stopping its data
+// connection (whose thread writes into the block) and using up its token.
+void drop_incoming(engine_state& st, incoming_transmit& in) {
+  if (in.data) {
+    if (st.data_port)
+      st.data_port->forget(in.data_token);
+    in.data->cancel();
+    in.data.reset();
+  }
+  st.mm->free(st.mm->engine_session(), in.block);
+}
+
+// Ends `t`'s data connection, if any, before its block is unpinned.
+void stop_sending(outgoing_transmit& t) {
+  if (t.data) {
+    t.data->cancel();
+    t.data.reset();
+  }
+}
+
+// Where this engine's data connection threads report their end: the engine actor, with the
+// gateway key (a weak handle: a thread never keeps the engine alive).
+data_done report_to(engine_pointer self, uint64_t peer, uint64_t id, bool incoming) {
+  auto engine = caf::actor_cast<caf::actor_addr>(self);
+  auto key = self->state.gateway_key;
+  return [engine, key, peer, id, incoming](uint64_t digest, caf::error err) {
+    if (auto a = caf::actor_cast<caf::actor>(engine))
+      caf::anon_send(a, data_end_atom::value, key, peer, id, incoming, digest, std::move(err));
+  };
+}
+
+// The host of the engine's remote listener: its data port listens on the same interface.
+const std::string& listener_host(const engine_state& st) {
+  return st.config.remote.listen.port != 0 ? st.config.remote.listen.host
+                                            : st.config.engine.listen.host;
+}
+
+bool wildcard(const std::string& host) {
+  return host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]";
+}
+
 // Records where to send to engine `id`. A dialed link replaces whatever was there; a link the
 // peer opened (hello) replaces only another such link, never a dialed one: a hello that claims
 // the id of an engine this engine dialed cannot redirect what is sent to that engine. While an
@@ -324,7 +365,8 @@ void connect(engine_pointer self, const std::string& host, uint16_t port, F done
                             = std::make_shared<link_opener>(link_opener{keys.listener_to_dialer});
                           if (!add_peer(self, id,
                                         peer_link{gw, link_sealer{token, keys.dialer_to_listener},
-                                                  std::move(answers), address, true, who, {}})) {
+                                                  std::move(answers), address, true, who, {},
+                                                  address.substr(0, address.rfind(':'))})) {
                             f(make_error(errc::access_denied,
                                          "engine id " + std::to_string(id) + " at " + address
                                            + " is linked already with another identity"));
@@ -395,6 +437,7 @@ void fail(engine_pointer self, uint64_t id, caf::error err) {
                      "transfer to " + (p != st.peers.end() ? describe_peer(p->second)
                                                            : std::string{"the peer"})
                        + " failed: " + describe(err));
+  stop_sending(*t);
   unpin(st, *t);
   if (t->is_pull)
     t->pulled.deliver(std::move(err));
@@ -408,6 +451,7 @@ void finish(engine_pointer self, uint64_t id, transmit_receipt receipt) {
   if (t == nullptr)
     return;
   auto& st = self->state;
+  stop_sending(*t);
   unpin(st, *t);
   receipt.payload_bytes = t->payload_bytes;
   if (t->is_pull) {
@@ -423,6 +467,28 @@ void finish(engine_pointer self, uint64_t id, transmit_receipt receipt) {
 
 void pump(engine_pointer self, uint64_t id);
 void send_offer(engine_pointer self, uint64_t id);
+
+// The destination named a data connection for the payload: a thread connects, proves the token
+// with the link's key and streams the block; its end comes back as data_end_atom.
+void send_over_data_connection(engine_pointer self, uint64_t id, const transmit_receipt& r) {
+  auto* t = find_out(self, id);
+  auto& st = self->state;
+  auto peer = st.peers.find(t->peer);
+  if (peer == st.peers.end()) {
+    fail(self, id, make_error(errc::peer_failure, "the destination engine went down"));
+    return;
+  }
+  data_send::target to;
+  to.host = wildcard(r.data_host) ? peer->second.host : r.data_host;
+  to.port = r.data_port;
+  to.token = r.data_token;
+  to.proof = data_connection_proof(peer->second.out.key, r.data_token, id);
+  t->data = std::make_shared<data_send>(std::move(to), t->bytes, t->offer.chunk_bytes,
+                                        st.config.remote.window_chunks,
+                                        st.config.remote.stall_timeout,
+                                        report_to(self, t->peer, id, false));
+  t->data->start();
+}
 
 void send_chunk(engine_pointer self, uint64_t id, uint64_t offset) {
   auto* t = find_out(self, id);
@@ -479,7 +545,9 @@ void commit_transmit(engine_pointer self, uint64_t id) {
     fail(self, id, make_error(errc::peer_failure, "the destination engine went down"));
     return;
   }
-  auto hash = t->offer.hash != 0 ? t->offer.hash : t->digest.digest();
+  auto hash = t->offer.hash != 0 ? t->offer.hash
+              : t->sent_digest   ? *t->sent_digest
+                                 : t->digest.digest();
   self->request(peer->second.handle, no_request_timeout, commit_atom::value,
                 peer->second.out.seal(commit_atom::value, id, hash), id, hash)
     .then(
@@ -570,6 +638,8 @@ void send_offer(engine_pointer self, uint64_t id) {
           // The destination keeps a cache and looks the content up by its digest.
           t->offer.hash = digest_of(self->state, t->ref, t->bytes);
           send_offer(self, id);
+        } else if (r.data_port != 0) {
+          send_over_data_connection(self, id, r);
         } else {
           pump(self, id);
         }
@@ -655,7 +725,7 @@ void fail_read(engine_pointer self, uint64_t id, caf::error err) {
   st.reads.erase(i);
   if (r.transfer != 0)
     if (auto in = st.incoming.find({r.peer, r.transfer}); in != st.incoming.end()) {
-      st.mm->free(st.mm->engine_session(), in->second.block);
+      drop_incoming(st, in->second);
       st.incoming.erase(in);
     }
   drop_fetched(st, id);
@@ -722,7 +792,7 @@ caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
   auto answers = std::make_shared<link_opener>(link_opener{from_dialer});
   if (!add_peer(self, peer_id,
                 peer_link{handle, link_sealer{reverse_token, to_dialer}, std::move(answers),
-                          address, false, identity, {}}))
+                          address, false, identity, {}, {}}))
     return make_error(errc::access_denied, "engine id " + std::to_string(peer_id)
                                              + " is linked already with another identity");
   issue_token(st, peer_id, token, std::move(from_dialer), std::move(to_dialer));
@@ -741,6 +811,7 @@ caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
           st.peer_by_address.erase(address);
           st.peer_by_address[from] = peer_id;
           p->second.address = std::move(from);
+          p->second.host = host;
         },
         [](caf::error&) {});
   return {st.mm->engine_id(), token};
@@ -807,6 +878,24 @@ caf::result<uint64_t, peer_seal> pull(engine_pointer self, const peer_seal& seal
 
 // -- receiving ----------------------------------------------------------------------------------
 
+// Whether payload may come over a data connection: never with remote.tls (the payload stays on
+// the TLS link: the data connection has no TLS), else once the data port is open.
+static bool open_data_port(engine_state& st) {
+  if (st.config.remote.tls.enabled() || st.data_port_failed)
+    return false;
+  if (st.data_port)
+    return true;
+  auto port = data_listener::open(listener_host(st), st.config.remote.stall_timeout);
+  if (!port) {
+    st.data_port_failed = true;
+    log_line(st, "no data port (" + describe(port.error())
+                   + "): transfers to this engine send their chunks as link messages");
+    return false;
+  }
+  st.data_port = std::move(*port);
+  return true;
+}
+
 static caf::result<transmit_receipt> take_offer(engine_pointer self, const peer_seal& seal,
                                                transmit_offer& o) {
   auto& st = self->state;
@@ -843,7 +932,7 @@ static caf::result<transmit_receipt> take_offer(engine_pointer self, const peer_
     if (auto ok = mm.can_receive(in.destination, o.size, o.target.name); !ok)
       return std::move(ok.error());
   if (!o.cache_fill && st.cache && o.hash == 0) // the cache needs the digest to look it up
-    return transmit_receipt{{}, 0, 0, 0, true};
+    return transmit_receipt{{}, 0, 0, 0, true, 0, 0, {}};
   if (!o.cache_fill && st.cache) {
     if (const auto* hit = st.cache->find(o.hash, o.size)) {
       auto block = mm.allocate(engine, o.size);
@@ -861,7 +950,7 @@ static caf::result<transmit_receipt> take_offer(engine_pointer self, const peer_
       }
       ++st.cache->counters().hits;
       st.cache->counters().bytes_saved += o.size;
-      return transmit_receipt{*delivered, o.size, 0, o.hash, true};
+      return transmit_receipt{*delivered, o.size, 0, o.hash, true, 0, 0, {}};
     }
     ++st.cache->counters().misses;
   }
@@ -879,8 +968,23 @@ static caf::result<transmit_receipt> take_offer(engine_pointer self, const peer_
   in.last_activity = std::chrono::steady_clock::now();
   if (in.from)
     self->monitor(in.from);
+  transmit_receipt answer; // no receipt yet: send the payload
+  if (open_data_port(st)) {
+    // the payload comes over a data connection that proves this token with the link's key
+    auto token = secure_token();
+    const auto& link_key = st.issued_tokens.at(seal.token).in.key;
+    in.data = std::make_shared<data_receive>(
+      in.bytes, in.offer.chunk_bytes, in.offer.id,
+      data_connection_proof(link_key, token, in.offer.id), st.config.remote.stall_timeout,
+      report_to(self, key.first, key.second, true));
+    in.data_token = token;
+    st.data_port->expect(token, in.data);
+    answer.data_token = token;
+    answer.data_port = st.data_port->port();
+    answer.data_host = st.data_port->host();
+  }
   st.incoming.emplace(key, std::move(in));
-  return transmit_receipt{}; // no receipt yet: send the chunks
+  return answer;
 }
 
 caf::result<transmit_receipt, peer_seal> offer(engine_pointer self, const peer_seal& seal,
@@ -899,6 +1003,12 @@ static caf::result<done_atom> take_chunk(engine_pointer self, const peer_seal& s
   if (i == st.incoming.end())
     return make_error(errc::stale_block, "chunk of an unknown transfer");
   auto& in = i->second;
+  if (in.data) { // the sender sends chunks over the link instead: its data connection ends
+    if (st.data_port)
+      st.data_port->forget(in.data_token);
+    in.data->cancel(); // its thread no longer writes the block
+    in.data.reset();
+  }
   if (!in_bounds(c.offset, c.data.size(), in.bytes.size())) {
     st.mm->free(st.mm->engine_session(), in.block);
     st.incoming.erase(i);
@@ -955,13 +1065,20 @@ static caf::result<transmit_receipt> take_commit(engine_pointer self, const peer
     return make_error(errc::stale_block, "commit of an unknown transfer");
   auto in = std::move(i->second);
   st.incoming.erase(i);
+  if (in.data && in.received_digest) { // its thread ended: every byte verified
+    in.data->cancel();
+    in.data.reset();
+    in.verified = in.bytes.size();
+  }
   if (in.verified != in.bytes.size()) {
-    mm.free(mm.engine_session(), in.block);
+    drop_incoming(st, in);
     return make_error(errc::invalid_argument,
                       "commit after " + std::to_string(in.verified) + " of "
                         + std::to_string(in.bytes.size()) + " bytes; transfer aborted");
   }
-  auto hash = in.digest.digest(); // fed as the chunks arrived: the block is not read again
+  // fed as the chunks arrived (by this engine or its data connection's thread): the block is
+  // not read again
+  auto hash = in.received_digest ? *in.received_digest : in.digest.digest();
   if (hash != claimed || (in.offer.hash != 0 && hash != in.offer.hash)) {
     mm.free(mm.engine_session(), in.block);
     return make_error(errc::checksum_mismatch, "the received block does not match its checksum");
@@ -971,7 +1088,7 @@ static caf::result<transmit_receipt> take_commit(engine_pointer self, const peer
       free_blocks(st, st.cache->insert({in.block, hash, in.offer.source, in.offer.source_version}));
     else // read once by the remote read that pulled it, then freed
       st.fetched.emplace(in.read, in.block);
-    return transmit_receipt{in.block, in.bytes.size(), 0, hash, false};
+    return transmit_receipt{in.block, in.bytes.size(), 0, hash, false, 0, 0, {}};
   }
   remember(st, in.block, in.bytes, hash);
   auto delivered = deliver(st, in);
@@ -979,7 +1096,7 @@ static caf::result<transmit_receipt> take_commit(engine_pointer self, const peer
     mm.free(mm.engine_session(), in.block);
     return std::move(delivered.error());
   }
-  return transmit_receipt{*delivered, in.bytes.size(), 0, hash, false};
+  return transmit_receipt{*delivered, in.bytes.size(), 0, hash, false, 0, 0, {}};
 }
 
 caf::result<transmit_receipt, peer_seal> commit(engine_pointer self, const peer_seal& seal,
@@ -993,7 +1110,7 @@ void abort(engine_pointer self, const peer_seal& seal, uint64_t id) {
   if (!from)
     return;
   if (auto i = st.incoming.find({*from, id}); i != st.incoming.end()) {
-    st.mm->free(st.mm->engine_session(), i->second.block);
+    drop_incoming(st, i->second);
     st.incoming.erase(i);
   }
 }
@@ -1097,7 +1214,7 @@ bool peer_down(engine_pointer self, const caf::actor_addr& source) {
   }
   for (auto i = st.incoming.begin(); i != st.incoming.end();) {
     if (i->second.from == source) {
-      st.mm->free(st.mm->engine_session(), i->second.block);
+      drop_incoming(st, i->second);
       i = st.incoming.erase(i);
     } else {
       ++i;
@@ -1119,6 +1236,8 @@ void check_stalls(engine_pointer self) {
     auto last = t.last_progress;
     if (auto p = st.peers.find(t.peer); p != st.peers.end())
       last = std::max(last, p->second.last_heard);
+    if (t.data)
+      last = std::max(last, t.data->progress().last());
     if (now - last > limit)
       stalled.push_back(id);
   }
@@ -1153,8 +1272,10 @@ void check_stalls(engine_pointer self) {
     auto last = i->second.last_activity;
     if (auto h = st.last_heard_from.find(i->first.first); h != st.last_heard_from.end())
       last = std::max(last, h->second);
+    if (i->second.data)
+      last = std::max(last, i->second.data->progress().last());
     if (now - last > limit) {
-      st.mm->free(st.mm->engine_session(), i->second.block);
+      drop_incoming(st, i->second);
       i = st.incoming.erase(i);
     } else {
       ++i;
@@ -1207,6 +1328,48 @@ void redial(engine_pointer self, uint64_t index) {
           });
 }
 
+void data_ended(engine_pointer self, uint64_t peer, uint64_t id, bool incoming, uint64_t digest,
+                caf::error err) {
+  auto& st = self->state;
+  if (incoming) {
+    auto i = st.incoming.find({peer, id});
+    if (i == st.incoming.end() || !i->second.data) // ended meanwhile
+      return;
+    auto& in = i->second;
+    if (err) { // nothing partial stays: the sender fails its transmit on its side
+      drop_incoming(st, in);
+      st.incoming.erase(i);
+      return;
+    }
+    in.received_digest = digest;
+    in.last_activity = clock::now();
+    ++st.data_received;
+    return;
+  }
+  auto* t = find_out(self, id);
+  if (t == nullptr || !t->data)
+    return;
+  stop_sending(*t);
+  if (err) {
+    auto p = st.peers.find(t->peer);
+    auto what = describe(err); // "code: text": the code stays the error's own
+    if (auto prefix = std::string{to_string(code_of(err))} + ": "; what.rfind(prefix, 0) == 0)
+      what.erase(0, prefix.size());
+    fail(self, id, make_error(code_of(err), "transfer to "
+                                              + (p != st.peers.end() ? describe_peer(p->second)
+                                                                     : std::string{"the peer"})
+                                              + " failed: " + what));
+    return;
+  }
+  heard_from(st, t->peer, t);
+  t->sent_digest = digest;
+  t->acked = t->bytes.size();
+  t->next_offset = t->bytes.size();
+  t->payload_bytes = t->bytes.size();
+  ++st.data_sent;
+  commit_transmit(self, id);
+}
+
 void fill_stats(const engine_state& st, engine_stats& stats) {
   for (const auto& [id, p] : st.peers)
     stats.peers.push_back(describe_peer(p));
@@ -1216,17 +1379,22 @@ void fill_stats(const engine_state& st, engine_stats& stats) {
     auto p = st.peers.find(t.peer);
     stats.outgoing.push_back(
       {id, p == st.peers.end() ? std::string{} : describe_peer(p->second), t.bytes.size(),
-       t.acked, t.is_pull});
+       t.data ? t.data->progress().bytes() : t.acked, t.is_pull});
   }
   stats.transmits_in = static_cast<uint32_t>(st.incoming.size());
   stats.digests_reused = st.digests_reused;
   stats.peer_messages_refused = st.peer_messages_refused;
+  stats.data_connections_refused = st.data_port ? st.data_port->refused() : 0;
+  stats.data_connections_sent = st.data_sent;
+  stats.data_connections_received = st.data_received;
   for (const auto& [key, in] : st.incoming) {
     auto p = st.peers.find(key.first);
     stats.incoming.push_back({key.second,
                               p == st.peers.end() ? "engine " + hex_id(key.first)
                                                   : describe_peer(p->second),
-                              in.bytes.size(), in.verified, in.offer.cache_fill});
+                              in.bytes.size(),
+                              in.data ? in.data->progress().bytes() : in.verified,
+                              in.offer.cache_fill});
   }
   if (!st.cache)
     return;

@@ -81,6 +81,11 @@ void keep_linked(engine_pointer self);
 /// One dial of remote.peers[index], unless it is linked or being dialed.
 void redial(engine_pointer self, uint64_t index);
 
+/// The end of a data connection's thread: a sender commits the transmit (or fails it), a
+/// receiver keeps the block's digest for the commit (or frees the block).
+void data_ended(engine_pointer self, uint64_t peer, uint64_t id, bool incoming, uint64_t digest,
+                caf::error err);
+
 /// Adds the remote side's numbers.
 void fill_stats(const engine_state& st, engine_stats& stats);
 

@@ -1,0 +1,539 @@
+#include "data_connection.hpp"
+
+#include <cstring>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <xxhash.h>
+
+#include "cafshm/error.hpp"
+#include "openssl_ptr.hpp"
+#include "xxh3_stream.hpp"
+
+namespace cafshm {
+
+namespace {
+
+using kdf_ptr = openssl_ptr<EVP_KDF, EVP_KDF_free>;
+using kdf_ctx_ptr = openssl_ptr<EVP_KDF_CTX, EVP_KDF_CTX_free>;
+
+constexpr char hello_magic[8] = {'c', 'a', 'f', 's', 'h', 'm', 'D', '1'};
+constexpr size_t hello_bytes = 8 + 8 + data_proof_bytes;
+constexpr size_t frame_bytes = 24;
+constexpr size_t ack_bytes = 24;
+// Connections whose hello is incomplete at once, at most (a further one ends the oldest).
+constexpr size_t max_pending_hellos = 256;
+
+void put_u64(unsigned char* p, uint64_t x) {
+  for (int i = 0; i < 8; ++i)
+    p[i] = static_cast<unsigned char>(x >> (8 * i));
+}
+
+uint64_t get_u64(const unsigned char* p) {
+  uint64_t x = 0;
+  for (int i = 7; i >= 0; --i)
+    x = (x << 8) | p[i];
+  return x;
+}
+
+void set_timeouts(int fd, std::chrono::milliseconds t) {
+  timeval tv{static_cast<time_t>(t.count() / 1000),
+             static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int one = 1; // acknowledgements and frame headers go out at once (no Nagle delay)
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+// Sends or receives all `n` bytes; false on an error, a timeout or the end of the stream.
+// Each step counts as progress.
+bool send_all(int fd, const void* p, size_t n, data_progress* progress = nullptr) {
+  auto* c = static_cast<const char*>(p);
+  while (n > 0) {
+    auto k = ::send(fd, c, n, MSG_NOSIGNAL);
+    if (k <= 0)
+      return false;
+    c += k;
+    n -= static_cast<size_t>(k);
+    if (progress)
+      progress->touch();
+  }
+  return true;
+}
+
+bool recv_all(int fd, void* p, size_t n, data_progress* progress = nullptr) {
+  auto* c = static_cast<char*>(p);
+  while (n > 0) {
+    auto k = ::recv(fd, c, n, MSG_WAITALL);
+    if (k <= 0)
+      return false;
+    c += k;
+    n -= static_cast<size_t>(k);
+    if (progress)
+      progress->touch();
+  }
+  return true;
+}
+
+caf::error cut(const char* what) {
+  return make_error(errc::peer_failure, std::string{"the data connection was cut ("} + what + ")");
+}
+
+} // namespace
+
+std::vector<unsigned char> data_connection_proof(std::span<const unsigned char> link_key,
+                                                 uint64_t token, uint64_t id) {
+  unsigned char key[32];
+  kdf_ptr kdf{EVP_KDF_fetch(nullptr, "HKDF", nullptr)};
+  kdf_ctx_ptr kctx{kdf ? EVP_KDF_CTX_new(kdf.get()) : nullptr};
+  char digest[] = "SHA256";
+  static constexpr char info[] = "cafshm data connection key v1";
+  OSSL_PARAM params[] = {
+    OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<unsigned char*>(link_key.data()),
+                                      link_key.size()),
+    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<char*>(info), sizeof info),
+    OSSL_PARAM_construct_end()};
+  if (link_key.empty() || !kctx || EVP_KDF_derive(kctx.get(), key, sizeof key, params) != 1) {
+    ERR_clear_error();
+    return {};
+  }
+  static constexpr char label[] = "cafshm data hello v1";
+  unsigned char input[sizeof label + 16];
+  std::memcpy(input, label, sizeof label);
+  put_u64(input + sizeof label, token);
+  put_u64(input + sizeof label + 8, id);
+  std::vector<unsigned char> proof(data_proof_bytes);
+  unsigned int len = 0;
+  bool ok = HMAC(EVP_sha256(), key, sizeof key, input, sizeof input, proof.data(), &len) != nullptr
+            && len == data_proof_bytes;
+  OPENSSL_cleanse(key, sizeof key);
+  if (!ok) {
+    ERR_clear_error();
+    return {};
+  }
+  return proof;
+}
+
+// -- data_worker --------------------------------------------------------------------------------
+
+data_worker::~data_worker() {
+  cancel();
+}
+
+void data_worker::cancel() {
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    cancelled_ = true;
+    if (fd_ >= 0)
+      ::shutdown(fd_, SHUT_RDWR); // wakes a blocked send/recv
+  }
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
+    thread_.join();
+}
+
+void data_worker::run(int fd, std::function<void(int)> body) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (cancelled_ || started_) {
+    if (fd >= 0)
+      ::close(fd);
+    return;
+  }
+  started_ = true;
+  fd_ = fd;
+  thread_ = std::thread{[this, fd, body = std::move(body)] {
+    body(fd);
+    std::lock_guard<std::mutex> guard{mutex_};
+    if (fd_ >= 0)
+      ::close(fd_);
+    fd_ = -1;
+  }};
+}
+
+bool data_worker::adopt(int fd) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (cancelled_)
+    return false;
+  fd_ = fd;
+  return true;
+}
+
+// -- data_receive -------------------------------------------------------------------------------
+
+data_receive::data_receive(std::span<std::byte> dest, uint64_t chunk_bytes, uint64_t id,
+                           std::vector<unsigned char> proof, std::chrono::milliseconds stall,
+                           data_done done)
+  : dest_(dest), chunk_bytes_(chunk_bytes), id_(id), proof_(std::move(proof)), stall_(stall),
+    done_(std::move(done)) {
+}
+
+data_receive::~data_receive() {
+  cancel();
+}
+
+void data_receive::start(int fd) {
+  run(fd, [this](int f) { receive(f); });
+}
+
+void data_receive::receive(int fd) {
+  set_timeouts(fd, stall_);
+  xxh3_stream digest;
+  uint64_t verified = 0;
+  uint64_t size = dest_.size();
+  auto fail = [&](caf::error err, uint64_t status) {
+    unsigned char ack[ack_bytes];
+    put_u64(ack, verified);
+    put_u64(ack + 8, status);
+    put_u64(ack + 16, 0);
+    send_all(fd, ack, sizeof ack);
+    done_(0, std::move(err));
+  };
+  while (verified < size) {
+    unsigned char frame[frame_bytes];
+    if (!recv_all(fd, frame, sizeof frame, &progress_)) {
+      done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
+                           : cut("no frame from the sender"));
+      return;
+    }
+    uint64_t offset = get_u64(frame), length = get_u64(frame + 8), hash = get_u64(frame + 16);
+    if (offset != verified || length == 0 || length > chunk_bytes_ || length > size - verified) {
+      fail(make_error(errc::invalid_argument, "a data frame out of order or beyond the block"),
+           static_cast<uint64_t>(errc::invalid_argument));
+      return;
+    }
+    auto* p = dest_.data() + offset;
+    if (!recv_all(fd, p, length, &progress_)) {
+      done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
+                           : cut("the sender stopped mid-chunk"));
+      return;
+    }
+    if (XXH3_64bits(p, length) != hash) {
+      fail(make_error(errc::checksum_mismatch,
+                      "chunk at offset " + std::to_string(offset) + " failed its checksum"),
+           static_cast<uint64_t>(errc::checksum_mismatch));
+      return;
+    }
+    digest.update(std::span{p, length});
+    verified += length;
+    progress_.add(length);
+    unsigned char ack[ack_bytes];
+    put_u64(ack, verified);
+    put_u64(ack + 8, 0);
+    put_u64(ack + 16, verified == size ? digest.digest() : 0);
+    if (verified == size)
+      done_(digest.digest(), caf::error{}); // before the last ack: the commit follows it
+    if (!send_all(fd, ack, sizeof ack)) {
+      if (verified < size)
+        done_(0, cut("cannot acknowledge"));
+      return;
+    }
+  }
+}
+
+// -- data_send ----------------------------------------------------------------------------------
+
+data_send::data_send(target to, std::span<const std::byte> src, uint64_t chunk_bytes,
+                     uint32_t window, std::chrono::milliseconds stall, data_done done)
+  : to_(std::move(to)), src_(src), chunk_bytes_(chunk_bytes), window_(std::max<uint32_t>(1, window)),
+    stall_(stall), done_(std::move(done)) {
+}
+
+data_send::~data_send() {
+  cancel();
+}
+
+void data_send::start() {
+  run(-1, [this](int) { send(); }); // resolves and connects on the thread, never the engine's
+}
+
+// A socket connecting (non-blocking) to the target; -1 if the address does not resolve.
+static int start_connect(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  auto service = std::to_string(port);
+  int fd = -1;
+  if (::getaddrinfo(host.c_str(), service.c_str(), &hints, &found) == 0 && found) {
+    fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) != 0
+        && errno != EINPROGRESS) {
+      ::close(fd);
+      fd = -1;
+    }
+    ::freeaddrinfo(found);
+  }
+  return fd;
+}
+
+void data_send::send() {
+  int fd = start_connect(to_.host, to_.port);
+  if (fd < 0) {
+    done_(0, make_error(errc::peer_failure, "cannot connect the data connection to " + to_.host
+                                              + ":" + std::to_string(to_.port)));
+    return;
+  }
+  if (!adopt(fd)) { // cancelled meanwhile
+    ::close(fd);
+    done_(0, make_error(errc::peer_failure, "transfer ended"));
+    return;
+  }
+  auto deadline = std::chrono::steady_clock::now() + stall_;
+  for (;;) { // wait for the connect, in steps, so that cancel() is seen
+    pollfd p{fd, POLLOUT, 0};
+    int r = ::poll(&p, 1, 50);
+    if (cancelled()) {
+      done_(0, make_error(errc::peer_failure, "transfer ended"));
+      return;
+    }
+    if (r > 0)
+      break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      done_(0, make_error(errc::peer_failure, "the data connection did not connect within "
+                                                "remote.stall_timeout"));
+      return;
+    }
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) {
+    done_(0, make_error(errc::peer_failure, std::string{"cannot connect the data connection: "}
+                                              + std::strerror(err)));
+    return;
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  set_timeouts(fd, stall_);
+  unsigned char hello[hello_bytes];
+  std::memcpy(hello, hello_magic, 8);
+  put_u64(hello + 8, to_.token);
+  if (to_.proof.size() != data_proof_bytes) {
+    done_(0, make_error(errc::access_denied, "no proof for the data connection"));
+    return;
+  }
+  std::memcpy(hello + 16, to_.proof.data(), data_proof_bytes);
+  if (!send_all(fd, hello, sizeof hello, &progress_)) {
+    done_(0, cut("the hello was not taken"));
+    return;
+  }
+  xxh3_stream digest;
+  uint64_t size = src_.size(), sent = 0, acked = 0;
+  uint32_t in_flight = 0;
+  while (acked < size) {
+    while (in_flight < window_ && sent < size) {
+      uint64_t n = std::min(chunk_bytes_, size - sent);
+      const auto* p = src_.data() + sent;
+      unsigned char frame[frame_bytes];
+      put_u64(frame, sent);
+      put_u64(frame + 8, n);
+      put_u64(frame + 16, XXH3_64bits(p, n));
+      digest.update(std::span{p, n});
+      if (!send_all(fd, frame, sizeof frame, &progress_)
+          || !send_all(fd, p, n, &progress_)) {
+        done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
+                             : cut("the receiver stopped taking chunks"));
+        return;
+      }
+      sent += n;
+      ++in_flight;
+    }
+    unsigned char ack[ack_bytes];
+    if (!recv_all(fd, ack, sizeof ack, &progress_)) {
+      done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
+                           : cut("no acknowledgement from the receiver"));
+      return;
+    }
+    auto status = get_u64(ack + 8);
+    if (status != 0) {
+      auto code = status == static_cast<uint64_t>(errc::checksum_mismatch)
+                    ? errc::checksum_mismatch
+                    : errc::peer_failure;
+      done_(0, make_error(code, "the receiver refused the chunk at offset "
+                                  + std::to_string(get_u64(ack)) + " on the data connection"));
+      return;
+    }
+    auto verified = get_u64(ack);
+    if (verified <= acked || verified > sent) {
+      done_(0, make_error(errc::peer_failure, "an acknowledgement out of order"));
+      return;
+    }
+    progress_.add(verified - acked);
+    acked = verified;
+    --in_flight;
+    if (acked == size && get_u64(ack + 16) != digest.digest()) {
+      done_(0, make_error(errc::checksum_mismatch,
+                          "the receiver's digest of the block differs from the sender's"));
+      return;
+    }
+  }
+  done_(digest.digest(), caf::error{});
+}
+
+// -- data_listener ------------------------------------------------------------------------------
+
+caf::expected<std::unique_ptr<data_listener>>
+data_listener::open(const std::string& host, std::chrono::milliseconds hello_timeout) {
+  std::unique_ptr<data_listener> l{new data_listener};
+  l->hello_timeout_ = hello_timeout;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), "0", &hints, &found) != 0 || !found)
+    return make_error(errc::config_error, "cannot resolve " + host + " for the data port");
+  int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool ok = fd >= 0 && ::bind(fd, found->ai_addr, found->ai_addrlen) == 0 && ::listen(fd, 64) == 0;
+  ::freeaddrinfo(found);
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  if (!ok || ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0
+      || ::pipe2(l->wake_, O_CLOEXEC) != 0) {
+    auto why = std::string{std::strerror(errno)};
+    if (fd >= 0)
+      ::close(fd);
+    return make_error(errc::config_error, "cannot open the data port on " + host + ": " + why);
+  }
+  l->listen_fd_ = fd;
+  l->host_ = host;
+  l->port_ = ntohs(bound.ss_family == AF_INET6
+                     ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                     : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  l->thread_ = std::thread{[p = l.get()] { p->accept_loop(); }};
+  return l;
+}
+
+data_listener::~data_listener() {
+  if (wake_[1] >= 0) {
+    char x = 0;
+    [[maybe_unused]] auto n = ::write(wake_[1], &x, 1);
+  }
+  if (thread_.joinable())
+    thread_.join();
+  for (int fd : {listen_fd_, wake_[0], wake_[1]})
+    if (fd >= 0)
+      ::close(fd);
+  std::map<uint64_t, std::shared_ptr<data_receive>> left;
+  {
+    std::lock_guard<std::mutex> guard{mutex_};
+    left.swap(expected_);
+  }
+}
+
+void data_listener::expect(uint64_t token, std::shared_ptr<data_receive> job) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  expected_[token] = std::move(job);
+}
+
+void data_listener::forget(uint64_t token) {
+  std::shared_ptr<data_receive> gone;
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (auto i = expected_.find(token); i != expected_.end()) {
+    gone = std::move(i->second);
+    expected_.erase(i);
+  }
+}
+
+void data_listener::accept_loop() {
+  // Connections whose hello is still coming: read without blocking, so that one slow (or
+  // silent) connection holds up neither the others nor new ones.
+  struct pending {
+    int fd;
+    unsigned char hello[hello_bytes];
+    size_t got;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::vector<pending> waiting;
+  auto refuse = [this](int fd) {
+    ++refused_;
+    ::close(fd);
+  };
+  for (;;) {
+    std::vector<pollfd> p{{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    for (const auto& w : waiting)
+      p.push_back({w.fd, POLLIN, 0});
+    if (::poll(p.data(), p.size(), waiting.empty() ? -1 : 100) < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    if (p[1].revents != 0)
+      break;
+    auto now = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < waiting.size();) {
+      auto& w = waiting[i];
+      bool done = false;
+      if (p[i + 2].revents != 0) {
+        auto k = ::recv(w.fd, w.hello + w.got, hello_bytes - w.got, MSG_DONTWAIT);
+        if (k > 0)
+          w.got += static_cast<size_t>(k);
+        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+          refuse(w.fd);
+          done = true;
+        } else if (w.got == hello_bytes) {
+          take(w.fd, w.hello);
+          done = true;
+        }
+      }
+      if (!done && now > w.deadline) {
+        refuse(w.fd);
+        done = true;
+      }
+      if (done) {
+        waiting[i] = waiting.back();
+        waiting.pop_back();
+        p[i + 2] = p.back();
+        p.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    if (p[0].revents & POLLIN) {
+      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd >= 0) {
+        if (waiting.size() >= max_pending_hellos) { // the oldest makes room
+          refuse(waiting.front().fd);
+          waiting.erase(waiting.begin());
+        }
+        waiting.push_back(pending{fd, {}, 0, now + hello_timeout_});
+      }
+    }
+  }
+  for (auto& w : waiting)
+    ::close(w.fd);
+}
+
+void data_listener::take(int fd, const unsigned char* hello) {
+  std::shared_ptr<data_receive> job;
+  if (std::memcmp(hello, hello_magic, 8) == 0) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    auto i = expected_.find(get_u64(hello + 8));
+    if (i != expected_.end() && i->second->proof().size() == data_proof_bytes
+        && CRYPTO_memcmp(i->second->proof().data(), hello + 16, data_proof_bytes) == 0) {
+      job = std::move(i->second); // a token proves one connection, once
+      expected_.erase(i);
+    }
+  }
+  if (!job) {
+    ++refused_;
+    ::close(fd);
+    return;
+  }
+  job->start(fd);
+}
+
+} // namespace cafshm

@@ -81,6 +81,7 @@ void check_same(const settings& a, const settings& b) {
   CHECK(a.local.reply_inbox_bytes == b.local.reply_inbox_bytes);
   CHECK(a.local.idle == b.local.idle);
   CHECK(a.local.spin_us == b.local.spin_us);
+  CHECK(a.local.actor_inbox_bytes == b.local.actor_inbox_bytes);
 }
 
 } // namespace
@@ -384,10 +385,12 @@ TEST_CASE("wrong types are rejected at the value") {
 }
 
 TEST_CASE("local: transport shm or basp, inbox sizes a power of two in 4KiB..16MiB") {
-  auto s = settings_of("local:\n  transport: basp\n  request_inbox: 4KiB\n  reply_inbox: 16MiB\n");
+  auto s = settings_of("local:\n  transport: basp\n  request_inbox: 4KiB\n  reply_inbox: 16MiB\n"
+                       "  actor_inbox: 64KiB\n");
   CHECK(s.local.transport == local_transport::basp);
   CHECK(s.local.request_inbox_bytes == 4096);
   CHECK(s.local.reply_inbox_bytes == 16ull << 20);
+  CHECK(s.local.actor_inbox_bytes == 64ull << 10);
   auto transport = error_of("local:\n  transport: tcp\n");
   CHECK(transport.key == "local.transport");
   CHECK(transport.line == 2);
@@ -395,6 +398,7 @@ TEST_CASE("local: transport shm or basp, inbox sizes a power of two in 4KiB..16M
   CHECK(contains(error_of("local: {request_inbox: 6KiB}").reason, "power of two"));
   CHECK(error_of("local: {request_inbox: 2KiB}").key == "local.request_inbox");
   CHECK(error_of("local: {reply_inbox: 32MiB}").key == "local.reply_inbox");
+  CHECK(error_of("local: {actor_inbox: 3KiB}").key == "local.actor_inbox");
   CHECK(error_of("local: {transports: shm}").key == "local.transports");
 }
 

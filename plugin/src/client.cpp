@@ -22,6 +22,7 @@
 #include "admin_layout.hpp"
 #include "door_protocol.hpp"
 #include "engine_link.hpp"
+#include "fastpath/actor_transport.hpp"
 #include "fastpath/request_channel.hpp"
 #include "fastpath/request_record.hpp"
 #include "cafshm/module.hpp"
@@ -336,9 +337,24 @@ caf::expected<client> client::connect_at(caf::actor_system& sys, engine_actor en
       ctx->link->set_channel(channel);
     }
   }
+  // Actor messages between local processes: this process's actor inbox, beside the reply inbox
+  // and with its mode and group. Without it, handles of other processes stay BASP proxies.
+  std::shared_ptr<fastpath::actor_transport> actors;
+  if (channel) {
+    fastpath::actor_transport_options ao;
+    ao.inbox.capacity = local != nullptr ? local->config().local.actor_inbox_bytes
+                                         : local_settings{}.actor_inbox_bytes;
+    ao.inbox.permissions = reg->inbox_permissions;
+    if (reg->inbox_group != ~0u)
+      ao.inbox.group = static_cast<gid_t>(reg->inbox_group);
+    if (auto made = fastpath::actor_transport::create(sys, reg->inbox_engine,
+                                                      to_slot(reg->session.process), ao))
+      actors = std::move(*made);
+  }
   caf::anon_send(k, watch_atom::value); // after ctx is complete: the message orders the writes
   client result{sys, ctx->link, std::move(k), std::move(*reg), opts.timeout};
   result.channel_ = std::move(channel);
+  result.actors_ = std::move(actors);
   return result;
 }
 
@@ -392,6 +408,10 @@ std::shared_ptr<fastpath::request_channel> detail::channel_of(const client& c) {
   return c.channel_;
 }
 
+std::shared_ptr<fastpath::actor_transport> detail::actors_of(const client& c) {
+  return c.actors_;
+}
+
 client::client(caf::actor_system& sys, std::shared_ptr<detail::engine_link> link,
                caf::actor keeper, registration reg, std::chrono::milliseconds timeout)
   : sys_(&sys), link_(std::move(link)), keeper_(std::move(keeper)), reg_(std::move(reg)),
@@ -401,7 +421,7 @@ client::client(caf::actor_system& sys, std::shared_ptr<detail::engine_link> link
 client::client(client&& other) noexcept
   : sys_(std::exchange(other.sys_, nullptr)), link_(std::move(other.link_)),
     keeper_(std::move(other.keeper_)), reg_(std::move(other.reg_)), timeout_(other.timeout_),
-    channel_(std::move(other.channel_)) {
+    channel_(std::move(other.channel_)), actors_(std::move(other.actors_)) {
 }
 
 local_transport client::transport() const noexcept {
@@ -430,6 +450,7 @@ client& client::operator=(client&& other) noexcept {
     reg_ = std::move(other.reg_);
     timeout_ = other.timeout_;
     channel_ = std::move(other.channel_);
+    actors_ = std::move(other.actors_);
   }
   return *this;
 }
@@ -443,6 +464,9 @@ caf::expected<void> client::close() {
     return {};
   // The keeper ends here in every case: CAF keeps actors known to a remote node in its
   // registry, and one still running when the actor system goes away crashes its destructor.
+  // The actor inbox goes first: its proxies end (remote_link_unreachable) and the engine then
+  // finds nothing of this process to remove.
+  actors_.reset();
   // Over BASP: unregistering removes the reply inbox before the engine answers.
   auto r = call_basp<done_atom>(unregister_atom::value, reg_.session);
   if (!r && link_->state() == detail::engine_link::status::down)
@@ -622,8 +646,13 @@ caf::expected<void> client::unpublish(const std::string& name) {
 
 // publish and find_actor carry an actor handle (the request, the answer): only BASP can, whose
 // proxies make a handle of another process usable here.
+// With the fast path, the handle of an actor of another local process is then replaced by a
+// proxy through that process's actor inbox (when it has one).
 caf::expected<published_actor> client::find_actor(const std::string& name) {
-  return call_basp<published_actor>(find_actor_atom::value, reg_.session, name);
+  auto found = call_basp<published_actor>(find_actor_atom::value, reg_.session, name);
+  if (found && actors_)
+    found->actor = actors_->route(found->actor, found->process);
+  return found;
 }
 
 caf::expected<engine_stats> client::stats() {
@@ -827,7 +856,17 @@ async_result<done> client::publish(caf::event_based_actor* self, const caf::acto
 
 async_result<published_actor> client::find_actor(caf::event_based_actor* self,
                                                   const std::string& name) {
-  return ask<published_actor>(self, nullptr, find_actor_atom::value, reg_.session, name);
+  auto found = ask<published_actor>(self, nullptr, find_actor_atom::value, reg_.session, name);
+  return async_result<published_actor>{
+    [found = std::move(found), actors = actors_](auto on_value, auto on_error) mutable {
+      found.then(
+        [=](published_actor&& p) mutable {
+          if (actors)
+            p.actor = actors->route(p.actor, p.process);
+          on_value(std::move(p));
+        },
+        on_error);
+    }};
 }
 
 async_result<block_view> client::map(caf::event_based_actor* self, const block_ref& ref,

@@ -338,7 +338,8 @@ check_result check_local(const local_settings& l) {
     return problem{"local.spin_us", "must be at most 1000000 (one second), not "
                                       + std::to_string(l.spin_us)};
   if (auto p = check_inbox_size("local.request_inbox", l.request_inbox_bytes)) return p;
-  return check_inbox_size("local.reply_inbox", l.reply_inbox_bytes);
+  if (auto p = check_inbox_size("local.reply_inbox", l.reply_inbox_bytes)) return p;
+  return check_inbox_size("local.actor_inbox", l.actor_inbox_bytes);
 }
 
 // `first_by_name`: peer name -> index of its first occurrence, filled by the caller's loop.
@@ -825,6 +826,8 @@ constexpr field<local_settings> local_fields[] = {
      [](const entry& v, local_settings& out) { out.request_inbox_bytes = read_size(v); }},
     {"reply_inbox",
      [](const entry& v, local_settings& out) { out.reply_inbox_bytes = read_size(v); }},
+    {"actor_inbox",
+     [](const entry& v, local_settings& out) { out.actor_inbox_bytes = read_size(v); }},
 };
 
 constexpr field<settings> top_fields[] = {

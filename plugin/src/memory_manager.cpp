@@ -18,6 +18,7 @@
 #include "bounded_text.hpp"
 #include "cafshm/error.hpp"
 #include "fastpath/inbox.hpp"
+#include "fastpath/process_gone_notice.hpp"
 #include "process_identity.hpp"
 #include "unix_identity.hpp"
 
@@ -1011,6 +1012,8 @@ void memory_manager::reclaim_slot(uint32_t slot) {
   if (slot == admin::engine_slot || !slot_live(slot))
     return;
   fastpath::inbox::remove(settings_.name, slot); // the slot's inbox goes with it
+  // and its actor inbox; the processes that may hold proxies of its actors hear of it
+  fastpath::announce_process_gone(settings_.name, slot, process(slot).pid, live_processes());
   for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
     auto& b = block(i);
     if (b.state == block_state::free)

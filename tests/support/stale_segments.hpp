@@ -6,9 +6,9 @@
 //
 // Only names of these two forms are touched (anything else in /dev/shm, including other engines'
 // segments, is left alone):
-//   cafshm-test-<what>-<pid>-<n>[.data|.data.<i>|.admin|.sock|.inbox-<slot>]
+//   cafshm-test-<what>-<pid>-<n>[.data|.data.<i>|.admin|.sock|.inbox-<slot>|.actors-<slot>]
 //                                                      tests (test_names.hpp, daemon_process.hpp)
-//   cafshm-fuzz-<what>-<pid>.data|.data.<i>|.admin|.sock|.inbox-<slot>
+//   cafshm-fuzz-<what>-<pid>.data|.data.<i>|.admin|.sock|.inbox-<slot>|.actors-<slot>
 //                                                      the engines fuzz targets run in-process
 // The pid is checked in this process's PID namespace: processes sharing /dev/shm from another
 // PID namespace (a container) must not use these names.
@@ -30,8 +30,8 @@ namespace cafshm::test {
 
 /// The pid in a test or fuzz segment name, or nothing for any other name.
 inline std::optional<pid_t> test_segment_owner(const std::string& name) {
-  static const std::regex test_name{R"(cafshm-test-[A-Za-z0-9_-]+-([0-9]{1,9})-[0-9]+(\.data|\.data\.[0-9]+|\.admin|\.sock|\.inbox-[0-9]+)?)"};
-  static const std::regex fuzz_name{R"(cafshm-fuzz-[A-Za-z0-9_-]+-([0-9]{1,9})\.(data|data\.[0-9]+|admin|sock|inbox-[0-9]+))"};
+  static const std::regex test_name{R"(cafshm-test-[A-Za-z0-9_-]+-([0-9]{1,9})-[0-9]+(\.data|\.data\.[0-9]+|\.admin|\.sock|\.inbox-[0-9]+|\.actors-[0-9]+)?)"};
+  static const std::regex fuzz_name{R"(cafshm-fuzz-[A-Za-z0-9_-]+-([0-9]{1,9})\.(data|data\.[0-9]+|admin|sock|inbox-[0-9]+|actors-[0-9]+))"};
   std::smatch m;
   if (std::regex_match(name, m, test_name) || std::regex_match(name, m, fuzz_name))
     return static_cast<pid_t>(std::stol(m[1].str()));

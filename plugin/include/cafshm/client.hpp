@@ -71,10 +71,13 @@ std::shared_ptr<engine_link> link_of(const client& c);
 } // namespace detail
 namespace fastpath {
 class request_channel;
+class actor_transport;
 }
 namespace detail {
 /// The fast path of `c`, or none (BASP).
 std::shared_ptr<fastpath::request_channel> channel_of(const client& c);
+/// The actor messages of `c` over inboxes (its actor inbox, its proxies), or none.
+std::shared_ptr<fastpath::actor_transport> actors_of(const client& c);
 } // namespace detail
 
 /// What an observer of client::on_engine_state() receives, each with the client's process_id:
@@ -185,7 +188,10 @@ public:
   caf::expected<void> publish(const caf::actor& actor, const std::string& name);
   caf::expected<void> unpublish(const std::string& name);
   /// The actor published as `name` and its process; errc::name_not_found if there is
-  /// none, errc::actor_gone if it or its process has ended.
+  /// none, errc::actor_gone if it or its process has ended. With the fast path (transport()
+  /// shm), an actor of another local process with an actor inbox comes as a proxy whose
+  /// messages travel through that inbox instead of BASP (docs/fastpath.md, "Actor messages");
+  /// such proxies end with this client (close()).
   caf::expected<published_actor> find_actor(const std::string& name);
 
   /// Sends a block this process may read to another engine ("host:port" or a configured peer
@@ -244,6 +250,7 @@ public:
 private:
   friend std::shared_ptr<detail::engine_link> detail::link_of(const client& c);
   friend std::shared_ptr<fastpath::request_channel> detail::channel_of(const client& c);
+  friend std::shared_ptr<fastpath::actor_transport> detail::actors_of(const client& c);
 
   /// What to do with an answer that no actor will see (its requester ended, or it came after
   /// the deadline): give back what it carried.
@@ -284,6 +291,7 @@ private:
   registration reg_;
   std::chrono::milliseconds timeout_{5000};
   std::shared_ptr<fastpath::request_channel> channel_; // the fast path, or none (BASP)
+  std::shared_ptr<fastpath::actor_transport> actors_;  // actor messages over inboxes, or none
 };
 
 /// Maps CAF's own request failures (timeout, broken link) to errc::engine_unreachable.

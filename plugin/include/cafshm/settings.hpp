@@ -111,6 +111,8 @@ struct local_settings {
   uint64_t request_inbox_bytes = 1ull << 20; // the engine's request inbox (power of two,
                                              // 4 KiB .. 16 MiB)
   uint64_t reply_inbox_bytes = 256ull << 10; // each client's reply inbox (same bounds)
+  uint64_t actor_inbox_bytes = 1ull << 20;   // each client's actor inbox: messages of other
+                                             // local processes' actors (same bounds)
 };
 
 struct remote_peer {

@@ -16,13 +16,17 @@ std::string inbox::segment_name(const std::string& engine_name, uint32_t slot) {
 
 caf::expected<inbox> inbox::create(const std::string& engine_name, uint32_t slot,
                                    const inbox_options& options) {
+  return create_named(segment_name(engine_name, slot), slot, options);
+}
+
+caf::expected<inbox> inbox::create_named(const std::string& name, uint32_t slot,
+                                         const inbox_options& options) {
   if (!std::has_single_bit(options.capacity) || options.capacity < min_capacity
       || options.capacity > max_capacity)
     return make_error(errc::invalid_argument,
                       "inbox capacity " + std::to_string(options.capacity)
                         + " is not a power of two between " + std::to_string(min_capacity)
                         + " and " + std::to_string(max_capacity) + " bytes");
-  auto name = segment_name(engine_name, slot);
   // The engine hands a slot to one live process at a time: an object of this name belongs to a
   // holder of the slot that died before removing it.
   shm_segment::remove(name);

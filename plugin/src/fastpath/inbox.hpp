@@ -41,6 +41,11 @@ public:
   static caf::expected<inbox> create(const std::string& engine_name, uint32_t slot,
                                      const inbox_options& options = {});
 
+  /// The same under another name than "<engine>.inbox-<slot>" (a process's actor inbox,
+  /// actor_record.hpp); `slot` is what the control block names as owner slot.
+  static caf::expected<inbox> create_named(const std::string& name, uint32_t slot,
+                                           const inbox_options& options = {});
+
   /// Removes the inbox object of process `slot` (the engine, for a process that died); true if
   /// there was one. Mappings stay valid until unmapped: senders then fill it until they time out.
   static bool remove(const std::string& engine_name, uint32_t slot);

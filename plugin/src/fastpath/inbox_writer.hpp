@@ -48,6 +48,11 @@ public:
   /// later one of the same name).
   uint64_t instance() const noexcept { return __atomic_load_n(&control_->instance, __ATOMIC_RELAXED); }
 
+  /// The pid its creator wrote into the object (as read now; untrusted like every field).
+  int32_t owner_pid() const noexcept {
+    return __atomic_load_n(&control_->owner_pid, __ATOMIC_RELAXED);
+  }
+
   /// Longest single futex wait for space (the safety net for a lost wake-up).
   void park_timeout(std::chrono::milliseconds t) noexcept { park_timeout_ = t; }
 

@@ -11,6 +11,13 @@ record_deserializer::record_deserializer(caf::actor_system& sys,
   unit_.proxy_registry_ptr(&proxies_);
 }
 
+record_deserializer::record_deserializer(caf::actor_system& sys,
+                                         std::span<const std::byte> bytes,
+                                         caf::proxy_registry& proxies)
+  : record_deserializer(sys, bytes) {
+  unit_.proxy_registry_ptr(&proxies);
+}
+
 caf::strong_actor_ptr record_deserializer::no_proxies::make_proxy(caf::node_id nid,
                                                                   caf::actor_id aid) {
   if (aid != 0 || nid != caf::node_id{})

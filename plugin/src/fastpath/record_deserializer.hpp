@@ -32,6 +32,11 @@ namespace cafshm::fastpath {
 class record_deserializer final : public caf::deserializer {
 public:
   record_deserializer(caf::actor_system& sys, std::span<const std::byte> bytes);
+  /// The same, restoring handles of other nodes through `proxies` (e.g. the actor inboxes'
+  /// registry, actor_transport.hpp) instead of the registry that makes none; foreign_handle()
+  /// then stays false (the registry's backend notes what it could not make).
+  record_deserializer(caf::actor_system& sys, std::span<const std::byte> bytes,
+                      caf::proxy_registry& proxies);
 
   /// Bytes not read yet.
   size_t remaining() const noexcept { return inner_.remaining(); }

@@ -1,0 +1,484 @@
+// Actor messages between two local processes over their actor inboxes (docs/fastpath.md,
+// "Actor messages"): find_actor hands out a cafshm proxy, requests and answers travel as inbox
+// records in both directions, each sender's messages keep their order, monitors and links learn
+// the end of the remote actor (its exit reason) and of its process (remote_link_unreachable),
+// and garbage in an actor inbox is counted and dropped. The other process is
+// tests/helpers/cafshm-actor-peer, registered with a cafshmd of the test's own.
+#include "test_names.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <future>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/binary_serializer.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/system_messages.hpp>
+
+#include "cafshm/client.hpp"
+#include "fastpath/actor_inbox_reader.hpp"
+#include "fastpath/actor_proxy.hpp"
+#include "fastpath/actor_record.hpp"
+#include "fastpath/actor_transport.hpp"
+#include "fastpath/inbox.hpp"
+#include "fastpath/inbox_writer.hpp"
+#include "helpers/actor_peer_protocol.hpp"
+#include "support/client_system.hpp"
+#include "testing/child_process.hpp"
+#include "testing/daemon_process.hpp"
+#include "testing/unique_name.hpp"
+
+using namespace cafshm;
+using namespace std::chrono_literals;
+using test::child_process;
+using test::client_system;
+using test::scheduler_kind;
+using test::daemon_process;
+
+namespace {
+
+// How long a test waits for something that must happen (far beyond its normal time).
+constexpr auto deadline = 30s;
+
+// A cafshm-actor-peer process registered with `d`, its actor published as `published`.
+struct actor_peer_process {
+  actor_peer_process(daemon_process& d, const std::string& published,
+                     local_transport transport = local_transport::shm)
+    : proc({std::string{CAFSHM_BIN_DIR} + "/cafshm-actor-peer", "--port",
+            std::to_string(d.port()), "--name", published, "--publish", published,
+            "--transport", transport == local_transport::shm ? "shm" : "basp"}) {
+    while (auto line = proc.read_line(deadline)) {
+      if (line->rfind("ready ", 0) == 0) {
+        std::istringstream in{line->substr(6)};
+        in >> slot >> pid;
+        return;
+      }
+      MESSAGE("cafshm-actor-peer: " << *line);
+    }
+  }
+
+  bool ready() const { return slot != 0; }
+
+  // The actor transport's counters of the peer ("stats ..." line), by name.
+  uint64_t stat(const std::string& key) {
+    if (!proc.write_line("stats"))
+      return ~0ull;
+    auto line = proc.wait_for_line("stats ", deadline);
+    if (!line)
+      return ~0ull;
+    auto at = line->find(key + "=");
+    if (at == std::string::npos)
+      return ~0ull;
+    return std::stoull(line->substr(at + key.size() + 1));
+  }
+
+  child_process proc;
+  uint32_t slot = 0;
+  pid_t pid = 0;
+};
+
+bool is_inbox_proxy(const caf::actor& a) {
+  return a && dynamic_cast<fastpath::inbox_actor_proxy*>(
+                caf::actor_cast<caf::abstract_actor*>(a)) != nullptr;
+}
+
+using report = std::tuple<uint64_t, uint64_t, uint64_t>; // messages, through inbox, out of order
+
+report ask_report(caf::actor_system& sys, const caf::actor& peer) {
+  report result{~0ull, ~0ull, ~0ull};
+  caf::scoped_actor self{sys};
+  self->request(peer, deadline, actor_peer::report_atom::value)
+    .receive([&](uint64_t m, uint64_t via, uint64_t ooo) { result = {m, via, ooo}; },
+             [&](caf::error&) {});
+  return result;
+}
+
+// What an actor that monitors and links to `target` hears of its end: the down message's and
+// the exit message's reasons.
+struct watcher_result {
+  caf::error down;
+  caf::error exit;
+};
+
+struct end_watch {
+  std::shared_ptr<std::promise<caf::error>> down = std::make_shared<std::promise<caf::error>>();
+  std::shared_ptr<std::promise<caf::error>> exit = std::make_shared<std::promise<caf::error>>();
+  caf::actor watcher;
+
+  end_watch(caf::actor_system& sys, const caf::actor& target) {
+    auto d = down;
+    auto e = exit;
+    auto ready = std::make_shared<std::promise<void>>();
+    auto started = ready->get_future();
+    watcher = sys.spawn([=](caf::event_based_actor* self) -> caf::behavior {
+      auto from = target.address();
+      auto downs = std::make_shared<int>(0);
+      auto exits = std::make_shared<int>(0);
+      self->set_down_handler([d, downs](caf::down_msg& m) {
+        if ((*downs)++ == 0)
+          d->set_value(m.reason);
+      });
+      self->set_exit_handler([self, e, from, exits](caf::exit_msg& m) {
+        if (m.source != from)
+          self->quit(m.reason); // the test is over
+        else if ((*exits)++ == 0)
+          e->set_value(m.reason);
+      });
+      self->monitor(target);
+      self->link_to(target);
+      ready->set_value();
+      return {[](actor_peer::report_atom) {}}; // stays until told to exit
+    });
+    started.wait();
+  }
+
+  ~end_watch() {
+    caf::anon_send_exit(watcher, caf::exit_reason::user_shutdown);
+  }
+
+  static std::optional<caf::error> get(const std::shared_ptr<std::promise<caf::error>>& p) {
+    auto f = p->get_future();
+    if (f.wait_for(deadline) != std::future_status::ready)
+      return std::nullopt;
+    return f.get();
+  }
+};
+
+// Removes the inboxes that killed processes of a test leave when cafshmd stops before it
+// reclaimed them (or the test failed early).
+struct actor_inbox_guard {
+  std::string engine;
+  std::vector<uint32_t> slots;
+  ~actor_inbox_guard() {
+    for (uint32_t s = 1; s <= 8; ++s) {
+      shm_segment::remove(fastpath::actor_inbox_name(engine, s));
+      shm_segment::remove(fastpath::inbox::segment_name(engine, s));
+    }
+  }
+};
+
+void request_and_answer(local_transport transport,
+                        scheduler_kind sched = scheduler_kind::configured) {
+  daemon_process d{test::unique_name("cafshm-test-actormsg")};
+  REQUIRE(d.ready());
+  auto published = "served-" + std::to_string(::getpid());
+  actor_peer_process peer{d, published, transport};
+  REQUIRE(peer.ready());
+  actor_inbox_guard guard{d.name(), {peer.slot}};
+  client_system cs{transport, sched};
+  auto c = client::connect(cs.sys, d.address(), "asker");
+  REQUIRE(c);
+  auto found = c->find_actor(published);
+  REQUIRE_MESSAGE(found, cafshm_test::why(found));
+  auto transport_of_c = detail::actors_of(*c);
+  if (transport == local_transport::basp) {
+    CHECK_FALSE(transport_of_c);
+    CHECK_FALSE(is_inbox_proxy(found->actor));
+  } else {
+    REQUIRE(transport_of_c);
+    REQUIRE(is_inbox_proxy(found->actor));
+    // Under the polling scheduler its workers read the actor inbox: no thread of its own.
+    CHECK(transport_of_c->polled() == (sched == scheduler_kind::polling));
+    guard.slots.push_back(to_slot(c->id()));
+  }
+  // The async find_actor hands out the same kind of handle.
+  {
+    auto kind = std::make_shared<std::promise<bool>>();
+    auto is_proxy = kind->get_future();
+    auto* cp = &*c;
+    cs.sys.spawn([=](caf::event_based_actor* self) {
+      cp->find_actor(self, published)
+        .then([=](published_actor&& p) { kind->set_value(is_inbox_proxy(p.actor)); },
+              [=](caf::error&) { kind->set_value(false); });
+    });
+    REQUIRE(is_proxy.wait_for(deadline) == std::future_status::ready);
+    CHECK(is_proxy.get() == (transport == local_transport::shm));
+  }
+  // 1000 requests sent at once by one actor: every answer comes, in the order they were sent.
+  constexpr int32_t n = 1000;
+  auto answers = std::make_shared<std::promise<std::vector<int32_t>>>();
+  auto got = answers->get_future();
+  auto target = found->actor;
+  cs.sys.spawn([=](caf::event_based_actor* self) {
+    auto seen = std::make_shared<std::vector<int32_t>>();
+    for (int32_t i = 0; i < n; ++i)
+      self->request(target, deadline, actor_peer::ping_atom::value, i)
+        .then([=](actor_peer::pong_atom, int32_t j) {
+                seen->push_back(j);
+                if (seen->size() == static_cast<size_t>(n)) {
+                  answers->set_value(*seen);
+                  self->quit();
+                }
+              },
+              [=](caf::error&) {
+                seen->push_back(-1);
+                if (seen->size() == static_cast<size_t>(n)) {
+                  answers->set_value(*seen);
+                  self->quit();
+                }
+              });
+  });
+  REQUIRE(got.wait_for(deadline) == std::future_status::ready);
+  auto order = got.get();
+  std::vector<int32_t> expected(n);
+  for (int32_t i = 0; i < n; ++i)
+    expected[i] = i;
+  CHECK(order == expected);
+  // The peer asks an actor of this process back, whose handle travelled in the message: the
+  // request and its answer take the inboxes too.
+  auto local = cs.sys.spawn([](caf::event_based_actor*) -> caf::behavior {
+    return {[](actor_peer::ping_atom, int32_t i) {
+      return caf::make_message(actor_peer::pong_atom::value, i * 2);
+    }};
+  });
+  {
+    caf::scoped_actor self{cs.sys};
+    int32_t back = 0;
+    self->request(target, deadline, actor_peer::ask_atom::value, local, int32_t{21})
+      .receive([&](actor_peer::pong_atom, int32_t j) { back = j; }, [&](caf::error&) {});
+    CHECK(back == 42);
+  }
+  auto [messages, via_inbox, out_of_order] = ask_report(cs.sys, target);
+  CHECK(messages == n); // pings (the ask and the report are not counted)
+  CHECK(out_of_order == 0);
+  if (transport == local_transport::shm) {
+    // Every message reached the peer's actor from an inbox proxy: none took BASP.
+    CHECK(via_inbox == messages);
+    // Sent here: n pings, the ask, the report (and the peer's ping to `local` came back).
+    CHECK(transport_of_c->counters().sent.load() == n + 2 + 1);
+    CHECK(transport_of_c->counters().delivered.load() == n + 2 + 1);
+    CHECK(peer.stat("delivered") == n + 2 + 1);
+    CHECK(peer.stat("malformed") == 0);
+  } else {
+    CHECK(via_inbox == 0);
+    CHECK(peer.stat("sent") == 0);
+  }
+  caf::anon_send_exit(local, caf::exit_reason::user_shutdown);
+}
+
+} // namespace
+
+TEST_CASE("requests and answers between actors of two local processes travel through their "
+          "actor inboxes [shm]") {
+  request_and_answer(local_transport::shm);
+}
+
+TEST_CASE("under the polling scheduler its workers read the actor inbox: requests and answers "
+          "between two local processes [shm][polling]") {
+  request_and_answer(local_transport::shm, scheduler_kind::polling);
+}
+
+TEST_CASE("with local.transport basp actor messages between local processes stay on BASP "
+          "[basp]") {
+  request_and_answer(local_transport::basp);
+}
+
+TEST_CASE("messages of several concurrent senders arrive in each sender's order") {
+  daemon_process d{test::unique_name("cafshm-test-actormsg")};
+  REQUIRE(d.ready());
+  auto published = "ordered-" + std::to_string(::getpid());
+  actor_peer_process peer{d, published};
+  REQUIRE(peer.ready());
+  actor_inbox_guard guard{d.name(), {peer.slot}};
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "senders");
+  REQUIRE(c);
+  guard.slots.push_back(to_slot(c->id()));
+  auto found = c->find_actor(published);
+  REQUIRE(found);
+  REQUIRE(is_inbox_proxy(found->actor));
+  // 8 actors, 3000 messages each, all at once: more than the 1 MiB actor inbox holds, so
+  // senders also wait for space.
+  constexpr uint32_t senders = 8;
+  constexpr uint32_t per_sender = 3000;
+  auto target = found->actor;
+  for (uint32_t s = 0; s < senders; ++s)
+    cs.sys.spawn([=](caf::event_based_actor* self) {
+      for (uint32_t i = 0; i < per_sender; ++i)
+        self->send(target, actor_peer::seq_atom::value, s, i);
+      self->quit();
+    });
+  report r;
+  CHECK(cafshm_test::wait_until(
+    [&] {
+      r = ask_report(cs.sys, target);
+      return std::get<0>(r) >= senders * per_sender;
+    },
+    deadline));
+  CHECK(std::get<0>(r) == senders * per_sender);
+  CHECK(std::get<1>(r) == senders * per_sender);
+  CHECK(std::get<2>(r) == 0);
+  CHECK(detail::actors_of(*c)->counters().send_failed.load() == 0);
+}
+
+TEST_CASE("monitors and links of a proxy learn the remote actor's exit reason and the death of "
+          "its process") {
+  daemon_process d{test::unique_name("cafshm-test-actormsg")};
+  REQUIRE(d.ready());
+  auto base = std::to_string(::getpid());
+  actor_peer_process ends_normally{d, "normal-" + base};
+  actor_peer_process shuts_down{d, "shutdown-" + base};
+  actor_peer_process killed{d, "killed-" + base};
+  REQUIRE(ends_normally.ready());
+  REQUIRE(shuts_down.ready());
+  REQUIRE(killed.ready());
+  actor_inbox_guard guard{d.name(), {ends_normally.slot, shuts_down.slot, killed.slot}};
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "watcher");
+  REQUIRE(c);
+  guard.slots.push_back(to_slot(c->id()));
+  auto find = [&](const std::string& name) {
+    auto found = c->find_actor(name);
+    REQUIRE(found);
+    REQUIRE_MESSAGE(is_inbox_proxy(found->actor),
+                    caf::to_string(found->actor) << " of process " << to_slot(found->process)
+                      << " transport " << (c->transport() == local_transport::shm)
+                      << " actor inbox " << (detail::actors_of(*c) != nullptr));
+    return found->actor;
+  };
+  SUBCASE("the remote actor ends normally") {
+    auto target = find("normal-" + base);
+    end_watch w{cs.sys, target};
+    // The peer took the watch record (and the link record) without complaint.
+    CHECK(cafshm_test::wait_until([&] { return ends_normally.stat("delivered") == 1; }, deadline));
+    CHECK(ends_normally.stat("malformed") == 0);
+    CHECK(ends_normally.stat("refused") == 0);
+    caf::anon_send(target, actor_peer::quit_atom::value, uint32_t{0});
+    auto down = end_watch::get(w.down);
+    REQUIRE(down);
+    CHECK(*down == caf::exit_reason::normal);
+    // The link's exit message (trapped here) says normal too.
+    auto exit = end_watch::get(w.exit);
+    REQUIRE(exit);
+    CHECK(*exit == caf::exit_reason::normal);
+  }
+  SUBCASE("the remote actor ends with user_shutdown") {
+    auto target = find("shutdown-" + base);
+    end_watch w{cs.sys, target};
+    caf::anon_send(target, actor_peer::quit_atom::value, uint32_t{1});
+    auto down = end_watch::get(w.down);
+    auto exit = end_watch::get(w.exit);
+    REQUIRE(down);
+    REQUIRE(exit);
+    CHECK(*down == caf::exit_reason::user_shutdown);
+    CHECK(*exit == caf::exit_reason::user_shutdown);
+  }
+  SUBCASE("the remote process is killed") {
+    auto target = find("killed-" + base);
+    end_watch w{cs.sys, target};
+    // The watch record reached the peer before it dies (a ping's answer follows it).
+    caf::scoped_actor self{cs.sys};
+    bool answered = false;
+    self->request(target, deadline, actor_peer::ping_atom::value, int32_t{1})
+      .receive([&](actor_peer::pong_atom, int32_t) { answered = true; }, [&](caf::error&) {});
+    REQUIRE(answered);
+    killed.proc.kill(SIGKILL);
+    auto down = end_watch::get(w.down);
+    auto exit = end_watch::get(w.exit);
+    REQUIRE(down);
+    REQUIRE(exit);
+    CHECK(*down == caf::exit_reason::remote_link_unreachable);
+    CHECK(*exit == caf::exit_reason::remote_link_unreachable);
+    CHECK(detail::actors_of(*c)->counters().proxies_killed.load() >= 1);
+  }
+}
+
+TEST_CASE("forged and garbage records in an actor inbox are counted and dropped") {
+  daemon_process d{test::unique_name("cafshm-test-actormsg")};
+  REQUIRE(d.ready());
+  auto published = "victim-" + std::to_string(::getpid());
+  actor_peer_process peer{d, published};
+  REQUIRE(peer.ready());
+  actor_inbox_guard guard{d.name(), {peer.slot}};
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "attacker");
+  REQUIRE(c);
+  guard.slots.push_back(to_slot(c->id()));
+  auto w = fastpath::inbox_writer::open(fastpath::actor_inbox_name(d.name(), peer.slot), 77);
+  REQUIRE(w);
+  auto send = [&](const std::vector<char>& bytes) {
+    REQUIRE(w->send({reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()}, 5s));
+  };
+  auto header = [](fastpath::actor_record_kind kind, uint64_t word, uint64_t actor) {
+    std::vector<char> buf(fastpath::actor_record_header_bytes);
+    fastpath::write_header(reinterpret_cast<std::byte*>(buf.data()), {kind, word, actor});
+    return buf;
+  };
+  uint64_t malformed = 0;
+  // Shorter than a header; an unknown kind; a message whose body is no message; a notice of a
+  // reclaimed process that is not from the engine's slot.
+  send(std::vector<char>(10, 'x'));
+  ++malformed;
+  auto unknown_kind = header(fastpath::actor_record_kind::message, 0, 1);
+  unknown_kind[0] = 9;
+  send(unknown_kind);
+  ++malformed;
+  auto junk = header(fastpath::actor_record_kind::message, 0, 1);
+  junk.insert(junk.end(), 40, '\x7f');
+  send(junk);
+  ++malformed;
+  send(header(fastpath::actor_record_kind::process_gone, 1, 0));
+  ++malformed;
+  // A byte sequence that claims 4 GiB inside a message.
+  {
+    auto buf = header(fastpath::actor_record_kind::message, 0, 1);
+    caf::binary_serializer sink{cs.sys, buf};
+    caf::strong_actor_ptr nobody;
+    std::vector<caf::strong_actor_ptr> stages;
+    auto msg = caf::make_message(std::vector<char>{'a', 'b'});
+    REQUIRE_FALSE(sink(nobody, stages, msg));
+    // the vector's length prefix is the last varint before its 2 bytes: make it huge
+    buf.resize(buf.size() - 3);
+    for (int i = 0; i < 4; ++i)
+      buf.push_back(static_cast<char>(0xff));
+    buf.push_back(0x0f);
+    buf.push_back('a');
+    send(buf);
+    ++malformed;
+  }
+  // 500 records of random bytes behind a message header.
+  std::mt19937 rng{12345};
+  for (int i = 0; i < 500; ++i) {
+    auto buf = header(fastpath::actor_record_kind::message, rng(), rng());
+    auto len = rng() % 200;
+    for (size_t j = 0; j < len; ++j)
+      buf.push_back(static_cast<char>(rng()));
+    send(buf);
+    ++malformed;
+  }
+  // A well-formed anonymous message for an actor id the peer does not know.
+  {
+    auto buf = header(fastpath::actor_record_kind::message, 0, 999999);
+    caf::binary_serializer sink{cs.sys, buf};
+    caf::strong_actor_ptr nobody;
+    std::vector<caf::strong_actor_ptr> stages;
+    auto msg = caf::make_message(actor_peer::ping_atom::value, int32_t{1});
+    REQUIRE_FALSE(sink(nobody, stages, msg));
+    send(buf);
+  }
+  // The peer still answers, and its counters say what happened to each record.
+  auto found = c->find_actor(published);
+  REQUIRE(found);
+  REQUIRE(is_inbox_proxy(found->actor));
+  caf::scoped_actor self{cs.sys};
+  int32_t answer = 0;
+  self->request(found->actor, deadline, actor_peer::ping_atom::value, int32_t{7})
+    .receive([&](actor_peer::pong_atom, int32_t j) { answer = j; }, [&](caf::error&) {});
+  CHECK(answer == 7);
+  auto counted = peer.stat("malformed");
+  // Random bytes after a message header may by chance decode into something: then it was an
+  // unknown receiver or a refused handle, and counted there.
+  CHECK(counted + peer.stat("unknown") + peer.stat("refused") == malformed + 1);
+  CHECK(counted >= malformed - 10);
+  CHECK(peer.stat("unknown") >= 1);
+  CHECK(peer.stat("delivered") == 1);
+}

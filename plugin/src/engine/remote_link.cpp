@@ -469,8 +469,11 @@ void pump(engine_pointer self, uint64_t id);
 void send_offer(engine_pointer self, uint64_t id);
 
 // The destination named a data connection for the payload: a thread connects, proves the token
-// with the link's key and streams the block; its end comes back as data_end_atom.
-void send_over_data_connection(engine_pointer self, uint64_t id, const transmit_receipt& r) {
+// with `link_key` and streams the block; its end comes back as data_end_atom. `link_key` is the
+// key of the link that carried the offer, which the destination checks the proof with: the
+// peer's current link may be a newer one (two handshakes crossed while the offer was on its way).
+void send_over_data_connection(engine_pointer self, uint64_t id, const transmit_receipt& r,
+                               const std::vector<unsigned char>& link_key) {
   auto* t = find_out(self, id);
   auto& st = self->state;
   auto peer = st.peers.find(t->peer);
@@ -482,7 +485,7 @@ void send_over_data_connection(engine_pointer self, uint64_t id, const transmit_
   to.host = wildcard(r.data_host) ? peer->second.host : r.data_host;
   to.port = r.data_port;
   to.token = r.data_token;
-  to.proof = data_connection_proof(peer->second.out.key, r.data_token, id);
+  to.proof = data_connection_proof(link_key, r.data_token, id);
   t->data = std::make_shared<data_send>(std::move(to), t->bytes, t->offer.chunk_bytes,
                                         st.config.remote.window_chunks,
                                         st.config.remote.stall_timeout,
@@ -623,7 +626,8 @@ void send_offer(engine_pointer self, uint64_t id) {
   self->request(peer->second.handle, no_request_timeout, offer_atom::value,
                 peer->second.out.seal(offer_atom::value, t->offer), t->offer)
     .then(
-      [self, id, answers = peer->second.answers](transmit_receipt& r, peer_seal& s) {
+      [self, id, answers = peer->second.answers,
+       link_key = peer->second.out.key](transmit_receipt& r, peer_seal& s) {
         auto* t = find_out(self, id);
         if (t == nullptr)
           return;
@@ -639,7 +643,7 @@ void send_offer(engine_pointer self, uint64_t id) {
           t->offer.hash = digest_of(self->state, t->ref, t->bytes);
           send_offer(self, id);
         } else if (r.data_port != 0) {
-          send_over_data_connection(self, id, r);
+          send_over_data_connection(self, id, r, link_key);
         } else {
           pump(self, id);
         }

@@ -1,5 +1,6 @@
 #include "data_connection.hpp"
 
+#include <cerrno>
 #include <cstring>
 
 #include <arpa/inet.h>
@@ -58,14 +59,18 @@ void set_timeouts(int fd, std::chrono::milliseconds t) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-// Sends or receives all `n` bytes; false on an error, a timeout or the end of the stream.
-// Each step counts as progress.
+// Sends or receives all `n` bytes; false on an error, a timeout (errno EAGAIN: the socket's
+// SO_RCVTIMEO/SO_SNDTIMEO, set to remote.stall_timeout, passed without progress) or the end of
+// the stream (errno EPIPE). Each step counts as progress.
 bool send_all(int fd, const void* p, size_t n, data_progress* progress = nullptr) {
   auto* c = static_cast<const char*>(p);
   while (n > 0) {
     auto k = ::send(fd, c, n, MSG_NOSIGNAL);
-    if (k <= 0)
+    if (k <= 0) {
+      if (k == 0)
+        errno = EPIPE;
       return false;
+    }
     c += k;
     n -= static_cast<size_t>(k);
     if (progress)
@@ -78,8 +83,11 @@ bool recv_all(int fd, void* p, size_t n, data_progress* progress = nullptr) {
   auto* c = static_cast<char*>(p);
   while (n > 0) {
     auto k = ::recv(fd, c, n, MSG_WAITALL);
-    if (k <= 0)
+    if (k <= 0) {
+      if (k == 0)
+        errno = EPIPE;
       return false;
+    }
     c += k;
     n -= static_cast<size_t>(k);
     if (progress)
@@ -88,7 +96,17 @@ bool recv_all(int fd, void* p, size_t n, data_progress* progress = nullptr) {
   return true;
 }
 
-caf::error cut(const char* what) {
+// Why a send_all/recv_all that just failed ended the transfer: nothing moved for `stall`
+// (remote.stall_timeout, as the engine's own check of progress says it), or the connection
+// broke (`what` happened).
+caf::error cut(const char* what, std::chrono::milliseconds stall) {
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    auto ms = stall.count();
+    auto amount = ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+    return make_error(errc::peer_failure, std::string{"the data connection stalled ("} + what
+                                            + "): nothing moved for " + amount
+                                            + " (remote.stall_timeout)");
+  }
   return make_error(errc::peer_failure, std::string{"the data connection was cut ("} + what + ")");
 }
 
@@ -205,7 +223,7 @@ void data_receive::receive(int fd) {
     unsigned char frame[frame_bytes];
     if (!recv_all(fd, frame, sizeof frame, &progress_)) {
       done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
-                           : cut("no frame from the sender"));
+                           : cut("no frame from the sender", stall_));
       return;
     }
     uint64_t offset = get_u64(frame), length = get_u64(frame + 8), hash = get_u64(frame + 16);
@@ -217,7 +235,7 @@ void data_receive::receive(int fd) {
     auto* p = dest_.data() + offset;
     if (!recv_all(fd, p, length, &progress_)) {
       done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
-                           : cut("the sender stopped mid-chunk"));
+                           : cut("the sender stopped mid-chunk", stall_));
       return;
     }
     if (XXH3_64bits(p, length) != hash) {
@@ -237,7 +255,7 @@ void data_receive::receive(int fd) {
       done_(digest.digest(), caf::error{}); // before the last ack: the commit follows it
     if (!send_all(fd, ack, sizeof ack)) {
       if (verified < size)
-        done_(0, cut("cannot acknowledge"));
+        done_(0, cut("cannot acknowledge", stall_));
       return;
     }
   }
@@ -327,7 +345,7 @@ void data_send::send() {
   }
   std::memcpy(hello + 16, to_.proof.data(), data_proof_bytes);
   if (!send_all(fd, hello, sizeof hello, &progress_)) {
-    done_(0, cut("the hello was not taken"));
+    done_(0, cut("the hello was not taken", stall_));
     return;
   }
   xxh3_stream digest;
@@ -345,7 +363,7 @@ void data_send::send() {
       if (!send_all(fd, frame, sizeof frame, &progress_)
           || !send_all(fd, p, n, &progress_)) {
         done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
-                             : cut("the receiver stopped taking chunks"));
+                             : cut("the receiver stopped taking chunks", stall_));
         return;
       }
       sent += n;
@@ -354,7 +372,7 @@ void data_send::send() {
     unsigned char ack[ack_bytes];
     if (!recv_all(fd, ack, sizeof ack, &progress_)) {
       done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
-                           : cut("no acknowledgement from the receiver"));
+                           : cut("no acknowledgement from the receiver", stall_));
       return;
     }
     auto status = get_u64(ack + 8);

@@ -83,13 +83,8 @@ void actor_transport::read_loop() {
 }
 
 poll_outcome actor_transport::poll(caf::execution_unit* unit, size_t max) {
-  if (reading_.exchange(true, std::memory_order_seq_cst))
-    return poll_outcome::busy;
-  auto n = reader_->poll_once(unit, max);
-  reading_.store(false, std::memory_order_seq_cst);
-  // A worker that found the role taken meanwhile may have parked: wake one if records wait.
-  poll_registry::instance().reader_released(*this);
-  return n > 0 ? poll_outcome::delivered : poll_outcome::idle;
+  return poll_registry::instance().poll_as_reader(reading_, *this,
+                                                  [&] { return reader_->poll_once(unit, max); });
 }
 
 bool actor_transport::ready() const noexcept {

@@ -71,13 +71,9 @@ void inbox_receiver::run() {
 }
 
 poll_outcome inbox_receiver::poll(caf::execution_unit* unit, size_t max) {
-  if (reading_.exchange(true, std::memory_order_seq_cst))
-    return poll_outcome::busy;
-  auto n = in_.reader().poll([&](const inbox_record& r) { deliver(r, unit); }, max);
-  reading_.store(false, std::memory_order_seq_cst);
-  // A worker that found the role taken meanwhile may have parked: wake one if records wait.
-  poll_registry::instance().reader_released(*this);
-  return n > 0 ? poll_outcome::delivered : poll_outcome::idle;
+  return poll_registry::instance().poll_as_reader(reading_, *this, [&] {
+    return in_.reader().poll([&](const inbox_record& r) { deliver(r, unit); }, max);
+  });
 }
 
 wake_words inbox_receiver::wake() noexcept {

@@ -59,6 +59,19 @@ public:
   /// Called by a thread other than a worker after it gave back the reading role of `source`:
   /// wakes one parked worker of its system if records wait (inbox_poll_source.hpp).
   void reader_released(inbox_poll_source& source);
+  /// poll() of a source whose reading role is the flag `reading`: takes the role without
+  /// waiting (busy if another thread holds it), lets `read` hand on records (it returns how
+  /// many), gives the role back and calls reader_released(), since a worker that found the role
+  /// taken meanwhile may have parked.
+  template <class Read>
+  poll_outcome poll_as_reader(std::atomic<bool>& reading, inbox_poll_source& source, Read read) {
+    if (reading.exchange(true, std::memory_order_seq_cst))
+      return poll_outcome::busy;
+    size_t n = read();
+    reading.store(false, std::memory_order_seq_cst);
+    reader_released(source);
+    return n > 0 ? poll_outcome::delivered : poll_outcome::idle;
+  }
 
   // -- for the polling scheduler
 

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <future>
 #include <sstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -282,7 +283,19 @@ TEST_CASE("fast path: a full request inbox makes requests wait and then fail wit
   auto c = client::connect(cs.sys, d.address(), "pusher", opts);
   REQUIRE(c);
   REQUIRE(c->transport() == local_transport::shm);
-  d.process().kill(SIGSTOP); // the engine reads nothing now
+  d.process().kill(SIGSTOP);
+  // The engine reads nothing once the kernel shows it stopped (the signal takes effect when the
+  // process is next scheduled; until then it may still answer).
+  auto stopped = [pid = d.process().pid()] {
+    std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+    std::string text{std::istreambuf_iterator<char>{in}, {}};
+    auto close = text.rfind(')');
+    return close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'T';
+  };
+  for (auto end = std::chrono::steady_clock::now() + 20s;
+       !stopped() && std::chrono::steady_clock::now() < end;)
+    std::this_thread::yield();
+  REQUIRE(stopped());
   std::optional<caf::error> full;
   int unanswered = 0;
   for (int i = 0; i < 200 && !full; ++i) {

@@ -4,6 +4,10 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -223,6 +227,40 @@ void child_process::close_stdin() {
 void child_process::kill(int sig) {
   if (running()) // never a reaped child's pid, which another process may have now
     ::kill(pid_, sig);
+}
+
+namespace {
+
+// Whether every thread of `pid` is stopped (state T in /proc/<pid>/task/*/stat).
+bool all_threads_stopped(pid_t pid) {
+  std::error_code ec;
+  auto dir = std::filesystem::path{"/proc"} / std::to_string(pid) / "task";
+  bool any = false;
+  for (auto& task : std::filesystem::directory_iterator{dir, ec}) {
+    std::ifstream stat{task.path() / "stat"};
+    std::string line;
+    std::getline(stat, line);
+    auto paren = line.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T')
+      return false;
+    any = true;
+  }
+  return any && !ec;
+}
+
+} // namespace
+
+bool child_process::pause(std::chrono::milliseconds timeout) {
+  if (!running())
+    return false;
+  ::kill(pid_, SIGSTOP);
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (!all_threads_stopped(pid_)) {
+    if (std::chrono::steady_clock::now() >= end)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  }
+  return true;
 }
 
 std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {

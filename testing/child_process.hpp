@@ -70,6 +70,12 @@ public:
   void close_stdin();
 
   void kill(int sig);
+  /// SIGSTOP, then waits until /proc shows every thread of it stopped: the signal takes effect
+  /// when each thread next runs, so until then a "stopped" process may still answer. False if
+  /// that is not seen within `timeout`.
+  bool pause(std::chrono::milliseconds timeout = std::chrono::seconds{20});
+  /// SIGCONT.
+  void resume() { kill(SIGCONT); }
   /// Waits for the end; its wait status, or nullopt after `timeout`.
   std::optional<int> wait(std::chrono::milliseconds timeout);
 
@@ -83,6 +89,24 @@ private:
   int in_ = -1;
   std::string buffer_;
   mutable std::optional<int> status_; // set once reaped
+};
+
+/// Pauses a child for a scope and continues it when the scope ends (unless it ended first),
+/// so that a failing check never leaves it stopped with the test's calls waiting on it. Declare
+/// it after whatever waits on the child's answers, so that it is destroyed first.
+class paused_process {
+public:
+  explicit paused_process(child_process& p) : process_(&p), paused_(p.pause()) {}
+  paused_process(const paused_process&) = delete;
+  paused_process& operator=(const paused_process&) = delete;
+  ~paused_process() { resume(); }
+  void resume() { process_->resume(); }
+  /// Whether every thread of it was seen stopped.
+  explicit operator bool() const noexcept { return paused_; }
+
+private:
+  child_process* process_;
+  bool paused_;
 };
 
 } // namespace cafshm::test

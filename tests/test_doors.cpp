@@ -850,27 +850,6 @@ TEST_CASE("quotas: engine.default_quota and engine.max_processes_per_user bound 
 
 namespace {
 
-// Continues a stopped process when it goes out of scope, so that a failing check never leaves
-// it stopped.
-struct stopped_process {
-  pid_t pid;
-  bool stopped = false;
-  explicit stopped_process(pid_t p) : pid(p) { stopped = ::kill(pid, SIGSTOP) == 0; }
-  void resume() {
-    if (stopped && ::kill(pid, SIGCONT) == 0)
-      stopped = false;
-  }
-  ~stopped_process() { resume(); }
-};
-
-// Whether /proc says `pid` is stopped (state T).
-bool is_stopped(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');
-  return close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'T';
-}
-
 // A re-attach sent by this process (not by the process the ticket stands for).
 caf::expected<registration> reattach(client_system& cs, const engine_actor& engine,
                                      const session& s, uint64_t engine_id,
@@ -970,9 +949,8 @@ TEST_CASE("liveness: a pid taken over by a new process while the engine was stop
   CHECK(find_process(*held, old.process)->pid == pid);
   CHECK(held->used_bytes > before->used_bytes);
   {
-    stopped_process engine{d.pid()};
-    REQUIRE(engine.stopped);
-    REQUIRE(within(10s, [&] { return is_stopped(d.pid()); }));
+    test::paused_process engine{d.process()};
+    REQUIRE(engine);
     victim.process.kill(SIGKILL);
     REQUIRE(victim.process.wait(10s)); // reaped: its pid is free
     // a new process with the same pid, which knocks at the engine's door

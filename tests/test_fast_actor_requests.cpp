@@ -95,27 +95,9 @@ caf::expected<T> request_in_actor(caf::actor_system& sys, Start start) {
   return wait_for(f);
 }
 
-// Whether every thread of process `pid` is stopped (state T in /proc/<pid>/task/*/stat).
-bool all_threads_stopped(pid_t pid) {
-  std::error_code ec;
-  auto dir = std::filesystem::path{"/proc"} / std::to_string(pid) / "task";
-  bool any = false;
-  for (auto& task : std::filesystem::directory_iterator{dir, ec}) {
-    std::ifstream stat{task.path() / "stat"};
-    std::string line;
-    std::getline(stat, line);
-    auto paren = line.rfind(')');
-    if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T')
-      return false;
-    any = true;
-  }
-  return any && !ec;
-}
-
 // SIGSTOP reaches a process asynchronously: waits until the engine really runs no more.
 void stop_engine(daemon_process& d) {
-  d.process().kill(SIGSTOP);
-  REQUIRE(cafshm_test::wait_until([&] { return all_threads_stopped(d.pid()); }, answer_deadline));
+  REQUIRE(d.process().pause(answer_deadline));
 }
 
 std::string pattern(size_t size) {

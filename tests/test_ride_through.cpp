@@ -165,16 +165,19 @@ TEST_CASE("ride-through: requests on their way when the engine dies fail at once
   opts.transport = local_transport::basp;
   auto c = client::connect(cs.sys, d.address(), "in-flight", opts);
   REQUIRE(c);
-  // A stopped engine receives requests and answers none.
-  d.process().kill(SIGSTOP);
-  auto blocking = std::async(std::launch::async, [&] { return c->allocate(4096); });
+  // A stopped engine receives requests and answers none. Should a check fail while it is
+  // stopped, `stopped` continues it before the calls waiting on it are destroyed.
+  std::future<caf::expected<block_ref>> blocking;
+  test::paused_process stopped{d.process()};
+  REQUIRE(stopped);
+  blocking = std::async(std::launch::async, [&] { return c->allocate(4096); });
   REQUIRE(within(20s, [&] { return unread_by_engine(d.port()) > 0; }));
   auto sent = unread_by_engine(d.port());
-  std::promise<caf::error> async_outcome;
-  auto requester = cs.sys.spawn([&](caf::event_based_actor* self) -> caf::behavior {
+  auto async_outcome = std::make_shared<std::promise<caf::error>>();
+  auto requester = cs.sys.spawn([&, async_outcome](caf::event_based_actor* self) -> caf::behavior {
     c->allocate(self, 4096).then(
-      [&](block_ref&&) { async_outcome.set_value(caf::error{}); },
-      [&](caf::error& e) { async_outcome.set_value(e); });
+      [async_outcome](block_ref&&) { async_outcome->set_value(caf::error{}); },
+      [async_outcome](caf::error& e) { async_outcome->set_value(e); });
     return {[](int) {}}; // alive until it is told to exit
   });
   REQUIRE(within(20s, [&] { return unread_by_engine(d.port()) > sent; }));
@@ -184,7 +187,7 @@ TEST_CASE("ride-through: requests on their way when the engine dies fail at once
   REQUIRE_FALSE(r);
   CHECK(code_of(r.error()) == errc::engine_unreachable);
   CHECK_MESSAGE(contains(why(r.error()), "went down before it answered"), why(r.error()));
-  auto async_result = async_outcome.get_future();
+  auto async_result = async_outcome->get_future();
   REQUIRE(async_result.wait_for(60s) == std::future_status::ready);
   auto e = async_result.get();
   CHECK(code_of(e) == errc::engine_unreachable);

@@ -78,9 +78,12 @@ checkout_processes() {
 # Segments the scripts' programs make: the demo's and the two-node engines' fixed names, and
 # names that carry the pid of the program that made them. One that appeared during a run and
 # whose program (if named) is gone was left behind.
+# An engine's objects: its arena (.data, .data.N as it grows), its admin segment, its door
+# (.sock) and the processes' inboxes (.inbox-N, .actors-N).
+engine_object='(\.data(\.[0-9]+)?|\.admin|\.sock|\.inbox-[0-9]+|\.actors-[0-9]+)'
 script_segment() {
-  [[ "$1" =~ ^cafshm-(pipeline|two-node-[ab])\.(data|admin)$ ]] && return 0
-  [[ "$1" =~ ^cafshm-(soak|bench|fuzz)-([a-z-]*-)?([0-9]+)(-[0-9]+)?(\.data|\.admin)?$ ]] || return 1
+  [[ "$1" =~ ^cafshm-(pipeline|two-node-[ab])$engine_object$ ]] && return 0
+  [[ "$1" =~ ^cafshm-(soak|bench|fuzz)-([a-z-]*-)?([0-9]+)(-[0-9]+)?$engine_object?$ ]] || return 1
   ! kill -0 "${BASH_REMATCH[3]}" 2>/dev/null
 }
 segments_before=""

@@ -16,6 +16,10 @@
 
 #include <csignal>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fastpath/actor_record.hpp"
 #include "fastpath/inbox.hpp"
 #include "fastpath/inbox_writer.hpp"
 #include "testing/child_process.hpp"
@@ -450,6 +454,54 @@ TEST_CASE("the engine removes a process's inbox when it reclaims the process's s
   REQUIRE(shm_segment::exists(in->name()));
   REQUIRE_OK((*mm)->unregister(reg->session));
   CHECK_FALSE(shm_segment::exists(in->name()));
+}
+
+TEST_CASE("an engine that starts removes the inboxes of its name whose process died, one that stops "
+          "removes all") {
+  engine_settings settings;
+  settings.name = unique_name("cafshm-test-inbox-mm");
+  settings.arena_bytes = 1 << 20;
+  cafshm_test::segment_guard engine_guard{settings.name};
+  inbox_guard guard{settings.name, {2, 3}};
+  auto actors4 = actor_inbox_name(settings.name, 4);
+  struct remove_at_exit {
+    std::string name;
+    ~remove_at_exit() { shm_segment::remove(name); }
+  } actors_guard{actors4};
+  auto live = inbox::create(settings.name, 2, small_inbox());
+  REQUIRE_OK(live);
+  auto dead3 = inbox::segment_name(settings.name, 3);
+  // A process that made a reply inbox and an actor inbox and ended without removing them (as
+  // SIGKILL would end it).
+  auto leave_inboxes_behind = [&] {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      auto reply = inbox::create(settings.name, 3, small_inbox());
+      auto actors = inbox::create_named(actors4, 4, small_inbox());
+      ::_exit(reply && actors ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    REQUIRE(shm_segment::exists(dead3));
+    REQUIRE(shm_segment::exists(actors4));
+  };
+  leave_inboxes_behind();
+  {
+    auto mm = memory_manager::create(settings); // no engine of the name ran since they died
+    REQUIRE_OK(mm);
+    CHECK_FALSE(shm_segment::exists(dead3));
+    CHECK_FALSE(shm_segment::exists(actors4));
+    CHECK(shm_segment::exists(live->name()));
+    leave_inboxes_behind(); // died while the engine ran; it stops before it reclaims the slots
+  }
+  CHECK_FALSE(shm_segment::exists(dead3));
+  CHECK_FALSE(shm_segment::exists(actors4));
+  CHECK_FALSE(shm_segment::exists(live->name())); // its process keeps the mapping
+  auto w = inbox_writer::open(live->name(), 1);
+  CHECK_FALSE(w);
 }
 
 TEST_CASE("interrupt() ends a receive that would wait for an hour, from another thread") {

@@ -222,6 +222,9 @@ memory_manager::create(const engine_settings& s) {
   auto stale = take_stale_segments(data_name, admin_name);
   if (!stale)
     return stale.error();
+  // Inboxes of processes that died while no engine of this name ran to reclaim their slots
+  // (those of live processes riding through an engine's death stay).
+  fastpath::inbox::remove_inboxes(s.name, fastpath::inbox::owners::ended);
   std::string refusal;
   if (*stale) {
     auto& old = **stale;
@@ -448,6 +451,9 @@ std::string memory_manager::adopt() {
 }
 
 memory_manager::~memory_manager() {
+  // Every inbox named after this engine: the slots they belong to end with it, also those of
+  // processes that died (or are dying) and that it has not reclaimed yet.
+  fastpath::inbox::remove_inboxes(settings_.name, fastpath::inbox::owners::any);
   // Names go before the lock: once it is released, a new engine may create segments of the
   // same names, which must not be removed here.
   for (auto& data : segments_)

@@ -1,8 +1,13 @@
 #include "fastpath/inbox.hpp"
 
 #include <bit>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
 #include <new>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include "cafshm/error.hpp"
@@ -69,6 +74,47 @@ inbox::~inbox() {
 
 bool inbox::remove(const std::string& engine_name, uint32_t slot) {
   return shm_segment::remove(segment_name(engine_name, slot));
+}
+
+namespace {
+
+// Whether `name` is "<prefix>inbox-<n>" or "<prefix>actors-<n>" with a decimal n.
+bool is_inbox_name(std::string_view name, std::string_view prefix) {
+  if (!name.starts_with(prefix))
+    return false;
+  name.remove_prefix(prefix.size());
+  for (std::string_view kind : {"inbox-", "actors-"})
+    if (name.starts_with(kind)) {
+      auto digits = name.substr(kind.size());
+      uint32_t n = 0;
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      return !digits.empty() && ec == std::errc{} && end == digits.data() + digits.size();
+    }
+  return false;
+}
+
+} // namespace
+
+size_t inbox::remove_inboxes(const std::string& engine_name, owners which) {
+  size_t removed = 0;
+  std::error_code ec;
+  auto prefix = engine_name + ".";
+  for (auto& entry : std::filesystem::directory_iterator{"/dev/shm", ec}) {
+    auto name = entry.path().filename().string();
+    if (!is_inbox_name(name, prefix))
+      continue;
+    auto seg = shm_segment::open(name, false, 0, ring_offset);
+    if (!seg || seg->size() < sizeof(inbox_control))
+      continue;
+    const auto* control = reinterpret_cast<const inbox_control*>(seg->data());
+    if (__atomic_load_n(&control->magic, __ATOMIC_ACQUIRE) != inbox_magic)
+      continue; // being formatted
+    auto owner = static_cast<pid_t>(control->owner_pid);
+    bool ended = owner > 0 && ::kill(owner, 0) != 0 && errno == ESRCH;
+    if ((which == owners::any || ended) && shm_segment::remove(name))
+      ++removed;
+  }
+  return removed;
 }
 
 } // namespace cafshm::fastpath

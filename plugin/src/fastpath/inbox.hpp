@@ -50,6 +50,16 @@ public:
   /// there was one. Mappings stay valid until unmapped: senders then fill it until they time out.
   static bool remove(const std::string& engine_name, uint32_t slot);
 
+  /// Which inboxes remove_inboxes() removes.
+  enum class owners { ended, any };
+  /// Removes the inboxes of engine `engine_name` ("<engine>.inbox-<n>", "<engine>.actors-<n>"):
+  /// with owners::ended those whose owner process has ended (what a process killed before it
+  /// could remove its own left, and its engine did not reclaim), with owners::any all of them (an
+  /// engine that stops: processes that live on keep their mappings, and register anew with the
+  /// next engine). Objects not (yet) formatted stay. Returns how many were removed. A pid reused
+  /// since its owner ended keeps the object until a later sweep.
+  static size_t remove_inboxes(const std::string& engine_name, owners which);
+
   inbox(inbox&&) noexcept = default;
   inbox& operator=(inbox&&) = delete;
   ~inbox(); // removes the name if it still names this object

@@ -4,11 +4,13 @@
 // engine answers requests while a big payload moves.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <future>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -222,7 +224,8 @@ TEST_CASE("a forged or replayed data token is refused and counted, the transfer 
   CHECK(after->transmits_in == 0);
 }
 
-TEST_CASE("a data connection cut mid-transfer delivers nothing partial, and a retry succeeds") {
+TEST_CASE("a data connection cut mid-transfer delivers nothing partial, a corrupted chunk is sent "
+          "again, and a retry succeeds") {
   daemon_process b{unique_name("cafshm-test-rd"), "64MiB", 0, remote_yaml("64KiB", 2)};
   REQUIRE(b.ready());
   client_system cs;
@@ -259,18 +262,56 @@ TEST_CASE("a data connection cut mid-transfer delivers nothing partial, and a re
     CHECK(code_of(peer.commit(7, hash)) == errc::stale_block); // nothing left to commit
     CHECK_FALSE(watcher->lookup("cut"));
   }
-  SUBCASE("a corrupted chunk fails the transfer") {
-    auto r = peer.offer(transmit_offer{4242, 8, whole.size(), 0, 4096, {"", "cut", {}}, {}, 0,
-                                       false});
-    data_socket conn{r.data_host, r.data_port};
-    conn.hello(r.data_token, peer.proof(r.data_token, 8));
-    auto bad = chunk(0);
+  auto bad_frame = [&](data_socket& conn, int i) {
+    auto bad = chunk(i);
     unsigned char f[24];
-    put_u64(f, 0);
+    put_u64(f, static_cast<uint64_t>(i) * 4096);
     put_u64(f + 8, bad.size());
     put_u64(f + 16, XXH3_64bits(bad.data(), bad.size()) ^ 1);
     REQUIRE(conn.send_bytes(f, sizeof f));
     REQUIRE(conn.send_bytes(bad.data(), bad.size()));
+  };
+  SUBCASE("a corrupted chunk is asked for again; the frames sent after it are skipped") {
+    auto r = peer.offer(transmit_offer{4242, 8, whole.size(), 0, 4096, {"", "resent", {}}, {},
+                                       0, false});
+    data_socket conn{r.data_host, r.data_port};
+    conn.hello(r.data_token, peer.proof(r.data_token, 8));
+    conn.frame(0, chunk(0));
+    bad_frame(conn, 1);
+    conn.frame(2 * 4096, chunk(2)); // in flight when the request to resend comes
+    auto a0 = conn.ack();
+    REQUIRE(a0);
+    CHECK((*a0)[0] == 4096);
+    auto again = conn.ack();
+    REQUIRE(again);
+    CHECK((*again)[0] == 4096); // from the failed chunk's offset
+    CHECK((*again)[1] == data_resend_status);
+    for (int i = 1; i < 3; ++i) {
+      conn.frame(static_cast<uint64_t>(i) * 4096, chunk(i));
+      auto a = conn.ack();
+      REQUIRE(a);
+      CHECK((*a)[0] == static_cast<uint64_t>(i + 1) * 4096);
+      CHECK((*a)[1] == 0);
+    }
+    auto committed = peer.commit(8, hash);
+    CHECK_MESSAGE(!committed, describe(committed));
+    auto delivered = watcher->lookup("resent");
+    REQUIRE(delivered);
+    CHECK(hash_in_place(*watcher, *delivered) == hash);
+    REQUIRE(watcher->remove("resent"));
+  }
+  SUBCASE("a chunk that fails more often than remote.checksum_retries fails the transfer") {
+    auto r = peer.offer(transmit_offer{4242, 8, whole.size(), 0, 4096, {"", "cut", {}}, {}, 0,
+                                       false});
+    data_socket conn{r.data_host, r.data_port};
+    conn.hello(r.data_token, peer.proof(r.data_token, 8));
+    for (int attempt = 0; attempt < 2; ++attempt) { // remote.checksum_retries: 2 by default
+      bad_frame(conn, 0);
+      auto a = conn.ack();
+      REQUIRE(a);
+      CHECK((*a)[1] == data_resend_status);
+    }
+    bad_frame(conn, 0);
     auto a = conn.ack();
     REQUIRE(a);
     CHECK((*a)[1] == static_cast<uint64_t>(errc::checksum_mismatch));
@@ -301,6 +342,133 @@ TEST_CASE("a data connection cut mid-transfer delivers nothing partial, and a re
   auto after = watcher->stats();
   CHECK(after->blocks == before->blocks);
   CHECK(after->free_bytes == before->free_bytes);
+}
+
+namespace {
+
+// A receiving side played by the test against a data_send: a listening socket on 127.0.0.1.
+struct fake_receiver {
+  int listen_fd = -1;
+  int fd = -1;
+  uint16_t port = 0;
+  fake_receiver() {
+    listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(listen_fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(listen_fd, 1) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port = ntohs(addr.sin_port);
+  }
+  ~fake_receiver() {
+    if (fd >= 0)
+      ::close(fd);
+    ::close(listen_fd);
+  }
+  // Accepts the sender and reads its hello.
+  bool accept_hello() {
+    fd = ::accept(listen_fd, nullptr, nullptr);
+    if (fd < 0)
+      return false;
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    unsigned char hello[48];
+    return ::recv(fd, hello, sizeof hello, MSG_WAITALL) == static_cast<ssize_t>(sizeof hello);
+  }
+  // The next frame's offset and bytes (nullopt if the sender closed).
+  std::optional<std::pair<uint64_t, std::vector<char>>> frame() {
+    unsigned char f[24];
+    if (::recv(fd, f, sizeof f, MSG_WAITALL) != static_cast<ssize_t>(sizeof f))
+      return std::nullopt;
+    std::vector<char> bytes(get_u64(f + 8));
+    if (::recv(fd, bytes.data(), bytes.size(), MSG_WAITALL) != static_cast<ssize_t>(bytes.size()))
+      return std::nullopt;
+    return std::pair{get_u64(f), std::move(bytes)};
+  }
+  bool ack(uint64_t verified, uint64_t status, uint64_t digest) {
+    unsigned char a[24];
+    put_u64(a, verified);
+    put_u64(a + 8, status);
+    put_u64(a + 16, digest);
+    return ::send(fd, a, sizeof a, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof a);
+  }
+};
+
+} // namespace
+
+TEST_CASE("a data sender starts over from the chunk its receiver asks for again, up to its "
+          "retries") {
+  auto whole = pattern(5 * 4096, 4);
+  auto hash = XXH3_64bits(whole.data(), whole.size());
+  std::span<const std::byte> src{reinterpret_cast<const std::byte*>(whole.data()), whole.size()};
+  fake_receiver rx;
+  std::promise<std::pair<uint64_t, caf::error>> ended;
+  auto start = [&](uint32_t retries) {
+    auto s = std::make_shared<data_send>(
+      data_send::target{"127.0.0.1", rx.port, 1, std::vector<unsigned char>(32, 7)}, src, 4096,
+      4, 10s, retries, [&](uint64_t digest, caf::error err) {
+        ended.set_value({digest, std::move(err)});
+      });
+    s->start();
+    return s;
+  };
+  SUBCASE("asked once: every byte arrives, and the digests agree") {
+    auto sender = start(2);
+    REQUIRE(rx.accept_hello());
+    std::vector<uint64_t> offsets;
+    std::vector<char> got(whole.size());
+    uint64_t verified = 0;
+    bool asked = false;
+    while (verified < whole.size()) {
+      auto f = rx.frame();
+      REQUIRE(f);
+      offsets.push_back(f->first);
+      if (f->first != verified)
+        continue; // sent before it saw the request: skipped
+      if (f->first == 4096 && !asked) { // as if this chunk failed its checksum
+        asked = true;
+        REQUIRE(rx.ack(verified, data_resend_status, 0));
+        continue;
+      }
+      std::memcpy(got.data() + f->first, f->second.data(), f->second.size());
+      verified += f->second.size();
+      REQUIRE(rx.ack(verified, 0,
+                     verified == whole.size() ? XXH3_64bits(got.data(), got.size()) : 0));
+    }
+    auto end = ended.get_future();
+    REQUIRE(end.wait_for(10s) == std::future_status::ready);
+    auto [digest, err] = end.get();
+    CHECK_MESSAGE(!err, describe(err));
+    CHECK(digest == hash);
+    CHECK(got == whole);
+    // Its window was full when it was asked: chunks 2..4 came before chunk 1 came again.
+    REQUIRE(offsets.size() >= 6);
+    CHECK(offsets[0] == 0);
+    CHECK(offsets[1] == 4096);
+    CHECK(std::count(offsets.begin(), offsets.end(), 4096) == 2);
+  }
+  SUBCASE("asked more often than its retries: the transfer fails with checksum_mismatch") {
+    auto sender = start(1);
+    REQUIRE(rx.accept_hello());
+    int asked = 0;
+    while (asked < 2) {
+      auto f = rx.frame();
+      REQUIRE(f);
+      if (f->first != 0)
+        continue;
+      ++asked;
+      REQUIRE(rx.ack(0, data_resend_status, 0));
+    }
+    auto end = ended.get_future();
+    REQUIRE(end.wait_for(10s) == std::future_status::ready);
+    auto [digest, err] = end.get();
+    CHECK(code_of(err) == errc::checksum_mismatch);
+    CHECK_MESSAGE(describe(err).find("remote.checksum_retries") != std::string::npos,
+                  describe(err));
+  }
 }
 
 TEST_CASE("both engines answer requests while a big payload moves over the data connection") {

@@ -193,9 +193,9 @@ bool data_worker::adopt(int fd) {
 
 data_receive::data_receive(std::span<std::byte> dest, uint64_t chunk_bytes, uint64_t id,
                            std::vector<unsigned char> proof, std::chrono::milliseconds stall,
-                           data_done done)
+                           uint32_t retries, data_done done)
   : dest_(dest), chunk_bytes_(chunk_bytes), id_(id), proof_(std::move(proof)), stall_(stall),
-    done_(std::move(done)) {
+    retries_(retries), done_(std::move(done)) {
 }
 
 data_receive::~data_receive() {
@@ -219,6 +219,8 @@ void data_receive::receive(int fd) {
     send_all(fd, ack, sizeof ack);
     done_(0, std::move(err));
   };
+  uint32_t retries_left = retries_;
+  bool resending = false; // asked for the chunks from `verified` again; skipping until they come
   while (verified < size) {
     unsigned char frame[frame_bytes];
     if (!recv_all(fd, frame, sizeof frame, &progress_)) {
@@ -227,6 +229,17 @@ void data_receive::receive(int fd) {
       return;
     }
     uint64_t offset = get_u64(frame), length = get_u64(frame + 8), hash = get_u64(frame + 16);
+    if (resending && offset > verified && length > 0 && length <= chunk_bytes_
+        && offset < size && length <= size - offset) {
+      // sent before the sender saw the request: read past (into bytes not verified yet)
+      if (!recv_all(fd, dest_.data() + offset, length, &progress_)) {
+        done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
+                             : cut("the sender stopped mid-chunk", stall_));
+        return;
+      }
+      continue;
+    }
+    resending = false;
     if (offset != verified || length == 0 || length > chunk_bytes_ || length > size - verified) {
       fail(make_error(errc::invalid_argument, "a data frame out of order or beyond the block"),
            static_cast<uint64_t>(errc::invalid_argument));
@@ -239,10 +252,25 @@ void data_receive::receive(int fd) {
       return;
     }
     if (XXH3_64bits(p, length) != hash) {
-      fail(make_error(errc::checksum_mismatch,
-                      "chunk at offset " + std::to_string(offset) + " failed its checksum"),
-           static_cast<uint64_t>(errc::checksum_mismatch));
-      return;
+      if (retries_left == 0) {
+        fail(make_error(errc::checksum_mismatch,
+                        "chunk at offset " + std::to_string(offset) + " failed its checksum "
+                          + std::to_string(retries_ + 1)
+                          + " times (remote.checksum_retries)"),
+             static_cast<uint64_t>(errc::checksum_mismatch));
+        return;
+      }
+      --retries_left;
+      resending = true;
+      unsigned char ack[ack_bytes];
+      put_u64(ack, verified);
+      put_u64(ack + 8, data_resend_status);
+      put_u64(ack + 16, 0);
+      if (!send_all(fd, ack, sizeof ack)) {
+        done_(0, cut("cannot ask for a chunk again", stall_));
+        return;
+      }
+      continue;
     }
     digest.update(std::span{p, length});
     verified += length;
@@ -264,9 +292,10 @@ void data_receive::receive(int fd) {
 // -- data_send ----------------------------------------------------------------------------------
 
 data_send::data_send(target to, std::span<const std::byte> src, uint64_t chunk_bytes,
-                     uint32_t window, std::chrono::milliseconds stall, data_done done)
+                     uint32_t window, std::chrono::milliseconds stall, uint32_t retries,
+                     data_done done)
   : to_(std::move(to)), src_(src), chunk_bytes_(chunk_bytes), window_(std::max<uint32_t>(1, window)),
-    stall_(stall), done_(std::move(done)) {
+    stall_(stall), retries_(retries), done_(std::move(done)) {
 }
 
 data_send::~data_send() {
@@ -348,9 +377,10 @@ void data_send::send() {
     done_(0, cut("the hello was not taken", stall_));
     return;
   }
-  xxh3_stream digest;
+  xxh3_stream digest; // of the bytes sent so far, in order
   uint64_t size = src_.size(), sent = 0, acked = 0;
   uint32_t in_flight = 0;
+  uint32_t retries_left = retries_;
   while (acked < size) {
     while (in_flight < window_ && sent < size) {
       uint64_t n = std::min(chunk_bytes_, size - sent);
@@ -376,6 +406,28 @@ void data_send::send() {
       return;
     }
     auto status = get_u64(ack + 8);
+    if (status == data_resend_status) {
+      // Every earlier frame is acknowledged; the receiver skips the later ones in flight.
+      if (get_u64(ack) != acked) {
+        done_(0, make_error(errc::peer_failure, "a request to resend from offset "
+                                                  + std::to_string(get_u64(ack))
+                                                  + ", which is not the first unacknowledged"));
+        return;
+      }
+      if (retries_left == 0) {
+        done_(0, make_error(errc::checksum_mismatch,
+                            "the chunk at offset " + std::to_string(acked) + " failed its checksum "
+                              + std::to_string(retries_ + 1)
+                              + " times on the data connection (remote.checksum_retries)"));
+        return;
+      }
+      --retries_left;
+      sent = acked;
+      in_flight = 0;
+      digest = xxh3_stream{}; // rehashed up to the resend point: rare, unlike a copy per chunk
+      digest.update(src_.first(acked));
+      continue;
+    }
     if (status != 0) {
       auto code = status == static_cast<uint64_t>(errc::checksum_mismatch)
                     ? errc::checksum_mismatch

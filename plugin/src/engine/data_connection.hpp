@@ -17,9 +17,16 @@
 //     and counted (data_listener::refused); the token of a proved hello is used up.
 //   frame, sender -> receiver: offset, length, XXH3-64 of the bytes, then `length` bytes.
 //     Frames come in order, each at most the offer's chunk_bytes.
-//   ack, receiver -> sender, after each frame: bytes verified so far, status (0 ok, else an
-//     errc value), the block's XXH3 once verified == size (else 0).
+//   ack, receiver -> sender, after each frame: bytes verified so far, status (0 ok,
+//     resend_status, else an errc value that ends the transfer), the block's XXH3 once
+//     verified == size (else 0).
 // The sender keeps at most `window` frames unacknowledged: bytes in flight <= chunk x window.
+// A chunk that fails its XXH3 is sent again, up to remote.checksum_retries times on either
+// side: the receiver acks with resend_status and the bytes verified so far (the failed chunk's
+// offset), skips the frames the sender had sent after that chunk (unacknowledged; their bytes
+// land beyond what is verified and are written again), and takes frames again from the one at
+// that offset; the sender starts over from there. Past its retries the receiver answers
+// errc::checksum_mismatch, and a sender past its own ends the transfer with it.
 #pragma once
 
 #include <atomic>
@@ -41,6 +48,8 @@ namespace cafshm {
 
 /// Bytes of a hello's proof.
 constexpr size_t data_proof_bytes = 32;
+/// The status of an ack that asks for the chunks from its offset again (above every errc).
+constexpr uint64_t data_resend_status = 0x100;
 
 /// The proof of a hello for `token` of transfer `id`, from the link key of the sender's
 /// direction. Empty if OpenSSL failed (an empty proof is never accepted).
@@ -104,8 +113,10 @@ private:
 /// The receiving side of one transfer: fills `dest` from the frames of a proved connection.
 class data_receive : public data_worker {
 public:
+  /// `retries`: how many failed chunks it asks for again before it gives up.
   data_receive(std::span<std::byte> dest, uint64_t chunk_bytes, uint64_t id,
-               std::vector<unsigned char> proof, std::chrono::milliseconds stall, data_done done);
+               std::vector<unsigned char> proof, std::chrono::milliseconds stall,
+               uint32_t retries, data_done done);
   ~data_receive() override;
 
   uint64_t id() const noexcept { return id_; }
@@ -121,6 +132,7 @@ private:
   uint64_t id_;
   std::vector<unsigned char> proof_;
   std::chrono::milliseconds stall_;
+  uint32_t retries_;
   data_done done_;
 };
 
@@ -133,8 +145,9 @@ public:
     uint64_t token = 0;
     std::vector<unsigned char> proof;
   };
+  /// `retries`: how many resends the receiver may ask for before the transfer fails.
   data_send(target to, std::span<const std::byte> src, uint64_t chunk_bytes, uint32_t window,
-            std::chrono::milliseconds stall, data_done done);
+            std::chrono::milliseconds stall, uint32_t retries, data_done done);
   ~data_send() override;
   void start();
 
@@ -146,6 +159,7 @@ private:
   uint64_t chunk_bytes_;
   uint32_t window_;
   std::chrono::milliseconds stall_;
+  uint32_t retries_;
   data_done done_;
 };
 

@@ -489,6 +489,7 @@ void send_over_data_connection(engine_pointer self, uint64_t id, const transmit_
   t->data = std::make_shared<data_send>(std::move(to), t->bytes, t->offer.chunk_bytes,
                                         st.config.remote.window_chunks,
                                         st.config.remote.stall_timeout,
+                                        st.config.remote.checksum_retries,
                                         report_to(self, t->peer, id, false));
   t->data->start();
 }
@@ -980,7 +981,7 @@ static caf::result<transmit_receipt> take_offer(engine_pointer self, const peer_
     in.data = std::make_shared<data_receive>(
       in.bytes, in.offer.chunk_bytes, in.offer.id,
       data_connection_proof(link_key, token, in.offer.id), st.config.remote.stall_timeout,
-      report_to(self, key.first, key.second, true));
+      st.config.remote.checksum_retries, report_to(self, key.first, key.second, true));
     in.data_token = token;
     st.data_port->expect(token, in.data);
     answer.data_token = token;

@@ -25,12 +25,14 @@
 #include <caf/system_messages.hpp>
 
 #include "cafshm/client.hpp"
+#include "cafshm/settings.hpp"
 #include "fastpath/actor_inbox_reader.hpp"
 #include "fastpath/actor_proxy.hpp"
 #include "fastpath/actor_record.hpp"
 #include "fastpath/actor_transport.hpp"
 #include "fastpath/inbox.hpp"
 #include "fastpath/inbox_writer.hpp"
+#include "fastpath/pending_requests.hpp"
 #include "helpers/actor_peer_protocol.hpp"
 #include "support/client_system.hpp"
 #include "testing/child_process.hpp"
@@ -49,13 +51,16 @@ namespace {
 // How long a test waits for something that must happen (far beyond its normal time).
 constexpr auto deadline = 30s;
 
-// A cafshm-actor-peer process registered with `d`, its actor published as `published`.
+// A cafshm-actor-peer process registered with `d`, its actor published as `published`, with an
+// actor inbox of `actor_inbox` bytes (0: the default).
 struct actor_peer_process {
   actor_peer_process(daemon_process& d, const std::string& published,
-                     local_transport transport = local_transport::shm)
+                     local_transport transport = local_transport::shm, uint64_t actor_inbox = 0)
     : proc({std::string{CAFSHM_BIN_DIR} + "/cafshm-actor-peer", "--port",
             std::to_string(d.port()), "--name", published, "--publish", published,
-            "--transport", transport == local_transport::shm ? "shm" : "basp"}) {
+            "--transport", transport == local_transport::shm ? "shm" : "basp", "--actor-inbox",
+            actor_inbox == 0 ? std::to_string(local_settings{}.actor_inbox_bytes)
+                             : std::to_string(actor_inbox)}) {
     while (auto line = proc.read_line(deadline)) {
       if (line->rfind("ready ", 0) == 0) {
         std::istringstream in{line->substr(6)};
@@ -481,4 +486,167 @@ TEST_CASE("forged and garbage records in an actor inbox are counted and dropped"
   CHECK(counted >= malformed - 10);
   CHECK(peer.stat("unknown") >= 1);
   CHECK(peer.stat("delivered") == 1);
+}
+
+TEST_CASE("a process whose actor inbox is full when another process dies still learns of its "
+          "end: the engine writes the notice once there is space") {
+  daemon_process d{test::unique_name("cafshm-test-actormsg")};
+  REQUIRE(d.ready());
+  auto base = std::to_string(::getpid());
+  actor_peer_process victim{d, "victim-" + base};
+  actor_peer_process receiver{d, "receiver-" + base, local_transport::shm, 4096};
+  REQUIRE(victim.ready());
+  REQUIRE(receiver.ready());
+  actor_inbox_guard guard{d.name(), {victim.slot, receiver.slot}};
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "observer");
+  REQUIRE(c);
+  guard.slots.push_back(to_slot(c->id()));
+  // The receiver monitors the victim's actor through a proxy of its actor inbox.
+  REQUIRE(receiver.proc.write_line("watch victim-" + base));
+  auto watching = receiver.proc.wait_for_line("watching ", deadline);
+  REQUIRE(watching);
+  REQUIRE(*watching == "proxy=1");
+  auto before = c->stats();
+  REQUIRE_MESSAGE(before, cafshm_test::why(before));
+  {
+    // The receiver stops reading; its actor inbox is filled up to the last byte.
+    test::paused_process paused{receiver.proc};
+    REQUIRE(paused);
+    auto w = fastpath::inbox_writer::open(fastpath::actor_inbox_name(d.name(), receiver.slot),
+                                          to_slot(c->id()));
+    REQUIRE(w);
+    std::vector<std::byte> junk(fastpath::actor_record_header_bytes, std::byte{0x7f});
+    size_t written = 0;
+    while (w->send(junk) && written < 100000)
+      ++written;
+    REQUIRE(written > 0);
+    REQUIRE(written < 100000);
+    // The victim dies; the engine reclaims it and keeps the notice it could not write.
+    victim.proc.kill(SIGKILL);
+    CHECK(cafshm_test::wait_until(
+      [&] {
+        auto st = c->stats();
+        return st && st->gone_notices_pending >= 1;
+      },
+      deadline));
+    auto during = c->stats();
+    REQUIRE(during);
+    CHECK(during->processes == before->processes - 1);
+    CHECK(during->gone_notices_late == before->gone_notices_late);
+  } // the receiver reads again
+  std::string downs;
+  CHECK(cafshm_test::wait_until(
+    [&] {
+      if (!receiver.proc.write_line("downs"))
+        return false;
+      auto line = receiver.proc.wait_for_line("downs ", deadline);
+      downs = line.value_or("");
+      return downs.rfind("1 ", 0) == 0;
+    },
+    deadline));
+  CHECK_MESSAGE(downs.find("remote_link_unreachable") != std::string::npos, downs);
+  auto after = c->stats();
+  REQUIRE(after);
+  CHECK(after->gone_notices_pending == 0);
+  CHECK(after->gone_notices_late >= before->gone_notices_late + 1);
+  CHECK(after->gone_notices_dropped == before->gone_notices_dropped);
+  CHECK(receiver.stat("killed") == 1);
+}
+
+namespace {
+
+// Sends (hold_atom) to `target` from a new actor with a 10-minute timeout: the future gets the
+// error the request ends with (or none if it was answered).
+std::future<caf::error> hold_request(caf::actor_system& sys, const caf::actor& target) {
+  auto result = std::make_shared<std::promise<caf::error>>();
+  auto f = result->get_future();
+  sys.spawn([=](caf::event_based_actor* self) {
+    self->request(target, std::chrono::minutes{10}, actor_peer::hold_atom::value)
+      .then([=](caf::message&) { result->set_value(caf::error{}); },
+            [=](caf::error& e) { result->set_value(std::move(e)); });
+  });
+  return f;
+}
+
+// Whether `target` answers a ping (after everything sent to it before through the same route).
+bool answers_ping(caf::actor_system& sys, const caf::actor& target) {
+  caf::scoped_actor self{sys};
+  bool answered = false;
+  self->request(target, deadline, actor_peer::ping_atom::value, int32_t{1})
+    .receive([&](actor_peer::pong_atom, int32_t) { answered = true; }, [&](caf::error&) {});
+  return answered;
+}
+
+} // namespace
+
+TEST_CASE("a request in flight through an inbox proxy fails with request_receiver_down as soon "
+          "as the proxy learns that the actor or its process is gone") {
+  daemon_process d{test::unique_name("cafshm-test-actormsg")};
+  REQUIRE(d.ready());
+  auto base = std::to_string(::getpid());
+  actor_peer_process peer{d, "holder-" + base};
+  REQUIRE(peer.ready());
+  actor_inbox_guard guard{d.name(), {peer.slot}};
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "requester");
+  REQUIRE(c);
+  guard.slots.push_back(to_slot(c->id()));
+  auto found = c->find_actor("holder-" + base);
+  REQUIRE(found);
+  REQUIRE(is_inbox_proxy(found->actor));
+  auto transport = detail::actors_of(*c);
+  REQUIRE(transport);
+  auto held = hold_request(cs.sys, found->actor);
+  // The held request reached the actor (the ping after it was answered) and is kept here.
+  REQUIRE(answers_ping(cs.sys, found->actor));
+  CHECK(transport->pending().size() == 1);
+  SUBCASE("its process is killed") {
+    peer.proc.kill(SIGKILL);
+  }
+  SUBCASE("the actor ends without answering") {
+    caf::anon_send(found->actor, actor_peer::quit_atom::value, uint32_t{0});
+  }
+  REQUIRE(held.wait_for(deadline) == std::future_status::ready);
+  auto e = held.get();
+  CHECK_MESSAGE(e == caf::sec::request_receiver_down, caf::to_string(e));
+  CHECK(transport->counters().requests_failed.load() == 1);
+  CHECK(transport->pending().size() == 0);
+}
+
+TEST_CASE("an answer that comes after its request was failed is dropped, not delivered twice") {
+  client_system cs;
+  fastpath::pending_requests table;
+  int via = 0; // a proxy's identity
+  // Requests of a blocking actor to an actor that never answers: their ids are real ones.
+  auto silent = cs.sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
+    return {[self](actor_peer::hold_atom) { return self->make_response_promise(); }};
+  });
+  caf::scoped_actor self{cs.sys};
+  auto requester = caf::actor_cast<caf::strong_actor_ptr>(self);
+  auto request_of = [](caf::message_id response) {
+    return caf::message_id{response.integer_value() & ~caf::message_id::response_flag_mask};
+  };
+  // An answer through the inbox finds its request: expected, and then it is gone.
+  auto first = self->request(silent, deadline, actor_peer::hold_atom::value);
+  table.add(requester, request_of(first.id()), &via);
+  CHECK(table.size() == 1);
+  CHECK(table.answered(self->id(), first.id()) == fastpath::pending_requests::answer::expected);
+  CHECK(table.size() == 0);
+  // Failed by the kill of its proxy: the requester gets the error, the late answer is dropped
+  // once, and then it is an answer this table knows nothing of.
+  auto second = self->request(silent, deadline, actor_peer::hold_atom::value);
+  table.add(requester, request_of(second.id()), &via);
+  CHECK(table.fail_all(&via, caf::make_error(caf::sec::request_receiver_down)) == 1);
+  caf::error got;
+  second.receive([](caf::message&) {}, [&](caf::error& e) { got = std::move(e); });
+  CHECK(got == caf::sec::request_receiver_down);
+  CHECK(table.answered(self->id(), second.id()) == fastpath::pending_requests::answer::late);
+  CHECK(table.answered(self->id(), second.id()) == fastpath::pending_requests::answer::unknown);
+  // A request failed by a kill while its record was being written is not answered again.
+  auto third = self->request(silent, deadline, actor_peer::hold_atom::value);
+  table.add(requester, request_of(third.id()), &via);
+  CHECK(table.fail_all(&via, caf::make_error(caf::sec::request_receiver_down)) == 1);
+  CHECK_FALSE(table.remove(self->id(), request_of(third.id())));
+  caf::anon_send_exit(silent, caf::exit_reason::user_shutdown);
 }

@@ -1018,8 +1018,11 @@ void memory_manager::reclaim_slot(uint32_t slot) {
   if (slot == admin::engine_slot || !slot_live(slot))
     return;
   fastpath::inbox::remove(settings_.name, slot); // the slot's inbox goes with it
-  // and its actor inbox; the processes that may hold proxies of its actors hear of it
-  fastpath::announce_process_gone(settings_.name, slot, process(slot).pid, live_processes());
+  // and its actor inbox; the processes that may hold proxies of its actors hear of it (now, or
+  // by retry_gone_notices when an actor inbox is full); notices kept for it are void
+  gone_notices_.receiver_gone(slot);
+  gone_notices_.retry();
+  gone_notices_.announce(slot, process(slot).pid, live_processes());
   for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
     auto& b = block(i);
     if (b.state == block_state::free)
@@ -1684,6 +1687,9 @@ engine_stats memory_manager::stats() const {
   r.max_names = h.max_names;
   r.requests = h.requests;
   r.rejected = h.rejected;
+  r.gone_notices_pending = static_cast<uint32_t>(gone_notices_.pending());
+  r.gone_notices_late = gone_notices_.delivered_late();
+  r.gone_notices_dropped = gone_notices_.dropped();
   r.capacities = capacities();
   for (uint32_t i = 0; i < settings_.max_blocks; ++i)
     if (block(i).state == block_state::draining)

@@ -26,6 +26,7 @@
 #include <caf/expected.hpp>
 
 #include "admin_layout.hpp"
+#include "fastpath/process_gone_notice.hpp"
 #include "cafshm/block_ref.hpp"
 #include "cafshm/engine_stats.hpp"
 #include "cafshm/error.hpp"
@@ -202,6 +203,10 @@ public:
   bool is_live(process_id process) const noexcept;
   /// The registered processes, without the engine.
   std::vector<process_id> live_processes() const;
+  /// Writes the process_gone notices that found an actor inbox full again
+  /// (process_gone_notice.hpp); the engine's liveness tick calls it. Returns how many were
+  /// written now.
+  size_t retry_gone_notices() { return gone_notices_.retry(); }
   const admin::admin_header& header() const noexcept;
   /// The first data segment (engine.arena bytes); data_segment(i) is segment i of the table,
   /// unmapped (false) when that entry is unused.
@@ -306,6 +311,7 @@ private:
   std::vector<int> quota_rules_; // per slot: index of the engine.quotas rule that bounds it
                                  // together with the other live slots of that rule; -1: none
                                  // (engine.default_quota bounds it with its user's slots)
+  fastpath::process_gone_notices gone_notices_{settings_.name}; // kept for a full actor inbox
   std::vector<uint32_t> users_;  // per slot: the uid its quota and process count go to
                                  // (ticketless registrations: all ~0, one user)
   // The shared quotas' running sums: every live slot but the engine's belongs to one quota

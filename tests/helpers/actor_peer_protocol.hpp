@@ -10,4 +10,5 @@ using seq_atom = caf::atom_constant<caf::atom("ap_seq")>;
 using report_atom = caf::atom_constant<caf::atom("ap_report")>;
 using ask_atom = caf::atom_constant<caf::atom("ap_ask")>;
 using quit_atom = caf::atom_constant<caf::atom("ap_quit")>;
+using hold_atom = caf::atom_constant<caf::atom("ap_hold")>;
 } // namespace actor_peer

@@ -1,8 +1,8 @@
 // A process with an actor that other local processes reach through its actor inbox, for the
 // tests of actor messages over the local fast path (tests/test_fast_actor_messages.cpp) and the
 // hand-off benchmark. It registers with the cafshmd at 127.0.0.1:--port as --name (with
-// --transport shm|basp, default shm), spawns the actor and publishes it as --publish, then
-// prints "ready <slot> <pid>".
+// --transport shm|basp, default shm; --actor-inbox BYTES sets local.actor_inbox), spawns the
+// actor and publishes it as --publish, then prints "ready <slot> <pid>".
 //
 // The actor answers:
 //   (ping_atom, i32 i)              -> (pong_atom, i), and counts whether the message came
@@ -10,16 +10,23 @@
 //   (seq_atom, u32 sender, u32 n)   -> nothing; checks that each sender's n come 0, 1, 2, ...
 //   (report_atom)                   -> (u64 messages, u64 through_inbox, u64 out_of_order)
 //   (ask_atom, actor other, i32 i)  -> asks `other` (ping_atom, i) and answers its answer
+//   (hold_atom)                     -> never answered (the promise is kept until the actor ends)
 //   (quit_atom, u32 code)           -> ends: 0 normal, else exit_reason::user_shutdown
 // Commands on stdin, one per line, each answered with one line:
 //   stats  -> "stats delivered=D malformed=M unknown=U refused=R sent=S killed=K"
 //             (the actor transport's counters, actor_proxy.hpp; all 0 without one)
+//   watch N -> monitors the actor published as N (an actor of another process) from an actor
+//             of this one: "watching proxy=P" (P: 1 if the handle is an inbox proxy), or
+//             "ERROR ..." (the process goes on)
+//   downs  -> "downs N reason=R": the down messages the watching actors got, the first's reason
 //   exit   -> "bye", then the process ends
 // Errors: "ERROR <what>" and exit code 1.
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <string>
+#include <vector>
 #include <unistd.h>
 
 #include <caf/actor_cast.hpp>
@@ -28,8 +35,10 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/response_promise.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
 
 #include "../support/program_options.hpp"
 #include "cafshm/client.hpp"
@@ -57,6 +66,7 @@ struct served_state {
   uint64_t through_inbox = 0;
   uint64_t out_of_order = 0;
   std::map<uint32_t, uint32_t> next; // per sender: the n expected next
+  std::vector<caf::response_promise> held; // hold_atom requests, never answered
   static inline const char* name = "cafshm.actor-peer";
 };
 
@@ -95,10 +105,33 @@ caf::behavior served(caf::stateful_actor<served_state>* self) {
               [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },
+    [self](actor_peer::hold_atom) {
+      self->state.held.push_back(self->make_response_promise());
+      return self->state.held.back();
+    },
     [self](actor_peer::quit_atom, uint32_t code) {
       self->quit(code == 0 ? caf::exit_reason::normal : caf::exit_reason::user_shutdown);
     },
   };
+}
+
+// What the watching actors (stdin command "watch") heard.
+struct down_log {
+  std::mutex mtx;
+  size_t count = 0;
+  std::string first_reason = "none";
+};
+
+// Monitors `target` until this process ends, writing its down message into `log`.
+caf::behavior watching(caf::event_based_actor* self, caf::actor target,
+                       std::shared_ptr<down_log> log) {
+  self->set_down_handler([log](caf::down_msg& m) {
+    std::lock_guard<std::mutex> guard{log->mtx};
+    if (log->count++ == 0)
+      log->first_reason = caf::to_string(m.reason);
+  });
+  self->monitor(target);
+  return {[](actor_peer::report_atom) {}};
 }
 
 } // namespace
@@ -117,6 +150,8 @@ int main(int argc, char** argv) {
   settings s;
   s.role = role::client;
   s.local.transport = transport;
+  if (auto bytes = option(argc, argv, "--actor-inbox"); !bytes.empty())
+    s.local.actor_inbox_bytes = std::stoull(bytes);
   module::configure(cfg, s);
   caf::actor_system sys{cfg};
   auto me = client::connect(sys, endpoint{"127.0.0.1", port}, name);
@@ -126,8 +161,28 @@ int main(int argc, char** argv) {
   if (auto r = me->publish(actor, publish); !r)
     return fail("publish: " + describe(r.error()));
   say("ready " + std::to_string(to_slot(me->id())) + " " + std::to_string(::getpid()));
+  auto downs = std::make_shared<down_log>();
+  std::vector<caf::actor> watchers;
   std::string line;
   while (std::getline(std::cin, line)) {
+    if (line.rfind("watch ", 0) == 0) {
+      auto found = me->find_actor(line.substr(6));
+      if (!found) {
+        say("ERROR find_actor: " + describe(found.error()));
+        continue;
+      }
+      bool proxy = dynamic_cast<fastpath::inbox_actor_proxy*>(
+                     caf::actor_cast<caf::abstract_actor*>(found->actor))
+                   != nullptr;
+      watchers.push_back(sys.spawn(watching, found->actor, downs));
+      say(std::string{"watching proxy="} + (proxy ? "1" : "0"));
+      continue;
+    }
+    if (line == "downs") {
+      std::lock_guard<std::mutex> guard{downs->mtx};
+      say("downs " + std::to_string(downs->count) + " reason=" + downs->first_reason);
+      continue;
+    }
     if (line == "stats") {
       auto t = detail::actors_of(*me);
       auto get = [&](auto member) -> uint64_t {
@@ -146,5 +201,7 @@ int main(int argc, char** argv) {
     }
   }
   caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+  for (auto& w : watchers)
+    caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
   return 0;
 }

@@ -113,6 +113,12 @@ struct engine_stats {
   uint64_t inbox_requests = 0;
   uint64_t inbox_refused = 0;
   uint64_t inbox_replies_lost = 0;
+  // Notices to local processes that a process is gone (so that they end their proxies of its
+  // actors) that found the receiver's actor inbox full: kept now for a later try, written
+  // later, forgotten because the receiver was reclaimed first.
+  uint32_t gone_notices_pending = 0;
+  uint64_t gone_notices_late = 0;
+  uint64_t gone_notices_dropped = 0;
   std::vector<capacity_use> capacities; // arena bytes, blocks, grants, names, processes
   std::vector<process_stats> process_list; // the engine (process_id::engine) first
   std::vector<named_block> name_list;
@@ -163,7 +169,8 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,
            x.cache_bytes_saved, x.digests_reused, x.peer_messages_refused,
-           x.data_connections_refused, x.data_connections_sent, x.data_connections_received);
+           x.data_connections_refused, x.data_connections_sent, x.data_connections_received,
+           x.gone_notices_pending, x.gone_notices_late, x.gone_notices_dropped);
 }
 
 } // namespace cafshm

@@ -433,6 +433,7 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     [self](redial_atom, uint64_t index) { remote::redial(self, index); },
     [self, &mmr](liveness_atom) {
       reclaim_exited(self->state, mmr);
+      mmr.retry_gone_notices(); // those that found an actor inbox full
       // A peer silent for remote.stall_timeout ends its transmits even if no down message
       // said it is gone.
       remote::check_stalls(self);

@@ -103,6 +103,14 @@ void actor_inbox_reader::take_message(const inbox_record& r, caf::execution_unit
     refused = actor_transport::decoding_scope::refused();
   }
   caf::message_id mid{h.word}; // exactly as the sender had it (priority included)
+  // An answer to a request that was failed here when its proxy was killed: the requester has
+  // its answer already (pending_requests.hpp).
+  if (mid.is_response()
+      && transport_.pending().answered(static_cast<caf::actor_id>(h.actor), mid)
+           == pending_requests::answer::late) {
+    counters.late_answers.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   if (refused) { // a handle came out null: the message would not be what was sent
     counters.refused.fetch_add(1, std::memory_order_relaxed);
     answer_with(sender, mid, caf::sec::no_route_to_receiving_node);

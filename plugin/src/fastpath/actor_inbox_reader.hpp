@@ -10,7 +10,8 @@
 // dropped, one that names no actor of this process is counted (unknown_receiver) and dropped —
 // a request is answered with sec::request_receiver_down, as CAF does — and one carrying a
 // handle of a node without a route is counted (refused) and dropped, a request answered with
-// sec::no_route_to_receiving_node.
+// sec::no_route_to_receiving_node. An answer to a request that was already failed because its
+// proxy was killed (pending_requests.hpp) is counted (late_answers) and dropped.
 #pragma once
 
 #include <chrono>

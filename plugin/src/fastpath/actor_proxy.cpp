@@ -9,6 +9,7 @@
 #include <caf/atom.hpp>
 #include <caf/detail/sync_request_bouncer.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/sec.hpp>
 #include <caf/system_messages.hpp>
 
 #include "cafshm/error.hpp"
@@ -40,11 +41,16 @@ private:
 } // namespace
 
 inbox_actor_proxy::inbox_actor_proxy(caf::actor_config& cfg, std::shared_ptr<peer_route> route,
-                                     std::shared_ptr<actor_path_counters> counters)
-  : caf::actor_proxy(cfg), counters_(std::move(counters)), route_(std::move(route)) {
+                                     std::shared_ptr<actor_path_counters> counters,
+                                     std::shared_ptr<pending_requests> pending)
+  : caf::actor_proxy(cfg), counters_(std::move(counters)), pending_(std::move(pending)),
+    route_(std::move(route)) {
 }
 
-inbox_actor_proxy::~inbox_actor_proxy() = default;
+inbox_actor_proxy::~inbox_actor_proxy() {
+  // Normally killed before (the registry kills what it erases): nothing is left then.
+  pending_->fail_all(this, caf::make_error(caf::sec::request_receiver_down));
+}
 
 bool inbox_actor_proxy::forward(const caf::strong_actor_ptr& sender, caf::message_id mid,
                                 const std::vector<caf::strong_actor_ptr>& stages,
@@ -72,13 +78,24 @@ void inbox_actor_proxy::enqueue(caf::mailbox_element_ptr what, caf::execution_un
   // As CAF's forwarding proxy: an exit message to the remote actor ends the link from here.
   if (content.match_elements<caf::exit_msg>())
     unlink_from(content.get_as<caf::exit_msg>(0).source);
+  auto mid = what->mid;
+  bool request = mid.is_request() && !mid.is_answered();
+  // A request of an actor of this process that awaits the answer itself (no further stages):
+  // kept until its answer comes, failed if this proxy is killed first. Kept before the record
+  // is written, so that an answer read at once finds it.
+  bool kept = request && what->sender && what->stages.empty()
+              && what->sender->node() == home_system().node();
+  if (kept)
+    pending_->add(what->sender, mid, this);
   caf::error why;
-  if (!forward(what->sender, what->mid, what->stages, content, why) && what->mid.is_request()
-      && !what->mid.is_answered()) {
-    // A request always gets an answer: the reason it could not go.
-    caf::detail::sync_request_bouncer bouncer{why};
-    bouncer(what->sender, what->mid);
-  }
+  if (forward(what->sender, mid, what->stages, content, why) || !request)
+    return;
+  // A request always gets an answer: the reason it could not go (unless a kill of this proxy
+  // answered it meanwhile).
+  if (kept && !pending_->remove(what->sender->id(), mid))
+    return;
+  caf::detail::sync_request_bouncer bouncer{why};
+  bouncer(what->sender, mid);
 }
 
 bool inbox_actor_proxy::add_backlink(caf::abstract_actor* x) {
@@ -114,6 +131,10 @@ void inbox_actor_proxy::kill_proxy(caf::execution_unit* context, caf::error reas
     killed_for_ = reason;
   }
   counters_->proxies_killed.fetch_add(1, std::memory_order_relaxed);
+  // The actor will not answer what it was asked through this proxy: as CAF answers a request
+  // to an actor that is gone.
+  auto failed = pending_->fail_all(this, caf::make_error(caf::sec::request_receiver_down));
+  counters_->requests_failed.fetch_add(failed, std::memory_order_relaxed);
   cleanup(std::move(reason), context);
 }
 

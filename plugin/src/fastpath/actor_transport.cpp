@@ -61,6 +61,7 @@ actor_transport::actor_transport(caf::actor_system& sys, std::string engine_name
                                  inbox in, actor_transport_options options)
   : sys_(sys), engine_name_(std::move(engine_name)), slot_(slot), options_(options),
     inbox_(std::move(in)), counters_(std::make_shared<actor_path_counters>()),
+    pending_(std::make_shared<pending_requests>()),
     proxies_(sys, *this),
     reader_(std::make_unique<actor_inbox_reader>(*this, inbox_.reader())) {
 }
@@ -129,7 +130,8 @@ caf::strong_actor_ptr actor_transport::make_proxy(caf::node_id node, caf::actor_
   }
   caf::actor_config cfg;
   auto proxy = caf::make_actor<inbox_actor_proxy, caf::strong_actor_ptr>(aid, node, &sys_, cfg,
-                                                                         route, counters_);
+                                                                         route, counters_,
+                                                                         pending_);
   // Ask the actor's process to tell this one when the actor ends (a down record); a proxy
   // whose watch cannot be written is only killed with its process.
   route->send_watch(sys_, aid);

@@ -38,6 +38,7 @@
 #include "fastpath/inbox.hpp"
 #include "fastpath/inbox_poll_source.hpp"
 #include "fastpath/peer_route.hpp"
+#include "fastpath/pending_requests.hpp"
 
 namespace cafshm::fastpath {
 
@@ -85,6 +86,8 @@ public:
 
   caf::proxy_registry& proxies() noexcept { return proxies_; }
   actor_path_counters& counters() noexcept { return *counters_; }
+  /// Requests of this process's actors sent through its proxies and not answered yet.
+  pending_requests& pending() noexcept { return *pending_; }
   actor_inbox_reader& reader() noexcept { return *reader_; }
   const inbox& own_inbox() const noexcept { return inbox_; }
   caf::actor_system& system() noexcept { return sys_; }
@@ -126,6 +129,7 @@ private:
   actor_transport_options options_;
   inbox inbox_;
   std::shared_ptr<actor_path_counters> counters_;
+  std::shared_ptr<pending_requests> pending_;
   // -- routes, by node
   std::mutex routes_mtx_;
   std::unordered_map<caf::node_id, std::shared_ptr<peer_route>> routes_;

@@ -2,7 +2,9 @@
 // "Actor messages"): find_actor hands out a cafshm proxy, requests and answers travel as inbox
 // records in both directions, each sender's messages keep their order, monitors and links learn
 // the end of the remote actor (its exit reason) and of its process (remote_link_unreachable),
-// and garbage in an actor inbox is counted and dropped. The other process is
+// also when the notice of the end first found the actor inbox full, requests in flight through a
+// proxy fail at once when it learns of that end, and garbage in an actor inbox is counted and
+// dropped. The other process is
 // tests/helpers/cafshm-actor-peer, registered with a cafshmd of the test's own.
 #include "test_names.hpp"
 
@@ -614,7 +616,8 @@ TEST_CASE("a request in flight through an inbox proxy fails with request_receive
   CHECK(transport->pending().size() == 0);
 }
 
-TEST_CASE("an answer that comes after its request was failed is dropped, not delivered twice") {
+TEST_CASE("an answer that comes after its request was failed is dropped, not delivered twice, "
+          "and requests of a requester that is gone are forgotten") {
   client_system cs;
   fastpath::pending_requests table;
   int via = 0; // a proxy's identity
@@ -648,5 +651,25 @@ TEST_CASE("an answer that comes after its request was failed is dropped, not del
   table.add(requester, request_of(third.id()), &via);
   CHECK(table.fail_all(&via, caf::make_error(caf::sec::request_receiver_down)) == 1);
   CHECK_FALSE(table.remove(self->id(), request_of(third.id())));
+  // Requests of a requester that is gone (never answered: its actor kept them) leave the
+  // table at the sweep of a later add.
+  {
+    caf::weak_actor_ptr gone_weak;
+    {
+      auto brief = cs.sys.spawn([](caf::event_based_actor*) -> caf::behavior {
+        return {[](actor_peer::hold_atom) {}};
+      });
+      auto strong = caf::actor_cast<caf::strong_actor_ptr>(brief);
+      gone_weak = caf::weak_actor_ptr{strong.get()};
+      for (uint64_t i = 1; i <= 1024; ++i)
+        table.add(strong, caf::message_id{i}, &via);
+      caf::anon_send_exit(brief, caf::exit_reason::user_shutdown);
+    }
+    CHECK(table.size() == 1024);
+    REQUIRE(cafshm_test::wait_until([&] { return !gone_weak.lock(); }, deadline));
+    auto fourth = self->request(silent, deadline, actor_peer::hold_atom::value);
+    table.add(requester, request_of(fourth.id()), &via);
+    CHECK(table.size() == 1);
+  }
   caf::anon_send_exit(silent, caf::exit_reason::user_shutdown);
 }

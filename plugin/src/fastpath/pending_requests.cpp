@@ -1,5 +1,6 @@
 #include "fastpath/pending_requests.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include <caf/detail/sync_request_bouncer.hpp>
@@ -9,7 +10,10 @@ namespace cafshm::fastpath {
 void pending_requests::add(const caf::strong_actor_ptr& requester, caf::message_id mid,
                            const void* via) {
   std::lock_guard<std::mutex> guard{mtx_};
-  open_.insert_or_assign(key_of(requester->id(), mid), entry{caf::weak_actor_ptr{requester.get()}, mid, via});
+  if (open_.size() >= sweep_at_)
+    sweep_gone_requesters();
+  open_.insert_or_assign(key_of(requester->id(), mid),
+                         entry{caf::weak_actor_ptr{requester.get()}, mid, via});
 }
 
 bool pending_requests::remove(caf::actor_id requester, caf::message_id mid) {
@@ -53,6 +57,16 @@ size_t pending_requests::fail_all(const void* via, const caf::error& reason) {
 size_t pending_requests::size() {
   std::lock_guard<std::mutex> guard{mtx_};
   return open_.size();
+}
+
+void pending_requests::sweep_gone_requesters() {
+  for (auto i = open_.begin(); i != open_.end();) {
+    if (i->second.requester.lock())
+      ++i;
+    else
+      i = open_.erase(i);
+  }
+  sweep_at_ = std::max(size_t{1024}, 2 * open_.size());
 }
 
 void pending_requests::remember_failed(const key& k) {

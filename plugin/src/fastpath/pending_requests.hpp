@@ -15,9 +15,10 @@
 // second response: the keys of failed requests are remembered (at most max_failed, oldest
 // forgotten first; one whose answer came is forgotten at once).
 //
-// Memory: one entry per request in flight through a proxy (a request whose requester timed out
-// but whose actor never answers stays until that proxy is killed), plus at most max_failed
-// keys. Thread-safe: senders add on any thread, the inbox reader removes.
+// Memory: one entry per request in flight through a proxy, plus at most max_failed keys. A
+// request whose actor never answers stays until its proxy is killed, also after its requester
+// timed out; once the requester itself is gone, its entries go at the next sweep (add() sweeps
+// whenever the table has doubled since the last one). Thread-safe: senders add on any thread, the inbox reader removes.
 #pragma once
 
 #include <cstddef>
@@ -75,9 +76,11 @@ private:
     return {requester, mid.request_id().integer_value()};
   }
   void remember_failed(const key& k); // with mtx_ held
+  void sweep_gone_requesters();        // with mtx_ held
 
   std::mutex mtx_;
   std::map<key, entry> open_;  // guarded by mtx_
+  size_t sweep_at_ = 1024;     // guarded by mtx_: open_'s size that triggers the next sweep
   std::set<key> failed_;       // guarded by mtx_
   std::deque<key> failed_order_; // guarded by mtx_: failed_'s keys, oldest first (may hold
                                  // keys already forgotten)

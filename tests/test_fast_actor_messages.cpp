@@ -22,6 +22,7 @@
 #include <caf/binary_serializer.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/node_id.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/system_messages.hpp>
@@ -488,6 +489,46 @@ TEST_CASE("forged and garbage records in an actor inbox are counted and dropped"
   CHECK(counted >= malformed - 10);
   CHECK(peer.stat("unknown") >= 1);
   CHECK(peer.stat("delivered") == 1);
+}
+
+TEST_CASE("records naming handles of nodes without a route leave nothing in the proxy registry") {
+  daemon_process d{test::unique_name("cafshm-test-actormsg")};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "target");
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto transport = detail::actors_of(*c);
+  REQUIRE(transport);
+  // Sender slot 77 has no actor inbox: a node first named by its records gets no route.
+  auto w = fastpath::inbox_writer::open(fastpath::actor_inbox_name(d.name(), to_slot(c->id())),
+                                        77);
+  REQUIRE(w);
+  std::mt19937 rng{4711};
+  std::vector<caf::node_id> forged;
+  constexpr int n = 200;
+  for (int i = 0; i < n; ++i) {
+    caf::node_id::default_data::host_id_type host;
+    for (auto& b : host)
+      b = static_cast<uint8_t>(rng());
+    forged.push_back(caf::make_node_id(static_cast<uint32_t>(rng()), host));
+    std::vector<char> buf(fastpath::actor_record_header_bytes);
+    fastpath::write_header(reinterpret_cast<std::byte*>(buf.data()),
+                           {fastpath::actor_record_kind::message, 0, 1});
+    caf::binary_serializer sink{cs.sys, buf};
+    // the sender as CAF writes a strong_actor_ptr: its actor id, then its node id
+    std::vector<caf::strong_actor_ptr> stages;
+    auto msg = caf::make_message(int32_t{i});
+    REQUIRE_FALSE(sink(caf::actor_id{5}, forged.back(), stages, msg));
+    REQUIRE(w->send({reinterpret_cast<const std::byte*>(buf.data()), buf.size()}, 5s));
+  }
+  REQUIRE(cafshm_test::wait_until(
+    [&] { return transport->counters().refused.load() == uint64_t{n}; }, deadline));
+  size_t entries = 0;
+  for (auto& node : forged)
+    entries += transport->proxies().count_proxies(node);
+  CHECK(entries == 0);
+  CHECK(transport->counters().delivered.load() == 0);
 }
 
 TEST_CASE("a process whose actor inbox is full when another process dies still learns of its "

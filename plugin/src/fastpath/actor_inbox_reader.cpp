@@ -94,7 +94,8 @@ void actor_inbox_reader::take_message(const inbox_record& r, caf::execution_unit
   caf::message content;
   bool refused = false;
   {
-    actor_transport::decoding_scope scope{r.sender}; // a new sender node: through this slot
+    // a new sender node: through this slot
+    actor_transport::decoding_scope scope{transport_, r.sender};
     if (!decode(sys, r.payload.subspan(actor_record_header_bytes), transport_.proxies(), sender,
                 stages, content)) {
       counters.malformed.fetch_add(1, std::memory_order_relaxed);

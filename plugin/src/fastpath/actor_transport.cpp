@@ -22,18 +22,26 @@ namespace {
 constexpr uint32_t no_slot = ~0u;
 thread_local uint32_t decoding_slot = no_slot;
 thread_local bool decoding_refused = false;
+// The (node, actor) entries that make_proxy refused on this thread since the scope began.
+thread_local std::vector<std::pair<caf::node_id, caf::actor_id>> refused_entries;
 
 // How long the reading thread waits before it looks at its stop flag again.
 constexpr std::chrono::milliseconds read_slice{200};
 
 } // namespace
 
-actor_transport::decoding_scope::decoding_scope(uint32_t slot) {
+actor_transport::decoding_scope::decoding_scope(actor_transport& transport, uint32_t slot)
+  : transport_(transport), lock_(transport.decoding_mtx_) {
   decoding_slot = slot;
   decoding_refused = false;
+  refused_entries.clear();
 }
 
 actor_transport::decoding_scope::~decoding_scope() {
+  for (auto& [node, aid] : refused_entries)
+    if (!transport_.proxies_.get(node, aid)) // empty: erasing kills nothing
+      transport_.proxies_.erase(node, aid);
+  refused_entries.clear();
   decoding_slot = no_slot;
 }
 
@@ -121,11 +129,13 @@ std::shared_ptr<peer_route> actor_transport::route_of(const caf::node_id& node,
 caf::strong_actor_ptr actor_transport::make_proxy(caf::node_id node, caf::actor_id aid) {
   // Called by the registry with its lock held: nothing here may call back into it.
   if (aid == caf::invalid_actor_id || !node) {
+    refused_entries.emplace_back(node, aid);
     return nullptr;
   }
   auto route = route_of(node, decoding_slot);
   if (!route) {
     decoding_refused = true;
+    refused_entries.emplace_back(node, aid);
     return nullptr;
   }
   caf::actor_config cfg;
@@ -145,7 +155,7 @@ caf::actor actor_transport::route(const caf::actor& actor, process_id process) {
   if (!actor || actor.node() == sys_.node())
     return actor;
   // The slot is the engine's word here: the scope routes a new node through it.
-  decoding_scope scope{to_slot(process)};
+  decoding_scope scope{*this, to_slot(process)};
   auto ptr = proxies_.get_or_put(actor.node(), actor.id());
   if (!ptr)
     return actor;

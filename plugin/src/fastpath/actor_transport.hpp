@@ -99,14 +99,24 @@ public:
   caf::strong_actor_ptr make_proxy(caf::node_id node, caf::actor_id aid) override;
   void set_last_hop(caf::node_id*) override;
 
-  /// The sender slot of the record being decoded on this thread (make_proxy routes a node
-  /// not known yet through it), for the duration of a scope.
+  /// Every lookup of handles in proxies() happens in one: it names the sender slot of the record
+  /// being decoded on this thread (make_proxy routes a node not known yet through it), and
+  /// holds the transport's decoding lock. A handle make_proxy refused leaves an empty entry in
+  /// the registry (caf::proxy_registry keeps what the backend returned); the scope erases those
+  /// entries as it ends, under the same lock, so that no other lookup has filled them meanwhile
+  /// and records naming ever new nodes cannot grow the registry.
   class decoding_scope {
   public:
-    explicit decoding_scope(uint32_t slot);
+    decoding_scope(actor_transport& transport, uint32_t slot);
     ~decoding_scope();
+    decoding_scope(const decoding_scope&) = delete;
+    decoding_scope& operator=(const decoding_scope&) = delete;
     /// Whether make_proxy refused a handle on this thread since the scope began.
     static bool refused();
+
+  private:
+    actor_transport& transport_;
+    std::lock_guard<std::mutex> lock_;
   };
 
 private:
@@ -135,6 +145,7 @@ private:
   std::unordered_map<caf::node_id, std::shared_ptr<peer_route>> routes_;
   // -- this process's actors watched for other nodes (no second functor for the same pair)
   std::mutex watched_mtx_;
+  std::mutex decoding_mtx_; // held by a decoding_scope
   std::set<std::pair<caf::actor_id, caf::node_id>> watched_;
   // -- declared after what make_proxy uses; its destructor kills the proxies
   caf::proxy_registry proxies_;

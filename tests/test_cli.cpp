@@ -480,7 +480,9 @@ TEST_CASE("cli: stat --json is one JSON object with every documented key") {
   auto s = stats(d);
   for (auto key : {"engine_id", "arena_bytes", "admin_bytes", "free_bytes", "largest_free_block",
                    "fragmentation", "free_bytes_by_order", "processes", "blocks", "grants",
-                   "names", "requests", "rejected"})
+                   "names", "requests", "rejected", "inbox_requests", "inbox_refused",
+                   "inbox_replies_lost", "gone_notices_pending", "gone_notices_late",
+                   "gone_notices_dropped"})
     CHECK_MESSAGE(s.fields.count(key) == 1, key);
   CHECK(s["arena_bytes"].u64() == 256 * MiB);
   CHECK(s["blocks"].kind == json::number);

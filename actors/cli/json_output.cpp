@@ -78,7 +78,12 @@ void write_json(std::ostream& out, const engine_stats& s) {
       << ",\"grants\":" << s.grants << ",\"max_processes\":" << s.max_processes
       << ",\"max_blocks\":" << s.max_blocks << ",\"max_grants\":" << s.max_grants
       << ",\"max_names\":" << s.max_names << ",\"requests\":" << s.requests
-      << ",\"rejected\":" << s.rejected << ",\"capacities\":[";
+      << ",\"rejected\":" << s.rejected << ",\"inbox_requests\":" << s.inbox_requests
+      << ",\"inbox_refused\":" << s.inbox_refused
+      << ",\"inbox_replies_lost\":" << s.inbox_replies_lost
+      << ",\"gone_notices_pending\":" << s.gone_notices_pending
+      << ",\"gone_notices_late\":" << s.gone_notices_late
+      << ",\"gone_notices_dropped\":" << s.gone_notices_dropped << ",\"capacities\":[";
   for (size_t i = 0; i < s.capacities.size(); ++i) {
     const auto& c = s.capacities[i];
     out << (i ? "," : "") << "{\"name\":" << quote(c.name) << ",\"setting\":"

@@ -83,7 +83,13 @@ void write_text(std::ostream& out, const engine_stats& s) {
                 << " draining)\n";
   row("grants") << s.grants << " of " << s.max_grants << "\n";
   row("names") << s.name_list.size() << " of " << s.max_names << "\n";
-  row("requests") << s.requests << " (" << s.rejected << " rejected)\n";
+  row("requests") << s.requests << " (" << s.rejected << " rejected; " << s.inbox_requests
+                  << " through the request inbox, " << s.inbox_refused << " records refused, "
+                  << s.inbox_replies_lost << " answers lost)\n";
+  if (s.gone_notices_pending + s.gone_notices_late + s.gone_notices_dropped != 0)
+    row("gone notices") << s.gone_notices_pending << " waiting for space in an actor inbox, "
+                        << s.gone_notices_late << " written late, " << s.gone_notices_dropped
+                        << " dropped with their receiver\n";
   row("peers") << s.peers.size() << " linked, transmits " << s.transmits_out << " out / "
                << s.transmits_in << " in\n";
   for (const auto& p : s.peers)

@@ -18,7 +18,8 @@
 // Memory: one entry per request in flight through a proxy, plus at most max_failed keys. A
 // request whose actor never answers stays until its proxy is killed, also after its requester
 // timed out; once the requester itself is gone, its entries go at the next sweep (add() sweeps
-// whenever the table has doubled since the last one). Thread-safe: senders add on any thread, the inbox reader removes.
+// whenever the table has doubled since the last one). Thread-safe: senders add on any thread,
+// the inbox reader removes.
 #pragma once
 
 #include <cstddef>

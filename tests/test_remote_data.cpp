@@ -152,6 +152,18 @@ uint64_t hash_in_place(client& c, const block_ref& ref) {
   return h;
 }
 
+// Commits transfer `id` with the block's XXH3 `hash`, checks that `watcher`'s engine delivered
+// exactly those bytes under `name`, and removes the block.
+void commit_and_check(fake_sender& peer, client& watcher, uint64_t id, uint64_t hash,
+                      const std::string& name) {
+  auto committed = peer.commit(id, hash);
+  CHECK_MESSAGE(!committed, describe(committed));
+  auto delivered = watcher.lookup(name);
+  REQUIRE(delivered);
+  CHECK(hash_in_place(watcher, *delivered) == hash);
+  REQUIRE(watcher.remove(name));
+}
+
 } // namespace
 
 TEST_CASE("a forged or replayed data token is refused and counted, the transfer under way goes on") {
@@ -209,12 +221,7 @@ TEST_CASE("a forged or replayed data token is refused and counted, the transfer 
   REQUIRE(a2);
   CHECK((*a2)[0] == whole.size());
   CHECK((*a2)[2] == hash);
-  auto committed = peer.commit(1, hash);
-  CHECK_MESSAGE(!committed, describe(committed));
-  auto delivered = watcher->lookup("via-data");
-  REQUIRE(delivered);
-  CHECK(hash_in_place(*watcher, *delivered) == hash);
-  REQUIRE(watcher->remove("via-data"));
+  commit_and_check(peer, *watcher, 1, hash, "via-data");
   auto after = watcher->stats();
   REQUIRE(after);
   CHECK(after->data_connections_received == 1);
@@ -293,12 +300,7 @@ TEST_CASE("a data connection cut mid-transfer delivers nothing partial, a corrup
       CHECK((*a)[0] == static_cast<uint64_t>(i + 1) * 4096);
       CHECK((*a)[1] == 0);
     }
-    auto committed = peer.commit(8, hash);
-    CHECK_MESSAGE(!committed, describe(committed));
-    auto delivered = watcher->lookup("resent");
-    REQUIRE(delivered);
-    CHECK(hash_in_place(*watcher, *delivered) == hash);
-    REQUIRE(watcher->remove("resent"));
+    commit_and_check(peer, *watcher, 8, hash, "resent");
   }
   SUBCASE("a chunk that fails more often than remote.checksum_retries fails the transfer") {
     auto r = peer.offer(transmit_offer{4242, 8, whole.size(), 0, 4096, {"", "cut", {}}, {}, 0,
@@ -333,12 +335,7 @@ TEST_CASE("a data connection cut mid-transfer delivers nothing partial, a corrup
       REQUIRE(conn.ack());
     }
   }
-  auto committed = peer.commit(9, hash);
-  CHECK_MESSAGE(!committed, describe(committed));
-  auto delivered = watcher->lookup("cut");
-  REQUIRE(delivered);
-  CHECK(hash_in_place(*watcher, *delivered) == hash);
-  REQUIRE(watcher->remove("cut"));
+  commit_and_check(peer, *watcher, 9, hash, "cut");
   auto after = watcher->stats();
   CHECK(after->blocks == before->blocks);
   CHECK(after->free_bytes == before->free_bytes);

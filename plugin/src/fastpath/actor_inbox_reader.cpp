@@ -142,10 +142,12 @@ void actor_inbox_reader::take_message(const inbox_record& r, caf::execution_unit
       return;
     }
   }
+  // Counted first: once enqueued, the actor may act on it (and whoever it answers may read the
+  // count) before this thread runs on.
+  counters.delivered.fetch_add(1, std::memory_order_relaxed);
   receiver->enqueue(caf::make_mailbox_element(std::move(sender), mid, std::move(stages),
                                               std::move(content)),
                     context);
-  counters.delivered.fetch_add(1, std::memory_order_relaxed);
 }
 
 void actor_inbox_reader::take_watch(const inbox_record& r) {

@@ -64,12 +64,15 @@ bool inbox_actor_proxy::forward(const caf::strong_actor_ptr& sender, caf::messag
   }
   if (!route)
     return false;
+  // Counted before the write: once written, the answer may come (and whoever it reaches may
+  // read the count) before this thread runs on.
+  counters_->sent.fetch_add(1, std::memory_order_relaxed);
   why = route->send_message(home_system(), sender, mid, stages, id(), content);
   if (why) {
+    counters_->sent.fetch_sub(1, std::memory_order_relaxed);
     counters_->send_failed.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  counters_->sent.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 

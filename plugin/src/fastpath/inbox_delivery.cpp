@@ -56,15 +56,17 @@ void inbox_receiver::deliver(const inbox_record& r, caf::execution_unit* unit) {
     malformed_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  // Counted first: once enqueued, the target may act on it (and whoever it tells may read the
+  // count) before this thread runs on.
+  delivered_.fetch_add(1, std::memory_order_relaxed);
   target_->enqueue(caf::make_mailbox_element(nullptr, caf::make_message_id(), {}, std::move(msg)),
                    unit);
-  delivered_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void inbox_receiver::run() {
   auto handler = [this](const inbox_record& r) {
+    by_thread_.fetch_add(1, std::memory_order_relaxed); // before the target can see it
     deliver(r, nullptr);
-    by_thread_.fetch_add(1, std::memory_order_relaxed);
   };
   while (!stop_.load(std::memory_order_acquire))
     in_.reader().receive(handler, idle_, std::chrono::seconds{1});

@@ -134,11 +134,11 @@ void actor_inbox_reader::take_message(const inbox_record& r, caf::execution_unit
         counters.refused.fetch_add(1, std::memory_order_relaxed);
         return;
       }
+      counters.delivered.fetch_add(1, std::memory_order_relaxed); // first, as below
       if (atom == caf::link_atom::value)
         proxy->add_link(receiver->get());
       else
         proxy->remove_link(receiver->get());
-      counters.delivered.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }

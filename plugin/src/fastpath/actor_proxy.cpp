@@ -49,7 +49,8 @@ inbox_actor_proxy::inbox_actor_proxy(caf::actor_config& cfg, std::shared_ptr<pee
 
 inbox_actor_proxy::~inbox_actor_proxy() {
   // Normally killed before (the registry kills what it erases): nothing is left then.
-  pending_->fail_all(this, caf::make_error(caf::sec::request_receiver_down));
+  pending_->fail_all(this, caf::make_error(caf::sec::request_receiver_down),
+                     &counters_->requests_failed);
 }
 
 bool inbox_actor_proxy::forward(const caf::strong_actor_ptr& sender, caf::message_id mid,
@@ -136,8 +137,8 @@ void inbox_actor_proxy::kill_proxy(caf::execution_unit* context, caf::error reas
   counters_->proxies_killed.fetch_add(1, std::memory_order_relaxed);
   // The actor will not answer what it was asked through this proxy: as CAF answers a request
   // to an actor that is gone.
-  auto failed = pending_->fail_all(this, caf::make_error(caf::sec::request_receiver_down));
-  counters_->requests_failed.fetch_add(failed, std::memory_order_relaxed);
+  pending_->fail_all(this, caf::make_error(caf::sec::request_receiver_down),
+                     &counters_->requests_failed);
   cleanup(std::move(reason), context);
 }
 

@@ -32,7 +32,8 @@ pending_requests::answer pending_requests::answered(caf::actor_id requester,
   return answer::unknown;
 }
 
-size_t pending_requests::fail_all(const void* via, const caf::error& reason) {
+size_t pending_requests::fail_all(const void* via, const caf::error& reason,
+                                  std::atomic<uint64_t>* failed_count) {
   std::vector<std::pair<caf::weak_actor_ptr, caf::message_id>> to_fail;
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -46,6 +47,8 @@ size_t pending_requests::fail_all(const void* via, const caf::error& reason) {
       i = open_.erase(i);
     }
   }
+  if (failed_count)
+    failed_count->fetch_add(to_fail.size(), std::memory_order_relaxed);
   // Outside the lock: the answer goes into the requester's mailbox.
   caf::detail::sync_request_bouncer bouncer{reason};
   for (auto& [requester, mid] : to_fail)

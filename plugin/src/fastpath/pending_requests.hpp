@@ -22,6 +22,7 @@
 // the inbox reader removes.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -59,8 +60,11 @@ public:
   answer answered(caf::actor_id requester, caf::message_id mid);
 
   /// Proxy `via` was killed: every request sent through it gets `reason` as its answer.
-  /// Returns how many were failed.
-  size_t fail_all(const void* via, const caf::error& reason);
+  /// Returns how many were failed; adds that number to `failed_count` (if given) before the
+  /// first answer goes out, so that a requester that reads the count after its answer sees
+  /// its own request counted.
+  size_t fail_all(const void* via, const caf::error& reason,
+                  std::atomic<uint64_t>* failed_count = nullptr);
 
   /// Requests kept now (tests, statistics).
   size_t size();

@@ -406,7 +406,7 @@ TEST_CASE("a data sender starts over from the chunk its receiver asks for again,
   auto start = [&](uint32_t retries) {
     auto s = std::make_shared<data_send>(
       data_send::target{"127.0.0.1", rx.port, 1, std::vector<unsigned char>(32, 7)}, src, 4096,
-      4, 10s, retries, [&](uint64_t digest, caf::error err) {
+      4, 10s, retries, nullptr, [&](uint64_t digest, caf::error err) {
         ended.set_value({digest, std::move(err)});
       });
     s->start();

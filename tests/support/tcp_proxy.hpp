@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,12 @@ public:
   }
 
   uint16_t port() const noexcept { return port_; }
+
+  /// Every byte relayed from clients to the server so far (what a party on the route sees).
+  std::string client_bytes() {
+    std::lock_guard<std::mutex> guard{seen_mtx_};
+    return seen_;
+  }
 
   /// Resets every relayed connection now (both sides see it closed); keeps listening.
   void cut() {
@@ -103,6 +110,10 @@ private:
         int to = fds_[k ^ 1]; // pairs: (client, server)
         char buf[65536];
         auto n = ::read(from, buf, sizeof(buf));
+        if (n > 0 && k % 2 == 0) {
+          std::lock_guard<std::mutex> guard{seen_mtx_};
+          seen_.append(buf, static_cast<size_t>(n));
+        }
         if (n <= 0 || ::send(to, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) {
           ::close(fds_[k & ~size_t{1}]);
           ::close(fds_[k | 1]);
@@ -121,6 +132,8 @@ private:
   std::atomic<bool> stop_{false};
   std::atomic<bool> cut_{false};
   std::vector<int> fds_; // relayed pairs, owned by the thread
+  std::mutex seen_mtx_;
+  std::string seen_; // guarded by seen_mtx_
   std::thread thread_;
 };
 

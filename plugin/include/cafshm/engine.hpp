@@ -62,7 +62,7 @@ using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 /// engine_actor and peer_actor). Register carries it; an engine refuses clients of another
 /// version instead of failing later on a message it cannot read. A link's challenge carries it
 /// too, and its answer: engines of two versions never link (errc::version_mismatch).
-constexpr uint32_t protocol_version = 9;
+constexpr uint32_t protocol_version = 10;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");

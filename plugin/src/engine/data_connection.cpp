@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,13 +19,21 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
+#include <openssl/ssl.h>
 #include <xxhash.h>
 
 #include "cafshm/error.hpp"
+#include "data_tls.hpp"
 #include "openssl_ptr.hpp"
 #include "xxh3_stream.hpp"
 
 namespace cafshm {
+
+// A connected socket, with the TLS session on it if the engines use remote.tls.
+struct data_stream {
+  int fd;
+  SSL* tls = nullptr;
+};
 
 namespace {
 
@@ -59,13 +68,62 @@ void set_timeouts(int fd, std::chrono::milliseconds t) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+// Sets errno for a TLS read or write that returned `result` (<= 0): EAGAIN for the socket's
+// timeout, EPIPE for the end of the stream, EPROTO for a TLS error (the queue is emptied).
+void set_tls_errno(SSL* tls, int result) {
+  int saved = errno;
+  switch (SSL_get_error(tls, result)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+      errno = EAGAIN;
+      break;
+    case SSL_ERROR_SYSCALL:
+      errno = saved != 0 && saved != EAGAIN ? saved : EPIPE;
+      break;
+    case SSL_ERROR_ZERO_RETURN:
+      errno = EPIPE;
+      break;
+    default:
+      errno = EPROTO;
+  }
+  ERR_clear_error();
+}
+
+// Sends or receives up to `n` bytes: how many moved, or <= 0 as send/recv (errno as they set
+// it, or as set_tls_errno does).
+ssize_t send_some(const data_stream& s, const char* p, size_t n) {
+  if (!s.tls)
+    return ::send(s.fd, p, n, MSG_NOSIGNAL);
+  size_t k = 0;
+  errno = 0;
+  int r = SSL_write_ex(s.tls, p, n, &k);
+  if (r != 1) {
+    set_tls_errno(s.tls, r);
+    return -1;
+  }
+  return static_cast<ssize_t>(k);
+}
+
+ssize_t recv_some(const data_stream& s, char* p, size_t n) {
+  if (!s.tls)
+    return ::recv(s.fd, p, n, MSG_WAITALL);
+  size_t k = 0;
+  errno = 0;
+  int r = SSL_read_ex(s.tls, p, n, &k);
+  if (r != 1) {
+    set_tls_errno(s.tls, r);
+    return -1;
+  }
+  return static_cast<ssize_t>(k);
+}
+
 // Sends or receives all `n` bytes; false on an error, a timeout (errno EAGAIN: the socket's
 // SO_RCVTIMEO/SO_SNDTIMEO, set to remote.stall_timeout, passed without progress) or the end of
 // the stream (errno EPIPE). Each step counts as progress.
-bool send_all(int fd, const void* p, size_t n, data_progress* progress = nullptr) {
+bool send_all(const data_stream& s, const void* p, size_t n, data_progress* progress = nullptr) {
   auto* c = static_cast<const char*>(p);
   while (n > 0) {
-    auto k = ::send(fd, c, n, MSG_NOSIGNAL);
+    auto k = send_some(s, c, n);
     if (k <= 0) {
       if (k == 0)
         errno = EPIPE;
@@ -79,10 +137,10 @@ bool send_all(int fd, const void* p, size_t n, data_progress* progress = nullptr
   return true;
 }
 
-bool recv_all(int fd, void* p, size_t n, data_progress* progress = nullptr) {
+bool recv_all(const data_stream& s, void* p, size_t n, data_progress* progress = nullptr) {
   auto* c = static_cast<char*>(p);
   while (n > 0) {
-    auto k = ::recv(fd, c, n, MSG_WAITALL);
+    auto k = recv_some(s, c, n);
     if (k <= 0) {
       if (k == 0)
         errno = EPIPE;
@@ -99,6 +157,16 @@ bool recv_all(int fd, void* p, size_t n, data_progress* progress = nullptr) {
 // Why a send_all/recv_all that just failed ended the transfer: nothing moved for `stall`
 // (remote.stall_timeout, as the engine's own check of progress says it), or the connection
 // broke (`what` happened).
+// OpenSSL writes to the socket with write(), not send(MSG_NOSIGNAL): a write to a connection
+// the peer closed raises SIGPIPE, which would end the process. The threads of data
+// connections block it for their lifetime (a thread's pending SIGPIPE goes with the thread).
+void block_sigpipe() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 caf::error cut(const char* what, std::chrono::milliseconds stall) {
   if (errno == EAGAIN || errno == EWOULDBLOCK) {
     auto ms = stall.count();
@@ -107,7 +175,9 @@ caf::error cut(const char* what, std::chrono::milliseconds stall) {
                                             + "): nothing moved for " + amount
                                             + " (remote.stall_timeout)");
   }
-  return make_error(errc::peer_failure, std::string{"the data connection was cut ("} + what + ")");
+  auto why = errno == EPROTO ? std::string{"a TLS error"} : std::string{std::strerror(errno)};
+  return make_error(errc::peer_failure,
+                    std::string{"the data connection was cut ("} + what + ": " + why + ")");
 }
 
 } // namespace
@@ -163,17 +233,20 @@ void data_worker::cancel() {
     thread_.join();
 }
 
-void data_worker::run(int fd, std::function<void(int)> body) {
+void data_worker::run(int fd, ssl_session tls, std::function<void(int, ssl_st*)> body) {
   std::lock_guard<std::mutex> guard{mutex_};
   if (cancelled_ || started_) {
+    tls.reset();
     if (fd >= 0)
       ::close(fd);
     return;
   }
   started_ = true;
   fd_ = fd;
-  thread_ = std::thread{[this, fd, body = std::move(body)] {
-    body(fd);
+  thread_ = std::thread{[this, fd, tls = std::move(tls), body = std::move(body)]() mutable {
+    block_sigpipe();
+    body(fd, tls.get());
+    tls.reset(); // before its socket closes
     std::lock_guard<std::mutex> guard{mutex_};
     if (fd_ >= 0)
       ::close(fd_);
@@ -202,12 +275,12 @@ data_receive::~data_receive() {
   cancel();
 }
 
-void data_receive::start(int fd) {
-  run(fd, [this](int f) { receive(f); });
+void data_receive::start(int fd, ssl_session tls) {
+  run(fd, std::move(tls), [this](int f, ssl_st* t) { receive(data_stream{f, t}); });
 }
 
-void data_receive::receive(int fd) {
-  set_timeouts(fd, stall_);
+void data_receive::receive(const data_stream& conn) {
+  set_timeouts(conn.fd, stall_);
   xxh3_stream digest;
   uint64_t verified = 0;
   uint64_t size = dest_.size();
@@ -216,14 +289,14 @@ void data_receive::receive(int fd) {
     put_u64(ack, verified);
     put_u64(ack + 8, status);
     put_u64(ack + 16, 0);
-    send_all(fd, ack, sizeof ack);
+    send_all(conn, ack, sizeof ack);
     done_(0, std::move(err));
   };
   uint32_t retries_left = retries_;
   bool resending = false; // asked for the chunks from `verified` again; skipping until they come
   while (verified < size) {
     unsigned char frame[frame_bytes];
-    if (!recv_all(fd, frame, sizeof frame, &progress_)) {
+    if (!recv_all(conn, frame, sizeof frame, &progress_)) {
       done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
                            : cut("no frame from the sender", stall_));
       return;
@@ -232,7 +305,7 @@ void data_receive::receive(int fd) {
     if (resending && offset > verified && length > 0 && length <= chunk_bytes_
         && offset < size && length <= size - offset) {
       // sent before the sender saw the request: read past (into bytes not verified yet)
-      if (!recv_all(fd, dest_.data() + offset, length, &progress_)) {
+      if (!recv_all(conn, dest_.data() + offset, length, &progress_)) {
         done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
                              : cut("the sender stopped mid-chunk", stall_));
         return;
@@ -246,7 +319,7 @@ void data_receive::receive(int fd) {
       return;
     }
     auto* p = dest_.data() + offset;
-    if (!recv_all(fd, p, length, &progress_)) {
+    if (!recv_all(conn, p, length, &progress_)) {
       done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
                            : cut("the sender stopped mid-chunk", stall_));
       return;
@@ -266,7 +339,7 @@ void data_receive::receive(int fd) {
       put_u64(ack, verified);
       put_u64(ack + 8, data_resend_status);
       put_u64(ack + 16, 0);
-      if (!send_all(fd, ack, sizeof ack)) {
+      if (!send_all(conn, ack, sizeof ack)) {
         done_(0, cut("cannot ask for a chunk again", stall_));
         return;
       }
@@ -281,7 +354,7 @@ void data_receive::receive(int fd) {
     put_u64(ack + 16, verified == size ? digest.digest() : 0);
     if (verified == size)
       done_(digest.digest(), caf::error{}); // before the last ack: the commit follows it
-    if (!send_all(fd, ack, sizeof ack)) {
+    if (!send_all(conn, ack, sizeof ack)) {
       if (verified < size)
         done_(0, cut("cannot acknowledge", stall_));
       return;
@@ -293,9 +366,9 @@ void data_receive::receive(int fd) {
 
 data_send::data_send(target to, std::span<const std::byte> src, uint64_t chunk_bytes,
                      uint32_t window, std::chrono::milliseconds stall, uint32_t retries,
-                     data_done done)
+                     std::shared_ptr<const data_tls> tls, data_done done)
   : to_(std::move(to)), src_(src), chunk_bytes_(chunk_bytes), window_(std::max<uint32_t>(1, window)),
-    stall_(stall), retries_(retries), done_(std::move(done)) {
+    stall_(stall), retries_(retries), tls_(std::move(tls)), done_(std::move(done)) {
 }
 
 data_send::~data_send() {
@@ -303,7 +376,8 @@ data_send::~data_send() {
 }
 
 void data_send::start() {
-  run(-1, [this](int) { send(); }); // resolves and connects on the thread, never the engine's
+  // resolves, connects and shakes hands on the thread, never the engine's
+  run(-1, nullptr, [this](int, ssl_st*) { send(); });
 }
 
 // A socket connecting (non-blocking) to the target; -1 if the address does not resolve.
@@ -365,6 +439,22 @@ void data_send::send() {
   }
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   set_timeouts(fd, stall_);
+  ssl_session session;
+  if (tls_) {
+    session = tls_->session(fd, false);
+    if (!session) {
+      done_(0, make_error(errc::peer_failure, "cannot start TLS on the data connection"));
+      return;
+    }
+    if (SSL_connect(session.get()) != 1) {
+      auto why = tls_failure(session.get(), cancelled() ? "transfer ended"
+                                                         : "the connection ended");
+      done_(0, make_error(errc::peer_failure,
+                          "the TLS handshake of the data connection failed: " + why));
+      return;
+    }
+  }
+  data_stream s{fd, session.get()};
   unsigned char hello[hello_bytes];
   std::memcpy(hello, hello_magic, 8);
   put_u64(hello + 8, to_.token);
@@ -373,7 +463,7 @@ void data_send::send() {
     return;
   }
   std::memcpy(hello + 16, to_.proof.data(), data_proof_bytes);
-  if (!send_all(fd, hello, sizeof hello, &progress_)) {
+  if (!send_all(s, hello, sizeof hello, &progress_)) {
     done_(0, cut("the hello was not taken", stall_));
     return;
   }
@@ -390,8 +480,8 @@ void data_send::send() {
       put_u64(frame + 8, n);
       put_u64(frame + 16, XXH3_64bits(p, n));
       digest.update(std::span{p, n});
-      if (!send_all(fd, frame, sizeof frame, &progress_)
-          || !send_all(fd, p, n, &progress_)) {
+      if (!send_all(s, frame, sizeof frame, &progress_)
+          || !send_all(s, p, n, &progress_)) {
         done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
                              : cut("the receiver stopped taking chunks", stall_));
         return;
@@ -400,7 +490,7 @@ void data_send::send() {
       ++in_flight;
     }
     unsigned char ack[ack_bytes];
-    if (!recv_all(fd, ack, sizeof ack, &progress_)) {
+    if (!recv_all(s, ack, sizeof ack, &progress_)) {
       done_(0, cancelled() ? make_error(errc::peer_failure, "transfer ended")
                            : cut("no acknowledgement from the receiver", stall_));
       return;
@@ -456,9 +546,11 @@ void data_send::send() {
 // -- data_listener ------------------------------------------------------------------------------
 
 caf::expected<std::unique_ptr<data_listener>>
-data_listener::open(const std::string& host, std::chrono::milliseconds hello_timeout) {
+data_listener::open(const std::string& host, std::chrono::milliseconds hello_timeout,
+                    std::shared_ptr<const data_tls> tls) {
   std::unique_ptr<data_listener> l{new data_listener};
   l->hello_timeout_ = hello_timeout;
+  l->tls_ = std::move(tls);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -483,7 +575,10 @@ data_listener::open(const std::string& host, std::chrono::milliseconds hello_tim
   l->port_ = ntohs(bound.ss_family == AF_INET6
                      ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                      : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  l->thread_ = std::thread{[p = l.get()] { p->accept_loop(); }};
+  l->thread_ = std::thread{[p = l.get()] {
+    block_sigpipe(); // TLS handshakes write
+    p->accept_loop();
+  }};
   return l;
 }
 
@@ -518,24 +613,71 @@ void data_listener::forget(uint64_t token) {
   }
 }
 
+// One step of a connection whose TLS handshake or hello is still coming: what it does with the
+// bytes that are there now, without blocking.
+enum class hello_step { waiting, complete, refused };
+
 void data_listener::accept_loop() {
-  // Connections whose hello is still coming: read without blocking, so that one slow (or
-  // silent) connection holds up neither the others nor new ones.
+  // Connections whose handshake or hello is still coming: served without blocking, so that one
+  // slow (or silent) connection holds up neither the others nor new ones.
   struct pending {
     int fd;
+    ssl_session tls;      // with remote.tls: the session, from accept on
+    bool handshaken;      // the TLS handshake completed (always true without TLS)
+    short events;         // what the connection waits for (POLLOUT while TLS wants to write)
     unsigned char hello[hello_bytes];
     size_t got;
     std::chrono::steady_clock::time_point deadline;
   };
   std::vector<pending> waiting;
-  auto refuse = [this](int fd) {
+  auto refuse = [this](pending& w) {
     ++refused_;
-    ::close(fd);
+    w.tls.reset();
+    ::close(w.fd);
+  };
+  // Moves `w` on as far as the bytes that have arrived allow.
+  auto advance = [](pending& w) {
+    if (!w.tls) {
+      auto k = ::recv(w.fd, w.hello + w.got, hello_bytes - w.got, MSG_DONTWAIT);
+      if (k > 0)
+        w.got += static_cast<size_t>(k);
+      if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+        return hello_step::refused;
+      return w.got == hello_bytes ? hello_step::complete : hello_step::waiting;
+    }
+    auto wants = [&](int result) {
+      switch (SSL_get_error(w.tls.get(), result)) {
+        case SSL_ERROR_WANT_READ:
+          w.events = POLLIN;
+          return hello_step::waiting;
+        case SSL_ERROR_WANT_WRITE:
+          w.events = POLLOUT;
+          return hello_step::waiting;
+        default: // no TLS, a certificate not of the CA, no certificate, the connection ended
+          ERR_clear_error();
+          return hello_step::refused;
+      }
+    };
+    if (!w.handshaken) {
+      int r = SSL_accept(w.tls.get());
+      if (r != 1)
+        return wants(r);
+      w.handshaken = true;
+      w.events = POLLIN;
+    }
+    while (w.got < hello_bytes) { // the hello may be in the session's buffer already
+      size_t k = 0;
+      int r = SSL_read_ex(w.tls.get(), w.hello + w.got, hello_bytes - w.got, &k);
+      if (r != 1)
+        return wants(r);
+      w.got += k;
+    }
+    return hello_step::complete;
   };
   for (;;) {
     std::vector<pollfd> p{{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
     for (const auto& w : waiting)
-      p.push_back({w.fd, POLLIN, 0});
+      p.push_back({w.fd, w.events, 0});
     if (::poll(p.data(), p.size(), waiting.empty() ? -1 : 100) < 0) {
       if (errno == EINTR)
         continue;
@@ -546,25 +688,15 @@ void data_listener::accept_loop() {
     auto now = std::chrono::steady_clock::now();
     for (size_t i = 0; i < waiting.size();) {
       auto& w = waiting[i];
-      bool done = false;
-      if (p[i + 2].revents != 0) {
-        auto k = ::recv(w.fd, w.hello + w.got, hello_bytes - w.got, MSG_DONTWAIT);
-        if (k > 0)
-          w.got += static_cast<size_t>(k);
-        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-          refuse(w.fd);
-          done = true;
-        } else if (w.got == hello_bytes) {
-          take(w.fd, w.hello);
-          done = true;
-        }
-      }
-      if (!done && now > w.deadline) {
-        refuse(w.fd);
-        done = true;
-      }
-      if (done) {
-        waiting[i] = waiting.back();
+      auto step = hello_step::waiting;
+      if (p[i + 2].revents != 0)
+        step = advance(w);
+      if (step == hello_step::complete)
+        take(w.fd, std::move(w.tls), w.hello);
+      else if (step == hello_step::refused || now > w.deadline)
+        refuse(w);
+      if (step == hello_step::complete || step == hello_step::refused || now > w.deadline) {
+        waiting[i] = std::move(waiting.back());
         waiting.pop_back();
         p[i + 2] = p.back();
         p.pop_back();
@@ -573,21 +705,27 @@ void data_listener::accept_loop() {
       }
     }
     if (p[0].revents & POLLIN) {
-      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd >= 0) {
         if (waiting.size() >= max_pending_hellos) { // the oldest makes room
-          refuse(waiting.front().fd);
+          refuse(waiting.front());
           waiting.erase(waiting.begin());
         }
-        waiting.push_back(pending{fd, {}, 0, now + hello_timeout_});
+        pending w{fd, nullptr, !tls_, POLLIN, {}, 0, now + hello_timeout_};
+        if (tls_ && !(w.tls = tls_->session(fd, true)))
+          refuse(w);
+        else
+          waiting.push_back(std::move(w));
       }
     }
   }
-  for (auto& w : waiting)
+  for (auto& w : waiting) {
+    w.tls.reset();
     ::close(w.fd);
+  }
 }
 
-void data_listener::take(int fd, const unsigned char* hello) {
+void data_listener::take(int fd, ssl_session tls, const unsigned char* hello) {
   std::shared_ptr<data_receive> job;
   if (std::memcmp(hello, hello_magic, 8) == 0) {
     std::lock_guard<std::mutex> guard{mutex_};
@@ -600,10 +738,13 @@ void data_listener::take(int fd, const unsigned char* hello) {
   }
   if (!job) {
     ++refused_;
+    tls.reset();
     ::close(fd);
     return;
   }
-  job->start(fd);
+  // The receiving thread blocks (with the socket's timeouts) where this one must not.
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  job->start(fd, std::move(tls));
 }
 
 } // namespace cafshm

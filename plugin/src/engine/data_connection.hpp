@@ -44,7 +44,11 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include "data_tls.hpp"
+
 namespace cafshm {
+
+struct data_stream;
 
 /// Bytes of a hello's proof.
 constexpr size_t data_proof_bytes = 32;
@@ -92,9 +96,10 @@ public:
   const data_progress& progress() const noexcept { return progress_; }
 
 protected:
-  // Runs `body` on the worker's thread with socket `fd` (owned from here on; -1: the body
-  // makes its socket and adopts it), unless cancelled.
-  void run(int fd, std::function<void(int)> body);
+  // Runs `body` on the worker's thread with socket `fd` and its TLS session `tls` (both owned
+  // from here on, `tls` freed before `fd` closes; -1: the body makes its socket and adopts
+  // it), unless cancelled.
+  void run(int fd, ssl_session tls, std::function<void(int, ssl_st*)> body);
   // Makes `fd` the worker's socket (closed when the thread ends, shut down by cancel());
   // false if cancelled: then the caller closes it.
   bool adopt(int fd);
@@ -121,11 +126,12 @@ public:
 
   uint64_t id() const noexcept { return id_; }
   const std::vector<unsigned char>& proof() const noexcept { return proof_; }
-  /// Takes the proved connection `fd` and starts receiving (the listener calls this once).
-  void start(int fd);
+  /// Takes the proved connection `fd` (blocking, with its TLS session if the data port has
+  /// TLS) and starts receiving (the listener calls this once).
+  void start(int fd, ssl_session tls);
 
 private:
-  void receive(int fd);
+  void receive(const data_stream& conn);
 
   std::span<std::byte> dest_;
   uint64_t chunk_bytes_;
@@ -145,9 +151,12 @@ public:
     uint64_t token = 0;
     std::vector<unsigned char> proof;
   };
-  /// `retries`: how many resends the receiver may ask for before the transfer fails.
+  /// `retries`: how many resends the receiver may ask for before the transfer fails. With
+  /// `tls` (remote.tls), the connection is TLS and the receiver must prove a certificate of
+  /// the CA; without, it is plain TCP.
   data_send(target to, std::span<const std::byte> src, uint64_t chunk_bytes, uint32_t window,
-            std::chrono::milliseconds stall, uint32_t retries, data_done done);
+            std::chrono::milliseconds stall, uint32_t retries,
+            std::shared_ptr<const data_tls> tls, data_done done);
   ~data_send() override;
   void start();
 
@@ -160,6 +169,7 @@ private:
   uint32_t window_;
   std::chrono::milliseconds stall_;
   uint32_t retries_;
+  std::shared_ptr<const data_tls> tls_;
   data_done done_;
 };
 
@@ -167,15 +177,17 @@ private:
 /// one to the data_receive registered under its token.
 class data_listener {
 public:
-  /// Listens on `host`, port chosen by the OS; a connection that has not sent its whole hello
-  /// within `hello_timeout` is refused.
-  static caf::expected<std::unique_ptr<data_listener>> open(const std::string& host,
-                                                            std::chrono::milliseconds hello_timeout);
+  /// Listens on `host`, port chosen by the OS; a connection that has not completed its TLS
+  /// handshake (with `tls`) and sent its whole hello within `hello_timeout` is refused.
+  static caf::expected<std::unique_ptr<data_listener>>
+  open(const std::string& host, std::chrono::milliseconds hello_timeout,
+       std::shared_ptr<const data_tls> tls = nullptr);
   ~data_listener();
 
   const std::string& host() const noexcept { return host_; }
   uint16_t port() const noexcept { return port_; }
-  /// Connections closed for a hello that was not a valid proof of a registered, unused token.
+  /// Connections closed for a hello that was not a valid proof of a registered, unused token,
+  /// or (with TLS) for a failed TLS handshake.
   uint64_t refused() const noexcept { return refused_.load(); }
 
   void expect(uint64_t token, std::shared_ptr<data_receive> job);
@@ -184,11 +196,12 @@ public:
 private:
   data_listener() = default;
   void accept_loop();
-  void take(int fd, const unsigned char* hello);
+  void take(int fd, ssl_session tls, const unsigned char* hello);
 
   std::string host_;
   uint16_t port_ = 0;
   std::chrono::milliseconds hello_timeout_{0};
+  std::shared_ptr<const data_tls> tls_; // null: plain TCP
   int listen_fd_ = -1;
   int wake_[2] = {-1, -1}; // a pipe: the destructor wakes the accept thread
   std::atomic<uint64_t> refused_{0};

@@ -237,9 +237,9 @@ struct engine_state {
   uint64_t peer_messages_refused = 0;
   std::unique_ptr<actor_directory> directory; // actors published by name
   std::shared_ptr<request_relay> relay; // the request inbox, or none (local.transport: basp)
-  // the data port (opened with the first offer this engine takes; never with remote.tls, whose
-  // payload stays on the TLS link), whether opening it failed (then chunks go as link
-  // messages), and the transfers whose payload went over data connections
+  // the data port (opened with the first offer this engine takes; TLS with remote.tls), whether
+  // opening it failed (then chunks go as link messages), and the transfers whose payload went
+  // over data connections
   std::unique_ptr<data_listener> data_port;
   bool data_port_failed = false;
   uint64_t data_sent = 0;

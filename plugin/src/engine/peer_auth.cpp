@@ -170,6 +170,10 @@ peer_authenticator::create(const remote_settings& r) {
     if (!tls.capath.empty() && X509_STORE_load_path(self->ssl_->trusted.get(), tls.capath.c_str()) != 1)
       return make_error(errc::config_error, "remote.tls.capath: cannot use '" + tls.capath
                                               + "': " + ssl_errors());
+    auto data = data_tls::create(tls);
+    if (!data)
+      return std::move(data.error());
+    self->data_tls_ = std::move(*data);
     return self;
   }
   if (!r.peer_key_file.empty()) {

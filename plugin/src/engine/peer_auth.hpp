@@ -21,6 +21,7 @@
 #include <caf/expected.hpp>
 
 #include "cafshm/remote.hpp"
+#include "data_tls.hpp"
 #include "cafshm/settings.hpp"
 
 namespace cafshm {
@@ -63,6 +64,12 @@ public:
   caf::expected<std::string> verify(const std::vector<unsigned char>& transcript,
                                     const peer_proof& proof) const;
 
+  /// In mode certificate: TLS for data connections with the same certificate, key and CA
+  /// certificates (data_tls.hpp); null in the other modes (data connections are plain TCP).
+  const std::shared_ptr<const data_tls>& data_connection_tls() const noexcept {
+    return data_tls_;
+  }
+
   /// Proofs made with an arbitrary certificate and key (PEM texts; for tests that play a peer
   /// with a certificate of their choice). The key need not belong to the certificate.
   static caf::expected<peer_proof> sign_with(const std::string& certificate_pem,
@@ -79,6 +86,7 @@ private:
   std::vector<unsigned char> shared_key_;
   std::string certificate_pem_;
   std::unique_ptr<openssl_state> ssl_;
+  std::shared_ptr<const data_tls> data_tls_;
 };
 
 } // namespace cafshm

@@ -490,6 +490,7 @@ void send_over_data_connection(engine_pointer self, uint64_t id, const transmit_
                                         st.config.remote.window_chunks,
                                         st.config.remote.stall_timeout,
                                         st.config.remote.checksum_retries,
+                                        st.auth->data_connection_tls(),
                                         report_to(self, t->peer, id, false));
   t->data->start();
 }
@@ -883,14 +884,15 @@ caf::result<uint64_t, peer_seal> pull(engine_pointer self, const peer_seal& seal
 
 // -- receiving ----------------------------------------------------------------------------------
 
-// Whether payload may come over a data connection: never with remote.tls (the payload stays on
-// the TLS link: the data connection has no TLS), else once the data port is open.
+// Whether payload may come over a data connection: once the data port is open (with TLS when
+// the engine has remote.tls, as its peer links).
 static bool open_data_port(engine_state& st) {
-  if (st.config.remote.tls.enabled() || st.data_port_failed)
+  if (st.data_port_failed)
     return false;
   if (st.data_port)
     return true;
-  auto port = data_listener::open(listener_host(st), st.config.remote.stall_timeout);
+  auto port = data_listener::open(listener_host(st), st.config.remote.stall_timeout,
+                                  st.auth->data_connection_tls());
   if (!port) {
     st.data_port_failed = true;
     log_line(st, "no data port (" + describe(port.error())

@@ -47,7 +47,7 @@ std::vector<char> pattern(size_t n, uint64_t seed) {
 
 std::shared_ptr<const data_tls> tls_of(const test::pki& certs, const std::string& who) {
   auto t = data_tls::create(certs.settings(who));
-  REQUIRE_MESSAGE(t, describe(t.error()));
+  REQUIRE_MESSAGE(t, (t ? std::string{} : describe(t.error())));
   return *t;
 }
 
@@ -77,7 +77,7 @@ struct expected_transfer {
 
   expected_transfer(size_t size, std::shared_ptr<const data_tls> tls) : dest(size) {
     auto l = data_listener::open("127.0.0.1", 10s, std::move(tls));
-    REQUIRE_MESSAGE(l, describe(l.error()));
+    REQUIRE_MESSAGE(l, (l ? std::string{} : describe(l.error())));
     port = std::move(*l);
     job = std::make_shared<data_receive>(
       std::span{reinterpret_cast<std::byte*>(dest.data()), dest.size()}, uint64_t{64 << 10}, id,

@@ -68,8 +68,12 @@ void set_timeouts(int fd, std::chrono::milliseconds t) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+// What OpenSSL said of the last TLS error on this thread (EPROTO), for the transfer's error.
+thread_local std::string last_tls_error;
+
 // Sets errno for a TLS read or write that returned `result` (<= 0): EAGAIN for the socket's
-// timeout, EPIPE for the end of the stream, EPROTO for a TLS error (the queue is emptied).
+// timeout, EPIPE for the end of the stream, EPROTO for a TLS error (its reasons go to
+// last_tls_error; the queue is emptied).
 void set_tls_errno(SSL* tls, int result) {
   int saved = errno;
   switch (SSL_get_error(tls, result)) {
@@ -84,6 +88,7 @@ void set_tls_errno(SSL* tls, int result) {
       errno = EPIPE;
       break;
     default:
+      last_tls_error = tls_failure(tls, "no reason given");
       errno = EPROTO;
   }
   ERR_clear_error();
@@ -175,7 +180,7 @@ caf::error cut(const char* what, std::chrono::milliseconds stall) {
                                             + "): nothing moved for " + amount
                                             + " (remote.stall_timeout)");
   }
-  auto why = errno == EPROTO ? std::string{"a TLS error"} : std::string{std::strerror(errno)};
+  auto why = errno == EPROTO ? "a TLS error: " + last_tls_error : std::string{std::strerror(errno)};
   return make_error(errc::peer_failure,
                     std::string{"the data connection was cut ("} + what + ": " + why + ")");
 }
@@ -446,11 +451,20 @@ void data_send::send() {
       done_(0, make_error(errc::peer_failure, "cannot start TLS on the data connection"));
       return;
     }
-    if (SSL_connect(session.get()) != 1) {
-      auto why = tls_failure(session.get(), cancelled() ? "transfer ended"
-                                                         : "the connection ended");
-      done_(0, make_error(errc::peer_failure,
-                          "the TLS handshake of the data connection failed: " + why));
+    if (int r = SSL_connect(session.get()); r != 1) {
+      auto code = SSL_get_error(session.get(), r);
+      if (cancelled()) {
+        ERR_clear_error();
+        done_(0, make_error(errc::peer_failure, "transfer ended"));
+      } else if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+        ERR_clear_error();
+        errno = EAGAIN;
+        done_(0, cut("the TLS handshake", stall_));
+      } else {
+        done_(0, make_error(errc::peer_failure,
+                            "the TLS handshake of the data connection failed: "
+                              + tls_failure(session.get(), "the connection ended")));
+      }
       return;
     }
   }

@@ -7,22 +7,11 @@
 #include <openssl/x509.h>
 
 #include "cafshm/error.hpp"
+#include "openssl_errors.hpp"
 
 namespace cafshm {
 
 namespace {
-
-std::string drain_errors() {
-  std::string out;
-  while (auto e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty())
-      out += "; ";
-    out += buf;
-  }
-  return out.empty() ? std::string{"no reason given by OpenSSL"} : out;
-}
 
 // The passphrase of an encrypted key, from the tls_settings the context is made from.
 int passphrase_callback(char* buf, int size, int, void* user) {
@@ -45,7 +34,7 @@ caf::expected<std::shared_ptr<const data_tls>> data_tls::create(const tls_settin
   auto* ctx = self->ctx_;
   auto fail = [](const char* setting, const std::string& what) {
     return make_error(errc::config_error, std::string{setting} + ": " + what + " for data "
-                                            "connections: " + drain_errors());
+                                            "connections: " + openssl_errors());
   };
   if (!ctx)
     return fail("remote.tls", "cannot make a TLS context");
@@ -101,7 +90,7 @@ std::string tls_failure(ssl_st* s, const std::string& fallback) {
       out = std::string{"the peer's certificate: "} + X509_verify_cert_error_string(verify);
   }
   bool queued = ERR_peek_error() != 0;
-  auto reasons = queued ? drain_errors() : std::string{};
+  auto reasons = queued ? openssl_errors() : std::string{};
   if (!reasons.empty())
     out += (out.empty() ? "" : "; ") + reasons;
   return out.empty() ? fallback : out;

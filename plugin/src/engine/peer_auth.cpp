@@ -16,6 +16,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "cafshm/error.hpp"
+#include "openssl_errors.hpp"
 #include "openssl_ptr.hpp"
 #include "peer_key_file.hpp"
 
@@ -34,20 +35,6 @@ void free_x509_stack(STACK_OF(X509) * s) {
   sk_X509_pop_free(s, X509_free);
 }
 using x509_stack_ptr = openssl_ptr<STACK_OF(X509), free_x509_stack>;
-
-// OpenSSL's queued errors as one line; empties the queue (so that it never leaks into the TLS
-// calls of CAF's openssl module on the same thread).
-std::string ssl_errors() {
-  std::string result;
-  while (auto code = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(code, buf, sizeof buf);
-    if (!result.empty())
-      result += "; ";
-    result += buf;
-  }
-  return result.empty() ? "no detail from OpenSSL" : result;
-}
 
 caf::error refused(std::string why) {
   ERR_clear_error();
@@ -69,12 +56,12 @@ caf::expected<std::vector<char>> sign(EVP_PKEY* key, const std::vector<unsigned 
   size_t len = 0;
   if (!md || EVP_DigestSignInit(md.get(), nullptr, digest_for(key), nullptr, key) != 1
       || EVP_DigestSign(md.get(), nullptr, &len, tbs.data(), tbs.size()) != 1)
-    return make_error(errc::config_error, "cannot sign with the TLS key: " + ssl_errors());
+    return make_error(errc::config_error, "cannot sign with the TLS key: " + openssl_errors());
   std::vector<char> sig(len);
   if (EVP_DigestSign(md.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, tbs.data(),
                      tbs.size())
       != 1)
-    return make_error(errc::config_error, "cannot sign with the TLS key: " + ssl_errors());
+    return make_error(errc::config_error, "cannot sign with the TLS key: " + openssl_errors());
   sig.resize(len);
   return sig;
 }
@@ -162,14 +149,14 @@ peer_authenticator::create(const remote_settings& r) {
     self->ssl_->key = read_key(*key, tls.passphrase);
     if (!self->ssl_->key)
       return make_error(errc::config_error, "remote.tls.key: cannot load the private key '"
-                                              + tls.key + "': " + ssl_errors());
+                                              + tls.key + "': " + openssl_errors());
     self->ssl_->trusted.reset(X509_STORE_new());
     if (!tls.cafile.empty() && X509_STORE_load_file(self->ssl_->trusted.get(), tls.cafile.c_str()) != 1)
       return make_error(errc::config_error, "remote.tls.cafile: cannot load CA certificates "
-                                            "from '" + tls.cafile + "': " + ssl_errors());
+                                            "from '" + tls.cafile + "': " + openssl_errors());
     if (!tls.capath.empty() && X509_STORE_load_path(self->ssl_->trusted.get(), tls.capath.c_str()) != 1)
       return make_error(errc::config_error, "remote.tls.capath: cannot use '" + tls.capath
-                                              + "': " + ssl_errors());
+                                              + "': " + openssl_errors());
     auto data = data_tls::create(tls);
     if (!data)
       return std::move(data.error());
@@ -235,7 +222,7 @@ caf::expected<std::string> peer_authenticator::verify(const std::vector<unsigned
   auto bio = memory_bio(proof.certificate);
   x509_ptr leaf{bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr};
   if (!leaf)
-    return refused("no PEM certificate (" + ssl_errors() + ")");
+    return refused("no PEM certificate (" + openssl_errors() + ")");
   x509_stack_ptr chain{sk_X509_new_null()};
   while (auto* more = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr))
     if (sk_X509_push(chain.get(), more) == 0) {
@@ -245,7 +232,7 @@ caf::expected<std::string> peer_authenticator::verify(const std::vector<unsigned
   ERR_clear_error(); // the end of the PEM text
   store_ctx_ptr ctx{X509_STORE_CTX_new()};
   if (!ctx || X509_STORE_CTX_init(ctx.get(), ssl_->trusted.get(), leaf.get(), chain.get()) != 1)
-    return refused("cannot verify a certificate (" + ssl_errors() + ")");
+    return refused("cannot verify a certificate (" + openssl_errors() + ")");
   if (X509_verify_cert(ctx.get()) != 1)
     return refused(std::string{"the certificate does not chain to this engine's CA: "}
                    + X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get())));
@@ -270,7 +257,7 @@ caf::expected<peer_proof> peer_authenticator::sign_with(const std::string& certi
                                                         const std::vector<unsigned char>& tbs) {
   auto key = read_key(key_pem, {});
   if (!key)
-    return make_error(errc::invalid_argument, "not a PEM private key: " + ssl_errors());
+    return make_error(errc::invalid_argument, "not a PEM private key: " + openssl_errors());
   auto sig = sign(key.get(), tbs);
   if (!sig)
     return std::move(sig.error());

@@ -184,6 +184,7 @@ store_blocks() {
   for i in $(seq -w 0 15); do
     name=blk$mib-$i
     [ -z "${sums[$name]:-}" ] || continue
+    [ "$i" != 00 ] || say "storing 16 blocks of $mib MiB at A"
     head -c $((mib << 20)) /dev/urandom >"$work/block.bin"
     sums[$name]=$(sha256sum <"$work/block.bin" | cut -d' ' -f1)
     cli_a put "$name" "$work/block.bin" >/dev/null
@@ -282,7 +283,6 @@ run_batch() {
 declare -A qdisc
 for link in "${link_list[@]}"; do
   case "$link" in 40mbit) mib=4 ;; *) mib=64 ;; esac
-  say "storing 16 blocks of $mib MiB at A"
   store_blocks "$mib"
   shape "$link"
   qdisc[$link]=$(tc -n "$ns_a" qdisc show dev veth-a root | head -1)

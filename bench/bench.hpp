@@ -173,12 +173,35 @@ struct sweep_row {
   rss_figures daemon_a, daemon_b;
   std::string error;
 };
+// Both engines with remote.tls (certificates of a CA made for the run) against a raw TLS 1.3
+// socket pair with the same certificates, mutual verification, the raw TCP pair's framing.
+struct tls_row {
+  uint64_t size = 0;
+  stat xmit_gbps, pair_gbps;
+  rss_figures daemon_a, daemon_b, pair_source, pair_sink;
+  std::string error;
+};
+// Blocking engine requests (client::find_process, 1 ms apart) of a second client of the sending
+// engine, idle and while a transmit of `size` between the plain engines runs; the two phases
+// alternate.
+struct requests_during_transfer {
+  uint64_t size = 0;
+  std::string transport;   // how the requests travel: shm (the fast path) or basp
+  stat idle_us, during_us; // round trips
+  stat transfer_gbps;      // of the transfers they overlapped
+  size_t transfers = 0;
+  std::string error;
+};
 struct remote_report {
   uint64_t chunk = 0;
   uint32_t window = 0;
   std::vector<remote_row> rows;
   uint64_t sweep_size = 0;
   std::vector<sweep_row> sweep;
+  std::vector<tls_row> tls;
+  std::string tls_cipher; // protocol and cipher suite the raw TLS pair negotiated
+  std::string tls_error;  // why the TLS rows are missing (no certificates, no daemons)
+  requests_during_transfer requests;
   std::string error;
 };
 remote_report run_remote(const options& opts);
@@ -276,6 +299,8 @@ int role_caf_sink(const std::map<std::string, std::string>& args);    // remote.
 int role_caf_source(const std::map<std::string, std::string>& args);
 int role_tcp_sink(const std::map<std::string, std::string>& args);
 int role_tcp_source(const std::map<std::string, std::string>& args);
+int role_tls_sink(const std::map<std::string, std::string>& args);
+int role_tls_source(const std::map<std::string, std::string>& args);
 int role_xmit(const std::map<std::string, std::string>& args);
 int role_engine_host(const std::map<std::string, std::string>& args); // handoff.cpp
 int role_inbox_echo(const std::map<std::string, std::string>& args);  // inbox.cpp

@@ -196,6 +196,10 @@ int main(int argc, char** argv) {
       return role_tcp_sink(args);
     if (name == "tcp-source")
       return role_tcp_source(args);
+    if (name == "tls-sink")
+      return role_tls_sink(args);
+    if (name == "tls-source")
+      return role_tls_source(args);
     if (name == "caf-sink")
       return role_caf_sink(args);
     if (name == "caf-source")

@@ -214,6 +214,20 @@ void write_outputs(const report& r) {
   const auto* r64 = remote_at(r.remote, 64ull << 20);
   double xmit_share = r64 && r64->tcp_gbps.median > 0 ? r64->xmit_gbps.median / r64->tcp_gbps.median : 0;
   double window_mib = static_cast<double>(r.remote.chunk * r.remote.window) / (1 << 20);
+  // With remote.tls: transmit against the raw TLS pair at every size measured; the target holds
+  // if the worst size reaches it.
+  double tls_share_worst = r.remote.tls.empty() ? 0 : 1e300;
+  for (const auto& x : r.remote.tls)
+    tls_share_worst = std::min(tls_share_worst, x.pair_gbps.median > 0 && !x.xmit_gbps.empty()
+                                                  ? x.xmit_gbps.median / x.pair_gbps.median
+                                                  : 0.0);
+  const auto& rq = r.remote.requests;
+  double rtt_median_ratio = rq.idle_us.median > 0 && !rq.during_us.empty()
+                              ? rq.during_us.median / rq.idle_us.median
+                              : 0;
+  double rtt_p99_ratio = rq.idle_us.p99 > 0 && !rq.during_us.empty()
+                           ? rq.during_us.p99 / rq.idle_us.p99
+                           : 0;
   // fragmentation: at every fill the tlsf ratio >= Boost's, no more failures than Boost, and
   // occupied / requested <= 1.02 for requests >= 64 KiB
   bool frag_ok = !r.alloc.frag.empty();
@@ -408,6 +422,41 @@ void write_outputs(const report& r) {
       j.close();
     }
     j.close(']');
+    j.open("tls", '[');
+    for (const auto& x : r.remote.tls) {
+      j.open();
+      j.kv("size", x.size)
+        .kv("cafshm_tls_GBps", x.xmit_gbps.median)
+        .kv("cafshm_tls_GBps_min", x.xmit_gbps.min)
+        .kv("cafshm_tls_GBps_max", x.xmit_gbps.max)
+        .kv("tls_pair_GBps", x.pair_gbps.median)
+        .kv("tls_pair_GBps_min", x.pair_gbps.min)
+        .kv("tls_pair_GBps_max", x.pair_gbps.max)
+        .kv("cafshm_tls_over_tls_pair",
+            x.pair_gbps.median > 0 ? x.xmit_gbps.median / x.pair_gbps.median : 0.0);
+      if (const auto* plain = remote_at(r.remote, x.size); plain && plain->tcp_gbps.median > 0)
+        j.kv("cafshm_over_tcp", plain->xmit_gbps.median / plain->tcp_gbps.median);
+      j.kv("reps", static_cast<uint64_t>(x.xmit_gbps.n));
+      j.kv("daemon_a_hwm_mib", x.daemon_a.hwm_mib).kv("daemon_a_anon_peak_mib", x.daemon_a.anon_peak_mib);
+      j.kv("daemon_b_hwm_mib", x.daemon_b.hwm_mib).kv("daemon_b_anon_peak_mib", x.daemon_b.anon_peak_mib);
+      j.kv("tls_source_hwm_mib", x.pair_source.hwm_mib).kv("tls_sink_hwm_mib", x.pair_sink.hwm_mib);
+      if (!x.error.empty())
+        j.kv("error", x.error);
+      j.close();
+    }
+    j.close(']');
+    j.kv("tls_pair_cipher", r.remote.tls_cipher);
+    if (!r.remote.tls_error.empty())
+      j.kv("tls_error", r.remote.tls_error);
+    j.open("requests_during_transfer");
+    j.kv("request", "client::find_process").kv("transport", rq.transport).kv("size", rq.size);
+    j.kv("transfers", static_cast<uint64_t>(rq.transfers));
+    j.st("idle_us_", rq.idle_us, true).st("during_us_", rq.during_us, true);
+    j.st("transfer_GBps_", rq.transfer_gbps, false);
+    j.kv("during_over_idle_median", rtt_median_ratio).kv("during_over_idle_p99", rtt_p99_ratio);
+    if (!rq.error.empty())
+      j.kv("error", rq.error);
+    j.close();
     if (!r.remote.error.empty())
       j.kv("error", r.remote.error);
     j.close();
@@ -494,6 +543,14 @@ void write_outputs(const report& r) {
     j.kv("caf_over_cafshm_64MiB", x64).kv("caf_over_cafshm_64MiB_met", x64 >= 100);
     j.kv("remote_64MiB_share_of_tcp", xmit_share).kv("remote_64MiB_share_of_tcp_met", xmit_share >= 0.8);
     j.kv("remote_window_mib", window_mib).kv("remote_daemon_anon_peak_mib_max", max_anon);
+    if (o.has("remote")) {
+      j.kv("remote_tls_share_of_tls_pair_worst", tls_share_worst)
+        .kv("remote_tls_share_of_tls_pair_worst_met", tls_share_worst >= 0.6);
+      j.kv("request_during_transfer_over_idle_median", rtt_median_ratio)
+        .kv("request_during_transfer_over_idle_median_met",
+            rtt_median_ratio > 0 && rtt_median_ratio <= 2);
+      j.kv("request_during_transfer_over_idle_p99", rtt_p99_ratio);
+    }
     j.kv("direct_pairs_per_s", direct_rate).kv("direct_pairs_per_s_met", direct_rate >= 10e6);
     j.kv("fragmentation_no_worse_than_boost", frag_ok);
     if (r.growth.max_arena != 0) {
@@ -568,6 +625,19 @@ void write_outputs(const report& r) {
     md << "| daemon heap peak bounded by the window (" << num(window_mib) << " MiB) | max "
        << num(max_anon) << " MiB (" << num(window_mib > 0 ? max_anon / window_mib : 0)
        << "× the window) | see §4 |\n";
+    std::string shares;
+    for (const auto& x : r.remote.tls)
+      shares += (shares.empty() ? "" : ", ") + human_size(x.size) + ": "
+                + (x.pair_gbps.median > 0 && !x.xmit_gbps.empty()
+                     ? num(100 * x.xmit_gbps.median / x.pair_gbps.median) + " %"
+                     : std::string{"–"});
+    md << "| remote transmit with remote.tls ≥ 60 % of a raw TLS pair (every size) | "
+       << (shares.empty() ? std::string{"–"} : shares) << " | " << mark(tls_share_worst >= 0.6)
+       << " |\n";
+    md << "| engine request during a " << human_size(rq.size)
+       << " transfer within 2× of idle (median) | " << num(rtt_median_ratio) << "× (p99 "
+       << num(rtt_p99_ratio) << "×) | " << mark(rtt_median_ratio > 0 && rtt_median_ratio <= 2)
+       << " |\n";
   }
   if (o.has("alloc")) {
     md << "| allocator allocate+free ≥ 10 M pairs/s | " << big(direct_rate) << " | " << mark(direct_rate >= 10e6) << " |\n";
@@ -740,6 +810,44 @@ void write_outputs(const report& r) {
         md << " error: " << s.error;
       md << "\n";
     }
+    md << "\nWith remote.tls at both engines (certificates of a CA made for the run, mutual "
+          "verification; the payload on a TLS 1.3 data connection), against a raw TLS socket pair: "
+          "the raw TCP pair's framing inside one TLS 1.3 session between two processes using "
+          "OpenSSL directly with the same certificates, mutual verification"
+       << (r.remote.tls_cipher.empty() ? std::string{}
+                                       : " (negotiated: " + r.remote.tls_cipher + ")")
+       << ". The plain rows' transmit ÷ TCP next to it for comparison.\n\n";
+    md << "| block | transmit with TLS | raw TLS pair | TLS transmit ÷ TLS pair | plain transmit ÷ TCP | daemon A | daemon B | TLS source / sink HWM |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& x : r.remote.tls) {
+      const auto* plain = remote_at(r.remote, x.size);
+      md << "| " << human_size(x.size) << " | " << spread(x.xmit_gbps) << " | "
+         << spread(x.pair_gbps) << " | " << ratio(x.xmit_gbps.median, x.pair_gbps.median) << " | "
+         << (plain ? ratio(plain->xmit_gbps.median, plain->tcp_gbps.median) : std::string{"–"})
+         << " | " << rss(x.daemon_a) << " | " << rss(x.daemon_b) << " | "
+         << num(x.pair_source.hwm_mib) << " / " << num(x.pair_sink.hwm_mib) << " |";
+      if (!x.error.empty())
+        md << " error: " << x.error;
+      md << "\n";
+    }
+    if (!r.remote.tls_error.empty())
+      md << "\nTLS rows: " << r.remote.tls_error << "\n";
+    md << "\nEngine requests during a transfer: a second client of the sending engine makes "
+          "blocking `client::find_process` round trips (over "
+       << (rq.transport.empty() ? std::string{"–"} : rq.transport)
+       << "), 1 ms apart, for 500 ms with no transfer running, then during a "
+       << human_size(rq.size)
+       << " transmit between the plain engines (starting 10 ms after the transmit was requested, "
+          "counted only if it ended before transmit returned); the two phases alternate, "
+       << rq.transfers << " transfers (" << spread(rq.transfer_gbps) << " GB/s). µs:\n\n";
+    md << "| phase | round trips | median | p99 | min | max |\n|---|---:|---:|---:|---:|---:|\n";
+    for (auto [name, st] : {std::pair{"idle", &rq.idle_us}, std::pair{"during the transfer", &rq.during_us}})
+      md << "| " << name << " | " << st->n << " | " << num(st->median) << " | " << num(st->p99)
+         << " | " << num(st->min) << " | " << num(st->max) << " |\n";
+    md << "\nDuring ÷ idle: median " << num(rtt_median_ratio) << "×, p99 " << num(rtt_p99_ratio)
+       << "×.\n";
+    if (!rq.error.empty())
+      md << "\nError: " << rq.error << "\n";
     if (!r.remote.error.empty())
       md << "\nError: " << r.remote.error << "\n";
     md << "\n![remote throughput](remote_throughput.png)\n";

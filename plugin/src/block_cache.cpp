@@ -26,6 +26,18 @@ const block_cache::entry* block_cache::find(uint64_t hash, uint64_t size) {
   return nullptr;
 }
 
+std::optional<block_cache::entry> block_cache::take(uint64_t hash, uint64_t size) {
+  auto [b, e] = by_hash_.equal_range(hash);
+  for (auto i = b; i != e; ++i)
+    if (i->second->local.size == size) {
+      entry taken = *i->second;
+      std::vector<block_ref> released; // taken.local: the caller's now, not to be freed here
+      erase(i->second, released);
+      return taken;
+    }
+  return std::nullopt;
+}
+
 const block_cache::entry* block_cache::find_source(const block_ref& source, uint64_t version,
                                                    std::vector<block_ref>& released) {
   auto [b, e] = by_source_.equal_range(source_key(source));

@@ -41,6 +41,10 @@ public:
   /// Entry with this content, most recently used afterwards; nullptr if none.
   const entry* find(uint64_t hash, uint64_t size);
 
+  /// Takes the entry with this content out of the cache and gives its block to the caller;
+  /// nullopt if none.
+  std::optional<entry> take(uint64_t hash, uint64_t size);
+
   /// Entry mirroring `source` at exactly `version`; nullptr if none (a stale one is dropped into
   /// `released`, which the caller frees).
   const entry* find_source(const block_ref& source, uint64_t version,

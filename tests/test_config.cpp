@@ -72,6 +72,7 @@ void check_same(const settings& a, const settings& b) {
   CHECK(a.remote.chunk_bytes == b.remote.chunk_bytes);
   CHECK(a.remote.window_chunks == b.remote.window_chunks);
   CHECK(a.remote.cache_bytes == b.remote.cache_bytes);
+  CHECK(a.remote.cache_hit == b.remote.cache_hit);
   CHECK(a.remote.checksum_retries == b.remote.checksum_retries);
   CHECK(a.remote.stall_timeout == b.remote.stall_timeout);
   CHECK(a.remote.redial_min == b.remote.redial_min);
@@ -179,6 +180,7 @@ remote:
   chunk: 64KiB
   window: 64
   cache: 0
+  cache_hit: hand_over
   checksum_retries: 0
   stall_timeout: 90s
   redial_min: 50ms
@@ -209,6 +211,7 @@ remote:
   CHECK(s.remote.chunk_bytes == 64u << 10);
   CHECK(s.remote.window_chunks == 64u);
   CHECK(s.remote.cache_bytes == 0u);
+  CHECK(s.remote.cache_hit == cache_hit_policy::hand_over);
   CHECK(s.remote.checksum_retries == 0u);
   CHECK(s.remote.stall_timeout == 90000ms);
   CHECK(s.remote.redial_min == 50ms);
@@ -400,6 +403,18 @@ TEST_CASE("local: transport shm or basp, inbox sizes a power of two in 4KiB..16M
   CHECK(error_of("local: {reply_inbox: 32MiB}").key == "local.reply_inbox");
   CHECK(error_of("local: {actor_inbox: 3KiB}").key == "local.actor_inbox");
   CHECK(error_of("local: {transports: shm}").key == "local.transports");
+}
+
+TEST_CASE("remote.cache_hit: copy by default, or hand_over, and another word names both") {
+  CHECK(settings{}.remote.cache_hit == cache_hit_policy::copy);
+  CHECK(settings_of("remote: {cache_hit: hand_over}").remote.cache_hit
+        == cache_hit_policy::hand_over);
+  CHECK(settings_of("remote: {cache_hit: copy}").remote.cache_hit == cache_hit_policy::copy);
+  auto wrong = error_of("remote:\n  cache: 1GiB\n  cache_hit: move\n");
+  CHECK(wrong.key == "remote.cache_hit");
+  CHECK(wrong.line == 3);
+  CHECK(contains(wrong.reason, "copy"));
+  CHECK(contains(wrong.reason, "hand_over"));
 }
 
 TEST_CASE("local: idle auto, park or spin, spin_us up to one second") {

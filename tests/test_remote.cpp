@@ -168,6 +168,56 @@ TEST_CASE("a second transmit of unchanged content moves no payload and counts a 
   REQUIRE(sender->free(ref));
 }
 
+TEST_CASE("with remote.cache_hit hand_over a cache hit delivers the cached block itself, with "
+          "no copy, and the content leaves the cache") {
+  two_engines e{"64MiB", remote_yaml("1MiB", 4, "0"), "64MiB",
+                remote_yaml("1MiB", 4, "32MiB") + "  cache_hit: hand_over\n", "sender", "sink"};
+  auto& sender = e.at_a;
+  auto& sink = e.at_b;
+  auto [ref, hash] = random_block(*sender, 3 << 20, 11);
+  transmit_target target;
+  target.process = "sink";
+  auto first = sender->transmit(ref, e.b.address_text(), target);
+  REQUIRE(first);
+  CHECK_FALSE(first->cache_hit);
+  auto cached = sink->stats();
+  REQUIRE(cached);
+  CHECK(cached->cache_entries == 1);
+  CHECK(cached->cache_bytes == 3u << 20);
+  auto second = sender->transmit(ref, e.b.address_text(), target);
+  REQUIRE(second);
+  CHECK(second->cache_hit);
+  CHECK(second->payload_bytes == 0);
+  CHECK(hash_in_place(*sink, second->remote) == hash);
+  auto handed = sink->stats();
+  REQUIRE(handed);
+  CHECK(handed->cache_hits == 1);
+  CHECK(handed->cache_entries == 0);
+  CHECK(handed->cache_bytes == 0);
+  // The arena holds the two delivered blocks and nothing else: the second is the former cache
+  // block, not a third copy.
+  CHECK(handed->used_bytes == cached->used_bytes);
+  CHECK(handed->requested_bytes == cached->requested_bytes);
+  // The sink owns it like any delivered block: it writes it, frees it, and the bytes return.
+  auto view = sink->map(second->remote, access_mode::read_write);
+  REQUIRE(view);
+  view->data()[0] = std::byte{0x5a};
+  REQUIRE(sink->unmap(std::move(*view)));
+  // The content left the cache: the next transmit of it moves its payload and is cached again.
+  auto third = sender->transmit(ref, e.b.address_text(), target);
+  REQUIRE(third);
+  CHECK_FALSE(third->cache_hit);
+  CHECK(third->payload_bytes == 3u << 20);
+  CHECK(hash_in_place(*sink, third->remote) == hash);
+  REQUIRE(sink->free(first->remote));
+  REQUIRE(sink->free(second->remote));
+  REQUIRE(sink->free(third->remote));
+  REQUIRE(sender->free(ref));
+  CHECK(eventually(*sink, 5s, [](const engine_stats& st) { // only the cache's block is left
+    return st.cache_entries == 1 && st.used_bytes == st.cache_bytes;
+  }));
+}
+
 TEST_CASE("a remote read is served from the cache until the block changes") {
   two_engines e{"64MiB", remote_yaml("1MiB", 4, "0"), "64MiB",
                 remote_yaml("1MiB", 4, "16MiB"), "owner", "reader"};

@@ -780,6 +780,11 @@ constexpr field<tls_settings> tls_fields[] = {
     {"capath", [](const entry& v, tls_settings& out) { out.capath = read_text(v); }},
 };
 
+constexpr choice<cache_hit_policy> cache_hit_policies[] = {
+    {"copy", cache_hit_policy::copy},
+    {"hand_over", cache_hit_policy::hand_over},
+};
+
 constexpr field<remote_settings> remote_fields[] = {
     {"peers", [](const entry& v, remote_settings& out) { out.peers = read_peers(v); }},
     {"listen",
@@ -788,6 +793,10 @@ constexpr field<remote_settings> remote_fields[] = {
     {"chunk", [](const entry& v, remote_settings& out) { out.chunk_bytes = read_size(v); }},
     {"window", [](const entry& v, remote_settings& out) { out.window_chunks = read_u32(v); }},
     {"cache", [](const entry& v, remote_settings& out) { out.cache_bytes = read_size(v); }},
+    {"cache_hit",
+     [](const entry& v, remote_settings& out) {
+       out.cache_hit = read_choice(v, cache_hit_policies);
+     }},
     {"checksum_retries",
      [](const entry& v, remote_settings& out) { out.checksum_retries = read_u32(v); }},
     {"stall_timeout",

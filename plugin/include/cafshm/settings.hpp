@@ -135,6 +135,13 @@ struct tls_settings {
   }
 };
 
+/// What a transmit gets whose content the destination engine's cache (remote.cache) holds.
+enum class cache_hit_policy : uint8_t {
+  copy,      // a new block with a copy of the cached bytes; the cache keeps its entry
+  hand_over, // the cached block itself, with no copy; the entry leaves the cache, so the next
+             // transmit of the same content moves its payload again
+};
+
 struct remote_settings {
   std::vector<remote_peer> peers;
   endpoint listen{"127.0.0.1", 0}; // where peer engines connect; port 0 = they use engine.listen
@@ -153,6 +160,7 @@ struct remote_settings {
   uint64_t chunk_bytes = 1ull << 20;
   uint32_t window_chunks = 4;
   uint64_t cache_bytes = 0;
+  cache_hit_policy cache_hit = cache_hit_policy::copy;
   uint32_t checksum_retries = 2;
   // A transmit fails when it waited this long for its destination without any answer from
   // that engine (to this transmit or to any other it carries); a receiving engine drops an

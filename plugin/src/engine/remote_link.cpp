@@ -675,6 +675,39 @@ caf::expected<block_ref> deliver(engine_state& st, const incoming_transmit& in) 
   return result;
 }
 
+// Delivers transmit `in` (offer and destination set) from the cache, if it holds the offered
+// content: a copy of the cached block, or with remote.cache_hit hand_over the cached block
+// itself, which leaves the cache (and goes back into it if the delivery fails). nullopt on a
+// miss.
+std::optional<caf::expected<block_ref>> deliver_cached(engine_state& st, incoming_transmit& in) {
+  auto& mm = *st.mm;
+  auto engine = mm.engine_session();
+  const auto* hit = st.cache->find(in.offer.hash, in.offer.size);
+  if (hit == nullptr)
+    return std::nullopt;
+  std::optional<block_cache::entry> taken;
+  if (st.config.remote.cache_hit == cache_hit_policy::hand_over) {
+    taken = st.cache->take(in.offer.hash, in.offer.size);
+    in.block = taken->local; // concealed while cached, as until delivered
+  } else {
+    auto block = mm.allocate(engine, in.offer.size);
+    if (!block)
+      return caf::expected<block_ref>{std::move(block.error())};
+    mm.conceal(*block, true); // until delivered
+    std::memcpy(mm.engine_bytes(*block)->data(), mm.engine_bytes(hit->local)->data(),
+                in.offer.size);
+    in.block = *block;
+  }
+  auto delivered = deliver(st, in);
+  if (!delivered) {
+    if (taken)
+      free_blocks(st, st.cache->insert(std::move(*taken)));
+    else
+      mm.free(engine, in.block);
+  }
+  return delivered;
+}
+
 // Keeps a copy of a received block in the cache, if it fits.
 void remember(engine_state& st, const block_ref& block, std::span<const std::byte> bytes,
               uint64_t hash) {
@@ -941,23 +974,13 @@ static caf::result<transmit_receipt> take_offer(engine_pointer self, const peer_
   if (!o.cache_fill && st.cache && o.hash == 0) // the cache needs the digest to look it up
     return transmit_receipt{{}, 0, 0, 0, true, 0, 0, {}};
   if (!o.cache_fill && st.cache) {
-    if (const auto* hit = st.cache->find(o.hash, o.size)) {
-      auto block = mm.allocate(engine, o.size);
-      if (!block)
-        return std::move(block.error());
-      mm.conceal(*block, true); // until delivered
-      auto src = mm.engine_bytes(hit->local);
-      std::memcpy(mm.engine_bytes(*block)->data(), src->data(), o.size);
-      in.offer = o;
-      in.block = *block;
-      auto delivered = deliver(st, in);
-      if (!delivered) {
-        mm.free(engine, *block);
-        return std::move(delivered.error());
-      }
+    in.offer = o;
+    if (auto delivered = deliver_cached(st, in)) {
+      if (!*delivered)
+        return std::move(delivered->error());
       ++st.cache->counters().hits;
       st.cache->counters().bytes_saved += o.size;
-      return transmit_receipt{*delivered, o.size, 0, o.hash, true, 0, 0, {}};
+      return transmit_receipt{**delivered, o.size, 0, o.hash, true, 0, 0, {}};
     }
     ++st.cache->counters().misses;
   }

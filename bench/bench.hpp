@@ -192,6 +192,14 @@ struct requests_during_transfer {
   size_t transfers = 0;
   std::string error;
 };
+// Transmits of content the destination's cache holds, against a miss of the same size through
+// the same engines: remote.cache_hit copy or hand_over at the destination.
+struct cache_row {
+  std::string policy; // remote.cache_hit of the destination
+  uint64_t size = 0;
+  stat miss_ms, hit_ms;
+  std::string error;
+};
 struct remote_report {
   uint64_t chunk = 0;
   uint32_t window = 0;
@@ -202,6 +210,7 @@ struct remote_report {
   std::string tls_cipher; // protocol and cipher suite the raw TLS pair negotiated
   std::string tls_error;  // why the TLS rows are missing (no certificates, no daemons)
   requests_during_transfer requests;
+  std::vector<cache_row> cache;
   std::string error;
 };
 remote_report run_remote(const options& opts);

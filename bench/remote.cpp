@@ -542,6 +542,11 @@ public:
   std::optional<double> send(int r) {
     uint64_t stamp = static_cast<uint64_t>(r) * 0x9e3779b97f4a7c15ull + size_;
     std::memcpy(view_->data(), &stamp, std::min<uint64_t>(8, size_));
+    return send_unchanged();
+  }
+
+  /// Transmits the block as it is (a destination with a cache may hold it already).
+  std::optional<double> send_unchanged() {
     cafshm::transmit_target target;
     target.process = "xsink";
     auto t0 = clock_type::now();
@@ -628,6 +633,9 @@ double us_between(clock_type::time_point a, clock_type::time_point b) {
 //   run SIZE REPS WARMUP   allocate SIZE at A, write it, transmit it to B (owner xsink)
 //                          WARMUP + REPS times (timing REPS), free each copy at B untimed;
 //                          prints "result us=..." or "error ..."
+//   cache SIZE REPS WARMUP each repetition changes the block and transmits it (a miss at a
+//                          destination with a cache), then transmits it unchanged (a hit);
+//                          prints "result miss_us=... hit_us=..." or "error ..."
 //   rtt SIZE REPS WARMUP IDLE_MS GAP_US
 //                          a second client of A ("xprobe") makes blocking find_process round
 //                          trips, GAP_US apart: for IDLE_MS with no transfer running, then
@@ -667,7 +675,7 @@ int role_xmit(const std::map<std::string, std::string>& args) {
     uint64_t size = 0;
     int reps = 0, warmup = 0, idle_ms = 0, gap_us = 0;
     in >> cmd >> size >> reps >> warmup >> idle_ms >> gap_us;
-    if (cmd != "run" && cmd != "rtt")
+    if (cmd != "run" && cmd != "rtt" && cmd != "cache")
       break;
     xmit_block block{*src, *dst, peer, size};
     if (!block.error().empty()) {
@@ -687,6 +695,31 @@ int role_xmit(const std::map<std::string, std::string>& args) {
         std::cout << "error " << block.error() << std::endl;
       else
         print_times(us);
+      continue;
+    }
+    if (cmd == "cache") {
+      std::vector<double> miss, hit;
+      for (int r = 0; r < warmup + reps; ++r) {
+        auto m = block.send(r);
+        auto h = m ? block.send_unchanged() : std::nullopt;
+        if (!h)
+          break;
+        if (r >= warmup) {
+          miss.push_back(*m);
+          hit.push_back(*h);
+        }
+      }
+      if (!block.error().empty()) {
+        std::cout << "error " << block.error() << std::endl;
+        continue;
+      }
+      auto list = [](const std::vector<double>& v) {
+        std::ostringstream o;
+        for (size_t i = 0; i < v.size(); ++i)
+          o << (i ? "," : "") << v[i];
+        return o.str();
+      };
+      std::cout << "result miss_us=" << list(miss) << " hit_us=" << list(hit) << std::endl;
       continue;
     }
     if (!probe) {
@@ -953,6 +986,52 @@ void run_tls(const options& opts, remote_report& rep, const std::vector<uint64_t
   }
 }
 
+// A miss and a hit of `size` per repetition between two engines whose destination keeps a cache
+// with remote.cache_hit `policy`.
+cache_row run_cache(const options& opts, const std::string& policy, uint64_t size, int reps) {
+  cache_row row;
+  row.policy = policy;
+  row.size = size;
+  auto yaml = remote_yaml(cafshm::remote_settings{}.chunk_bytes,
+                          cafshm::remote_settings{}.window_chunks, 2 * size)
+              + "  cache_hit: " + policy + "\n";
+  daemon_process a{unique_name("cafshm-bench-ca"), engine_options(opts.bin_dir, "512MiB", yaml)};
+  daemon_process b{unique_name("cafshm-bench-cb"), engine_options(opts.bin_dir, "512MiB", yaml)};
+  if (!a.ready() || !b.ready()) {
+    row.error = "cafshmd did not start";
+    return row;
+  }
+  child_process x{{opts.self, "--role", "xmit", "--engine-a", a.address_text(), "--engine-b",
+                   b.address_text()}};
+  if (!x.wait_for_line("ready", std::chrono::seconds(30))) {
+    row.error = "the xmit helper did not start";
+    return row;
+  }
+  x.write_line("cache " + std::to_string(size) + " " + std::to_string(reps) + " 1");
+  auto line = x.read_line(std::chrono::seconds(600));
+  if (!line || line->rfind("result ", 0) != 0) {
+    row.error = line ? *line : std::string{"no answer from the xmit helper"};
+  } else {
+    std::istringstream in{line->substr(7)};
+    std::string field;
+    auto ms = [](std::vector<double> us) {
+      for (auto& t : us)
+        t /= 1000;
+      return summarize(us);
+    };
+    while (in >> field) {
+      auto eq = field.find('=');
+      if (field.substr(0, eq) == "miss_us")
+        row.miss_ms = ms(parse_times(field.substr(eq + 1)));
+      else if (field.substr(0, eq) == "hit_us")
+        row.hit_ms = ms(parse_times(field.substr(eq + 1)));
+    }
+  }
+  x.close_stdin();
+  x.wait(std::chrono::seconds(20));
+  return row;
+}
+
 // Engine requests idle and during transfers of `size` through the running pair a, b.
 requests_during_transfer run_requests(child_process& x, uint64_t size, int reps) {
   requests_during_transfer out;
@@ -1045,6 +1124,10 @@ remote_report run_remote(const options& opts) {
     for (auto* e : {&t.error, &c.error})
       if (!e->empty())
         row.error += (row.error.empty() ? "" : "; ") + *e;
+  }
+  for (const char* policy : {"copy", "hand_over"}) {
+    std::cerr << "bench: remote: cache hits (" << policy << ") of 64MiB\n";
+    rep.cache.push_back(run_cache(opts, policy, 64ull << 20, opts.quick ? 3 : 9));
   }
   // remote.chunk x remote.window at 64 MiB blocks
   rep.sweep_size = 64ull << 20;

@@ -457,6 +457,17 @@ void write_outputs(const report& r) {
     if (!rq.error.empty())
       j.kv("error", rq.error);
     j.close();
+    j.open("cache_hits", '[');
+    for (const auto& c : r.remote.cache) {
+      j.open();
+      j.kv("cache_hit", c.policy).kv("size", c.size);
+      j.st("miss_ms_", c.miss_ms, true).st("hit_ms_", c.hit_ms, true);
+      j.kv("miss_over_hit_median", c.hit_ms.median > 0 ? c.miss_ms.median / c.hit_ms.median : 0);
+      if (!c.error.empty())
+        j.kv("error", c.error);
+      j.close();
+    }
+    j.close(']');
     if (!r.remote.error.empty())
       j.kv("error", r.remote.error);
     j.close();
@@ -848,6 +859,19 @@ void write_outputs(const report& r) {
        << "×.\n";
     if (!rq.error.empty())
       md << "\nError: " << rq.error << "\n";
+    md << "\nTransmits of content the destination's cache holds: per repetition the block is "
+          "changed and sent (a miss: the destination asks for the digest, the payload moves and "
+          "is cached), then sent unchanged (a hit: no payload); remote.cache twice the block, "
+          "remote.cache_hit of the destination as given. ms:\n\n";
+    md << "| cache_hit | block | miss median (min–max) | hit median (min–max) | miss ÷ hit |\n"
+          "|---|---:|---:|---:|---:|\n";
+    for (const auto& c : r.remote.cache) {
+      md << "| " << c.policy << " | " << human_size(c.size) << " | " << spread(c.miss_ms) << " | "
+         << spread(c.hit_ms) << " | " << ratio(c.miss_ms.median, c.hit_ms.median) << " |";
+      if (!c.error.empty())
+        md << " error: " << c.error;
+      md << "\n";
+    }
     if (!r.remote.error.empty())
       md << "\nError: " << r.remote.error << "\n";
     md << "\n![remote throughput](remote_throughput.png)\n";

@@ -16,7 +16,7 @@ namespace bench {
 struct options {
   bool quick = false;
   std::vector<std::string> rows{"handoff", "pipeline", "alloc", "remote", "scale", "inbox",
-                                "growth"};
+                                "growth", "fanout"};
   std::string out_dir;    // bench/results
   std::string bin_dir;    // cafshmd, cafshm-pipeline
   std::string self;       // this program (for helper roles)
@@ -280,6 +280,36 @@ struct growth_report {
 };
 growth_report run_growth(const options& opts);
 
+// -- row 8: fan-out ---------------------------------------------------------------------------
+
+// One way of sending the block to all N receivers: in turn over links made by the first send
+// ("in turn, new peers"), in turn over linked peers, or all N at once (one thread each).
+struct fanout_case {
+  std::string mode;
+  stat wall_s;            // of each pass: in turn the sum of its transmits, at once start to end
+  double gbps = 0;        // N × block ÷ median wall (10^9 bytes/s)
+  stat xmit_s;            // each transmit of every pass
+  uint64_t transmits = 0, failed = 0, verified = 0; // verified: copies read back at the receiver
+  // Sending daemon A, MiB: RssAnon before the passes, its peak during them (sampled every
+  // 4 ms), after them; VmHWM (reset before the passes; includes the arena pages it touched).
+  double anon_before_mib = 0, anon_peak_mib = 0, anon_after_mib = 0, hwm_mib = 0;
+  std::string error;      // the first failure, if any
+};
+struct fanout_row {
+  size_t peers = 0;
+  double anon_start_mib = 0;              // A's RssAnon with the block written, before any send
+  std::vector<double> anon_after_peer_mib; // A's RssAnon after the send to each new peer
+  std::vector<fanout_case> cases;
+  std::string error;
+};
+struct fanout_report {
+  uint64_t size = 0, chunk = 0;
+  uint32_t window = 0;
+  int reps = 0; // passes of "in turn" and "all at once"
+  std::vector<fanout_row> rows;
+};
+fanout_report run_fanout(const options& opts);
+
 // -- machine --------------------------------------------------------------------------------
 
 std::map<std::string, std::string> machine_description();
@@ -297,6 +327,7 @@ struct report {
   scale_report scale;
   inbox_report inbox;
   growth_report growth;
+  fanout_report fanout;
 };
 void write_outputs(const report& r);
 
@@ -316,6 +347,7 @@ int role_inbox_echo(const std::map<std::string, std::string>& args);  // inbox.c
 int role_inbox_caf_echo(const std::map<std::string, std::string>& args);
 int role_iox_ping(const std::map<std::string, std::string>& args);    // iceoryx.cpp
 int role_iox_pong(const std::map<std::string, std::string>& args);
+int role_fanout(const std::map<std::string, std::string>& args);      // fanout.cpp
 
 // small helpers
 std::string human_size(uint64_t bytes);      // 64B, 4KiB, 16MiB, 1GiB

@@ -1,7 +1,8 @@
 // cafshm-bench: runs every benchmark row and writes bench/results/latest.{md,json} plus
 // the data files of the plots. Started with --role NAME it is one of the helper processes.
 //
-//   cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox,growth] [--out DIR]
+//   cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox,growth,
+//                fanout] [--out DIR]
 //                [--bin-dir DIR] [--policy stealing|sharing --threads N]
 #include <algorithm>
 #include <cmath>
@@ -146,7 +147,8 @@ std::map<std::string, std::string> machine_description() {
 namespace {
 
 int usage() {
-  std::cerr << "usage: cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox,growth]\n"
+  std::cerr << "usage: cafshm-bench [--quick] [--rows handoff,pipeline,alloc,remote,scale,inbox,\n"
+               "                    growth,fanout]\n"
                "                    [--out DIR] [--bin-dir DIR] [--policy stealing|sharing "
                "--threads N]\n";
   return 2;
@@ -212,6 +214,8 @@ int main(int argc, char** argv) {
       return role_iox_ping(args);
     if (name == "iox-pong")
       return role_iox_pong(args);
+    if (name == "fanout")
+      return role_fanout(args);
     std::cerr << "cafshm-bench: unknown role " << name << "\n";
     return 2;
   }
@@ -270,6 +274,10 @@ int main(int argc, char** argv) {
   if (opts.has("growth")) {
     rep.growth = run_growth(opts);
     lap("growth");
+  }
+  if (opts.has("fanout")) {
+    rep.fanout = run_fanout(opts);
+    lap("fanout");
   }
   rep.total_seconds = seconds_since(t0);
   {

@@ -125,6 +125,12 @@ public:
     return *this;
   }
   json& kv(const std::string& k, const char* v) { return kv(k, std::string{v}); }
+  /// An element of an array.
+  json& kv_value(double v) {
+    sep();
+    out_ << (std::isfinite(v) ? num_exact(v) : "null");
+    return *this;
+  }
   json& kv(const std::string& k, bool v) {
     sep();
     out_ << quote(k) << ": " << (v ? "true" : "false");
@@ -187,7 +193,8 @@ void write_outputs(const report& r) {
   const auto& o = r.opts;
   std::string rows_text;
   bool all_rows = true;
-  for (const char* row : {"handoff", "pipeline", "alloc", "remote", "scale", "inbox", "growth"}) {
+  for (const char* row :
+       {"handoff", "pipeline", "alloc", "remote", "scale", "inbox", "growth", "fanout"}) {
     if (o.has(row))
       rows_text += (rows_text.empty() ? "" : ",") + std::string{row};
     else
@@ -544,6 +551,47 @@ void write_outputs(const report& r) {
         j.kv("scaled", g.scaled_note);
       if (!g.error.empty())
         j.kv("error", g.error);
+      j.close();
+    }
+    {
+      const auto& f = r.fanout;
+      j.open("fanout");
+      j.kv("size", f.size).kv("chunk_bytes", f.chunk)
+        .kv("window_chunks", static_cast<uint64_t>(f.window))
+        .kv("passes", f.reps);
+      j.open("rows", '[');
+      for (const auto& x : f.rows) {
+        j.open();
+        j.kv("peers", static_cast<uint64_t>(x.peers)).kv("sender_anon_start_mib", x.anon_start_mib);
+        j.open("sender_anon_after_new_peer_mib", '[');
+        for (auto v : x.anon_after_peer_mib) {
+          j.kv_value(v);
+        }
+        j.close(']');
+        j.open("cases", '[');
+        for (const auto& c : x.cases) {
+          j.open();
+          j.kv("mode", c.mode)
+            .st("wall_s_", c.wall_s, false)
+            .kv("aggregate_GBps", c.gbps)
+            .st("transmit_s_", c.xmit_s, false)
+            .kv("transmits", c.transmits)
+            .kv("failed", c.failed)
+            .kv("verified", c.verified)
+            .kv("sender_anon_before_mib", c.anon_before_mib)
+            .kv("sender_anon_peak_mib", c.anon_peak_mib)
+            .kv("sender_anon_after_mib", c.anon_after_mib)
+            .kv("sender_hwm_mib", c.hwm_mib);
+          if (!c.error.empty())
+            j.kv("error", c.error);
+          j.close();
+        }
+        j.close(']');
+        if (!x.error.empty())
+          j.kv("error", x.error);
+        j.close();
+      }
+      j.close(']');
       j.close();
     }
     j.open("targets");
@@ -982,6 +1030,51 @@ void write_outputs(const report& r) {
        << " % of " << human_size(g.max_arena) << " (target ≤ 0.5 %).\n";
     if (!g.error.empty())
       md << "\nError: " << g.error << "\n";
+  }
+
+  // 8
+  if (o.has("fanout")) {
+    const auto& f = r.fanout;
+    md << "\n## 8. Fan-out: one sender, N receivers\n\n"
+          "One cafshmd A and N receiving cafshmd on loopback (remote.chunk "
+       << human_size(f.chunk) << ", remote.window " << f.window
+       << ", remote.cache 0, arenas of the block's size, fresh daemons for each N). A client of A "
+          "transmits one "
+       << human_size(f.size)
+       << " block to a process at every receiver: **in turn, new peers** one after another, "
+          "the first send to each engine (it links on the way); **in turn** the same over the "
+          "linked peers; **all at once** N threads released together. Wall: in turn the sum of "
+          "the transmits, at once from the release to the last answer; median (min–max) of "
+       << f.reps
+       << " passes (1 for new peers). Aggregate GB/s = N × block ÷ median wall. Every copy is read "
+          "back at its receiver (XXH3 against the source's). A's memory in MiB: RssAnon before, "
+          "peak during (sampled every 4 ms) and after the passes, VmHWM (reset before them; "
+          "includes the block's arena pages).\n\n";
+    md << "| N | mode | wall s | aggregate GB/s | transmit s, median (min–max) | failed | verified "
+          "| A RssAnon before / peak / after | A VmHWM |\n"
+          "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& x : f.rows) {
+      for (const auto& c : x.cases) {
+        md << "| " << x.peers << " | " << c.mode << " | " << spread(c.wall_s) << " | "
+           << num(c.gbps) << " | " << spread(c.xmit_s) << " | " << c.failed << " of "
+           << c.transmits << " | " << c.verified << " | " << num(c.anon_before_mib) << " / "
+           << num(c.anon_peak_mib) << " / " << num(c.anon_after_mib) << " | " << num(c.hwm_mib)
+           << " |";
+        if (!c.error.empty())
+          md << " error: " << c.error;
+        md << "\n";
+      }
+      if (!x.error.empty())
+        md << "| " << x.peers << " | error: " << x.error << " | | | | | | | |\n";
+    }
+    md << "\nA's RssAnon (MiB) with the block written, then after the send to each new peer:\n\n";
+    md << "| N | start | after each new peer |\n|---:|---:|---|\n";
+    for (const auto& x : f.rows) {
+      std::string list;
+      for (auto v : x.anon_after_peer_mib)
+        list += (list.empty() ? "" : ", ") + num(v);
+      md << "| " << x.peers << " | " << num(x.anon_start_mib) << " | " << list << " |\n";
+    }
   }
 }
 

@@ -154,7 +154,7 @@ public:
       } else {
         note_failure(out, i, r.error());
       }
-      wait_sender_idle();
+      wait_sender_idle(out);
       out.anon_kib.push_back(pid_a_ > 0 ? status_kib(pid_a_, "RssAnon") : 0);
     }
     verify(out, copies);
@@ -205,7 +205,7 @@ public:
       else
         out.us.push_back(us[i]);
     }
-    wait_sender_idle();
+    wait_sender_idle(out);
     verify(out, copies);
     return out;
   }
@@ -223,8 +223,9 @@ private:
       out.first_error = "to " + peers_[i] + ": " + cafshm::describe(e);
   }
 
-  // Until A's statistics show no outgoing transfer (its data threads done), at most 10 s.
-  void wait_sender_idle() {
+  // Until A's statistics show no outgoing transfer (its data threads done), at most 10 s; past
+  // that the pass says so (the heap figures then include a transfer still ending).
+  void wait_sender_idle(pass_result& out) {
     auto deadline = clock_type::now() + std::chrono::seconds(10);
     while (clock_type::now() < deadline) {
       auto st = src_->stats();
@@ -232,6 +233,8 @@ private:
         return;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+    if (out.first_error.empty())
+      out.first_error = "A still counted a transfer 10 s after the transmits returned";
   }
 
   // XXH3 of each copy at its receiver, read in place, against the source's; frees the copies.

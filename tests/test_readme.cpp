@@ -4,10 +4,11 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -57,25 +58,40 @@ std::string joined(const std::vector<std::string>& lines) {
   return result;
 }
 
+// The file and region of a line "<!-- snippet: examples/FILE#NAME -->" (NAME of [A-Za-z0-9_-]),
+// else nothing.
+std::optional<std::pair<std::string, std::string>> snippet_marker(const std::string& line) {
+  const std::string open = "<!-- snippet: ", close = " -->";
+  if (line.size() <= open.size() + close.size() || line.compare(0, open.size(), open) != 0
+      || line.compare(line.size() - close.size(), close.size(), close) != 0)
+    return std::nullopt;
+  auto body = line.substr(open.size(), line.size() - open.size() - close.size());
+  auto hash = body.find('#');
+  if (hash == std::string::npos || body.compare(0, 9, "examples/") != 0 || hash <= 9)
+    return std::nullopt;
+  auto file = body.substr(0, hash), name = body.substr(hash + 1);
+  auto name_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; };
+  if (name.empty() || !std::all_of(name.begin(), name.end(), name_char))
+    return std::nullopt;
+  return std::pair{file, name};
+}
+
 } // namespace
 
 TEST_CASE("README: every C++ block is a region of a compiled example, unchanged") {
   const std::string root = CAFSHM_SOURCE_DIR;
   auto readme = lines_of(root + "/README.md");
   REQUIRE_FALSE(readme.empty());
-  const std::regex marker{R"(<!-- snippet: (examples/[^#]+)#([A-Za-z0-9_-]+) -->)"};
   size_t blocks = 0;
   for (size_t i = 0; i < readme.size(); ++i) {
     if (readme[i] != "```cpp")
       continue;
     ++blocks;
     INFO("README.md line " << i + 1);
-    std::smatch m;
     REQUIRE_MESSAGE(i > 0, "a C++ block without a snippet marker");
-    REQUIRE_MESSAGE(std::regex_match(readme[i - 1], m, marker),
-                    "a C++ block without a snippet marker before it");
-    auto file = m[1].str();
-    auto name = m[2].str();
+    auto marker = snippet_marker(readme[i - 1]);
+    REQUIRE_MESSAGE(marker, "a C++ block without a snippet marker before it");
+    auto [file, name] = *marker;
     auto expected = region(root + "/" + file, name);
     REQUIRE_MESSAGE(expected, "no region '" << name << "' in " << file);
     std::vector<std::string> shown;

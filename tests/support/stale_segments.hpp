@@ -14,12 +14,13 @@
 // PID namespace (a container) must not use these names.
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <filesystem>
 #include <optional>
-#include <regex>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include <sys/mman.h>
@@ -28,13 +29,53 @@
 
 namespace cafshm::test {
 
+namespace detail {
+
+inline bool all_digits(std::string_view s, size_t max_len = std::string_view::npos) {
+  return !s.empty() && s.size() <= max_len
+         && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// One of .data .data.<i> .admin .sock .inbox-<slot> .actors-<slot>, without the dot.
+inline bool segment_suffix(std::string_view s) {
+  auto numbered = [&](std::string_view prefix) {
+    return s.substr(0, prefix.size()) == prefix && all_digits(s.substr(prefix.size()));
+  };
+  return s == "data" || s == "admin" || s == "sock" || numbered("data.") || numbered("inbox-")
+         || numbered("actors-");
+}
+
+// "<what>-<pid>" with what of [A-Za-z0-9_-]+ and pid of 1 to 9 digits: the pid, else nothing.
+inline std::optional<pid_t> what_and_pid(std::string_view s) {
+  auto dash = s.rfind('-');
+  if (dash == std::string_view::npos || dash == 0 || !all_digits(s.substr(dash + 1), 9))
+    return std::nullopt;
+  auto what = s.substr(0, dash);
+  if (!std::all_of(what.begin(), what.end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+               || c == '_' || c == '-';
+      }))
+    return std::nullopt;
+  return static_cast<pid_t>(std::stol(std::string{s.substr(dash + 1)}));
+}
+
+} // namespace detail
+
 /// The pid in a test or fuzz segment name, or nothing for any other name.
 inline std::optional<pid_t> test_segment_owner(const std::string& name) {
-  static const std::regex test_name{R"(cafshm-test-[A-Za-z0-9_-]+-([0-9]{1,9})-[0-9]+(\.data|\.data\.[0-9]+|\.admin|\.sock|\.inbox-[0-9]+|\.actors-[0-9]+)?)"};
-  static const std::regex fuzz_name{R"(cafshm-fuzz-[A-Za-z0-9_-]+-([0-9]{1,9})\.(data|data\.[0-9]+|admin|sock|inbox-[0-9]+|actors-[0-9]+))"};
-  std::smatch m;
-  if (std::regex_match(name, m, test_name) || std::regex_match(name, m, fuzz_name))
-    return static_cast<pid_t>(std::stol(m[1].str()));
+  std::string_view n{name};
+  auto dot = n.find('.'); // no '.' before the suffix: <what> has none
+  auto base = n.substr(0, dot);
+  if (dot != std::string_view::npos && !detail::segment_suffix(n.substr(dot + 1)))
+    return std::nullopt;
+  if (base.substr(0, 12) == "cafshm-test-") { // <what>-<pid>-<n>, suffix optional
+    auto dash = base.rfind('-');
+    if (dash == std::string_view::npos || dash < 12 || !detail::all_digits(base.substr(dash + 1)))
+      return std::nullopt;
+    return detail::what_and_pid(base.substr(12, dash - 12));
+  }
+  if (base.substr(0, 12) == "cafshm-fuzz-" && dot != std::string_view::npos) // suffix required
+    return detail::what_and_pid(base.substr(12));
   return std::nullopt;
 }
 

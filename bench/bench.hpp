@@ -58,6 +58,23 @@ struct handoff_row {
   stat shm_engine; // no pool: allocate, map, transfer, map, unmap, transfer back, free (us)
   stat caf;        // std::vector<char> through the io middleman and back (us)
   stat memcpy_us;  // memcpy of the payload on one core (us)
+  // The hand-made pool (shm's protocol) with the handle from client::find_actor, messages
+  // through the actor inboxes (us); empty when the column's fast path was not verified.
+  stat fast_thread; // read by a thread of each client, the scheduler of `chosen`
+  stat fast_park;   // read by cafshm::polling_scheduler's workers, local.idle park
+  stat fast_spin;   // the same, local.idle spin for handoff_report::fast_spin_us
+};
+
+// One fast-path column of the hand-off: how its actor inboxes are read, and what showed that
+// its messages went through them (or why the column has no numbers).
+struct fast_column {
+  std::string name;
+  std::string scheduler;      // of both processes
+  bool verified = false;      // inbox proxy, and the counters moved with every round trip
+  uint64_t round_trips = 0;   // timed and warm-up, over all sizes and rounds
+  uint64_t records_sent = 0;  // message records this process's proxies wrote meanwhile
+  uint64_t records_delivered = 0; // message records delivered from its actor inbox meanwhile
+  std::string error;
 };
 
 struct sched_trial {
@@ -83,6 +100,8 @@ struct handoff_report {
   std::vector<sched_trial> trials;
   sched chosen;
   std::vector<handoff_row> rows;
+  std::vector<fast_column> fast; // receiver thread, polling park, polling spin
+  uint32_t fast_spin_us = 0;
   iceoryx_report iceoryx; // the same sizes through iceoryx
   std::string error;
 };

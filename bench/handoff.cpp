@@ -13,6 +13,15 @@
 // std::vector<char> of the same size both ways through the io middleman (moved, never copied
 // outside CAF). The engine path shows what a hand-off costs without a pool: a fresh block,
 // transfer of ownership, map/unmap on both sides and the free, all requests to cafshmd.
+//
+// The two processes find each other with the middleman (publish / remote_actor), so the
+// hand-made pool's messages ride BASP. The same hand-off also runs through the local fast path:
+// the peer publishes its actor at cafshmd, the driving side's client::find_actor answers an
+// inbox proxy, and the messages go through the two processes' actor inboxes, read by a thread
+// of each client or, with cafshm::polling_scheduler loaded in both processes, by the
+// scheduler's workers (parking at once, or spinning first). A fast-path column counts only if
+// its handle is an inbox proxy and the client's actor-path counters show one record out and one
+// in per round trip; otherwise it is reported as an error.
 #include <algorithm>
 #include <csignal>
 #include <cstring>
@@ -40,7 +49,10 @@
 #include "cafshm/client.hpp"
 #include "cafshm/config.hpp"
 #include "cafshm/module.hpp"
+#include "cafshm/polling_scheduler.hpp"
 #include "cafshm/pool.hpp"
+#include "fastpath/actor_proxy.hpp"
+#include "fastpath/actor_transport.hpp"
 #include "processes.hpp"
 
 namespace bench {
@@ -113,18 +125,40 @@ uint64_t prefault(const std::byte* p, size_t n) {
   return x;
 }
 
-void configure(caf::actor_system_config& cfg, const sched& s) {
+// Who reads a process's actor inbox: a thread of its client (the scheduler of `sched`), or the
+// workers of cafshm::polling_scheduler, which park at once (spin_us 0: local.idle park) or spin
+// spin_us first (local.idle spin).
+struct delivery {
+  bool polling = false;
+  uint32_t spin_us = 0;
+
+  std::string text() const {
+    if (!polling)
+      return "receiver thread";
+    return spin_us == 0 ? std::string{"polling scheduler, park at once"}
+                        : "polling scheduler, spin " + std::to_string(spin_us) + " µs";
+  }
+};
+
+void configure(caf::actor_system_config& cfg, const sched& s, const delivery& dv = {}) {
+  if (dv.polling)
+    cfg.load<cafshm::polling_scheduler>(); // scheduler.policy is then ignored
   cfg.load<caf::io::middleman>();
   cfg.load<cafshm::module>();
   cafshm::settings st;
   st.role = cafshm::role::client;
+  if (dv.polling) {
+    st.local.idle = dv.spin_us == 0 ? local_idle::park : local_idle::spin;
+    st.local.spin_us = dv.spin_us;
+  }
   cafshm::module::configure(cfg, st);
   cfg.set("scheduler.policy", s.policy == "sharing" ? caf::atom("sharing") : caf::atom("stealing"));
   cfg.set("scheduler.max-threads", static_cast<size_t>(s.threads));
 }
 
-caf::actor_system_config& configured(caf::actor_system_config& cfg, const sched& s) {
-  configure(cfg, s);
+caf::actor_system_config& configured(caf::actor_system_config& cfg, const sched& s,
+                                     const delivery& dv = {}) {
+  configure(cfg, s, dv);
   return cfg;
 }
 
@@ -558,12 +592,16 @@ struct session {
   std::optional<client> me;
   std::unique_ptr<cafshm::pool_reader> reader; // the peer's library pools
   std::unique_ptr<child_process> peer_proc;
-  caf::actor peer;
+  caf::actor peer; // through the middleman: a BASP proxy
   process_id peer_process{};
+  delivery how;
+  std::string published; // the peer actor's name at the engine
+  caf::actor fast;       // after find_fast(): the same actor through client::find_actor
   std::string error;
 
-  session(const options& opts, const daemon_process& d, const sched& s, const std::string& name)
-    : sys(configured(cfg, s)) {
+  session(const options& opts, const daemon_process& d, const sched& s, const std::string& name,
+          const delivery& dv = {})
+    : sys(configured(cfg, s, dv)), how(dv), published(name + "-front") {
     auto c = client::connect(sys, endpoint{"127.0.0.1", d.port()}, name);
     if (!c) {
       error = "connect: " + describe(c.error());
@@ -573,7 +611,8 @@ struct session {
     reader = std::make_unique<cafshm::pool_reader>(*me);
     peer_proc = std::make_unique<child_process>(std::vector<std::string>{
       opts.self, "--role", "peer", "--engine", d.address_text(), "--name", name + "-peer", "--policy",
-      s.policy, "--threads", std::to_string(s.threads)});
+      s.policy, "--threads", std::to_string(s.threads), "--polling", dv.polling ? "1" : "0",
+      "--spin-us", std::to_string(dv.spin_us), "--publish", published});
     auto ready = peer_proc->wait_for_line("ready ", std::chrono::seconds(30));
     if (!ready) {
       error = "the peer did not start";
@@ -592,7 +631,37 @@ struct session {
     peer = *h;
   }
 
+  // Finds the peer actor through the engine and checks that the handle is an inbox proxy whose
+  // actor inbox is read as `how` says. Empty on success, else why not.
+  std::string find_fast() {
+    auto found = me->find_actor(published);
+    if (!found)
+      return "find_actor: " + describe(found.error());
+    auto transport = detail::actors_of(*me);
+    if (!transport)
+      return "this client has no actor inbox (transport " +
+             std::string{me->transport() == local_transport::shm ? "shm" : "basp"} + ")";
+    if (!dynamic_cast<fastpath::inbox_actor_proxy*>(
+          caf::actor_cast<caf::abstract_actor*>(found->actor)))
+      return "find_actor answered no inbox proxy: its messages would ride BASP";
+    if (transport->polled() != how.polling)
+      return std::string{"the actor inbox is read by "}
+             + (transport->polled() ? "the scheduler's workers" : "a thread") + ", not by "
+             + (how.polling ? "the polling scheduler's workers" : "a thread");
+    fast = found->actor;
+    return {};
+  }
+
+  // Records this process's proxies wrote and message records delivered from its actor inbox.
+  std::pair<uint64_t, uint64_t> fast_counts() const {
+    auto transport = detail::actors_of(*me);
+    if (!transport)
+      return {0, 0};
+    return {transport->counters().sent.load(), transport->counters().delivered.load()};
+  }
+
   ~session() {
+    fast = nullptr;
     peer = nullptr;
     if (peer_proc) {
       peer_proc->close_stdin();
@@ -685,9 +754,10 @@ stat timed(session& s, mode m, uint64_t size, pool* p, const budget& b, std::str
 
 handoff_report run_handoff(const options& opts) {
   handoff_report rep;
-  // Room for the pools of every size at once: one block per side (hand-made) and two per side
-  // (library), 6 × 81 MiB, and a 64 MiB block of the no-pool path.
-  daemon_process d{unique_name("cafshm-bench-h"), engine_options(opts.bin_dir, "768MiB")};
+  // Room for the pools of every size at once: one block per side (hand-made) in each of the
+  // three process pairs and two per side (library) in one, 10 × 81 MiB, and a 64 MiB block of
+  // the no-pool path.
+  daemon_process d{unique_name("cafshm-bench-h"), engine_options(opts.bin_dir, "1280MiB")};
   if (!d.ready()) {
     rep.error = "cafshmd did not start";
     return rep;
@@ -759,38 +829,132 @@ handoff_report run_handoff(const options& opts) {
     }
     library.push_back(std::move(*p));
   }
-  // The hand-made pool (also with one extra message each way) and the library pool in the same
-  // rounds, in a rotating order.
+  // The hand-made pool through the local fast path, in three forms: this session's processes
+  // (their clients' receiver threads read the actor inboxes), and two more pairs of processes
+  // that run cafshm::polling_scheduler with one worker each, as the inbox row does, parking at
+  // once or spinning first. The spin is 200 µs: the inbox row measured a 20 µs spin, which ends
+  // before the answer comes, 3.5–3.8× slower than parking at once, and a 200 µs spin, which
+  // outlasts the round trip, fastest (docs/fastpath.md).
+  constexpr uint32_t spin_us = 200;
+  rep.fast_spin_us = spin_us;
+  const sched polling_sched{"sharing", 1}; // the polling scheduler ignores the policy
+  struct fast_lane {
+    session* s = nullptr;
+    std::vector<pool>* pools = nullptr;
+    fast_column col;
+  };
+  auto park = std::make_unique<session>(opts, d, polling_sched, unique_name("bench-park"),
+                                        delivery{true, 0});
+  auto spin = std::make_unique<session>(opts, d, polling_sched, unique_name("bench-spin"),
+                                        delivery{true, spin_us});
+  std::vector<pool> park_pools, spin_pools;
+  fast_lane lanes[3] = {{&s, &pools, {}}, {park.get(), &park_pools, {}},
+                        {spin.get(), &spin_pools, {}}};
+  for (auto& l : lanes) {
+    l.col.name = l.s->how.text();
+    l.col.scheduler = l.s->how.polling ? "cafshm::polling_scheduler/1" : rep.chosen.text();
+    if (!l.s->error.empty()) {
+      l.col.error = l.s->error;
+      continue;
+    }
+    if (l.pools != &pools)
+      for (auto size : sizes) {
+        auto p = make_pool(l.s->sys, *l.s->me, l.s->peer, l.s->peer_process, size);
+        if (!p) {
+          l.col.error = "pool of " + human_size(size) + ": " + describe(p.error());
+          break;
+        }
+        l.pools->push_back(std::move(*p));
+      }
+    if (l.col.error.empty())
+      l.col.error = l.s->find_fast();
+    std::cerr << "bench: handoff: fast path, " << l.col.name << ": "
+              << (l.col.error.empty()
+                    ? std::string{"client::find_actor gave an inbox proxy, the actor inbox read by "}
+                        + (l.s->how.polling ? "the scheduler's workers" : "the client's thread")
+                    : l.col.error)
+              << "\n";
+  }
+  // The BASP hand-made pool (also with one extra message each way), the library pool and the
+  // three fast-path forms in the same rounds, in a rotating order.
   std::vector<std::vector<double>> touch(sizes.size()), notify(sizes.size()),
     through_library(sizes.size());
+  std::vector<std::vector<double>> fast_samples[3];
+  for (auto& f : fast_samples)
+    f.resize(sizes.size());
   const int rounds = opts.quick ? 5 : 10;
   std::cerr << "bench: handoff: " << rounds << " interleaved rounds over all sizes\n";
-  auto measure = [&](mode m, size_t i, std::vector<double>& samples) {
-    auto d = s.make(m, sizes[i], &pools[i]);
+  auto measure_in = [&](session& ss, std::vector<pool>& pp, const caf::actor& whom, mode m,
+                        size_t i, std::vector<double>& samples) {
+    auto d = ss.make(m, sizes[i], &pp[i]);
+    d->peer = whom;
     d->library = m == mode::library ? &library[i] : nullptr;
     d->warmup = 5;
     d->max_iter = opts.quick ? 80 : 300;
     d->min_iter = d->max_iter;
     d->budget_s = 60;
-    run_drive(s.sys, d);
+    run_drive(ss.sys, d);
+    samples.insert(samples.end(), d->rtt_us.begin(), d->rtt_us.end());
+    return d;
+  };
+  auto measure = [&](mode m, size_t i, std::vector<double>& samples) {
+    auto d = measure_in(s, pools, s.peer, m, i, samples);
     if (!d->error.empty() && rep.error.empty())
       rep.error = d->error;
-    samples.insert(samples.end(), d->rtt_us.begin(), d->rtt_us.end());
+  };
+  // Each completed round trip is one request record written to the peer's actor inbox and one
+  // answer record delivered from this process's; fewer means some went another way.
+  auto measure_fast = [&](fast_lane& l, size_t i, std::vector<double>& samples) {
+    if (!l.col.error.empty())
+      return;
+    auto [sent0, delivered0] = l.s->fast_counts();
+    auto d = measure_in(*l.s, *l.pools, l.s->fast, mode::touch, i, samples);
+    auto [sent1, delivered1] = l.s->fast_counts();
+    l.col.round_trips += d->i;
+    l.col.records_sent += sent1 - sent0;
+    l.col.records_delivered += delivered1 - delivered0;
+    if (!d->error.empty())
+      l.col.error = d->error;
+    else if (sent1 - sent0 < d->i || delivered1 - delivered0 < d->i)
+      l.col.error = "not through the actor inboxes: " + std::to_string(d->i) + " round trips of "
+                    + human_size(sizes[i]) + ", " + std::to_string(sent1 - sent0)
+                    + " records written, " + std::to_string(delivered1 - delivered0)
+                    + " delivered";
   };
   for (int r = 0; r < rounds; ++r)
     for (size_t i = 0; i < sizes.size(); ++i)
-      for (int k = 0; k < 3; ++k)
-        switch ((r + k) % 3) {
+      for (int k = 0; k < 6; ++k)
+        switch ((r + k) % 6) {
           case 0:
             measure(mode::touch, i, touch[i]);
             break;
           case 1:
             measure(mode::notify, i, notify[i]);
             break;
-          default:
+          case 2:
             if (i < library.size())
               measure(mode::library, i, through_library[i]);
+            break;
+          default: {
+            auto f = static_cast<size_t>((r + k) % 6 - 3);
+            measure_fast(lanes[f], i, fast_samples[f][i]);
+          }
         }
+  for (auto& l : lanes) {
+    l.col.verified = l.col.error.empty() && l.col.round_trips > 0;
+    std::cerr << "bench: handoff: fast path, " << l.col.name << ": "
+              << (l.col.verified ? "verified: " : "NOT verified: ") << l.col.round_trips
+              << " round trips, " << l.col.records_sent << " message records written to the "
+              << "peer's actor inbox, " << l.col.records_delivered
+              << " delivered from this process's" << (l.col.error.empty() ? "" : "; ")
+              << l.col.error << "\n";
+    rep.fast.push_back(l.col);
+  }
+  for (auto* l : {&lanes[1], &lanes[2]})
+    if (l->s->error.empty())
+      release_pools(l->s->sys, *l->s->me, l->s->peer, *l->pools);
+  spin.reset();
+  park.reset();
   // The library pools are done: their blocks make room for the no-pool path's.
   library.clear();
   (void) ask<uint64_t>(s.sys, s.peer, lrelease_atom::value);
@@ -802,6 +966,12 @@ handoff_report run_handoff(const options& opts) {
     row.shm = summarize(touch[i]);
     row.shm_library = summarize(through_library[i]);
     row.shm_notify = summarize(notify[i]);
+    if (rep.fast[0].verified)
+      row.fast_thread = summarize(fast_samples[0][i]);
+    if (rep.fast[1].verified)
+      row.fast_park = summarize(fast_samples[1][i]);
+    if (rep.fast[2].verified)
+      row.fast_spin = summarize(fast_samples[2][i]);
     row.shm_sum = timed(s, mode::sum, size, &pools[i], budget_for(opts.quick, mode::sum, size),
                         rep.error);
     row.shm_fill = timed(s, mode::fill, size, &pools[i], budget_for(opts.quick, mode::fill, size),
@@ -1116,7 +1286,9 @@ int role_engine_host(const std::map<std::string, std::string>& args) {
 
 // -- helper role "peer" ---------------------------------------------------------------------------
 
-// Registers with the engine, publishes the peer actor and prints "ready PORT SLOT". Then reads
+// Registers with the engine, publishes the peer actor (through the middleman, and with
+// --publish NAME also at the engine) and prints "ready PORT SLOT". --polling 1 loads
+// cafshm::polling_scheduler, --spin-us N makes its workers spin N µs before parking. Then reads
 // commands on stdin (for the scale row) until EOF:
 //   pair PORT SLOT          connect to another peer's actor
 //   prepare MODE SIZE       MODE touch|engine: make the pool with the paired peer;
@@ -1129,8 +1301,10 @@ int role_peer(const std::map<std::string, std::string>& args) {
     return i == args.end() ? def : i->second;
   };
   sched s{get("--policy", "sharing"), std::stoi(get("--threads", "1"))};
+  delivery dv{get("--polling", "0") == "1",
+              static_cast<uint32_t>(std::stoul(get("--spin-us", "0")))};
   caf::actor_system_config cfg;
-  caf::actor_system sys{configured(cfg, s)};
+  caf::actor_system sys{configured(cfg, s, dv)};
   auto engine = parse_endpoint(get("--engine"));
   if (!engine) {
     std::fprintf(stderr, "bench peer: --engine HOST:PORT expected\n");
@@ -1151,6 +1325,12 @@ int role_peer(const std::map<std::string, std::string>& args) {
     std::cerr << "peer: cannot publish: " << sys.render(port.error()) << "\n";
     return 1;
   }
+  // Also at the engine, for client::find_actor (the local fast path).
+  if (auto name = get("--publish"); !name.empty())
+    if (auto ok = c->publish(handler, name); !ok) {
+      std::cerr << "peer: cannot publish at the engine: " << describe(ok.error()) << "\n";
+      return 1;
+    }
   std::cout << "ready " << *port << " " << to_slot(c->id()) << std::endl; // the process as text
   caf::actor other;
   process_id other_process{};

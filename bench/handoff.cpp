@@ -597,6 +597,7 @@ struct session {
   delivery how;
   std::string published; // the peer actor's name at the engine
   caf::actor fast;       // after find_fast(): the same actor through client::find_actor
+  std::string peer_reader; // who reads the peer's actor inbox, as its ready line says
   std::string error;
 
   session(const options& opts, const daemon_process& d, const sched& s, const std::string& name,
@@ -621,7 +622,7 @@ struct session {
     std::istringstream in{*ready};
     int port = 0;
     uint32_t slot = 0;
-    in >> port >> slot;
+    in >> port >> slot >> peer_reader;
     peer_process = process_id{slot}; // as the peer printed it in its ready line
     auto h = sys.middleman().remote_actor("127.0.0.1", static_cast<uint16_t>(port));
     if (!h) {
@@ -631,8 +632,8 @@ struct session {
     peer = *h;
   }
 
-  // Finds the peer actor through the engine and checks that the handle is an inbox proxy whose
-  // actor inbox is read as `how` says. Empty on success, else why not.
+  // Finds the peer actor through the engine and checks that the handle is an inbox proxy and
+  // that both processes' actor inboxes are read as `how` says. Empty on success, else why not.
   std::string find_fast() {
     auto found = me->find_actor(published);
     if (!found)
@@ -647,6 +648,9 @@ struct session {
     if (transport->polled() != how.polling)
       return std::string{"the actor inbox is read by "}
              + (transport->polled() ? "the scheduler's workers" : "a thread") + ", not by "
+             + (how.polling ? "the polling scheduler's workers" : "a thread");
+    if (peer_reader != (how.polling ? "workers" : "thread"))
+      return "the peer's actor inbox is read by " + peer_reader + ", not by "
              + (how.polling ? "the polling scheduler's workers" : "a thread");
     fast = found->actor;
     return {};
@@ -870,7 +874,8 @@ handoff_report run_handoff(const options& opts) {
       l.col.error = l.s->find_fast();
     std::cerr << "bench: handoff: fast path, " << l.col.name << ": "
               << (l.col.error.empty()
-                    ? std::string{"client::find_actor gave an inbox proxy, the actor inbox read by "}
+                    ? std::string{"client::find_actor gave an inbox proxy, both actor inboxes "
+                                  "read by "}
                         + (l.s->how.polling ? "the scheduler's workers" : "the client's thread")
                     : l.col.error)
               << "\n";
@@ -1287,7 +1292,8 @@ int role_engine_host(const std::map<std::string, std::string>& args) {
 // -- helper role "peer" ---------------------------------------------------------------------------
 
 // Registers with the engine, publishes the peer actor (through the middleman, and with
-// --publish NAME also at the engine) and prints "ready PORT SLOT". --polling 1 loads
+// --publish NAME also at the engine) and prints "ready PORT SLOT READER", READER saying who
+// reads its actor inbox (workers, thread, none). --polling 1 loads
 // cafshm::polling_scheduler, --spin-us N makes its workers spin N µs before parking. Then reads
 // commands on stdin (for the scale row) until EOF:
 //   pair PORT SLOT          connect to another peer's actor
@@ -1331,7 +1337,12 @@ int role_peer(const std::map<std::string, std::string>& args) {
       std::cerr << "peer: cannot publish at the engine: " << describe(ok.error()) << "\n";
       return 1;
     }
-  std::cout << "ready " << *port << " " << to_slot(c->id()) << std::endl; // the process as text
+  // Who reads this process's actor inbox: the polling scheduler's workers, a thread, or no one
+  // (no actor inbox: messages to it ride BASP).
+  auto actors = detail::actors_of(*c);
+  const char* reader = !actors ? "none" : actors->polled() ? "workers" : "thread";
+  std::cout << "ready " << *port << " " << to_slot(c->id()) << " " << reader
+            << std::endl; // the process as text
   caf::actor other;
   process_id other_process{};
   std::vector<pool> pools; // at most one

@@ -884,8 +884,8 @@ void write_outputs(const report& r) {
          << three(x.fast_park) << " | " << three(x.fast_spin) << " |\n";
     }
     md << "\nThat the messages took the fast path: `find_actor` answered an "
-          "`inbox_actor_proxy`, the actor inbox was read as the column says (its thread or the "
-          "polling scheduler's workers), and the client's actor-path counters moved by one "
+          "`inbox_actor_proxy`, both processes' actor inboxes were read as the column says (a "
+          "thread or the polling scheduler's workers), and the client's actor-path counters moved by one "
           "message record out and one in per round trip (warm-up included); a column for which "
           "any of this fails has no figures.\n\n";
     md << "| column | scheduler | verified | round trips | records written | records delivered "

@@ -45,6 +45,10 @@ stat summarize(std::vector<double> samples);
 
 double seconds_since(std::chrono::steady_clock::time_point t0);
 
+/// Fills `n` bytes at `p` with a pseudo-random pattern of `seed` (xorshift), the same for the
+/// same seed: payload that no compression or cache of equal pages makes cheaper.
+void fill_pattern(char* p, uint64_t n, uint64_t seed);
+
 // -- row 1: hand-off --------------------------------------------------------------------------
 
 struct handoff_row {

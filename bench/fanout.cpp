@@ -124,16 +124,7 @@ public:
       return "map " + cafshm::describe(view.error());
     view_.emplace(std::move(*view));
     auto* p = reinterpret_cast<char*>(view_->data());
-    uint64_t x = size * 0x9e3779b97f4a7c15ull + 1;
-    uint64_t i = 0;
-    for (; i + 8 <= size; i += 8) {
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      std::memcpy(p + i, &x, 8);
-    }
-    for (; i < size; ++i)
-      p[i] = static_cast<char>(i);
+    fill_pattern(p, size, size);
     hash_ = XXH3_64bits(p, size);
     return {};
   }

@@ -37,6 +37,19 @@ bool options::has(const std::string& row) const {
   return std::find(rows.begin(), rows.end(), row) != rows.end();
 }
 
+void fill_pattern(char* p, uint64_t n, uint64_t seed) {
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  uint64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(p + i, &x, 8);
+  }
+  for (; i < n; ++i)
+    p[i] = static_cast<char>(i);
+}
+
 stat summarize(std::vector<double> v) {
   stat s;
   if (v.empty())

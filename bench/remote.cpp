@@ -56,29 +56,21 @@ std::string get(const std::map<std::string, std::string>& args, const std::strin
   return i == args.end() ? def : i->second;
 }
 
-void fill_pattern(char* p, uint64_t n, uint64_t seed) {
-  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-  uint64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(p + i, &x, 8);
-  }
-  for (; i < n; ++i)
-    p[i] = static_cast<char>(i);
-}
-
 void print_rss() {
   auto st = proc_status(::getpid());
   std::cout << "rss hwm_kib=" << st["VmHWM"] << " anon_kib=" << st["RssAnon"] << std::endl;
 }
 
-void print_times(const std::vector<double>& us) {
-  std::cout << "result us=";
+// "1.5,2,3.25": times as the helper roles print them and parse_times() reads them.
+std::string joined_times(const std::vector<double>& us) {
+  std::ostringstream o;
   for (size_t i = 0; i < us.size(); ++i)
-    std::cout << (i ? "," : "") << us[i];
-  std::cout << std::endl;
+    o << (i ? "," : "") << us[i];
+  return o.str();
+}
+
+void print_times(const std::vector<double>& us) {
+  std::cout << "result us=" << joined_times(us) << std::endl;
 }
 
 std::vector<double> parse_times(const std::string& text) {
@@ -713,13 +705,8 @@ int role_xmit(const std::map<std::string, std::string>& args) {
         std::cout << "error " << block.error() << std::endl;
         continue;
       }
-      auto list = [](const std::vector<double>& v) {
-        std::ostringstream o;
-        for (size_t i = 0; i < v.size(); ++i)
-          o << (i ? "," : "") << v[i];
-        return o.str();
-      };
-      std::cout << "result miss_us=" << list(miss) << " hit_us=" << list(hit) << std::endl;
+      std::cout << "result miss_us=" << joined_times(miss) << " hit_us=" << joined_times(hit)
+                << std::endl;
       continue;
     }
     if (!probe) {
@@ -763,14 +750,8 @@ int role_xmit(const std::map<std::string, std::string>& args) {
       std::cout << "error " << error << std::endl;
       continue;
     }
-    auto list = [](const std::vector<double>& v) {
-      std::ostringstream o;
-      for (size_t i = 0; i < v.size(); ++i)
-        o << (i ? "," : "") << v[i];
-      return o.str();
-    };
-    std::cout << "result idle_us=" << list(idle) << " during_us=" << list(during)
-              << " transfer_us=" << list(transfer) << " transport="
+    std::cout << "result idle_us=" << joined_times(idle) << " during_us=" << joined_times(during)
+              << " transfer_us=" << joined_times(transfer) << " transport="
               << (probe->transport() == cafshm::local_transport::shm ? "shm" : "basp")
               << std::endl;
   }

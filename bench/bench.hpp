@@ -262,7 +262,7 @@ scale_report run_scale(const options& opts, const sched& s);
 
 struct inbox_row {
   std::string variant; // idle strategy of both readers
-  long spin_us = 0;
+  long spin_us = 0;    // < 0: a yielding spin of -spin_us (local.idle: yield)
   stat rtt;            // us
   std::string error;
 };

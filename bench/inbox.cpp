@@ -10,6 +10,7 @@
 #include <functional>
 #include <future>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -76,9 +77,20 @@ struct caf_config : caf::actor_system_config {
   }
 };
 
+// spin_us > 0: spin that long, then park; < 0: the same with sched_yield between polls
+// (local.idle: yield) for -spin_us; 0: park at once.
 idle_strategy idle_for(long spin_us) {
+  if (spin_us < 0)
+    return idle_strategy::yielding_spin_then_park(std::chrono::microseconds{-spin_us});
   return spin_us > 0 ? idle_strategy::spin_then_park(std::chrono::microseconds{spin_us})
                      : idle_strategy::park();
+}
+
+std::string idle_text(long spin_us) {
+  if (spin_us == 0)
+    return "park at once";
+  return (spin_us < 0 ? "yielding spin " : "spin ") + std::to_string(std::labs(spin_us))
+         + " µs, then park";
 }
 
 // This process's inbox (slot 1), an echo process of `role` with its own inbox (slot 2), and a
@@ -196,9 +208,7 @@ inbox_row measure_caf(const options& opts, caf_path path, long spin_us, size_t r
   row.spin_us = spin_us;
   row.variant = path == caf_path::basp ? std::string{"CAF message, BASP (io middleman)"}
                 : path == caf_path::polling
-                  ? "CAF message, polling scheduler, "
-                      + (spin_us > 0 ? "spin " + std::to_string(spin_us) + " µs, then park"
-                                     : std::string{"park at once"})
+                  ? "CAF message, polling scheduler, " + idle_text(spin_us)
                   : std::string{"CAF message, receiver threads, park at once"};
   std::vector<std::string> extra{"--path", name_of(path), "--spin-us", std::to_string(spin_us)};
   auto p = start_echo(opts, "inbox-caf-echo", extra);
@@ -268,10 +278,13 @@ inbox_report run_inbox(const options& opts) {
   r.rows.push_back(measure(opts, "park at once", 0, rounds));
   r.rows.push_back(measure(opts, "spin 20 µs, then park", 20, rounds));
   r.rows.push_back(measure(opts, "spin 200 µs, then park", 200, rounds));
+  r.rows.push_back(measure(opts, idle_text(-200), -200, rounds));
   r.rows.push_back(measure_caf(opts, caf_path::receiver_thread, 0, rounds));
   r.rows.push_back(measure_caf(opts, caf_path::polling, 0, rounds));
   r.rows.push_back(measure_caf(opts, caf_path::polling, 20, rounds));
   r.rows.push_back(measure_caf(opts, caf_path::polling, 200, rounds));
+  r.rows.push_back(measure_caf(opts, caf_path::polling, -20, rounds));
+  r.rows.push_back(measure_caf(opts, caf_path::polling, -200, rounds));
   r.rows.push_back(measure_caf(opts, caf_path::basp, 0, rounds));
   r.iceoryx = run_iceoryx(opts, {64});
   return r;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -571,7 +572,8 @@ void write_outputs(const report& r) {
     for (const auto& x : r.inbox.rows) {
       j.open();
       j.kv("variant", x.variant)
-        .kv("spin_us", static_cast<uint64_t>(x.spin_us))
+        .kv("spin_us", static_cast<uint64_t>(std::labs(x.spin_us)))
+        .kv("yield_while_spinning", x.spin_us < 0)
         .kv("rtt_us", x.rtt.median)
         .kv("p99_us", x.rtt.p99)
         .kv("samples", static_cast<uint64_t>(x.rtt.n));

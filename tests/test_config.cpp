@@ -417,13 +417,14 @@ TEST_CASE("remote.cache_hit: copy by default, or hand_over, and another word nam
   CHECK(contains(wrong.reason, "hand_over"));
 }
 
-TEST_CASE("local: idle auto, park or spin, spin_us up to one second") {
+TEST_CASE("local: idle auto, park, spin or yield, spin_us up to one second") {
   CHECK(settings{}.local.idle == local_idle::automatic);
   auto s = settings_of("local:\n  idle: spin\n  spin_us: 50\n");
   CHECK(s.local.idle == local_idle::spin);
   CHECK(s.local.spin_us == 50);
   CHECK(settings_of("local: {idle: park}").local.idle == local_idle::park);
   CHECK(settings_of("local: {idle: auto}").local.idle == local_idle::automatic);
+  CHECK(settings_of("local: {idle: yield}").local.idle == local_idle::yield);
   auto idle = error_of("local:\n  idle: busy\n");
   CHECK(idle.key == "local.idle");
   CHECK(idle.line == 2);

@@ -76,8 +76,13 @@ struct polling_config : caf::actor_system_config {
 };
 
 // Park at once, and for an hour if nobody wakes the worker: only wake-ups end a park.
-void park_for_an_hour(caf::actor_system& sys) {
+// Parking with no safety-net timeout to hide a lost wake-up, after a spin of `spin` (yielding
+// between polls if `yield`).
+void park_for_an_hour(caf::actor_system& sys, std::chrono::microseconds spin = {},
+                      bool yield = false) {
   idle_strategy idle;
+  idle.spin = spin;
+  idle.yield_while_spinning = yield;
   idle.park_timeout = std::chrono::hours{1};
   poll_registry::instance().set_idle(sys, idle);
 }
@@ -202,12 +207,13 @@ TEST_CASE("polling scheduler: without it the same receiver reads with a thread o
 // 0..40 µs (busy or asleep) between sending and waiting, so that publishes land before, during
 // and after the worker's park in every order. A second, silent inbox makes the worker sleep on
 // several futex words at once. The park timeout is an hour: a lost wake-up stalls the ping-pong.
-void ping_pong(size_t threads, uint32_t rounds) {
+void ping_pong(size_t threads, uint32_t rounds, std::chrono::microseconds spin = {},
+               bool yield = false) {
   auto engine = unique_name("cafshm-test-poll");
   inbox_guard guard{engine, {1, 2, 3}};
   polling_config cfg{threads};
   caf::actor_system sys{cfg};
-  park_for_an_hour(sys);
+  park_for_an_hour(sys, spin, yield);
   auto in = inbox::create(engine, 1);
   REQUIRE_OK(in);
   auto silent = inbox::create(engine, 3);
@@ -270,6 +276,12 @@ TEST_CASE("polling scheduler: no wake-up is lost between a record's publish and 
 TEST_CASE("polling scheduler: no wake-up is lost between a record's publish and a worker's park, "
           "three workers") {
   ping_pong(3, 2000);
+}
+
+TEST_CASE("polling scheduler: no wake-up is lost after a yielding spin (local.idle yield), two "
+          "workers") {
+  // 40 µs of random delay per side: some answers come while a worker spins, some after it parked.
+  ping_pong(2, 2000, std::chrono::microseconds{20}, true);
 }
 
 TEST_CASE("polling scheduler: work from other threads, timers and the middleman wakes a parked "

@@ -821,6 +821,7 @@ constexpr choice<local_idle> local_idles[] = {
     {"auto", local_idle::automatic},
     {"park", local_idle::park},
     {"spin", local_idle::spin},
+    {"yield", local_idle::yield},
 };
 
 constexpr field<local_settings> local_fields[] = {

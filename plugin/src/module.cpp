@@ -74,6 +74,10 @@ void apply_idle(caf::actor_system& sys, const local_settings& local) {
     case local_idle::spin:
       idle = spin;
       break;
+    case local_idle::yield:
+      idle = fastpath::idle_strategy::yielding_spin_then_park(
+        std::chrono::microseconds{local.spin_us});
+      break;
     case local_idle::automatic:
       if (std::thread::hardware_concurrency() >= 4)
         idle = spin;

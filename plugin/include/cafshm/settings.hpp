@@ -102,6 +102,8 @@ enum class local_idle : uint8_t {
   automatic, // spin spin_us only on machines with at least 4 cores, else park at once
   park,      // sleep at once (no CPU while idle)
   spin,      // poll without sleeping for spin_us after the last work, then sleep
+  yield,     // the same, giving the core to any thread that waits for it between polls
+             // (sched_yield): where the peer's woken worker waits behind the spinner
 };
 
 struct local_settings {

@@ -13,6 +13,10 @@ namespace cafshm::fastpath {
 struct idle_strategy {
   /// Poll without sleeping for this long after the last record (0 = never spin).
   std::chrono::microseconds spin{0};
+  /// While spinning, sched_yield() between polls instead of a pause instruction: a thread that
+  /// waits for this core (a peer woken by this reader's own record is often queued on the
+  /// waker's core) runs at once instead of after the spin; so does unrelated work, for its slice.
+  bool yield_while_spinning = false;
   /// Then poll and sched_yield() this many times.
   uint32_t yields = 0;
   /// Longest single futex wait while parked: the safety net for a producer that died between
@@ -27,6 +31,13 @@ struct idle_strategy {
   static idle_strategy spin_then_park(std::chrono::microseconds spin_for) {
     idle_strategy s;
     s.spin = spin_for;
+    return s;
+  }
+
+  /// A spin that gives the core to any thread waiting for it between polls, then park.
+  static idle_strategy yielding_spin_then_park(std::chrono::microseconds spin_for) {
+    auto s = spin_then_park(spin_for);
+    s.yield_while_spinning = true;
     return s;
   }
 

@@ -198,7 +198,10 @@ size_t inbox_consumer::receive_impl(void* handler, callback fn, const idle_strat
     while (clock::now() < spin_end) {
       if (auto n = poll_impl(handler, fn, max))
         return n;
-      cpu_relax();
+      if (idle.yield_while_spinning)
+        ::sched_yield();
+      else
+        cpu_relax();
     }
   }
   for (uint32_t i = 0; i < idle.yields; ++i) {

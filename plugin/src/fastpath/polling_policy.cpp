@@ -93,7 +93,10 @@ caf::resumable* polling_policy::next_job(coordinator_data& c, worker_data& w,
           until = clock::now() + idle.spin; // spin on after the last record
           continue;
         }
-        cpu_relax();
+        if (idle.yield_while_spinning)
+          ::sched_yield();
+        else
+          cpu_relax();
       }
     }
     for (uint32_t i = 0; i < idle.yields; ++i) {

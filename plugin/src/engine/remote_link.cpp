@@ -163,37 +163,6 @@ bool add_peer(engine_pointer self, uint64_t id, peer_link link) {
   return true;
 }
 
-// A peer that dialed in over the very connection this engine opened to a configured peer's
-// address (CAF keeps one connection per pair of nodes; when both engines dial at once the one
-// may carry both links): it is that configured peer, known by its name and address. CAF 0.17
-// keeps answering this engine's own dial of that address from the connection's handshake,
-// whose published actor may never answer (both dials raced), so without this the pair would
-// stay linked only one way round, the peer listed as dialed in and sends to its address would
-// dial again and fail. Returns whether `link` was adopted.
-bool adopt_as_configured(engine_pointer self, uint64_t id, peer_link& link,
-                         const std::string& host, uint16_t port) {
-  auto& st = self->state;
-  for (size_t i = 0; i < st.config.remote.peers.size(); ++i) {
-    const auto& p = st.config.remote.peers[i];
-    if (p.address.host != host || p.address.port != port || i >= st.configured.size())
-      continue;
-    auto& c = st.configured[i];
-    if (c.engine_id != 0 && c.engine_id != id && st.peers.count(c.engine_id) != 0)
-      return false; // the address is linked to another engine
-    link.name = p.name;
-    link.address = host + ":" + std::to_string(port);
-    st.peer_by_address[link.address] = id;
-    c.engine_id = id;
-    c.backoff = st.config.remote.redial_min;
-    log_line(st, "peer " + p.name + " (" + link.address + ") linked"
-                   + (c.ever_linked ? " again" : "") + ", engine " + hex_id(id)
-                   + " (its dial came over this engine's connection to it)");
-    c.ever_linked = true;
-    return true;
-  }
-  return false;
-}
-
 // Binds a fresh token to engine `id`, its messages opened with `key` (the key of the peer's
 // direction of that handshake), this engine's answers to them sealed with `answer_key`. Both
 // directions of a pair of engines that dialed each other may hold one, so an engine keeps its
@@ -876,14 +845,12 @@ caf::result<uint64_t, uint64_t> hello(engine_pointer self, uint64_t peer_id,
           if (host.empty() || p == st.peers.end() || p->second.handle != handle
               || p->second.address != address)
             return;
-          st.peer_by_address.erase(address);
-          p->second.host = host;
-          if (adopt_as_configured(self, peer_id, p->second, host, port))
-            return;
           auto from = "engine " + hex_id(peer_id) + " from " + host + ":"
                       + std::to_string(port) + " (dialed in)";
+          st.peer_by_address.erase(address);
           st.peer_by_address[from] = peer_id;
           p->second.address = std::move(from);
+          p->second.host = host;
         },
         [](caf::error&) {});
   return {st.mm->engine_id(), token};

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <thread>
 
+#include <sched.h>
+
 namespace cafshm::fastpath {
 
 struct idle_strategy {
@@ -32,6 +34,17 @@ struct idle_strategy {
     idle_strategy s;
     s.spin = spin_for;
     return s;
+  }
+
+  /// What a spinning reader does between two polls: sched_yield() or a pause instruction.
+  void pause_while_spinning() const noexcept {
+    if (yield_while_spinning) {
+      ::sched_yield();
+      return;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
   }
 
   /// A spin that gives the core to any thread waiting for it between polls, then park.

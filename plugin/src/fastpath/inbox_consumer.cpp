@@ -21,12 +21,6 @@ bool process_gone(int32_t pid) {
   return pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH;
 }
 
-void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 } // namespace
 
 inbox_consumer::inbox_consumer(inbox_control* control, std::byte* ring, uint64_t capacity,
@@ -198,10 +192,7 @@ size_t inbox_consumer::receive_impl(void* handler, callback fn, const idle_strat
     while (clock::now() < spin_end) {
       if (auto n = poll_impl(handler, fn, max))
         return n;
-      if (idle.yield_while_spinning)
-        ::sched_yield();
-      else
-        cpu_relax();
+      idle.pause_while_spinning();
     }
   }
   for (uint32_t i = 0; i < idle.yields; ++i) {

@@ -17,12 +17,6 @@ using clock = std::chrono::steady_clock;
 
 thread_local bool in_poll = false;
 
-void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 } // namespace
 
 polling_policy::coordinator_data::coordinator_data(caf::scheduler::abstract_coordinator* owner)
@@ -93,10 +87,7 @@ caf::resumable* polling_policy::next_job(coordinator_data& c, worker_data& w,
           until = clock::now() + idle.spin; // spin on after the last record
           continue;
         }
-        if (idle.yield_while_spinning)
-          ::sched_yield();
-        else
-          cpu_relax();
+        idle.pause_while_spinning();
       }
     }
     for (uint32_t i = 0; i < idle.yields; ++i) {

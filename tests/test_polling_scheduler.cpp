@@ -391,26 +391,33 @@ TEST_CASE("polling scheduler: an idle process uses no measurable CPU once its wo
     // a few hundred ms of CPU symbolising a suppressed report in CAF's spawn first).
     REQUIRE(wait_until([&] { return polling_scheduler::counts_of(sys).parked == 2; }, deadline));
     REQUIRE(wait_until([&] { return parks() >= 2; }, deadline));
-    // 40 more parks: each ends by its 20 ms timeout (nothing else happens), so the interval
-    // holds about 400 ms of each worker's idle time. A worker that spun would burn most of it.
-    auto cpu_before = cpu_time_by_thread_name();
-    auto parks_before = parks();
-    auto start = std::chrono::steady_clock::now();
-    REQUIRE(wait_until([&] { return parks() >= parks_before + 40; }, deadline));
-    auto wall = std::chrono::steady_clock::now() - start;
-    auto cpu_after = cpu_time_by_thread_name();
-    // The workers' CPU time only: the other threads (this one, which polls the count, CAF's
-    // clock) do not park.
+    // Windows of 20 more parks: each park ends by its 20 ms timeout (nothing else happens), so
+    // a window holds about 200 ms of each worker's idle time, and a worker that spun would burn
+    // most of it in every window. One window in three must be quiet: a one-time cost (under
+    // UBSan, symbolising a suppressed report takes a worker 100-200 ms) lands in one window only.
     std::ostringstream used_by;
-    std::chrono::nanoseconds workers{0};
-    for (auto& [name, t] : cpu_after) {
-      auto used = t - cpu_before[name];
-      used_by << ' ' << name << ' ' << used.count() / 1000 << " us;";
-      if (name == "caf.multiplexer")
-        workers += used;
+    auto quietest = std::chrono::nanoseconds::max();
+    for (int window = 0; window < 3 && quietest >= 20ms; ++window) {
+      auto cpu_before = cpu_time_by_thread_name();
+      auto parks_before = parks();
+      auto start = std::chrono::steady_clock::now();
+      REQUIRE(wait_until([&] { return parks() >= parks_before + 20; }, deadline));
+      auto wall = std::chrono::steady_clock::now() - start;
+      auto cpu_after = cpu_time_by_thread_name();
+      // The workers' CPU time only: the other threads (this one, which polls the count, CAF's
+      // clock) do not park.
+      std::chrono::nanoseconds workers{0};
+      used_by << "\n  20 parks in " << wall.count() / 1000 << " us:";
+      for (auto& [name, t] : cpu_after) {
+        auto used = t - cpu_before[name];
+        used_by << ' ' << name << ' ' << used.count() / 1000 << " us;";
+        if (name == "caf.multiplexer")
+          workers += used;
+      }
+      quietest = std::min(quietest, workers);
     }
-    MESSAGE("CPU time over 40 idle parks (" << wall.count() / 1000 << " us):" << used_by.str());
-    CHECK(workers < 40ms);
+    MESSAGE("CPU time while the workers park:" << used_by.str());
+    CHECK(quietest < 20ms);
     CHECK(receiver.delivered() == 0);
   }
   caf::anon_send_exit(target, caf::exit_reason::user_shutdown);

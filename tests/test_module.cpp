@@ -13,6 +13,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -340,4 +341,30 @@ TEST_CASE("without the module, local_engine says it is not loaded") {
       CHECK(code_of(engine.error()) == errc::config_error);
     },
     {});
+}
+
+TEST_CASE("an engine's middleman has no BASP worker threads unless its configuration sets them") {
+  auto name = unique_name("cafshm-test-mod");
+  segment_guard guard{name};
+  auto workers_of = [&](role r, std::optional<size_t> set) {
+    std::optional<size_t> result;
+    run_with_deadline(
+      [&] {
+        caf::actor_system_config cfg;
+        cfg.load<cafshm::module>();
+        if (set)
+          cfg.set("middleman.workers", *set);
+        auto s = engine_settings_named(name);
+        s.role = r;
+        module::configure(cfg, s);
+        caf::actor_system sys{cfg};
+        if (auto n = caf::get_if<size_t>(&sys.config(), "middleman.workers"))
+          result = *n;
+      },
+      {name});
+    return result;
+  };
+  CHECK(workers_of(role::engine, std::nullopt) == size_t{0});
+  CHECK(workers_of(role::engine, size_t{2}) == size_t{2});
+  CHECK(workers_of(role::client, std::nullopt) == std::nullopt); // CAF's default
 }

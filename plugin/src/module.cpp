@@ -62,6 +62,18 @@ void apply_tls(caf::actor_system_config& cfg, const settings& s) {
   cfg.openssl_capath = tls.capath;
 }
 
+// An engine's middleman deserializes peer messages on its own thread: no BASP worker threads
+// (middleman.workers 0), unless the configuration sets them. CAF 0.17 names a connection by its
+// socket's file descriptor and removes a connection closed by its peer only after the messages
+// its workers still deserialize: a connection accepted meanwhile under the same descriptor loses
+// its routing entry, and every request that arrives over it has no sender, so its answers are
+// dropped. Engines that dial each other at once close redundant connections and accept new ones
+// in the same moments; with a worker, 16 such engines left 1-4 pairs unable to link for good.
+void prefer_inline_deserialization(caf::actor_system_config& cfg) {
+  if (caf::get_if(&cfg.content, "middleman.workers") == nullptr)
+    caf::put(cfg.content, "middleman.workers", size_t{0});
+}
+
 // Hands local.idle to the polling scheduler of `sys`, if it runs one (cafshm/polling_scheduler.hpp):
 // its workers read the strategy each time they become idle, so the workers that the scheduler
 // started before this module's init() follow it too.
@@ -151,6 +163,8 @@ void module::init(caf::actor_system_config& cfg) {
       pending_settings.erase(i);
       if (auto why = validate(settings_))
         failure_ = make_error(errc::config_error, *why);
+      if (settings_.role == role::engine)
+        prefer_inline_deserialization(cfg);
       apply_idle(system_, settings_.local);
       return;
     }
@@ -165,6 +179,8 @@ void module::init(caf::actor_system_config& cfg) {
     settings_ = std::get<settings>(std::move(loaded));
     apply_tls(cfg, settings_); // in time: CAF's openssl module reads them per connection
   }
+  if (settings_.role == role::engine)
+    prefer_inline_deserialization(cfg);
   apply_idle(system_, settings_.local);
 }
 

@@ -379,7 +379,7 @@ void actors_and_transmits(local_transport transport) {
   transmit_target target;
   target.process = "sink";
   auto receipt = sender->transmit(*ref, b.address_text(), target);
-  REQUIRE_MESSAGE(receipt, describe(receipt.error()));
+  REQUIRE_MESSAGE(receipt, (receipt ? std::string{} : describe(receipt.error())));
   CHECK(receipt->bytes == size);
   auto copy = sink->read(receipt->remote, 0, size);
   REQUIRE(copy);
@@ -400,7 +400,7 @@ void actors_and_transmits(local_transport transport) {
   transmit_target tell = target;
   tell.deliver_to = listener;
   auto receipt2 = sender->transmit(*ref, "127.0.0.1:" + std::to_string(b.port()), tell);
-  REQUIRE_MESSAGE(receipt2, describe(receipt2.error()));
+  REQUIRE_MESSAGE(receipt2, (receipt2 ? std::string{} : describe(receipt2.error())));
   REQUIRE(told_future.wait_for(30s) == std::future_status::ready);
   CHECK(told_future.get() == receipt2->remote);
 

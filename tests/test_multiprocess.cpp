@@ -143,7 +143,7 @@ TEST_CASE("a process without a grant is denied through the engine and through vi
   auto ref = me->allocate(8192);
   REQUIRE(ref);
   auto shared = me->share(*ref, granted.slot, access_mode::read);
-  REQUIRE_MESSAGE(shared, describe(shared.error()));
+  REQUIRE_MESSAGE(shared, (shared ? std::string{} : describe(shared.error())));
   auto probe = [&](receiver_peer& p) {
     caf::scoped_actor self{cs.sys, true};
     std::vector<uint8_t> codes;
@@ -215,7 +215,7 @@ TEST_CASE("a process restarted under the name of one just killed registers at on
   }
   // Each registration reclaimed the one killed before it; the last is reclaimed by this one.
   auto again = client::connect(cs.sys, d.address(), "restarted");
-  REQUIRE_MESSAGE(again, describe(again.error()));
+  REQUIRE_MESSAGE(again, (again ? std::string{} : describe(again.error())));
   auto after = me->stats();
   REQUIRE(after);
   CHECK(after->processes == before->processes + 1);

@@ -71,11 +71,11 @@ TEST_CASE("sending one block to N peers in turn leaves the sender's heap within 
   client_system cs;
   client_options patient{.timeout = 20s}; // seven engines on two shared cores
   auto sender = client::connect(cs.sys, a.address(), "sender", patient);
-  REQUIRE_MESSAGE(sender, describe(sender.error()));
+  REQUIRE_MESSAGE(sender, (sender ? std::string{} : describe(sender.error())));
   std::vector<client> at_sink;
   for (auto& s : sinks) {
     auto c = client::connect(cs.sys, s->address(), "sink", patient);
-    REQUIRE_MESSAGE(c, describe(c.error()));
+    REQUIRE_MESSAGE(c, (c ? std::string{} : describe(c.error())));
     at_sink.push_back(std::move(*c));
   }
 
@@ -103,7 +103,7 @@ TEST_CASE("sending one block to N peers in turn leaves the sender's heap within 
     transmit_target target;
     target.process = "sink";
     auto receipt = sender->transmit(*ref, sinks[i]->address_text(), target);
-    REQUIRE_MESSAGE(receipt, describe(receipt.error()));
+    REQUIRE_MESSAGE(receipt, (receipt ? std::string{} : describe(receipt.error())));
     CHECK(receipt->hash == hash);
     {
       auto view = at_sink[i].map(receipt->remote, access_mode::read);

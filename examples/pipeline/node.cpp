@@ -58,12 +58,37 @@ caf::error node::connect_engine() {
   return {};
 }
 
+namespace {
+
+// The name under which a stage is published at its engine: its port, which no other stage on
+// this host holds while it listens.
+std::string stage_name(uint16_t port) {
+  return "pipeline-stage-" + std::to_string(port);
+}
+
+} // namespace
+
 caf::expected<caf::actor> node::connect(uint16_t port) {
+  if (client_) {
+    // Found at the engine, a stage of another process of this engine comes as a proxy whose
+    // messages go through that process's actor inbox instead of BASP. A stage behind another
+    // engine is not published at this one: it is reached over BASP.
+    auto found = client_->find_actor(stage_name(port));
+    if (found)
+      return std::move(found->actor);
+    if (cafshm::code_of(found.error()) != cafshm::errc::name_not_found)
+      return std::move(found.error());
+  }
   return sys_.middleman().remote_actor("127.0.0.1", port);
 }
 
 caf::expected<uint16_t> node::publish(const caf::actor& stage) {
-  return sys_.middleman().publish(stage, 0, "127.0.0.1");
+  auto port = sys_.middleman().publish(stage, 0, "127.0.0.1");
+  if (!port || !client_)
+    return port;
+  if (auto ok = client_->publish(stage, stage_name(*port)); !ok)
+    return std::move(ok.error());
+  return port;
 }
 
 caf::error node::link(const caf::actor& peer, const caf::actor& stage, cafshm::pool* pool) {

@@ -40,9 +40,12 @@ public:
     return client_ ? client_->id() : cafshm::process_id{};
   }
 
-  /// The actor a stage published on 127.0.0.1:port.
+  /// The actor a stage published on 127.0.0.1:port: in shm mode the proxy find_actor() gives
+  /// for the name it has at this process's engine (messages through its actor inbox), else, and
+  /// for a stage behind another engine, over BASP.
   caf::expected<caf::actor> connect(uint16_t port);
-  /// Publishes `stage` on 127.0.0.1 on a free port and returns that port.
+  /// Publishes `stage` on 127.0.0.1 on a free port and returns that port; in shm mode also at
+  /// the engine, under a name made of that port.
   caf::expected<uint16_t> publish(const caf::actor& stage);
 
   /// Introduces `stage` (this process's stage actor) to the downstream stage `peer` and, if

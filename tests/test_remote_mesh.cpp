@@ -178,7 +178,8 @@ TEST_CASE("a full mesh of engines started at once links every pair, and heals af
   REQUIRE_MESSAGE(daemons[0]->wait_for_line("cafshmd listening on ", 20s), daemons[0]->err());
   auto c0 = client::connect(cs.sys, endpoint{"127.0.0.1", ports[0]}, "watcher-again", m.patient);
   daemons[0]->wait(100ms);
-  REQUIRE_MESSAGE(c0, (c0 ? std::string{} : describe(c0.error())) << "; engine e0 said: " << daemons[0]->err());
+  REQUIRE_MESSAGE(c0, (c0 ? std::string{} : describe(c0.error()))
+                        << "; engine e0 said: " << daemons[0]->err());
   clients[0].emplace(std::move(*c0));
   for (size_t i = 0; i < engine_count; ++i)
     m.check_linked(i, 30s);

@@ -254,7 +254,8 @@ TEST_CASE("tls: a link needs a proof made with the key of a certificate of the C
   REQUIRE(watcher);
   auto [ref, hash] = random_block(*sender, 100000, 3);
   auto receipt = sender->transmit(ref, b.peers(), transmit_target{"watcher", "", {}}, 30s);
-  REQUIRE_MESSAGE(receipt, (receipt ? std::string{} : describe(receipt.error()))); // a and b prove themselves to each other
+  // a and b prove themselves to each other
+  REQUIRE_MESSAGE(receipt, (receipt ? std::string{} : describe(receipt.error())));
   REQUIRE(watcher->free(receipt->remote));
   auto before = watcher->stats();
   REQUIRE(before);

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <functional>
 #include <future>
 #include <memory>
 #include <random>
@@ -32,6 +33,7 @@
 #include "cafshm/block_ref.hpp"
 #include "cafshm/module.hpp"
 #include "cafshm/polling_scheduler.hpp"
+#include "fastpath/coalescing_clock.hpp"
 #include "fastpath/inbox_delivery.hpp"
 #include "fastpath/poll_registry.hpp"
 #include "testing/child_process.hpp"
@@ -337,6 +339,99 @@ TEST_CASE("polling scheduler: work from other threads, timers and the middleman 
   }
   sys.middleman().unpublish(echo, *port);
   caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
+}
+
+// The clock's thread sleeps until its earliest deadline; setting a later one wakes nothing.
+TEST_CASE("polling scheduler: requests with a timeout do not wake the clock's thread, and "
+          "earlier timeouts and delayed messages still come when due") {
+  polling_config cfg{2};
+  caf::actor_system sys{cfg};
+  auto held = std::make_shared<std::vector<caf::response_promise>>();
+  auto echo = sys.spawn([held](caf::event_based_actor* a) -> caf::behavior {
+    return {
+      [](uint32_t x) { return x + 1; },
+      [a, held](tick_atom) -> caf::result<uint32_t> { // never answered while the test runs
+        held->push_back(a->make_response_promise());
+        return caf::delegated<uint32_t>{};
+      }};
+  });
+  // 2000 requests in a row, each with an hour's timeout: only the first can be due before
+  // everything the clock holds.
+  constexpr uint32_t requests = 2000;
+  auto before = cafshm::polling_scheduler::counts_of(sys).clock_wakeups;
+  auto done = std::make_shared<std::promise<uint32_t>>();
+  auto answered = done->get_future();
+  sys.spawn([echo, done](caf::event_based_actor* a) {
+    auto next = std::make_shared<std::function<void(uint32_t)>>();
+    *next = [a, echo, done, next](uint32_t i) {
+      if (i == requests) {
+        done->set_value(i);
+        *next = nullptr; // ends the cycle of the function holding itself
+        return;
+      }
+      a->request(echo, std::chrono::seconds{3600}, i).then([next, i](uint32_t y) {
+        (*next)(y == i + 1 ? i + 1 : requests + 1);
+      });
+    };
+    (*next)(0);
+  });
+  REQUIRE(answered.wait_for(deadline) == std::future_status::ready);
+  REQUIRE(answered.get() == requests);
+  auto woken = cafshm::polling_scheduler::counts_of(sys).clock_wakeups - before;
+  MESSAGE(requests << " requests with a timeout woke the clock's thread " << woken << " times");
+  CHECK(woken <= 2);
+  // The clock now sleeps for about an hour; a request timeout of 50 ms must still end the wait.
+  caf::scoped_actor self{sys};
+  caf::error timed_out;
+  self->request(echo, 50ms, tick_atom::value)
+    .receive([](uint32_t) {}, [&](caf::error& e) { timed_out = std::move(e); });
+  CHECK_MESSAGE(timed_out == caf::sec::request_timeout, "got " << sys.render(timed_out));
+  // Delayed messages set later but due earlier come in the order of their due times.
+  for (uint32_t ms : {300u, 100u, 200u})
+    self->delayed_send(self, std::chrono::milliseconds{ms}, ms);
+  std::vector<uint32_t> order;
+  for (int i = 0; i < 3; ++i)
+    self->receive([&](uint32_t ms) { order.push_back(ms); }, caf::after(deadline) >> [] {});
+  CHECK(order == std::vector<uint32_t>{100, 200, 300});
+  caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("polling scheduler: a receive timeout set anew for every message wakes the clock's "
+          "thread at most once per batch, and fires after the last message") {
+  polling_config cfg{2};
+  caf::actor_system sys{cfg};
+  constexpr uint32_t messages = 20000;
+  // Each message is its own request, so the actor's `after` timeout is set anew after each.
+  auto timed_out = std::make_shared<std::promise<void>>();
+  auto counter = sys.spawn([timed_out](caf::event_based_actor*) -> caf::behavior {
+    auto seen = std::make_shared<uint32_t>(0);
+    return {[seen](uint32_t i) {
+              ++*seen;
+              return i;
+            },
+            caf::after(300ms) >> [seen, timed_out] {
+              if (*seen == messages) // a pause longer than 300 ms before that is no failure
+                timed_out->set_value();
+            }};
+  });
+  auto before = cafshm::polling_scheduler::counts_of(sys).clock_wakeups;
+  {
+    caf::scoped_actor self{sys};
+    for (uint32_t i = 0; i < messages; ++i) {
+      bool answered = false;
+      self->request(counter, caf::infinite, i).receive([&](uint32_t) { answered = true; },
+                                                       [](caf::error&) {});
+      REQUIRE(answered);
+    }
+  }
+  REQUIRE(timed_out->get_future().wait_for(deadline) == std::future_status::ready);
+  auto woken = cafshm::polling_scheduler::counts_of(sys).clock_wakeups - before;
+  MESSAGE(messages << " receive timeouts set, the clock's thread woken " << woken
+                   << " times (at most one per " << coalescing_clock::batch_limit << ")");
+  // One for the first timeout, one per full batch, one after each pause long enough for the
+  // timeout to fire in between (rare); CAF's own clock is woken for every one of them.
+  CHECK(woken <= messages / coalescing_clock::batch_limit + 8);
+  caf::anon_send_exit(counter, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("polling scheduler: each inbox has one reader at a time, with several workers") {

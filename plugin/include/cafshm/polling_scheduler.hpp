@@ -18,6 +18,10 @@
 // its own. A sleeping worker uses no CPU and wakes for a record in any inbox of the process or a
 // job enqueued into the scheduler. Needs Linux 5.16 or later (futex_waitv) to sleep on several
 // inboxes at once; on an older kernel a sleeping worker looks at the other inboxes every 1 ms.
+//
+// Its clock (request timeouts, `after` timeouts, delayed messages) wakes the clock's thread only
+// for a deadline earlier than every one it holds, so a request with the usual timeout costs no
+// thread wake-up besides the answer's (CAF's own clock wakes its thread for each).
 #pragma once
 
 #include <cstdint>
@@ -43,6 +47,8 @@ struct polling_scheduler : caf::actor_system::module {
     uint64_t parks = 0;          // times a worker went to sleep
     uint64_t polls_delivered = 0; // polls of the inboxes that delivered at least one record
     uint64_t parked = 0;         // workers asleep (or about to sleep) right now
+    uint64_t clock_wakeups = 0;  // times setting a timeout or delayed message woke the clock's
+                                 // thread (only one due before all others does)
   };
   static counts counts_of(caf::actor_system& sys);
 };

@@ -1087,6 +1087,30 @@ std::vector<alloc_rate> alloc_rates_at(caf::actor_system& sys, const endpoint& e
     if (b)
       rtts.push_back({label + ", client::find_process over BASP (scoped_actor per call)",
                       summarize(basp_us)});
+    // The same calls back to back, as a program makes them (allocate, map, ...): n with `me`,
+    // then n with the BASP client. Between interleaved calls the threads that wait for the fast
+    // path's records have parked; back to back they may still be polling.
+    auto back_to_back = [&](client& who, std::vector<double>& out) {
+      out.clear();
+      for (int i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        if (!who.find_process("bench-alloc"))
+          return;
+        if (i >= warm)
+          out.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+      }
+    };
+    back_to_back(me, us);
+    rtts.push_back({label + ", client::find_process over "
+                      + (me.transport() == local_transport::shm ? "the fast path (shm)" : "BASP")
+                      + ", back to back",
+                    summarize(us)});
+    if (b) {
+      back_to_back(*b, basp_us);
+      rtts.push_back(
+        {label + ", client::find_process over BASP (scoped_actor per call), back to back",
+         summarize(basp_us)});
+    }
     b = caf::error{}; // unregisters
     us.clear();
     {

@@ -29,6 +29,9 @@ namespace {
 // Relayed requests waiting for their answer at most at once; beyond it records are refused.
 constexpr size_t max_waiting = 65536;
 
+// How long the relay thread polls for the next request before it parks.
+constexpr std::chrono::microseconds after_request_spin{50};
+
 // The relay thread as the execution unit of the requests it enqueues: when a request finds the
 // engine actor idle (CAF then asks the enqueuing unit to schedule it), the relay thread runs the
 // actor itself, up to the scheduler's max_throughput messages, instead of waking a scheduler
@@ -119,7 +122,10 @@ void request_relay::stop() {
 }
 
 void request_relay::run() {
-  auto idle = fastpath::idle_strategy::for_this_machine();
+  // After a request the thread polls on for a while, giving its core to any thread that wants
+  // it between polls, before it parks: a client's next call often comes within it and then
+  // costs no wake-up of this thread.
+  auto idle = fastpath::idle_strategy::yielding_spin_then_park(after_request_spin);
   inline_engine_unit unit{sys_, dynamic_cast<caf::resumable*>(
                                   caf::actor_cast<caf::abstract_actor*>(engine_))};
   unit_ = &unit;

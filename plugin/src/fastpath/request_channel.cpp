@@ -325,6 +325,8 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
     return sent.error();
   }
   auto handler = [this](const inbox_record& r) { dispatch(r); };
+  const auto wait =
+    idle_.spin.count() > 0 ? idle_ : idle_strategy::yielding_spin_then_park(call_spin);
   std::unique_lock<std::mutex> lk{mtx_};
   while (!me.done && !down_) {
     auto now = clock::now();
@@ -333,7 +335,7 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
     if (!reading_) {
       reading_ = true;
       lk.unlock();
-      replies_.reader().receive(handler, idle_, deadline - now);
+      replies_.reader().receive(handler, wait, deadline - now);
       lk.lock();
       reading_ = false;
       cv_.notify_all(); // another waiter may take over the reading

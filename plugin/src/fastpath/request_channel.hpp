@@ -4,7 +4,9 @@
 // request and waits for the answer with the same request id.
 //
 // Several threads may call at once. One of the waiting threads at a time reads the reply inbox
-// (spinning or parking as `idle` says) and hands each answer to the thread waiting for its id;
+// (a blocking caller has nothing else to do: it polls, giving its core to any thread that
+// wants it between polls, for up to `call_spin`, then parks; or spins as `idle` says, if that
+// spins) and hands each answer to the thread waiting for its id;
 // the others wait on a condition variable and one of them takes over the reading when the
 // reader's own answer came. An answer nobody waits for any more (its caller timed out) or with
 // an id this process never chose (any local process may write to the inbox) is counted as
@@ -65,6 +67,10 @@ public:
   /// the engine's request inbox.
   static caf::expected<std::shared_ptr<request_channel>>
   open(caf::actor_system& sys, const registration& reg, idle_strategy idle = idle_strategy::park());
+
+  /// How long a blocking call polls for its answer (sched_yield between polls) before it parks:
+  /// longer than the engine's usual answer, so that the answer usually costs no wake-up.
+  static constexpr std::chrono::microseconds call_spin{50};
 
   request_channel(const request_channel&) = delete;
   request_channel& operator=(const request_channel&) = delete;

@@ -29,9 +29,6 @@ namespace {
 // Relayed requests waiting for their answer at most at once; beyond it records are refused.
 constexpr size_t max_waiting = 65536;
 
-// How long the relay thread polls for the next request before it parks.
-constexpr std::chrono::microseconds after_request_spin{50};
-
 // The relay thread as the execution unit of the requests it enqueues: when a request finds the
 // engine actor idle (CAF then asks the enqueuing unit to schedule it), the relay thread runs the
 // actor itself, up to the scheduler's max_throughput messages, instead of waking a scheduler
@@ -122,10 +119,10 @@ void request_relay::stop() {
 }
 
 void request_relay::run() {
-  // After a request the thread polls on for a while, giving its core to any thread that wants
-  // it between polls, before it parks: a client's next call often comes within it and then
-  // costs no wake-up of this thread.
-  auto idle = fastpath::idle_strategy::yielding_spin_then_park(after_request_spin);
+  // Parks at once below 4 cores. A 50 µs yielding spin after each request made back-to-back
+  // calls faster (a probe: 6.7-15 µs against 18), but requests during a transfer from this
+  // daemon twice as slow and the transfer slower (docs/fastpath.md, "Measured").
+  auto idle = fastpath::idle_strategy::for_this_machine();
   inline_engine_unit unit{sys_, dynamic_cast<caf::resumable*>(
                                   caf::actor_cast<caf::abstract_actor*>(engine_))};
   unit_ = &unit;

@@ -6,62 +6,57 @@ namespace cafshm::fastpath {
 
 void coalescing_clock::set_ordinary_timeout(time_point t, caf::abstract_actor* self,
                                             caf::atom_value type, uint64_t id) {
-  append(std::make_unique<ordinary_timeout>(t, self->ctrl(), type, id), t, urgency::if_earlier);
+  append(std::make_unique<ordinary_timeout>(t, self->ctrl(), type, id), t);
 }
 
 void coalescing_clock::set_request_timeout(time_point t, caf::abstract_actor* self,
                                            caf::message_id id) {
-  append(std::make_unique<request_timeout>(t, self->ctrl(), id), t, urgency::if_earlier);
+  append(std::make_unique<request_timeout>(t, self->ctrl(), id), t);
 }
 
 void coalescing_clock::set_multi_timeout(time_point t, caf::abstract_actor* self,
                                          caf::atom_value type, uint64_t id) {
-  append(std::make_unique<multi_timeout>(t, self->ctrl(), type, id), t, urgency::if_earlier);
+  append(std::make_unique<multi_timeout>(t, self->ctrl(), type, id), t);
 }
 
 void coalescing_clock::cancel_ordinary_timeout(caf::abstract_actor* self, caf::atom_value type) {
-  append(std::make_unique<ordinary_timeout_cancellation>(self->id(), type), time_point::max(),
-         urgency::none);
+  append(std::make_unique<ordinary_timeout_cancellation>(self->id(), type), time_point::max());
 }
 
 void coalescing_clock::cancel_request_timeout(caf::abstract_actor* self, caf::message_id id) {
-  append(std::make_unique<request_timeout_cancellation>(self->id(), id), time_point::max(),
-         urgency::none);
+  append(std::make_unique<request_timeout_cancellation>(self->id(), id), time_point::max());
 }
 
 void coalescing_clock::cancel_timeouts(caf::abstract_actor* self) {
-  append(std::make_unique<timeouts_cancellation>(self->id()), time_point::max(), urgency::none);
+  append(std::make_unique<timeouts_cancellation>(self->id()), time_point::max());
 }
 
 void coalescing_clock::schedule_message(time_point t, caf::strong_actor_ptr receiver,
                                         caf::mailbox_element_ptr content) {
-  append(std::make_unique<actor_msg>(t, std::move(receiver), std::move(content)), t,
-         urgency::if_earlier);
+  append(std::make_unique<actor_msg>(t, std::move(receiver), std::move(content)), t);
 }
 
 void coalescing_clock::schedule_message(time_point t, caf::group target,
                                         caf::strong_actor_ptr sender, caf::message content) {
   append(std::make_unique<group_msg>(t, std::move(target), std::move(sender), std::move(content)),
-         t, urgency::if_earlier);
+         t);
 }
 
 void coalescing_clock::cancel_all() {
-  append(std::make_unique<drop_all>(), time_point::max(), urgency::always);
+  append(std::make_unique<drop_all>(), time_point::max(), true);
 }
 
 void coalescing_clock::stop() {
-  append(std::make_unique<shutdown>(), time_point::max(), urgency::always);
+  append(std::make_unique<shutdown>(), time_point::max(), true);
 }
 
-void coalescing_clock::append(unique_event_ptr x, time_point due, urgency u) {
+void coalescing_clock::append(unique_event_ptr x, time_point due, bool always) {
   bool notify = false;
   {
     std::lock_guard<std::mutex> guard{lock_};
     pending_.push_back(std::move(x));
     // While the thread is awake it looks at pending_ again before it sleeps.
-    notify = sleeping_
-             && (u == urgency::always || (u == urgency::if_earlier && due < wake_at_)
-                 || pending_.size() >= batch_limit);
+    notify = sleeping_ && (always || due < wake_at_ || pending_.size() >= batch_limit);
     if (notify)
       sleeping_ = false; // one notification per sleep is enough
   }

@@ -67,9 +67,9 @@ public:
   }
 
 private:
-  enum class urgency { none, if_earlier, always };
-
-  void append(unique_event_ptr x, time_point due, urgency u);
+  // Appends `x`; wakes the sleeping thread if `due` is before its deadline, or `always`.
+  // Cancellations pass time_point::max(), which is never before it.
+  void append(unique_event_ptr x, time_point due, bool always = false);
   // Applies one event to the schedule; false for the shutdown.
   bool apply(unique_event_ptr& x);
 

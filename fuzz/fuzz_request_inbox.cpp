@@ -450,7 +450,28 @@ private:
       case 22:
         r.kind = unpublish_atom::value;
         return caf::make_message(unpublish_atom::value, s, pick_name());
-      default: r.carried = false; return caf::make_message(door_atom::value);
+      default: // the compound requests, or a kind the relay must refuse
+        switch (in_.byte() % 5) {
+          case 0:
+            r.kind = allocate_map_atom::value;
+            r.size = 1 + in_.below(1 << 16);
+            return caf::make_message(allocate_map_atom::value, s, r.size);
+          case 1:
+            r.kind = unmap_transfer_atom::value;
+            return caf::make_message(unmap_transfer_atom::value, s, pick_ref(), pick_process());
+          case 2:
+            r.kind = unmap_free_atom::value;
+            return caf::make_message(unmap_free_atom::value, s, pick_ref());
+          case 3: {
+            r.kind = map_many_atom::value;
+            std::vector<block_ref> refs(in_.below(max_map_many + 3)); // a few too many, too
+            for (auto& ref : refs)
+              ref = pick_ref();
+            auto mode = static_cast<access_mode>(in_.byte() % 4);
+            return caf::make_message(map_many_atom::value, s, std::move(refs), mode);
+          }
+          default: r.carried = false; return caf::make_message(door_atom::value);
+        }
     }
   }
 
@@ -553,6 +574,15 @@ private:
       auto ref = msg.get_as<block_ref>(0);
       if (ref.engine != w_.mm->engine_id() || ref.size != r->size)
         violation("an allocation answered with a ref of another engine or size");
+    }
+    if (!failed && r->kind == allocate_map_atom::value) {
+      if (!msg.match_elements<mapped_block>())
+        violation("an allocate+map answered with " + to_string(msg));
+      const auto& made = msg.get_as<mapped_block>(0);
+      if (made.ref.engine != w_.mm->engine_id() || made.ref.size != r->size
+          || made.lease.size != r->size || !made.lease.writable)
+        violation("an allocate+map answered with a ref or lease of another engine or size");
+      refs_.push_back(made.ref);
     }
     if (!failed && msg.match_elements<block_ref>()) {
       refs_.push_back(msg.get_as<block_ref>(0));

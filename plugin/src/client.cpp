@@ -599,10 +599,27 @@ caf::expected<block_ref> client::give_to_engine(const block_ref& ref) {
 }
 
 caf::expected<block_ref> client::transfer(block_view&& view, process_id process) {
-  auto ref = view.ref();
-  if (auto r = unmap(std::move(view)); !r)
-    return r.error();
-  return transfer(ref, process);
+  block_view closing = std::move(view);
+  if (!closing)
+    return make_error(errc::invalid_argument, "the view is not open");
+  auto ref = closing.release();
+  if (auto why = link_->unavailable()) {
+    link_->unmap(reg_.session, ref); // while down: reported once re-attached
+    return why;
+  }
+  return call<block_ref>(unmap_transfer_atom::value, reg_.session, ref, process);
+}
+
+caf::expected<void> client::free(block_view&& view) {
+  block_view closing = std::move(view);
+  if (!closing)
+    return make_error(errc::invalid_argument, "the view is not open");
+  auto ref = closing.release();
+  if (auto why = link_->unavailable()) {
+    link_->unmap(reg_.session, ref);
+    return why;
+  }
+  return call_done(unmap_free_atom::value, reg_.session, ref);
 }
 
 caf::expected<void> client::unmap(block_view&& view) {
@@ -731,6 +748,87 @@ caf::expected<block_view> client::map(const block_ref& ref, access_mode mode) {
   if (!view) // the engine counted a view that never opened: close it again
     call_done(unmap_atom::value, reg_.session, ref);
   return view;
+}
+
+caf::expected<block_view> client::allocate_and_map(uint64_t size) {
+  auto made = call<mapped_block>(allocate_map_atom::value, reg_.session, size);
+  if (!made)
+    return made.error();
+  auto view = block_view::open(made->lease, made->ref, link_, reg_.session);
+  if (!view) // a view the engine counted never opened, of a block nobody else knows: both go
+    call_done(unmap_free_atom::value, reg_.session, made->ref);
+  return view;
+}
+
+namespace {
+
+// An upper bound of one view_lease in a serialised answer: the data segment's name (an engine
+// name of at most 64 characters, ".data", "-<index>") with its length, offset, size, flag.
+constexpr uint64_t lease_bytes_bound = 128;
+// ... and of the rest of a map_many answer (header, type names, the vector's length).
+constexpr uint64_t map_answer_overhead = 256;
+
+// The error of the map_many request for blocks [first, first + n) of `total`.
+caf::error map_part_error(const caf::error& e, size_t first, size_t n, size_t total) {
+  if (n == total)
+    return e;
+  return make_error(code_of(e) == errc::ok ? errc::engine_unreachable : code_of(e),
+                    "mapping blocks " + std::to_string(first + 1) + ".."
+                      + std::to_string(first + n) + " of " + std::to_string(total) + ": "
+                      + describe(e));
+}
+
+} // namespace
+
+caf::expected<void> client::open_views(std::vector<block_view>& into,
+                                       std::span<const block_ref> refs,
+                                       std::vector<view_lease>& leases,
+                                       const std::shared_ptr<detail::engine_link>& link,
+                                       const cafshm::session& s) {
+  if (leases.size() != refs.size()) {
+    for (size_t i = 0; i < std::min(leases.size(), refs.size()); ++i)
+      link->unmap(s, refs[i]);
+    return make_error(errc::engine_unreachable, "the engine answered "
+                                                  + std::to_string(leases.size())
+                                                  + " leases for "
+                                                  + std::to_string(refs.size()) + " blocks");
+  }
+  for (size_t i = 0; i < refs.size(); ++i) {
+    auto view = block_view::open(leases[i], refs[i], link, s);
+    if (!view) {
+      for (size_t j = i; j < refs.size(); ++j)
+        link->unmap(s, refs[j]);
+      return view.error();
+    }
+    into.push_back(std::move(*view));
+  }
+  return {};
+}
+
+size_t client::blocks_per_map_request() const {
+  if (!channel_ || !channel_->usable())
+    return max_map_many;
+  auto room = channel_->max_reply_payload();
+  auto fit = room > map_answer_overhead ? (room - map_answer_overhead) / lease_bytes_bound : 0;
+  return static_cast<size_t>(std::clamp<uint64_t>(fit, 1, max_map_many));
+}
+
+caf::expected<std::vector<block_view>> client::map(std::span<const block_ref> refs,
+                                                   access_mode mode) {
+  std::vector<block_view> views;
+  views.reserve(refs.size());
+  auto per_request = blocks_per_map_request();
+  for (size_t at = 0; at < refs.size(); at += per_request) {
+    auto part = refs.subspan(at, std::min(per_request, refs.size() - at));
+    auto leases = call<std::vector<view_lease>>(map_many_atom::value, reg_.session,
+                                                std::vector<block_ref>(part.begin(), part.end()),
+                                                mode);
+    if (!leases)
+      return map_part_error(leases.error(), at, part.size(), refs.size());
+    if (auto opened = open_views(views, part, *leases, link_, reg_.session); !opened)
+      return opened.error();
+  }
+  return views;
 }
 
 // -- async forms ----------------------------------------------------------------------------------
@@ -893,6 +991,119 @@ async_result<block_view> client::map(caf::event_based_actor* self, const block_r
         },
         on_error);
     }};
+}
+
+async_result<block_view> client::allocate_and_map(caf::event_based_actor* self, uint64_t size) {
+  // A block whose requester ended before the answer came goes again: nobody knows its ref.
+  auto give_back = [link = std::weak_ptr<detail::engine_link>(link_),
+                    s = reg_.session](caf::message& answer) {
+    if (auto l = link.lock(); l && answer.match_elements<mapped_block>()) {
+      const auto& made = answer.get_as<mapped_block>(0);
+      l->unmap(s, made.ref);
+      l->free(s, made.ref);
+    }
+  };
+  auto made = ask<mapped_block>(self, give_back, allocate_map_atom::value, reg_.session, size);
+  return async_result<block_view>{
+    [made = std::move(made), link = link_, s = reg_.session](auto on_value,
+                                                             auto on_error) mutable {
+      made.then(
+        [=](mapped_block&& m) {
+          auto view = block_view::open(m.lease, m.ref, link, s);
+          if (!view) { // as in the blocking form
+            link->unmap(s, m.ref);
+            link->free(s, m.ref);
+            on_error(view.error());
+            return;
+          }
+          on_value(std::move(*view));
+        },
+        on_error);
+    }};
+}
+
+async_result<block_ref> client::transfer(caf::event_based_actor* self, block_view&& view,
+                                         process_id process) {
+  block_view closing = std::move(view);
+  if (!closing)
+    return async_result<block_ref>{[](auto, auto on_error) {
+      auto why = make_error(errc::invalid_argument, "the view is not open");
+      on_error(why);
+    }};
+  auto ref = closing.release();
+  return ask<block_ref>(self, nullptr, unmap_transfer_atom::value, reg_.session, ref, process);
+}
+
+async_result<done> client::free(caf::event_based_actor* self, block_view&& view) {
+  block_view closing = std::move(view);
+  if (!closing)
+    return async_result<done>{[](auto, auto on_error) {
+      auto why = make_error(errc::invalid_argument, "the view is not open");
+      on_error(why);
+    }};
+  auto ref = closing.release();
+  return ask_done(self, unmap_free_atom::value, reg_.session, ref);
+}
+
+async_result<std::vector<block_view>> client::map(caf::event_based_actor* self,
+                                                  std::vector<block_ref> refs, access_mode mode) {
+  // One request per part, each sent once the one before was answered and its views opened.
+  using leases_result = async_result<std::vector<view_lease>>;
+  struct mapping {
+    std::vector<block_ref> refs;
+    std::vector<std::pair<size_t, leases_result>> parts; // first block, its request
+    std::shared_ptr<detail::engine_link> link;
+    cafshm::session s;
+    std::vector<block_view> views;
+    async_result<std::vector<block_view>>::value_handler on_value;
+    async_result<std::vector<block_view>>::error_handler on_error;
+
+    void fail(caf::error why) {
+      views.clear(); // closes the views opened so far
+      on_error(why);
+    }
+
+    void next(const std::shared_ptr<mapping>& me, size_t index) {
+      if (index == parts.size())
+        return on_value(std::move(views));
+      auto at = parts[index].first;
+      auto n = (index + 1 < parts.size() ? parts[index + 1].first : refs.size()) - at;
+      parts[index].second.then(
+        [me, index, at, n](std::vector<view_lease>&& leases) {
+          std::span<const block_ref> part{me->refs.data() + at, n};
+          if (auto opened = open_views(me->views, part, leases, me->link, me->s); !opened)
+            return me->fail(opened.error());
+          me->next(me, index + 1);
+        },
+        [me, at, n](caf::error& e) { me->fail(map_part_error(e, at, n, me->refs.size())); });
+    }
+  };
+  auto m = std::make_shared<mapping>();
+  auto per_request = blocks_per_map_request();
+  for (size_t at = 0; at < refs.size(); at += per_request) {
+    std::vector<block_ref> part(refs.begin() + at,
+                                refs.begin() + at + std::min(per_request, refs.size() - at));
+    // Leases whose requester ended before the answer came are counted closed again.
+    auto give_back = [link = std::weak_ptr<detail::engine_link>(link_), s = reg_.session,
+                      part](caf::message& answer) {
+      if (auto l = link.lock(); l && answer.match_elements<std::vector<view_lease>>()) {
+        auto n = std::min(part.size(), answer.get_as<std::vector<view_lease>>(0).size());
+        for (size_t i = 0; i < n; ++i)
+          l->unmap(s, part[i]);
+      }
+    };
+    m->parts.emplace_back(at, ask<std::vector<view_lease>>(self, give_back, map_many_atom::value,
+                                                           reg_.session, part, mode));
+  }
+  m->refs = std::move(refs);
+  m->link = link_;
+  m->s = reg_.session;
+  return async_result<std::vector<block_view>>{[m](auto on_value, auto on_error) {
+    m->on_value = std::move(on_value);
+    m->on_error = std::move(on_error);
+    m->views.reserve(m->refs.size());
+    m->next(m, 0);
+  }};
 }
 
 async_result<done> client::unmap(caf::event_based_actor* self, block_view&& view) {

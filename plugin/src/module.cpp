@@ -107,6 +107,9 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<registration>("cafshm::registration");
   cfg.add_message_type<copy_range>("cafshm::copy_range");
   cfg.add_message_type<view_lease>("cafshm::view_lease");
+  cfg.add_message_type<mapped_block>("cafshm::mapped_block");
+  cfg.add_message_type<std::vector<view_lease>>("std::vector<cafshm::view_lease>");
+  cfg.add_message_type<std::vector<block_ref>>("std::vector<cafshm::block_ref>");
   cfg.add_message_type<access_mode>("cafshm::access_mode");
   cfg.add_message_type<process_id>("cafshm::process_id");
   cfg.add_message_type<pool_frame>("cafshm::pool_frame");

@@ -174,8 +174,11 @@ public:
   /// that outlives this process, as `cafshm put` makes): transfer(ref, process_id::engine).
   /// Answers the engine-held ref.
   caf::expected<block_ref> give_to_engine(const block_ref& ref);
-  /// Closes `view` (unmapping it) and transfers its block in one call.
+  /// Closes `view` (unmapping it) and transfers its block, in one request. The view is closed
+  /// also when the transfer fails.
   caf::expected<block_ref> transfer(block_view&& view, process_id process);
+  /// Closes `view` and frees its block, in one request (the view is closed in any case).
+  caf::expected<void> free(block_view&& view);
   caf::expected<void> name(const block_ref& ref, const std::string& name);
   caf::expected<block_ref> lookup(const std::string& name);
   caf::expected<void> remove(const std::string& name);
@@ -207,6 +210,12 @@ public:
 
   /// Asks the engine for access and maps the block's pages.
   caf::expected<block_view> map(const block_ref& ref, access_mode mode);
+  /// Allocates a block and maps it for writing, in one request; the view's ref() is the block.
+  caf::expected<block_view> allocate_and_map(uint64_t size);
+  /// Maps every block of `refs` with the same access, in order, in one request per
+  /// max_map_many blocks (fewer where the reply inbox is small). All or none: on an error, the
+  /// views already opened are closed again.
+  caf::expected<std::vector<block_view>> map(std::span<const block_ref> refs, access_mode mode);
 
   /// Unmaps `view` and waits until the engine counted it closed (a view's destructor only
   /// tells the engine asynchronously). While the engine is down: unmaps, fails with
@@ -230,6 +239,13 @@ public:
                                access_mode mode);
   /// Unmaps `view` now; answers once the engine counted it closed.
   async_result<done> unmap(caf::event_based_actor* self, block_view&& view);
+  /// The compound requests, as their blocking forms above.
+  async_result<block_view> allocate_and_map(caf::event_based_actor* self, uint64_t size);
+  async_result<block_ref> transfer(caf::event_based_actor* self, block_view&& view,
+                                   process_id process);
+  async_result<done> free(caf::event_based_actor* self, block_view&& view);
+  async_result<std::vector<block_view>> map(caf::event_based_actor* self,
+                                            std::vector<block_ref> refs, access_mode mode);
 
   /// Any other request: `c.request(self, allocate_atom::value, size)` sends
   /// (atom, session, args...) to the engine with the client's timeout and returns the response
@@ -283,6 +299,17 @@ private:
   /// client's timeout. None: send it over BASP.
   std::optional<caf::message_id> send_through_inbox(caf::scheduled_actor* self,
                                                     const caf::message& request) const;
+  /// Opens a view per lease of the map_many answer for `refs`, appending them to `into`. On an
+  /// error, the leases not opened are counted closed at the engine (the views appended before
+  /// close with `into`).
+  static caf::expected<void> open_views(std::vector<block_view>& into,
+                                        std::span<const block_ref> refs,
+                                        std::vector<view_lease>& leases,
+                                        const std::shared_ptr<detail::engine_link>& link,
+                                        const cafshm::session& s);
+  /// How many blocks one map_many request of this client maps: max_map_many, or fewer where
+  /// their answer could exceed the reply inbox's largest record.
+  size_t blocks_per_map_request() const;
 
   caf::actor_system* sys_ = nullptr;
   std::shared_ptr<detail::engine_link> link_; // the engine now, shared with keeper_ and views

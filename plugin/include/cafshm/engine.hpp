@@ -36,6 +36,10 @@ using lookup_atom = caf::atom_constant<caf::atom("shm_lookup")>;
 using remove_atom = caf::atom_constant<caf::atom("shm_remove")>;
 using map_atom = caf::atom_constant<caf::atom("shm_map")>;
 using unmap_atom = caf::atom_constant<caf::atom("shm_unmap")>;
+using allocate_map_atom = caf::atom_constant<caf::atom("shm_allocm")>;
+using unmap_transfer_atom = caf::atom_constant<caf::atom("shm_unmxfr")>;
+using unmap_free_atom = caf::atom_constant<caf::atom("shm_unmfre")>;
+using map_many_atom = caf::atom_constant<caf::atom("shm_mapn")>;
 using process_atom = caf::atom_constant<caf::atom("shm_proc")>;
 using stats_atom = caf::atom_constant<caf::atom("shm_stats")>;
 using done_atom = caf::atom_constant<caf::atom("shm_done")>;
@@ -62,7 +66,11 @@ using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 /// engine_actor and peer_actor). Register carries it; an engine refuses clients of another
 /// version instead of failing later on a message it cannot read. A link's challenge carries it
 /// too, and its answer: engines of two versions never link (errc::version_mismatch).
-constexpr uint32_t protocol_version = 10;
+constexpr uint32_t protocol_version = 11;
+
+/// Most blocks one map_many_atom request maps (errc::request_too_large above): a request holds
+/// the engine for a bounded time, and its answer fits into a reply inbox record.
+constexpr size_t max_map_many = 64;
 
 /// Registry key under which a module in engine role puts its engine.
 constexpr caf::atom_value engine_registry_key = caf::atom("cafshm");
@@ -109,6 +117,20 @@ using engine_actor = caf::typed_actor<
   // the access wanted -> permission to map the block's pages
   caf::replies_to<map_atom, session, block_ref, access_mode>::with<view_lease>,
   caf::replies_to<unmap_atom, session, block_ref>::with<done_atom>,
+  // Compound requests: what would take two or more requests, in one, with the same checks.
+  // size -> a new block of the session and the permission to map it for writing (allocate,
+  // then map read_write; should the map fail, the block is freed again)
+  caf::replies_to<allocate_map_atom, session, uint64_t>::with<mapped_block>,
+  // The view is counted closed first (unmap) in any case; then the block passes on as
+  // transfer_atom / free_atom would (their error, if any, with the view closed). A failing
+  // unmap (no open view) is the answer, and nothing else happens.
+  caf::replies_to<unmap_transfer_atom, session, block_ref, process_id>::with<block_ref>,
+  caf::replies_to<unmap_free_atom, session, block_ref>::with<done_atom>,
+  // up to max_map_many blocks, one access for all -> one permission per block, in order. All
+  // or none: should one fail (its error names its position), those mapped before it are
+  // counted closed again.
+  caf::replies_to<map_many_atom, session, std::vector<block_ref>, access_mode>
+    ::with<std::vector<view_lease>>,
   // process name -> the live process registered under it
   caf::replies_to<process_atom, session, std::string>::with<process_id>,
   // without a session: aggregate numbers only (no processes, pids, names or refs)

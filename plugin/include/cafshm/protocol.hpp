@@ -107,6 +107,18 @@ typename Inspector::result_type inspect(Inspector& f, view_lease& x) {
            x.writable);
 }
 
+/// A block allocated and mapped in one request (allocate_map_atom): its ref and the permission
+/// to map its pages for writing.
+struct mapped_block {
+  block_ref ref;
+  view_lease lease;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, mapped_block& x) {
+  return f(caf::meta::type_name("cafshm::mapped_block"), x.ref, x.lease);
+}
+
 /// An actor that a process published at its engine under a name (client::publish), as a lookup
 /// answers it: the handle, and the publishing process (e.g. to share a pool with it).
 struct published_actor {

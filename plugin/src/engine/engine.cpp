@@ -326,6 +326,52 @@ engine_impl::behavior_type engine_behavior(engine_pointer self,
     [&mmr](unmap_atom, const session& s, const block_ref& ref) {
       return done(mmr.unmap(s, ref));
     },
+    [&mmr](allocate_map_atom, const session& s, uint64_t size) -> caf::result<mapped_block> {
+      auto ref = mmr.allocate(s, size);
+      if (!ref)
+        return std::move(ref.error());
+      auto lease = mmr.map(s, *ref, access_mode::read_write);
+      if (!lease) {
+        mmr.free(s, *ref); // nobody knows the ref: the block goes again
+        return std::move(lease.error());
+      }
+      return mapped_block{*ref, std::move(*lease)};
+    },
+    [&mmr](unmap_transfer_atom, const session& s, const block_ref& ref,
+           process_id to) -> caf::result<block_ref> {
+      if (auto closed = mmr.unmap(s, ref); !closed)
+        return std::move(closed.error());
+      return mmr.transfer(s, ref, to);
+    },
+    [&mmr](unmap_free_atom, const session& s, const block_ref& ref) -> caf::result<done_atom> {
+      if (auto closed = mmr.unmap(s, ref); !closed)
+        return std::move(closed.error());
+      return done(mmr.free(s, ref));
+    },
+    [&mmr](map_many_atom, const session& s, const std::vector<block_ref>& refs,
+           access_mode mode) -> caf::result<std::vector<view_lease>> {
+      if (!is_valid(mode))
+        return make_error(errc::invalid_argument, "unknown access mode");
+      if (refs.size() > max_map_many)
+        return make_error(errc::request_too_large,
+                          "one request maps at most " + std::to_string(max_map_many)
+                            + " blocks, not " + std::to_string(refs.size()));
+      std::vector<view_lease> leases;
+      leases.reserve(refs.size());
+      for (const auto& ref : refs) {
+        auto lease = mmr.map(s, ref, mode);
+        if (!lease) {
+          for (size_t i = 0; i < leases.size(); ++i)
+            mmr.unmap(s, refs[i]);
+          auto why = std::move(lease.error());
+          return make_error(code_of(why), "block " + std::to_string(leases.size() + 1) + " of "
+                                            + std::to_string(refs.size()) + ": "
+                                            + describe(why));
+        }
+        leases.push_back(std::move(*lease));
+      }
+      return leases;
+    },
     [&mmr](process_atom, const session& s, const std::string& name) -> caf::result<process_id> {
       return mmr.find_process(s, name);
     },

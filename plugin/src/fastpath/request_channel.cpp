@@ -299,6 +299,10 @@ caf::error request_channel::call_for_actor(const caf::message& request,
   return {};
 }
 
+uint64_t request_channel::max_reply_payload() const noexcept {
+  return max_payload(replies_.capacity()) - reply_header_bytes;
+}
+
 caf::expected<caf::message> request_channel::call(const caf::message& request,
                                                   clock::time_point deadline) {
   if (down_)

@@ -115,6 +115,8 @@ public:
   /// Whether the channel's own reading thread was ever started.
   bool reader_thread_started() const;
   const std::string& reply_inbox_name() const noexcept { return replies_.name(); }
+  /// Bytes of the largest answer the reply inbox takes (a larger one is asked again over BASP).
+  uint64_t max_reply_payload() const noexcept;
 
 private:
   struct waiter {

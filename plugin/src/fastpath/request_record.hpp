@@ -44,7 +44,8 @@ inline bool travels_by_inbox(caf::atom_value a) {
     copy_atom::value,     share_atom::value,   revoke_atom::value,  transfer_atom::value,
     name_atom::value,     lookup_atom::value,  remove_atom::value,  map_atom::value,
     unmap_atom::value,    process_atom::value, stats_atom::value,   link_atom::value,
-    unpublish_atom::value, transmit_atom::value,
+    unpublish_atom::value, transmit_atom::value, allocate_map_atom::value,
+    unmap_transfer_atom::value, unmap_free_atom::value, map_many_atom::value,
   };
   return std::find(std::begin(kinds), std::end(kinds), a) != std::end(kinds);
 }

@@ -63,6 +63,16 @@ bool holds(const block_view& v, char first) {
   return true;
 }
 
+// Nothing of the test is left at the engine: as many blocks and bytes as at `start`, none
+// draining (no view stayed counted), admin memory consistent.
+void nothing_left(client& c, const engine_stats& start, const daemon_process& d) {
+  auto end = stats_of(c);
+  CHECK(end.blocks == start.blocks);
+  CHECK(end.draining_blocks == 0);
+  CHECK(end.used_bytes == start.used_bytes);
+  CHECK(test::check_admin_memory(d.name()) == "");
+}
+
 bool mentions(const caf::error& e, const std::string& text) {
   return describe(e).find(text) != std::string::npos;
 }
@@ -127,11 +137,7 @@ void compound_requests_work(local_transport transport) {
   // unmap+free of each: nothing of the consumer is left, nothing is draining.
   for (auto& view : views)
     in_one_request(*consumer, transport, [&] { REQUIRE(consumer->free(std::move(view))); });
-  auto end = stats_of(*producer);
-  CHECK(end.blocks == start.blocks);
-  CHECK(end.draining_blocks == 0);
-  CHECK(end.used_bytes == start.used_bytes);
-  CHECK(test::check_admin_memory(d.name()) == "");
+  nothing_left(*producer, start, d);
 
   // More blocks than one request maps: several requests, all views in order.
   std::vector<block_ref> many;
@@ -154,10 +160,7 @@ void compound_requests_work(local_transport transport) {
   for (auto& view : *all)
     REQUIRE(producer->free(std::move(view)));
   CHECK(producer->map(std::vector<block_ref>{}, access_mode::read)->empty()); // no request
-  end = stats_of(*producer);
-  CHECK(end.blocks == start.blocks);
-  CHECK(end.draining_blocks == 0);
-  CHECK(test::check_admin_memory(d.name()) == "");
+  nothing_left(*producer, start, d);
 }
 
 TEST_CASE("compound requests: allocate+map, unmap+transfer, a map of many blocks and unmap+free "
@@ -239,11 +242,7 @@ void compound_requests_fail_whole(local_transport transport) {
   REQUIRE(owner->free(*a));
   REQUIRE(owner->free(*b));
   REQUIRE(other->free(*mine));
-  auto end = stats_of(*owner);
-  CHECK(end.blocks == start.blocks);
-  CHECK(end.draining_blocks == 0);
-  CHECK(end.used_bytes == start.used_bytes);
-  CHECK(test::check_admin_memory(d.name()) == "");
+  nothing_left(*owner, start, d);
 }
 
 TEST_CASE("compound requests: a failing part fails the whole, keeps the owner and grant checks, "
@@ -312,10 +311,7 @@ void compound_requests_from_actors(local_transport transport) {
   auto f = outcome.get_future();
   REQUIRE(f.wait_for(30s) == std::future_status::ready);
   CHECK(f.get() == "ok");
-  auto end = stats_of(*producer);
-  CHECK(end.blocks == start.blocks);
-  CHECK(end.draining_blocks == 0);
-  CHECK(test::check_admin_memory(d.name()) == "");
+  nothing_left(*producer, start, d);
 }
 
 TEST_CASE("compound requests: the async forms from an event-based actor [shm]") {

@@ -599,30 +599,20 @@ caf::expected<block_ref> client::give_to_engine(const block_ref& ref) {
 }
 
 caf::expected<block_ref> client::transfer(block_view&& view, process_id process) {
-  block_view closing = std::move(view);
-  if (!closing)
-    return make_error(errc::invalid_argument, "the view is not open");
-  auto ref = closing.release();
-  if (auto why = link_->unavailable()) {
-    link_->unmap(reg_.session, ref); // while down: reported once re-attached
-    return why;
-  }
-  return call<block_ref>(unmap_transfer_atom::value, reg_.session, ref, process);
+  auto ref = close_for_request(std::move(view));
+  if (!ref)
+    return ref.error();
+  return call<block_ref>(unmap_transfer_atom::value, reg_.session, *ref, process);
 }
 
 caf::expected<void> client::free(block_view&& view) {
-  block_view closing = std::move(view);
-  if (!closing)
-    return make_error(errc::invalid_argument, "the view is not open");
-  auto ref = closing.release();
-  if (auto why = link_->unavailable()) {
-    link_->unmap(reg_.session, ref);
-    return why;
-  }
-  return call_done(unmap_free_atom::value, reg_.session, ref);
+  auto ref = close_for_request(std::move(view));
+  if (!ref)
+    return ref.error();
+  return call_done(unmap_free_atom::value, reg_.session, *ref);
 }
 
-caf::expected<void> client::unmap(block_view&& view) {
+caf::expected<block_ref> client::close_for_request(block_view&& view) {
   block_view closing = std::move(view);
   if (!closing)
     return make_error(errc::invalid_argument, "the view is not open");
@@ -631,7 +621,14 @@ caf::expected<void> client::unmap(block_view&& view) {
     link_->unmap(reg_.session, ref); // while down: reported once re-attached
     return why;
   }
-  return call_done(unmap_atom::value, reg_.session, ref);
+  return ref;
+}
+
+caf::expected<void> client::unmap(block_view&& view) {
+  auto ref = close_for_request(std::move(view));
+  if (!ref)
+    return ref.error();
+  return call_done(unmap_atom::value, reg_.session, *ref);
 }
 
 caf::expected<void> client::name(const block_ref& ref, const std::string& name) {
@@ -835,6 +832,15 @@ caf::expected<std::vector<block_view>> client::map(std::span<const block_ref> re
 
 namespace {
 
+// The answer of an async call given a view that is not open.
+template <class T>
+async_result<T> view_not_open() {
+  return async_result<T>{[](auto, auto on_error) {
+    auto why = make_error(errc::invalid_argument, "the view is not open");
+    on_error(why);
+  }};
+}
+
 // Sends `request` for `self` through the engine's request inbox if the fast path takes it: the
 // answer (or the error) arrives in self's mailbox as the response to the returned id, with a
 // CAF timeout of `limit` as for self->request(). None: the caller sends it over BASP (no usable
@@ -1026,10 +1032,7 @@ async_result<block_ref> client::transfer(caf::event_based_actor* self, block_vie
                                          process_id process) {
   block_view closing = std::move(view);
   if (!closing)
-    return async_result<block_ref>{[](auto, auto on_error) {
-      auto why = make_error(errc::invalid_argument, "the view is not open");
-      on_error(why);
-    }};
+    return view_not_open<block_ref>();
   auto ref = closing.release();
   return ask<block_ref>(self, nullptr, unmap_transfer_atom::value, reg_.session, ref, process);
 }
@@ -1037,10 +1040,7 @@ async_result<block_ref> client::transfer(caf::event_based_actor* self, block_vie
 async_result<done> client::free(caf::event_based_actor* self, block_view&& view) {
   block_view closing = std::move(view);
   if (!closing)
-    return async_result<done>{[](auto, auto on_error) {
-      auto why = make_error(errc::invalid_argument, "the view is not open");
-      on_error(why);
-    }};
+    return view_not_open<done>();
   auto ref = closing.release();
   return ask_done(self, unmap_free_atom::value, reg_.session, ref);
 }
@@ -1109,10 +1109,7 @@ async_result<std::vector<block_view>> client::map(caf::event_based_actor* self,
 async_result<done> client::unmap(caf::event_based_actor* self, block_view&& view) {
   block_view closing = std::move(view);
   if (!closing)
-    return async_result<done>{[](auto, auto on_error) {
-      auto why = make_error(errc::invalid_argument, "the view is not open");
-      on_error(why);
-    }};
+    return view_not_open<done>();
   auto ref = closing.release();
   return ask_done(self, unmap_atom::value, reg_.session, ref);
 }

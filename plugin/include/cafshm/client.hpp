@@ -307,6 +307,10 @@ private:
                                         std::vector<view_lease>& leases,
                                         const std::shared_ptr<detail::engine_link>& link,
                                         const cafshm::session& s);
+  /// Closes `view` (its pages unmapped here) for a request that counts it closed at the
+  /// engine: its ref; errc::invalid_argument for a view that is not open; while the engine is
+  /// down its error, the close being told to the engine once re-attached.
+  caf::expected<block_ref> close_for_request(block_view&& view);
   /// How many blocks one map_many request of this client maps: max_map_many, or fewer where
   /// their answer could exceed the reply inbox's largest record.
   size_t blocks_per_map_request() const;

@@ -225,9 +225,7 @@ caf::behavior peer_admin(caf::event_based_actor*, std::shared_ptr<peer_state> st
       if (!view)
         return std::move(view.error());
       sink_value = consume(view->data(), view->size(), false);
-      if (auto ok = st->me->unmap(std::move(*view)); !ok)
-        return std::move(ok.error());
-      auto moved = st->me->transfer(ref, back);
+      auto moved = st->me->transfer(std::move(*view), back); // unmap+transfer: one request
       if (!moved)
         return std::move(moved.error());
       return *moved;
@@ -538,10 +536,7 @@ void step(caf::event_based_actor* self, std::shared_ptr<drive> d) {
     }
     case mode::engine: {
       auto* me = d->me;
-      auto ref = me->allocate(d->size);
-      if (!ref)
-        return failed(self, d, describe(ref.error()));
-      auto view = me->map(*ref, access_mode::read_write);
+      auto view = me->allocate_and_map(d->size); // allocate+map: one request
       if (!view)
         return failed(self, d, describe(view.error()));
       view->data()[0] = std::byte(d->i);
@@ -557,9 +552,7 @@ void step(caf::event_based_actor* self, std::shared_ptr<drive> d) {
             if (!v)
               return failed(self, d, describe(v.error()));
             sink_value = consume(v->data(), v->size(), false);
-            if (auto ok = me->unmap(std::move(*v)); !ok)
-              return failed(self, d, describe(ok.error()));
-            if (auto ok = me->free(back); !ok)
+            if (auto ok = me->free(std::move(*v)); !ok) // unmap+free: one request
               return failed(self, d, describe(ok.error()));
             record(self, d);
           },

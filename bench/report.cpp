@@ -818,8 +818,9 @@ void write_outputs(const report& r) {
           "are measured in the same interleaved rounds. "
           "**+checksum**: both sides "
           "XXH3 the whole payload instead. **+write**: the sender also writes the whole payload "
-          "before each send. **no pool**: allocate, map, write, transfer, send; the peer maps, "
-          "reads, unmaps, transfers back; map, read, unmap, free (10 requests to cafshmd). **plain "
+          "before each send. **no pool**: allocate+map, write, unmap+transfer, send; the peer maps, "
+          "reads, unmap+transfers back; map, read, unmap+free (6 requests to cafshmd, 3 of them "
+          "compound). **plain "
           "CAF**: `std::vector<char>` through the io middleman and back. **memcpy**: one copy of "
           "the payload on one core.\n\n";
     md << "Scheduler (both processes, both transports): **" << h.chosen.text()

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <future>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,27 @@ void nothing_left(client& c, const engine_stats& start, const daemon_process& d)
   CHECK(test::check_admin_memory(d.name()) == "");
 }
 
+// A cafshmd of its own and two clients of it, registered as two processes.
+struct two_clients {
+  two_clients(local_transport transport, const char* first, const char* second,
+              const std::string& arena = "16MiB")
+    : d{test::unique_name("cafshm-test-comp"), arena}, cs{transport} {
+    REQUIRE(d.ready());
+    auto x = client::connect(cs.sys, d.address(), first);
+    auto y = client::connect(cs.sys, d.address(), second);
+    REQUIRE(x);
+    REQUIRE(y);
+    CHECK(x->transport() == transport);
+    a.emplace(std::move(*x));
+    b.emplace(std::move(*y));
+    start = stats_of(*a);
+  }
+  daemon_process d;
+  client_system cs;
+  std::optional<client> a, b;
+  engine_stats start; // before the test's own work
+};
+
 bool mentions(const caf::error& e, const std::string& text) {
   return describe(e).find(text) != std::string::npos;
 }
@@ -80,15 +102,11 @@ bool mentions(const caf::error& e, const std::string& text) {
 } // namespace
 
 void compound_requests_work(local_transport transport) {
-  daemon_process d{test::unique_name("cafshm-test-comp"), "32MiB"};
-  REQUIRE(d.ready());
-  client_system cs{transport};
-  auto producer = client::connect(cs.sys, d.address(), "producer");
-  auto consumer = client::connect(cs.sys, d.address(), "consumer");
-  REQUIRE(producer);
-  REQUIRE(consumer);
-  CHECK(producer->transport() == transport);
-  auto start = stats_of(*producer);
+  two_clients t{transport, "producer", "consumer", "32MiB"};
+  auto& d = t.d;
+  auto& producer = t.a;
+  auto& consumer = t.b;
+  const auto& start = t.start;
 
   // allocate+map: a writable view of a new block of the producer.
   block_view v;
@@ -174,14 +192,11 @@ TEST_CASE("compound requests: allocate+map, unmap+transfer, a map of many blocks
 }
 
 void compound_requests_fail_whole(local_transport transport) {
-  daemon_process d{test::unique_name("cafshm-test-comp"), "16MiB"};
-  REQUIRE(d.ready());
-  client_system cs{transport};
-  auto owner = client::connect(cs.sys, d.address(), "owner");
-  auto other = client::connect(cs.sys, d.address(), "other");
-  REQUIRE(owner);
-  REQUIRE(other);
-  auto start = stats_of(*owner);
+  two_clients t{transport, "owner", "other"};
+  auto& d = t.d;
+  auto& owner = t.a;
+  auto& other = t.b;
+  const auto& start = t.start;
 
   // A stale ref among good ones: the map of all fails naming it, and no view stays counted.
   auto a = owner->allocate(5000);
@@ -256,14 +271,12 @@ TEST_CASE("compound requests: a failing part fails the whole, keeps the owner an
 }
 
 void compound_requests_from_actors(local_transport transport) {
-  daemon_process d{test::unique_name("cafshm-test-comp"), "16MiB"};
-  REQUIRE(d.ready());
-  client_system cs{transport};
-  auto producer = client::connect(cs.sys, d.address(), "producer");
-  auto consumer = client::connect(cs.sys, d.address(), "consumer");
-  REQUIRE(producer);
-  REQUIRE(consumer);
-  auto start = stats_of(*producer);
+  two_clients t{transport, "producer", "consumer"};
+  auto& d = t.d;
+  auto& cs = t.cs;
+  auto& producer = t.a;
+  auto& consumer = t.b;
+  const auto& start = t.start;
   // An event-based actor allocates and maps, fills, hands the block over; the consumer maps it
   // with two blocks of its own in one request, checks the bytes and frees all three.
   std::promise<std::string> outcome;

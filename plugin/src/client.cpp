@@ -832,13 +832,10 @@ caf::expected<std::vector<block_view>> client::map(std::span<const block_ref> re
 
 namespace {
 
-// The answer of an async call given a view that is not open.
+// The answer of an async call that failed before any request: `why`.
 template <class T>
-async_result<T> view_not_open() {
-  return async_result<T>{[](auto, auto on_error) {
-    auto why = make_error(errc::invalid_argument, "the view is not open");
-    on_error(why);
-  }};
+async_result<T> failed_at_once(caf::error why) {
+  return async_result<T>{[why = std::move(why)](auto, auto on_error) mutable { on_error(why); }};
 }
 
 // Sends `request` for `self` through the engine's request inbox if the fast path takes it: the
@@ -1030,19 +1027,18 @@ async_result<block_view> client::allocate_and_map(caf::event_based_actor* self, 
 
 async_result<block_ref> client::transfer(caf::event_based_actor* self, block_view&& view,
                                          process_id process) {
-  block_view closing = std::move(view);
-  if (!closing)
-    return view_not_open<block_ref>();
-  auto ref = closing.release();
-  return ask<block_ref>(self, nullptr, unmap_transfer_atom::value, reg_.session, ref, process);
+  // Closed here in any case; while the engine is down, the close is told once re-attached.
+  auto ref = close_for_request(std::move(view));
+  if (!ref)
+    return failed_at_once<block_ref>(ref.error());
+  return ask<block_ref>(self, nullptr, unmap_transfer_atom::value, reg_.session, *ref, process);
 }
 
 async_result<done> client::free(caf::event_based_actor* self, block_view&& view) {
-  block_view closing = std::move(view);
-  if (!closing)
-    return view_not_open<done>();
-  auto ref = closing.release();
-  return ask_done(self, unmap_free_atom::value, reg_.session, ref);
+  auto ref = close_for_request(std::move(view)); // as in transfer(self, view, ...)
+  if (!ref)
+    return failed_at_once<done>(ref.error());
+  return ask_done(self, unmap_free_atom::value, reg_.session, *ref);
 }
 
 async_result<std::vector<block_view>> client::map(caf::event_based_actor* self,
@@ -1107,11 +1103,10 @@ async_result<std::vector<block_view>> client::map(caf::event_based_actor* self,
 }
 
 async_result<done> client::unmap(caf::event_based_actor* self, block_view&& view) {
-  block_view closing = std::move(view);
-  if (!closing)
-    return view_not_open<done>();
-  auto ref = closing.release();
-  return ask_done(self, unmap_atom::value, reg_.session, ref);
+  auto ref = close_for_request(std::move(view)); // as in transfer(self, view, ...)
+  if (!ref)
+    return failed_at_once<done>(ref.error());
+  return ask_done(self, unmap_atom::value, reg_.session, *ref);
 }
 
 } // namespace cafshm

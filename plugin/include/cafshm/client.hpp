@@ -237,7 +237,9 @@ public:
   /// Asks the engine for access and maps the block's pages.
   async_result<block_view> map(caf::event_based_actor* self, const block_ref& ref,
                                access_mode mode);
-  /// Unmaps `view` now; answers once the engine counted it closed.
+  /// Unmaps `view` now; answers once the engine counted it closed. While the engine is down:
+  /// fails with errc::engine_unreachable and tells the engine once re-attached (as the
+  /// blocking form; the same for transfer and free of a view).
   async_result<done> unmap(caf::event_based_actor* self, block_view&& view);
   /// The compound requests, as their blocking forms above.
   async_result<block_view> allocate_and_map(caf::event_based_actor* self, uint64_t size);

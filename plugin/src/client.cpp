@@ -810,18 +810,25 @@ size_t client::blocks_per_map_request() const {
   return static_cast<size_t>(std::clamp<uint64_t>(fit, 1, max_map_many));
 }
 
+std::vector<std::pair<size_t, size_t>> client::map_parts(size_t count) const {
+  std::vector<std::pair<size_t, size_t>> parts;
+  auto per_request = blocks_per_map_request();
+  for (size_t at = 0; at < count; at += per_request)
+    parts.emplace_back(at, std::min(per_request, count - at));
+  return parts;
+}
+
 caf::expected<std::vector<block_view>> client::map(std::span<const block_ref> refs,
                                                    access_mode mode) {
   std::vector<block_view> views;
   views.reserve(refs.size());
-  auto per_request = blocks_per_map_request();
-  for (size_t at = 0; at < refs.size(); at += per_request) {
-    auto part = refs.subspan(at, std::min(per_request, refs.size() - at));
+  for (auto [at, n] : map_parts(refs.size())) {
+    auto part = refs.subspan(at, n);
     auto leases = call<std::vector<view_lease>>(map_many_atom::value, reg_.session,
                                                 std::vector<block_ref>(part.begin(), part.end()),
                                                 mode);
     if (!leases)
-      return map_part_error(leases.error(), at, part.size(), refs.size());
+      return map_part_error(leases.error(), at, n, refs.size());
     if (auto opened = open_views(views, part, *leases, link_, reg_.session); !opened)
       return opened.error();
   }
@@ -1047,7 +1054,12 @@ async_result<std::vector<block_view>> client::map(caf::event_based_actor* self,
   using leases_result = async_result<std::vector<view_lease>>;
   struct mapping {
     std::vector<block_ref> refs;
-    std::vector<std::pair<size_t, leases_result>> parts; // first block, its request
+    struct part {
+      size_t at; // its first block
+      size_t n;
+      leases_result request;
+    };
+    std::vector<part> parts;
     std::shared_ptr<detail::engine_link> link;
     cafshm::session s;
     std::vector<block_view> views;
@@ -1062,9 +1074,8 @@ async_result<std::vector<block_view>> client::map(caf::event_based_actor* self,
     void next(const std::shared_ptr<mapping>& me, size_t index) {
       if (index == parts.size())
         return on_value(std::move(views));
-      auto at = parts[index].first;
-      auto n = (index + 1 < parts.size() ? parts[index + 1].first : refs.size()) - at;
-      parts[index].second.then(
+      auto [at, n] = std::pair{parts[index].at, parts[index].n};
+      parts[index].request.then(
         [me, index, at, n](std::vector<view_lease>&& leases) {
           std::span<const block_ref> part{me->refs.data() + at, n};
           if (auto opened = open_views(me->views, part, leases, me->link, me->s); !opened)
@@ -1075,10 +1086,8 @@ async_result<std::vector<block_view>> client::map(caf::event_based_actor* self,
     }
   };
   auto m = std::make_shared<mapping>();
-  auto per_request = blocks_per_map_request();
-  for (size_t at = 0; at < refs.size(); at += per_request) {
-    std::vector<block_ref> part(refs.begin() + at,
-                                refs.begin() + at + std::min(per_request, refs.size() - at));
+  for (auto [at, n] : map_parts(refs.size())) {
+    std::vector<block_ref> part(refs.begin() + at, refs.begin() + at + n);
     // Leases whose requester ended before the answer came are counted closed again.
     auto give_back = [link = std::weak_ptr<detail::engine_link>(link_), s = reg_.session,
                       part](caf::message& answer) {
@@ -1088,8 +1097,8 @@ async_result<std::vector<block_view>> client::map(caf::event_based_actor* self,
           l->unmap(s, part[i]);
       }
     };
-    m->parts.emplace_back(at, ask<std::vector<view_lease>>(self, give_back, map_many_atom::value,
-                                                           reg_.session, part, mode));
+    m->parts.push_back({at, n, ask<std::vector<view_lease>>(self, give_back, map_many_atom::value,
+                                                            reg_.session, part, mode)});
   }
   m->refs = std::move(refs);
   m->link = link_;

@@ -41,6 +41,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -316,6 +317,8 @@ private:
   /// How many blocks one map_many request of this client maps: max_map_many, or fewer where
   /// their answer could exceed the reply inbox's largest record.
   size_t blocks_per_map_request() const;
+  /// The map_many requests of a map of `count` blocks: (first block, how many) each.
+  std::vector<std::pair<size_t, size_t>> map_parts(size_t count) const;
 
   caf::actor_system* sys_ = nullptr;
   std::shared_ptr<detail::engine_link> link_; // the engine now, shared with keeper_ and views

@@ -1074,7 +1074,8 @@ async_result<std::vector<block_view>> client::map(caf::event_based_actor* self,
     void next(const std::shared_ptr<mapping>& me, size_t index) {
       if (index == parts.size())
         return on_value(std::move(views));
-      auto [at, n] = std::pair{parts[index].at, parts[index].n};
+      // Plain copies: clang 14 cannot capture a structured binding in a lambda.
+      size_t at = parts[index].at, n = parts[index].n;
       parts[index].request.then(
         [me, index, at, n](std::vector<view_lease>&& leases) {
           std::span<const block_ref> part{me->refs.data() + at, n};

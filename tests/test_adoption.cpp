@@ -9,10 +9,13 @@
 
 #include "test_names.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <poll.h>
 #include <sys/wait.h>
@@ -238,6 +241,57 @@ TEST_CASE("adoption: processes that still run keep sessions, blocks, grants, nam
   CHECK(stats.free_bytes == stats.arena_bytes);
   CHECK(mm.check() == "");
   ::waitpid(zombie, nullptr, 0);
+}
+
+TEST_CASE("adoption: freed memory the dead engine had not zeroed yet is zeroed before anyone "
+          "else gets it, also the memory of its kept processes") {
+  auto s = settings_named("adopt-scrub");
+  s.scrub_delay = std::chrono::minutes{1}; // neither engine's scrubbing thread runs here
+  segment_guard guard{s.name};
+  std::string secret(64 * 1024, 's');
+  auto st = run_dead_engine(s, [&](memory_manager& mm, dead_engine_state& out) {
+    auto alive = mm.register_process("alive", ::getppid(), 0);
+    out.ok = static_cast<bool>(alive);
+    if (!out.ok)
+      return;
+    out.alive = alive->session;
+    auto a = mm.allocate(out.alive, secret.size());
+    auto b = mm.allocate(out.alive, secret.size());
+    out.ok = a && b && mm.write(out.alive, *a, 0, bytes_of(secret))
+             && mm.write(out.alive, *b, 0, bytes_of(secret)) && mm.free(out.alive, *a)
+             && mm.scrub_counts().pending_bytes == secret.size();
+    out.kept = b ? *b : block_ref{};
+  });
+  REQUIRE(st.ok);
+  auto created = memory_manager::create(s);
+  REQUIRE_MESSAGE(static_cast<bool>(created), cafshm_test::why(created));
+  auto& mm = **created;
+  REQUIRE(mm.adopted());
+  // All free memory counts as written: the dead engine's bookkeeping of it is gone.
+  CHECK(mm.scrub_counts().pending_bytes == mm.stats().free_bytes);
+  REQUIRE_OK(mm.reattach(st.alive, ::getpid()));
+  // Even the process that wrote the freed block gets zeros (who wrote it is not known now) ...
+  auto again = mm.allocate(st.alive, secret.size());
+  REQUIRE_OK(again);
+  auto seen = mm.read(st.alive, *again, 0, secret.size());
+  REQUIRE_OK(seen);
+  CHECK(std::all_of(seen->begin(), seen->end(), [](char c) { return c == 0; }));
+  CHECK(mm.scrub_counts().kept_for_writer == 0);
+  // ... and its kept block, freed now, is zeroed for another process.
+  CHECK_OK(mm.free(st.alive, st.kept));
+  auto other = mm.register_process("other", ::getpid(), 0);
+  REQUIRE_OK(other);
+  std::vector<block_ref> taken;
+  while (auto r = mm.allocate(other->session, secret.size()))
+    taken.push_back(*r);
+  CHECK(taken.size() >= 10);
+  for (auto& r : taken) {
+    auto bytes = mm.read(other->session, r, 0, secret.size());
+    REQUIRE_OK(bytes);
+    CHECK(std::all_of(bytes->begin(), bytes->end(), [](char c) { return c == 0; }));
+  }
+  CHECK(mm.scrub_counts().pending_bytes == 0);
+  CHECK(mm.check() == "");
 }
 
 TEST_CASE("adoption: a pid that now belongs to a later process is reclaimed (start time differs)") {

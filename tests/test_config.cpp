@@ -58,6 +58,7 @@ void check_same(const settings& a, const settings& b) {
   CHECK(a.engine.max_copy_ranges == b.engine.max_copy_ranges);
   CHECK(a.engine.max_copy_bytes == b.engine.max_copy_bytes);
   CHECK(a.engine.scrub == b.engine.scrub);
+  CHECK(a.engine.scrub_delay == b.engine.scrub_delay);
   CHECK(a.engine.permissions == b.engine.permissions);
   CHECK(a.engine.listen == b.engine.listen);
   CHECK(a.engine.liveness_interval == b.engine.liveness_interval);
@@ -165,6 +166,7 @@ engine:
   max_names: 9
   default_quota: 10MB
   scrub: on-allocate
+  scrub_delay: 15ms
   permissions: 0640
   listen: {host: 0.0.0.0, port: 0}
   liveness_interval: 1s
@@ -197,6 +199,7 @@ remote:
   CHECK(s.engine.max_names == 9u);
   CHECK(s.engine.default_quota_bytes == 10000000u);
   CHECK(s.engine.scrub == scrub_policy::on_allocate);
+  CHECK(s.engine.scrub_delay == 15ms);
   CHECK(s.engine.permissions == 0640u);
   CHECK(s.engine.listen == endpoint{"0.0.0.0", 0});
   CHECK(s.engine.liveness_interval == 1000ms);
@@ -289,7 +292,7 @@ TEST_CASE("load_config reports positions in the file it read") {
                                   "arena, max_arena, min_block, max_processes, "
                                   "max_processes_per_user, max_blocks, "
                                   "max_grants, max_names, default_quota, quotas, max_copy_ranges, "
-                                  "max_copy_bytes, scrub, permissions, group, listen, "
+                                  "max_copy_bytes, scrub, scrub_delay, permissions, group, listen, "
                                   "liveness_interval, socket, allow_users, allow_groups, "
                                   "unauthenticated_tcp)");
 }
@@ -475,6 +478,8 @@ TEST_CASE("out-of-range values are rejected at the key") {
   CHECK(error_of("remote: {chunk: 32KiB}").key == "remote.chunk");
   CHECK(error_of("remote: {chunk: 512MiB}").key == "remote.chunk");
   CHECK(error_of("engine: {liveness_interval: 0}").key == "engine.liveness_interval");
+  CHECK(error_of("engine: {scrub_delay: 2min}").key == "engine.scrub_delay");
+  CHECK(error_of("engine: {scrub_delay: -1}").key == "engine.scrub_delay");
   CHECK(error_of("client: {request_timeout: -5s}").key == "client.request_timeout");
   CHECK(error_of("engine: {name: ''}").key == "engine.name");
   CHECK(error_of("engine: {name: a/b}").key == "engine.name");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <ctime>
@@ -14,6 +15,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/stat.h>
@@ -28,6 +30,8 @@ using namespace cafshm;
 using cafshm_test::segment_guard;
 using cafshm_test::unique_name;
 using cafshm_test::why;
+
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -116,6 +120,18 @@ struct env {
 
   uint64_t offset_of(uint32_t index) const {
     return uint64_t{block(index).page} << mm->header().min_order;
+  }
+
+  /// Whether the background scrubber zeroed every freed range before `deadline` (it starts on
+  /// a range engine.scrub_delay after its free).
+  bool scrubbed_within(std::chrono::milliseconds deadline) const {
+    auto until = std::chrono::steady_clock::now() + deadline;
+    while (mm->scrub_counts().pending_bytes != 0)
+      if (std::chrono::steady_clock::now() > until)
+        return false;
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds{200});
+    return true;
   }
 
   /// The raw arena bytes of a block.
@@ -1127,7 +1143,8 @@ TEST_CASE("reclaim returns the accounting exactly to what it was before registra
   CHECK(st.processes == before.processes);
   CHECK(std::string(e.raw(b3.block), 6) == "secret"); // still mapped by q: not scrubbed yet
   CHECK_OK(e->unmap(q, b3));
-  CHECK(all_zero(e.raw(b3.block), 50 * kib)); // scrubbed on its way back
+  REQUIRE(e.scrubbed_within(10s)); // p wrote it: zeroed in the background
+  CHECK(all_zero(e.raw(b3.block), 50 * kib));
   check_same_accounting(e->stats(), before);
   // reclaiming again, or the engine, changes nothing
   e->reclaim(p.process);
@@ -1154,23 +1171,26 @@ TEST_CASE("unregister reclaims like a dead process") {
 namespace {
 
 struct scrub_result {
-  bool raw_zero_after_free;   // the arena bytes right after free
-  bool read_zero_after_reuse; // what the next owner of the same block reads
+  bool raw_zero_after_free;    // the arena bytes right after free
+  bool read_zero_after_reuse;  // what the next owner (another process) of the same memory reads
 };
 
 scrub_result run_scrub(scrub_policy policy) {
-  env e{[policy](engine_settings& s) { s.scrub = policy; }};
+  env e{[policy](engine_settings& s) {
+    s.scrub = policy;
+    s.scrub_delay = 1min; // on_free: the scrubbing thread stays out of this
+  }};
   auto p = e.reg("p");
   auto q = e.reg("q");
+  std::string pattern(8 * kib, '\xab');
   auto a = e.alloc(p, 8 * kib);
   auto offset = e.offset_of(a.block);
-  std::string pattern(8 * kib, '\xab');
   REQUIRE_OK(e->write(p, a, 0, bytes_of(pattern)));
   REQUIRE(std::string(e.raw(a.block), 8 * kib) == pattern);
   REQUIRE_OK(e->free(p, a));
   scrub_result r{};
-  r.raw_zero_after_free = all_zero(reinterpret_cast<const char*>(e->arena().data() + offset),
-                                   8 * kib);
+  auto* raw = reinterpret_cast<const char*>(e->arena().data() + offset);
+  r.raw_zero_after_free = all_zero(raw, 8 * kib);
   auto b = e.alloc(q, 8 * kib); // another process gets the same memory back
   REQUIRE(e.offset_of(b.block) == offset);
   auto seen = e->read(q, b, 0, 8 * kib);
@@ -1181,10 +1201,20 @@ scrub_result run_scrub(scrub_policy policy) {
 
 } // namespace
 
-TEST_CASE("scrub on_free: freed memory is zeroed at once, the next owner reads zeros") {
+TEST_CASE("scrub on_free: freed memory is zeroed in the background, and for another process "
+          "that takes it first on allocation") {
   auto r = run_scrub(scrub_policy::on_free);
-  CHECK(r.raw_zero_after_free);
-  CHECK(r.read_zero_after_reuse);
+  CHECK_FALSE(r.raw_zero_after_free); // not on the free request's path ...
+  CHECK(r.read_zero_after_reuse);     // ... but before anyone else can read it
+  // ... and by the scrubbing thread when nobody asks for it
+  env e{[](engine_settings& s) { s.scrub_delay = 0ms; }};
+  auto p = e.reg("p");
+  auto a = e.alloc(p, 24 * kib);
+  REQUIRE_OK(e->write(p, a, 0, bytes_of(std::string(24 * kib, 'w'))));
+  REQUIRE_OK(e->free(p, a));
+  REQUIRE(e.scrubbed_within(10s));
+  CHECK(all_zero(e.raw(a.block), 24 * kib));
+  CHECK(e->scrub_counts().zeroed_in_background == 24 * kib);
 }
 
 TEST_CASE("scrub on_allocate: memory is zeroed when handed out, the next owner reads zeros") {
@@ -1199,8 +1229,97 @@ TEST_CASE("scrub off: old data survives (so the tests above would catch a missin
   CHECK_FALSE(r.read_zero_after_reuse);
 }
 
+TEST_CASE("scrub on_free: the only process that wrote freed memory takes it back unzeroed, "
+          "any other writer, or the engine, makes it zeroed") {
+  env e{[](engine_settings& s) { s.scrub_delay = 1min; }}; // the scrubber's thread stays out
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  std::string mine(8 * kib, 'p');
+  auto a = e.alloc(p, 8 * kib);
+  auto offset = e.offset_of(a.block);
+  REQUIRE_OK(e->write(p, a, 0, bytes_of(mine)));
+  REQUIRE_OK(e->share(p, a, q.process, access_mode::read)); // a reader is no writer ...
+  REQUIRE_OK(e->map(q, a, access_mode::read));
+  REQUIRE_OK(e->map(p, a, access_mode::read));
+  REQUIRE_OK(e->unmap(q, a));
+  REQUIRE_OK(e->unmap(p, a));
+  REQUIRE_OK(e->free(p, a));
+  auto before = e->scrub_counts();
+  auto again = e.alloc(p, 8 * kib); // ... so p gets its own bytes back without zeroing
+  REQUIRE(e.offset_of(again.block) == offset);
+  CHECK(text_of(*e->read(p, again, 0, 8 * kib)) == mine);
+  CHECK(e->scrub_counts().kept_for_writer == before.kept_for_writer + 8 * kib);
+  // they are p's bytes in the new block too: freed again, q does not get them
+  REQUIRE_OK(e->free(p, again));
+  auto theirs = e.alloc(q, 8 * kib);
+  REQUIRE(e.offset_of(theirs.block) == offset);
+  CHECK(all_zero(e->read(q, theirs, 0, 8 * kib)->data(), 8 * kib));
+  REQUIRE_OK(e->free(q, theirs));
+  // two writers (a writable view of q's): zeroed even for the owner
+  auto b = e.alloc(p, 8 * kib);
+  REQUIRE(e.offset_of(b.block) == offset);
+  REQUIRE_OK(e->write(p, b, 0, bytes_of(mine)));
+  REQUIRE_OK(e->share(p, b, q.process, access_mode::read_write));
+  REQUIRE_OK(e->map(q, b, access_mode::read_write));
+  REQUIRE_OK(e->unmap(q, b));
+  REQUIRE_OK(e->free(p, b));
+  auto c = e.alloc(p, 8 * kib);
+  REQUIRE(e.offset_of(c.block) == offset);
+  CHECK(all_zero(e->read(p, c, 0, 8 * kib)->data(), 8 * kib));
+  // a copy into it by q: q wrote it
+  auto src = e.alloc(q, 8 * kib);
+  REQUIRE_OK(e->write(q, src, 0, bytes_of(std::string(8 * kib, 'q'))));
+  REQUIRE_OK(e->share(p, c, q.process, access_mode::read_write));
+  REQUIRE_OK(e->copy(q, src, c, {copy_range{0, 0, 8 * kib}}));
+  REQUIRE_OK(e->free(p, c));
+  auto d = e.alloc(p, 8 * kib);
+  REQUIRE(e.offset_of(d.block) == offset);
+  CHECK(all_zero(e->read(p, d, 0, 8 * kib)->data(), 8 * kib));
+  // the engine's bytes (as for a peer's data): zeroed for everyone
+  REQUIRE(static_cast<bool>(e->engine_bytes(d)));
+  REQUIRE_OK(e->free(p, d));
+  auto zeroed = e->scrub_counts().zeroed_by_engine;
+  auto f = e.alloc(p, 8 * kib);
+  REQUIRE(e.offset_of(f.block) == offset);
+  CHECK(e->scrub_counts().zeroed_by_engine == zeroed + 8 * kib);
+  CHECK(e->scrub_counts().kept_for_writer == before.kept_for_writer + 8 * kib);
+  REQUIRE_OK(e->free(p, f)); // nobody wrote it since: nothing to zero
+  REQUIRE_OK(e->free(q, src));
+  CHECK(e->scrub_counts().pending_bytes == 8 * kib); // src
+  CHECK(e->scrub_counts().zeroed_in_background == 0);
+}
+
+TEST_CASE("scrub on_free: an allocation waits for the piece the scrubber is zeroing, and "
+          "the arena is all zeros once it is done") {
+  env e{[](engine_settings& s) { s.scrub_delay = 0ms; }}; // the thread starts at once
+  auto p = e.reg("p");
+  auto q = e.reg("q");
+  std::vector<block_ref> blocks;
+  while (auto r = e->allocate(p, 64 * kib))
+    blocks.push_back(*r);
+  REQUIRE(blocks.size() >= 8);
+  for (auto& b : blocks)
+    REQUIRE_OK(e->write(p, b, 0, bytes_of(std::string(64 * kib, 'x'))));
+  for (auto& b : blocks)
+    REQUIRE_OK(e->free(p, b));
+  // q takes the whole arena back while the scrubber may be at any piece of it
+  std::vector<block_ref> again;
+  for (size_t i = 0; i < blocks.size(); ++i)
+    again.push_back(e.alloc(q, 64 * kib));
+  for (auto& b : again) {
+    auto seen = e->read(q, b, 0, 64 * kib);
+    REQUIRE_OK(seen);
+    CHECK(all_zero(seen->data(), seen->size()));
+  }
+  for (auto& b : again)
+    REQUIRE_OK(e->free(q, b)); // nobody wrote them: nothing to zero
+  CHECK(e->scrub_counts().pending_bytes == 0);
+  auto c = e->scrub_counts();
+  CHECK(c.zeroed_in_background + c.zeroed_by_engine == blocks.size() * 64 * kib);
+}
+
 TEST_CASE("scrub on_free also covers draining blocks and reclaimed processes") {
-  env e;
+  env e{[](engine_settings& s) { s.scrub_delay = 1min; }}; // zeroed below, on this thread
   auto p = e.reg("p");
   auto a = e.alloc(p, 4 * kib);
   auto b = e.alloc(p, 4 * kib);
@@ -1209,9 +1328,14 @@ TEST_CASE("scrub on_free also covers draining blocks and reclaimed processes") {
   REQUIRE_OK(e->map(p, a, access_mode::read));
   REQUIRE_OK(e->free(p, a));
   CHECK(e.raw(a.block)[0] == 'a'); // mapped: not yet
+  CHECK(e->scrub_counts().pending_bytes == 0);
   REQUIRE_OK(e->unmap(p, a));
-  CHECK(all_zero(e.raw(a.block), 4 * kib));
+  CHECK(e->scrub_counts().pending_bytes == 4 * kib);
   e->reclaim(p.process);
+  CHECK(e->scrub_counts().pending_bytes == 8 * kib);
+  e->zero_freed_memory();
+  CHECK(e->scrub_counts().pending_bytes == 0);
+  CHECK(all_zero(e.raw(a.block), 4 * kib));
   CHECK(all_zero(e.raw(b.block), 4 * kib));
 }
 

@@ -304,6 +304,8 @@ check_result check_engine(const engine_settings& e, uint64_t page_bytes) {
   if (auto p = check_range("engine.max_copy_ranges", e.max_copy_ranges, 1, 16777216)) return p;
   if (e.max_copy_bytes == 0) return problem{"engine.max_copy_bytes", "must be at least 1"};
   if (e.listen.host.empty()) return problem{"engine.listen.host", "must not be empty"};
+  if (e.scrub_delay.count() < 0 || e.scrub_delay > std::chrono::minutes{1})
+    return problem{"engine.scrub_delay", "must be between 0 and 1min"};
   if (e.liveness_interval.count() <= 0)
     return problem{"engine.liveness_interval", "must be greater than 0"};
   if (!e.socket.empty() && (e.socket[0] != '/' || e.socket.size() > 107))
@@ -743,6 +745,8 @@ constexpr field<engine_settings> engine_fields[] = {
      [](const entry& v, engine_settings& out) { out.max_copy_bytes = read_size(v); }},
     {"scrub",
      [](const entry& v, engine_settings& out) { out.scrub = read_choice(v, scrub_policies); }},
+    {"scrub_delay",
+     [](const entry& v, engine_settings& out) { out.scrub_delay = read_duration(v); }},
     {"permissions", [](const entry& v, engine_settings& out) { out.permissions = read_mode(v); }},
     {"group", [](const entry& v, engine_settings& out) { out.group = read_text(v); }},
     {"listen",

@@ -348,6 +348,7 @@ memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, in
     quota_group_(s.max_processes, no_index),
     concealed_(s.max_blocks, 0),
     writable_opens_(s.max_blocks, 0),
+    writers_(s.max_blocks),
     random_(std::random_device{}()) {
   // used * 100 > capacity * warn_percent  <=>  used > capacity * warn_percent / 100 (rounded down)
   uint64_t capacity[] = {s.arena_ceiling(), s.max_blocks, s.max_grants, s.max_names,
@@ -358,6 +359,8 @@ memory_manager::memory_manager(const engine_settings& s, quota_policy quotas, in
     start_report_ = this->adopt();
   else
     format();
+  if (settings_.scrub == scrub_policy::on_free)
+    scrubber_.start();
 }
 
 // Whoever reads `changing` (an engine adopting the segments after this one died, a snapshot
@@ -389,6 +392,8 @@ std::string memory_manager::adopt() {
   engine.pid = ::getpid();
   engine.start_ticks = start_ticks_of(::getpid()).value_or(0);
   tokens_[admin::engine_slot] = random_() | 1; // other slots: none until a process re-attaches
+  for (auto& w : writers_) // what the blocks hold came from whoever: never kept unzeroed
+    w = background_scrubber::anyone;
   for (uint32_t i = 0; i < settings_.max_blocks; ++i) {
     auto& b = block(i);
     if (b.state != block_state::free && b.name != no_index)
@@ -444,6 +449,8 @@ std::string memory_manager::adopt() {
     if (slot_live(slot))
       join_quota_group(slot);
   recount_quota_groups(); // the reclaims above may have moved charges of kept processes
+  if (settings_.scrub == scrub_policy::on_free)
+    mark_free_memory_dirty();
   return "adopted the segments of a dead engine (engine id " + std::to_string(h.engine_id)
          + ", adoption " + std::to_string(h.adoptions) + "): " + std::to_string(kept)
          + " processes kept, " + std::to_string(dropped) + " reclaimed (ended or unverified), "
@@ -451,6 +458,7 @@ std::string memory_manager::adopt() {
 }
 
 memory_manager::~memory_manager() {
+  scrubber_.stop(); // it writes the data segments, which go below
   // Every inbox named after this engine: the slots they belong to end with it, also those of
   // processes that died (or are dying) and that it has not reclaimed yet.
   fastpath::inbox::remove_inboxes(settings_.name, fastpath::inbox::owners::any);
@@ -708,6 +716,7 @@ void memory_manager::remove_segment(uint32_t i) {
   uint64_t bytes = uint64_t{seg.pages} << allocator_.page_shift();
   if (!allocator_.remove_range(seg.first_page, seg.pages))
     return; // cannot happen: check() would report the broken page space
+  scrubber_.forget(segments_[i].data(), bytes);
   seg = admin::segment_entry{};
   h.arena_bytes -= bytes;
   --h.live_segments;
@@ -730,6 +739,49 @@ void memory_manager::remove_empty_segments() {
     if (allocator_.free_bytes() - bytes < std::min(bytes, h.initial_arena_bytes) / 2)
       continue;
     remove_segment(i);
+  }
+}
+
+// -- scrubbing ----------------------------------------------------------------------------------
+
+background_scrubber::writer memory_manager::writer_of(uint32_t slot) const noexcept {
+  if (slot == admin::engine_slot)
+    return background_scrubber::anyone;
+  return {slot, tokens_[slot]};
+}
+
+void memory_manager::note_writer(uint32_t index, uint32_t slot) noexcept {
+  auto me = writer_of(slot);
+  auto& w = writers_[index];
+  if (!w)
+    w = me;
+  else if (*w != me)
+    w = background_scrubber::anyone;
+}
+
+void memory_manager::mark_free_memory_dirty() {
+  auto shift = allocator_.page_shift();
+  for (uint32_t i = 0; i < admin::max_segments; ++i) {
+    const auto& seg = segment(i);
+    if (seg.pages == 0 || !segments_[i])
+      continue;
+    scrubber_.forget(segments_[i].data(), uint64_t{seg.pages} << shift); // rebuilt below
+    std::vector<std::pair<uint32_t, uint32_t>> taken; // first page, pages of the blocks
+    for (uint32_t k = 0; k < settings_.max_blocks; ++k)
+      if (auto& b = block(k); b.state != block_state::free && b.page - seg.first_page < seg.pages)
+        taken.emplace_back(b.page, static_cast<uint32_t>(allocator_.occupied_bytes(b.size) >> shift));
+    std::sort(taken.begin(), taken.end());
+    uint32_t at = seg.first_page;
+    auto dirty = [&](uint32_t from, uint32_t to) {
+      if (from < to)
+        scrubber_.add(segments_[i].data() + (uint64_t{from - seg.first_page} << shift),
+                      uint64_t{to - from} << shift, background_scrubber::anyone);
+    };
+    for (auto [first, pages] : taken) {
+      dirty(at, first);
+      at = std::max(at, first + pages);
+    }
+    dirty(at, seg.first_page + seg.pages);
   }
 }
 
@@ -1109,8 +1161,14 @@ caf::expected<block_ref> memory_manager::allocate(const session& s, uint64_t siz
   b.next_free = no_index;
   b.state = block_state::live;
   b.charged_to = slot_of(s);
-  if (settings_.scrub == scrub_policy::on_allocate)
+  if (settings_.scrub == scrub_policy::on_allocate) {
     std::memset(payload(b), 0, bytes);
+  } else if (settings_.scrub == scrub_policy::on_free) {
+    // Freed pages not zeroed yet: zeroed here unless this process alone wrote them, and then
+    // the block holds its own old bytes (it counts as their writer).
+    auto me = writer_of(slot_of(s));
+    writers_[index] = scrubber_.claim(payload(b), bytes, me) ? std::optional{me} : std::nullopt;
+  }
   add_charge(slot_of(s), bytes);
   ++proc.block_count;
   ++proc.allocations;
@@ -1163,7 +1221,8 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
     drop_grant(index, b.grant_head);
   uint64_t bytes = allocator_.occupied_bytes(b.size);
   add_charge(b.charged_to, 0 - bytes);
-  bool scrub = settings_.scrub == scrub_policy::on_free;
+  // Written pages go to the scrubber, which zeroes them before another process gets them.
+  bool scrub = settings_.scrub == scrub_policy::on_free && writers_[index];
   auto seg = scrub ? segment_of(b.page) : 0;
   auto* at = scrub ? payload(b) : nullptr;
   allocator_.free(uint64_t{b.page} << allocator_.page_shift());
@@ -1173,7 +1232,8 @@ void memory_manager::finish_if_drained(uint32_t index) noexcept {
   // A segment removed with the block took its pages out of every process's reach (no view of
   // it is open, its object is unlinked): nothing to scrub there.
   if (scrub && (seg == 0 || segment(seg).pages != 0))
-    std::memset(at, 0, bytes);
+    scrubber_.add(at, bytes, *writers_[index]);
+  writers_[index] = std::nullopt;
   h.used_bytes -= bytes;
   --h.live_blocks;
   b.state = block_state::free;
@@ -1241,6 +1301,7 @@ caf::expected<void> memory_manager::write(const session& s, const block_ref& ref
   if (!bytes.empty()) // an empty write's data() may be null: memcpy(p, nullptr, 0) is UB
     std::memcpy(payload(**b) + offset, bytes.data(), bytes.size());
   ++(*b)->version;
+  note_writer(ref.block, slot_of(s));
   auto& p = process(slot_of(s));
   ++p.writes;
   p.bytes_written += bytes.size();
@@ -1297,6 +1358,7 @@ caf::expected<void> memory_manager::copy(const session& s, const block_ref& src,
   for (const auto& r : ranges)
     std::memmove(payload(**to) + r.dst_offset, payload(**from) + r.src_offset, r.length);
   ++(*to)->version;
+  note_writer(dst.block, slot_of(s));
   auto& p = process(slot_of(s));
   ++p.reads;
   ++p.writes;
@@ -1543,8 +1605,10 @@ caf::expected<view_lease> memory_manager::map(const session& s, const block_ref&
     ++grant(g).views;
   }
   ++blk.refcount;
-  if (mode == access_mode::read_write)
+  if (mode == access_mode::read_write) {
     ++writable_opens_[ref.block];
+    note_writer(ref.block, slot_of(s));
+  }
   auto seg = segment_of(blk.page);
   return view_lease{segments_[seg].name(),
                     uint64_t{blk.page - segment(seg).first_page} << allocator_.page_shift(),
@@ -1637,6 +1701,7 @@ caf::expected<std::span<std::byte>> memory_manager::engine_bytes(const block_ref
   auto b = resolve(engine_session(), ref, access::read_write);
   if (!b)
     return b.error();
+  note_writer(ref.block, admin::engine_slot); // the caller may write through the span
   return std::span<std::byte>{payload(**b), (*b)->size};
 }
 

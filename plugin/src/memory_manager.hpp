@@ -12,6 +12,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,6 +27,7 @@
 #include <caf/expected.hpp>
 
 #include "admin_layout.hpp"
+#include "background_scrubber.hpp"
 #include "fastpath/process_gone_notice.hpp"
 #include "cafshm/block_ref.hpp"
 #include "cafshm/engine_stats.hpp"
@@ -179,6 +181,11 @@ public:
 
   engine_stats stats() const;
 
+  /// scrub on_free: the freed memory not yet zeroed, and who zeroed how much so far.
+  background_scrubber::counts scrub_counts() const { return scrubber_.stats(); }
+  /// scrub on_free: zeroes all freed memory now instead of in the background.
+  void zero_freed_memory() { scrubber_.zero_all(); }
+
   /// Each capacity with its use now and its high-water mark (the same as stats().capacities).
   std::vector<capacity_use> capacities() const;
 
@@ -297,6 +304,15 @@ private:
   /// After every rise of a counter: raises the high-water marks in the header and logs a
   /// warning the first time a capacity's use passes warn_percent.
   void note_usage();
+  /// scrub on_free: a process (or, for the engine's own writes, anyone) may have written block
+  /// `index` (writers_).
+  void note_writer(uint32_t index, uint32_t slot) noexcept;
+  /// The writer a session stands for in writers_ (the engine: anyone, whose pages are always
+  /// zeroed: it writes other processes' and peers' data).
+  background_scrubber::writer writer_of(uint32_t slot) const noexcept;
+  /// After an adoption: all free memory of the arena counts as written by anyone (the dead
+  /// engine may have left it unzeroed, or ran with another scrub policy).
+  void mark_free_memory_dirty();
 
   engine_settings settings_;
   quota_policy quotas_;
@@ -325,6 +341,11 @@ private:
   std::unordered_map<std::string, uint32_t> names_; // name -> name_entry index
   std::vector<uint8_t> concealed_; // per block index: engine-held but not readable by all
   std::vector<uint64_t> writable_opens_; // per block index: writable views opened so far
+  // scrub on_free: per block index, who may have written its bytes since it was handed out
+  // (nullopt: nobody; anyone: more than one process, the engine, or unknown after an adoption).
+  // Freed, its pages go to scrubber_ with this writer.
+  std::vector<std::optional<background_scrubber::writer>> writers_;
+  background_scrubber scrubber_{settings_.scrub_delay}; // before segments_ are unmapped: see ~memory_manager
   std::mt19937_64 random_;
   uint32_t change_depth_ = 0; // open change_scopes
   bool adopted_ = false;

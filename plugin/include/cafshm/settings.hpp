@@ -13,8 +13,10 @@ enum class role : uint8_t { engine, client };
 
 /// When freed memory is zeroed so that no process ever sees another process's old data.
 enum class scrub_policy : uint8_t {
-  on_free,     // zero when a block is freed or reclaimed (allocation stays O(log n))
-  on_allocate, // zero when a block is handed out
+  on_free,     // zero what was written in a freed or reclaimed block, off the request path: on
+               // the engine's scrubbing thread scrub_delay after the free, or by an allocation
+               // that comes first, unless the allocating process alone wrote it
+  on_allocate, // zero all of a block when it is handed out
   off,         // never (only for trusted single-tenant setups)
 };
 
@@ -64,6 +66,8 @@ struct engine_settings {
   uint32_t max_copy_ranges = 1024;    // ranges one copy request may carry
   uint64_t max_copy_bytes = 256ull << 20; // bytes one copy request may move
   scrub_policy scrub = scrub_policy::on_free;
+  std::chrono::milliseconds scrub_delay{2}; // on_free: freed memory waits this long for the
+                                            // scrubbing thread (0 .. 1 min)
   uint32_t permissions = 0600;        // mode of both shared-memory objects
   std::string group;                  // Unix group of both objects, which then get group rw
                                       // (permissions | 0060); empty = the creator's group, no

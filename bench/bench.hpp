@@ -59,7 +59,7 @@ struct handoff_row {
   stat shm_notify;  // hand-made pool plus one small message to the other process each way (us)
   stat shm_sum;    // pool, both sides XXH3 the whole payload (us)
   stat shm_fill;   // pool, the sender writes the whole payload before each send (us)
-  stat shm_engine; // no pool: allocate, map, transfer, map, unmap, transfer back, free (us)
+  stat shm_engine; // no pool: allocate+map, unmap+transfer, map, unmap+transfer back, map, unmap+free (us)
   stat caf;        // std::vector<char> through the io middleman and back (us)
   stat memcpy_us;  // memcpy of the payload on one core (us)
   // The hand-made pool (shm's protocol) with the handle from client::find_actor, messages

@@ -240,6 +240,10 @@ void write_outputs(const report& r) {
   double flat = h64 && h16 ? h16->shm.median / h64->shm.median : 0;
   double x16 = h16 ? h16->caf.median / h16->shm.median : 0;
   double x64 = h64m ? h64m->caf.median / h64m->shm.median : 0;
+  // Without a pool: no slower than plain CAF at 64 B, ≥ 50× faster at 16 MiB.
+  double nopool_64 = h64 && h64->caf.median > 0 ? h64->shm_engine.median / h64->caf.median : 0;
+  double nopool_x16 = h16 && h16->shm_engine.median > 0 ? h16->caf.median / h16->shm_engine.median
+                                                         : 0;
   // The library pool against the hand-made one: the worst size.
   double library_worst = 0;
   for (const auto& x : h.rows)
@@ -754,6 +758,10 @@ void write_outputs(const report& r) {
        << "× | " << mark(library_worst > 0 && library_worst <= 1.1) << " |\n";
     md << "| ≥ 20× faster than plain CAF at 16 MiB | " << num(x16) << "× | " << mark(x16 >= 20) << " |\n";
     md << "| ≥ 100× faster than plain CAF at 64 MiB | " << num(x64) << "× | " << mark(x64 >= 100) << " |\n";
+    md << "| hand-off without a pool at 64 B no slower than plain CAF (÷ plain CAF) | "
+       << num(nopool_64) << "× | " << mark(nopool_64 > 0 && nopool_64 <= 1) << " |\n";
+    md << "| hand-off without a pool ≥ 50× faster than plain CAF at 16 MiB | " << num(nopool_x16)
+       << "× | " << mark(nopool_x16 >= 50) << " |\n";
     md << "| pool hand-off over the fast path, polling scheduler parking at once, ≤ 1/5 of BASP "
           "(worst size) | "
        << num(park_over_basp) << "× | " << mark(park_over_basp > 0 && park_over_basp <= 0.2)

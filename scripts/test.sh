@@ -73,7 +73,7 @@ else
   # checked either (the same reason as tests/sanitizers/tsan.supp).
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:suppressions=$supp/tsan.supp:${TSAN_OPTIONS:-}"
   # What TSan runs (the engine and multi-process tests): see docs/hardening.md.
-  filter=(-L "${CAFSHM_TSAN_LABELS:-^(test_tlsf_allocator|test_memory_manager|test_engine|test_module|test_multiprocess)\$}")
+  filter=(-L "${CAFSHM_TSAN_LABELS:-^(test_tlsf_allocator|test_background_scrubber|test_memory_manager|test_engine|test_module|test_multiprocess)\$}")
 fi
 
 # -O0 -g1, the library at -O1 (CMakeLists.txt): instrumented code at -O2 -g takes about three

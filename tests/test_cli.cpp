@@ -479,6 +479,8 @@ TEST_CASE("cli: stat --json is one JSON object with every documented key") {
   REQUIRE(d.cli({"put", odd_name, "-"}, "payload").code == 0);
   auto s = stats(d);
   for (auto key : {"engine_id", "arena_bytes", "admin_bytes", "free_bytes", "largest_free_block",
+                   "unscrubbed_bytes", "scrubbed_in_background", "scrubbed_on_allocation",
+                   "scrub_skipped_for_writer",
                    "fragmentation", "free_bytes_by_order", "processes", "blocks", "grants",
                    "names", "requests", "rejected", "inbox_requests", "inbox_refused",
                    "inbox_replies_lost", "gone_notices_pending", "gone_notices_late",

@@ -1287,6 +1287,12 @@ TEST_CASE("scrub on_free: the only process that wrote freed memory takes it back
   REQUIRE_OK(e->free(q, src));
   CHECK(e->scrub_counts().pending_bytes == 8 * kib); // src
   CHECK(e->scrub_counts().zeroed_in_background == 0);
+  auto st = e->stats(); // what `cafshm stats` shows
+  auto counts = e->scrub_counts();
+  CHECK(st.unscrubbed_bytes == 8 * kib);
+  CHECK(st.scrubbed_in_background == 0);
+  CHECK(st.scrubbed_on_allocation == counts.zeroed_by_engine);
+  CHECK(st.scrub_skipped_for_writer == 8 * kib);
 }
 
 TEST_CASE("scrub on_free: an allocation waits for the piece the scrubber is zeroing, and "

@@ -70,6 +70,10 @@ void write_json(std::ostream& out, const engine_stats& s) {
       << ",\"free_bytes\":" << s.free_bytes << ",\"used_bytes\":" << s.used_bytes
       << ",\"requested_bytes\":" << s.requested_bytes
       << ",\"largest_free_block\":" << s.largest_free_block
+      << ",\"unscrubbed_bytes\":" << s.unscrubbed_bytes
+      << ",\"scrubbed_in_background\":" << s.scrubbed_in_background
+      << ",\"scrubbed_on_allocation\":" << s.scrubbed_on_allocation
+      << ",\"scrub_skipped_for_writer\":" << s.scrub_skipped_for_writer
       << ",\"fragmentation\":" << fragmentation << ",\"free_bytes_by_order\":[";
   for (size_t i = 0; i < s.free_bytes_by_order.size(); ++i)
     out << (i ? "," : "") << "{\"block_bytes\":" << (s.min_block_bytes << i)

@@ -78,6 +78,11 @@ void write_text(std::ostream& out, const engine_stats& s) {
   row("free") << human_size(s.free_bytes) << " (used " << human_size(s.used_bytes)
               << ", requested " << human_size(s.requested_bytes) << ")\n";
   row("largest free") << human_size(s.largest_free_block) << "\n";
+  row("unscrubbed") << human_size(s.unscrubbed_bytes) << " of the free bytes (zeroed so far: "
+                    << human_size(s.scrubbed_in_background) << " in the background, "
+                    << human_size(s.scrubbed_on_allocation) << " on allocation; "
+                    << human_size(s.scrub_skipped_for_writer)
+                    << " handed back to their only writer)\n";
   row("fragmentation") << fragmentation << "\n";
   row("blocks") << s.blocks << " of " << s.max_blocks << " (" << s.draining_blocks
                 << " draining)\n";

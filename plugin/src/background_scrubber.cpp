@@ -140,12 +140,14 @@ void background_scrubber::run() {
     key from = oldest->first;
     key to = from + std::min(oldest->second.bytes, piece_bytes_);
     cut(from, to, [](std::byte*, size_t, writer) {});
+    counts_.pending_bytes += to - from; // until zeroed
     busy_from_ = from;
     busy_to_ = to;
     lock.unlock();
     std::memset(reinterpret_cast<std::byte*>(from), 0, to - from);
     lock.lock();
     busy_from_ = busy_to_ = 0;
+    counts_.pending_bytes -= to - from;
     counts_.zeroed_in_background += to - from;
     piece_done_.notify_all();
   }

@@ -37,7 +37,7 @@ public:
   static constexpr writer anyone{};
 
   struct counts {
-    uint64_t pending_bytes = 0;   // dirty now
+    uint64_t pending_bytes = 0;   // dirty now (listed, or in the thread's piece)
     uint64_t zeroed_in_background = 0;
     uint64_t zeroed_by_engine = 0;   // by claim (before the thread reached them) or zero_all
     uint64_t kept_for_writer = 0;    // claimed by the process that wrote them: not zeroed

@@ -1742,6 +1742,11 @@ engine_stats memory_manager::stats() const {
   r.requested_bytes = h.requested_bytes;
   r.largest_free_block = allocator_.largest_free_block();
   r.free_bytes_by_order = allocator_.free_bytes_by_order();
+  auto scrub = scrubber_.stats();
+  r.unscrubbed_bytes = scrub.pending_bytes;
+  r.scrubbed_in_background = scrub.zeroed_in_background;
+  r.scrubbed_on_allocation = scrub.zeroed_by_engine;
+  r.scrub_skipped_for_writer = scrub.kept_for_writer;
   r.processes = h.live_processes;
   r.blocks = h.live_blocks;
   r.grants = h.live_grants;

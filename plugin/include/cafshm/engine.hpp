@@ -66,7 +66,7 @@ using challenge_atom = caf::atom_constant<caf::atom("shm_chall")>;
 /// engine_actor and peer_actor). Register carries it; an engine refuses clients of another
 /// version instead of failing later on a message it cannot read. A link's challenge carries it
 /// too, and its answer: engines of two versions never link (errc::version_mismatch).
-constexpr uint32_t protocol_version = 11;
+constexpr uint32_t protocol_version = 12;
 
 /// Most blocks one map_many_atom request maps (errc::request_too_large above): a request holds
 /// the engine for a bounded time, and its answer fits into a reply inbox record.

@@ -96,6 +96,13 @@ struct engine_stats {
   uint64_t requested_bytes = 0;     // sum of requested sizes of live blocks
   uint64_t largest_free_block = 0;
   std::vector<uint64_t> free_bytes_by_order; // index k: free blocks of min_block * [2^k, 2^(k+1))
+  // engine.scrub on-free: free bytes a process wrote that are not zeroed yet, and since the
+  // start: bytes zeroed by the scrubbing thread, zeroed by an allocation that came first, and
+  // handed back unzeroed to the process that alone wrote them.
+  uint64_t unscrubbed_bytes = 0;
+  uint64_t scrubbed_in_background = 0;
+  uint64_t scrubbed_on_allocation = 0;
+  uint64_t scrub_skipped_for_writer = 0;
   uint32_t processes = 0;           // registered, without the engine itself
   uint32_t blocks = 0;              // live + draining
   uint32_t draining_blocks = 0;
@@ -162,6 +169,8 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.admin_segment, x.arena_bytes, x.initial_arena_bytes, x.max_arena_bytes,
            x.data_segments, x.segment_bytes, x.segments_added, x.segments_removed, x.admin_bytes, x.min_block_bytes, x.free_bytes,
            x.used_bytes, x.requested_bytes, x.largest_free_block, x.free_bytes_by_order,
+           x.unscrubbed_bytes, x.scrubbed_in_background, x.scrubbed_on_allocation,
+           x.scrub_skipped_for_writer,
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
            x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.inbox_requests,
            x.inbox_refused, x.inbox_replies_lost, x.capacities, x.process_list,

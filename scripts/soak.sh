@@ -19,6 +19,8 @@ source "$root/scripts/lib/process-groups.bash"
 start_group "$dir/bin/cafshm-soak" "$@"
 soak=$!
 # What cafshm-soak removes itself when it ends normally, in case it was stopped: its config
-# file and the segments of its engine (cafshmd removes them on SIGTERM, not on SIGKILL).
-on_exit "rm -f '${TMPDIR:-/tmp}/cafshm-soak-$soak.yaml' /dev/shm/cafshm-soak-$soak.data /dev/shm/cafshm-soak-$soak.admin /dev/shm/cafshm-soak-$soak.sock"
+# file and the objects of its engine (cafshmd removes them on SIGTERM, not on SIGKILL, which the
+# soak itself sends it): arena, added data segments, admin memory, door, and the processes'
+# request and actor inboxes.
+on_exit "rm -f '${TMPDIR:-/tmp}/cafshm-soak-$soak.yaml' /dev/shm/cafshm-soak-$soak.data /dev/shm/cafshm-soak-$soak.data.* /dev/shm/cafshm-soak-$soak.admin /dev/shm/cafshm-soak-$soak.sock /dev/shm/cafshm-soak-$soak.inbox-* /dev/shm/cafshm-soak-$soak.actors-*"
 wait_group "$soak"

@@ -37,6 +37,14 @@ struct arena {
 
 constexpr background_scrubber::writer p_writer{1, 11}, q_writer{2, 22};
 
+/// Whether the thread zeroed every listed range before `deadline`.
+bool drained_within(const background_scrubber& s, std::chrono::seconds deadline) {
+  auto until = std::chrono::steady_clock::now() + deadline;
+  while (s.stats().pending_bytes != 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(100us);
+  return s.stats().pending_bytes == 0;
+}
+
 } // namespace
 
 TEST_CASE("a claim zeroes what another process wrote, keeps what the claimer alone wrote, and "
@@ -90,10 +98,7 @@ TEST_CASE("the thread zeroes a range once it has stayed free for the delay, in p
   s.start();
   a.fill(0, 64, 'p');
   s.add(a.at(0), 64 * page, p_writer);
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (s.stats().pending_bytes != 0 && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(100us);
-  REQUIRE(s.stats().pending_bytes == 0);
+  REQUIRE(drained_within(s, 10s));
   CHECK(a.all(0, 64, 0));
   CHECK(s.stats().zeroed_in_background == 64 * page);
   s.stop();
@@ -117,17 +122,19 @@ TEST_CASE("allocations racing the thread over random extents see only zeros or t
   std::vector<extent> held;
   std::mt19937 rng{20261203};
   long foreign = 0, clobbered = 0;
+  auto release = [&](const extent& e) { // checks that nothing zeroed it while held
+    if (!a.all(e.first, e.n, e.by))
+      ++clobbered;
+    for (size_t p = e.first; p < e.first + e.n; ++p)
+      held_by[p] = 0;
+    s.add(a.at(e.first), e.n * page, {static_cast<uint32_t>(e.by), static_cast<uint64_t>(e.by)});
+  };
   for (int round = 0; round < 40000; ++round) {
     if (!held.empty() && (rng() % 2 != 0 || held.size() > 40)) { // free one
       size_t k = rng() % held.size();
       auto e = held[k];
       held.erase(held.begin() + static_cast<ptrdiff_t>(k));
-      if (!a.all(e.first, e.n, e.by))
-        ++clobbered;
-      for (size_t p = e.first; p < e.first + e.n; ++p)
-        held_by[p] = 0;
-      s.add(a.at(e.first), e.n * page,
-            {static_cast<uint32_t>(e.by), static_cast<uint64_t>(e.by)});
+      release(e);
       continue;
     }
     size_t first = rng() % pages, n = 1 + rng() % 32; // allocate anywhere free
@@ -150,18 +157,12 @@ TEST_CASE("allocations racing the thread over random extents see only zeros or t
     a.fill(first, n, by);
     held.push_back({first, n, by});
   }
-  for (const auto& e : held) { // everything freed: the thread zeroes what is left
-    if (!a.all(e.first, e.n, e.by))
-      ++clobbered;
-    s.add(a.at(e.first), e.n * page, {static_cast<uint32_t>(e.by), static_cast<uint64_t>(e.by)});
-  }
+  for (const auto& e : held) // everything freed: the thread zeroes what is left
+    release(e);
   CHECK(foreign == 0);
   CHECK(clobbered == 0);
-  auto until = std::chrono::steady_clock::now() + 20s;
-  while (s.stats().pending_bytes != 0 && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(100us);
+  CHECK(drained_within(s, 20s));
   auto c = s.stats();
-  CHECK(c.pending_bytes == 0);
   CHECK(c.zeroed_in_background > 0);
   // which way each byte went depends on timing; that all ways were taken is not asserted
   MESSAGE("kept for the writer " << c.kept_for_writer << ", zeroed by claims "

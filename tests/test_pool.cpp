@@ -23,6 +23,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
+#include <caf/system_messages.hpp>
 
 #include "cafshm/client.hpp"
 #include "cafshm/module.hpp"
@@ -184,6 +185,42 @@ TEST_CASE("blocks held by an actor that goes down come back to the pool") {
   REQUIRE(l);
   fill(l->bytes(), 99);
   CHECK(holds(l->bytes(), 99));
+}
+
+TEST_CASE("a holder that ended and was released before the pool watched it gives its block "
+          "back") {
+  // One scheduler thread, kept busy while the holder ends: the pool's return actor learns of
+  // the holder only after every other reference to it is gone.
+  engine_system e{"pool-holder-gone", true};
+  auto sender = client::connect(*e.sys, "sender");
+  auto receiver = client::connect(*e.sys, "receiver");
+  REQUIRE_OK(sender);
+  REQUIRE_OK(receiver);
+  auto p = pool::create(*sender, {2, 4096, {receiver->id()}});
+  REQUIRE_OK(p);
+  std::promise<void> worker_busy;
+  std::promise<void> release_worker;
+  auto released = release_worker.get_future().share();
+  e.sys->spawn([&worker_busy, released](caf::event_based_actor*) {
+    worker_busy.set_value();
+    released.wait(); // holds the only scheduler thread
+  });
+  worker_busy.get_future().wait();
+  auto holder = e.sys->spawn<caf::detached>(
+    [](caf::event_based_actor*) -> caf::behavior { return {[](const pool_frame&) {}}; });
+  auto l = p->try_loan();
+  REQUIRE(l);
+  [[maybe_unused]] auto frame = p->seal(std::move(*l), 4096, holder);
+  CHECK(p->available() == 1);
+  {
+    caf::scoped_actor self{*e.sys};
+    self->monitor(holder);
+    self->send_exit(holder, caf::exit_reason::kill);
+    self->receive([](const caf::down_msg&) {}, caf::after(10s) >> [] { FAIL("no down"); });
+  }
+  holder = nullptr; // the pool's message is now the only one that names it
+  release_worker.set_value();
+  CHECK(wait_until([&] { return p->available() == 2; }));
 }
 
 TEST_CASE("a closed pool: readers drop its mappings and the engine frees every block") {

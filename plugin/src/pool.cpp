@@ -92,7 +92,11 @@ struct pool::state {
   std::vector<bool> sealed;            // by index: out in a frame (only these come back by board)
   std::vector<uint64_t> sequence;      // by index: number of the current loan
   std::vector<caf::actor_addr> holder; // by index: who holds the sealed frame
-  std::set<caf::actor_addr> watched;   // holders the return actor monitors
+  // Holders the return actor monitors, held strongly until their down message: a proxy of an
+  // actor in another process sends that message only if it lives until the peer ends, and
+  // CAF's monitor(actor_addr) on an actor whose last strong reference is gone calls into a
+  // half-destroyed object.
+  std::map<caf::actor_addr, caf::actor> watched;
   uint64_t next_sequence = 1;
   std::deque<caf::response_promise> waiting; // async loans waiting for a block
   uint32_t blocked = 0;                      // threads in get_loan waiting for a block
@@ -176,8 +180,12 @@ caf::behavior return_actor(caf::event_based_actor* self, std::weak_ptr<pool::sta
     auto st = weak.lock();
     if (!st)
       return;
+    caf::actor gone; // released after the lock: the last reference may end a proxy
     std::lock_guard<std::mutex> guard{st->mtx};
-    st->watched.erase(dm.source);
+    if (auto i = st->watched.find(dm.source); i != st->watched.end()) {
+      gone = std::move(i->second);
+      st->watched.erase(i);
+    }
     for (uint32_t i = 0; i < st->out.size(); ++i)
       if (st->out[i] && st->holder[i] == dm.source)
         st->give_back_locked(i);
@@ -200,7 +208,7 @@ caf::behavior return_actor(caf::event_based_actor* self, std::weak_ptr<pool::sta
         st->collect_locked();
       }
     },
-    [self](pool_hold_atom, const caf::actor_addr& holder) {
+    [self](pool_hold_atom, const caf::actor& holder) {
       if (holder)
         self->monitor(holder);
     },
@@ -503,10 +511,10 @@ pool_frame pool::seal(loan&& l, uint64_t length, const caf::actor& holder) {
     f.sequence = st->sequence[l.index_];
     st->holder[l.index_] = holder.address();
     st->sealed[l.index_] = true;
-    watch = holder && st->watched.insert(holder.address()).second;
+    watch = holder && st->watched.emplace(holder.address(), holder).second;
   }
   if (watch) // the return actor monitors each holder once
-    caf::anon_send(st->returns, pool_hold_atom::value, holder.address());
+    caf::anon_send(st->returns, pool_hold_atom::value, holder);
   return f;
 }
 

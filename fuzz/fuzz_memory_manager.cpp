@@ -13,8 +13,11 @@
 //     draining one to its last owner (until that process is gone); grants end at transfer;
 //     copy requests carry at most max_copy_ranges ranges and max_copy_bytes bytes;
 //   - requests that nothing forbids do succeed (free, read, write, lookup, remove, unmap, ...);
-//   - reads return exactly what was written (through requests, copies or views), and a newly
-//     allocated block is zero everywhere (scrubbing) unless scrubbing is off;
+//   - reads return exactly what was written (through requests, copies or views);
+//   - a newly allocated block holds no byte another process left: with scrub on_allocate it is
+//     zero everywhere; with on_free (the scrubbing thread idle during an input) every byte is
+//     zero or, where the allocating process's session alone wrote the freed pages, the byte it
+//     left there; at the end, once the freed memory is zeroed, the arena is zero everywhere;
 //   - the engine's statistics equal the model: bytes and blocks per process, blocks (live and
 //     draining), used bytes, names, processes.
 // Half of the inputs run an arena that may grow to four times its initial size: allocations that
@@ -67,6 +70,16 @@ struct process {
   bool live = true;
 };
 
+// Who may have written a block's bytes, as memory_manager::note_writer records it: one
+// process's session, or anyone (token 0: the engine's session, or more than one session).
+struct writer_id {
+  uint32_t slot = 0;
+  uint64_t token = 0;
+  bool operator==(const writer_id&) const = default;
+};
+
+constexpr writer_id anyone{};
+
 struct block {
   block_ref ref;
   process_id owner{};
@@ -77,6 +90,13 @@ struct block {
   std::map<process_id, access> grants;
   std::vector<char> content; // the block's first ref.size bytes
   std::string name;
+  std::optional<writer_id> writer; // nobody wrote it since its allocation: nullopt
+};
+
+// A page of freed memory not zeroed yet (scrub on_free): who wrote it and what it held.
+struct freed_page {
+  writer_id writer;
+  std::vector<std::byte> bytes;
 };
 
 struct view {
@@ -215,6 +235,36 @@ private:
     return offset <= size && length <= size - offset;
   }
 
+  // The writer a request of session `s` (already found live) counts as.
+  writer_id writer_of(const session& s) const {
+    if (s == mm_.engine_session())
+      return anyone;
+    return {to_slot(s.process), s.token};
+  }
+
+  static void note_writer(block& b, writer_id w) {
+    if (!b.writer)
+      b.writer = w;
+    else if (*b.writer != w)
+      b.writer = anyone;
+  }
+
+  // Where block `index` lies (data segment table index, offset), read from admin memory as a
+  // process reads it: engine_bytes would count the engine as a writer of the block.
+  std::optional<std::pair<uint32_t, uint64_t>> place_of(uint32_t index) const {
+    const auto& h = mm_.header();
+    const auto* admin = mm_.admin_memory().data();
+    admin::block_entry b;
+    std::memcpy(&b, admin + h.block_offset + index * sizeof(b), sizeof(b));
+    for (uint32_t i = 0; i < admin::max_segments; ++i) {
+      admin::segment_entry e;
+      std::memcpy(&e, admin + h.segment_offset + i * sizeof(e), sizeof(e));
+      if (e.pages != 0 && b.page - e.first_page < e.pages)
+        return std::pair{i, uint64_t{b.page - e.first_page} << h.min_order};
+    }
+    return std::nullopt;
+  }
+
   // -- model updates ------------------------------------------------------------------------
 
   void release(uint32_t index) {
@@ -223,14 +273,37 @@ private:
       violation("model: release of unknown block");
     if (!i->second.name.empty())
       names_.erase(i->second.name);
+    const auto& b = i->second;
     if (has_views(index))
-      draining_[index] = {i->second.bytes, i->second.payer};
+      draining_[index] = {b.bytes, b.payer, b.segment, b.offset, b.writer};
+    else
+      left_free(b.segment, b.offset, b.bytes, b.writer);
     blocks_.erase(i);
   }
 
   void finish_drained() {
-    for (auto i = draining_.begin(); i != draining_.end();)
-      i = has_views(i->first) ? std::next(i) : draining_.erase(i);
+    for (auto i = draining_.begin(); i != draining_.end();) {
+      if (has_views(i->first)) {
+        ++i;
+        continue;
+      }
+      const auto& d = i->second;
+      left_free(d.segment, d.offset, d.bytes, d.writer);
+      i = draining_.erase(i);
+    }
+  }
+
+  // A block's pages went back to the allocator: with scrub on_free, written ones wait for
+  // zeroing with what they hold (unless their data segment went with them).
+  void left_free(uint32_t segment, uint64_t offset, uint64_t bytes,
+                 const std::optional<writer_id>& writer) {
+    const auto& seg = mm_.data_segment(segment);
+    if (scrub_ != scrub_policy::on_free || !writer || !seg)
+      return;
+    for (uint64_t at = 0; at < bytes; at += page) {
+      const auto* p = seg.data() + offset + at;
+      freed_[{segment, offset + at}] = {*writer, std::vector<std::byte>(p, p + page)};
+    }
   }
 
   void reclaim_model(process_id slot) {
@@ -498,11 +571,8 @@ private:
     b.owner = *who;
     b.payer = *who;
     b.bytes = block_bytes(size);
-    auto bytes = mm_.engine_bytes(*r);
-    if (!bytes)
-      violation("engine_bytes refused a new block");
-    auto where = locate(bytes->data(), b.bytes);
-    if (!where)
+    auto where = place_of(r->block);
+    if (!where || !locate(mm_.data_segment(where->first).data() + where->second, b.bytes))
       violation("block outside every data segment");
     b.segment = where->first;
     b.offset = where->second;
@@ -513,15 +583,33 @@ private:
       if (b.segment == other.segment && b.offset < other.offset + other.bytes
           && other.offset < b.offset + b.bytes)
         violation("new block overlaps block " + std::to_string(i));
-    if (scrub_ != scrub_policy::off) {
+    if (scrub_ == scrub_policy::on_allocate) {
       for (uint64_t i = 0; i < b.bytes; ++i)
         if (base[b.offset + i] != std::byte{0})
           violation("a new block is not scrubbed at byte " + std::to_string(i));
-      b.content.assign(size, 0);
-    } else {
-      auto* first = reinterpret_cast<const char*>(base + b.offset);
-      b.content.assign(first, first + size);
+    } else if (scrub_ == scrub_policy::on_free) {
+      // Freed pages of this session alone may come back as they were, all others zeroed.
+      auto me = writer_of(s);
+      for (uint64_t at = 0; at < b.bytes; at += page) {
+        auto freed = freed_.find({b.segment, b.offset + at});
+        bool own = freed != freed_.end() && me.token != 0 && freed->second.writer == me;
+        for (uint64_t i = 0; i < page; ++i) {
+          auto x = base[b.offset + at + i];
+          if (x != std::byte{0} && !(own && x == freed->second.bytes[i]))
+            violation("a new block of slot " + to_string(s.process) + " holds at byte "
+                      + std::to_string(at + i) + " what "
+                      + (freed == freed_.end() ? std::string{"no free"}
+                                               : "slot " + std::to_string(freed->second.writer.slot))
+                      + " left");
+        }
+        if (own)
+          b.writer = me; // it counts as the writer of its own old bytes
+        if (freed != freed_.end())
+          freed_.erase(freed);
+      }
     }
+    auto* first = reinterpret_cast<const char*>(base + b.offset);
+    b.content.assign(first, first + size);
     blocks_[r->block] = std::move(b);
     remember(*r);
   }
@@ -554,8 +642,10 @@ private:
     auto r = mm_.write(s, ref, offset, data);
     if (ok(r) != permitted)
       violation(std::string{"write "} + (permitted ? "refused" : "accepted") + " to " + str(ref));
-    if (r)
+    if (r) {
       std::copy(data.begin(), data.end(), b->content.begin() + static_cast<ptrdiff_t>(offset));
+      note_writer(*b, writer_of(s));
+    }
   }
 
   void do_read() {
@@ -604,10 +694,12 @@ private:
     if (ok(r) != permitted)
       violation(std::string{"copy "} + (permitted ? "refused" : "accepted") + " from "
                 + str(src) + " to " + str(dst));
-    if (r)
+    if (r) {
       for (const auto& cr : ranges)
         std::memmove(to->content.data() + cr.dst_offset, from->content.data() + cr.src_offset,
                      cr.length);
+      note_writer(*to, writer_of(s));
+    }
   }
 
   void do_share() {
@@ -760,6 +852,8 @@ private:
         || r->data_segment != mm_.data_segment(b->segment).name())
       violation("map returned a bad lease for " + str(ref));
     views_.push_back({*who, ref.block, r->writable, b->segment, r->offset, r->size});
+    if (r->writable)
+      note_writer(*b, writer_of(s));
   }
 
   void do_unmap() {
@@ -845,6 +939,12 @@ private:
         auto r = mm_.engine_bytes(ref);
         if (ok(r) != (b != nullptr))
           violation("engine_bytes disagrees for " + str(ref));
+        if (r) {
+          if (r->data() != mm_.data_segment(b->segment).data() + b->offset
+              || r->size() != ref.size)
+            violation("engine_bytes gives another place for " + str(ref));
+          note_writer(*b, anyone); // the engine may write through the span
+        }
         break;
       }
       default: {
@@ -910,9 +1010,8 @@ private:
 
   void verify_contents() {
     for (const auto& [i, b] : blocks_) {
-      auto bytes = mm_.engine_bytes(b.ref);
-      if (!bytes || bytes->size() != b.content.size()
-          || std::memcmp(bytes->data(), b.content.data(), b.content.size()) != 0)
+      const auto* bytes = mm_.data_segment(b.segment).data() + b.offset;
+      if (std::memcmp(bytes, b.content.data(), b.content.size()) != 0)
         violation("the bytes of " + str(b.ref) + " differ from what was written");
     }
   }
@@ -948,6 +1047,14 @@ private:
         || st.grants != 0 || st.names != 0 || st.processes != 0
         || st.largest_free_block != arena_bytes || st.data_segments.size() != 1)
       violation("memory or table entries leaked at the end");
+    if (scrub_ == scrub_policy::on_free) {
+      mm_.zero_freed_memory();
+      const auto& arena = mm_.arena();
+      for (uint64_t i = 0; i < arena.size(); ++i)
+        if (arena.data()[i] != std::byte{0})
+          violation("freed memory holds a process's byte at " + std::to_string(i)
+                    + " after zeroing");
+    }
   }
 
   input& in_;
@@ -962,9 +1069,15 @@ private:
   struct draining_block {
     uint64_t bytes;
     process_id payer;
+    uint32_t segment;
+    uint64_t offset;
+    std::optional<writer_id> writer;
   };
   std::map<uint32_t, draining_block> draining_; // freed blocks with open views, by index
   std::map<std::string, uint32_t> names_;  // name -> block index
+  // scrub on_free: freed pages not zeroed yet, by data segment and offset (entries of a segment
+  // that went away linger: its pages are gone, a new segment's are zero)
+  std::map<std::pair<uint32_t, uint64_t>, freed_page> freed_;
   std::vector<view> views_;
   std::vector<block_ref> refs_;            // refs seen, including stale ones
 };
@@ -991,6 +1104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   s.max_grants = max_grants;
   s.max_names = max_names;
   s.scrub = static_cast<scrub_policy>(config % 3);
+  s.scrub_delay = std::chrono::minutes{1}; // the thread stays idle: each input runs the same
   s.default_quota_bytes = (config & 4) != 0 ? 64 * 1024 : 0;
   s.max_copy_ranges = max_copy_ranges;
   s.max_copy_bytes = max_copy_bytes;

@@ -106,6 +106,7 @@ struct handoff_report {
   std::vector<handoff_row> rows;
   std::vector<fast_column> fast; // receiver thread, polling park, polling spin
   uint32_t fast_spin_us = 0;
+  std::string nopool_path; // how the no-pool column's two messages travel
   iceoryx_report iceoryx; // the same sizes through iceoryx
   std::string error;
 };

@@ -12,7 +12,9 @@
 // ("notify"). The plain CAF baseline moves a
 // std::vector<char> of the same size both ways through the io middleman (moved, never copied
 // outside CAF). The engine path shows what a hand-off costs without a pool: a fresh block,
-// transfer of ownership, map/unmap on both sides and the free, all requests to cafshmd.
+// transfer of ownership, map/unmap on both sides and the free, all requests to cafshmd; its two
+// messages go as a cafshm user's would, through the inbox proxy of client::find_actor (BASP only
+// if the fast-path check below failed, and the report says so).
 //
 // The two processes find each other with the middleman (publish / remote_actor), so the
 // hand-made pool's messages ride BASP. The same hand-off also runs through the local fast path:
@@ -671,7 +673,7 @@ struct session {
 
   std::shared_ptr<drive> make(mode m, uint64_t size, pool* p) {
     auto d = std::make_shared<drive>();
-    d->peer = peer;
+    d->peer = (m == mode::engine && fast) ? fast : peer;
     d->m = m;
     d->size = size;
     d->me = &*me;
@@ -956,6 +958,8 @@ handoff_report run_handoff(const options& opts) {
   // The library pools are done: their blocks make room for the no-pool path's.
   library.clear();
   (void) ask<uint64_t>(s.sys, s.peer, lrelease_atom::value);
+  rep.nopool_path = s.fast ? "the actor inboxes (client::find_actor's inbox proxy)"
+                           : "BASP (no verified inbox proxy: " + rep.fast[0].error + ")";
   for (size_t i = 0; i < sizes.size(); ++i) {
     auto size = sizes[i];
     std::cerr << "bench: handoff: " << human_size(size) << "\n";

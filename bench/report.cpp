@@ -357,6 +357,7 @@ void write_outputs(const report& r) {
     j.close(']');
     if (!h.iceoryx.error.empty())
       j.kv("handoff_iceoryx_error", h.iceoryx.error);
+    j.kv("handoff_nopool_path", h.nopool_path);
     j.open("handoff_fast");
     j.kv("spin_us", static_cast<uint64_t>(h.fast_spin_us));
     j.open("columns", '[');
@@ -828,7 +829,8 @@ void write_outputs(const report& r) {
           "XXH3 the whole payload instead. **+write**: the sender also writes the whole payload "
           "before each send. **no pool**: allocate+map, write, unmap+transfer, send; the peer maps, "
           "reads, unmap+transfers back; map, read, unmap+free (6 requests to cafshmd, 3 of them "
-          "compound). **plain "
+          "compound; the two messages through "
+       << h.nopool_path << "). **plain "
           "CAF**: `std::vector<char>` through the io middleman and back. **memcpy**: one copy of "
           "the payload on one core.\n\n";
     md << "Scheduler (both processes, both transports): **" << h.chosen.text()

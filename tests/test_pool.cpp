@@ -59,6 +59,15 @@ struct engine_system {
     module::configure(cfg, s);
     sys = std::make_unique<caf::actor_system>(cfg);
   }
+
+  // Two registered clients: the pool's process and its reader's.
+  std::pair<caf::expected<client>, caf::expected<client>> sender_and_receiver() {
+    auto sender = client::connect(*sys, "sender");
+    auto receiver = client::connect(*sys, "receiver");
+    REQUIRE_OK(sender);
+    REQUIRE_OK(receiver);
+    return {std::move(sender), std::move(receiver)};
+  }
 };
 
 // The bytes a frame with number `n` carries: n repeated, so that any rewrite shows.
@@ -125,10 +134,7 @@ std::pair<uint32_t, uint32_t> check(caf::actor_system& sys, const caf::actor& re
 
 TEST_CASE("a slow reader never sees its block rewritten: the sender waits for it") {
   engine_system e{"pool-slow"};
-  auto sender = client::connect(*e.sys, "sender");
-  auto receiver = client::connect(*e.sys, "receiver");
-  REQUIRE_OK(sender);
-  REQUIRE_OK(receiver);
+  auto [sender, receiver] = e.sender_and_receiver();
   auto p = pool::create(*sender, {2, 64 << 10, {receiver->id()}});
   REQUIRE_OK(p);
   CHECK(p->available() == 2);
@@ -161,10 +167,7 @@ TEST_CASE("a slow reader never sees its block rewritten: the sender waits for it
 
 TEST_CASE("blocks held by an actor that goes down come back to the pool") {
   engine_system e{"pool-holder-down"};
-  auto sender = client::connect(*e.sys, "sender");
-  auto receiver = client::connect(*e.sys, "receiver");
-  REQUIRE_OK(sender);
-  REQUIRE_OK(receiver);
+  auto [sender, receiver] = e.sender_and_receiver();
   auto p = pool::create(*sender, {3, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   auto reader = e.sys->spawn(slow_reader, &*receiver);
@@ -192,10 +195,7 @@ TEST_CASE("a holder that ended and was released before the pool watched it gives
   // One scheduler thread, kept busy while the holder ends: the pool's return actor learns of
   // the holder only after every other reference to it is gone.
   engine_system e{"pool-holder-gone", true};
-  auto sender = client::connect(*e.sys, "sender");
-  auto receiver = client::connect(*e.sys, "receiver");
-  REQUIRE_OK(sender);
-  REQUIRE_OK(receiver);
+  auto [sender, receiver] = e.sender_and_receiver();
   auto p = pool::create(*sender, {2, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   std::promise<void> worker_busy;
@@ -225,10 +225,7 @@ TEST_CASE("a holder that ended and was released before the pool watched it gives
 
 TEST_CASE("a closed pool: readers drop its mappings and the engine frees every block") {
   engine_system e{"pool-close"};
-  auto sender = client::connect(*e.sys, "sender");
-  auto receiver = client::connect(*e.sys, "receiver");
-  REQUIRE_OK(sender);
-  REQUIRE_OK(receiver);
+  auto [sender, receiver] = e.sender_and_receiver();
   auto before = sender->stats();
   REQUIRE_OK(before);
   auto p = pool::create(*sender, {2, 8192, {receiver->id()}});
@@ -293,10 +290,7 @@ TEST_CASE("one scheduler thread: blocking calls fail at once, the async forms wo
 
 TEST_CASE("a release marks the block on the return board: it is free again at once") {
   engine_system e{"pool-board"};
-  auto sender = client::connect(*e.sys, "sender");
-  auto receiver = client::connect(*e.sys, "receiver");
-  REQUIRE_OK(sender);
-  REQUIRE_OK(receiver);
+  auto [sender, receiver] = e.sender_and_receiver();
   auto p = pool::create(*sender, {2, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   pool_reader reader{*receiver};
@@ -320,10 +314,7 @@ TEST_CASE("a release marks the block on the return board: it is free again at on
 
 TEST_CASE("a pool waiting for a block wakes when a reader releases it on the board") {
   engine_system e{"pool-board-wake"};
-  auto sender = client::connect(*e.sys, "sender");
-  auto receiver = client::connect(*e.sys, "receiver");
-  REQUIRE_OK(sender);
-  REQUIRE_OK(receiver);
+  auto [sender, receiver] = e.sender_and_receiver();
   auto p = pool::create(*sender, {1, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   pool_reader reader{*receiver};
@@ -374,10 +365,7 @@ TEST_CASE("a pool waiting for a block wakes when a reader releases it on the boa
 
 TEST_CASE("stale or forged values on the return board give nothing back") {
   engine_system e{"pool-board-forged"};
-  auto sender = client::connect(*e.sys, "sender");
-  auto receiver = client::connect(*e.sys, "receiver");
-  REQUIRE_OK(sender);
-  REQUIRE_OK(receiver);
+  auto [sender, receiver] = e.sender_and_receiver();
   auto p = pool::create(*sender, {2, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   caf::scoped_actor self{*e.sys};
@@ -404,10 +392,7 @@ TEST_CASE("stale or forged values on the return board give nothing back") {
 
 TEST_CASE("a frame without a return board gives its block back by message") {
   engine_system e{"pool-no-board"};
-  auto sender = client::connect(*e.sys, "sender");
-  auto receiver = client::connect(*e.sys, "receiver");
-  REQUIRE_OK(sender);
-  REQUIRE_OK(receiver);
+  auto [sender, receiver] = e.sender_and_receiver();
   auto p = pool::create(*sender, {2, 4096, {receiver->id()}});
   REQUIRE_OK(p);
   pool_reader reader{*receiver};

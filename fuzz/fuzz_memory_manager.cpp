@@ -273,11 +273,10 @@ private:
       violation("model: release of unknown block");
     if (!i->second.name.empty())
       names_.erase(i->second.name);
-    const auto& b = i->second;
     if (has_views(index))
-      draining_[index] = {b.bytes, b.payer, b.segment, b.offset, b.writer};
+      draining_[index] = std::move(i->second);
     else
-      left_free(b.segment, b.offset, b.bytes, b.writer);
+      left_free(i->second);
     blocks_.erase(i);
   }
 
@@ -287,22 +286,20 @@ private:
         ++i;
         continue;
       }
-      const auto& d = i->second;
-      left_free(d.segment, d.offset, d.bytes, d.writer);
+      left_free(i->second);
       i = draining_.erase(i);
     }
   }
 
   // A block's pages went back to the allocator: with scrub on_free, written ones wait for
   // zeroing with what they hold (unless their data segment went with them).
-  void left_free(uint32_t segment, uint64_t offset, uint64_t bytes,
-                 const std::optional<writer_id>& writer) {
-    const auto& seg = mm_.data_segment(segment);
-    if (scrub_ != scrub_policy::on_free || !writer || !seg)
+  void left_free(const block& b) {
+    const auto& seg = mm_.data_segment(b.segment);
+    if (scrub_ != scrub_policy::on_free || !b.writer || !seg)
       return;
-    for (uint64_t at = 0; at < bytes; at += page) {
-      const auto* p = seg.data() + offset + at;
-      freed_[{segment, offset + at}] = {*writer, std::vector<std::byte>(p, p + page)};
+    for (uint64_t at = 0; at < b.bytes; at += page) {
+      const auto* p = seg.data() + b.offset + at;
+      freed_[{b.segment, b.offset + at}] = {*b.writer, std::vector<std::byte>(p, p + page)};
     }
   }
 
@@ -1066,14 +1063,7 @@ private:
   int last_op_ = -1;
   std::vector<process> procs_;
   std::map<uint32_t, block> blocks_;       // live blocks by index
-  struct draining_block {
-    uint64_t bytes;
-    process_id payer;
-    uint32_t segment;
-    uint64_t offset;
-    std::optional<writer_id> writer;
-  };
-  std::map<uint32_t, draining_block> draining_; // freed blocks with open views, by index
+  std::map<uint32_t, block> draining_; // freed blocks with open views, by index
   std::map<std::string, uint32_t> names_;  // name -> block index
   // scrub on_free: freed pages not zeroed yet, by data segment and offset (entries of a segment
   // that went away linger: its pages are gone, a new segment's are zero)

@@ -161,7 +161,7 @@ void every_kind(local_transport transport, scheduler_kind sched = scheduler_kind
   });
   REQUIRE(bytes);
   CHECK(std::string(bytes->begin(), bytes->end()) == "hello");
-  // An answer too large for the reply inbox is asked again over BASP, under the same id.
+  // A read whose answer may not fit into the reply inbox takes BASP from the start.
   auto whole = request_in_actor<std::vector<char>>(sys, [cl, r = *big](auto* self) {
     return cl->request(self, read_atom::value, r, uint64_t{0}, uint64_t{1} << 20);
   });
@@ -202,11 +202,11 @@ void every_kind(local_transport transport, scheduler_kind sched = scheduler_kind
 
   auto after = c->stats();
   REQUIRE(after);
-  // allocate, map, unmap, share, process, name, lookup, read, read (answered too large),
-  // process, transfer, allocate, free; the blocking find_process; the pool 3 × (allocate, map,
+  // allocate, map, unmap, share, process, name, lookup, read, process, transfer, allocate,
+  // free (the 1 MiB read took BASP); the blocking find_process; the pool 3 × (allocate, map,
   // share); stats.
   if (transport == local_transport::shm)
-    CHECK(after->inbox_requests == before->inbox_requests + 13 + 1 + 9 + 1);
+    CHECK(after->inbox_requests == before->inbox_requests + 12 + 1 + 9 + 1);
   else
     CHECK(after->inbox_requests == before->inbox_requests);
   CHECK(after->inbox_refused == before->inbox_refused);
@@ -242,13 +242,14 @@ namespace {
 
 using go_atom = caf::atom_constant<caf::atom("t_go")>;
 
-// Sends `n` allocations at once, checks each answer's size, then frees all of them at once;
-// answers the number of wrong or failed answers.
+// Sends `n` allocations at once, checks each answer's size and that they come in the order of
+// the requests, then frees all of them at once; answers the number of wrong or failed answers.
 caf::behavior burst(caf::event_based_actor* self, client* c, int n, uint64_t base,
                     promise_ptr<int> result) {
   struct state {
     int left;
-    int wrong = 0;
+    int wrong = 0; // failed, of the wrong size, or answered out of the order of the requests
+    uint64_t last_size = 0;
     std::vector<block_ref> refs;
   };
   auto st = std::make_shared<state>();
@@ -281,8 +282,9 @@ caf::behavior burst(caf::event_based_actor* self, client* c, int n, uint64_t bas
       uint64_t size = base + static_cast<uint64_t>(i);
       c->allocate(self, size).then(
         [st, size, finish](block_ref&& r) {
-          if (r.size != size)
+          if (r.size != size || size < st->last_size)
             ++st->wrong;
+          st->last_size = size;
           st->refs.push_back(r);
           if (--st->left == 0)
             finish();
@@ -300,8 +302,10 @@ caf::behavior burst(caf::event_based_actor* self, client* c, int n, uint64_t bas
 
 namespace {
 
-void crowd(scheduler_kind sched) {
-  daemon_process d{test::unique_name("cafshm-test-fastactor")};
+// `local_yaml`: the engine's local: section; with a small reply inbox most requests wait for
+// room for their answers (request_channel.hpp).
+void crowd(scheduler_kind sched, const std::string& local_yaml = {}) {
+  daemon_process d{test::unique_name("cafshm-test-fastactor"), "64MiB", 0, local_yaml};
   REQUIRE(d.ready());
   client_system cs{local_transport::shm, sched};
   auto c = client::connect(cs.sys, d.address(), "crowd");
@@ -346,7 +350,14 @@ void crowd(scheduler_kind sched) {
   CHECK(ch->replies_dropped() == 0);
   CHECK(ch->stray_replies() == 0);
   CHECK(ch->reader_thread_started() == (sched != scheduler_kind::polling));
+  CHECK(ch->room_held() == 0);
+  if (!local_yaml.empty())
+    CHECK(ch->requests_deferred() > 0);
 }
+
+// A reply inbox of 8 KiB has room for the answers of three requests in flight (4 KiB, a small
+// answer's bound 1 KiB); the burst sends 1600 actor requests at once beside 200 blocking calls.
+const std::string small_reply_inbox = "local:\n  reply_inbox: 8KiB\n";
 
 } // namespace
 
@@ -358,6 +369,70 @@ TEST_CASE("fast path for actors: many requests in flight from several actors and
 TEST_CASE("fast path for actors: many requests in flight from several actors and blocking calls "
           "from threads at once each get their own answer [polling]") {
   crowd(scheduler_kind::polling);
+}
+
+TEST_CASE("fast path for actors: more requests in flight than the reply inbox has room for wait "
+          "for room, and every one is answered, in order, with none lost") {
+  crowd(scheduler_kind::configured, small_reply_inbox);
+}
+
+TEST_CASE("fast path for actors: more requests in flight than the reply inbox has room for wait "
+          "for room, and every one is answered, in order, with none lost [polling]") {
+  crowd(scheduler_kind::polling, small_reply_inbox);
+}
+
+TEST_CASE("fast path for actors: a stats answer larger than the reply inbox is asked again over "
+          "BASP, and a read that may not fit takes BASP from the start") {
+  daemon_process d{test::unique_name("cafshm-test-fastactor"), "64MiB", 0, small_reply_inbox};
+  REQUIRE(d.ready());
+  client_system cs{local_transport::shm};
+  auto c = client::connect(cs.sys, d.address(), "asker");
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto ch = detail::channel_of(*c);
+  REQUIRE(ch);
+  // 60 names of 55 characters (the longest): the stats answer lists them all, more than the
+  // 4 KiB an answer may take.
+  std::vector<block_ref> named;
+  for (int i = 0; i < 60; ++i) {
+    auto r = c->allocate(64);
+    REQUIRE(r);
+    auto name = std::to_string(i) + std::string(53, 'n');
+    REQUIRE(c->name(*r, name.substr(0, 55)));
+    named.push_back(*r);
+  }
+  auto whole = pattern(6000);
+  auto big = c->allocate(whole.size());
+  REQUIRE(big);
+  REQUIRE(c->write(*big, 0, whole));
+  auto before = c->stats(); // blocking: asked again over BASP as well
+  REQUIRE(before);
+  REQUIRE(before->name_list.size() == 60);
+  auto* cl = &*c;
+  auto st = request_in_actor<engine_stats>(cs.sys, [cl](auto* self) {
+    return cl->request(self, stats_atom::value);
+  });
+  REQUIRE_MESSAGE(st, (st ? std::string{} : describe(st.error())));
+  CHECK(st->name_list.size() == 60);
+  auto bytes = request_in_actor<std::vector<char>>(cs.sys, [cl, r = *big](auto* self) {
+    return cl->request(self, read_atom::value, r, uint64_t{0}, uint64_t{6000});
+  });
+  REQUIRE_MESSAGE(bytes, (bytes ? std::string{} : describe(bytes.error())));
+  CHECK(std::string(bytes->begin(), bytes->end()) == whole);
+  auto blocking = c->read(*big, 0, 6000);
+  REQUIRE(blocking);
+  CHECK(std::string(blocking->begin(), blocking->end()) == whole);
+  auto after = c->stats();
+  REQUIRE(after);
+  // The actor's stats went through the inbox (answered too large, then over BASP); both reads
+  // and the blocking stats calls' second asking took BASP. Nothing was lost or refused.
+  CHECK(after->inbox_requests == before->inbox_requests + 2);
+  CHECK(after->inbox_replies_lost == before->inbox_replies_lost);
+  CHECK(after->inbox_refused == before->inbox_refused);
+  CHECK(ch->room_held() == 0);
+  for (auto& r : named)
+    CHECK(c->free(r));
+  CHECK(c->free(*big));
 }
 
 TEST_CASE("fast path for actors: requests waiting for their answers fail at once with "

@@ -23,6 +23,7 @@
 #include "door_protocol.hpp"
 #include "engine_link.hpp"
 #include "fastpath/actor_transport.hpp"
+#include "fastpath/answer_bound.hpp"
 #include "fastpath/request_channel.hpp"
 #include "fastpath/request_record.hpp"
 #include "cafshm/module.hpp"
@@ -759,12 +760,6 @@ caf::expected<block_view> client::allocate_and_map(uint64_t size) {
 
 namespace {
 
-// An upper bound of one view_lease in a serialised answer: the data segment's name (an engine
-// name of at most 64 characters, ".data", "-<index>") with its length, offset, size, flag.
-constexpr uint64_t lease_bytes_bound = 128;
-// ... and of the rest of a map_many answer (header, type names, the vector's length).
-constexpr uint64_t map_answer_overhead = 256;
-
 // The error of the map_many request for blocks [first, first + n) of `total`.
 caf::error map_part_error(const caf::error& e, size_t first, size_t n, size_t total) {
   if (n == total)
@@ -806,6 +801,7 @@ size_t client::blocks_per_map_request() const {
   if (!channel_ || !channel_->usable())
     return max_map_many;
   auto room = channel_->max_reply_payload();
+  using fastpath::lease_bytes_bound, fastpath::map_answer_overhead;
   auto fit = room > map_answer_overhead ? (room - map_answer_overhead) / lease_bytes_bound : 0;
   return static_cast<size_t>(std::clamp<uint64_t>(fit, 1, max_map_many));
 }

@@ -218,8 +218,19 @@ void request_relay::write_reply(const waiting_reply& to, std::span<const std::by
     payload = too_large;
   }
   // Never waits: a client that does not read its inbox loses its answers, not the engine time.
-  if (!out.send(payload))
-    counters_.replies_lost.fetch_add(1, std::memory_order_relaxed);
+  // A client holds room for the bound of every answer it awaits (fastpath/answer_bound.hpp),
+  // at least a small answer's; an answer larger than its bound (stats has none) that finds no
+  // room leaves the "too large" mark there instead, and the client asks again over BASP where
+  // that repeats nothing.
+  if (out.send(payload))
+    return;
+  if (payload.data() != too_large.data()) {
+    fastpath::store_u64(too_large.data(), to.request_id);
+    too_large[8] = static_cast<std::byte>(fastpath::reply_kind::too_large);
+    if (out.send(too_large))
+      return;
+  }
+  counters_.replies_lost.fetch_add(1, std::memory_order_relaxed);
 }
 
 } // namespace cafshm

@@ -11,6 +11,7 @@
 
 #include "admin_layout.hpp"
 #include "cafshm/error.hpp"
+#include "fastpath/answer_bound.hpp"
 #include "fastpath/poll_registry.hpp"
 #include "fastpath/record_deserializer.hpp"
 #include "fastpath/request_record.hpp"
@@ -60,6 +61,17 @@ caf::message answer_of(caf::actor_system& sys, std::span<const std::byte> body) 
     make_error(errc::engine_unreachable, "the engine's answer did not deserialise"));
 }
 
+// A request carried out whose answer came back too large for the reply inbox: more than the
+// bound its room was held for (answer_bound.hpp), which asking again could only repeat.
+caf::error answer_lost_error(const caf::message& request) {
+  std::string kind = !request.empty() && request.match_element<caf::atom_value>(0)
+                       ? to_string(request.get_as<caf::atom_value>(0))
+                       : std::string{"?"};
+  return make_error(errc::engine_unreachable, "the engine carried out the " + kind
+                                                + " request, but its answer does not fit into "
+                                                  "the reply inbox");
+}
+
 } // namespace
 
 caf::expected<std::shared_ptr<request_channel>>
@@ -89,7 +101,8 @@ request_channel::request_channel(caf::actor_system& sys, const registration& reg
                                  idle_strategy idle)
   : sys_(sys), engine_inbox_(inbox::segment_name(reg.inbox_engine, admin::engine_slot)),
     slot_(to_slot(reg.session.process)), reply_instance_(replies.control().instance),
-    id_base_(secure_token()), idle_(idle), replies_(std::move(replies)) {
+    id_base_(secure_token()), idle_(idle), replies_(std::move(replies)),
+    room_total_(replies_.capacity() / 2) {
 }
 
 request_channel::~request_channel() {
@@ -113,6 +126,10 @@ void request_channel::engine_down() {
     for (auto& [id, r] : for_actors_)
       unanswered.push_back(std::move(r));
     for_actors_.clear();
+    queued_.clear();
+    late_.clear();
+    room_held_ = 0; // the engine writes none of the answers held for
+    ++room_epoch_;
   }
   cv_.notify_all();
   replies_.reader().interrupt();
@@ -167,20 +184,37 @@ void request_channel::dispatch(const inbox_record& r, caf::execution_unit* unit)
   }
   auto id = load_u64(r.payload, 0);
   std::unique_lock<std::mutex> lk{mtx_};
+  // The room an answer held is free again: the reader frees a record's space before its handler.
+  auto room_freed = [&] {
+    bool queued = !queued_.empty();
+    lk.unlock();
+    cv_.notify_all(); // a blocking call may wait for room, or for its answer
+    if (queued)
+      send_queued(unit);
+  };
   if (auto i = waiting_.find(id); i != waiting_.end() && !i->second->done) {
     i->second->reply.assign(r.payload.begin(), r.payload.end());
     i->second->done = true;
-    cv_.notify_all();
+    give_back_locked(i->second->held);
+    room_freed();
+    return;
+  }
+  if (auto l = late_.find(id); l != late_.end()) { // its caller gave up waiting
+    give_back_locked(l->second.held);
+    late_.erase(l);
+    stray_.fetch_add(1, std::memory_order_relaxed);
+    room_freed();
     return;
   }
   auto j = for_actors_.find(id);
-  if (j == for_actors_.end()) {
+  if (j == for_actors_.end() || !j->second.sent) {
     stray_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   auto to = std::move(j->second);
   for_actors_.erase(j);
-  lk.unlock();
+  give_back_locked(to.held);
+  room_freed();
   deliver(to, r.payload, unit);
 }
 
@@ -194,7 +228,14 @@ void request_channel::deliver(actor_request& to, std::span<const std::byte> repl
       return; // nothing was given: the engine did not send what it answered
     }
     // Asked again over BASP on the requester's behalf: the engine answers it directly, under
-    // the id it awaits.
+    // the id it awaits. Only a request without effects beyond its answer: any other was carried
+    // out, and its answer exceeded the bound its room was held for (answer_bound.hpp).
+    if (!may_ask_again(to.request)) {
+      requester->enqueue(caf::make_mailbox_element(nullptr, to.response, {},
+                                                   answer_lost_error(to.request)),
+                         unit);
+      return;
+    }
     if (to.engine)
       to.engine->enqueue(caf::make_mailbox_element(std::move(requester), to.response.request_id(),
                                                    {}, to.request),
@@ -217,19 +258,118 @@ size_t request_channel::actor_requests_pending() const {
   return for_actors_.size();
 }
 
-void request_channel::forget_expired_locked(clock::time_point now) {
+bool request_channel::forget_expired_locked(clock::time_point now) {
+  bool freed = false;
   for (auto i = for_actors_.begin(); i != for_actors_.end();)
-    if (now > i->second.forget_at)
+    if (now > i->second.forget_at) {
+      freed |= i->second.sent;
+      give_back_locked(i->second.held);
       i = for_actors_.erase(i);
-    else
+    } else {
       ++i;
+    }
+  for (auto i = late_.begin(); i != late_.end();)
+    if (now > i->second.forget_at) {
+      freed = true;
+      give_back_locked(i->second.held);
+      i = late_.erase(i);
+    } else {
+      ++i;
+    }
+  return freed && !queued_.empty();
+}
+
+std::optional<uint64_t> request_channel::room_for(const caf::message& request) const {
+  // No bound (stats): room for a small answer, enough for the "too large" mark the engine
+  // writes instead of an answer that finds no room.
+  auto bound = answer_bound(request).value_or(small_answer_bound);
+  if (bound > max_reply_payload())
+    return std::nullopt;
+  return record_bytes(reply_header_bytes + bound);
+}
+
+bool request_channel::may_send_locked(uint64_t room) const {
+  return queued_.empty() && !sending_queued_ && room_held_ + room <= room_total_;
+}
+
+request_channel::room_hold request_channel::hold_locked(uint64_t room) {
+  room_held_ += room;
+  return {room, room_epoch_};
+}
+
+void request_channel::give_back_locked(const room_hold& held) {
+  if (held.bytes != 0 && held.epoch == room_epoch_)
+    room_held_ -= held.bytes;
+}
+
+uint64_t request_channel::room_held() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return room_held_;
+}
+
+void request_channel::send_queued(caf::execution_unit* unit) {
+  std::unique_lock<std::mutex> lk{mtx_};
+  if (sending_queued_) { // that thread sends ours too
+    send_queued_again_ = true;
+    return;
+  }
+  sending_queued_ = true;
+  do {
+    send_queued_again_ = false;
+    while (!queued_.empty() && !down_) {
+      auto id = queued_.front();
+      auto i = for_actors_.find(id);
+      if (i == for_actors_.end()) { // forgotten meanwhile
+        queued_.pop_front();
+        continue;
+      }
+      auto& r = i->second;
+      auto now = clock::now();
+      if (now > r.deadline) { // its requester has its timeout: never sent
+        queued_.pop_front();
+        for_actors_.erase(i);
+        continue;
+      }
+      if (room_held_ + r.room > room_total_)
+        break; // the next answer read makes room
+      queued_.pop_front();
+      r.held = hold_locked(r.room);
+      r.sent = true;
+      auto record = std::move(r.record);
+      lk.unlock();
+      auto sent = send({reinterpret_cast<const std::byte*>(record.data()), record.size()}, now);
+      lk.lock();
+      if (sent)
+        continue;
+      auto j = for_actors_.find(id);
+      if (j == for_actors_.end()) // engine_down() answered it
+        continue;
+      auto failed = std::move(j->second);
+      for_actors_.erase(j);
+      give_back_locked(failed.held);
+      lk.unlock();
+      if (auto ptr = still_listening(failed.requester))
+        ptr->enqueue(caf::make_mailbox_element(nullptr, failed.response, {},
+                                               std::move(sent.error())),
+                     unit);
+      lk.lock();
+    }
+  } while (send_queued_again_ && !down_);
+  sending_queued_ = false;
+  lk.unlock();
+  cv_.notify_all(); // blocking calls wait while the queue is sent
 }
 
 void request_channel::read_for_actors() {
   auto handler = [this](const inbox_record& r) { dispatch(r); };
   std::unique_lock<std::mutex> lk{mtx_};
   while (!closing_) {
-    forget_expired_locked(clock::now());
+    if (forget_expired_locked(clock::now())) {
+      lk.unlock();
+      send_queued(nullptr);
+      lk.lock();
+      continue;
+    }
     if (for_actors_.empty()) {
       cv_.wait(lk);
       continue;
@@ -274,26 +414,51 @@ caf::error request_channel::call_for_actor(const caf::message& request,
     return unreachable("the engine is down");
   if (!usable_)
     return unreachable("the engine offers no request inbox");
+  auto room = room_for(request);
+  if (!room)
+    return make_error(errc::request_too_large, "the answer may not fit into the reply inbox");
   auto id = next_request_id();
   auto buf = record_of(id, request);
   if (!buf)
     return std::move(buf.error());
+  bool now = false;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (down_)
       return unreachable("the engine is down");
-    for_actors_.emplace(id, actor_request{requester, response, request, engine, deadline,
-                                          deadline + late_answer_grace, std::move(on_drop)});
+    actor_request r{requester, response, request, engine, deadline,
+                    deadline + late_answer_grace, std::move(on_drop), *room};
+    if (may_send_locked(*room)) {
+      r.held = hold_locked(*room);
+      r.sent = now = true;
+    } else { // after the requests before it, when answers make room
+      r.record = std::move(*buf);
+      queued_.push_back(id);
+      deferred_total_.fetch_add(1, std::memory_order_relaxed);
+    }
+    for_actors_.emplace(id, std::move(r));
     if (!polled_ && !actor_reader_.joinable())
       actor_reader_ = std::thread{[this] { read_for_actors(); }};
   }
   cv_.notify_all(); // the reading thread reads from now on
+  if (!now) {
+    send_queued(nullptr);
+    return {};
+  }
   // Without waiting for space: an actor's thread must not block on a full request inbox.
   if (auto sent = send({reinterpret_cast<const std::byte*>(buf->data()), buf->size()},
                        clock::now());
       !sent) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    for_actors_.erase(id); // engine_down() may have answered it already: the actor drops one
+    std::unique_lock<std::mutex> lk{mtx_};
+    // engine_down() may have answered it already: the actor drops one
+    if (auto i = for_actors_.find(id); i != for_actors_.end()) {
+      give_back_locked(i->second.held);
+      for_actors_.erase(i);
+    }
+    bool queued = !queued_.empty();
+    lk.unlock();
+    if (queued)
+      send_queued(nullptr);
     return std::move(sent.error());
   }
   return {};
@@ -309,30 +474,42 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
     return unreachable("the engine is down");
   if (!usable_)
     return unreachable("the engine offers no request inbox");
+  auto room = room_for(request);
+  if (!room)
+    return make_error(errc::request_too_large, "the answer may not fit into the reply inbox");
   auto id = next_request_id();
   auto record = record_of(id, request);
   if (!record)
     return std::move(record.error());
   auto& buf = *record;
   waiter me;
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    waiting_[id] = &me;
-  }
-  auto forget = [&] {
-    std::lock_guard<std::mutex> guard{mtx_};
-    waiting_.erase(id);
-  };
-  if (auto sent = send({reinterpret_cast<const std::byte*>(buf.data()), buf.size()}, deadline);
-      !sent) {
-    forget();
-    return sent.error();
-  }
   auto handler = [this](const inbox_record& r) { dispatch(r); };
   const auto wait =
     idle_.spin.count() > 0 ? idle_ : idle_strategy::yielding_spin_then_park(call_spin);
   std::unique_lock<std::mutex> lk{mtx_};
+  waiting_[id] = &me;
+  bool sent = false;
+  // Until the answer came: send once the reply inbox has room for it, and meanwhile take turns
+  // at reading the answers (ours, and those that make the room).
   while (!me.done && !down_) {
+    if (!sent && may_send_locked(*room)) {
+      me.held = hold_locked(*room);
+      lk.unlock();
+      auto s = send({reinterpret_cast<const std::byte*>(buf.data()), buf.size()}, deadline);
+      lk.lock();
+      if (!s) {
+        waiting_.erase(id);
+        give_back_locked(me.held);
+        bool queued = !queued_.empty();
+        lk.unlock();
+        cv_.notify_all();
+        if (queued)
+          send_queued(nullptr);
+        return s.error();
+      }
+      sent = true;
+      continue;
+    }
     auto now = clock::now();
     if (now >= deadline)
       break;
@@ -356,12 +533,19 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
   if (!me.done) {
     if (down_)
       return unreachable("the engine went down while the request waited for its answer");
+    if (!sent)
+      return make_error(errc::inbox_full, "the reply inbox had no room for the answer within "
+                                          "the request's timeout");
+    late_.emplace(id, late_call{me.held, deadline + late_answer_grace}); // its answer may come
     return unreachable("the engine did not answer in time");
   }
   lk.unlock();
   std::span<const std::byte> reply{me.reply};
-  if (static_cast<reply_kind>(reply[8]) == reply_kind::too_large)
+  if (static_cast<reply_kind>(reply[8]) == reply_kind::too_large) {
+    if (!may_ask_again(request))
+      return answer_lost_error(request);
     return make_error(errc::request_too_large, "the answer does not fit into the reply inbox");
+  }
   return answer_of(sys_, reply.subspan(reply_header_bytes));
 }
 
@@ -376,16 +560,19 @@ void request_channel::reading_released() {
 }
 
 poll_outcome request_channel::poll(caf::execution_unit* unit, size_t max) {
+  bool queued_room = false;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (reading_ || closing_)
       return poll_outcome::busy; // a blocking call reads and hands every answer on
     reading_ = true;
     if (auto now = clock::now(); now >= next_forget_) {
-      forget_expired_locked(now);
+      queued_room = forget_expired_locked(now);
       next_forget_ = now + reader_slice;
     }
   }
+  if (queued_room)
+    send_queued(unit);
   auto n = replies_.reader().poll([&](const inbox_record& r) { dispatch(r, unit); }, max);
   {
     std::lock_guard<std::mutex> guard{mtx_};

@@ -29,12 +29,26 @@
 // its timeout), is dropped and counted (replies_dropped) and handed to the request's drop
 // handler, which gives back what it carried (e.g. the view a map answer counted). engine_down()
 // answers every pending actor request with errc::engine_unreachable at once.
+//
+// Room for answers: the engine never waits for room in a reply inbox (a full one would lose the
+// answer), so the channel sends a request only when the inbox has room for the bound of its
+// answer (answer_bound.hpp) beside the bounds of every request still unanswered: half the ring,
+// which a record and the padding before it always fit beside. A blocking call waits for room
+// (reading answers meanwhile, as it waits for its own) until its deadline, then fails with
+// inbox_full; an actor request that finds no room, or earlier actor requests still waiting, is
+// kept in a queue and sent, in the order of the queue, as answers free room (whoever reads an
+// answer sends what it made room for); its requester's timeout still runs. Room is held until
+// the answer is read, or, for a request whose caller stopped waiting, until late_answer_grace
+// after its deadline. A request whose bound exceeds the whole room is request_too_large (BASP).
+// An answer without a bound (stats) that finds no room comes back as "too large" and is asked
+// again over BASP.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -106,8 +120,14 @@ public:
   uint64_t stray_replies() const noexcept { return stray_.load(std::memory_order_relaxed); }
   /// Answers of actor requests whose requester had ended or whose deadline had passed.
   uint64_t replies_dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
-  /// Actor requests sent and not yet answered, dropped or expired.
+  /// Actor requests sent or queued and not yet answered, dropped or expired.
   size_t actor_requests_pending() const;
+  /// Actor requests that found no room for their answers and waited in the queue.
+  uint64_t requests_deferred() const noexcept {
+    return deferred_total_.load(std::memory_order_relaxed);
+  }
+  /// Bytes of the reply inbox held for the answers of requests sent (record_bytes of each bound).
+  uint64_t room_held() const;
 
   ~request_channel() override; // leaves the poll registry, stops the reading thread
   /// Whether the actor system's polling scheduler reads the answers for actors (no thread).
@@ -119,9 +139,17 @@ public:
   uint64_t max_reply_payload() const noexcept;
 
 private:
+  /// Room held in the reply inbox for one answer; `epoch` tells holds from before engine_down(),
+  /// which gave all room back, from later ones.
+  struct room_hold {
+    uint64_t bytes = 0;
+    uint64_t epoch = 0;
+  };
+
   struct waiter {
     bool done = false;
     std::vector<std::byte> reply; // the whole reply payload
+    room_hold held;
   };
 
   struct actor_request {
@@ -132,6 +160,17 @@ private:
     clock::time_point deadline; // the requester's timeout comes no earlier
     clock::time_point forget_at; // a later answer is a stray one
     drop_handler on_drop;
+    uint64_t room = 0;          // record_bytes of the answer's bound
+    room_hold held{};           // while sent: the room it holds
+    std::vector<char> record{}; // while queued: the record to send
+    bool sent = false;
+  };
+
+  /// A blocking call that stopped waiting before its answer came: its room stays held until
+  /// the answer comes or `forget_at`.
+  struct late_call {
+    room_hold held;
+    clock::time_point forget_at;
   };
 
   request_channel(caf::actor_system& sys, const registration& reg, inbox replies,
@@ -145,8 +184,20 @@ private:
   /// The reading thread: reads the reply inbox while actor requests are pending and no
   /// blocking call reads it.
   void read_for_actors();
-  /// Drops the pending actor requests past their forget_at (mtx_ held).
-  void forget_expired_locked(clock::time_point now);
+  /// Drops the pending actor requests and late calls past their forget_at (mtx_ held). True:
+  /// that freed room and actor requests wait for it (call send_queued without mtx_).
+  bool forget_expired_locked(clock::time_point now);
+
+  /// Room in the reply inbox that `request`'s answer needs; none: more than the inbox holds.
+  std::optional<uint64_t> room_for(const caf::message& request) const;
+  /// Whether a request needing `room` may be sent now (mtx_ held): no actor request waits in
+  /// the queue or is being sent from it, and the room is free.
+  bool may_send_locked(uint64_t room) const;
+  room_hold hold_locked(uint64_t room);
+  void give_back_locked(const room_hold& held);
+  /// Sends queued actor requests while room allows (mtx_ not held), one thread at a time; a
+  /// request that cannot be sent is answered with the error in its requester's mailbox.
+  void send_queued(caf::execution_unit* unit);
 
   /// Appends the request record; the writer lock is held meanwhile.
   caf::expected<void> send(std::span<const std::byte> payload, clock::time_point deadline);
@@ -185,6 +236,15 @@ private:
   std::atomic<bool> down_{false};
   std::unordered_map<uint64_t, waiter*> waiting_;
   std::unordered_map<uint64_t, actor_request> for_actors_;
+  std::unordered_map<uint64_t, late_call> late_;
+  // -- room for answers (mtx_)
+  uint64_t room_total_ = 0; // half the reply ring
+  uint64_t room_held_ = 0;
+  uint64_t room_epoch_ = 0;
+  std::deque<uint64_t> queued_; // ids of actor requests waiting for room, oldest first
+  bool sending_queued_ = false;  // a thread sends from the queue (mtx_ released meanwhile)
+  bool send_queued_again_ = false; // room was freed while it did
+  std::atomic<uint64_t> deferred_total_{0};
   std::atomic<uint64_t> dropped_{0};
   bool closing_ = false;  // the destructor runs: the reading thread ends
   clock::time_point next_forget_{}; // when a worker's poll next drops expired actor requests

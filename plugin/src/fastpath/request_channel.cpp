@@ -280,11 +280,16 @@ bool request_channel::forget_expired_locked(clock::time_point now) {
 }
 
 std::optional<uint64_t> request_channel::room_for(const caf::message& request) const {
-  // No bound (stats): room for a small answer, enough for the "too large" mark the engine
-  // writes instead of an answer that finds no room.
+  // No bound (stats), or one beyond the inbox for a request that may be asked again (a large
+  // read): room for a small answer, enough for the "too large" mark the engine writes instead of
+  // an answer that finds no room. Such a request still travels in order with the requests
+  // around it, and its answer comes over BASP.
   auto bound = answer_bound(request).value_or(small_answer_bound);
-  if (bound > max_reply_payload())
-    return std::nullopt;
+  if (bound > max_reply_payload()) {
+    if (!may_ask_again(request))
+      return std::nullopt;
+    bound = small_answer_bound;
+  }
   return record_bytes(reply_header_bytes + bound);
 }
 

@@ -39,9 +39,10 @@
 // kept in a queue and sent, in the order of the queue, as answers free room (whoever reads an
 // answer sends what it made room for); its requester's timeout still runs. Room is held until
 // the answer is read, or, for a request whose caller stopped waiting, until late_answer_grace
-// after its deadline. A request whose bound exceeds the whole room is request_too_large (BASP).
-// An answer without a bound (stats) that finds no room comes back as "too large" and is asked
-// again over BASP.
+// after its deadline. A request whose bound exceeds the whole room is request_too_large (BASP),
+// unless it may be asked again (a large read): that one, and one without a bound (stats), holds
+// room for a small answer, and an answer that does not fit or finds no room comes back as "too
+// large" and is asked again over BASP.
 #pragma once
 
 #include <atomic>

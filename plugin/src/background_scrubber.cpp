@@ -38,7 +38,7 @@ void background_scrubber::add(std::byte* at, size_t bytes, writer by) {
   {
     std::lock_guard guard{mutex_};
     first = ranges_.empty();
-    ranges_.emplace(reinterpret_cast<key>(at), range{bytes, by, clock::now()});
+    insert(reinterpret_cast<key>(at), range{bytes, by, clock::now()});
     counts_.pending_bytes += bytes;
   }
   // With ranges before it, the thread already waits for the oldest, due no later than this one.
@@ -48,6 +48,17 @@ void background_scrubber::add(std::byte* at, size_t bytes, writer by) {
 
 void background_scrubber::wait_for_piece(std::unique_lock<std::mutex>& lock, key from, key to) {
   piece_done_.wait(lock, [&] { return busy_to_ <= from || to <= busy_from_; });
+}
+
+void background_scrubber::insert(key start, const range& r) {
+  ranges_.emplace(start, r);
+  by_age_.emplace(r.since, start);
+}
+
+std::map<background_scrubber::key, background_scrubber::range>::iterator
+background_scrubber::erase(std::map<key, range>::iterator i) {
+  by_age_.erase({i->second.since, i->first});
+  return ranges_.erase(i);
 }
 
 template <class F>
@@ -62,11 +73,13 @@ void background_scrubber::cut(key from, key to, F&& inner) {
       continue;
     }
     auto r = i->second;
-    i = ranges_.erase(i);
+    i = erase(i);
     if (start < from) // the part before stays, under its own key
-      ranges_.emplace(start, range{from - start, r.by, r.since});
-    if (to < end) // the part after stays
-      i = ranges_.emplace(to, range{end - to, r.by, r.since}).first;
+      insert(start, range{from - start, r.by, r.since});
+    if (to < end) { // the part after stays
+      insert(to, range{end - to, r.by, r.since});
+      i = ranges_.find(to);
+    }
     key a = std::max(start, from), b = std::min(end, to);
     counts_.pending_bytes -= b - a;
     inner(reinterpret_cast<std::byte*>(a), size_t{b - a}, r.by);
@@ -113,6 +126,7 @@ void background_scrubber::zero_all() {
   }
   counts_.pending_bytes = 0;
   ranges_.clear();
+  by_age_.clear();
 }
 
 background_scrubber::counts background_scrubber::stats() const {
@@ -128,10 +142,7 @@ void background_scrubber::run() {
       continue;
     }
     // The range that became free first; a piece from its start once it has settled.
-    auto oldest = ranges_.begin();
-    for (auto i = ranges_.begin(); i != ranges_.end(); ++i)
-      if (i->second.since < oldest->second.since)
-        oldest = i;
+    auto oldest = ranges_.find(by_age_.begin()->second);
     auto due = oldest->second.since + settle_;
     if (clock::now() < due) {
       work_.wait_until(lock, due);

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
+#include <utility>
 #include <thread>
 
 namespace cafshm {
@@ -81,6 +83,10 @@ private:
   /// `inner(at, bytes, by)` for each part inside it.
   template <class F>
   void cut(key from, key to, F&& inner);
+  /// Lists a range in ranges_ and by_age_ (lock held).
+  void insert(key start, const range& r);
+  /// Takes the range at `i` out of both (lock held); answers the range after it.
+  std::map<key, range>::iterator erase(std::map<key, range>::iterator i);
   void wait_for_piece(std::unique_lock<std::mutex>& lock, key from, key to);
 
   const std::chrono::microseconds settle_;
@@ -89,6 +95,7 @@ private:
   std::condition_variable work_;       // the thread: a range was added, or stop
   std::condition_variable piece_done_; // claimers: the piece in work is zeroed
   std::map<key, range> ranges_;        // by start address
+  std::set<std::pair<clock::time_point, key>> by_age_; // (since, start) of every range
   key busy_from_ = 0, busy_to_ = 0;    // the piece the thread is zeroing, or empty
   counts counts_;
   bool stop_ = false;

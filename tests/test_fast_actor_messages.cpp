@@ -651,6 +651,68 @@ TEST_CASE("a request in flight through an inbox proxy fails with request_receive
   CHECK(transport->pending().size() == 0);
 }
 
+TEST_CASE("a request the remote actor hands back to an actor of the requesting process is "
+          "answered once, and nothing stays kept for it") {
+  daemon_process d{test::unique_name("cafshm-test-actormsg")};
+  REQUIRE(d.ready());
+  auto base = std::to_string(::getpid());
+  actor_peer_process peer{d, "relay-" + base};
+  REQUIRE(peer.ready());
+  actor_inbox_guard guard{d.name(), {peer.slot}};
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "requester");
+  REQUIRE(c);
+  guard.slots.push_back(to_slot(c->id()));
+  auto found = c->find_actor("relay-" + base);
+  REQUIRE(found);
+  REQUIRE(is_inbox_proxy(found->actor));
+  auto transport = detail::actors_of(*c);
+  REQUIRE(transport);
+  // The actor of this process that the peer's actor delegates to: it answers the requester
+  // here, not through this process's actor inbox.
+  auto local = cs.sys.spawn([]() -> caf::behavior {
+    return {[](actor_peer::ping_atom, int32_t i) {
+      return caf::make_message(actor_peer::pong_atom::value, i);
+    }};
+  });
+  auto answers = std::make_shared<std::atomic<int>>(0);
+  auto errors = std::make_shared<std::atomic<int>>(0);
+  auto done = std::make_shared<std::promise<int32_t>>();
+  auto got = done->get_future();
+  auto requester = cs.sys.spawn([=, target = found->actor](caf::event_based_actor* self) {
+    self->request(target, std::chrono::minutes{10}, actor_peer::relay_atom::value, local,
+                  int32_t{7})
+      .then(
+        [=](actor_peer::pong_atom, int32_t i) {
+          if (answers->fetch_add(1) == 0)
+            done->set_value(i);
+        },
+        [=](caf::error&) { errors->fetch_add(1); });
+    // Stays to receive whatever else comes for the request.
+    return caf::behavior{[](actor_peer::report_atom) {}};
+  });
+  REQUIRE(got.wait_for(deadline) == std::future_status::ready);
+  CHECK(got.get() == 7);
+  // The request came back through this process's actor inbox, delegated: nothing waits for an
+  // answer through the inbox any more.
+  CHECK(transport->pending().size() == 0);
+  // The peer's process dies: its proxy is killed, with no request of it left to fail.
+  auto down = std::make_shared<std::promise<void>>();
+  auto gone = down->get_future();
+  auto watcher = cs.sys.spawn([=, target = found->actor](caf::event_based_actor* self) {
+    self->set_down_handler([=](caf::down_msg&) { down->set_value(); });
+    self->monitor(target);
+    return caf::behavior{[](actor_peer::report_atom) {}};
+  });
+  peer.proc.kill(SIGKILL);
+  REQUIRE(gone.wait_for(deadline) == std::future_status::ready);
+  CHECK(transport->counters().requests_failed.load() == 0);
+  CHECK(answers->load() == 1);
+  CHECK(errors->load() == 0);
+  for (auto& a : {local, requester, watcher})
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+}
+
 TEST_CASE("an answer that comes after its request was failed is dropped, not delivered twice, "
           "and requests of a requester that is gone are forgotten") {
   client_system cs;

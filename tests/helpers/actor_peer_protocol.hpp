@@ -11,4 +11,5 @@ using report_atom = caf::atom_constant<caf::atom("ap_report")>;
 using ask_atom = caf::atom_constant<caf::atom("ap_ask")>;
 using quit_atom = caf::atom_constant<caf::atom("ap_quit")>;
 using hold_atom = caf::atom_constant<caf::atom("ap_hold")>;
+using relay_atom = caf::atom_constant<caf::atom("ap_relay")>;
 } // namespace actor_peer

@@ -105,6 +105,10 @@ caf::behavior served(caf::stateful_actor<served_state>* self) {
               [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },
+    // Hands the request on to `other`, which answers the requester directly.
+    [self](actor_peer::relay_atom, const caf::actor& other, int32_t i) {
+      return self->delegate(other, actor_peer::ping_atom::value, i);
+    },
     [self](actor_peer::hold_atom) {
       self->state.held.push_back(self->make_response_promise());
       return self->state.held.back();

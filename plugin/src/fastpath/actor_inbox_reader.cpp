@@ -117,6 +117,11 @@ void actor_inbox_reader::take_message(const inbox_record& r, caf::execution_unit
     answer_with(sender, mid, caf::sec::no_route_to_receiving_node);
     return;
   }
+  // A request of an actor of this process, back here: the actor it went to handed it on
+  // (delegate) to an actor of this process, which answers the requester here, not through the
+  // inbox. Nothing waits for that answer through the proxy any more.
+  if (mid.is_request() && stages.empty() && sender && sender->node() == sys.node())
+    transport_.pending().remove(sender->id(), mid);
   auto receiver = sys.registry().get(static_cast<caf::actor_id>(h.actor));
   if (!receiver) {
     counters.unknown_receiver.fetch_add(1, std::memory_order_relaxed);

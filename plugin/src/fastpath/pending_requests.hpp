@@ -7,7 +7,9 @@
 //
 // An entry is made before the request's record is written (so that an answer read at once
 // finds it) and removed when the answer comes back through this process's actor inbox
-// (actor_inbox_reader), when the record could not be written, or when the proxy is killed.
+// (actor_inbox_reader), when the request itself comes back through it (delegated to an actor
+// of this process, which answers here), when the record could not be written, or when the
+// proxy is killed.
 // Only requests of this process's own actors are kept: a request a proxy forwards for an actor
 // of a third process is answered to that process directly, never through this inbox.
 //
@@ -51,8 +53,8 @@ public:
   /// identity only, never dereferenced).
   void add(const caf::strong_actor_ptr& requester, caf::message_id mid, const void* via);
 
-  /// Forgets the request (its record could not be written): true if it was kept, i.e. it
-  /// was not failed already and the caller answers it.
+  /// Forgets the request (its record could not be written, or it came back delegated to an
+  /// actor of this process): true if it was kept, i.e. it was not failed already.
   bool remove(caf::actor_id requester, caf::message_id mid);
 
   /// An answer to `requester`'s request `mid` arrived: expected (kept until now), late (failed

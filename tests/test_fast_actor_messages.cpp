@@ -12,6 +12,7 @@
 #include <csignal>
 #include <future>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -612,65 +613,67 @@ std::future<caf::error> hold_request(caf::actor_system& sys, const caf::actor& t
   return f;
 }
 
+// A peer process that publishes its actor as "<prefix>-<this pid>", and a client of the same
+// engine here that found it through find_actor: an inbox proxy.
+struct found_peer {
+  daemon_process d{test::unique_name("cafshm-test-actormsg")};
+  std::string published;
+  actor_peer_process peer;
+  actor_inbox_guard guard;
+  client_system cs;
+  std::optional<client> c;
+  caf::actor actor; // the peer's, through the client's inbox proxy
+  std::shared_ptr<fastpath::actor_transport> transport;
+
+  explicit found_peer(const std::string& prefix)
+    : published(prefix + "-" + std::to_string(::getpid())), peer(d, published),
+      guard{d.name(), {peer.slot}} {
+    REQUIRE(d.ready());
+    REQUIRE(peer.ready());
+    auto connected = client::connect(cs.sys, d.address(), "requester");
+    REQUIRE(connected);
+    c.emplace(std::move(*connected));
+    guard.slots.push_back(to_slot(c->id()));
+    auto found = c->find_actor(published);
+    REQUIRE(found);
+    REQUIRE(is_inbox_proxy(found->actor));
+    actor = found->actor;
+    transport = detail::actors_of(*c);
+    REQUIRE(transport);
+  }
+};
+
 } // namespace
 
 TEST_CASE("a request in flight through an inbox proxy fails with request_receiver_down as soon "
           "as the proxy learns that the actor or its process is gone") {
-  daemon_process d{test::unique_name("cafshm-test-actormsg")};
-  REQUIRE(d.ready());
-  auto base = std::to_string(::getpid());
-  actor_peer_process peer{d, "holder-" + base};
-  REQUIRE(peer.ready());
-  actor_inbox_guard guard{d.name(), {peer.slot}};
-  client_system cs;
-  auto c = client::connect(cs.sys, d.address(), "requester");
-  REQUIRE(c);
-  guard.slots.push_back(to_slot(c->id()));
-  auto found = c->find_actor("holder-" + base);
-  REQUIRE(found);
-  REQUIRE(is_inbox_proxy(found->actor));
-  auto transport = detail::actors_of(*c);
-  REQUIRE(transport);
-  auto delivered = peer.stat("delivered");
-  auto held = hold_request(cs.sys, found->actor);
+  found_peer f{"holder"};
+  auto delivered = f.peer.stat("delivered");
+  auto held = hold_request(f.cs.sys, f.actor);
   // The held request reached the peer's actor (ahead of anything sent later) and is kept here.
   // (A ping from another actor would prove nothing: two senders' messages are not ordered.)
-  REQUIRE(cafshm_test::wait_until([&] { return peer.stat("delivered") == delivered + 1; },
+  REQUIRE(cafshm_test::wait_until([&] { return f.peer.stat("delivered") == delivered + 1; },
                                   deadline));
-  CHECK(transport->pending().size() == 1);
+  CHECK(f.transport->pending().size() == 1);
   SUBCASE("its process is killed") {
-    peer.proc.kill(SIGKILL);
+    f.peer.proc.kill(SIGKILL);
   }
   SUBCASE("the actor ends without answering") {
-    caf::anon_send(found->actor, actor_peer::quit_atom::value, uint32_t{0});
+    caf::anon_send(f.actor, actor_peer::quit_atom::value, uint32_t{0});
   }
   REQUIRE(held.wait_for(deadline) == std::future_status::ready);
   auto e = held.get();
   CHECK_MESSAGE(e == caf::sec::request_receiver_down, caf::to_string(e));
-  CHECK(transport->counters().requests_failed.load() == 1);
-  CHECK(transport->pending().size() == 0);
+  CHECK(f.transport->counters().requests_failed.load() == 1);
+  CHECK(f.transport->pending().size() == 0);
 }
 
 TEST_CASE("a request the remote actor hands back to an actor of the requesting process is "
           "answered once, and nothing stays kept for it") {
-  daemon_process d{test::unique_name("cafshm-test-actormsg")};
-  REQUIRE(d.ready());
-  auto base = std::to_string(::getpid());
-  actor_peer_process peer{d, "relay-" + base};
-  REQUIRE(peer.ready());
-  actor_inbox_guard guard{d.name(), {peer.slot}};
-  client_system cs;
-  auto c = client::connect(cs.sys, d.address(), "requester");
-  REQUIRE(c);
-  guard.slots.push_back(to_slot(c->id()));
-  auto found = c->find_actor("relay-" + base);
-  REQUIRE(found);
-  REQUIRE(is_inbox_proxy(found->actor));
-  auto transport = detail::actors_of(*c);
-  REQUIRE(transport);
+  found_peer f{"relay"};
   // The actor of this process that the peer's actor delegates to: it answers the requester
   // here, not through this process's actor inbox.
-  auto local = cs.sys.spawn([]() -> caf::behavior {
+  auto local = f.cs.sys.spawn([]() -> caf::behavior {
     return {[](actor_peer::ping_atom, int32_t i) {
       return caf::make_message(actor_peer::pong_atom::value, i);
     }};
@@ -679,7 +682,7 @@ TEST_CASE("a request the remote actor hands back to an actor of the requesting p
   auto errors = std::make_shared<std::atomic<int>>(0);
   auto done = std::make_shared<std::promise<int32_t>>();
   auto got = done->get_future();
-  auto requester = cs.sys.spawn([=, target = found->actor](caf::event_based_actor* self) {
+  auto requester = f.cs.sys.spawn([=, target = f.actor](caf::event_based_actor* self) {
     self->request(target, std::chrono::minutes{10}, actor_peer::relay_atom::value, local,
                   int32_t{7})
       .then(
@@ -695,18 +698,18 @@ TEST_CASE("a request the remote actor hands back to an actor of the requesting p
   CHECK(got.get() == 7);
   // The request came back through this process's actor inbox, delegated: nothing waits for an
   // answer through the inbox any more.
-  CHECK(transport->pending().size() == 0);
+  CHECK(f.transport->pending().size() == 0);
   // The peer's process dies: its proxy is killed, with no request of it left to fail.
   auto down = std::make_shared<std::promise<void>>();
   auto gone = down->get_future();
-  auto watcher = cs.sys.spawn([=, target = found->actor](caf::event_based_actor* self) {
+  auto watcher = f.cs.sys.spawn([=, target = f.actor](caf::event_based_actor* self) {
     self->set_down_handler([=](caf::down_msg&) { down->set_value(); });
     self->monitor(target);
     return caf::behavior{[](actor_peer::report_atom) {}};
   });
-  peer.proc.kill(SIGKILL);
+  f.peer.proc.kill(SIGKILL);
   REQUIRE(gone.wait_for(deadline) == std::future_status::ready);
-  CHECK(transport->counters().requests_failed.load() == 0);
+  CHECK(f.transport->counters().requests_failed.load() == 0);
   CHECK(answers->load() == 1);
   CHECK(errors->load() == 0);
   for (auto& a : {local, requester, watcher})

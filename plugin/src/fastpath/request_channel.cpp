@@ -185,25 +185,18 @@ void request_channel::dispatch(const inbox_record& r, caf::execution_unit* unit)
   auto id = load_u64(r.payload, 0);
   std::unique_lock<std::mutex> lk{mtx_};
   // The room an answer held is free again: the reader frees a record's space before its handler.
-  auto room_freed = [&] {
-    bool queued = !queued_.empty();
-    lk.unlock();
-    cv_.notify_all(); // a blocking call may wait for room, or for its answer
-    if (queued)
-      send_queued(unit);
-  };
   if (auto i = waiting_.find(id); i != waiting_.end() && !i->second->done) {
     i->second->reply.assign(r.payload.begin(), r.payload.end());
-    i->second->done = true;
+    i->second->done = true; // the notification in room_given_back() wakes its caller
     give_back_locked(i->second->held);
-    room_freed();
+    room_given_back(lk, unit);
     return;
   }
   if (auto l = late_.find(id); l != late_.end()) { // its caller gave up waiting
     give_back_locked(l->second.held);
     late_.erase(l);
     stray_.fetch_add(1, std::memory_order_relaxed);
-    room_freed();
+    room_given_back(lk, unit);
     return;
   }
   auto j = for_actors_.find(id);
@@ -214,7 +207,7 @@ void request_channel::dispatch(const inbox_record& r, caf::execution_unit* unit)
   auto to = std::move(j->second);
   for_actors_.erase(j);
   give_back_locked(to.held);
-  room_freed();
+  room_given_back(lk, unit);
   deliver(to, r.payload, unit);
 }
 
@@ -305,6 +298,15 @@ request_channel::room_hold request_channel::hold_locked(uint64_t room) {
 void request_channel::give_back_locked(const room_hold& held) {
   if (held.bytes != 0 && held.epoch == room_epoch_)
     room_held_ -= held.bytes;
+}
+
+void request_channel::room_given_back(std::unique_lock<std::mutex>& lk,
+                                      caf::execution_unit* unit) {
+  bool queued = !queued_.empty();
+  lk.unlock();
+  cv_.notify_all(); // blocking calls wait for room, or for their answers
+  if (queued)
+    send_queued(unit);
 }
 
 uint64_t request_channel::room_held() const {
@@ -460,10 +462,7 @@ caf::error request_channel::call_for_actor(const caf::message& request,
       give_back_locked(i->second.held);
       for_actors_.erase(i);
     }
-    bool queued = !queued_.empty();
-    lk.unlock();
-    if (queued)
-      send_queued(nullptr);
+    room_given_back(lk, nullptr);
     return std::move(sent.error());
   }
   return {};
@@ -505,11 +504,7 @@ caf::expected<caf::message> request_channel::call(const caf::message& request,
       if (!s) {
         waiting_.erase(id);
         give_back_locked(me.held);
-        bool queued = !queued_.empty();
-        lk.unlock();
-        cv_.notify_all();
-        if (queued)
-          send_queued(nullptr);
+        room_given_back(lk, nullptr);
         return s.error();
       }
       sent = true;

@@ -196,6 +196,9 @@ private:
   bool may_send_locked(uint64_t room) const;
   room_hold hold_locked(uint64_t room);
   void give_back_locked(const room_hold& held);
+  /// After room was given back (`lk` holds mtx_): unlocks, wakes the blocking calls and sends
+  /// the queued actor requests that fit now.
+  void room_given_back(std::unique_lock<std::mutex>& lk, caf::execution_unit* unit);
   /// Sends queued actor requests while room allows (mtx_ not held), one thread at a time; a
   /// request that cannot be sent is answered with the error in its requester's mailbox.
   void send_queued(caf::execution_unit* unit);

@@ -50,9 +50,10 @@ void background_scrubber::wait_for_piece(std::unique_lock<std::mutex>& lock, key
   piece_done_.wait(lock, [&] { return busy_to_ <= from || to <= busy_from_; });
 }
 
-void background_scrubber::insert(key start, const range& r) {
-  ranges_.emplace(start, r);
+std::map<background_scrubber::key, background_scrubber::range>::iterator
+background_scrubber::insert(key start, const range& r) {
   by_age_.emplace(r.since, start);
+  return ranges_.emplace(start, r).first;
 }
 
 std::map<background_scrubber::key, background_scrubber::range>::iterator
@@ -76,10 +77,8 @@ void background_scrubber::cut(key from, key to, F&& inner) {
     i = erase(i);
     if (start < from) // the part before stays, under its own key
       insert(start, range{from - start, r.by, r.since});
-    if (to < end) { // the part after stays
-      insert(to, range{end - to, r.by, r.since});
-      i = ranges_.find(to);
-    }
+    if (to < end) // the part after stays
+      i = insert(to, range{end - to, r.by, r.since});
     key a = std::max(start, from), b = std::min(end, to);
     counts_.pending_bytes -= b - a;
     inner(reinterpret_cast<std::byte*>(a), size_t{b - a}, r.by);

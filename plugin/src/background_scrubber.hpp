@@ -83,8 +83,8 @@ private:
   /// `inner(at, bytes, by)` for each part inside it.
   template <class F>
   void cut(key from, key to, F&& inner);
-  /// Lists a range in ranges_ and by_age_ (lock held).
-  void insert(key start, const range& r);
+  /// Lists a range in ranges_ and by_age_ (lock held); answers its place in ranges_.
+  std::map<key, range>::iterator insert(key start, const range& r);
   /// Takes the range at `i` out of both (lock held); answers the range after it.
   std::map<key, range>::iterator erase(std::map<key, range>::iterator i);
   void wait_for_piece(std::unique_lock<std::mutex>& lock, key from, key to);

@@ -211,12 +211,12 @@ void request_relay::write_reply(const waiting_reply& to, std::span<const std::by
     i = replies_.emplace(to.slot, std::move(*w)).first;
   }
   auto& out = i->second;
+  // The "too large" mark: the client asks again over BASP.
   std::array<std::byte, fastpath::reply_header_bytes> too_large{};
-  if (payload.size() > out.max_payload()) { // the client asks again over BASP
-    fastpath::store_u64(too_large.data(), to.request_id);
-    too_large[8] = static_cast<std::byte>(fastpath::reply_kind::too_large);
+  fastpath::store_u64(too_large.data(), to.request_id);
+  too_large[8] = static_cast<std::byte>(fastpath::reply_kind::too_large);
+  if (payload.size() > out.max_payload())
     payload = too_large;
-  }
   // Never waits: a client that does not read its inbox loses its answers, not the engine time.
   // A client holds room for the bound of every answer it awaits (fastpath/answer_bound.hpp),
   // at least a small answer's; an answer larger than its bound (stats has none) that finds no
@@ -224,12 +224,8 @@ void request_relay::write_reply(const waiting_reply& to, std::span<const std::by
   // that repeats nothing.
   if (out.send(payload))
     return;
-  if (payload.data() != too_large.data()) {
-    fastpath::store_u64(too_large.data(), to.request_id);
-    too_large[8] = static_cast<std::byte>(fastpath::reply_kind::too_large);
-    if (out.send(too_large))
-      return;
-  }
+  if (payload.data() != too_large.data() && out.send(too_large))
+    return;
   counters_.replies_lost.fetch_add(1, std::memory_order_relaxed);
 }
 

@@ -436,6 +436,108 @@ TEST_CASE("fast path for actors: stats and read answers larger than the reply in
   CHECK(c->free(*big));
 }
 
+namespace {
+
+// One actor's requests, sent without waiting, on a block: a small write (inbox), a write too
+// large for a request record (BASP), a small read, a read whose answer is larger than the
+// reply inbox takes (through the inbox, answered "too large", asked again over BASP), a small
+// write and a small read. Each read must see the write sent last before it: the requests take
+// effect in the order the actor sent them, whichever path each takes. Answers the number of
+// requests that failed or read what another order would have left.
+caf::behavior in_order(caf::event_based_actor* self, client* c, block_ref ref, int rounds,
+                       size_t big, promise_ptr<int> result) {
+  struct state {
+    int left = 0;
+    int wrong = 0;
+  };
+  auto st = std::make_shared<state>();
+  st->left = rounds * 6;
+  auto one_done = [self, st, result] {
+    if (--st->left == 0) {
+      result->set_value(st->wrong);
+      self->quit();
+    }
+  };
+  auto failed = [st, one_done](caf::error&) {
+    ++st->wrong;
+    one_done();
+  };
+  auto wrote = [one_done](done_atom) { one_done(); };
+  auto expect = [st, one_done](std::string want) {
+    return [st, one_done, want](std::vector<char>& got) {
+      if (std::string(got.begin(), got.end()) != want)
+        ++st->wrong;
+      one_done();
+    };
+  };
+  return {[=](go_atom) {
+    for (int r = 0; r < rounds; ++r) {
+      auto tag = [r](char c) { return std::string(16, static_cast<char>(c + r)); };
+      auto large = tag('A') + pattern(big - 16);
+      c->request(self, write_atom::value, ref, uint64_t{0}, std::vector<char>(16, 'a' + r))
+        .then(wrote, failed);
+      c->request(self, write_atom::value, ref, uint64_t{0},
+                 std::vector<char>(large.begin(), large.end()))
+        .then(wrote, failed);
+      c->request(self, read_atom::value, ref, uint64_t{0}, uint64_t{16})
+        .then(expect(tag('A')), failed);
+      c->request(self, read_atom::value, ref, uint64_t{0}, uint64_t{big})
+        .then(expect(large), failed);
+      c->request(self, write_atom::value, ref, uint64_t{0}, std::vector<char>(16, 'k' + r))
+        .then(wrote, failed);
+      c->request(self, read_atom::value, ref, uint64_t{0}, uint64_t{16})
+        .then(expect(tag('k')), failed);
+    }
+  }};
+}
+
+void in_order_over_both_paths(scheduler_kind sched) {
+  // Request records and answers of at most about 4 KiB: a write of 6000 bytes takes BASP, and
+  // so does the answer of a read of 6000 bytes.
+  daemon_process d{test::unique_name("cafshm-test-fastactor"), "64MiB", 0,
+                   "local:\n  request_inbox: 8KiB\n  reply_inbox: 8KiB\n"};
+  REQUIRE(d.ready());
+  client_system cs{local_transport::shm, sched};
+  auto c = client::connect(cs.sys, d.address(), "orderly");
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  constexpr size_t big = 6000;
+  auto ref = c->allocate(big);
+  REQUIRE(ref);
+  auto before = c->stats();
+  REQUIRE(before);
+  constexpr int rounds = 20;
+  auto p = std::make_shared<std::promise<caf::expected<int>>>();
+  auto f = p->get_future();
+  auto act = cs.sys.spawn(in_order, &*c, *ref, rounds, big, p);
+  caf::anon_send(act, go_atom::value);
+  auto wrong = wait_for(f);
+  REQUIRE(wrong);
+  CHECK(*wrong == 0);
+  auto after = c->stats();
+  REQUIRE(after);
+  // Of each round's six requests the large write took BASP; the other five went through the
+  // inbox (the large read, answered "too large", once more over BASP), and so did `after`.
+  CHECK(after->inbox_requests == before->inbox_requests + rounds * 5 + 1);
+  auto ch = detail::channel_of(*c);
+  REQUIRE(ch);
+  CHECK(ch->actor_requests_pending() == 0);
+  CHECK(ch->room_held() == 0);
+  CHECK(c->free(*ref));
+}
+
+} // namespace
+
+TEST_CASE("fast path for actors: one actor's requests take effect in the order it sent them, "
+          "also those that travel over BASP") {
+  in_order_over_both_paths(scheduler_kind::configured);
+}
+
+TEST_CASE("fast path for actors: one actor's requests take effect in the order it sent them, "
+          "also those that travel over BASP [polling]") {
+  in_order_over_both_paths(scheduler_kind::polling);
+}
+
 TEST_CASE("fast path for actors: requests waiting for their answers fail at once with "
           "engine_unreachable when the engine is killed") {
   daemon_process d{test::unique_name("cafshm-test-fastactor")};
@@ -446,12 +548,12 @@ TEST_CASE("fast path for actors: requests waiting for their answers fail at once
   auto c = client::connect(cs.sys, d.address(), "waiter", opts);
   REQUIRE(c);
   REQUIRE(c->transport() == local_transport::shm);
-  auto ref = c->allocate(4096);
+  auto ref = c->allocate(2 << 20);
   REQUIRE(ref);
   auto ch = detail::channel_of(*c);
   REQUIRE(ch);
   stop_engine(d);
-  constexpr int kinds = 5;
+  constexpr int kinds = 6;
   auto sent = std::make_shared<std::promise<void>>();
   auto codes = std::make_shared<std::vector<promise_ptr<done>>>();
   std::vector<std::future<caf::expected<done>>> answers;
@@ -473,7 +575,10 @@ TEST_CASE("fast path for actors: requests waiting for their answers fail at once
     cl->free(self, r).then(answer(3), failed(3));
     cl->request(self, stats_atom::value)
       .then([p = (*codes)[4]](engine_stats&) { p->set_value(done{}); }, failed(4));
-    sent->set_value(); // the records are in the engine's inbox now
+    // Too large for a request record: sent over BASP once the requests before it are answered.
+    cl->request(self, write_atom::value, r, uint64_t{0}, std::vector<char>(2 << 20, 'w'))
+      .then([p = (*codes)[5]](done_atom) { p->set_value(done{}); }, failed(5));
+    sent->set_value(); // the records are in the engine's inbox now, the write in the queue
   });
   sent->get_future().wait();
   CHECK(ch->actor_requests_pending() == kinds);

@@ -841,15 +841,16 @@ async_result<T> failed_at_once(caf::error why) {
   return async_result<T>{[why = std::move(why)](auto, auto on_error) mutable { on_error(why); }};
 }
 
-// Sends `request` for `self` through the engine's request inbox if the fast path takes it: the
+// Sends `request` for `self` through the fast path's request channel if there is one: the
 // answer (or the error) arrives in self's mailbox as the response to the returned id, with a
-// CAF timeout of `limit` as for self->request(). None: the caller sends it over BASP (no usable
-// inbox, a kind that needs BASP, or too large for a record).
+// CAF timeout of `limit` as for self->request(). The channel sends through the engine's request
+// inbox what that takes, and the rest over BASP in its order with the rest. None: the caller
+// sends it over BASP (no usable channel).
 std::optional<caf::message_id>
 through_inbox(caf::scheduled_actor* self, const std::shared_ptr<fastpath::request_channel>& channel,
               const engine_actor& engine, std::chrono::milliseconds limit,
               const caf::message& request, fastpath::request_channel::drop_handler on_drop) {
-  if (!channel || !channel->usable() || !fastpath::may_travel_by_inbox(request))
+  if (!channel || !channel->usable())
     return std::nullopt;
   auto id = self->new_request_id(caf::message_priority::normal);
   auto why = channel->call_for_actor(request, self->address(), id.response_id(),
@@ -857,7 +858,7 @@ through_inbox(caf::scheduled_actor* self, const std::shared_ptr<fastpath::reques
                                      std::chrono::steady_clock::now() + limit,
                                      std::move(on_drop));
   if (why) {
-    if (code_of(why) == errc::request_too_large || !channel->usable())
+    if (!channel->usable())
       return std::nullopt; // nothing was sent
     // The failure arrives like an answer (as CAF delivers one for a request it cannot send).
     self->enqueue(caf::make_mailbox_element(nullptr, id.response_id(), {}, std::move(why)),

@@ -254,8 +254,10 @@ public:
   /// (atom, session, args...) to the engine with the client's timeout and returns the response
   /// handle, e.g. `.then([](block_ref r) {...}, [](caf::error& e) {...})`. From an event-based
   /// actor on the fast path it takes the engine's inbox like the calls above (the kinds the
-  /// blocking calls send there); then an engine that dies before answering fails it at once
-  /// with errc::engine_unreachable. Over BASP such a request ends only by the timeout.
+  /// blocking calls send there; any other, or one too large for the inbox, goes over BASP in
+  /// its order with the actor's requests around it); then an engine that dies before answering
+  /// fails it at once with errc::engine_unreachable. Without the fast path such a request ends
+  /// only by the timeout.
   template <class Self, class Atom, class... Ts>
   auto request(Self* self, Atom atom, Ts&&... xs) const {
     using handle = decltype(self->request(engine(), timeout_, atom, reg_.session,

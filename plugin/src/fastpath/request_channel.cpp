@@ -3,11 +3,13 @@
 #include <algorithm>
 
 #include <caf/actor_cast.hpp>
+#include <caf/actor_companion.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/binary_serializer.hpp>
 #include <caf/mailbox_element.hpp>
 #include <caf/message.hpp>
 #include <caf/scheduled_actor.hpp>
+#include <caf/scoped_execution_unit.hpp>
 
 #include "admin_layout.hpp"
 #include "cafshm/error.hpp"
@@ -91,6 +93,7 @@ request_channel::open(caf::actor_system& sys, const registration& reg, idle_stra
   auto w = inbox_writer::open(result->engine_inbox_, result->slot_);
   if (!w)
     return w.error();
+  result->request_payload_max_ = w->max_payload();
   result->requests_.emplace(std::move(*w));
   // With a polling scheduler its workers read the answers for actors: no thread of our own.
   result->polled_ = poll_registry::instance().add(*result);
@@ -106,6 +109,16 @@ request_channel::request_channel(caf::actor_system& sys, const registration& reg
 }
 
 request_channel::~request_channel() {
+  // The companion calls basp_answered() no more once its handler is gone (it replaces and calls
+  // the handler under its lock). It ends here, as CAF's actor_widget ends its companion: BASP
+  // keeps a sender of a message to another node in the actor registry (for the answer), and
+  // one still running when the actor system is destroyed would end on a half-destroyed system.
+  if (companion_) {
+    auto* c = static_cast<caf::actor_companion*>(caf::actor_cast<caf::abstract_actor*>(companion_));
+    c->on_enqueue(nullptr);
+    caf::scoped_execution_unit unit{&sys_};
+    c->cleanup(caf::exit_reason::normal, &unit);
+  }
   if (polled_)
     poll_registry::instance().remove(*this); // no worker polls it from here on
   {
@@ -128,6 +141,9 @@ void request_channel::engine_down() {
     for_actors_.clear();
     queued_.clear();
     late_.clear();
+    by_basp_.clear();
+    in_flight_ = 0;
+    barriers_ = 0;
     room_held_ = 0; // the engine writes none of the answers held for
     ++room_epoch_;
   }
@@ -161,6 +177,7 @@ caf::expected<void> request_channel::send(std::span<const std::byte> payload,
       usable_ = false;
       return unreachable("the engine's request inbox cannot be opened");
     }
+    request_payload_max_ = w->max_payload();
     requests_.emplace(std::move(*w));
   }
   for (;;) {
@@ -200,43 +217,47 @@ void request_channel::dispatch(const inbox_record& r, caf::execution_unit* unit)
     return;
   }
   auto j = for_actors_.find(id);
-  if (j == for_actors_.end() || !j->second.sent) {
+  if (j == for_actors_.end() || !j->second.sent || j->second.by_basp) {
     stray_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  auto to = std::move(j->second);
-  for_actors_.erase(j);
-  give_back_locked(to.held);
+  if (auto& q = j->second; static_cast<reply_kind>(r.payload[8]) == reply_kind::too_large
+                           && may_ask_again(q.request) && q.engine && clock::now() <= q.deadline
+                           && still_listening(q.requester)) {
+    // Asked again over BASP in its place: what the actor sent after it waits meanwhile.
+    auto out = over_basp_locked(id, q);
+    room_given_back(lk, unit);
+    send_by_basp(std::move(out));
+    return;
+  }
+  auto to = take_locked(j);
   room_given_back(lk, unit);
   deliver(to, r.payload, unit);
 }
 
 void request_channel::deliver(actor_request& to, std::span<const std::byte> reply,
                               caf::execution_unit* unit) {
+  if (static_cast<reply_kind>(reply[8]) != reply_kind::too_large)
+    return hand_over(to, answer_of(sys_, reply.subspan(reply_header_bytes)), unit);
+  // Not asked again (dispatch() asks again what may be): its requester is gone or timed out
+  // (nothing was given: the engine did not send what it answered), or the request was carried
+  // out and its answer exceeded the bound its room was held for (answer_bound.hpp).
   auto requester = still_listening(to.requester);
-  bool late = clock::now() > to.deadline; // the requester has (or gets) its timeout
-  if (static_cast<reply_kind>(reply[8]) == reply_kind::too_large) {
-    if (!requester || late) {
-      dropped_.fetch_add(1, std::memory_order_relaxed);
-      return; // nothing was given: the engine did not send what it answered
-    }
-    // Asked again over BASP on the requester's behalf: the engine answers it directly, under
-    // the id it awaits. Only a request without effects beyond its answer: any other was carried
-    // out, and its answer exceeded the bound its room was held for (answer_bound.hpp).
-    if (!may_ask_again(to.request)) {
-      requester->enqueue(caf::make_mailbox_element(nullptr, to.response, {},
-                                                   answer_lost_error(to.request)),
-                         unit);
-      return;
-    }
-    if (to.engine)
-      to.engine->enqueue(caf::make_mailbox_element(std::move(requester), to.response.request_id(),
-                                                   {}, to.request),
-                         nullptr);
+  if (!requester || clock::now() > to.deadline) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  auto answer = answer_of(sys_, reply.subspan(reply_header_bytes));
-  if (!requester || late) {
+  requester->enqueue(caf::make_mailbox_element(nullptr, to.response, {},
+                                               may_ask_again(to.request)
+                                                 ? unreachable("no engine to ask again")
+                                                 : answer_lost_error(to.request)),
+                     unit);
+}
+
+void request_channel::hand_over(actor_request& to, caf::message answer,
+                                caf::execution_unit* unit) {
+  auto requester = still_listening(to.requester);
+  if (!requester || clock::now() > to.deadline) { // the requester has (or gets) its timeout
     dropped_.fetch_add(1, std::memory_order_relaxed);
     if (to.on_drop)
       to.on_drop(answer);
@@ -246,6 +267,35 @@ void request_channel::deliver(actor_request& to, std::span<const std::byte> repl
                      unit);
 }
 
+request_channel::basp_send request_channel::over_basp_locked(uint64_t id, actor_request& r) {
+  if (!companion_) {
+    companion_ = sys_.spawn<caf::actor_companion, caf::hidden>();
+    static_cast<caf::actor_companion*>(caf::actor_cast<caf::abstract_actor*>(companion_))
+      ->on_enqueue([this](caf::mailbox_element_ptr answer) { basp_answered(std::move(answer)); });
+  }
+  bool counted = r.sent && r.barrier;
+  if (!r.sent) {
+    r.sent = true;
+    ++in_flight_;
+  }
+  if (!counted)
+    ++barriers_;
+  r.barrier = true;
+  give_back_locked(r.held); // the answer comes over BASP
+  r.held = {};
+  r.record.clear();
+  r.by_basp = true;
+  r.basp_id = next_basp_id_++ & caf::message_id::request_id_mask;
+  by_basp_[r.basp_id] = id;
+  return {caf::actor_cast<caf::strong_actor_ptr>(companion_), r.basp_id, r.engine, r.request};
+}
+
+void request_channel::send_by_basp(basp_send out) {
+  out.engine->enqueue(caf::make_mailbox_element(std::move(out.from), caf::make_message_id(out.id),
+                                                {}, std::move(out.request)),
+                      nullptr);
+}
+
 size_t request_channel::actor_requests_pending() const {
   std::lock_guard<std::mutex> guard{mtx_};
   return for_actors_.size();
@@ -253,14 +303,19 @@ size_t request_channel::actor_requests_pending() const {
 
 bool request_channel::forget_expired_locked(clock::time_point now) {
   bool freed = false;
-  for (auto i = for_actors_.begin(); i != for_actors_.end();)
-    if (now > i->second.forget_at) {
-      freed |= i->second.sent;
-      give_back_locked(i->second.held);
-      i = for_actors_.erase(i);
-    } else {
-      ++i;
+  for (auto i = for_actors_.begin(); i != for_actors_.end();) {
+    auto& r = i->second;
+    if (now > r.forget_at) {
+      freed |= r.sent;
+      take_locked(i++);
+      continue;
     }
+    if (r.barrier && r.sent && now > r.deadline) { // its requester has its timeout
+      end_barrier_locked(r);
+      freed = true;
+    }
+    ++i;
+  }
   for (auto i = late_.begin(); i != late_.end();)
     if (now > i->second.forget_at) {
       freed = true;
@@ -286,8 +341,59 @@ std::optional<uint64_t> request_channel::room_for(const caf::message& request) c
   return record_bytes(reply_header_bytes + bound);
 }
 
+bool request_channel::may_come_too_large(const caf::message& request) const {
+  auto bound = answer_bound(request);
+  return !bound || *bound > max_reply_payload();
+}
+
 bool request_channel::may_send_locked(uint64_t room) const {
-  return queued_.empty() && !sending_queued_ && room_held_ + room <= room_total_;
+  return queued_.empty() && !sending_queued_ && barriers_ == 0
+         && room_held_ + room <= room_total_;
+}
+
+void request_channel::mark_sent_locked(actor_request& r) {
+  r.held = hold_locked(r.room);
+  r.sent = true;
+  ++in_flight_;
+  if (r.barrier)
+    ++barriers_;
+}
+
+void request_channel::end_barrier_locked(actor_request& r) {
+  if (r.sent && r.barrier) {
+    r.barrier = false;
+    --barriers_;
+  }
+}
+
+request_channel::actor_request
+request_channel::take_locked(std::unordered_map<uint64_t, actor_request>::iterator i) {
+  auto r = std::move(i->second);
+  for_actors_.erase(i);
+  give_back_locked(r.held);
+  end_barrier_locked(r);
+  if (r.sent)
+    --in_flight_;
+  if (r.basp_id != 0)
+    by_basp_.erase(r.basp_id);
+  return r;
+}
+
+void request_channel::basp_answered(caf::mailbox_element_ptr answer) {
+  if (!answer || !answer->mid.is_response())
+    return;
+  std::unique_lock<std::mutex> lk{mtx_};
+  auto b = by_basp_.find(answer->mid.request_id().integer_value());
+  if (b == by_basp_.end()) // forgotten after its deadline, or the engine went down meanwhile
+    return;
+  auto i = for_actors_.find(b->second);
+  if (i == for_actors_.end()) {
+    by_basp_.erase(b);
+    return;
+  }
+  auto to = take_locked(i);
+  room_given_back(lk, nullptr);
+  hand_over(to, answer->move_content_to_message(), nullptr);
 }
 
 request_channel::room_hold request_channel::hold_locked(uint64_t room) {
@@ -334,14 +440,25 @@ void request_channel::send_queued(caf::execution_unit* unit) {
       auto now = clock::now();
       if (now > r.deadline) { // its requester has its timeout: never sent
         queued_.pop_front();
-        for_actors_.erase(i);
+        take_locked(i);
+        continue;
+      }
+      if (barriers_ > 0)
+        break; // its answer (or its deadline) sends the queue on
+      if (r.by_basp) {
+        if (in_flight_ > 0)
+          break; // after every answer to what was sent before it
+        queued_.pop_front();
+        auto out = over_basp_locked(id, r);
+        lk.unlock();
+        send_by_basp(std::move(out));
+        lk.lock();
         continue;
       }
       if (room_held_ + r.room > room_total_)
         break; // the next answer read makes room
       queued_.pop_front();
-      r.held = hold_locked(r.room);
-      r.sent = true;
+      mark_sent_locked(r);
       auto record = std::move(r.record);
       lk.unlock();
       auto sent = send({reinterpret_cast<const std::byte*>(record.data()), record.size()}, now);
@@ -351,9 +468,14 @@ void request_channel::send_queued(caf::execution_unit* unit) {
       auto j = for_actors_.find(id);
       if (j == for_actors_.end()) // engine_down() answered it
         continue;
-      auto failed = std::move(j->second);
-      for_actors_.erase(j);
-      give_back_locked(failed.held);
+      if (code_of(sent.error()) == errc::request_too_large) { // the engine's inbox shrank
+        auto out = over_basp_locked(id, j->second);
+        lk.unlock();
+        send_by_basp(std::move(out));
+        lk.lock();
+        continue;
+      }
+      auto failed = take_locked(j);
       lk.unlock();
       if (auto ptr = still_listening(failed.requester))
         ptr->enqueue(caf::make_mailbox_element(nullptr, failed.response, {},
@@ -421,29 +543,42 @@ caf::error request_channel::call_for_actor(const caf::message& request,
     return unreachable("the engine is down");
   if (!usable_)
     return unreachable("the engine offers no request inbox");
-  auto room = room_for(request);
-  if (!room)
-    return make_error(errc::request_too_large, "the answer may not fit into the reply inbox");
+  if (!engine)
+    return unreachable("no engine to send to");
   auto id = next_request_id();
-  auto buf = record_of(id, request);
-  if (!buf)
-    return std::move(buf.error());
+  actor_request r{requester, response, request, engine, deadline,
+                  deadline + late_answer_grace, std::move(on_drop)};
+  auto room = room_for(request);
+  r.by_basp = !room || !may_travel_by_inbox(request);
+  if (!r.by_basp) {
+    auto buf = record_of(id, request);
+    if (!buf)
+      return std::move(buf.error());
+    r.by_basp = buf->size() > request_payload_max_.load(std::memory_order_relaxed);
+    r.record = std::move(*buf);
+    r.room = *room;
+  }
+  r.barrier = r.by_basp || may_come_too_large(request);
+  std::optional<basp_send> by_basp;
+  std::vector<char> record;
   bool now = false;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (down_)
       return unreachable("the engine is down");
-    actor_request r{requester, response, request, engine, deadline,
-                    deadline + late_answer_grace, std::move(on_drop), *room};
-    if (may_send_locked(*room)) {
-      r.held = hold_locked(*room);
-      r.sent = now = true;
-    } else { // after the requests before it, when answers make room
-      r.record = std::move(*buf);
+    auto& q = for_actors_.emplace(id, std::move(r)).first->second;
+    if (q.by_basp ? may_send_locked(0) && in_flight_ == 0 : may_send_locked(q.room)) {
+      now = true;
+      if (q.by_basp) {
+        by_basp = over_basp_locked(id, q);
+      } else {
+        mark_sent_locked(q);
+        record = std::move(q.record);
+      }
+    } else { // after the requests before it: when answers make room, or end its barriers
       queued_.push_back(id);
       deferred_total_.fetch_add(1, std::memory_order_relaxed);
     }
-    for_actors_.emplace(id, std::move(r));
     if (!polled_ && !actor_reader_.joinable())
       actor_reader_ = std::thread{[this] { read_for_actors(); }};
   }
@@ -452,20 +587,28 @@ caf::error request_channel::call_for_actor(const caf::message& request,
     send_queued(nullptr);
     return {};
   }
-  // Without waiting for space: an actor's thread must not block on a full request inbox.
-  if (auto sent = send({reinterpret_cast<const std::byte*>(buf->data()), buf->size()},
-                       clock::now());
-      !sent) {
-    std::unique_lock<std::mutex> lk{mtx_};
-    // engine_down() may have answered it already: the actor drops one
-    if (auto i = for_actors_.find(id); i != for_actors_.end()) {
-      give_back_locked(i->second.held);
-      for_actors_.erase(i);
-    }
-    room_given_back(lk, nullptr);
-    return std::move(sent.error());
+  if (by_basp) {
+    send_by_basp(std::move(*by_basp));
+    return {};
   }
-  return {};
+  // Without waiting for space: an actor's thread must not block on a full request inbox.
+  auto sent = send({reinterpret_cast<const std::byte*>(record.data()), record.size()},
+                   clock::now());
+  if (sent)
+    return {};
+  std::unique_lock<std::mutex> lk{mtx_};
+  auto i = for_actors_.find(id);
+  if (i == for_actors_.end()) // engine_down() answered it: the actor drops one of the two
+    return std::move(sent.error());
+  if (code_of(sent.error()) == errc::request_too_large) { // the engine's inbox shrank
+    auto out = over_basp_locked(id, i->second);
+    lk.unlock();
+    send_by_basp(std::move(out));
+    return {};
+  }
+  take_locked(i);
+  room_given_back(lk, nullptr);
+  return std::move(sent.error());
 }
 
 uint64_t request_channel::max_reply_payload() const noexcept {

@@ -39,10 +39,21 @@
 // kept in a queue and sent, in the order of the queue, as answers free room (whoever reads an
 // answer sends what it made room for); its requester's timeout still runs. Room is held until
 // the answer is read, or, for a request whose caller stopped waiting, until late_answer_grace
-// after its deadline. A request whose bound exceeds the whole room is request_too_large (BASP),
-// unless it may be asked again (a large read): that one, and one without a bound (stats), holds
-// room for a small answer, and an answer that does not fit or finds no room comes back as "too
-// large" and is asked again over BASP.
+// after its deadline. A blocking call whose answer's bound exceeds the whole room is
+// request_too_large (the client sends it over BASP), unless it may be asked again (a large
+// read): that one, and one without a bound (stats), holds room for a small answer, and an answer
+// that does not fit or finds no room comes back as "too large" and is asked again over BASP.
+//
+// Order: an actor's requests take effect in the order it sent them, as over BASP, also those
+// that travel over BASP (a record larger than the request inbox takes, an answer larger than the
+// room, a kind the inbox does not carry). The channel sends those itself, from a companion
+// actor of its own that hands each answer to the requester under its response id, and keeps
+// them in the queue until every actor request sent before has been answered; while one is on
+// its way, and while a request whose answer may come back "too large" is unanswered (asking it
+// again over BASP must come before what follows), every later request waits in the queue, the
+// blocking calls' as well. Such a barrier ends with its answer, or at its deadline (the
+// requester got its timeout). The order is the process's, across its actors: one actor's large
+// write holds up the others' requests for its round trip.
 #pragma once
 
 #include <atomic>
@@ -61,8 +72,10 @@
 #include <thread>
 
 #include <caf/actor_addr.hpp>
+#include <caf/actor.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
+#include <caf/mailbox_element.hpp>
 #include <caf/message.hpp>
 #include <caf/message_id.hpp>
 
@@ -102,11 +115,11 @@ public:
 
   /// Sends `request` for the actor `requester` and returns at once. Its answer arrives in the
   /// requester's mailbox as the response with id `response` (the response id of a request id
-  /// the requester made); an answer too large for the reply inbox is asked again over BASP
-  /// from `engine` on the requester's behalf, under the same id. The requester keeps its own
-  /// CAF timeout; `deadline` is no later than it. Never waits for space: a full request inbox
-  /// is errc::inbox_full at once. Errors (nothing will arrive): as call(); with
-  /// request_too_large or while not usable() nothing was sent: send it over BASP.
+  /// the requester made). A request the inbox does not take, and an answer too large for the
+  /// reply inbox, go to `engine` over BASP from the channel, in order (see above). The
+  /// requester keeps its own CAF timeout; `deadline` is no later than it. Never waits for
+  /// space: a full request inbox is errc::inbox_full at once. Errors (nothing will arrive):
+  /// engine_unreachable, inbox_full; while not usable() nothing was sent: send it over BASP.
   caf::error call_for_actor(const caf::message& request, const caf::actor_addr& requester,
                             caf::message_id response, const caf::actor& engine,
                             clock::time_point deadline, drop_handler on_drop = nullptr);
@@ -163,8 +176,11 @@ private:
     drop_handler on_drop;
     uint64_t room = 0;          // record_bytes of the answer's bound
     room_hold held{};           // while sent: the room it holds
-    std::vector<char> record{}; // while queued: the record to send
+    std::vector<char> record{}; // while queued: the record to send (none: by BASP)
     bool sent = false;
+    bool by_basp = false;  // sent (or to be sent) over BASP from the companion
+    bool barrier = false;  // while sent and unanswered, later requests wait in the queue
+    uint64_t basp_id = 0;  // while sent over BASP: the companion's request id
   };
 
   /// A blocking call that stopped waiting before its answer came: its room stays held until
@@ -191,9 +207,33 @@ private:
 
   /// Room in the reply inbox that `request`'s answer needs; none: more than the inbox holds.
   std::optional<uint64_t> room_for(const caf::message& request) const;
+  /// Whether `request`'s answer may come back "too large" (it holds less room than it may need).
+  bool may_come_too_large(const caf::message& request) const;
   /// Whether a request needing `room` may be sent now (mtx_ held): no actor request waits in
-  /// the queue or is being sent from it, and the room is free.
+  /// the queue or is being sent from it, no barrier is unanswered, and the room is free.
   bool may_send_locked(uint64_t room) const;
+  /// Marks `r` sent through the inbox (mtx_ held): holds its room, counts it in flight.
+  void mark_sent_locked(actor_request& r);
+  /// Removes an actor request (mtx_ held), giving back its room and its place in flight.
+  /// Answers the request.
+  actor_request take_locked(std::unordered_map<uint64_t, actor_request>::iterator i);
+  /// Ends `r`'s barrier (mtx_ held), if it is one in flight.
+  void end_barrier_locked(actor_request& r);
+  /// A request on its way to the engine over BASP, from the companion under its own id.
+  struct basp_send {
+    caf::strong_actor_ptr from;
+    uint64_t id;
+    caf::actor engine;
+    caf::message request;
+  };
+  /// Marks actor request `id` (`r`) sent over BASP (mtx_ held): a barrier in flight, holding no
+  /// room. Answers what send_by_basp() sends.
+  basp_send over_basp_locked(uint64_t id, actor_request& r);
+  void send_by_basp(basp_send out); // mtx_ not held
+  /// The companion's answer to a request sent over BASP (on whichever thread delivers it).
+  void basp_answered(caf::mailbox_element_ptr answer);
+  /// Gives `answer` to `to`'s requester, or drops it (mtx_ not held).
+  void hand_over(actor_request& to, caf::message answer, caf::execution_unit* unit);
   room_hold hold_locked(uint64_t room);
   void give_back_locked(const room_hold& held);
   /// After room was given back (`lk` holds mtx_): unlocks, wakes the blocking calls and sends
@@ -233,6 +273,7 @@ private:
   std::optional<inbox_writer> requests_;
   std::atomic<bool> reopen_{false}; // set by engine_up(): open the request inbox anew
   std::atomic<bool> usable_{true};
+  std::atomic<uint64_t> request_payload_max_{0}; // of the request inbox last opened
   // -- waiting calls
   mutable std::mutex mtx_;
   std::condition_variable cv_;
@@ -248,6 +289,12 @@ private:
   std::deque<uint64_t> queued_; // ids of actor requests waiting for room, oldest first
   bool sending_queued_ = false;  // a thread sends from the queue (mtx_ released meanwhile)
   bool send_queued_again_ = false; // room was freed while it did
+  // -- order with the requests over BASP (mtx_)
+  size_t in_flight_ = 0; // actor requests sent and unanswered
+  size_t barriers_ = 0;  // of them, barriers
+  std::unordered_map<uint64_t, uint64_t> by_basp_; // the companion's request id -> id
+  uint64_t next_basp_id_ = 1;
+  caf::actor companion_; // made with the first request over BASP; receives their answers
   std::atomic<uint64_t> deferred_total_{0};
   std::atomic<uint64_t> dropped_{0};
   bool closing_ = false;  // the destructor runs: the reading thread ends

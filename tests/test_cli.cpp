@@ -483,8 +483,8 @@ TEST_CASE("cli: stat --json is one JSON object with every documented key") {
                    "scrub_skipped_for_writer",
                    "fragmentation", "free_bytes_by_order", "processes", "blocks", "grants",
                    "names", "requests", "rejected", "inbox_requests", "inbox_refused",
-                   "inbox_replies_lost", "gone_notices_pending", "gone_notices_late",
-                   "gone_notices_dropped"})
+                   "inbox_replies_lost", "inbox_replies_too_large", "gone_notices_pending",
+                   "gone_notices_late", "gone_notices_dropped"})
     CHECK_MESSAGE(s.fields.count(key) == 1, key);
   CHECK(s["arena_bytes"].u64() == 256 * MiB);
   CHECK(s["blocks"].kind == json::number);

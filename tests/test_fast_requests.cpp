@@ -25,6 +25,7 @@
 #include "fastpath/inbox_layout.hpp"
 #include "fastpath/inbox_writer.hpp"
 #include "fastpath/record_deserializer.hpp"
+#include "fastpath/request_channel.hpp"
 #include "fastpath/request_record.hpp"
 #include "shm_segment.hpp"
 #include "support/client_system.hpp"
@@ -309,6 +310,62 @@ TEST_CASE("fast path: a full request inbox makes requests wait and then fail wit
     return s.inbox_requests >= static_cast<uint64_t>(unanswered);
   }));
   CHECK(c->find_process("pusher"));
+}
+
+TEST_CASE("fast path: an answer that finds no room in a reply inbox leaves the \"too large\" "
+          "mark, and the client reads past it") {
+  // A reply inbox of 8 KiB holds two answers of a 3000-byte read, not a third.
+  daemon_process d{test::unique_name("cafshm-test-fast"), "64MiB", 0,
+                   "local:\n  reply_inbox: 8KiB\n"};
+  REQUIRE(d.ready());
+  client_system cs;
+  auto c = client::connect(cs.sys, d.address(), "unread");
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto ch = detail::channel_of(*c);
+  REQUIRE(ch);
+  std::string data(3000, 'r');
+  auto ref = c->allocate(data.size());
+  REQUIRE(ref);
+  REQUIRE(c->write(*ref, 0, data));
+  auto before = c->stats();
+  REQUIRE(before);
+  auto strays = ch->stray_replies();
+  // Three reads written straight into the engine's inbox, as a client that holds no room for
+  // their answers would: nobody reads this process's reply inbox until its next call.
+  auto replies = fastpath::inbox_writer::open(ch->reply_inbox_name(), admin::engine_slot);
+  REQUIRE(replies);
+  auto requests = fastpath::inbox_writer::open(request_inbox_of(d), to_slot(c->id()));
+  REQUIRE(requests);
+  for (uint64_t id = 1; id <= 3; ++id) {
+    std::vector<char> buf(fastpath::request_header_bytes, 0);
+    fastpath::store_u64(reinterpret_cast<std::byte*>(buf.data()), 0x52454144 + id);
+    fastpath::store_u64(reinterpret_cast<std::byte*>(buf.data()) + 8, replies->instance());
+    caf::binary_serializer sink{cs.sys, buf};
+    auto msg = caf::make_message(read_atom::value, c->session(), *ref, uint64_t{0},
+                                 uint64_t{data.size()});
+    REQUIRE(!sink(msg));
+    REQUIRE(requests->send({reinterpret_cast<const std::byte*>(buf.data()), buf.size()}, 10s));
+  }
+  // The engine answered all three without waiting: two answers, then the mark. Watched over
+  // BASP by a second client: a call of this one would read its reply inbox.
+  client_system watcher_sys{local_transport::basp};
+  auto watcher = client::connect(watcher_sys.sys, d.address(), "watcher");
+  REQUIRE(watcher);
+  CHECK(eventually(*watcher, 20s, [&](const engine_stats& st) {
+    return st.inbox_replies_too_large == before->inbox_replies_too_large + 1;
+  }));
+  REQUIRE(c->find_process("unread")); // reads the three first, as answers nobody waits for
+  CHECK(ch->stray_replies() == strays + 3);
+  auto after = c->stats();
+  REQUIRE(after);
+  CHECK(after->inbox_requests == before->inbox_requests + 5);
+  CHECK(after->inbox_replies_too_large == before->inbox_replies_too_large + 1);
+  CHECK(after->inbox_replies_lost == before->inbox_replies_lost);
+  auto back = c->read(*ref, 0, data.size());
+  REQUIRE(back);
+  CHECK(std::string(back->begin(), back->end()) == data);
+  CHECK(c->free(*ref));
 }
 
 TEST_CASE("fast path: a blocking call waiting for its answer fails at once when the engine is "

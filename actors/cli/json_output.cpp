@@ -85,6 +85,7 @@ void write_json(std::ostream& out, const engine_stats& s) {
       << ",\"rejected\":" << s.rejected << ",\"inbox_requests\":" << s.inbox_requests
       << ",\"inbox_refused\":" << s.inbox_refused
       << ",\"inbox_replies_lost\":" << s.inbox_replies_lost
+      << ",\"inbox_replies_too_large\":" << s.inbox_replies_too_large
       << ",\"gone_notices_pending\":" << s.gone_notices_pending
       << ",\"gone_notices_late\":" << s.gone_notices_late
       << ",\"gone_notices_dropped\":" << s.gone_notices_dropped << ",\"capacities\":[";

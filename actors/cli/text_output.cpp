@@ -90,7 +90,8 @@ void write_text(std::ostream& out, const engine_stats& s) {
   row("names") << s.name_list.size() << " of " << s.max_names << "\n";
   row("requests") << s.requests << " (" << s.rejected << " rejected; " << s.inbox_requests
                   << " through the request inbox, " << s.inbox_refused << " records refused, "
-                  << s.inbox_replies_lost << " answers lost)\n";
+                  << s.inbox_replies_too_large << " answers too large for the reply inbox, "
+                  << s.inbox_replies_lost << " lost)\n";
   if (s.gone_notices_pending + s.gone_notices_late + s.gone_notices_dropped != 0)
     row("gone notices") << s.gone_notices_pending << " waiting for space in an actor inbox, "
                         << s.gone_notices_late << " written late, " << s.gone_notices_dropped

@@ -116,10 +116,13 @@ struct engine_stats {
   uint64_t rejected = 0;
   // The request inbox (local fast path): requests handed to the engine, records refused
   // (not a request message, a request the inbox does not carry, a session of another slot
-  // than the record's sender), answers that could not be written to a reply inbox.
+  // than the record's sender), answers that could not be written to a reply inbox, answers
+  // larger than a reply inbox takes or than the room left in it, written as the "too large"
+  // mark instead (the client asks again over BASP where that repeats nothing).
   uint64_t inbox_requests = 0;
   uint64_t inbox_refused = 0;
   uint64_t inbox_replies_lost = 0;
+  uint64_t inbox_replies_too_large = 0;
   // Notices to local processes that a process is gone (so that they end their proxies of its
   // actors) that found the receiver's actor inbox full: kept now for a later try, written
   // later, forgotten because the receiver was reclaimed first.
@@ -173,7 +176,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_stats& x) {
            x.scrub_skipped_for_writer,
            x.processes, x.blocks, x.draining_blocks, x.grants, x.names, x.max_processes,
            x.max_blocks, x.max_grants, x.max_names, x.requests, x.rejected, x.inbox_requests,
-           x.inbox_refused, x.inbox_replies_lost, x.capacities, x.process_list,
+           x.inbox_refused, x.inbox_replies_lost, x.inbox_replies_too_large, x.capacities, x.process_list,
            x.name_list, x.peers, x.transmits_out, x.outgoing, x.transmits_in, x.incoming,
            x.cache_capacity,
            x.cache_bytes, x.cache_entries, x.cache_hits, x.cache_misses, x.cache_evictions,

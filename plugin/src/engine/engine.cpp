@@ -155,6 +155,7 @@ void fill_inbox_stats(const engine_state& st, engine_stats& out) {
   out.inbox_requests = c.requests.load(std::memory_order_relaxed);
   out.inbox_refused = c.refused.load(std::memory_order_relaxed);
   out.inbox_replies_lost = c.replies_lost.load(std::memory_order_relaxed);
+  out.inbox_replies_too_large = c.replies_too_large.load(std::memory_order_relaxed);
 }
 
 engine_impl::behavior_type engine_behavior(engine_pointer self,

@@ -222,10 +222,15 @@ void request_relay::write_reply(const waiting_reply& to, std::span<const std::by
   // at least a small answer's; an answer larger than its bound (stats has none) that finds no
   // room leaves the "too large" mark there instead, and the client asks again over BASP where
   // that repeats nothing.
-  if (out.send(payload))
+  if (out.send(payload)) {
+    if (payload.data() == too_large.data())
+      counters_.replies_too_large.fetch_add(1, std::memory_order_relaxed);
     return;
-  if (payload.data() != too_large.data() && out.send(too_large))
+  }
+  if (payload.data() != too_large.data() && out.send(too_large)) {
+    counters_.replies_too_large.fetch_add(1, std::memory_order_relaxed);
     return;
+  }
   counters_.replies_lost.fetch_add(1, std::memory_order_relaxed);
 }
 

@@ -39,6 +39,7 @@ public:
     std::atomic<uint64_t> requests{0};     // handed to the engine
     std::atomic<uint64_t> refused{0};      // records dropped unread by the engine
     std::atomic<uint64_t> replies_lost{0}; // answers that found no reply inbox to go to
+    std::atomic<uint64_t> replies_too_large{0}; // answers sent as the "too large" mark
   };
 
   /// Creates the request inbox of engine `config.engine.name` (mode and group as its segments;

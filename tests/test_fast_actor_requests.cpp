@@ -29,8 +29,10 @@
 
 #include "cafshm/client.hpp"
 #include "cafshm/pool.hpp"
+#include "cafshm/remote.hpp"
 #include "fastpath/request_channel.hpp"
 #include "support/client_system.hpp"
+#include "testing/child_process.hpp"
 #include "testing/daemon_process.hpp"
 #include "testing/unique_name.hpp"
 
@@ -536,6 +538,80 @@ TEST_CASE("fast path for actors: one actor's requests take effect in the order i
 TEST_CASE("fast path for actors: one actor's requests take effect in the order it sent them, "
           "also those that travel over BASP [polling]") {
   in_order_over_both_paths(scheduler_kind::polling);
+}
+
+TEST_CASE("fast path for actors: a transmit to an actor does not hold up the requests sent after "
+          "it") {
+  daemon_process a{test::unique_name("cafshm-test-fastactor"), "16MiB", 0, "remote:\n  cache: 0\n"};
+  daemon_process b{test::unique_name("cafshm-test-fastactor"), "16MiB"};
+  REQUIRE(a.ready());
+  REQUIRE(b.ready());
+  client_system cs{local_transport::shm};
+  auto c = client::connect(cs.sys, a.address(), "teller");
+  REQUIRE(c);
+  REQUIRE(c->transport() == local_transport::shm);
+  auto sink = client::connect(cs.sys, b.address(), "sink");
+  REQUIRE(sink);
+  auto ref = c->allocate(4096);
+  REQUIRE(ref);
+  auto listener = cs.sys.spawn([]() -> caf::behavior {
+    return {[](delivered_atom, const block_ref&) {}};
+  });
+  transmit_target tell;
+  tell.process = "sink";
+  tell.deliver_to = listener; // an actor handle: the transmit travels over BASP
+  struct outcome {
+    std::promise<bool> found; // whether the transmit was still unanswered then
+    std::promise<caf::error> transmitted;
+  };
+  auto out = std::make_shared<outcome>();
+  auto found = out->found.get_future();
+  auto transmitted = out->transmitted.get_future();
+  auto* cl = &*c;
+  {
+    // The destination engine runs no more: the transmit waits for it.
+    test::paused_process stopped{b.process()};
+    REQUIRE(stopped);
+    cs.sys.spawn([=, r = *ref, to = b.address_text()](caf::event_based_actor* self) {
+      auto answered = std::make_shared<bool>(false);
+      auto left = std::make_shared<int>(2);
+      auto one_done = [self, left] {
+        if (--*left == 0)
+          self->quit();
+      };
+      cl->request(self, transmit_atom::value, r, to, tell)
+        .then(
+          [out, answered, one_done](transmit_receipt&) {
+            *answered = true;
+            out->transmitted.set_value(caf::error{});
+            one_done();
+          },
+          [out, answered, one_done](caf::error& e) {
+            *answered = true;
+            out->transmitted.set_value(e);
+            one_done();
+          });
+      cl->find_process(self, "teller")
+        .then(
+          [out, answered, one_done](process_id&&) {
+            out->found.set_value(!*answered);
+            one_done();
+          },
+          [out, one_done](caf::error&) {
+            out->found.set_value(false);
+            one_done();
+          });
+    });
+    REQUIRE(found.wait_for(answer_deadline) == std::future_status::ready);
+    CHECK(found.get());
+  }
+  // The destination runs again: the transmit completes (within the requester's timeout).
+  REQUIRE(transmitted.wait_for(answer_deadline) == std::future_status::ready);
+  auto why = transmitted.get();
+  CHECK_MESSAGE(!why, cs.sys.render(why));
+  auto again = c->find_process("teller");
+  CHECK(again);
+  caf::anon_send_exit(listener, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("fast path for actors: requests waiting for their answers fail at once with "

@@ -63,6 +63,11 @@ caf::message answer_of(caf::actor_system& sys, std::span<const std::byte> body) 
     make_error(errc::engine_unreachable, "the engine's answer did not deserialise"));
 }
 
+bool is_kind(const caf::message& request, caf::atom_value kind) {
+  return !request.empty() && request.match_element<caf::atom_value>(0)
+         && request.get_as<caf::atom_value>(0) == kind;
+}
+
 // A request carried out whose answer came back too large for the reply inbox: more than the
 // bound its room was held for (answer_bound.hpp), which asking again could only repeat.
 caf::error answer_lost_error(const caf::message& request) {
@@ -274,13 +279,13 @@ request_channel::basp_send request_channel::over_basp_locked(uint64_t id, actor_
       ->on_enqueue([this](caf::mailbox_element_ptr answer) { basp_answered(std::move(answer)); });
   }
   bool counted = r.sent && r.barrier;
-  if (!r.sent) {
-    r.sent = true;
-    ++in_flight_;
-  }
-  if (!counted)
+  bool converted = r.sent && !r.by_basp; // sent through the inbox before
+  if (converted)
+    --in_flight_;
+  r.sent = true;
+  r.barrier = r.barrier || converted;
+  if (r.barrier && !counted)
     ++barriers_;
-  r.barrier = true;
   give_back_locked(r.held); // the answer comes over BASP
   r.held = {};
   r.record.clear();
@@ -372,7 +377,7 @@ request_channel::take_locked(std::unordered_map<uint64_t, actor_request>::iterat
   for_actors_.erase(i);
   give_back_locked(r.held);
   end_barrier_locked(r);
-  if (r.sent)
+  if (r.sent && !r.by_basp)
     --in_flight_;
   if (r.basp_id != 0)
     by_basp_.erase(r.basp_id);
@@ -447,7 +452,7 @@ void request_channel::send_queued(caf::execution_unit* unit) {
         break; // its answer (or its deadline) sends the queue on
       if (r.by_basp) {
         if (in_flight_ > 0)
-          break; // after every answer to what was sent before it
+          break; // after the answers to what went through the inbox before it
         queued_.pop_front();
         auto out = over_basp_locked(id, r);
         lk.unlock();
@@ -558,7 +563,9 @@ caf::error request_channel::call_for_actor(const caf::message& request,
     r.record = std::move(*buf);
     r.room = *room;
   }
-  r.barrier = r.by_basp || may_come_too_large(request);
+  // A transmit's answer comes when the block has arrived at the peer, maybe minutes later:
+  // what the actor sends after it does not wait for that.
+  r.barrier = r.by_basp ? !is_kind(request, transmit_atom::value) : may_come_too_large(request);
   std::optional<basp_send> by_basp;
   std::vector<char> record;
   bool now = false;

@@ -47,13 +47,14 @@
 // Order: an actor's requests take effect in the order it sent them, as over BASP, also those
 // that travel over BASP (a record larger than the request inbox takes, an answer larger than the
 // room, a kind the inbox does not carry). The channel sends those itself, from a companion
-// actor of its own that hands each answer to the requester under its response id, and keeps
-// them in the queue until every actor request sent before has been answered; while one is on
-// its way, and while a request whose answer may come back "too large" is unanswered (asking it
-// again over BASP must come before what follows), every later request waits in the queue, the
-// blocking calls' as well. Such a barrier ends with its answer, or at its deadline (the
-// requester got its timeout). The order is the process's, across its actors: one actor's large
-// write holds up the others' requests for its round trip.
+// actor of its own that hands each answer to the requester under its response id (BASP keeps
+// the order among them), and keeps them in the queue until every actor request sent through the
+// inbox before has been answered; while one is on its way (but a transmit, whose answer comes
+// when the block has arrived), and while a request whose answer may come back "too large" is
+// unanswered (asking it again over BASP must come before what follows), every later request
+// waits in the queue, the blocking calls' as well. Such a barrier ends with its answer, or at its
+// deadline (the requester got its timeout). The order is the process's, across its actors: one
+// actor's large write holds up the others' requests for its round trip.
 #pragma once
 
 #include <atomic>
@@ -226,8 +227,8 @@ private:
     caf::actor engine;
     caf::message request;
   };
-  /// Marks actor request `id` (`r`) sent over BASP (mtx_ held): a barrier in flight, holding no
-  /// room. Answers what send_by_basp() sends.
+  /// Marks actor request `id` (`r`) sent over BASP (mtx_ held), holding no room: a barrier in
+  /// flight unless it is a transmit sent so. Answers what send_by_basp() sends.
   basp_send over_basp_locked(uint64_t id, actor_request& r);
   void send_by_basp(basp_send out); // mtx_ not held
   /// The companion's answer to a request sent over BASP (on whichever thread delivers it).
@@ -290,8 +291,8 @@ private:
   bool sending_queued_ = false;  // a thread sends from the queue (mtx_ released meanwhile)
   bool send_queued_again_ = false; // room was freed while it did
   // -- order with the requests over BASP (mtx_)
-  size_t in_flight_ = 0; // actor requests sent and unanswered
-  size_t barriers_ = 0;  // of them, barriers
+  size_t in_flight_ = 0; // actor requests sent through the inbox and unanswered
+  size_t barriers_ = 0;  // actor requests sent, unanswered, and holding up what follows
   std::unordered_map<uint64_t, uint64_t> by_basp_; // the companion's request id -> id
   uint64_t next_basp_id_ = 1;
   caf::actor companion_; // made with the first request over BASP; receives their answers

@@ -13,6 +13,7 @@
 
 #include "cafshm/block_ref.hpp"
 #include "cafshm/engine.hpp"
+#include "fastpath/request_record.hpp"
 
 namespace cafshm::fastpath {
 
@@ -33,9 +34,7 @@ constexpr uint64_t map_answer_overhead = 256;
 /// room the engine leaves a "too large" mark of a few bytes instead (request_relay.cpp), which
 /// room for a small answer always takes: the client asks a stats request again over BASP.
 inline std::optional<uint64_t> answer_bound(const caf::message& request) {
-  if (request.empty() || !request.match_element<caf::atom_value>(0))
-    return small_answer_bound;
-  auto kind = request.get_as<caf::atom_value>(0);
+  auto kind = kind_of(request);
   if (kind == stats_atom::value)
     return std::nullopt;
   if (kind == read_atom::value && request.size() == 5 && request.match_element<uint64_t>(4))
@@ -51,9 +50,7 @@ inline std::optional<uint64_t> answer_bound(const caf::message& request) {
 /// Whether asking `request` twice has no effect beyond the answer: only such a request is
 /// asked again over BASP when its answer came back too large for the reply inbox.
 inline bool may_ask_again(const caf::message& request) {
-  if (request.empty() || !request.match_element<caf::atom_value>(0))
-    return false;
-  auto kind = request.get_as<caf::atom_value>(0);
+  auto kind = kind_of(request);
   return kind == read_atom::value || kind == stats_atom::value || kind == lookup_atom::value
          || kind == process_atom::value;
 }

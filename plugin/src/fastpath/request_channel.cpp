@@ -63,18 +63,12 @@ caf::message answer_of(caf::actor_system& sys, std::span<const std::byte> body) 
     make_error(errc::engine_unreachable, "the engine's answer did not deserialise"));
 }
 
-bool is_kind(const caf::message& request, caf::atom_value kind) {
-  return !request.empty() && request.match_element<caf::atom_value>(0)
-         && request.get_as<caf::atom_value>(0) == kind;
-}
-
 // A request carried out whose answer came back too large for the reply inbox: more than the
 // bound its room was held for (answer_bound.hpp), which asking again could only repeat.
 caf::error answer_lost_error(const caf::message& request) {
-  std::string kind = !request.empty() && request.match_element<caf::atom_value>(0)
-                       ? to_string(request.get_as<caf::atom_value>(0))
-                       : std::string{"?"};
-  return make_error(errc::engine_unreachable, "the engine carried out the " + kind
+  auto kind = kind_of(request);
+  std::string name = kind ? to_string(*kind) : std::string{"?"};
+  return make_error(errc::engine_unreachable, "the engine carried out the " + name
                                                 + " request, but its answer does not fit into "
                                                   "the reply inbox");
 }
@@ -565,7 +559,7 @@ caf::error request_channel::call_for_actor(const caf::message& request,
   }
   // A transmit's answer comes when the block has arrived at the peer, maybe minutes later:
   // what the actor sends after it does not wait for that.
-  r.barrier = r.by_basp ? !is_kind(request, transmit_atom::value) : may_come_too_large(request);
+  r.barrier = r.by_basp ? kind_of(request) != transmit_atom::value : may_come_too_large(request);
   std::optional<basp_send> by_basp;
   std::vector<char> record;
   bool now = false;

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <iterator>
+#include <optional>
 #include <span>
 
 #include <caf/atom.hpp>
@@ -50,16 +51,23 @@ inline bool travels_by_inbox(caf::atom_value a) {
   return std::find(std::begin(kinds), std::end(kinds), a) != std::end(kinds);
 }
 
+/// The kind of `request` (atom, session, ...): its first element; none if that is no atom.
+inline std::optional<caf::atom_value> kind_of(const caf::message& request) {
+  if (request.empty() || !request.match_element<caf::atom_value>(0))
+    return std::nullopt;
+  return request.get_as<caf::atom_value>(0);
+}
+
 /// Whether a client sends `request` (atom, session, ...) through the engine's inbox: a kind of
 /// travels_by_inbox(), and no actor handle in it.
 inline bool may_travel_by_inbox(const caf::message& request) {
-  if (request.empty() || !request.match_element<caf::atom_value>(0))
+  auto kind = kind_of(request);
+  if (!kind)
     return false;
-  auto kind = request.get_as<caf::atom_value>(0);
-  if (kind == transmit_atom::value)
+  if (*kind == transmit_atom::value)
     return request.size() == 5 && request.match_element<transmit_target>(4)
            && !request.get_as<transmit_target>(4).deliver_to;
-  return travels_by_inbox(kind);
+  return travels_by_inbox(*kind);
 }
 
 constexpr size_t request_header_bytes = 16;
